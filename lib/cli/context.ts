@@ -1,0 +1,105 @@
+/**
+ * What a command gets from its caller: payload input and output, a sink for
+ * diagnostics, and a signal that stops it. `main.ts` passes the process's
+ * stdin/stdout/stderr and signal handlers; tests pass buffers, so commands
+ * run in-process.
+ *
+ * @module
+ */
+
+import type { Input, Output } from "../stdio.ts";
+import type { TextSink } from "../report.ts";
+
+/** The I/O and cancellation a command runs with. */
+export interface CommandContext {
+  /** Payload input (stdin). */
+  stdin: Input;
+  /** Payload output (stdout). */
+  stdout: Output;
+  /** Diagnostics (stderr). */
+  stderr: TextSink;
+  /** Aborted on SIGINT/SIGTERM; the reason carries the exit code. */
+  signal: AbortSignal;
+  /**
+   * Whether stdin is a terminal. A session reading a terminal ends when the
+   * peer closes its side, instead of waiting for end of input (^D).
+   */
+  stdinIsTerminal?: boolean;
+  /** Whether stderr is a terminal (for `--color auto`). */
+  stderrIsTerminal?: boolean;
+  /** Whether `NO_COLOR` is set (`Deno.noColor`). */
+  noColor?: boolean;
+}
+
+/** What {@linkcode memoryContext} collects. */
+export interface MemoryContext extends CommandContext {
+  /** Everything written to stdout so far. */
+  stdoutBytes(): Uint8Array;
+  /** Everything written to stdout so far, as text. */
+  stdoutText(): string;
+  /** Everything written to stderr so far. */
+  stderrText(): string;
+}
+
+/**
+ * A context with stdin from bytes and stdout/stderr into memory, for running
+ * commands in-process.
+ *
+ * @example Usage
+ * ```ts
+ * import { memoryContext } from "./context.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const ctx = memoryContext({ stdin: "ping" });
+ * const buf = new Uint8Array(8);
+ * assertEquals(await ctx.stdin.read(buf), 4);
+ * await ctx.stdout.write(new TextEncoder().encode("pong"));
+ * assertEquals(ctx.stdoutText(), "pong");
+ * ```
+ */
+export function memoryContext(
+  options: { stdin?: Uint8Array | string; signal?: AbortSignal } = {},
+): MemoryContext {
+  const input = typeof options.stdin === "string"
+    ? new TextEncoder().encode(options.stdin)
+    : options.stdin ?? new Uint8Array();
+  let offset = 0;
+  let cancelled = false;
+  const chunks: Uint8Array[] = [];
+  let err = "";
+  const stdoutBytes = () => {
+    const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  };
+  return {
+    stdin: {
+      read(p: Uint8Array): Promise<number | null> {
+        if (cancelled || offset >= input.length) return Promise.resolve(null);
+        const n = Math.min(p.length, input.length - offset);
+        p.set(input.subarray(offset, offset + n));
+        offset += n;
+        return Promise.resolve(n);
+      },
+      cancel() {
+        cancelled = true;
+      },
+    },
+    stdout: {
+      write(p: Uint8Array): Promise<number> {
+        chunks.push(p.slice());
+        return Promise.resolve(p.length);
+      },
+      flush: () => Promise.resolve(),
+    },
+    stderr: { write: (text: string) => void (err += text) },
+    signal: options.signal ?? new AbortController().signal,
+    stdoutBytes,
+    stdoutText: () => new TextDecoder().decode(stdoutBytes()),
+    stderrText: () => err,
+  };
+}

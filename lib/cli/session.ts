@@ -1,0 +1,252 @@
+/**
+ * A connection bridged to the command's payload (DESIGN §5a): stdin — or
+ * `--send` text, or a `--send-file` — goes to the peer, the peer's bytes go
+ * to stdout. End of input half-closes the socket and the reply keeps
+ * flowing. The session ends when both directions have ended: the peer has
+ * closed its side and everything it sent is on stdout, and all input has
+ * been sent. A peer that half-closes first (`sockit listen </dev/null`) thus
+ * still receives all of our input, as with OpenBSD nc. One exception: when
+ * stdin is a terminal, the peer's close ends the session at once (as ncat
+ * does), so an interactive client exits when the server hangs up. Shared by
+ * `listen` and `connect`; the copying itself is the one relay.
+ *
+ * @module
+ */
+
+import { SignalInterrupt, SockitError, TimeoutError, toSockitError } from "../errors.ts";
+import { formatDuration } from "../format.ts";
+import { Relay, RelayError } from "../relay.ts";
+import type { Duplex } from "../relay.ts";
+import type { Reporter } from "../report.ts";
+import type { ByteReader, Output } from "../stdio.ts";
+import type { SocketStream } from "../stream.ts";
+import type { CommandContext } from "./context.ts";
+
+/** What the session sends and how it ends. */
+export interface SessionOptions {
+  /** Send these bytes instead of stdin, then half-close. */
+  send?: Uint8Array;
+  /** Send this file instead of stdin, then half-close. */
+  sendFile?: string;
+  /** Succeed as soon as the received text matches. */
+  expect?: RegExp;
+  /** Shut down the write side at end of input (default true; `--no-half-close`). */
+  halfClose?: boolean;
+  /** Fail after this many ms without data either way. */
+  idleTimeout?: number;
+  /** An overall deadline (`connect --timeout`), counted from `startedAt`. */
+  deadline?: { ms: number; startedAt: number; op: string; address: string };
+}
+
+/** The bytes to send, with a way to stop reading them. */
+interface PayloadSource extends ByteReader {
+  cancel(): void;
+  close?(): void;
+}
+
+function bytesSource(bytes: Uint8Array): PayloadSource {
+  let offset = 0;
+  return {
+    read(p) {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+    cancel() {
+      offset = bytes.length;
+    },
+  };
+}
+
+function fileSource(file: Deno.FsFile): PayloadSource {
+  let reading = true;
+  let closed = false;
+  return {
+    read: (p) => (reading ? file.read(p) : Promise.resolve(null)),
+    cancel() {
+      reading = false;
+    },
+    close() {
+      reading = false;
+      if (!closed) {
+        closed = true;
+        file.close();
+      }
+    },
+  };
+}
+
+/** The payload side of a session as one duplex: source in, `out` out. */
+function payloadDuplex(source: PayloadSource, out: Output): Duplex {
+  return {
+    label: "stdio",
+    read: (p) => source.read(p),
+    write: (p) => out.write(p),
+    closeWrite: () => out.flush(),
+    cancelRead: () => source.cancel(),
+    close: () => {
+      source.cancel();
+      source.close?.();
+    },
+  };
+}
+
+/** Matches a regular expression against everything received so far. */
+class ExpectMatcher {
+  static readonly WINDOW = 1 << 20;
+  #decoder = new TextDecoder();
+  #text = "";
+  constructor(readonly pattern: RegExp) {}
+  push(chunk: Uint8Array): boolean {
+    this.#text += this.#decoder.decode(chunk, { stream: true });
+    if (this.#text.length > ExpectMatcher.WINDOW) {
+      this.#text = this.#text.slice(-ExpectMatcher.WINDOW);
+    }
+    return this.pattern.test(this.#text);
+  }
+}
+
+/** The abort reason when `--expect` matched: the session ends successfully. */
+class ExpectMatched extends Error {}
+
+/**
+ * Opens the payload a session sends: the file, the text, or stdin.
+ * Throws a {@linkcode SockitError} when the file cannot be opened.
+ */
+async function openSource(options: SessionOptions, ctx: CommandContext): Promise<PayloadSource> {
+  if (options.send) return bytesSource(options.send);
+  if (options.sendFile !== undefined) {
+    try {
+      return fileSource(await Deno.open(options.sendFile, { read: true }));
+    } catch (err) {
+      throw toSockitError(err, "open", options.sendFile);
+    }
+  }
+  return ctx.stdin;
+}
+
+/**
+ * Checks that the `--send-file` can be opened, before any socket is opened.
+ *
+ * @example Usage
+ * ```ts ignore
+ * await checkSendFile({ sendFile: "/etc/hostname" });
+ * ```
+ */
+export async function checkSendFile(options: SessionOptions): Promise<void> {
+  if (options.sendFile === undefined) return;
+  try {
+    const info = await Deno.stat(options.sendFile);
+    if (info.isDirectory) {
+      throw new SockitError("is a directory", { op: "open", address: options.sendFile });
+    }
+  } catch (err) {
+    throw toSockitError(err, "open", options.sendFile);
+  }
+}
+
+/**
+ * Bridges `conn` with the payload until the session ends, reports the
+ * `closed` event, and returns the exit code.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const code = await runSession(conn, ctx, reporter, { send: new TextEncoder().encode("hello!") });
+ * ```
+ */
+export async function runSession(
+  conn: SocketStream,
+  ctx: CommandContext,
+  reporter: Reporter,
+  options: SessionOptions,
+): Promise<number> {
+  let source: PayloadSource;
+  try {
+    source = await openSource(options, ctx);
+  } catch (err) {
+    conn.close();
+    return reporter.fail(err);
+  }
+  const stop = new AbortController();
+  const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = options.deadline;
+  if (deadline) {
+    const remaining = deadline.ms - (performance.now() - deadline.startedAt);
+    timer = setTimeout(() => {
+      stop.abort(
+        new TimeoutError(`timed out after ${formatDuration(deadline.ms)}`, {
+          op: deadline.op,
+          address: deadline.address,
+        }),
+      );
+    }, Math.max(0, remaining));
+  }
+  const relay = new Relay(conn, payloadDuplex(source, ctx.stdout), {
+    signal: AbortSignal.any([ctx.signal, stop.signal]),
+    idleTimeout: options.idleTimeout,
+    endOnEof: source === ctx.stdin && ctx.stdinIsTerminal ? "a" : undefined,
+    halfClose: [true, options.halfClose ?? true],
+    onChunk: matcher
+      ? (direction, chunk) => {
+        if (direction === 0 && matcher.push(chunk)) stop.abort(new ExpectMatched());
+      }
+      : undefined,
+  });
+  let code = 0;
+  let reason: string | undefined;
+  try {
+    await relay.run();
+    if (matcher) {
+      code = reporter.fail(
+        new SockitError(`no match for ${matcher.pattern} before the peer closed`, {
+          op: "expect",
+          address: conn.remoteAddress,
+          code: "ENOMATCH",
+        }),
+      );
+    }
+  } catch (err) {
+    if (err instanceof ExpectMatched) code = 0;
+    else if (err instanceof SignalInterrupt) {
+      code = err.exitCode;
+      reason = err.message;
+    } else if (err instanceof RelayError) {
+      reason = `${err.op} failed`;
+      code = relayFailure(err, conn, reporter);
+    } else {
+      reason = (err as Error)?.message;
+      code = reporter.fail(err);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  try {
+    await ctx.stdout.flush();
+  } catch {
+    // stdout is gone (e.g. its reader exited): nothing more can be delivered.
+  }
+  reporter.closed(conn.id, conn.remoteAddress, {
+    sent: relay.bytes[1],
+    received: relay.bytes[0],
+    durationMs: Math.round(relay.elapsed),
+    ...(reason ? { reason } : {}),
+  });
+  return code;
+}
+
+/** Reports a failed relay operation and returns its exit code. */
+function relayFailure(err: RelayError, conn: SocketStream, reporter: Reporter): number {
+  if (err.side === "b") {
+    // The payload side: stdin, stdout or the --send-file.
+    if (err.op !== "read" && err.cause instanceof Deno.errors.BrokenPipe) {
+      // The reader of stdout went away (`sockit connect … | head -1`): stop quietly.
+      return 0;
+    }
+    return reporter.fail(toSockitError(err.cause, err.op, err.op === "read" ? "stdin" : "stdout"));
+  }
+  const op = err.op === "closeWrite" ? "shutdown" : err.op;
+  return reporter.fail(toSockitError(err.cause, op, conn.remoteAddress));
+}

@@ -1,0 +1,64 @@
+/**
+ * sockit as a library: the endpoint grammar, listeners and connections, and
+ * the one relay that every sockit command is built on.
+ *
+ * @example Echo one connection
+ * ```ts
+ * import { connect, listen, parseEndpoint, relay } from "./mod.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const listener = await listen(parseEndpoint("127.0.0.1:0"));
+ * const port = (listener.addr as Deno.NetAddr).port;
+ * const client = await connect(parseEndpoint(`127.0.0.1:${port}`));
+ * const server = await listener.accept();
+ * listener.close();
+ * const echoed = relay(server, server, { endOnEof: "a", halfClose: [true, false] });
+ * await client.write(new TextEncoder().encode("ping"));
+ * await client.closeWrite();
+ * const buf = new Uint8Array(16);
+ * const n = await client.read(buf);
+ * assertEquals(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
+ * await echoed;
+ * client.close();
+ * ```
+ *
+ * @module
+ */
+
+export {
+  formatAddr,
+  formatEndpoint,
+  formatHost,
+  hostOf,
+  isIPv4,
+  isIPv6,
+  MAX_UNIX_PATH_BYTES,
+  parseEndpoint,
+  requireTransport,
+} from "./address.ts";
+export type { Endpoint, NetEndpoint, Role, Transport, UnixEndpoint } from "./address.ts";
+export { parseDuration } from "./duration.ts";
+export {
+  ExitCode,
+  exitCodeOf,
+  SignalInterrupt,
+  SockitError,
+  TimeoutError,
+  toSockitError,
+  UsageError,
+} from "./errors.ts";
+export type { SockitErrorOptions } from "./errors.ts";
+export { decodeEscapes } from "./escapes.ts";
+export { formatBytes, formatDuration, formatRate } from "./format.ts";
+export { listen, LISTEN_BACKLOG, Listener } from "./listener.ts";
+export type { ListenOptions } from "./listener.ts";
+export { Relay, relay, RelayError } from "./relay.ts";
+export type { Direction, Duplex, RelayOptions } from "./relay.ts";
+export { Reporter } from "./report.ts";
+export type { ClosedInfo, ReporterOptions, TextSink } from "./report.ts";
+export { StdinReader, StdoutWriter } from "./stdio.ts";
+export type { ByteReader, ByteWriter, Input, Output } from "./stdio.ts";
+export { connect, connectAddress, nextConnectionId, SocketStream, systemLookup } from "./stream.ts";
+export type { ConnectOptions, Lookup, SocketStreamOptions } from "./stream.ts";
+export { addressFamily, failedCall } from "./trace.ts";
+export type { TraceFn } from "./trace.ts";

@@ -1,0 +1,281 @@
+/**
+ * The one copy loop (DESIGN §1, §5a). Every command opens two endpoints and
+ * relays between them; this is the only place bytes are copied.
+ *
+ * Each direction is a pump that reads into a reused buffer with `read()` and
+ * writes all of it with `write()` before reading again, so nothing read is
+ * lost. The buffer starts small (idle connections stay cheap) and doubles
+ * while reads fill it, up to 256 KiB. At end of input a pump shuts down the
+ * write side of the other end (`closeWrite()`); the relay ends when both
+ * directions have ended, or — for sessions bridged to stdin/stdout — when the
+ * peer's side ends. `conn.readable` is not used: it closes the whole socket
+ * at EOF.
+ *
+ * @module
+ */
+
+import { TimeoutError } from "./errors.ts";
+
+/** A duplex byte stream: a connection, or stdin/stdout together. */
+export interface Duplex {
+  /** Reads into `p`; resolves to the count, or `null` at end of input. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes from `p`; resolves to the count written (maybe fewer). */
+  write(p: Uint8Array): Promise<number>;
+  /** Ends the write side (`shutdown(SHUT_WR)`, or flushing stdout). */
+  closeWrite(): Promise<void>;
+  /** Releases the stream. Must be safe to call more than once. */
+  close(): void;
+  /**
+   * Makes a pending and every later `read()` end (bytes already buffered are
+   * still delivered) without closing the stream. Streams without it are
+   * closed instead when the relay must stop reading them.
+   */
+  cancelRead?(): void;
+  /** A name for messages, e.g. `127.0.0.1:8888` or `stdio`. */
+  readonly label?: string;
+}
+
+/** Which way bytes move: `0` from `a` to `b`, `1` from `b` to `a`. */
+export type Direction = 0 | 1;
+
+/** Options of {@linkcode Relay}. */
+export interface RelayOptions {
+  /** Stops the relay; it then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Fails with a {@linkcode TimeoutError} after this many ms without data either way. */
+  idleTimeout?: number;
+  /**
+   * When this side reaches end of input (and all it sent is written), the
+   * relay ends: the other direction stops reading, delivers what it has
+   * already read, and ends too. Sessions bridged to stdin/stdout use `"a"`
+   * with the connection as `a` (DESIGN §5a). Default: each direction ends on
+   * its own and the relay ends when both have.
+   */
+  endOnEof?: "a" | "b";
+  /**
+   * Whether end of input is passed on as `closeWrite()` of the other side,
+   * per direction: `[a→b, b→a]`. Default `[true, true]` (half-close).
+   */
+  halfClose?: [boolean, boolean];
+  /** First buffer size in bytes (default 4 KiB); doubles up to `maxBufferSize`. */
+  bufferSize?: number;
+  /** Largest buffer size in bytes (default 256 KiB). */
+  maxBufferSize?: number;
+  /** Sees each chunk after it has been written to the other side. */
+  onChunk?: (direction: Direction, chunk: Uint8Array) => void;
+}
+
+/** Where a relay failed: the side and the operation. */
+export class RelayError extends Error {
+  /** Creates a relay error wrapping `cause`. */
+  constructor(
+    /** The side whose operation failed. */
+    readonly side: "a" | "b",
+    /** `read`, `write` or `closeWrite`. */
+    readonly op: "read" | "write" | "closeWrite",
+    cause: unknown,
+  ) {
+    super(`${op} ${side}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = "RelayError";
+  }
+}
+
+const DEFAULT_BUFFER = 4 * 1024;
+
+/** Closes a stream that may already be closed. */
+function closeQuietly(side: Duplex): void {
+  try {
+    side.close();
+  } catch {
+    // Already closed: nothing to release.
+  }
+}
+const MAX_BUFFER = 256 * 1024;
+
+/**
+ * Relays bytes between two duplex streams until both directions end, with
+ * half-close, byte counters, an idle timeout and cancellation. The relay owns
+ * both streams: it closes them when it ends.
+ *
+ * @example Usage
+ * ```ts
+ * import { Relay } from "./relay.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect(listener.addr);
+ * const server = await listener.accept();
+ * listener.close();
+ * // An echo server: the relay copies the connection into itself.
+ * const echo = new Relay(server, server, { endOnEof: "a", halfClose: [true, false] });
+ * const done = echo.run();
+ * await client.write(new TextEncoder().encode("ping"));
+ * await client.closeWrite();
+ * const buf = new Uint8Array(16);
+ * const n = await client.read(buf);
+ * assertEquals(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
+ * await done;
+ * client.close();
+ * ```
+ */
+export class Relay {
+  /** Bytes moved from `a` to `b` and from `b` to `a`. */
+  readonly bytes: [number, number] = [0, 0];
+  /** When the relay started (`performance.now()`). */
+  readonly startedAt: number = performance.now();
+  #a: Duplex;
+  #b: Duplex;
+  #options: RelayOptions;
+  #error: unknown = undefined;
+  #stopping = false;
+  #lastActivity = performance.now();
+
+  /** Prepares a relay between `a` and `b`; {@linkcode Relay.run} starts it. */
+  constructor(a: Duplex, b: Duplex, options: RelayOptions = {}) {
+    this.#a = a;
+    this.#b = b;
+    this.#options = options;
+  }
+
+  /** Milliseconds since the relay started. */
+  get elapsed(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  /**
+   * Runs until the relay ends. Resolves on a clean end; rejects with the
+   * first {@linkcode RelayError}, a {@linkcode TimeoutError} for the idle
+   * timeout, or the abort reason of `signal`. Both streams are closed either way.
+   */
+  async run(): Promise<void> {
+    const { signal, idleTimeout, endOnEof } = this.#options;
+    const onAbort = () => this.#fail(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    if (idleTimeout !== undefined && idleTimeout > 0) {
+      const check = () => {
+        const idle = performance.now() - this.#lastActivity;
+        if (idle >= idleTimeout) {
+          this.#fail(
+            new TimeoutError(`no data for ${idleTimeout} ms`, {
+              op: "idle timeout",
+              address: this.#a.label,
+            }),
+          );
+        } else idleTimer = setTimeout(check, idleTimeout - idle + 1);
+      };
+      idleTimer = setTimeout(check, idleTimeout);
+    }
+    const single = this.#a === this.#b;
+    try {
+      if (signal?.aborted) throw signal.reason;
+      const ab = this.#pump(0).then(() => {
+        if (endOnEof === "a" && !single) this.#stopReading(this.#b);
+      });
+      const ba = single ? Promise.resolve() : this.#pump(1).then(() => {
+        if (endOnEof === "b") this.#stopReading(this.#a);
+      });
+      await Promise.allSettled([ab, ba]);
+      if (this.#error !== undefined) throw this.#error;
+    } finally {
+      clearTimeout(idleTimer);
+      signal?.removeEventListener("abort", onAbort);
+      this.#stopping = true;
+      closeQuietly(this.#a);
+      if (!single) closeQuietly(this.#b);
+    }
+  }
+
+  /** Stops reading `side` once the relay is ending. */
+  #stopReading(side: Duplex): void {
+    if (side.cancelRead) side.cancelRead();
+    else {
+      this.#stopping = true;
+      closeQuietly(side);
+    }
+  }
+
+  /** Records the first failure and unblocks both directions. */
+  #fail(error: unknown): void {
+    if (this.#error !== undefined || this.#stopping) return;
+    this.#error = error;
+    this.#stopping = true;
+    for (const side of this.#a === this.#b ? [this.#a] : [this.#a, this.#b]) {
+      side.cancelRead?.();
+      closeQuietly(side);
+    }
+  }
+
+  async #pump(direction: Direction): Promise<void> {
+    const src = direction === 0 ? this.#a : this.#b;
+    const dst = direction === 0 ? this.#b : this.#a;
+    const side = direction === 0 ? "a" : "b";
+    const other = direction === 0 ? "b" : "a";
+    const max = this.#options.maxBufferSize ?? MAX_BUFFER;
+    const onChunk = this.#options.onChunk;
+    const counted = this.#options.idleTimeout !== undefined;
+    let buf = new Uint8Array(Math.min(this.#options.bufferSize ?? DEFAULT_BUFFER, max));
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await src.read(buf);
+      } catch (err) {
+        if (!this.#stopping) this.#fail(new RelayError(side, "read", err));
+        return;
+      }
+      if (n === null) break;
+      if (n === 0) continue;
+      const chunk = n === buf.length ? buf : buf.subarray(0, n);
+      try {
+        let written = await dst.write(chunk);
+        while (written < n) written += await dst.write(chunk.subarray(written));
+      } catch (err) {
+        if (!this.#stopping) this.#fail(new RelayError(other, "write", err));
+        return;
+      }
+      this.bytes[direction] += n;
+      if (counted) this.#lastActivity = performance.now();
+      if (onChunk) onChunk(direction, chunk);
+      if (n === buf.length && buf.length < max) buf = new Uint8Array(Math.min(buf.length * 2, max));
+    }
+    if (this.#stopping || !(this.#options.halfClose?.[direction] ?? true)) return;
+    try {
+      await dst.closeWrite();
+    } catch (err) {
+      if (!this.#stopping) this.#fail(new RelayError(other, "closeWrite", err));
+    }
+  }
+}
+
+/**
+ * Relays between `a` and `b` until both directions end; see {@linkcode Relay}.
+ * Resolves to the bytes moved `[a→b, b→a]`.
+ *
+ * @example Usage
+ * ```ts
+ * import { relay } from "./relay.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect(listener.addr);
+ * const server = await listener.accept();
+ * listener.close();
+ * const done = relay(server, server, { endOnEof: "a", halfClose: [true, false] });
+ * await client.write(new Uint8Array([1, 2, 3]));
+ * await client.closeWrite();
+ * const buf = new Uint8Array(8);
+ * assertEquals(await client.read(buf), 3);
+ * assertEquals(await done, [3, 0]);
+ * client.close();
+ * ```
+ */
+export async function relay(
+  a: Duplex,
+  b: Duplex,
+  options?: RelayOptions,
+): Promise<[number, number]> {
+  const r = new Relay(a, b, options);
+  await r.run();
+  return r.bytes;
+}

@@ -1,0 +1,182 @@
+/**
+ * The one module that writes diagnostics (DESIGN §4): `-v` event lines,
+ * `--json` event objects, `--trace` lines, warnings and errors. Everything
+ * goes to a text sink that is stderr in the CLI; payload never passes here.
+ *
+ * @module
+ */
+
+import { styleText } from "node:util";
+import { exitCodeOf, SockitError, toSockitError, UsageError } from "./errors.ts";
+import { formatBytes, formatDuration } from "./format.ts";
+
+/** Where diagnostics are written (stderr in the CLI, a buffer in tests). */
+export interface TextSink {
+  /** Writes `text` (one or more whole lines). */
+  write(text: string): void;
+}
+
+/** Options of {@linkcode Reporter}. */
+export interface ReporterOptions {
+  /** `-v`: print connection events as text. */
+  verbose?: boolean;
+  /** `-q`: print no warnings and no events (errors still print). */
+  quiet?: boolean;
+  /** `--json`: print events and errors as one JSON object per line. */
+  json?: boolean;
+  /** `--trace`: print socket operations in the form of system calls. */
+  trace?: boolean;
+  /** Colour the `sockit:` prefix, warnings and errors. */
+  color?: boolean;
+  /** The subcommand, for the usage hint (`Try 'sockit listen --help'`). */
+  command?: string;
+}
+
+/** Byte counts and duration of a finished connection. */
+export interface ClosedInfo {
+  /** Bytes written to the peer. */
+  sent: number;
+  /** Bytes received from the peer. */
+  received: number;
+  /** How long the connection lasted, in milliseconds. */
+  durationMs: number;
+  /** Why it ended, when not a normal close (`reset`, `idle timeout`, …). */
+  reason?: string;
+}
+
+/**
+ * Reports events, traces, warnings and errors, as `-v` text or `--json` lines.
+ *
+ * @example Usage
+ * ```ts
+ * import { Reporter } from "./report.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * let out = "";
+ * const reporter = new Reporter({ write: (t) => out += t }, { verbose: true });
+ * reporter.listening("127.0.0.1:41663", "tcp");
+ * assertEquals(out, "sockit: listening on 127.0.0.1:41663\n");
+ * ```
+ */
+export class Reporter {
+  #sink: TextSink;
+  #options: ReporterOptions;
+
+  /** Creates a reporter writing to `sink`. */
+  constructor(sink: TextSink, options: ReporterOptions = {}) {
+    this.#sink = sink;
+    this.#options = options;
+  }
+
+  /** Whether `--trace` is on; callers skip building trace text when it is not. */
+  get tracing(): boolean {
+    return this.#options.trace === true;
+  }
+
+  /** Whether events are printed at all (`-v` or `--json`, and not `-q`). */
+  get eventsOn(): boolean {
+    return !this.#options.quiet && (this.#options.verbose === true || this.#options.json === true);
+  }
+
+  #prefix(): string {
+    return this.#options.color ? styleText("dim", "sockit:") : "sockit:";
+  }
+
+  #json(event: string, fields: Record<string, unknown>): void {
+    this.#sink.write(JSON.stringify({ event, time: new Date().toISOString(), ...fields }) + "\n");
+  }
+
+  /** Prints an event: text with `-v`, an object with `--json`. */
+  event(event: string, text: string, fields: Record<string, unknown> = {}): void {
+    if (!this.eventsOn) return;
+    if (this.#options.json) this.#json(event, fields);
+    else this.#sink.write(`${this.#prefix()} ${text}\n`);
+  }
+
+  /** One socket operation, tagged with its listener (`L1`) or connection (`#1`). */
+  trace(tag: string, call: string): void {
+    if (!this.#options.trace) return;
+    if (this.#options.json) this.#json("trace", { tag, call });
+    else {
+      const line = `[${tag}] ${call}`;
+      this.#sink.write(
+        `${this.#prefix()} ${this.#options.color ? styleText("cyan", line) : line}\n`,
+      );
+    }
+  }
+
+  /** The listening event, with the real bound address (DESIGN §4). */
+  listening(address: string, transport: string): void {
+    this.event("listening", `listening on ${address}`, { address, transport });
+  }
+
+  /** A connection was accepted from `remote`. */
+  accepted(conn: number, remote: string, local: string): void {
+    this.event("accepted", `connection from ${remote}`, { conn, remote, local });
+  }
+
+  /** A connection to `remote` was established. */
+  connected(conn: number, remote: string, local: string): void {
+    this.event("connected", `connected to ${remote}`, { conn, remote, local });
+  }
+
+  /** A connection ended. */
+  closed(conn: number, remote: string, info: ClosedInfo): void {
+    const detail = `sent ${formatBytes(info.sent)}, received ${formatBytes(info.received)}, ` +
+      formatDuration(info.durationMs);
+    this.event(
+      "closed",
+      `closed ${remote} (${detail}${info.reason ? `; ${info.reason}` : ""})`,
+      { conn, remote, ...info },
+    );
+  }
+
+  /** A note shown with `-v` (e.g. a stale socket file was removed). */
+  info(text: string, fields: Record<string, unknown> = {}): void {
+    this.event("info", text, { message: text, ...fields });
+  }
+
+  /** A warning: shown unless `-q`. */
+  warn(text: string): void {
+    if (this.#options.quiet) return;
+    if (this.#options.json) this.#json("warning", { message: text });
+    else {
+      const label = this.#options.color ? styleText("yellow", "warning:") : "warning:";
+      this.#sink.write(`${this.#prefix()} ${label} ${text}\n`);
+    }
+  }
+
+  /**
+   * Reports a failure — one line, plus a hint line where it helps — and
+   * returns the exit code for it.
+   */
+  fail(error: unknown, op = "sockit", address?: string): number {
+    if (error instanceof UsageError) return this.usage(error);
+    const err = error instanceof SockitError ? error : toSockitError(error, op, address);
+    if (this.#options.json) {
+      this.#json("error", {
+        code: err.code,
+        exitCode: err.exitCode,
+        message: err.message,
+        ...(err.hint ? { hint: err.hint } : {}),
+      });
+    } else {
+      const message = this.#options.color ? styleText("red", err.message) : err.message;
+      this.#sink.write(`${this.#prefix()} ${message}\n`);
+      if (err.hint) this.#sink.write(`${this.#prefix()} hint: ${err.hint}\n`);
+    }
+    return err.exitCode;
+  }
+
+  /** Reports a usage error (two lines at most) and returns exit code 2. */
+  usage(error: UsageError): number {
+    const help = this.#options.command ? `sockit ${this.#options.command} --help` : "sockit --help";
+    if (this.#options.json) {
+      this.#json("error", { code: "EUSAGE", exitCode: error.exitCode, message: error.message });
+    } else {
+      this.#sink.write(`${this.#prefix()} ${error.message}\n`);
+      this.#sink.write(`${this.#prefix()} hint: try '${help}'\n`);
+    }
+    return exitCodeOf(error);
+  }
+}

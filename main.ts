@@ -1,0 +1,44 @@
+/**
+ * The `sockit` executable: wires the process's stdin/stdout/stderr and
+ * signals into a command context, runs the command line, and exits with its
+ * code. The only place that calls `Deno.exit`.
+ *
+ * @module
+ */
+
+import { main } from "./lib/cli/main.ts";
+import { SignalInterrupt } from "./lib/errors.ts";
+import { StdinReader, StdoutWriter } from "./lib/stdio.ts";
+
+const encoder = new TextEncoder();
+const stopper = new AbortController();
+let signalled = 0;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    // A second signal while shutting down exits at once.
+    if (signalled++) Deno.exit(signal === "SIGINT" ? 130 : 143);
+    stopper.abort(new SignalInterrupt(signal));
+  });
+}
+
+const stdout = new StdoutWriter();
+const code = await main(Deno.args, {
+  stdin: new StdinReader(),
+  stdout,
+  stderr: {
+    write(text: string) {
+      const bytes = encoder.encode(text);
+      for (let at = 0; at < bytes.length;) at += Deno.stderr.writeSync(bytes.subarray(at));
+    },
+  },
+  signal: stopper.signal,
+  stdinIsTerminal: Deno.stdin.isTerminal(),
+  stderrIsTerminal: Deno.stderr.isTerminal(),
+  noColor: Deno.noColor,
+});
+try {
+  await stdout.flush();
+} catch {
+  // stdout's reader is gone; the command has reported what matters.
+}
+Deno.exit(code);

@@ -180,7 +180,7 @@ export function parseEndpoint(input: string): Endpoint {
     let path = input.slice("unix:".length);
     if (path.startsWith("//")) {
       path = path.slice(2);
-      if (!path.startsWith("/")) fail(input, "expected unix:/path or unix:///path");
+      if (path !== "" && !path.startsWith("/")) fail(input, "expected unix:/path or unix:///path");
     }
     if (path === "") fail(input, "empty unix socket path");
     if (new TextEncoder().encode(path).length > MAX_UNIX_PATH_BYTES) {
@@ -229,7 +229,10 @@ export function formatHost(hostname: string): string {
  * ```
  */
 export function formatEndpoint(endpoint: Endpoint): string {
-  if (endpoint.transport === "unix") return `unix:${endpoint.path}`;
+  if (endpoint.transport === "unix") {
+    // A path starting with "//" needs the unix:// form to read back the same.
+    return endpoint.path.startsWith("//") ? `unix://${endpoint.path}` : `unix:${endpoint.path}`;
+  }
   const authority = endpoint.hostname === undefined
     ? String(endpoint.port)
     : `${formatHost(endpoint.hostname)}:${endpoint.port}`;

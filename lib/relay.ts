@@ -104,7 +104,7 @@ const MAX_BUFFER = 256 * 1024;
  * import { assertEquals } from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect(listener.addr);
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const server = await listener.accept();
  * listener.close();
  * // An echo server: the relay copies the connection into itself.
@@ -258,7 +258,7 @@ export class Relay {
  * import { assertEquals } from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect(listener.addr);
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const server = await listener.accept();
  * listener.close();
  * const done = relay(server, server, { endOnEof: "a", halfClose: [true, false] });

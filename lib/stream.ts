@@ -39,7 +39,7 @@ export interface SocketStreamOptions {
  * import { assertEquals } from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = SocketStream.from(await Deno.connect(listener.addr));
+ * const client = SocketStream.from(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
  * const server = await listener.accept();
  * listener.close();
  * await client.write(new TextEncoder().encode("hi"));

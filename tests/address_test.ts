@@ -1,0 +1,184 @@
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import fc from "fast-check";
+import {
+  formatAddr,
+  formatEndpoint,
+  isIPv4,
+  isIPv6,
+  parseEndpoint,
+  requireTransport,
+} from "../lib/address.ts";
+import type { Endpoint } from "../lib/address.ts";
+import { UsageError } from "../lib/errors.ts";
+
+Deno.test("parseEndpoint: every documented form", () => {
+  const table: Array<[string, Endpoint]> = [
+    ["8888", { transport: "tcp", port: 8888 }],
+    ["0", { transport: "tcp", port: 0 }],
+    ["localhost:8888", { transport: "tcp", hostname: "localhost", port: 8888 }],
+    ["1.2.3.4:80", { transport: "tcp", hostname: "1.2.3.4", port: 80 }],
+    ["[::1]:8888", { transport: "tcp", hostname: "::1", port: 8888 }],
+    ["[::]:0", { transport: "tcp", hostname: "::", port: 0 }],
+    ["[fe80::1%eth0]:22", { transport: "tcp", hostname: "fe80::1%eth0", port: 22 }],
+    ["[::ffff:127.0.0.1]:1", { transport: "tcp", hostname: "::ffff:127.0.0.1", port: 1 }],
+    ["tcp://host:65535", { transport: "tcp", hostname: "host", port: 65535 }],
+    ["TCP://host:1", { transport: "tcp", hostname: "host", port: 1 }],
+    ["tcp://8888", { transport: "tcp", port: 8888 }],
+    ["udp://[::1]:53", { transport: "udp", hostname: "::1", port: 53 }],
+    ["tls://example.com:443", { transport: "tls", hostname: "example.com", port: 443 }],
+    ["my-host.example.:80", { transport: "tcp", hostname: "my-host.example.", port: 80 }],
+    ["unix:/tmp/s.sock", { transport: "unix", path: "/tmp/s.sock" }],
+    ["unix:///tmp/s.sock", { transport: "unix", path: "/tmp/s.sock" }],
+    ["unix:relative.sock", { transport: "unix", path: "relative.sock" }],
+    ["0.0.0.0:8888", { transport: "tcp", hostname: "0.0.0.0", port: 8888 }],
+  ];
+  for (const [input, expected] of table) assertEquals(parseEndpoint(input), expected, input);
+});
+
+Deno.test("parseEndpoint: malformed input names the input and the reason", () => {
+  const table: Array<[string, string]> = [
+    ["x:99999", "port out of range"],
+    ["65536", "port out of range"],
+    ["host", "missing port"],
+    ["host:", "missing port"],
+    ["[::1]", "missing port"],
+    ["[::1]:", "missing port"],
+    ["", "empty endpoint"],
+    ["ftp://host:21", 'unknown scheme "ftp"'],
+    ["http://host:80", 'unknown scheme "http"'],
+    ["[::1:80", "unbalanced brackets"],
+    ["::1]:80", "unbalanced brackets"],
+    ["[[::1]]:80", "unbalanced brackets"],
+    ["::1:80", "must be in brackets"],
+    ["unix:", "empty unix socket path"],
+    ["unix://", "empty unix socket path"],
+    ["unix://tmp/x", "expected unix:/path or unix:///path"],
+    [`unix:/${"x".repeat(107)}`, "longer than 107 bytes"],
+    ["host:8o", 'invalid port "8o"'],
+    ["host:-1", 'invalid port "-1"'],
+    [":80", "missing host"],
+    ["bad_host!:80", "invalid host"],
+    ["300.1.1.1:80", "invalid IPv4 address"],
+    ["[1:2:3]:80", "invalid IPv6 address"],
+    ["a b:80", "whitespace"],
+    ["tcp://", "missing host and port"],
+  ];
+  for (const [input, reason] of table) {
+    const err = assertThrows(() => parseEndpoint(input), UsageError);
+    assert(
+      err.message.startsWith(`Cannot parse endpoint ${JSON.stringify(input)}: `),
+      `${input}: ${err.message}`,
+    );
+    assert(err.message.includes(reason), `${input}: expected "${reason}" in "${err.message}"`);
+  }
+});
+
+Deno.test("isIPv4 / isIPv6", () => {
+  for (const ok of ["0.0.0.0", "127.0.0.1", "255.255.255.255"]) assert(isIPv4(ok), ok);
+  for (const bad of ["256.0.0.1", "1.2.3", "01.2.3.4", "1.2.3.4.5", "a.b.c.d"]) {
+    assert(!isIPv4(bad), bad);
+  }
+  for (const ok of ["::", "::1", "1::", "1:2:3:4:5:6:7:8", "::ffff:1.2.3.4", "fe80::1%lo"]) {
+    assert(isIPv6(ok), ok);
+  }
+  for (
+    const bad of ["1:2:3", ":::", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "g::1", "localhost"]
+  ) {
+    assert(!isIPv6(bad), bad);
+  }
+});
+
+Deno.test("formatAddr formats what Deno reports", () => {
+  assertEquals(formatAddr({ transport: "tcp", hostname: "127.0.0.1", port: 1 }), "127.0.0.1:1");
+  assertEquals(formatAddr({ transport: "tcp", hostname: "::1", port: 2 }), "[::1]:2");
+  assertEquals(formatAddr({ transport: "unix", path: "" }), "unix:(unnamed)");
+});
+
+Deno.test("requireTransport refuses with 'not supported by <command>'", () => {
+  const err = assertThrows(
+    () => requireTransport(parseEndpoint("tls://h:1"), ["tcp", "unix"], "listen"),
+    UsageError,
+  );
+  assert(err.message.includes("tls:// is not supported by listen"), err.message);
+});
+
+// ---- properties -------------------------------------------------------------
+
+const label = fc.stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,10}[a-z0-9])?$/);
+const hostname = fc.oneof(
+  fc.array(label, { minLength: 1, maxLength: 4 }).map((parts) => parts.join(".")).filter((h) =>
+    !/^[\d.]+$/.test(h)
+  ),
+  fc.ipV4(),
+  fc.ipV6(),
+);
+const port = fc.integer({ min: 0, max: 65535 });
+const netEndpoint = fc.record({
+  transport: fc.constantFrom("tcp" as const, "udp" as const, "tls" as const),
+  hostname: fc.option(hostname, { nil: undefined }),
+  port,
+}).map((e) => {
+  const { hostname, ...rest } = e;
+  return hostname === undefined ? rest : { ...rest, hostname };
+});
+const unixEndpoint = fc.record({
+  transport: fc.constant("unix" as const),
+  path: fc.string({ minLength: 1, maxLength: 100, unit: "grapheme-ascii" })
+    .filter((p) => !/[\s\0]/.test(p) && new TextEncoder().encode(p).length <= 107)
+    .filter((p) => !p.startsWith("//") || p.length > 2),
+});
+// fast-check builds null-prototype records; endpoints are plain objects.
+const endpoint: fc.Arbitrary<Endpoint> = fc.oneof(netEndpoint, unixEndpoint).map((e) => ({ ...e }));
+
+Deno.test("property: parse ∘ format is the identity on endpoints", () => {
+  fc.assert(
+    fc.property(endpoint, (e) => {
+      assertEquals(parseEndpoint(formatEndpoint(e)), e);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("property: format ∘ parse is the identity on canonical text", () => {
+  fc.assert(
+    fc.property(endpoint, (e) => {
+      const text = formatEndpoint(e);
+      assertEquals(formatEndpoint(parseEndpoint(text)), text);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("property: no input crashes the parser; bad input always gets the documented error", () => {
+  const noise = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.string({ maxLength: 40, unit: "binary" }),
+    fc.tuple(fc.constantFrom("tcp://", "udp://", "tls://", "unix:", "[", "", "x://"), fc.string())
+      .map(([a, b]) => a + b),
+    fc.tuple(hostname, fc.string({ maxLength: 8 })).map(([h, p]) => `${h}:${p}`),
+  );
+  fc.assert(
+    fc.property(noise, (input) => {
+      try {
+        const parsed = parseEndpoint(input);
+        // Whatever parses formats to something that parses to the same endpoint.
+        assertEquals(parseEndpoint(formatEndpoint(parsed)), parsed);
+      } catch (err) {
+        assert(err instanceof UsageError, `non-usage error for ${JSON.stringify(input)}: ${err}`);
+        assert(
+          err.message.startsWith(`Cannot parse endpoint ${JSON.stringify(input)}: `),
+          err.message,
+        );
+        assert(!err.message.includes("\n"), "one line");
+      }
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+Deno.test("property: any port above 65535 is 'port out of range'", () => {
+  fc.assert(fc.property(fc.integer({ min: 65536, max: 10 ** 12 }), hostname, (p, h) => {
+    const host = h.includes(":") ? `[${h}]` : h;
+    assertThrows(() => parseEndpoint(`${host}:${p}`), UsageError, "port out of range");
+  }));
+});

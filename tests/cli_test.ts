@@ -1,0 +1,551 @@
+/**
+ * The CLI as a user runs it: a subprocess with the narrow permission flags,
+ * real sockets on loopback. Exit codes, stdout cleanliness, help, the seed
+ * scenario, listen/connect options and half-close.
+ */
+
+import { assert, assertEquals, assertMatch, assertNotMatch } from "./assert.ts";
+import {
+  assertUsageError,
+  decoder,
+  encoder,
+  freePort,
+  NET,
+  randomBytes,
+  readAll,
+  runSockit,
+  sha256,
+  spawnSockit,
+  tempSocketDir,
+  unixPerms,
+  writeAll,
+} from "./helpers.ts";
+import { PythonServer, READ_TO_EOF_THEN_REPLY, SEND_THEN_RESET } from "./peers.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+// ---- help and version ---------------------------------------------------------
+
+Deno.test("cli: --version prints the version from deno.json", async () => {
+  const r = await runSockit(["--version"]);
+  assertEquals([r.code, r.text, r.stderr], [0, `sockit ${denoJson.version}\n`, ""]);
+});
+
+Deno.test("cli: help goes to stdout with exit 0, with examples", async () => {
+  for (
+    const args of [["--help"], ["-h"], ["help"], ["help", "listen"], ["listen", "--help"], [
+      "connect",
+      "-h",
+    ], ["help", "connect"]]
+  ) {
+    const r = await runSockit(args);
+    assertEquals(r.code, 0, args.join(" "));
+    assertEquals(r.stderr, "", args.join(" "));
+    assertMatch(r.text, /Usage: sockit/);
+    assertMatch(r.text, /Examples/);
+  }
+  const main = await runSockit(["--help"]);
+  assertMatch(main.text, /listen/);
+  assertMatch(main.text, /connect/);
+});
+
+// ---- usage errors: exit 2, at most two lines, no stack trace -----------------------
+
+Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [[], /missing command/],
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["--frob"], /unknown option --frob/],
+    [["listen"], /missing endpoint/],
+    [["listen", "8888", "9999"], /unexpected argument "9999"/],
+    [["listen", "x:99999"], /Cannot parse endpoint "x:99999": port out of range/],
+    [["connect", "[::1:80"], /unbalanced brackets/],
+    [["connect", "ftp://h:1"], /unknown scheme "ftp"/],
+    [["connect", "unix:"], /empty unix socket path/],
+    [["connect", "127.0.0.1:1", "--bogus"], /unknown option --bogus/],
+    [["connect", "127.0.0.1:1", "--timeout", "soon"], /Cannot parse duration "soon"/],
+    [["connect", "127.0.0.1:1", "--timeout"], /option --timeout needs a value/],
+    [["connect", "127.0.0.1:1", "--retry", "x"], /--retry needs a whole number/],
+    [["connect", "127.0.0.1:1", "--expect", "("], /invalid regular expression/],
+    [["connect", "127.0.0.1:1", "-4", "-6"], /-4 and -6 contradict/],
+    [["connect", "-4", "[::1]:1"], /an IPv6 address, but -4 was given/],
+    [["connect", "127.0.0.1:1", "--send", "a", "--send-file", "b"], /exclude each other/],
+    [["connect", "127.0.0.1:1", "--send", "bad\\q"], /unknown escape "\\q"/],
+    [["listen", "udp://127.0.0.1:0"], /udp:\/\/ is not supported by listen/],
+    [["listen", "tls://127.0.0.1:0"], /tls:\/\/ is not supported by listen/],
+    [["connect", "tls://127.0.0.1:1"], /tls:\/\/ is not supported by connect/],
+    [["connect", "127.0.0.1:1", "--color", "sometimes"], /--color must be auto, always or never/],
+    [["help", "nope"], /unknown command "nope"/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await runSockit(args);
+    assertUsageError(r, pattern);
+    assertEquals(r.text, "", `stdout must stay empty for ${args.join(" ")}`);
+  }
+});
+
+// ---- the seed scenario -----------------------------------------------------------
+
+Deno.test("cli: the seed's server writes hello! and the client prints it", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "--send", "hello!", "-v"]);
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`]);
+  const done = await server.result();
+  assertEquals([client.code, client.text, client.stderr], [0, "hello!", ""]);
+  assertEquals([done.code, done.text], [0, ""]);
+  assertMatch(done.stderr, /sockit: listening on 127\.0\.0\.1:\d+\n/);
+  assertMatch(done.stderr, /sockit: connection from 127\.0\.0\.1:\d+\n/);
+  assertMatch(done.stderr, /sockit: closed 127\.0\.0\.1:\d+ \(sent 6 B, received 0 B, \d+ ms\)/);
+});
+
+Deno.test("cli: --json prints the listening event with the real bound address", async () => {
+  const server = spawnSockit(["listen", "0", "--json", "--send", "x"]);
+  const m = await server.waitForStderr(/^(\{"event":"listening".*\})$/m);
+  const event = JSON.parse(m[1]);
+  assertEquals(event.event, "listening");
+  assertMatch(event.address, /^127\.0\.0\.1:\d+$/);
+  assertEquals(event.transport, "tcp");
+  assert(!Number.isNaN(Date.parse(event.time)), "timestamp");
+  const port = Number(event.address.split(":")[1]);
+  const client = await runSockit(["connect", `127.0.0.1:${port}`, "--json"]);
+  const done = await server.result();
+  assertEquals([client.code, client.text, done.code], [0, "x", 0]);
+  for (const line of [...done.stderr.trim().split("\n"), ...client.stderr.trim().split("\n")]) {
+    const obj = JSON.parse(line); // every line is JSON
+    assert(typeof obj.event === "string" && typeof obj.time === "string", line);
+  }
+  const events = done.stderr.trim().split("\n").map((l) => JSON.parse(l).event);
+  assertEquals(events, ["listening", "accepted", "closed"]);
+  const clientEvents = client.stderr.trim().split("\n").map((l) => JSON.parse(l));
+  assertEquals(clientEvents.map((e) => e.event), ["connected", "closed"]);
+  assertEquals([clientEvents[1].received, clientEvents[1].sent], [1, 0]);
+});
+
+// ---- stdout carries payload only --------------------------------------------------
+
+Deno.test("cli: stdout is byte-identical with -v, --json and --trace", async () => {
+  const payload = randomBytes(2 * 1024 * 1024);
+  for (const flag of [[], ["-v"], ["--json"], ["--trace"]]) {
+    const server = spawnSockit(["listen", "127.0.0.1:0", "-v", ...flag]);
+    const port = await server.listeningPort();
+    const client = await runSockit(["connect", `127.0.0.1:${port}`, ...flag], { stdin: payload });
+    const done = await server.result();
+    assertEquals(client.code, 0, client.stderr);
+    assertEquals(done.code, 0, done.stderr);
+    assertEquals(sha256(done.stdout), sha256(payload), `flags ${flag}`);
+    assertEquals(client.stdout.length, 0);
+  }
+});
+
+Deno.test("cli: both directions at once, through stdin and stdout of both ends", async () => {
+  const up = randomBytes(3 * 1024 * 1024 + 17);
+  const down = randomBytes(5 * 1024 * 1024 + 3);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], { stdin: down });
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: up });
+  const done = await server.result();
+  assertEquals([client.code, done.code], [0, 0]);
+  assertEquals(sha256(done.stdout), sha256(up));
+  assertEquals(sha256(client.stdout), sha256(down));
+});
+
+Deno.test("cli: 64 MiB through connect → listen arrives intact", async () => {
+  const payload = randomBytes(64 * 1024 * 1024);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"]);
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: payload });
+  const done = await server.result();
+  assertEquals([client.code, done.code], [0, 0]);
+  assertEquals(done.stdout.length, payload.length);
+  assertEquals(sha256(done.stdout), sha256(payload));
+});
+
+// ---- half-close ----------------------------------------------------------------
+
+Deno.test("cli: stdin EOF half-closes; a server that reads to EOF then replies is heard", async () => {
+  const peer = new PythonServer(READ_TO_EOF_THEN_REPLY);
+  const port = await peer.port();
+  const r = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: "request" });
+  await peer.done();
+  assertEquals([r.code, r.text, r.stderr], [0, "got 7: REQUEST", ""]);
+});
+
+Deno.test("cli: --no-half-close keeps the write side open after stdin EOF", async () => {
+  // The server replies "eof" if it sees our EOF within 500 ms, else "open", then closes.
+  const peer = new PythonServer(`
+conn.settimeout(0.5)
+try:
+    data = conn.recv(100)
+    data2 = conn.recv(100) if data else b""
+    conn.sendall(b"eof" if data2 == b"" else b"more")
+except socket.timeout:
+    conn.sendall(b"open")
+conn.close()
+`);
+  const port = await peer.port();
+  const r = await runSockit(["connect", `127.0.0.1:${port}`, "--no-half-close"], { stdin: "x" });
+  await peer.done();
+  assertEquals([r.code, r.text], [0, "open"]);
+  const peer2 = new PythonServer(`
+conn.settimeout(0.5)
+try:
+    data = conn.recv(100)
+    data2 = conn.recv(100) if data else b""
+    conn.sendall(b"eof" if data2 == b"" else b"more")
+except socket.timeout:
+    conn.sendall(b"open")
+conn.close()
+`);
+  const port2 = await peer2.port();
+  const r2 = await runSockit(["connect", `127.0.0.1:${port2}`], { stdin: "x" });
+  await peer2.done();
+  assertEquals([r2.code, r2.text], [0, "eof"]);
+});
+
+Deno.test("cli: a listener whose stdin is empty half-closes at once, the client still sends everything", async () => {
+  const payload = randomBytes(1024 * 1024);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], { stdin: "null" });
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: payload });
+  const done = await server.result();
+  assertEquals([client.code, done.code, client.text], [0, 0, ""]);
+  assertEquals(sha256(done.stdout), sha256(payload));
+});
+
+Deno.test("cli: listen --send writes, half-closes, still prints what the client sends, exits 0 when it closes", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "--send", "banner\\r\\n", "-v"]);
+  const port = await server.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  // The banner then EOF: the server half-closed.
+  assertEquals(decoder.decode(await readAll(conn)), "banner\r\n");
+  await writeAll(conn, encoder.encode("client data after the banner"));
+  conn.close();
+  const done = await server.result();
+  assertEquals([done.code, done.text], [0, "client data after the banner"]);
+});
+
+Deno.test("cli: --send-file sends the file, then half-closes", async () => {
+  const dir = Deno.makeTempDirSync();
+  const file = `${dir}/payload.bin`;
+  const payload = randomBytes(3 * 1024 * 1024 + 5);
+  Deno.writeFileSync(file, payload);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"]);
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`, "--send-file", file], {
+    perms: [...NET, `--allow-read=${dir}`],
+  });
+  const done = await server.result();
+  assertEquals([client.code, done.code], [0, 0]);
+  assertEquals(sha256(done.stdout), sha256(payload));
+  const missing = await runSockit(["connect", `127.0.0.1:${port}`, "--send-file", `${dir}/nope`], {
+    perms: [...NET, `--allow-read=${dir}`],
+  });
+  assertEquals(missing.code, 1);
+  assertMatch(missing.stderr, /open .*nope: no such file or directory/);
+  Deno.removeSync(dir, { recursive: true });
+});
+
+// ---- --expect, --timeout, --idle-timeout, --retry ----------------------------------------
+
+Deno.test("cli: --expect matches across TCP segments and exits 0 at once", async () => {
+  const peer = new PythonServer(`
+conn.sendall(b"+PO")
+time.sleep(0.15)
+conn.sendall(b"NG\\r\\n")
+time.sleep(5)
+conn.close()
+`);
+  const port = await peer.port();
+  const started = performance.now();
+  const r = await runSockit([
+    "connect",
+    `127.0.0.1:${port}`,
+    "--send",
+    "PING\\r\\n",
+    "--expect",
+    "^\\+PONG",
+  ]);
+  const elapsed = performance.now() - started;
+  assertEquals([r.code, r.text, r.stderr], [0, "+PONG\r\n", ""]);
+  assert(elapsed < 4000, `exited at the match, not when the server closed (${elapsed} ms)`);
+  peer.child.kill();
+  await peer.child.status;
+});
+
+Deno.test("cli: --expect without a match at EOF exits 1; at --timeout exits 124", async () => {
+  const peer = new PythonServer(`conn.sendall(b"-ERR nope\\r\\n")\nconn.close()`);
+  const r = await runSockit(["connect", `127.0.0.1:${await peer.port()}`, "--expect", "PONG"]);
+  await peer.done();
+  assertEquals([r.code, r.text], [1, "-ERR nope\r\n"]);
+  assertMatch(r.stderr, /expect 127\.0\.0\.1:\d+: no match for \/PONG\/m before the peer closed/);
+
+  const silent = new PythonServer(`time.sleep(3)\nconn.close()`);
+  const started = performance.now();
+  const t = await runSockit([
+    "connect",
+    `127.0.0.1:${await silent.port()}`,
+    "--expect",
+    "PONG",
+    "--timeout",
+    "300ms",
+  ]);
+  assertEquals(t.code, 124);
+  assertMatch(t.stderr, /connect 127\.0\.0\.1:\d+: timed out after 300 ms/);
+  assert(performance.now() - started < 2500, "the timeout cut the session short");
+  silent.child.kill();
+  await silent.child.status;
+});
+
+Deno.test("cli: --idle-timeout ends a silent session with 124", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--idle-timeout", "300ms"], {
+    stdin: "piped",
+  });
+  const port = await server.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const done = await server.result();
+  assertEquals(done.code, 124);
+  assertMatch(done.stderr, /no data for 300 ms/);
+  conn.close();
+  await server.child.stdin.close().catch(() => {});
+});
+
+Deno.test("cli: --retry waits for a server that comes up late", async () => {
+  const port = freePort();
+  const client = spawnSockit([
+    "connect",
+    `127.0.0.1:${port}`,
+    "--retry",
+    "40",
+    "--retry-delay",
+    "100ms",
+    "-v",
+  ]);
+  await client.waitForStderr(/connection refused; trying again/);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const conn = await listener.accept();
+  await writeAll(conn, encoder.encode("late hello"));
+  conn.close();
+  listener.close();
+  const r = await client.result();
+  assertEquals([r.code, r.text], [0, "late hello"]);
+});
+
+Deno.test("cli: --retry N makes N more attempts, then exits 1", async () => {
+  const port = freePort();
+  const r = await runSockit([
+    "connect",
+    `127.0.0.1:${port}`,
+    "--retry",
+    "2",
+    "--retry-delay",
+    "50ms",
+    "--trace",
+  ]);
+  assertEquals(r.code, 1);
+  assertEquals(r.stderr.match(/connect\(127\.0\.0\.1:\d+\) = -1 ECONNREFUSED/g)?.length, 3);
+  assertMatch(r.stderr, /sockit: connect 127\.0\.0\.1:\d+: connection refused\n/);
+});
+
+Deno.test("cli: --timeout bounds connecting with retries (124)", async () => {
+  const port = freePort();
+  const started = performance.now();
+  const r = await runSockit([
+    "connect",
+    `127.0.0.1:${port}`,
+    "--retry",
+    "100",
+    "--retry-delay",
+    "100ms",
+    "--timeout",
+    "400ms",
+  ]);
+  assertEquals(r.code, 124);
+  assertMatch(r.stderr, /timed out after 400 ms/);
+  assert(performance.now() - started < 3000);
+});
+
+// ---- exit codes of failures --------------------------------------------------------
+
+Deno.test("cli: connection refused is exit 1 with operation, address and reason", async () => {
+  const port = freePort();
+  const r = await runSockit(["connect", `127.0.0.1:${port}`]);
+  assertEquals(r.code, 1);
+  assertEquals(r.stderr, `sockit: connect 127.0.0.1:${port}: connection refused\n`);
+});
+
+Deno.test("cli: a name that does not resolve is exit 1", async () => {
+  const r = await runSockit(["connect", "no-such-host.invalid:80"]);
+  assertEquals(r.code, 1);
+  assertMatch(r.stderr, /^sockit: connect no-such-host\.invalid:80: name not found\n/);
+});
+
+Deno.test("cli: address in use is exit 1", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const r = await runSockit(["listen", `127.0.0.1:${taken.addr.port}`]);
+  taken.close();
+  assertEquals(r.code, 1);
+  assertMatch(r.stderr, /^sockit: listen 127\.0\.0\.1:\d+: address already in use\n/);
+});
+
+Deno.test("cli: a peer reset is exit 1 and what arrived before it is on stdout", async () => {
+  const peer = new PythonServer(SEND_THEN_RESET);
+  const r = await runSockit(["connect", `127.0.0.1:${await peer.port()}`], { stdin: "piped" });
+  await peer.done();
+  assertEquals(r.code, 1);
+  assertEquals(r.text, "partial reply");
+  assertMatch(r.stderr, /sockit: read 127\.0\.0\.1:\d+: connection reset by peer/);
+});
+
+Deno.test("cli: a denied permission is exit 126 and names the flag, without prompting", async () => {
+  const port = freePort();
+  const connect = await runSockit(["connect", `127.0.0.1:${port}`], { perms: [] });
+  assertEquals(connect.code, 126);
+  assertMatch(connect.stderr, /permission denied.*\n.*--allow-net/);
+  const listen = await runSockit(["listen", "127.0.0.1:0"], { perms: [] });
+  assertEquals(listen.code, 126);
+  assertMatch(listen.stderr, /--allow-net/);
+  const dir = tempSocketDir();
+  const unix = await runSockit(["listen", `unix:${dir}/s.sock`], { perms: NET });
+  assertEquals(unix.code, 126);
+  assertMatch(unix.stderr, /--allow-(read|write)/);
+  const file = await runSockit(["connect", `127.0.0.1:${port}`, "--send-file", "/etc/hostname"]);
+  assertEquals(file.code, 126);
+  assertMatch(file.stderr, /--allow-read/);
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("cli: SIGINT and SIGTERM stop a waiting listener with 130 and 143", async () => {
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    const server = spawnSockit(["listen", "127.0.0.1:0", "-v"]);
+    await server.listeningPort();
+    server.kill(signal);
+    const r = await server.result();
+    assertEquals(r.code, code, signal);
+    assertNotMatch(r.stderr, /error|Uncaught/);
+  }
+});
+
+Deno.test("cli: SIGTERM during a session flushes what was received, then exits 143", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], { stdin: "piped" });
+  const port = await server.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const payload = randomBytes(512 * 1024);
+  await writeAll(conn, payload);
+  // Wait until the server has seen it all (it cannot know the size; poll its -v stats later).
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  server.kill("SIGTERM");
+  const r = await server.result();
+  assertEquals(r.code, 143);
+  assertEquals(sha256(r.stdout), sha256(payload));
+  conn.close();
+  await server.child.stdin.close().catch(() => {});
+});
+
+// ---- IPv6, families, Unix sockets ----------------------------------------------------
+
+Deno.test("cli: IPv6 literals and -6", async () => {
+  const server = spawnSockit(["listen", "-6", "0", "-v", "--send", "over v6"]);
+  const bound = await server.waitForStderr(/listening on \[::1\]:(\d+)/);
+  const client = await runSockit(["connect", `[::1]:${bound[1]}`]);
+  const done = await server.result();
+  assertEquals([client.code, client.text, done.code], [0, "over v6", 0]);
+});
+
+Deno.test("cli: -4 and -6 restrict name resolution", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "v4"]);
+  const port = await server.listeningPort();
+  const r = await runSockit(["connect", "-4", `localhost:${port}`, "--trace"]);
+  assertEquals([r.code, r.text], [0, "v4"]);
+  assertMatch(r.stderr, /getaddrinfo\("localhost"\) = 127\.0\.0\.1\n/);
+  await server.result();
+});
+
+Deno.test("cli: Unix sockets with the narrow permissions, file removed at exit", async () => {
+  const dir = tempSocketDir();
+  const path = `${dir}/s.sock`;
+  const server = spawnSockit(["listen", `unix:${path}`, "-v", "--send", "over unix"], {
+    perms: unixPerms(path),
+  });
+  await server.waitForStderr(/listening on unix:/);
+  const client = await runSockit(["connect", `unix:${path}`], {
+    perms: unixPerms(path),
+    stdin: "hi",
+  });
+  const done = await server.result();
+  assertEquals([client.code, client.text], [0, "over unix"]);
+  assertEquals([done.code, done.text], [0, "hi"]);
+  assertMatch(done.stderr, /connection from unix:\(unnamed\)/);
+  assert(!exists(path), "the socket file is removed");
+  Deno.removeSync(dir, { recursive: true });
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("cli: a stale Unix socket file is replaced; a live one or a regular file is refused", async () => {
+  const dir = tempSocketDir();
+  const path = `${dir}/stale.sock`;
+  // A socket file whose process is gone: bound, never listened on, left behind.
+  const stale = new Deno.Command("python3", {
+    args: ["-c", `import socket; s = socket.socket(socket.AF_UNIX); s.bind("${path}")`],
+  });
+  assert((await stale.output()).success);
+  assert(Deno.lstatSync(path).isSocket);
+  const server = spawnSockit(["listen", `unix:${path}`, "-v", "--send", "ok"], {
+    perms: unixPerms(path),
+  });
+  await server.waitForStderr(/listening on unix:/);
+  assertMatch(server.stderr, /removed stale socket file/);
+  const client = await runSockit(["connect", `unix:${path}`], { perms: unixPerms(path) });
+  assertEquals([client.code, client.text], [0, "ok"]);
+  assertEquals((await server.result()).code, 0);
+
+  // A path a live process listens on is refused (and left alone).
+  const live = new Deno.Command("python3", {
+    args: [
+      "-c",
+      `import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind("${path}"); s.listen(8)
+print("up", flush=True)
+sys.stdin.read()`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = live.stdout.getReader();
+  await reader.read();
+  const second = await runSockit(["listen", `unix:${path}`], { perms: unixPerms(path) });
+  assertEquals(second.code, 1);
+  assertMatch(second.stderr, /address already in use: another process is listening on it/);
+  assert(Deno.lstatSync(path).isSocket, "the live socket file is kept");
+  await live.stdin.close();
+  reader.releaseLock();
+  await live.stdout.cancel();
+  await live.status;
+
+  // A regular file is never removed.
+  const file = `${dir}/file`;
+  Deno.writeTextFileSync(file, "keep me");
+  const refused = await runSockit(["listen", `unix:${file}`], { perms: unixPerms(file) });
+  assertEquals(refused.code, 1);
+  assertMatch(refused.stderr, /the path exists and is not a socket/);
+  assertEquals(Deno.readTextFileSync(file), "keep me");
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("cli: narrow --allow-net=127.0.0.1 is enough for TCP on loopback", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "narrow"], {
+    perms: ["--allow-net=127.0.0.1"],
+  });
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`], {
+    perms: [`--allow-net=127.0.0.1:${port}`],
+  });
+  assertEquals([client.code, client.text], [0, "narrow"]);
+  assertEquals((await server.result()).code, 0);
+});

@@ -1,0 +1,231 @@
+/**
+ * Test helpers: run the sockit CLI as a subprocess (the command comes from
+ * `$SOCKIT`, default `deno run` with the narrow permission flags a user would
+ * pass), real peers, and checksums.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const DENO_CONFIG = new URL("../deno.json", import.meta.url).pathname;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Permission flags a user passes for TCP. */
+export const NET = ["--allow-net"];
+
+/** Permission flags for a Unix socket at `path` (Deno 2.9 needs all three). */
+export function unixPerms(path: string): string[] {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  return [`--allow-read=${dir}`, `--allow-write=${dir}`, `--allow-net=unix:${path}`];
+}
+
+/** The command prefix under test: `$SOCKIT`, or `deno run` with `perms`. */
+export function sockitCommand(perms: string[]): string[] {
+  const custom = Deno.env.get("SOCKIT");
+  if (custom) return custom.trim().split(/\s+/);
+  return [Deno.execPath(), "run", "--no-prompt", `--config=${DENO_CONFIG}`, ...perms, MAIN];
+}
+
+/** Whether the suite runs against a compiled binary (permissions baked in). */
+export const customCommand = Deno.env.get("SOCKIT") !== undefined;
+
+/** Environment for every child: no update checks, no colour surprises. */
+export const CHILD_ENV = { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
+
+/** Options of {@linkcode spawnSockit} and {@linkcode runSockit}. */
+export interface SockitRunOptions {
+  /** Permission flags (ignored when `$SOCKIT` is set). */
+  perms?: string[];
+  /** Bytes for stdin; `"null"` for /dev/null; `"piped"` to write yourself. */
+  stdin?: Uint8Array | string | "null" | "piped";
+  /** Extra environment. */
+  env?: Record<string, string>;
+}
+
+/** A running sockit child with its stderr collected as it comes. */
+export class SockitProcess {
+  readonly child: Deno.ChildProcess;
+  #stderr = "";
+  #stderrDone: Promise<void>;
+  #stdout: Promise<Uint8Array>;
+  #waiters: Array<() => void> = [];
+  #pipedStdin = false;
+
+  constructor(args: string[], options: SockitRunOptions = {}) {
+    const [cmd, ...prefix] = sockitCommand(options.perms ?? NET);
+    const stdinMode = options.stdin === undefined || options.stdin === "null" ? "null" : "piped";
+    const child = new Deno.Command(cmd, {
+      args: [...prefix, ...args],
+      stdin: stdinMode,
+      stdout: "piped",
+      stderr: "piped",
+      env: { ...CHILD_ENV, ...options.env },
+    }).spawn();
+    this.child = child;
+    this.#pipedStdin = options.stdin === "piped";
+    this.#stdout = new Response(child.stdout).bytes();
+    this.#stderrDone = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        this.#stderr += chunk;
+        for (const wake of this.#waiters.splice(0)) wake();
+      }
+      for (const wake of this.#waiters.splice(0)) wake();
+    })();
+    const input = options.stdin;
+    if (input !== undefined && input !== "null" && input !== "piped") {
+      const bytes = typeof input === "string" ? encoder.encode(input) : input;
+      const writer = child.stdin.getWriter();
+      writer.write(bytes).then(() => writer.close()).catch(() => {});
+    }
+  }
+
+  /** Everything on stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Waits until stderr matches `pattern` (or the process ends); returns the match. */
+  async waitForStderr(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    let ended = false;
+    this.#stderrDone.then(() => (ended = true));
+    for (;;) {
+      const m = pattern.exec(this.#stderr);
+      if (m) return m;
+      if (ended || Date.now() > deadline) {
+        throw new Error(`stderr never matched ${pattern}; stderr was:\n${this.#stderr}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Waits for the listening event (`-v` line or `--json` object); returns the bound port. */
+  async listeningPort(): Promise<number> {
+    const m = await this.waitForStderr(
+      /listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)|"event":"listening".*?"address":"[^"]*:(\d+)"/,
+    );
+    return Number(m[1] ?? m[2]);
+  }
+
+  /** Sends a signal to the child. */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /** Waits for exit; returns code, stdout and stderr. */
+  async result(): Promise<{ code: number; stdout: Uint8Array; stderr: string; text: string }> {
+    if (this.#pipedStdin) {
+      // A stdin the test kept open ends with the process.
+      this.child.status.then(() => this.child.stdin.close()).catch(() => {});
+    }
+    const [status, stdout] = await Promise.all([this.child.status, this.#stdout]);
+    await this.#stderrDone;
+    return { code: status.code, stdout, stderr: this.#stderr, text: decoder.decode(stdout) };
+  }
+}
+
+/** Starts sockit with `args`. */
+export function spawnSockit(args: string[], options: SockitRunOptions = {}): SockitProcess {
+  return new SockitProcess(args, options);
+}
+
+/** Runs sockit with `args` to completion. */
+export function runSockit(
+  args: string[],
+  options: SockitRunOptions = {},
+): Promise<{ code: number; stdout: Uint8Array; stderr: string; text: string }> {
+  return spawnSockit(args, options).result();
+}
+
+/** SHA-256 of bytes, hex. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Random bytes of any size (crypto.getRandomValues takes at most 64 KiB a call). */
+export function randomBytes(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(out.subarray(at, Math.min(size, at + 65536)));
+  }
+  return out;
+}
+
+/**
+ * The path of a tool the test needs. A missing tool fails the test loudly
+ * (it is never skipped); `.ci/run` installs every tool used here.
+ */
+export function requireTool(name: string): string {
+  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
+    try {
+      const path = `${dir}/${name}`;
+      if (Deno.statSync(path).isFile) return path;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  throw new Error(
+    `MISSING TOOL: this test needs "${name}" on PATH (apt-get install it; .ci/run does)`,
+  );
+}
+
+/** A free TCP port on 127.0.0.1 (nothing listens on it when returned). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const probe = Deno.listen({ hostname, port: 0 });
+  const port = probe.addr.port;
+  probe.close();
+  return port;
+}
+
+/** A fresh temporary directory for Unix sockets (short path). */
+export function tempSocketDir(): string {
+  return Deno.makeTempDirSync({ dir: "/tmp", prefix: "sockit-" });
+}
+
+/** Reads a connection to EOF. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(65536);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Writes all of `bytes` to a connection. */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+}
+
+/** Asserts a usage error: exit 2 and at most two lines on stderr. */
+export function assertUsageError(result: { code: number; stderr: string }, pattern: RegExp): void {
+  assert.equal(result.code, 2, `expected exit 2, got ${result.code}; stderr: ${result.stderr}`);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.ok(lines.length <= 2, `usage error printed ${lines.length} lines:\n${result.stderr}`);
+  assert.match(result.stderr, pattern);
+  assert.doesNotMatch(result.stderr, /\bat .*\.ts:\d+|Stack|Uncaught/);
+}
+
+export { decoder, encoder };

@@ -32,6 +32,11 @@ export interface ReporterOptions {
   command?: string;
 }
 
+/** Colours `text`; the reporter has already decided that colour is wanted. */
+function paint(format: "dim" | "red" | "yellow" | "cyan", text: string): string {
+  return styleText(format, text, { validateStream: false });
+}
+
 /** Byte counts and duration of a finished connection. */
 export interface ClosedInfo {
   /** Bytes written to the peer. */
@@ -79,7 +84,7 @@ export class Reporter {
   }
 
   #prefix(): string {
-    return this.#options.color ? styleText("dim", "sockit:") : "sockit:";
+    return this.#options.color ? paint("dim", "sockit:") : "sockit:";
   }
 
   #json(event: string, fields: Record<string, unknown>): void {
@@ -100,7 +105,7 @@ export class Reporter {
     else {
       const line = `[${tag}] ${call}`;
       this.#sink.write(
-        `${this.#prefix()} ${this.#options.color ? styleText("cyan", line) : line}\n`,
+        `${this.#prefix()} ${this.#options.color ? paint("cyan", line) : line}\n`,
       );
     }
   }
@@ -141,7 +146,7 @@ export class Reporter {
     if (this.#options.quiet) return;
     if (this.#options.json) this.#json("warning", { message: text });
     else {
-      const label = this.#options.color ? styleText("yellow", "warning:") : "warning:";
+      const label = this.#options.color ? paint("yellow", "warning:") : "warning:";
       this.#sink.write(`${this.#prefix()} ${label} ${text}\n`);
     }
   }
@@ -161,7 +166,7 @@ export class Reporter {
         ...(err.hint ? { hint: err.hint } : {}),
       });
     } else {
-      const message = this.#options.color ? styleText("red", err.message) : err.message;
+      const message = this.#options.color ? paint("red", err.message) : err.message;
       this.#sink.write(`${this.#prefix()} ${message}\n`);
       if (err.hint) this.#sink.write(`${this.#prefix()} hint: ${err.hint}\n`);
     }

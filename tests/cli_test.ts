@@ -83,19 +83,7 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
   }
 });
 
-// ---- the seed scenario -----------------------------------------------------------
-
-Deno.test("cli: the seed's server writes hello! and the client prints it", async () => {
-  const server = spawnSockit(["listen", "127.0.0.1:0", "--send", "hello!", "-v"]);
-  const port = await server.listeningPort();
-  const client = await runSockit(["connect", `127.0.0.1:${port}`]);
-  const done = await server.result();
-  assertEquals([client.code, client.text, client.stderr], [0, "hello!", ""]);
-  assertEquals([done.code, done.text], [0, ""]);
-  assertMatch(done.stderr, /sockit: listening on 127\.0\.0\.1:\d+\n/);
-  assertMatch(done.stderr, /sockit: connection from 127\.0\.0\.1:\d+\n/);
-  assertMatch(done.stderr, /sockit: closed 127\.0\.0\.1:\d+ \(sent 6 B, received 0 B, \d+ ms\)/);
-});
+// ---- events -----------------------------------------------------------------
 
 Deno.test("cli: --json prints the listening event with the real bound address", async () => {
   const server = spawnSockit(["listen", "0", "--json", "--send", "x"]);

@@ -1,0 +1,129 @@
+/** Small pure pieces: durations, escapes, human units, error mapping, the reporter, flags. */
+
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import fc from "fast-check";
+import { parseDuration } from "../lib/duration.ts";
+import { decodeEscapes } from "../lib/escapes.ts";
+import { formatBytes, formatDuration, formatRate } from "../lib/format.ts";
+import { exitCodeOf, SignalInterrupt, toSockitError, UsageError } from "../lib/errors.ts";
+import { Reporter } from "../lib/report.ts";
+import { parseFlags } from "../lib/cli/args.ts";
+
+Deno.test("parseDuration: units, bare seconds, errors", () => {
+  const table: Array<[string, number]> = [
+    ["250ms", 250],
+    ["2s", 2000],
+    ["1m", 60_000],
+    ["1h", 3_600_000],
+    ["1.5", 1500],
+    ["0", 0],
+    [".5s", 500],
+  ];
+  for (const [text, ms] of table) assertEquals(parseDuration(text), ms, text);
+  for (const bad of ["", "s", "-1s", "1 s", "1d", "abc", "1e3", "99999999h"]) {
+    assertThrows(
+      () => parseDuration(bad),
+      UsageError,
+      `Cannot parse duration ${JSON.stringify(bad)}`,
+    );
+  }
+});
+
+Deno.test("decodeEscapes: known escapes, UTF-8, errors", () => {
+  assertEquals(
+    decodeEscapes("a\\r\\n\\t\\0\\\\\\e\\x41é"),
+    new TextEncoder().encode("a\r\n\t\0\\\x1bAé"),
+  );
+  assertThrows(() => decodeEscapes("x\\"), UsageError, "lone");
+  assertThrows(() => decodeEscapes("\\x4"), UsageError, "unknown escape");
+  fc.assert(fc.property(fc.string().filter((s) => !s.includes("\\")), (s) => {
+    assertEquals(decodeEscapes(s), new TextEncoder().encode(s));
+  }));
+});
+
+Deno.test("format: bytes, durations, rates", () => {
+  assertEquals(formatBytes(0), "0 B");
+  assertEquals(formatBytes(1023), "1023 B");
+  assertEquals(formatBytes(1024), "1 KiB");
+  assertEquals(formatBytes(10.5 * 1024 * 1024), "10.5 MiB");
+  assertEquals(formatBytes(3 * 1024 ** 3), "3 GiB");
+  assertEquals(formatDuration(0), "0 ms");
+  assertEquals(formatDuration(999), "999 ms");
+  assertEquals(formatDuration(61_000), "1 m 1 s");
+  assertEquals(formatDuration(3_660_000), "1 h 1 m");
+  assertEquals(formatRate(2 * 1024 ** 3, 2000), "1 GiB/s");
+});
+
+Deno.test("toSockitError: Deno errors become operation, address, reason and exit code", () => {
+  const refused = toSockitError(
+    new Deno.errors.ConnectionRefused("x (os error 111)"),
+    "connect",
+    "h:1",
+  );
+  assertEquals([refused.message, refused.exitCode, refused.code], [
+    "connect h:1: connection refused",
+    1,
+    "ECONNREFUSED",
+  ]);
+  const denied = toSockitError(
+    new Deno.errors.NotCapable('Requires net access to "h:1", run again with the --allow-net flag'),
+    "connect",
+    "h:1",
+  );
+  assertEquals(denied.exitCode, 126);
+  assert(denied.hint?.includes("--allow-net"), denied.hint);
+  const name = toSockitError(
+    new Error("failed to lookup address information: Name or service not known"),
+    "connect",
+    "x:1",
+  );
+  assertEquals([name.reason, name.exitCode], ["name not found", 1]);
+  const other = toSockitError(new Error("Something odd (os error 71)"), "read", "h:1");
+  assertEquals(other.message, "read h:1: something odd");
+  assertEquals(exitCodeOf(new SignalInterrupt("SIGINT")), 130);
+  assertEquals(exitCodeOf(new SignalInterrupt("SIGTERM")), 143);
+  assertEquals(exitCodeOf("weird"), 1);
+});
+
+Deno.test("Reporter: -v text, --json objects, -q silence, one-line errors", () => {
+  let out = "";
+  const sink = { write: (t: string) => void (out += t) };
+  new Reporter(sink, { verbose: true }).closed(3, "127.0.0.1:42694", {
+    sent: 6,
+    received: 0,
+    durationMs: 2,
+  });
+  assertEquals(out, "sockit: closed 127.0.0.1:42694 (sent 6 B, received 0 B, 2 ms)\n");
+  out = "";
+  new Reporter(sink, { json: true }).accepted(1, "127.0.0.1:5", "127.0.0.1:6");
+  const event = JSON.parse(out);
+  assertEquals([event.event, event.conn, event.remote, event.local], [
+    "accepted",
+    1,
+    "127.0.0.1:5",
+    "127.0.0.1:6",
+  ]);
+  out = "";
+  const quiet = new Reporter(sink, { quiet: true, verbose: false });
+  quiet.listening("x", "tcp");
+  quiet.warn("careful");
+  assertEquals(out, "");
+  assertEquals(quiet.fail(new Deno.errors.AddrInUse("x"), "listen", "127.0.0.1:80"), 1);
+  assertEquals(out.split("\n")[0], "sockit: listen 127.0.0.1:80: address already in use");
+  out = "";
+  assertEquals(new Reporter(sink, { json: true }).fail(new UsageError("bad")), 2);
+  assertEquals(JSON.parse(out).code, "EUSAGE");
+  out = "";
+  new Reporter(sink, { color: true, verbose: true }).listening("a:1", "tcp");
+  assert(out.includes("\x1b["), "colour when asked");
+});
+
+Deno.test("parseFlags: any order, -- ends options, concise errors", () => {
+  const a = parseFlags(["--timeout", "2s", "h:1", "-v"], { timeout: { type: "string" } });
+  const b = parseFlags(["h:1", "-v", "--timeout=2s"], { timeout: { type: "string" } });
+  assertEquals(a.values.timeout, b.values.timeout);
+  assertEquals(a.positionals, b.positionals);
+  assertEquals(parseFlags(["--", "-v"], {}).positionals, ["-v"]);
+  assertThrows(() => parseFlags(["--json=1"], {}), UsageError, "--json does not take a value");
+  assertThrows(() => parseFlags(["-v", "-q"], {}), UsageError, "contradict");
+});

@@ -33,12 +33,16 @@ export interface Input extends ByteReader {
    * resolves to `null` — also a `read()` that is pending now.
    */
   cancel(): void;
+  /** Gets ready to read (and may start reading ahead) before the first `read()`. */
+  prepare?(): void;
 }
 
 /** The payload output of a command: stdout in the CLI. */
 export interface Output extends ByteWriter {
   /** Resolves once everything written so far has reached its destination. */
   flush(): Promise<void>;
+  /** Gets ready to write before the first `write()`. */
+  prepare?(): void;
 }
 
 // Layout of the control words shared with the worker.
@@ -192,6 +196,11 @@ export class StdinReader implements Input {
   #ring?: Ring;
   #cancelled = false;
 
+  /** Starts the worker now, so that it is up when the first read comes. */
+  prepare(): void {
+    if (!this.#cancelled) this.#ring ??= startRing("stdin");
+  }
+
   /** Reads what the worker has buffered, waiting for it if there is nothing. */
   async read(p: Uint8Array): Promise<number | null> {
     if (p.length === 0) return 0;
@@ -244,6 +253,11 @@ export class StdinReader implements Input {
  */
 export class StdoutWriter implements Output {
   #ring?: Ring;
+
+  /** Starts the worker now, so that it is up when the first write comes. */
+  prepare(): void {
+    this.#ring ??= startRing("stdout");
+  }
 
   /** Copies all of `p` into the ring, waiting for room when it is full. */
   async write(p: Uint8Array): Promise<number> {

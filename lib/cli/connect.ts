@@ -22,7 +22,7 @@ import {
 } from "./args.ts";
 import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
-import { checkSendFile, runSession } from "./session.ts";
+import { checkSendFile, prepareStdio, runSession } from "./session.ts";
 
 /** Help text of `sockit connect`. */
 export const CONNECT_HELP = `Usage: sockit connect [options] ENDPOINT
@@ -172,6 +172,7 @@ export async function runConnect(
   let conn: SocketStream;
   try {
     await checkSendFile(options);
+    prepareStdio(options, ctx);
     conn = await connect(options.endpoint, {
       family: options.family,
       timeout: options.timeout,

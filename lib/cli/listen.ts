@@ -21,7 +21,7 @@ import {
 } from "./args.ts";
 import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
-import { checkSendFile, runSession } from "./session.ts";
+import { checkSendFile, prepareStdio, runSession } from "./session.ts";
 
 /** Help text of `sockit listen`. */
 export const LISTEN_HELP = `Usage: sockit listen [options] ENDPOINT
@@ -135,6 +135,7 @@ export async function runListen(
     ctx.signal.addEventListener("abort", stopListening, { once: true });
     try {
       reporter.listening(listener.address, listener.transport);
+      prepareStdio(options, ctx);
       conn = await listener.accept();
     } finally {
       ctx.signal.removeEventListener("abort", stopListening);

@@ -128,6 +128,20 @@ async function openSource(options: SessionOptions, ctx: CommandContext): Promise
 }
 
 /**
+ * Gets stdin and stdout ready while the socket is being set up, so that a
+ * transfer starts at full speed (their worker threads take a while to start).
+ *
+ * @example Usage
+ * ```ts ignore
+ * prepareStdio({ send: undefined }, ctx);
+ * ```
+ */
+export function prepareStdio(options: SessionOptions, ctx: CommandContext): void {
+  if (!options.send && options.sendFile === undefined) ctx.stdin.prepare?.();
+  ctx.stdout.prepare?.();
+}
+
+/**
  * Checks that the `--send-file` can be opened, before any socket is opened.
  *
  * @example Usage

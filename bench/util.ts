@@ -1,0 +1,91 @@
+/**
+ * Helpers for the benchmarks: shell commands, free ports, readiness from
+ * /proc/net/tcp (a probe connection would use up `nc -l`'s only accept),
+ * medians, and the sockit command under test.
+ *
+ * @module
+ */
+
+/** One line of a benchmark table. */
+export type Row = Record<string, string>;
+
+/** Starts `command` under /bin/sh with piped stdout and stderr. */
+export function sh(command: string): Deno.ChildProcess {
+  return new Deno.Command("/bin/sh", {
+    args: ["-c", command],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  }).spawn();
+}
+
+/** Whether a program is on PATH (or an absolute path exists). */
+export function which(name: string): string | undefined {
+  const candidates = name.startsWith("/")
+    ? [name]
+    : (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":").map((d) => `${d}/${name}`);
+  for (const path of candidates) {
+    try {
+      if (Deno.statSync(path).isFile) return path;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
+/** The sockit command as a shell prefix: `$SOCKIT`, or `deno run` with the narrow flags. */
+export function sockitShell(): string {
+  const custom = Deno.env.get("SOCKIT");
+  if (custom) return custom;
+  const main = new URL("../main.ts", import.meta.url).pathname;
+  const config = new URL("../deno.json", import.meta.url).pathname;
+  return `${Deno.execPath()} run --no-prompt --config=${config} --allow-net ${main}`;
+}
+
+/** A TCP port on 127.0.0.1 that is free now. */
+export function freeTcpPort(): number {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = probe.addr.port;
+  probe.close();
+  return port;
+}
+
+/** Resolves once something listens on 127.0.0.1:`port` (state 0A in /proc/net/tcp). */
+export async function waitForTcpListen(port: number, timeoutMs = 10_000): Promise<void> {
+  const needle = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    // Deno asks for --allow-all to read /proc directly; cat needs only --allow-run.
+    const out = await new Deno.Command("cat", { args: ["/proc/net/tcp"], stdout: "piped" })
+      .output();
+    const table = new TextDecoder().decode(out.stdout);
+    if (table.split("\n").some((line) => line.includes(`0100007F${needle}`) && / 0A /.test(line))) {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** The median of some numbers. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Formats rows as an aligned text table. */
+export function table(rows: Row[]): string {
+  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const width = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => cell.padEnd(width[i])).join("  ").trimEnd();
+  return [
+    line(columns),
+    line(width.map((w) => "-".repeat(w))),
+    ...rows.map((r) => line(columns.map((c) => r[c] ?? ""))),
+  ]
+    .join("\n");
+}

@@ -75,6 +75,7 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["connect", "tls://127.0.0.1:1"], /tls:\/\/ is not supported by connect/],
     [["connect", "127.0.0.1:1", "--color", "sometimes"], /--color must be auto, always or never/],
     [["help", "nope"], /unknown command "nope"/],
+    [["connect", "127.0.0.1:0"], /port 0 only means "any free port" when listening/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runSockit(args);
@@ -159,7 +160,7 @@ Deno.test("cli: stdin EOF half-closes; a server that reads to EOF then replies i
 
 Deno.test("cli: --no-half-close keeps the write side open after stdin EOF", async () => {
   // The server replies "eof" if it sees our EOF within 500 ms, else "open", then closes.
-  const peer = new PythonServer(`
+  const eofWithin500ms = `
 conn.settimeout(0.5)
 try:
     data = conn.recv(100)
@@ -168,25 +169,14 @@ try:
 except socket.timeout:
     conn.sendall(b"open")
 conn.close()
-`);
-  const port = await peer.port();
-  const r = await runSockit(["connect", `127.0.0.1:${port}`, "--no-half-close"], { stdin: "x" });
-  await peer.done();
-  assertEquals([r.code, r.text], [0, "open"]);
-  const peer2 = new PythonServer(`
-conn.settimeout(0.5)
-try:
-    data = conn.recv(100)
-    data2 = conn.recv(100) if data else b""
-    conn.sendall(b"eof" if data2 == b"" else b"more")
-except socket.timeout:
-    conn.sendall(b"open")
-conn.close()
-`);
-  const port2 = await peer2.port();
-  const r2 = await runSockit(["connect", `127.0.0.1:${port2}`], { stdin: "x" });
-  await peer2.done();
-  assertEquals([r2.code, r2.text], [0, "eof"]);
+`;
+  for (const [flags, reply] of [[["--no-half-close"], "open"], [[], "eof"]] as const) {
+    const peer = new PythonServer(eofWithin500ms);
+    const port = await peer.port();
+    const r = await runSockit(["connect", `127.0.0.1:${port}`, ...flags], { stdin: "x" });
+    await peer.done();
+    assertEquals([r.code, r.text], [0, reply], flags.join(" "));
+  }
 });
 
 Deno.test("cli: a listener whose stdin is empty half-closes at once, the client still sends everything", async () => {

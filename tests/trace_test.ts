@@ -16,17 +16,25 @@ import {
   sockitCommand,
   spawnSockit,
 } from "./helpers.ts";
+import { seedPort } from "../tools/seed_port.ts";
 
-/** 8888 as in the seed, unless something on this machine has it. */
-function seedPort(): number {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port: 8888 }).close();
-    return 8888;
-  } catch {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    probe.close();
-    return probe.addr.port;
-  }
+/** Starts sockit with `args` under `strace -f -e trace=network`. */
+function straced(args: string[]): { child: Deno.ChildProcess; calls: () => string[] } {
+  const log = Deno.makeTempFileSync({ prefix: "sockit-strace-" });
+  const [cmd, ...prefix] = sockitCommand(NET);
+  const child = new Deno.Command(requireTool("strace"), {
+    args: ["-f", "-e", "trace=network", "-o", log, cmd, ...prefix, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).spawn();
+  const calls = () => {
+    const lines = Deno.readTextFileSync(log).split("\n");
+    Deno.removeSync(log);
+    return lines;
+  };
+  return { child, calls };
 }
 
 /** Positions of the calls in `lines` matching each pattern, in order; fails if one is missing. */
@@ -45,30 +53,14 @@ function assertIncreasing(values: number[], what: string): void {
 }
 
 Deno.test("trace: the server's real system calls are the seed's sequence, as --trace says", async () => {
-  const strace = requireTool("strace");
   const port = seedPort();
-  const log = Deno.makeTempFileSync({ prefix: "sockit-strace-" });
-  const [cmd, ...prefix] = sockitCommand(NET);
-  const child = new Deno.Command(strace, {
-    args: [
-      "-f",
-      "-e",
-      "trace=network",
-      "-o",
-      log,
-      cmd,
-      ...prefix,
-      "listen",
-      `127.0.0.1:${port}`,
-      "--send",
-      "hello!",
-      "--trace",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: CHILD_ENV,
-  }).spawn();
+  const { child, calls: kernelCalls } = straced([
+    "listen",
+    `127.0.0.1:${port}`,
+    "--send",
+    "hello!",
+    "--trace",
+  ]);
   const stderrText = new Response(child.stderr).text();
   const stdoutText = new Response(child.stdout).text();
   // Connect once the listener is up (strace slows start-up down).
@@ -86,8 +78,7 @@ Deno.test("trace: the server's real system calls are the seed's sequence, as --t
   assertEquals([status.code, received], [0, "hello!"]);
 
   // What the kernel saw.
-  const calls = Deno.readTextFileSync(log).split("\n");
-  Deno.removeSync(log);
+  const calls = kernelCalls();
   const socketLine = calls.find((l) =>
     /socket\(AF_INET, SOCK_STREAM[^)]*\) = \d+/.test(l) &&
     calls.some((b) =>
@@ -127,32 +118,14 @@ Deno.test("trace: the server's real system calls are the seed's sequence, as --t
 });
 
 Deno.test("trace: the client's real calls match its --trace: socket, connect, then read of hello!", async () => {
-  const strace = requireTool("strace");
   const server = spawnSockit(["listen", "127.0.0.1:0", "--send", "hello!", "-v"]);
   const port = await server.listeningPort();
-  const log = Deno.makeTempFileSync({ prefix: "sockit-strace-" });
-  const [cmd, ...prefix] = sockitCommand(NET);
-  const out = await new Deno.Command(strace, {
-    args: [
-      "-f",
-      "-e",
-      "trace=network",
-      "-o",
-      log,
-      cmd,
-      ...prefix,
-      "connect",
-      `127.0.0.1:${port}`,
-      "--trace",
-    ],
-    stdin: "null",
-    env: CHILD_ENV,
-  }).output();
+  const { child, calls: kernelCalls } = straced(["connect", `127.0.0.1:${port}`, "--trace"]);
+  const out = await child.output();
   await server.result();
   const traced = new TextDecoder().decode(out.stderr).split("\n");
   assertEquals([out.code, new TextDecoder().decode(out.stdout)], [0, "hello!"]);
-  const calls = Deno.readTextFileSync(log).split("\n");
-  Deno.removeSync(log);
+  const calls = kernelCalls();
   const kernel = positions(calls, [
     /socket\(AF_INET, SOCK_STREAM/,
     new RegExp(

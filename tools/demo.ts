@@ -13,24 +13,12 @@
 
 import { main } from "../lib/cli/main.ts";
 import { memoryContext } from "../lib/cli/context.ts";
+import { seedPort } from "./seed_port.ts";
 
 const encoder = new TextEncoder();
 function print(text: string): void {
   const bytes = encoder.encode(text);
   for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
-}
-
-/** Port 8888 as in the seed, or a free one if 8888 is taken. */
-function pickPort(): number {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port: 8888 }).close();
-    return 8888;
-  } catch {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = probe.addr.port;
-    probe.close();
-    return port;
-  }
 }
 
 /** A context whose stderr lines are printed with a label as they come. */
@@ -48,7 +36,7 @@ function labelled(label: string) {
   return ctx;
 }
 
-const port = pickPort();
+const port = seedPort();
 const serverArgs = ["listen", `127.0.0.1:${port}`, "--send", "hello!", "--trace"];
 const clientArgs = ["connect", `127.0.0.1:${port}`, "--trace"];
 

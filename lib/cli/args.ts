@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseEndpoint } from "../address.ts";
+import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
@@ -229,13 +229,17 @@ export function countFlag(values: FlagValues, name: string): number | undefined 
  * import { familyFlag } from "./args.ts";
  * import { assertEquals } from "node:assert/strict";
  *
- * assertEquals(familyFlag({ ipv6: true }), 6);
- * assertEquals(familyFlag({}), undefined);
+ * assertEquals(familyFlag({ ipv6: true }, { transport: "tcp", port: 80 }), 6);
+ * assertEquals(familyFlag({}, { transport: "tcp", port: 80 }), undefined);
  * ```
  */
-export function familyFlag(values: FlagValues): 4 | 6 | undefined {
+export function familyFlag(values: FlagValues, endpoint: Endpoint): 4 | 6 | undefined {
   if (values.ipv4 && values.ipv6) throw new UsageError("options -4 and -6 contradict each other");
-  return values.ipv4 ? 4 : values.ipv6 ? 6 : undefined;
+  const family = values.ipv4 ? 4 : values.ipv6 ? 6 : undefined;
+  if (family && endpoint.transport === "unix") {
+    throw new UsageError(`options -${family} and ${formatEndpoint(endpoint)} do not mix`);
+  }
+  return family;
 }
 
 /** The `-4` and `-6` flags. */

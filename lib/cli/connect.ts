@@ -5,10 +5,9 @@
  * @module
  */
 
-import { formatEndpoint, requireTransport } from "../address.ts";
+import { requireTransport } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
-import { decodeEscapes } from "../escapes.ts";
 import { connect, connectAddress } from "../stream.ts";
 import type { SocketStream } from "../stream.ts";
 import {
@@ -22,7 +21,7 @@ import {
 } from "./args.ts";
 import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
-import { checkSendFile, prepareStdio, runSession } from "./session.ts";
+import { checkSendFile, prepareStdio, runSession, SEND_FLAGS, sendFlags } from "./session.ts";
 
 /** Help text of `sockit connect`. */
 export const CONNECT_HELP = `Usage: sockit connect [options] ENDPOINT
@@ -104,8 +103,7 @@ export interface ConnectCommandOptions extends GlobalOptions {
  */
 export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
   const { values, positionals, globals } = parseFlags(argv, {
-    send: { type: "string" },
-    "send-file": { type: "string" },
+    ...SEND_FLAGS,
     expect: { type: "string" },
     timeout: { type: "string" },
     "idle-timeout": { type: "string" },
@@ -119,12 +117,8 @@ export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
   }
   const endpoint = oneEndpoint(positionals);
   requireTransport(endpoint, ["tcp", "unix"], "connect");
-  if (values.send !== undefined && values["send-file"] !== undefined) {
-    throw new UsageError("options --send and --send-file exclude each other");
-  }
-  const family = familyFlag(values);
-  if (family && endpoint.transport === "unix") {
-    throw new UsageError(`options -${family} and ${formatEndpoint(endpoint)} do not mix`);
+  if (endpoint.transport !== "unix" && endpoint.port === 0) {
+    throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
   }
   let expect: RegExp | undefined;
   if (typeof values.expect === "string") {
@@ -140,15 +134,14 @@ export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
   return {
     ...globals,
     endpoint,
-    send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
-    sendFile: values["send-file"] as string | undefined,
+    ...sendFlags(values),
     expect,
     timeout: durationFlag(values, "timeout"),
     idleTimeout: durationFlag(values, "idle-timeout"),
     retry: countFlag(values, "retry"),
     retryDelay: durationFlag(values, "retry-delay"),
     noHalfClose: values["no-half-close"] === true,
-    family,
+    family: familyFlag(values, endpoint),
   };
 }
 

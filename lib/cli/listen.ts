@@ -7,8 +7,7 @@
 
 import { formatEndpoint, requireTransport } from "../address.ts";
 import type { Endpoint } from "../address.ts";
-import { exitCodeOf, UsageError } from "../errors.ts";
-import { decodeEscapes } from "../escapes.ts";
+import { exitCodeOf } from "../errors.ts";
 import { listen } from "../listener.ts";
 import type { SocketStream } from "../stream.ts";
 import {
@@ -21,7 +20,7 @@ import {
 } from "./args.ts";
 import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
-import { checkSendFile, prepareStdio, runSession } from "./session.ts";
+import { checkSendFile, prepareStdio, runSession, SEND_FLAGS, sendFlags } from "./session.ts";
 
 /** Help text of `sockit listen`. */
 export const LISTEN_HELP = `Usage: sockit listen [options] ENDPOINT
@@ -83,28 +82,19 @@ export interface ListenCommandOptions extends GlobalOptions {
  */
 export function parseListenArgs(argv: string[]): ListenCommandOptions {
   const { values, positionals, globals } = parseFlags(argv, {
-    send: { type: "string" },
-    "send-file": { type: "string" },
+    ...SEND_FLAGS,
     "idle-timeout": { type: "string" },
     ...FAMILY_FLAGS,
   });
   if (globals.help) return { ...globals, endpoint: { transport: "tcp", port: 0 } };
   const endpoint = oneEndpoint(positionals);
   requireTransport(endpoint, ["tcp", "unix"], "listen");
-  if (values.send !== undefined && values["send-file"] !== undefined) {
-    throw new UsageError("options --send and --send-file exclude each other");
-  }
-  const family = familyFlag(values);
-  if (family && endpoint.transport === "unix") {
-    throw new UsageError(`options -${family} and ${formatEndpoint(endpoint)} do not mix`);
-  }
   return {
     ...globals,
     endpoint,
-    send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
-    sendFile: values["send-file"] as string | undefined,
+    ...sendFlags(values),
+    family: familyFlag(values, endpoint),
     idleTimeout: durationFlag(values, "idle-timeout"),
-    family,
   };
 }
 

@@ -13,13 +13,21 @@
  * @module
  */
 
-import { SignalInterrupt, SockitError, TimeoutError, toSockitError } from "../errors.ts";
+import {
+  SignalInterrupt,
+  SockitError,
+  TimeoutError,
+  toSockitError,
+  UsageError,
+} from "../errors.ts";
+import { decodeEscapes } from "../escapes.ts";
 import { formatDuration } from "../format.ts";
 import { Relay, RelayError } from "../relay.ts";
 import type { Duplex } from "../relay.ts";
 import type { Reporter } from "../report.ts";
 import type { ByteReader, Output } from "../stdio.ts";
 import type { SocketStream } from "../stream.ts";
+import type { FlagSpec, FlagValues } from "./args.ts";
 import type { CommandContext } from "./context.ts";
 
 /** What the session sends and how it ends. */
@@ -36,6 +44,33 @@ export interface SessionOptions {
   idleTimeout?: number;
   /** An overall deadline (`connect --timeout`), counted from `startedAt`. */
   deadline?: { ms: number; startedAt: number; op: string; address: string };
+}
+
+/** The payload options shared by `listen` and `connect`. */
+export const SEND_FLAGS: Record<string, FlagSpec> = {
+  send: { type: "string" },
+  "send-file": { type: "string" },
+};
+
+/**
+ * `--send TEXT` (escapes decoded) or `--send-file PATH`, not both.
+ *
+ * @example Usage
+ * ```ts
+ * import { sendFlags } from "./session.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * assertEquals(sendFlags({ send: "hi\\n" }).send, new TextEncoder().encode("hi\n"));
+ * ```
+ */
+export function sendFlags(values: FlagValues): Pick<SessionOptions, "send" | "sendFile"> {
+  if (values.send !== undefined && values["send-file"] !== undefined) {
+    throw new UsageError("options --send and --send-file exclude each other");
+  }
+  return {
+    send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
+    sendFile: values["send-file"] as string | undefined,
+  };
 }
 
 /** The bytes to send, with a way to stop reading them. */

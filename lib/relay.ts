@@ -41,8 +41,14 @@ export type Direction = 0 | 1;
 
 /** Options of {@linkcode Relay}. */
 export interface RelayOptions {
-  /** Stops the relay; it then rejects with `signal.reason`. */
+  /**
+   * Stops the relay: no more reads, writes in flight may finish for
+   * `drainTimeout` ms, then both sides close and the relay rejects with
+   * `signal.reason`.
+   */
   signal?: AbortSignal;
+  /** How long writes in flight may take after `signal` aborts (default 250 ms). */
+  drainTimeout?: number;
   /** Fails with a {@linkcode TimeoutError} after this many ms without data either way. */
   idleTimeout?: number;
   /**
@@ -129,6 +135,9 @@ export class Relay {
   #options: RelayOptions;
   #error: unknown = undefined;
   #stopping = false;
+  #draining = false;
+  #writing = 0;
+  #drainTimer?: ReturnType<typeof setTimeout>;
   #lastActivity = performance.now();
 
   /** Prepares a relay between `a` and `b`; {@linkcode Relay.run} starts it. */
@@ -150,7 +159,7 @@ export class Relay {
    */
   async run(): Promise<void> {
     const { signal, idleTimeout, endOnEof } = this.#options;
-    const onAbort = () => this.#fail(signal?.reason);
+    const onAbort = () => this.#drain(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     if (idleTimeout !== undefined && idleTimeout > 0) {
@@ -180,6 +189,7 @@ export class Relay {
       if (this.#error !== undefined) throw this.#error;
     } finally {
       clearTimeout(idleTimer);
+      clearTimeout(this.#drainTimer);
       signal?.removeEventListener("abort", onAbort);
       this.#stopping = true;
       closeQuietly(this.#a);
@@ -194,6 +204,26 @@ export class Relay {
       this.#stopping = true;
       closeQuietly(side);
     }
+  }
+
+  /**
+   * Stops reading; writes in flight finish (for at most `drainTimeout` ms),
+   * then both sides close. The relay then rejects with `reason`.
+   */
+  #drain(reason: unknown): void {
+    if (this.#error !== undefined || this.#stopping) return;
+    this.#error = reason;
+    this.#draining = true;
+    this.#a.cancelRead?.();
+    this.#b.cancelRead?.();
+    if (this.#writing === 0) this.#closeBoth();
+    else this.#drainTimer = setTimeout(() => this.#closeBoth(), this.#options.drainTimeout ?? 250);
+  }
+
+  #closeBoth(): void {
+    this.#stopping = true;
+    closeQuietly(this.#a);
+    if (this.#b !== this.#a) closeQuietly(this.#b);
   }
 
   /** Records the first failure and unblocks both directions. */
@@ -227,19 +257,27 @@ export class Relay {
       if (n === null) break;
       if (n === 0) continue;
       const chunk = n === buf.length ? buf : buf.subarray(0, n);
+      this.#writing++;
       try {
         let written = await dst.write(chunk);
         while (written < n) written += await dst.write(chunk.subarray(written));
       } catch (err) {
         if (!this.#stopping) this.#fail(new RelayError(other, "write", err));
         return;
+      } finally {
+        this.#writing--;
       }
       this.bytes[direction] += n;
       if (counted) this.#lastActivity = performance.now();
       if (onChunk) onChunk(direction, chunk);
+      if (this.#draining) {
+        // Stopping: what was read is delivered; nothing more is read.
+        if (this.#writing === 0) this.#closeBoth();
+        return;
+      }
       if (n === buf.length && buf.length < max) buf = new Uint8Array(Math.min(buf.length * 2, max));
     }
-    if (this.#stopping || !(this.#options.halfClose?.[direction] ?? true)) return;
+    if (this.#stopping || this.#draining || !(this.#options.halfClose?.[direction] ?? true)) return;
     try {
       await dst.closeWrite();
     } catch (err) {

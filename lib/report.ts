@@ -120,6 +120,11 @@ export class Reporter {
     this.event("accepted", `connection from ${remote}`, { conn, remote, local });
   }
 
+  /** A client was closed at once, before any byte was read or written. */
+  rejected(conn: number, remote: string, reason: string): void {
+    this.event("rejected", `rejected ${remote}: ${reason}`, { conn, remote, reason });
+  }
+
   /** A connection to `remote` was established. */
   connected(conn: number, remote: string, local: string): void {
     this.event("connected", `connected to ${remote}`, { conn, remote, local });

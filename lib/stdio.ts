@@ -253,15 +253,50 @@ export class StdinReader implements Input {
  */
 export class StdoutWriter implements Output {
   #ring?: Ring;
+  #queue: Promise<unknown> = Promise.resolve();
+  #pending = 0;
 
   /** Starts the worker now, so that it is up when the first write comes. */
   prepare(): void {
     this.#ring ??= startRing("stdout");
   }
 
-  /** Copies all of `p` into the ring, waiting for room when it is full. */
-  async write(p: Uint8Array): Promise<number> {
+  /**
+   * Copies all of `p` into the ring, waiting for room when it is full.
+   * Concurrent writes are queued, so chunks from several connections never
+   * interleave.
+   */
+  write(p: Uint8Array): Promise<number> {
     const ring = this.#ring ??= startRing("stdout");
+    const { buf, ctrl } = ring;
+    if (Atomics.load(ctrl, STATE) === FAILED) return Promise.reject(ringError(ring, "stdout"));
+    const used = (Atomics.load(ctrl, HEAD) - Atomics.load(ctrl, TAIL)) | 0;
+    if (this.#pending === 0 && p.length <= buf.length - used) {
+      // Fast path: nobody is queued and it fits, so the copy is whole and in order.
+      this.#copyIn(ring, p);
+      return Promise.resolve(p.length);
+    }
+    this.#pending++;
+    const done = this.#queue.then(() => this.#writeAll(ring, p));
+    this.#queue = done.catch(() => {}).finally(() => this.#pending--);
+    return done;
+  }
+
+  #copyIn(ring: Ring, p: Uint8Array): void {
+    const { buf, ctrl } = ring;
+    let done = 0;
+    while (done < p.length) {
+      const head = Atomics.load(ctrl, HEAD);
+      const at = head & (buf.length - 1);
+      const n = Math.min(buf.length - at, p.length - done);
+      buf.set(p.subarray(done, done + n), at);
+      Atomics.store(ctrl, HEAD, (head + n) | 0);
+      done += n;
+    }
+    wakeWorker(ctrl);
+  }
+
+  async #writeAll(ring: Ring, p: Uint8Array): Promise<number> {
     const { buf, ctrl } = ring;
     let done = 0;
     while (done < p.length) {

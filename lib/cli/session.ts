@@ -25,7 +25,7 @@ import { formatDuration } from "../format.ts";
 import { Relay, RelayError } from "../relay.ts";
 import type { Duplex } from "../relay.ts";
 import type { Reporter } from "../report.ts";
-import type { ByteReader, Output } from "../stdio.ts";
+import type { ByteReader, Input, Output } from "../stdio.ts";
 import type { SocketStream } from "../stream.ts";
 import type { FlagSpec, FlagValues } from "./args.ts";
 import type { CommandContext } from "./context.ts";
@@ -150,7 +150,10 @@ class ExpectMatched extends Error {}
  * Opens the payload a session sends: the file, the text, or stdin.
  * Throws a {@linkcode SockitError} when the file cannot be opened.
  */
-async function openSource(options: SessionOptions, ctx: CommandContext): Promise<PayloadSource> {
+async function openSource(
+  options: SessionOptions & { source?: Input },
+  ctx: CommandContext,
+): Promise<PayloadSource> {
   if (options.send) return bytesSource(options.send);
   if (options.sendFile !== undefined) {
     try {
@@ -159,7 +162,7 @@ async function openSource(options: SessionOptions, ctx: CommandContext): Promise
       throw toSockitError(err, "open", options.sendFile);
     }
   }
-  return ctx.stdin;
+  return options.source ?? ctx.stdin;
 }
 
 /**
@@ -196,28 +199,40 @@ export async function checkSendFile(options: SessionOptions): Promise<void> {
   }
 }
 
+/** How a bridge runs and ends. */
+export interface BridgeOptions {
+  /** Stops the bridge (signals); its reason's exit code is returned. */
+  signal: AbortSignal;
+  /** Succeed as soon as the received text matches. */
+  expect?: RegExp;
+  /** Fail after this many ms without data either way. */
+  idleTimeout?: number;
+  /** End the session when this side reaches end of input (`RelayOptions.endOnEof`). */
+  endOnEof?: "a" | "b";
+  /** Pass end of input on as half-close, per direction `[conn→other, other→conn]`. */
+  halfClose?: [boolean, boolean];
+  /** An overall deadline (`connect --timeout`), counted from `startedAt`. */
+  deadline?: { ms: number; startedAt: number; op: string; address: string };
+  /** Names the other side in error messages (`stdin`/`stdout` by default). */
+  otherName?: { read: string; write: string };
+}
+
 /**
- * Bridges `conn` with the payload until the session ends, reports the
- * `closed` event, and returns the exit code.
+ * Relays `conn` with `other` until the session ends, reports the `closed`
+ * event, and returns the exit code: 0, the failure's code (reported), 124
+ * for a timeout, 130/143 when stopped by a signal.
  *
  * @example Usage
  * ```ts ignore
- * const code = await runSession(conn, ctx, reporter, { send: new TextEncoder().encode("hello!") });
+ * const code = await bridge(conn, conn, reporter, { signal, halfClose: [true, false] }); // echo
  * ```
  */
-export async function runSession(
+export async function bridge(
   conn: SocketStream,
-  ctx: CommandContext,
+  other: Duplex,
   reporter: Reporter,
-  options: SessionOptions,
+  options: BridgeOptions,
 ): Promise<number> {
-  let source: PayloadSource;
-  try {
-    source = await openSource(options, ctx);
-  } catch (err) {
-    conn.close();
-    return reporter.fail(err);
-  }
   const stop = new AbortController();
   const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -233,11 +248,11 @@ export async function runSession(
       );
     }, Math.max(0, remaining));
   }
-  const relay = new Relay(conn, payloadDuplex(source, ctx.stdout), {
-    signal: AbortSignal.any([ctx.signal, stop.signal]),
+  const relay = new Relay(conn, other, {
+    signal: AbortSignal.any([options.signal, stop.signal]),
     idleTimeout: options.idleTimeout,
-    endOnEof: source === ctx.stdin && ctx.stdinIsTerminal ? "a" : undefined,
-    halfClose: [true, options.halfClose ?? true],
+    endOnEof: options.endOnEof,
+    halfClose: options.halfClose,
     onChunk: matcher
       ? (direction, chunk) => {
         if (direction === 0 && matcher.push(chunk)) stop.abort(new ExpectMatched());
@@ -264,18 +279,13 @@ export async function runSession(
       reason = err.message;
     } else if (err instanceof RelayError) {
       reason = `${err.op} failed`;
-      code = relayFailure(err, conn, reporter);
+      code = relayFailure(err, conn, reporter, options.otherName);
     } else {
       reason = (err as Error)?.message;
       code = reporter.fail(err);
     }
   } finally {
     clearTimeout(timer);
-  }
-  try {
-    await ctx.stdout.flush();
-  } catch {
-    // stdout is gone (e.g. its reader exited): nothing more can be delivered.
   }
   reporter.closed(conn.id, conn.remoteAddress, {
     sent: relay.bytes[1],
@@ -286,15 +296,61 @@ export async function runSession(
   return code;
 }
 
+/**
+ * Bridges `conn` with the command's payload — stdin (or `source`, or the
+ * `--send` text or file) in, stdout out — and returns the exit code.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const code = await runSession(conn, ctx, reporter, { send: new TextEncoder().encode("hello!") });
+ * ```
+ */
+export async function runSession(
+  conn: SocketStream,
+  ctx: CommandContext,
+  reporter: Reporter,
+  options: SessionOptions & { source?: Input },
+): Promise<number> {
+  let source: PayloadSource;
+  try {
+    source = await openSource(options, ctx);
+  } catch (err) {
+    conn.close();
+    return reporter.fail(err);
+  }
+  const fromTerminal = !options.send && options.sendFile === undefined && ctx.stdinIsTerminal;
+  const code = await bridge(conn, payloadDuplex(source, ctx.stdout), reporter, {
+    signal: ctx.signal,
+    expect: options.expect,
+    idleTimeout: options.idleTimeout,
+    endOnEof: fromTerminal ? "a" : undefined,
+    halfClose: [true, options.halfClose ?? true],
+    deadline: options.deadline,
+  });
+  try {
+    await ctx.stdout.flush();
+  } catch {
+    // stdout is gone (e.g. its reader exited): nothing more can be delivered.
+  }
+  return code;
+}
+
 /** Reports a failed relay operation and returns its exit code. */
-function relayFailure(err: RelayError, conn: SocketStream, reporter: Reporter): number {
+function relayFailure(
+  err: RelayError,
+  conn: SocketStream,
+  reporter: Reporter,
+  otherName = { read: "stdin", write: "stdout" },
+): number {
   if (err.side === "b") {
-    // The payload side: stdin, stdout or the --send-file.
+    // The other side: stdin/stdout (or the --send-file), a child, a hub.
     if (err.op !== "read" && err.cause instanceof Deno.errors.BrokenPipe) {
       // The reader of stdout went away (`sockit connect … | head -1`): stop quietly.
       return 0;
     }
-    return reporter.fail(toSockitError(err.cause, err.op, err.op === "read" ? "stdin" : "stdout"));
+    return reporter.fail(
+      toSockitError(err.cause, err.op, err.op === "read" ? otherName.read : otherName.write),
+    );
   }
   const op = err.op === "closeWrite" ? "shutdown" : err.op;
   return reporter.fail(toSockitError(err.cause, op, conn.remoteAddress));

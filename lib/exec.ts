@@ -1,0 +1,189 @@
+/**
+ * `--exec 'PROG ARGS'` and `--sh-exec 'CMD'`: a child process per
+ * connection, its stdin and stdout wired to the connection as one duplex
+ * for the relay.
+ *
+ * Everything the child writes reaches the client before the connection
+ * closes (ncat lost the tail of child output for years): the child's output
+ * is read to its end and only then is the connection half-closed. A child
+ * that stops reading its input (exits early, or closes stdin) does not cut
+ * its output short either: further input is discarded.
+ *
+ * @module
+ */
+
+import { UsageError } from "./errors.ts";
+import type { Duplex } from "./relay.ts";
+
+/**
+ * Splits a command line into words like a POSIX shell does for quoting —
+ * `'…'`, `"…"`, backslash escapes — without expanding anything.
+ *
+ * @example Usage
+ * ```ts
+ * import { splitCommand } from "./exec.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * assertEquals(splitCommand(`tr a-z 'A-Z'`), ["tr", "a-z", "A-Z"]);
+ * assertEquals(splitCommand(`printf "%s\\n" it\\'s`), ["printf", "%s\\n", "it's"]);
+ * ```
+ */
+export function splitCommand(text: string): string[] {
+  const words: string[] = [];
+  let word = "";
+  let inWord = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "'") {
+      const end = text.indexOf("'", i + 1);
+      if (end === -1) {
+        throw new UsageError(`Cannot parse command ${JSON.stringify(text)}: unterminated '`);
+      }
+      word += text.slice(i + 1, end);
+      inWord = true;
+      i = end;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (; j < text.length && text[j] !== '"'; j++) {
+        if (text[j] === "\\" && j + 1 < text.length && '"\\$`'.includes(text[j + 1])) j++;
+        word += text[j];
+      }
+      if (j >= text.length) {
+        throw new UsageError(`Cannot parse command ${JSON.stringify(text)}: unterminated "`);
+      }
+      inWord = true;
+      i = j;
+    } else if (c === "\\") {
+      if (i + 1 >= text.length) {
+        throw new UsageError(
+          `Cannot parse command ${JSON.stringify(text)}: a lone "\\" at the end`,
+        );
+      }
+      word += text[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = "";
+      inWord = false;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(word);
+  return words;
+}
+
+/** Options of {@linkcode ChildStream}. */
+export interface ChildOptions {
+  /** Program and arguments. */
+  argv: string[];
+  /** Extra environment for the child (added to sockit's own). */
+  env?: Record<string, string>;
+}
+
+/**
+ * A child process as a {@linkcode Duplex}: `read()` is its stdout,
+ * `write()` its stdin, `closeWrite()` closes its stdin, `close()` ends it
+ * (SIGTERM) if it still runs. Its stderr is sockit's stderr.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { ChildStream } from "./exec.ts";
+ *
+ * const child = new ChildStream({ argv: ["tr", "a-z", "A-Z"] });
+ * await child.write(new TextEncoder().encode("hi"));
+ * await child.closeWrite();
+ * const buf = new Uint8Array(8);
+ * await child.read(buf); // 2: "HI"
+ * child.close();
+ * ```
+ */
+export class ChildStream implements Duplex {
+  /** The running child. */
+  readonly process: Deno.ChildProcess;
+  /** `exec PROG`, for messages. */
+  readonly label: string;
+  /** Resolves when the child has exited. */
+  readonly status: Promise<Deno.CommandStatus>;
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #leftover?: Uint8Array;
+  #inputGone = false;
+  #exited = false;
+  #closed = false;
+
+  /** Starts the child. Throws like `Deno.Command.spawn()` (e.g. NotFound, NotCapable). */
+  constructor(options: ChildOptions) {
+    const [program, ...args] = options.argv;
+    this.label = `exec ${program}`;
+    this.process = new Deno.Command(program, {
+      args,
+      env: options.env,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.status = this.process.status.then((status) => {
+      this.#exited = true;
+      return status;
+    });
+    this.#reader = this.process.stdout.getReader();
+    this.#writer = this.process.stdin.getWriter();
+    // A child that closes its stdin makes pending writes fail: that is not an error here.
+    this.#writer.closed.catch(() => (this.#inputGone = true));
+  }
+
+  /** Reads the child's output. */
+  async read(p: Uint8Array): Promise<number | null> {
+    let chunk = this.#leftover;
+    this.#leftover = undefined;
+    if (!chunk) {
+      const { value, done } = await this.#reader.read();
+      if (done) return null;
+      chunk = value;
+    }
+    const n = Math.min(p.length, chunk.length);
+    p.set(chunk.subarray(0, n));
+    if (n < chunk.length) this.#leftover = chunk.subarray(n);
+    return n;
+  }
+
+  /** Writes to the child's input; once the child has stopped reading, input is discarded. */
+  async write(p: Uint8Array): Promise<number> {
+    if (this.#inputGone) return p.length;
+    try {
+      // The relay reuses its buffer: hand the stream a copy.
+      await this.#writer.write(p.slice());
+    } catch {
+      this.#inputGone = true;
+    }
+    return p.length;
+  }
+
+  /** Closes the child's input (it sees end of file). */
+  async closeWrite(): Promise<void> {
+    if (this.#inputGone) return;
+    this.#inputGone = true;
+    try {
+      await this.#writer.close();
+    } catch {
+      // The child had closed it already.
+    }
+  }
+
+  /** Ends the child if it still runs, and releases its pipes. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#exited) {
+      try {
+        this.process.kill("SIGTERM");
+      } catch {
+        // It exited meanwhile.
+      }
+    }
+    this.#reader.cancel().catch(() => {});
+    if (!this.#inputGone) this.#writer.abort().catch(() => {});
+  }
+}

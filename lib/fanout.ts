@@ -1,0 +1,158 @@
+/**
+ * One-to-many delivery with backpressure: what one side publishes is queued
+ * for every subscriber (optionally except the publisher), in order. A
+ * publisher waits while any subscriber has more than `highWater` bytes
+ * queued, so a slow reader slows the publisher instead of growing memory.
+ * Used by `listen -k` (stdin to every client) and `--broker` (each client to
+ * all the others).
+ *
+ * @module
+ */
+
+import type { Input } from "./stdio.ts";
+
+/** Options of {@linkcode Fanout}. */
+export interface FanoutOptions {
+  /** Bytes a subscriber may have queued before publishers wait (default 1 MiB). */
+  highWater?: number;
+}
+
+/**
+ * A publish/subscribe hub for byte chunks.
+ *
+ * @example Usage
+ * ```ts
+ * import { Fanout } from "./fanout.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const hub = new Fanout();
+ * const a = hub.subscribe();
+ * const b = hub.subscribe();
+ * await hub.publish(new Uint8Array([1, 2]), a); // to everyone but a
+ * hub.end();
+ * const buf = new Uint8Array(8);
+ * assertEquals(await b.read(buf), 2);
+ * assertEquals(await b.read(buf), null);
+ * assertEquals(await a.read(buf), null);
+ * ```
+ */
+export class Fanout {
+  #subscribers = new Set<Subscription>();
+  #highWater: number;
+  #ended = false;
+  #space: Array<() => void> = [];
+
+  /** Creates a hub. */
+  constructor(options: FanoutOptions = {}) {
+    this.#highWater = options.highWater ?? 1 << 20;
+  }
+
+  /** How many subscribers there are now. */
+  get size(): number {
+    return this.#subscribers.size;
+  }
+
+  /** A new subscriber; it receives what is published from now on. */
+  subscribe(): Subscription {
+    const sub = new Subscription(this, this.#ended);
+    if (!this.#ended) this.#subscribers.add(sub);
+    return sub;
+  }
+
+  /**
+   * Queues a copy of `chunk` for every subscriber but `from`, then waits
+   * until no subscriber is above the high-water mark.
+   */
+  async publish(chunk: Uint8Array, from?: Subscription): Promise<void> {
+    if (this.#ended) return;
+    const copy = chunk.slice();
+    for (const sub of this.#subscribers) if (sub !== from) sub.push(copy);
+    while ([...this.#subscribers].some((s) => s !== from && s.queued > this.#highWater)) {
+      await new Promise<void>((resolve) => this.#space.push(resolve));
+    }
+  }
+
+  /** No more data: every subscriber reads what is queued, then end of input. */
+  end(): void {
+    this.#ended = true;
+    for (const sub of this.#subscribers) sub.finish();
+    this.#subscribers.clear();
+    this.#wake();
+  }
+
+  /** @internal A subscriber consumed data or left: publishers may go on. */
+  drained(sub: Subscription, leaving: boolean): void {
+    if (leaving) this.#subscribers.delete(sub);
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const resolve of this.#space.splice(0)) resolve();
+  }
+}
+
+/**
+ * One subscriber's queue, read like stdin: `read()` resolves to the next
+ * bytes, or `null` once the hub has ended (or {@linkcode Subscription.cancel}).
+ */
+export class Subscription implements Input {
+  #hub: Fanout;
+  #queue: Uint8Array[] = [];
+  #offset = 0;
+  #queued = 0;
+  #done: boolean;
+  #waiter?: () => void;
+
+  /** @internal Use {@linkcode Fanout.subscribe}. */
+  constructor(hub: Fanout, done: boolean) {
+    this.#hub = hub;
+    this.#done = done;
+  }
+
+  /** Bytes waiting to be read. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** @internal Queues a chunk. */
+  push(chunk: Uint8Array): void {
+    if (this.#done) return;
+    this.#queue.push(chunk);
+    this.#queued += chunk.length;
+    this.#waiter?.();
+  }
+
+  /** @internal The hub has ended. */
+  finish(): void {
+    this.#done = true;
+    this.#waiter?.();
+  }
+
+  /** Reads queued bytes into `p`; waits when there are none; `null` at the end. */
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#queue.length === 0) {
+      if (this.#done) return null;
+      await new Promise<void>((resolve) => (this.#waiter = resolve));
+      this.#waiter = undefined;
+    }
+    const head = this.#queue[0];
+    const n = Math.min(p.length, head.length - this.#offset);
+    p.set(head.subarray(this.#offset, this.#offset + n));
+    this.#offset += n;
+    if (this.#offset === head.length) {
+      this.#queue.shift();
+      this.#offset = 0;
+    }
+    this.#queued -= n;
+    this.#hub.drained(this, false);
+    return n;
+  }
+
+  /** Leaves the hub: what is queued is still read, then end of input. */
+  cancel(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#hub.drained(this, true);
+    this.#waiter?.();
+  }
+}

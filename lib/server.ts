@@ -1,0 +1,111 @@
+/**
+ * The accept loop every server shares (`listen`, `listen -k`, `echo`,
+ * `forward`): accept, check `--allow`/`--deny` and `--max-conns` before a
+ * byte is read or written, report the connection, hand it to a handler, and
+ * keep accepting until told to stop. A connection that fails never stops
+ * the server.
+ *
+ * @module
+ */
+
+import type { AccessRules } from "./cidr.ts";
+import { refusal } from "./cidr.ts";
+import type { Listener } from "./listener.ts";
+import type { Reporter } from "./report.ts";
+import type { SocketStream } from "./stream.ts";
+
+/** Handles one accepted connection; resolves to its exit code. */
+export type ConnectionHandler = (conn: SocketStream) => Promise<number>;
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions {
+  /** Where events (accepted, rejected) go. */
+  reporter: Reporter;
+  /** Stops accepting and closes the listener; handlers get it too. */
+  signal: AbortSignal;
+  /** Accept one connection (that passes the checks), then stop listening. */
+  once?: boolean;
+  /** At most this many connections at once; more are accepted and closed at once. */
+  maxConns?: number;
+  /** `--allow` / `--deny`. */
+  access?: AccessRules;
+}
+
+/** The IP address of a connection's peer, or `undefined` for a Unix peer. */
+function peerIp(conn: SocketStream): string | undefined {
+  const addr = conn.conn.remoteAddr;
+  return "hostname" in addr ? addr.hostname : undefined;
+}
+
+/**
+ * Runs the accept loop on `listener` until `signal` aborts (or, with
+ * `once`, until the one connection is handled), then waits for the
+ * connections in progress. Resolves to the exit code of the last handler
+ * (0 when there was none). The listener is closed when this returns.
+ *
+ * @example Usage
+ * ```ts
+ * import { listen } from "./listener.ts";
+ * import { serve } from "./server.ts";
+ * import { Reporter } from "./report.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const listener = await listen({ transport: "tcp", port: 0 });
+ * const port = (listener.addr as Deno.NetAddr).port;
+ * const reporter = new Reporter({ write() {} });
+ * const served = serve(listener, (conn) => {
+ *   conn.close();
+ *   return Promise.resolve(0);
+ * }, { reporter, signal: new AbortController().signal, once: true });
+ * (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+ * assertEquals(await served, 0);
+ * ```
+ */
+export async function serve(
+  listener: Listener,
+  handler: ConnectionHandler,
+  options: ServeOptions,
+): Promise<number> {
+  const { reporter, signal } = options;
+  const active = new Set<Promise<void>>();
+  let lastCode = 0;
+  const stop = () => listener.close();
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    while (!signal.aborted && !listener.closed) {
+      let conn: SocketStream;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (signal.aborted || listener.closed) break;
+        // EMFILE and the like: say so, breathe, go on accepting.
+        reporter.warn(`accept on ${listener.address}: ${(err as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      const why = options.access ? refusal(options.access, peerIp(conn)) : undefined;
+      const full = options.maxConns !== undefined && active.size >= options.maxConns;
+      if (why || full) {
+        reporter.rejected(
+          conn.id,
+          conn.remoteAddress,
+          why ?? `--max-conns ${options.maxConns} reached`,
+        );
+        conn.close();
+        continue;
+      }
+      reporter.accepted(conn.id, conn.remoteAddress, conn.localAddress);
+      if (options.once) listener.close();
+      const task: Promise<void> = handler(conn)
+        .then((code) => void (lastCode = code))
+        .catch((err) => void (lastCode = reporter.fail(err, "serve", conn.remoteAddress)))
+        .finally(() => active.delete(task));
+      active.add(task);
+    }
+  } finally {
+    signal.removeEventListener("abort", stop);
+    listener.close();
+  }
+  await Promise.all(active);
+  return lastCode;
+}

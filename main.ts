@@ -32,7 +32,6 @@ const code = await main(Deno.args, {
     },
   },
   signal: stopper.signal,
-  stdinIsTerminal: Deno.stdin.isTerminal(),
   stderrIsTerminal: Deno.stderr.isTerminal(),
   noColor: Deno.noColor,
 });

@@ -89,3 +89,63 @@ export function table(rows: Row[]): string {
   ]
     .join("\n");
 }
+
+/** The ids of `pid`'s descendants, children before grandchildren (via `ps`). */
+export async function descendants(pid: number): Promise<number[]> {
+  const out = await new Deno.Command("ps", { args: ["-e", "-o", "pid=,ppid="], stdout: "piped" })
+    .output();
+  const children = new Map<number, number[]>();
+  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+    const [child, parent] = line.trim().split(/\s+/).map(Number);
+    if (!child || !parent) continue;
+    children.set(parent, [...(children.get(parent) ?? []), child]);
+  }
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const next = children.get(queue.shift()!) ?? [];
+    found.push(...next);
+    queue.push(...next);
+  }
+  return found;
+}
+
+/**
+ * Stops a process started by the benchmark and whatever it forked: SIGTERM
+ * to each by id, then SIGKILL if the process is still there after `graceMs`.
+ */
+export async function killTree(child: Deno.ChildProcess, graceMs = 2_000): Promise<void> {
+  const signal = (pids: number[], name: Deno.Signal) => {
+    for (const pid of pids) {
+      try {
+        Deno.kill(pid, name);
+      } catch {
+        // Already gone.
+      }
+    }
+  };
+  let exited = false;
+  const status = child.status.then(() => exited = true);
+  await null; // Lets `exited` catch up with a process that has already ended.
+  signal(exited ? [] : await descendants(child.pid), "SIGTERM");
+  if (!exited) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([status, new Promise((resolve) => timer = setTimeout(resolve, graceMs))]);
+  clearTimeout(timer);
+  if (!exited) {
+    // Only ids that are still this process's descendants: others may have been reused.
+    signal(await descendants(child.pid), "SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await status;
+  }
+}

@@ -174,8 +174,9 @@ function parseHostPort(
  */
 export function parseEndpoint(input: string): Endpoint {
   if (input === "") fail(input, "empty endpoint");
-  if (/[\s\0]/.test(input)) fail(input, "contains whitespace or a NUL byte");
+  if (input.includes("\0")) fail(input, "contains a NUL byte");
   const lower = input.toLowerCase();
+  if (!lower.startsWith("unix:") && /\s/.test(input)) fail(input, "contains whitespace");
   if (lower.startsWith("unix:")) {
     let path = input.slice("unix:".length);
     if (path.startsWith("//")) {

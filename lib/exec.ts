@@ -12,7 +12,7 @@
  * @module
  */
 
-import { UsageError } from "./errors.ts";
+import { ExitCode, SockitError, UsageError } from "./errors.ts";
 import type { Duplex } from "./relay.ts";
 
 /**
@@ -186,4 +186,58 @@ export class ChildStream implements Duplex {
     this.#reader.cancel().catch(() => {});
     if (!this.#inputGone) this.#writer.abort().catch(() => {});
   }
+}
+
+/**
+ * Fails with exit 126 unless Deno lets sockit run `program`, so that a
+ * missing `--allow-run` is reported when the server starts, not when the
+ * first client arrives.
+ *
+ * @example Usage
+ * ```ts ignore
+ * checkRunPermission("tr"); // throws without --allow-run
+ * ```
+ */
+export function checkRunPermission(program: string): void {
+  const { state } = Deno.permissions.querySync({ name: "run", command: program });
+  if (state !== "granted") {
+    throw new SockitError(`permission denied: requires run access to ${JSON.stringify(program)}`, {
+      op: "exec",
+      exitCode: ExitCode.PermissionDenied,
+      code: "EPERM",
+      hint:
+        `run deno with --allow-run (or --allow-run=${program}) (see "Permissions" in the README)`,
+    });
+  }
+}
+
+/**
+ * The environment a child gets for its connection: `SOCKIT_REMOTE_ADDR`,
+ * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT`,
+ * `SOCKIT_PROTO` (`tcp` or `unix`; a Unix peer has an empty address).
+ *
+ * @example Usage
+ * ```ts
+ * import { connectionEnv } from "./exec.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const env = connectionEnv(
+ *   { transport: "tcp", hostname: "127.0.0.1", port: 5000 },
+ *   { transport: "tcp", hostname: "127.0.0.1", port: 8888 },
+ * );
+ * assertEquals([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
+ * ```
+ */
+export function connectionEnv(remote: Deno.Addr, local: Deno.Addr): Record<string, string> {
+  const part = (addr: Deno.Addr): [string, string] =>
+    "hostname" in addr ? [addr.hostname, String(addr.port)] : ["path" in addr ? addr.path : "", ""];
+  const [remoteAddr, remotePort] = part(remote);
+  const [localAddr, localPort] = part(local);
+  return {
+    SOCKIT_REMOTE_ADDR: remoteAddr,
+    SOCKIT_REMOTE_PORT: remotePort,
+    SOCKIT_LOCAL_ADDR: localAddr,
+    SOCKIT_LOCAL_PORT: localPort,
+    SOCKIT_PROTO: "path" in remote ? "unix" : "tcp",
+  };
 }

@@ -101,6 +101,8 @@ export class Subscription implements Input {
   #offset = 0;
   #queued = 0;
   #done: boolean;
+  #linger = 0;
+  #lingering = false;
   #waiter?: () => void;
 
   /** @internal Use {@linkcode Fanout.subscribe}. */
@@ -132,8 +134,17 @@ export class Subscription implements Input {
   async read(p: Uint8Array): Promise<number | null> {
     while (this.#queue.length === 0) {
       if (this.#done) return null;
-      await new Promise<void>((resolve) => (this.#waiter = resolve));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const arrived = await new Promise<boolean>((resolve) => {
+        this.#waiter = () => resolve(true);
+        if (this.#lingering) timer = setTimeout(() => resolve(false), this.#linger);
+      });
+      clearTimeout(timer);
       this.#waiter = undefined;
+      if (!arrived) {
+        this.cancel();
+        return null;
+      }
     }
     const head = this.#queue[0];
     const n = Math.min(p.length, head.length - this.#offset);
@@ -148,9 +159,18 @@ export class Subscription implements Input {
     return n;
   }
 
-  /** Leaves the hub: what is queued is still read, then end of input. */
-  cancel(): void {
+  /**
+   * Leaves the hub: what is queued is still read, then end of input. With
+   * `linger` > 0, it leaves only once nothing has come for `linger` ms.
+   */
+  cancel(linger = 0): void {
     if (this.#done) return;
+    if (linger > 0) {
+      this.#lingering = true;
+      this.#linger = linger;
+      this.#waiter?.();
+      return;
+    }
     this.#done = true;
     this.#hub.drained(this, true);
     this.#waiter?.();

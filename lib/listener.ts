@@ -9,14 +9,17 @@
 import { formatAddr, formatHost, hostOf, isIPv4, isIPv6 } from "./address.ts";
 import type { Endpoint } from "./address.ts";
 import { SockitError, toSockitError, UsageError } from "./errors.ts";
-import { SocketStream } from "./stream.ts";
+import { SocketStream, systemLookup } from "./stream.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
 
 let lastListenerId = 0;
 
-/** Deno's listen backlog (`listen(fd, 511)`, as strace shows). */
+/** Deno's listen backlog for TCP (`listen(fd, 511)`, as strace shows). */
 export const LISTEN_BACKLOG = 511;
+
+/** Deno's listen backlog for Unix sockets (`listen(fd, 1024)`). */
+export const UNIX_LISTEN_BACKLOG = 1024;
 
 /** Options of {@linkcode listen}. */
 export interface ListenOptions {
@@ -151,16 +154,26 @@ export async function listen(endpoint: Endpoint, options: ListenOptions = {}): P
   if (endpoint.transport === "udp") {
     throw new UsageError(`udp://: a datagram socket does not listen for connections`);
   }
-  const hostname = hostOf(endpoint, "listen", options.family);
-  const requested = `${formatHost(hostname)}:${endpoint.port}`;
+  let hostname = hostOf(endpoint, "listen", options.family);
   if (options.family && (isIPv4(hostname) || isIPv6(hostname))) {
     const family = isIPv4(hostname) ? 4 : 6;
     if (family !== options.family) {
       throw new UsageError(
-        `${requested}: an IPv${family} address, but -${options.family} was given`,
+        `${
+          formatHost(hostname)
+        }:${endpoint.port}: an IPv${family} address, but -${options.family} was given`,
       );
     }
+  } else if (options.family) {
+    // A host name with -4/-6: bind the first address of that family.
+    const name = hostname;
+    try {
+      hostname = (await systemLookup(name, options.family))[0] ?? name;
+    } catch (err) {
+      throw toSockitError(err, "listen", `${name}:${endpoint.port}`);
+    }
   }
+  const requested = `${formatHost(hostname)}:${endpoint.port}`;
   const preamble = () => {
     trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
     trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
@@ -190,7 +203,7 @@ async function listenUnix(path: string, options: ListenOptions): Promise<Listene
     try {
       const listener = Deno.listen({ transport: "unix", path });
       trace?.(tag, `bind(${address}) = 0`);
-      trace?.(tag, `listen(backlog=${LISTEN_BACKLOG}) = 0`);
+      trace?.(tag, `listen(backlog=${UNIX_LISTEN_BACKLOG}) = 0`);
       return listener;
     } catch (err) {
       trace?.(tag, `bind(${address}) = ${failedCall(err)}`);

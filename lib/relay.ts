@@ -27,11 +27,12 @@ export interface Duplex {
   /** Releases the stream. Must be safe to call more than once. */
   close(): void;
   /**
-   * Makes a pending and every later `read()` end (bytes already buffered are
-   * still delivered) without closing the stream. Streams without it are
-   * closed instead when the relay must stop reading them.
+   * Makes a pending and every later `read()` end without closing the stream:
+   * bytes already buffered are still delivered, and with `linger` > 0 so are
+   * bytes that keep arriving less than `linger` ms apart. Streams without it
+   * are closed instead when the relay must stop reading them.
    */
-  cancelRead?(): void;
+  cancelRead?(linger?: number): void;
   /** A name for messages, e.g. `127.0.0.1:8888` or `stdio`. */
   readonly label?: string;
 }
@@ -53,12 +54,14 @@ export interface RelayOptions {
   idleTimeout?: number;
   /**
    * When this side reaches end of input (and all it sent is written), the
-   * relay ends: the other direction stops reading, delivers what it has
-   * already read, and ends too. Sessions bridged to stdin/stdout use `"a"`
-   * with the connection as `a` (DESIGN §5a). Default: each direction ends on
-   * its own and the relay ends when both have.
+   * relay ends: the other direction stops reading once its input pauses for
+   * `linger` ms, delivers what it read, and ends too. Sessions bridged to
+   * stdin/stdout use `"a"` with the connection as `a` (DESIGN §5a). Default:
+   * each direction ends on its own and the relay ends when both have.
    */
   endOnEof?: "a" | "b";
+  /** With `endOnEof`: how long a pause in the other side's input ends it (default 0). */
+  linger?: number;
   /**
    * Whether end of input is passed on as `closeWrite()` of the other side,
    * per direction: `[a→b, b→a]`. Default `[true, true]` (half-close).
@@ -199,7 +202,7 @@ export class Relay {
 
   /** Stops reading `side` once the relay is ending. */
   #stopReading(side: Duplex): void {
-    if (side.cancelRead) side.cancelRead();
+    if (side.cancelRead) side.cancelRead(this.#options.linger ?? 0);
     else {
       this.#stopping = true;
       closeQuietly(side);
@@ -256,6 +259,7 @@ export class Relay {
       }
       if (n === null) break;
       if (n === 0) continue;
+      if (counted) this.#lastActivity = performance.now();
       const chunk = n === buf.length ? buf : buf.subarray(0, n);
       this.#writing++;
       try {

@@ -112,7 +112,8 @@ export class Reporter {
 
   /** The listening event, with the real bound address (DESIGN §4). */
   listening(address: string, transport: string): void {
-    this.event("listening", `listening on ${address}`, { address, transport });
+    const suffix = transport === "tcp" || transport === "unix" ? "" : ` (${transport})`;
+    this.event("listening", `listening on ${address}${suffix}`, { address, transport });
   }
 
   /** A connection was accepted from `remote`. */

@@ -8,8 +8,9 @@
  * stdout is full. Here a worker does the synchronous calls and exchanges the
  * bytes with the main thread through a ring buffer in shared memory, so both
  * directions of a session stay live and a single socket write can carry many
- * pipe reads. The worker is started on first use, from a blob URL (it needs
- * no `--allow-read`).
+ * pipe reads. The worker comes from a blob URL (it needs no `--allow-read`);
+ * it can be started early ({@linkcode StdinReader.prepare}) but reads nothing
+ * before the first `read()`.
  *
  * @module
  */
@@ -26,15 +27,23 @@ export interface ByteWriter {
   write(p: Uint8Array): Promise<number>;
 }
 
-/** The payload input of a command: stdin in the CLI. */
+/** The payload input of a command: stdin in the CLI. One reader at a time. */
 export interface Input extends ByteReader {
   /**
-   * Stops reading: bytes already read are still returned, then `read()`
-   * resolves to `null` — also a `read()` that is pending now.
+   * Stops reading once the input pauses. Bytes already read are still
+   * returned; with `linger` > 0, so are bytes that arrive within `linger` ms
+   * of the previous ones; then `read()` resolves to `null` (a pending
+   * `read()` too).
    */
-  cancel(): void;
-  /** Gets ready to read (and may start reading ahead) before the first `read()`. */
+  cancel(linger?: number): void;
+  /** Gets ready to read before the first `read()` (without reading ahead). */
   prepare?(): void;
+  /**
+   * Reads one chunk as the producer delivered it (one `read(2)` of stdin),
+   * for datagrams; a chunk longer than `max` is returned as `max + 1` bytes
+   * so the caller can refuse it. `null` at end of input.
+   */
+  readRecord?(max: number): Promise<Uint8Array | null>;
 }
 
 /** The payload output of a command: stdout in the CLI. */
@@ -45,13 +54,17 @@ export interface Output extends ByteWriter {
   prepare?(): void;
 }
 
-// Layout of the control words shared with the worker.
+// Layout of the control block shared with the worker: int32 words, then the
+// text of an error (JSON {name, message}) from byte ERROR_TEXT on.
 const HEAD = 0; // bytes produced (wrapping int32)
 const TAIL = 1; // bytes consumed (wrapping int32)
-const STATE = 2; // 0 open, 1 end of input / closed, 2 error
+const STATE = 2; // 0 open, 1 end of input, 2 failed (error text written first)
 const TO_MAIN = 3; // bumped by the worker after every change
 const TO_WORKER = 4; // bumped by the main thread after every change
-const CONTROL_WORDS = 5;
+const GO = 5; // stdin: 0 until the first read() asks for data
+const ERROR_LENGTH = 6; // bytes of error text
+const ERROR_TEXT = 64;
+const CONTROL_BYTES = 512;
 const ENDED = 1;
 const FAILED = 2;
 
@@ -60,21 +73,24 @@ const RING_BYTES = 1 << 20;
 
 /**
  * The worker's body. It runs in the worker, so it only uses what it is sent:
- * the function's source text becomes the worker script.
+ * the function's source text becomes the worker script (word indexes are
+ * written as numbers for that reason; see the layout above).
  */
 function ringWorker(): void {
   const scope = globalThis as unknown as {
     onmessage: (event: MessageEvent) => void;
-    postMessage(message: unknown): void;
+    postMessage(message: unknown, transfer?: Transferable[]): void;
     close(): void;
   };
   scope.onmessage = (event: MessageEvent) => {
-    const { data, control, role } = event.data as {
+    const { data, control, role, recordSize } = event.data as {
       data: SharedArrayBuffer;
       control: SharedArrayBuffer;
-      role: "stdin" | "stdout";
+      role: "stdin" | "stdout" | "records";
+      recordSize: number;
     };
     const ctrl = new Int32Array(control);
+    const bytes = new Uint8Array(control);
     const buf = new Uint8Array(data);
     const size = buf.length;
     const wakeMain = () => {
@@ -82,11 +98,43 @@ function ringWorker(): void {
       Atomics.notify(ctrl, 3);
     };
     const fail = (err: unknown) => {
-      scope.postMessage({ name: (err as Error)?.name, message: (err as Error)?.message });
+      // The text first, then the state: the main thread reads both at once.
+      const text = new TextEncoder().encode(
+        JSON.stringify({ name: (err as Error)?.name, message: (err as Error)?.message }),
+      ).subarray(0, 512 - 64);
+      bytes.set(text, 64);
+      Atomics.store(ctrl, 6, text.length);
       Atomics.store(ctrl, 2, 2);
       wakeMain();
     };
-    if (role === "stdin") {
+    const wouldBlock = (err: unknown) =>
+      (err as Error)?.name === "WouldBlock" || /os error 11\)/.test((err as Error)?.message);
+    if (role === "records") {
+      // One message per read(2); at most 64 unconsumed (word 0 counts them).
+      for (;;) {
+        const outstanding = Atomics.load(ctrl, 0);
+        if (outstanding >= 64) {
+          Atomics.wait(ctrl, 0, outstanding);
+          continue;
+        }
+        const chunk = new Uint8Array(recordSize);
+        let n: number | null;
+        try {
+          n = Deno.stdin.readSync(chunk);
+        } catch (err) {
+          scope.postMessage({ name: (err as Error)?.name, message: (err as Error)?.message });
+          break;
+        }
+        if (n === null) {
+          scope.postMessage({ end: true });
+          break;
+        }
+        Atomics.add(ctrl, 0, 1);
+        const record = chunk.slice(0, n);
+        scope.postMessage({ record }, [record.buffer]);
+      }
+    } else if (role === "stdin") {
+      while (Atomics.load(ctrl, 5) === 0) Atomics.wait(ctrl, 5, 0);
       for (;;) {
         const head = Atomics.load(ctrl, 0);
         const seq = Atomics.load(ctrl, 4);
@@ -101,6 +149,10 @@ function ringWorker(): void {
         try {
           n = Deno.stdin.readSync(buf.subarray(at, at + room));
         } catch (err) {
+          if (wouldBlock(err)) {
+            Atomics.wait(ctrl, 4, seq, 2);
+            continue;
+          }
           fail(err);
           break;
         }
@@ -115,11 +167,9 @@ function ringWorker(): void {
     } else {
       for (;;) {
         const seq = Atomics.load(ctrl, 4);
-        const state = Atomics.load(ctrl, 2);
         const tail = Atomics.load(ctrl, 1);
         const used = (Atomics.load(ctrl, 0) - tail) | 0;
         if (used === 0) {
-          if (state !== 0) break;
           Atomics.wait(ctrl, 4, seq);
           continue;
         }
@@ -128,6 +178,11 @@ function ringWorker(): void {
         try {
           n = Deno.stdout.writeSync(buf.subarray(at, at + Math.min(used, size - at)));
         } catch (err) {
+          if (wouldBlock(err)) {
+            // A non-blocking stdout that is full: wait a little, try again.
+            Atomics.wait(ctrl, 4, seq, 2);
+            continue;
+          }
           fail(err);
           break;
         }
@@ -141,34 +196,51 @@ function ringWorker(): void {
 
 let workerUrl: string | undefined;
 
+function workerScript(): string {
+  return workerUrl ??= URL.createObjectURL(
+    new Blob([`(${ringWorker.toString()})()`], { type: "text/javascript" }),
+  );
+}
+
 interface Ring {
   buf: Uint8Array;
   ctrl: Int32Array;
-  worker: Worker;
-  error?: Error;
+  control: Uint8Array;
 }
 
 function startRing(role: "stdin" | "stdout"): Ring {
-  workerUrl ??= URL.createObjectURL(
-    new Blob([`(${ringWorker.toString()})()`], { type: "text/javascript" }),
-  );
   const data = new SharedArrayBuffer(RING_BYTES);
-  const control = new SharedArrayBuffer(CONTROL_WORDS * 4);
-  const worker = new Worker(workerUrl, { type: "module", name: `sockit-${role}` });
-  const ring: Ring = { buf: new Uint8Array(data), ctrl: new Int32Array(control), worker };
-  worker.onmessage = (event: MessageEvent) => {
-    const { name, message } = event.data as { name?: string; message?: string };
-    const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor>)[name ?? ""] ?? Error;
-    ring.error = new Ctor(message ?? `${role} failed`);
-  };
+  const control = new SharedArrayBuffer(CONTROL_BYTES);
+  const worker = new Worker(workerScript(), { type: "module", name: `sockit-${role}` });
   worker.postMessage({ data, control, role });
-  return ring;
+  return {
+    buf: new Uint8Array(data),
+    ctrl: new Int32Array(control),
+    control: new Uint8Array(control),
+  };
 }
 
-/** Waits until the worker bumps the wake-up word past `seq`. */
-async function waitForWorker(ctrl: Int32Array, seq: number): Promise<void> {
-  const result = Atomics.waitAsync(ctrl, TO_MAIN, seq);
-  if (result.async) await result.value;
+/** The error the worker hit, rebuilt as the Deno error it was (BrokenPipe, …). */
+function ringError(ring: Ring): Error {
+  const length = Atomics.load(ring.ctrl, ERROR_LENGTH);
+  let name = "";
+  let message = "failed";
+  try {
+    ({ name, message } = JSON.parse(
+      new TextDecoder().decode(ring.control.slice(ERROR_TEXT, ERROR_TEXT + length)),
+    ));
+  } catch {
+    // Cut short: keep the generic message.
+  }
+  const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor>)[name] ?? Error;
+  return new Ctor(message);
+}
+
+/** Waits until the worker bumps the wake-up word past `seq`; false on timeout. */
+async function waitForWorker(ctrl: Int32Array, seq: number, timeout?: number): Promise<boolean> {
+  const result = Atomics.waitAsync(ctrl, TO_MAIN, seq, timeout);
+  const outcome = result.async ? await result.value : result.value;
+  return outcome !== "timed-out";
 }
 
 function wakeWorker(ctrl: Int32Array): void {
@@ -176,8 +248,10 @@ function wakeWorker(ctrl: Int32Array): void {
   Atomics.notify(ctrl, TO_WORKER);
 }
 
-function ringError(ring: Ring, role: string): Error {
-  return ring.error ?? new Error(`${role} failed`);
+interface RecordQueue {
+  ctrl: Int32Array;
+  queue: Array<Uint8Array | Error | null>;
+  wake?: () => void;
 }
 
 /**
@@ -194,19 +268,26 @@ function ringError(ring: Ring, role: string): Error {
  */
 export class StdinReader implements Input {
   #ring?: Ring;
+  #records?: RecordQueue;
   #cancelled = false;
+  #linger = 0;
 
-  /** Starts the worker now, so that it is up when the first read comes. */
+  /** Starts the worker now; it reads nothing before the first `read()`. */
   prepare(): void {
-    if (!this.#cancelled) this.#ring ??= startRing("stdin");
+    if (!this.#cancelled && !this.#records) this.#ring ??= startRing("stdin");
   }
 
   /** Reads what the worker has buffered, waiting for it if there is nothing. */
   async read(p: Uint8Array): Promise<number | null> {
     if (p.length === 0) return 0;
+    if (this.#records) throw new Error("stdin is already read chunk by chunk");
     if (this.#cancelled && !this.#ring) return null;
     const ring = this.#ring ??= startRing("stdin");
     const { buf, ctrl } = ring;
+    if (Atomics.load(ctrl, GO) === 0) {
+      Atomics.store(ctrl, GO, 1);
+      Atomics.notify(ctrl, GO);
+    }
     for (;;) {
       const seq = Atomics.load(ctrl, TO_MAIN);
       const state = Atomics.load(ctrl, STATE);
@@ -220,15 +301,68 @@ export class StdinReader implements Input {
         wakeWorker(ctrl);
         return n;
       }
-      if (state === ENDED || this.#cancelled) return null;
-      if (state === FAILED) throw ringError(ring, "stdin");
+      if (state === ENDED) return null;
+      if (state === FAILED) throw ringError(ring);
+      if (this.#cancelled) {
+        // Lingering after a cancel: data that comes soon is still delivered.
+        if (this.#linger <= 0 || !(await waitForWorker(ctrl, seq, this.#linger))) return null;
+        continue;
+      }
       await waitForWorker(ctrl, seq);
     }
   }
 
-  /** Stops reading: buffered bytes are still returned, then end of input. */
-  cancel(): void {
-    this.#cancelled = true;
+  /** Reads one chunk as stdin delivered it (see {@linkcode Input.readRecord}). */
+  async readRecord(max: number): Promise<Uint8Array | null> {
+    if (this.#ring) throw new Error("stdin is already read as a stream");
+    if (this.#cancelled && !this.#records) return null;
+    const r = this.#records ??= this.#startRecords(max + 1);
+    while (r.queue.length === 0) {
+      if (this.#cancelled) return null;
+      await new Promise<void>((resolve) => (r.wake = resolve));
+    }
+    const next = r.queue[0];
+    if (next === null) return null;
+    r.queue.shift();
+    if (next instanceof Error) throw next;
+    Atomics.sub(r.ctrl, 0, 1);
+    Atomics.notify(r.ctrl, 0);
+    return next;
+  }
+
+  #startRecords(recordSize: number): RecordQueue {
+    const control = new SharedArrayBuffer(CONTROL_BYTES);
+    const worker = new Worker(workerScript(), { type: "module", name: "sockit-stdin-records" });
+    const r: RecordQueue = { ctrl: new Int32Array(control), queue: [] };
+    worker.onmessage = (event: MessageEvent) => {
+      const { record, end, name, message } = event.data as {
+        record?: Uint8Array;
+        end?: boolean;
+        name?: string;
+        message?: string;
+      };
+      if (record) r.queue.push(record);
+      else if (end) r.queue.push(null);
+      else {
+        const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor>)[name ?? ""] ??
+          Error;
+        r.queue.push(new Ctor(message ?? "stdin failed"), null);
+      }
+      r.wake?.();
+    };
+    worker.postMessage({ data: new SharedArrayBuffer(0), control, role: "records", recordSize });
+    return r;
+  }
+
+  /** Stops reading once stdin pauses (see {@linkcode Input.cancel}). */
+  cancel(linger = 0): void {
+    if (this.#cancelled) {
+      this.#linger = Math.min(this.#linger, linger);
+    } else {
+      this.#cancelled = true;
+      this.#linger = linger;
+    }
+    this.#records?.wake?.();
     if (this.#ring) {
       // Wake a pending read() in this thread.
       Atomics.add(this.#ring.ctrl, TO_MAIN, 1);
@@ -240,7 +374,8 @@ export class StdinReader implements Input {
 /**
  * Standard output as an {@linkcode Output}, written by a worker from a ring
  * buffer. `write()` resolves once the bytes are in the ring; `flush()` once
- * they are written to fd 1.
+ * they are written to fd 1. Concurrent writes are queued, so chunks from
+ * several connections never interleave.
  *
  * @example Usage
  * ```ts ignore
@@ -261,19 +396,15 @@ export class StdoutWriter implements Output {
     this.#ring ??= startRing("stdout");
   }
 
-  /**
-   * Copies all of `p` into the ring, waiting for room when it is full.
-   * Concurrent writes are queued, so chunks from several connections never
-   * interleave.
-   */
+  /** Copies all of `p` into the ring, waiting for room when it is full. */
   write(p: Uint8Array): Promise<number> {
     const ring = this.#ring ??= startRing("stdout");
     const { buf, ctrl } = ring;
-    if (Atomics.load(ctrl, STATE) === FAILED) return Promise.reject(ringError(ring, "stdout"));
+    if (Atomics.load(ctrl, STATE) === FAILED) return Promise.reject(ringError(ring));
     const used = (Atomics.load(ctrl, HEAD) - Atomics.load(ctrl, TAIL)) | 0;
     if (this.#pending === 0 && p.length <= buf.length - used) {
       // Fast path: nobody is queued and it fits, so the copy is whole and in order.
-      this.#copyIn(ring, p);
+      this.#copyIn(ring, p, p.length);
       return Promise.resolve(p.length);
     }
     this.#pending++;
@@ -282,13 +413,14 @@ export class StdoutWriter implements Output {
     return done;
   }
 
-  #copyIn(ring: Ring, p: Uint8Array): void {
+  /** Copies `count` bytes of `p` into the ring (they fit) and wakes the worker. */
+  #copyIn(ring: Ring, p: Uint8Array, count: number): void {
     const { buf, ctrl } = ring;
     let done = 0;
-    while (done < p.length) {
+    while (done < count) {
       const head = Atomics.load(ctrl, HEAD);
       const at = head & (buf.length - 1);
-      const n = Math.min(buf.length - at, p.length - done);
+      const n = Math.min(buf.length - at, count - done);
       buf.set(p.subarray(done, done + n), at);
       Atomics.store(ctrl, HEAD, (head + n) | 0);
       done += n;
@@ -301,18 +433,14 @@ export class StdoutWriter implements Output {
     let done = 0;
     while (done < p.length) {
       const seq = Atomics.load(ctrl, TO_MAIN);
-      if (Atomics.load(ctrl, STATE) === FAILED) throw ringError(ring, "stdout");
-      const head = Atomics.load(ctrl, HEAD);
-      const used = (head - Atomics.load(ctrl, TAIL)) | 0;
-      if (used === buf.length) {
+      if (Atomics.load(ctrl, STATE) === FAILED) throw ringError(ring);
+      const room = buf.length - ((Atomics.load(ctrl, HEAD) - Atomics.load(ctrl, TAIL)) | 0);
+      if (room === 0) {
         await waitForWorker(ctrl, seq);
         continue;
       }
-      const at = head & (buf.length - 1);
-      const n = Math.min(buf.length - used, buf.length - at, p.length - done);
-      buf.set(p.subarray(done, done + n), at);
-      Atomics.store(ctrl, HEAD, (head + n) | 0);
-      wakeWorker(ctrl);
+      const n = Math.min(room, p.length - done);
+      this.#copyIn(ring, p.subarray(done), n);
       done += n;
     }
     return p.length;
@@ -322,10 +450,11 @@ export class StdoutWriter implements Output {
   async flush(): Promise<void> {
     const ring = this.#ring;
     if (!ring) return;
+    await this.#queue;
     const { ctrl } = ring;
     for (;;) {
       const seq = Atomics.load(ctrl, TO_MAIN);
-      if (Atomics.load(ctrl, STATE) === FAILED) throw ringError(ring, "stdout");
+      if (Atomics.load(ctrl, STATE) === FAILED) throw ringError(ring);
       if (Atomics.load(ctrl, HEAD) === Atomics.load(ctrl, TAIL)) return;
       await waitForWorker(ctrl, seq);
     }

@@ -197,6 +197,11 @@ export async function systemLookup(hostname: string, family?: 4 | 6): Promise<st
   return results.map((r) => r.address).filter((a) => !seen.has(a) && seen.add(a));
 }
 
+/** Whether sockit may resolve `host` itself (net permission for the bare host). */
+function mayLookUp(host: string): boolean {
+  return Deno.permissions.querySync({ name: "net", host }).state === "granted";
+}
+
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions {
   /** Restrict name resolution to IPv4 (`4`) or IPv6 (`6`), as `-4`/`-6`. */
@@ -300,8 +305,8 @@ export async function connect(
       if (err instanceof UsageError) throw err;
       if (lastError.exitCode !== 1) throw lastError;
       const willRetry = attempt < attempts;
-      options.onAttemptFailed?.(address, lastError, willRetry);
       if (willRetry) {
+        options.onAttemptFailed?.(address, lastError, true);
         try {
           await delay(options.retryDelay ?? 1000, signal);
         } catch {
@@ -345,6 +350,16 @@ async function connectOnce(
       throw new UsageError(`${address}: an IPv${family} address, but -${options.family} was given`);
     }
     candidates = [host];
+  } else if (!options.lookup && !mayLookUp(host)) {
+    // Permission for host:port only (--allow-net=example.com:80): Deno may
+    // connect there, but sockit may not resolve the name itself. Let Deno do
+    // it (it tries the addresses in turn, Happy Eyeballs).
+    if (options.family) {
+      throw new UsageError(
+        `-${options.family} with a host name needs --allow-net for "${host}" itself (sockit resolves it)`,
+      );
+    }
+    candidates = [host];
   } else {
     try {
       candidates = await (options.lookup ?? systemLookup)(host, options.family);
@@ -366,7 +381,7 @@ async function connectOnce(
         hostname,
         port: endpoint.port,
         signal,
-        autoSelectFamily: false,
+        autoSelectFamily: !isIPv4(hostname) && !isIPv6(hostname),
       });
       trace?.(tag, `connect(${target}) = 0`);
       return SocketStream.from(conn, { id, trace });

@@ -7,6 +7,7 @@
 import { assert, assertEquals, assertMatch, assertNotMatch } from "./assert.ts";
 import {
   assertUsageError,
+  CHILD_ENV,
   decoder,
   encoder,
   freePort,
@@ -15,6 +16,7 @@ import {
   readAll,
   runSockit,
   sha256,
+  sockitCommand,
   spawnSockit,
   tempSocketDir,
   unixPerms,
@@ -70,7 +72,7 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["connect", "-4", "[::1]:1"], /an IPv6 address, but -4 was given/],
     [["connect", "127.0.0.1:1", "--send", "a", "--send-file", "b"], /exclude each other/],
     [["connect", "127.0.0.1:1", "--send", "bad\\q"], /unknown escape "\\q"/],
-    [["listen", "udp://127.0.0.1:0"], /udp:\/\/ is not supported by listen/],
+
     [["listen", "tls://127.0.0.1:0"], /tls:\/\/ is not supported by listen/],
     [["connect", "tls://127.0.0.1:1"], /tls:\/\/ is not supported by connect/],
     [["connect", "127.0.0.1:1", "--color", "sometimes"], /--color must be auto, always or never/],
@@ -254,7 +256,7 @@ Deno.test("cli: --expect without a match at EOF exits 1; at --timeout exits 124"
   const r = await runSockit(["connect", `127.0.0.1:${await peer.port()}`, "--expect", "PONG"]);
   await peer.done();
   assertEquals([r.code, r.text], [1, "-ERR nope\r\n"]);
-  assertMatch(r.stderr, /expect 127\.0\.0\.1:\d+: no match for \/PONG\/m before the peer closed/);
+  assertMatch(r.stderr, /expect 127\.0\.0\.1:\d+: no match for \/PONG\/ before the peer closed/);
 
   const silent = new PythonServer(`time.sleep(3)\nconn.close()`);
   const started = performance.now();
@@ -526,4 +528,134 @@ Deno.test("cli: narrow --allow-net=127.0.0.1 is enough for TCP on loopback", asy
   });
   assertEquals([client.code, client.text], [0, "narrow"]);
   assertEquals((await server.result()).code, 0);
+});
+
+// ---- how sessions end (DESIGN §5a), and what the review found ---------------------------
+
+Deno.test("cli: the client closing ends a listen session even while stdin stays open", async () => {
+  // stdin is a pipe that stays open and idle: the session must not wait for it.
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], { stdin: "piped" });
+  const port = await server.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(conn, encoder.encode("hi\n"));
+  conn.close();
+  const started = performance.now();
+  const r = await server.result();
+  assertEquals([r.code, r.text], [0, "hi\n"]);
+  assert(performance.now() - started < 3000, "ended soon after the client left");
+});
+
+Deno.test("cli: the server closing ends a connect session while stdin stays open", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "--send", "bye", "-v"]);
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: "piped" });
+  assertEquals([client.code, client.text], [0, "bye"]);
+  assertEquals((await server.result()).code, 0);
+});
+
+Deno.test("cli: after the peer closes, input that keeps flowing is still sent whole", async () => {
+  // The listener half-closes at once (stdin /dev/null); the client sends 8 MiB after that.
+  const payload = randomBytes(8 * 1024 * 1024);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], { stdin: "null" });
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: payload });
+  const done = await server.result();
+  assertEquals([client.code, done.code], [0, 0]);
+  assertEquals(sha256(done.stdout), sha256(payload));
+});
+
+Deno.test("cli: a reader that leaves stdout early is not an error; a full disk is", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], {
+    stdin: randomBytes(4 * 1024 * 1024),
+  });
+  const port = await server.listeningPort();
+  const [cmd, ...prefix] = sockitCommand(NET);
+  const head = await new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      `"$@" </dev/null | head -c 10 >/dev/null; echo "\${PIPESTATUS:-}"`,
+      "sh",
+      cmd,
+      ...prefix,
+      "connect",
+      `127.0.0.1:${port}`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).output();
+  await server.result();
+  assertEquals(decoder.decode(head.stderr), "", "no message when stdout's reader leaves");
+  const full = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "data"]);
+  const port2 = await full.listeningPort();
+  const out = await new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      `"$@" </dev/null >/dev/full`,
+      "sh",
+      cmd,
+      ...prefix,
+      "connect",
+      `127.0.0.1:${port2}`,
+    ],
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).output();
+  await full.result();
+  assertEquals(out.code, 1);
+  assertEquals(decoder.decode(out.stderr), "sockit: write stdout: no space left on device\n");
+});
+
+Deno.test("cli: 'deno task start -- args' style argv, and --timeout 0 means no limit", async () => {
+  assertEquals((await runSockit(["--", "--version"])).text, `sockit ${denoJson.version}\n`);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "late"]);
+  const port = await server.listeningPort();
+  const r = await runSockit([
+    "connect",
+    `127.0.0.1:${port}`,
+    "--timeout",
+    "0",
+    "--idle-timeout",
+    "0",
+  ]);
+  assertEquals([r.code, r.text], [0, "late"]);
+  await server.result();
+});
+
+Deno.test("cli: narrow --allow-net=host:port works with a host name", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "narrow name"]);
+  const port = await server.listeningPort();
+  const r = await runSockit(["connect", `localhost:${port}`], {
+    perms: [`--allow-net=localhost:${port}`],
+  });
+  assertEquals([r.code, r.text, r.stderr], [0, "narrow name", ""]);
+  await server.result();
+});
+
+Deno.test("cli: -v prints a failed connect once", async () => {
+  const r = await runSockit(["connect", `127.0.0.1:${freePort()}`, "-v"]);
+  assertEquals(r.code, 1);
+  assertEquals(r.stderr.match(/connection refused/g)?.length, 1, r.stderr);
+});
+
+Deno.test("cli: listen -6 with a host name binds IPv6 or fails, never IPv4", async () => {
+  const server = spawnSockit(["listen", "-6", "localhost:0", "-v"]);
+  const m = await server.waitForStderr(/listening on (\S+)|name not found/);
+  server.kill("SIGTERM");
+  await server.result();
+  // localhost has an IPv6 address here (bound) or not (refused): never 127.0.0.1.
+  assert(m[1] === undefined || /^\[[0-9a-f:]+\]:\d+$/.test(m[1]), m[0]);
+});
+
+Deno.test("cli: a Unix socket path may contain spaces", async () => {
+  const dir = tempSocketDir();
+  const path = `${dir}/with space.sock`;
+  const server = spawnSockit(["listen", `unix:${path}`, "-v", "--send", "spaced"], {
+    perms: unixPerms(path),
+  });
+  await server.waitForStderr(/listening on unix:/);
+  const client = await runSockit(["connect", `unix:${path}`], { perms: unixPerms(path) });
+  assertEquals([client.code, client.text], [0, "spaced"]);
+  assertEquals((await server.result()).code, 0);
+  Deno.removeSync(dir, { recursive: true });
 });

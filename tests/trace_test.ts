@@ -15,13 +15,17 @@ import {
   runSockit,
   sockitCommand,
   spawnSockit,
+  unixPerms,
 } from "./helpers.ts";
 import { seedPort } from "../tools/seed_port.ts";
 
 /** Starts sockit with `args` under `strace -f -e trace=network`. */
-function straced(args: string[]): { child: Deno.ChildProcess; calls: () => string[] } {
+function straced(
+  args: string[],
+  perms = NET,
+): { child: Deno.ChildProcess; calls: () => string[] } {
   const log = Deno.makeTempFileSync({ prefix: "sockit-strace-" });
-  const [cmd, ...prefix] = sockitCommand(NET);
+  const [cmd, ...prefix] = sockitCommand(perms);
   const child = new Deno.Command(requireTool("strace"), {
     args: ["-f", "-e", "trace=network", "-o", log, cmd, ...prefix, ...args],
     stdin: "null",
@@ -146,4 +150,35 @@ Deno.test("trace: the client's real calls match its --trace: socket, connect, th
   const plain = await runSockit(["connect", `127.0.0.1:${p2}`]);
   await quiet.result();
   assertEquals(plain.stderr, "");
+});
+
+Deno.test("trace: a Unix listener's bind and listen backlog match the kernel's", async () => {
+  const dir = Deno.makeTempDirSync({ dir: "/tmp", prefix: "sockit-" });
+  const path = `${dir}/traced.sock`;
+  const { child, calls: kernelCalls } = straced(
+    ["listen", `unix:${path}`, "--send", "x", "--trace"],
+    unixPerms(path),
+  );
+  const stderrText = new Response(child.stderr).text();
+  const stdoutText = new Response(child.stdout).text();
+  let conn: Deno.Conn | undefined;
+  for (let i = 0; i < 200 && !conn; i++) {
+    conn = await Deno.connect({ transport: "unix", path }).catch(() => undefined);
+    if (!conn) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert(conn, "the traced server never listened");
+  await readAll(conn);
+  conn.close();
+  assertEquals((await child.status).code, 0);
+  await stdoutText;
+  const traced = (await stderrText).split("\n");
+  const calls = kernelCalls();
+  const bind = calls.find((l) => l.includes(`bind(`) && l.includes(`sun_path="${path}"`));
+  assert(bind, `no bind of ${path}`);
+  const fd = /bind\((\d+),/.exec(bind)![1];
+  const kernelBacklog = new RegExp(`listen\\(${fd}, (\\d+)\\)`).exec(calls.join("\n"))?.[1];
+  const tracedBacklog = traced.map((l) => /listen\(backlog=(\d+)\)/.exec(l)?.[1]).find(Boolean);
+  assertEquals(tracedBacklog, kernelBacklog);
+  assert(traced.some((l) => l.endsWith(`bind(unix:${path}) = 0`)), traced.join("\n"));
+  Deno.removeSync(dir, { recursive: true });
 });

@@ -1,18 +1,17 @@
 /**
  * `deno task demo`: the seed's scenario end to end on loopback, traced.
  *
- * A server that writes `hello!` (`sockit listen 127.0.0.1:8888 --send
+ * Two real sockit processes, as a user would run them in two terminals: a
+ * server that writes `hello!` (`sockit listen 127.0.0.1:8888 --send
  * 'hello!' --trace`) and a client that reads it into a 4096-byte buffer and
- * prints it (`sockit connect 127.0.0.1:8888 --trace`), both run through the
- * real command line in this process, so the traces interleave in the order
- * the calls happen: socket → bind → listen → accept on the server, socket →
- * connect on the client, then write → read.
+ * prints it (`sockit connect 127.0.0.1:8888 --trace < /dev/null`). Each
+ * process's trace is shown as one block (two pipes cannot tell which line
+ * came first): socket → bind → listen → accept → write on the server,
+ * socket → connect → read on the client.
  *
  * @module
  */
 
-import { main } from "../lib/cli/main.ts";
-import { memoryContext } from "../lib/cli/context.ts";
 import { seedPort } from "./seed_port.ts";
 
 const encoder = new TextEncoder();
@@ -21,19 +20,34 @@ function print(text: string): void {
   for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
 }
 
-/** A context whose stderr lines are printed with a label as they come. */
-function labelled(label: string) {
-  const ctx = memoryContext();
+const main = new URL("../main.ts", import.meta.url).pathname;
+const config = new URL("../deno.json", import.meta.url).pathname;
+
+/** Starts `sockit args` with only the permission it needs (loopback TCP). */
+function sockit(args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", `--config=${config}`, "--allow-net=127.0.0.1", main, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  }).spawn();
+}
+
+/** A process's stderr as lines; calls `onLine` for each as it comes. */
+async function lines(stream: ReadableStream<Uint8Array>, onLine?: (line: string) => void) {
+  const all: string[] = [];
   let pending = "";
-  ctx.stderr = {
-    write(text: string) {
-      pending += text;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) print(`${label}  ${line.replace(/^sockit: /, "")}\n`);
-    },
-  };
-  return ctx;
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    pending += chunk;
+    const parts = pending.split("\n");
+    pending = parts.pop() ?? "";
+    for (const line of parts) {
+      all.push(line.replace(/^sockit: /, ""));
+      onLine?.(line);
+    }
+  }
+  return all;
 }
 
 const port = seedPort();
@@ -47,17 +61,27 @@ print(`The socket call sequence, traced: a server that writes "hello!" and a cli
 
 `);
 
-const server = labelled("server");
-const serverDone = main(serverArgs, server);
-// The server is listening once main() has bound (Deno.listen is synchronous).
-await new Promise((resolve) => setTimeout(resolve, 20));
-const client = labelled("client");
-const clientCode = await main(clientArgs, client);
-const serverCode = await serverDone;
+const server = sockit(serverArgs);
+const listening = Promise.withResolvers<void>();
+const serverLines = lines(server.stderr, (line) => {
+  if (line.includes("listen(backlog=")) listening.resolve();
+});
+const serverOut = new Response(server.stdout).text();
+await Promise.race([listening.promise, server.status]);
+const client = sockit(clientArgs);
+const [clientOut, clientTrace, clientStatus] = await Promise.all([
+  new Response(client.stdout).text(),
+  lines(client.stderr),
+  client.status,
+]);
+const [serverStatus, serverTrace] = await Promise.all([server.status, serverLines, serverOut]);
+for (const line of serverTrace) print(`server  ${line}\n`);
+print("\n");
+for (const line of clientTrace) print(`client  ${line}\n`);
 
 print(`
-client stdout: ${client.stdoutText()}
-exit status: server ${serverCode}, client ${clientCode}
+client stdout: ${clientOut}
+exit status: server ${serverStatus.code}, client ${clientStatus.code}
 
 Each line is one socket operation, written as the system call it makes
 (strace -f -e trace=network shows the same calls: socket, setsockopt, bind,

@@ -11,6 +11,8 @@ import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
+import { parseCidr } from "../cidr.ts";
+import type { AccessRules } from "../cidr.ts";
 import { Reporter } from "../report.ts";
 import type { CommandContext } from "./context.ts";
 
@@ -179,7 +181,8 @@ export function oneEndpoint(positionals: string[]): Endpoint {
 }
 
 /**
- * A duration option in ms, or `undefined` when absent.
+ * A duration option in ms, or `undefined` when absent. For limits
+ * (`noLimitAtZero`), `0` also means no limit.
  *
  * @example Usage
  * ```ts
@@ -190,11 +193,16 @@ export function oneEndpoint(positionals: string[]): Endpoint {
  * assertEquals(durationFlag({}, "timeout"), undefined);
  * ```
  */
-export function durationFlag(values: FlagValues, name: string): number | undefined {
+export function durationFlag(
+  values: FlagValues,
+  name: string,
+  noLimitAtZero = false,
+): number | undefined {
   const text = values[name];
   if (typeof text !== "string") return undefined;
   try {
-    return parseDuration(text);
+    const ms = parseDuration(text);
+    return noLimitAtZero && ms === 0 ? undefined : ms;
   } catch (err) {
     throw new UsageError(`option --${name}: ${(err as Error).message}`);
   }
@@ -247,3 +255,44 @@ export const FAMILY_FLAGS: Record<string, FlagSpec> = {
   ipv4: { type: "boolean", short: "4" },
   ipv6: { type: "boolean", short: "6" },
 };
+
+/** The limits every server takes: `--max-conns`, `--allow`, `--deny`, `--idle-timeout`. */
+export const SERVER_FLAGS: Record<string, FlagSpec> = {
+  "max-conns": { type: "string" },
+  allow: { type: "string", multiple: true },
+  deny: { type: "string", multiple: true },
+  "idle-timeout": { type: "string" },
+};
+
+/** Parsed server limits. */
+export interface ServerLimits {
+  /** At most this many connections at once. */
+  maxConns?: number;
+  /** `--allow` / `--deny` ranges. */
+  access: AccessRules;
+  /** Per-connection idle timeout in ms. */
+  idleTimeout?: number;
+}
+
+/**
+ * Reads {@linkcode SERVER_FLAGS}.
+ *
+ * @example Usage
+ * ```ts
+ * import { serverLimits } from "./args.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * const limits = serverLimits({ "max-conns": "2", allow: ["127.0.0.0/8"] });
+ * assertEquals([limits.maxConns, limits.access.allow.length], [2, 1]);
+ * ```
+ */
+export function serverLimits(values: FlagValues): ServerLimits {
+  const list = (name: string) => ((values[name] as string[] | undefined) ?? []).map(parseCidr);
+  const maxConns = countFlag(values, "max-conns");
+  if (maxConns === 0) throw new UsageError("option --max-conns needs at least 1");
+  return {
+    maxConns,
+    access: { allow: list("allow"), deny: list("deny") },
+    idleTimeout: durationFlag(values, "idle-timeout", true),
+  };
+}

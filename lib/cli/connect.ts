@@ -22,6 +22,7 @@ import {
 import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
 import { checkSendFile, prepareStdio, runSession, SEND_FLAGS, sendFlags } from "./session.ts";
+import { runConnectUdp } from "./udp.ts";
 
 /** Help text of `sockit connect`. */
 export const CONNECT_HELP = `Usage: sockit connect [options] ENDPOINT
@@ -35,6 +36,9 @@ ENDPOINT
   example.com:80     a host name: its addresses are tried one by one
   [::1]:8888         an IPv6 literal
   unix:/tmp/s.sock   a Unix socket
+  udp://host:53      UDP: each stdin read is one datagram; replies go to stdout;
+                     an ICMP port unreachable is "connection refused" (needs
+                     --allow-ffi for a connected socket)
 
 Options
   --send TEXT        send TEXT instead of stdin (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH)
@@ -43,7 +47,9 @@ Options
                      regular expression, ^ and $ match at line ends); exit 1 if
                      the server closes first, 124 at --timeout
   --timeout DUR      limit for connecting and for the whole session (exit 124)
-  --idle-timeout DUR end after DUR without data either way (exit 124)
+  --idle-timeout DUR end after DUR without data either way (exit 124); for
+                     udp://, how long to wait for replies after the input
+                     ended (default 2s; then exit 0)
   --retry N          try N more times when connecting fails
   --retry-delay DUR  pause between attempts (default 1s)
   --no-half-close    keep the write side open after end of stdin
@@ -116,14 +122,14 @@ export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
     return { ...globals, endpoint: { transport: "tcp", port: 0 }, noHalfClose: false };
   }
   const endpoint = oneEndpoint(positionals);
-  requireTransport(endpoint, ["tcp", "unix"], "connect");
+  requireTransport(endpoint, ["tcp", "unix", "udp"], "connect");
   if (endpoint.transport !== "unix" && endpoint.port === 0) {
     throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
   }
   let expect: RegExp | undefined;
   if (typeof values.expect === "string") {
     try {
-      expect = new RegExp(values.expect, "m");
+      expect = new RegExp(values.expect);
     } catch (err) {
       throw new UsageError(
         `option --expect: invalid regular expression ${JSON.stringify(values.expect)}: ` +
@@ -136,8 +142,8 @@ export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
     endpoint,
     ...sendFlags(values),
     expect,
-    timeout: durationFlag(values, "timeout"),
-    idleTimeout: durationFlag(values, "idle-timeout"),
+    timeout: durationFlag(values, "timeout", true),
+    idleTimeout: durationFlag(values, "idle-timeout", true),
     retry: countFlag(values, "retry"),
     retryDelay: durationFlag(values, "retry-delay"),
     noHalfClose: values["no-half-close"] === true,
@@ -159,6 +165,10 @@ export async function runConnect(
   ctx: CommandContext,
 ): Promise<number> {
   const reporter = makeReporter(options, ctx, "connect");
+  const endpoint = options.endpoint;
+  if (endpoint.transport === "udp") {
+    return await runConnectUdp({ ...options, endpoint }, ctx, reporter);
+  }
   const trace = reporter.tracing ? reporter.trace.bind(reporter) : undefined;
   const address = connectAddress(options.endpoint, options.family);
   const startedAt = performance.now();

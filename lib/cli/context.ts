@@ -20,11 +20,6 @@ export interface CommandContext {
   stderr: TextSink;
   /** Aborted on SIGINT/SIGTERM; the reason carries the exit code. */
   signal: AbortSignal;
-  /**
-   * Whether stdin is a terminal. A session reading a terminal ends when the
-   * peer closes its side, instead of waiting for end of input (^D).
-   */
-  stdinIsTerminal?: boolean;
   /** Whether stderr is a terminal (for `--color auto`). */
   stderrIsTerminal?: boolean;
   /** Whether `NO_COLOR` is set (`Deno.noColor`). */
@@ -85,8 +80,9 @@ export function memoryContext(
         offset += n;
         return Promise.resolve(n);
       },
-      cancel() {
-        cancelled = true;
+      cancel(linger = 0) {
+        // In memory, input never pauses: only an immediate cancel stops it.
+        if (linger <= 0) cancelled = true;
       },
     },
     stdout: {

@@ -1,46 +1,73 @@
 /**
- * `sockit listen ENDPOINT`: bind, listen, accept one connection and bridge
- * it with stdin/stdout (nc -l).
+ * `sockit listen ENDPOINT`: bind, listen, accept and bridge each connection
+ * with stdin/stdout (nc -l), a child process (`--exec`), or the other
+ * clients (`--broker`); `-k` keeps accepting.
  *
  * @module
  */
 
 import { formatEndpoint, requireTransport } from "../address.ts";
 import type { Endpoint } from "../address.ts";
-import { exitCodeOf } from "../errors.ts";
+import { exitCodeOf, UsageError } from "../errors.ts";
+import { checkRunPermission, ChildStream, connectionEnv, splitCommand } from "../exec.ts";
+import { Fanout } from "../fanout.ts";
 import { listen } from "../listener.ts";
+import type { Duplex } from "../relay.ts";
+import { serve } from "../server.ts";
 import type { SocketStream } from "../stream.ts";
 import {
-  durationFlag,
   FAMILY_FLAGS,
   familyFlag,
   makeReporter,
   oneEndpoint,
   parseFlags,
+  SERVER_FLAGS,
+  serverLimits,
 } from "./args.ts";
-import type { GlobalOptions } from "./args.ts";
+import type { GlobalOptions, ServerLimits } from "./args.ts";
 import type { CommandContext } from "./context.ts";
-import { checkSendFile, prepareStdio, runSession, SEND_FLAGS, sendFlags } from "./session.ts";
+import {
+  bridge,
+  checkSendFile,
+  prepareStdio,
+  runSession,
+  SEND_FLAGS,
+  sendFlags,
+} from "./session.ts";
+import { runListenUdp } from "./udp.ts";
 
 /** Help text of `sockit listen`. */
 export const LISTEN_HELP = `Usage: sockit listen [options] ENDPOINT
 
-Bind, listen and accept one connection; bridge it with stdin/stdout (nc -l).
-The session ends when the client closes its side, once everything it sent is
-on stdout; end of stdin shuts down the write side (half-close).
+Bind, listen and accept a connection; bridge it with stdin/stdout (nc -l).
+The session ends when both directions have ended: the client has closed its
+side (everything it sent is on stdout) and stdin has reached its end (then
+sockit half-closes). With stdin at a terminal, the client's close ends it.
 
 ENDPOINT
   8888               127.0.0.1:8888 (loopback unless a host is given)
   0.0.0.0:8888       every IPv4 interface; [::]:8888 every IPv6 one
   [::1]:0            port 0: the OS picks a free port (see -v / --json)
   unix:/tmp/s.sock   a Unix socket (a stale socket file is replaced)
+  udp://127.0.0.1:53 UDP: datagrams to stdout; stdin to the latest peer
 
 Options
+  -k, --keep-open    keep accepting, clients at once: what each sends goes to
+                     stdout, stdin goes to every client
   --send TEXT        send TEXT (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH), then half-close
   --send-file PATH   send the file, then half-close
-  --idle-timeout DUR end the session after DUR without data (exit 124)
+  --exec 'PROG ARGS' wire each connection to a new child (no shell); the child
+                     gets SOCKIT_REMOTE_ADDR/_PORT, SOCKIT_LOCAL_ADDR/_PORT,
+                     SOCKIT_PROTO in its environment (needs --allow-run)
+  --sh-exec 'CMD'    the same through /bin/sh -c
+  --broker           relay between all connected clients (each client's bytes go
+                     to every other client); implies -k
+  --max-conns N      at most N clients at once; more are closed at once
+  --allow CIDR       accept only clients in these ranges (repeatable)
+  --deny CIDR        refuse clients in these ranges (repeatable)
+  --idle-timeout DUR end a connection after DUR without data (exit 124)
   -4, -6             port-only form binds 127.0.0.1 (default) or ::1
-  -v, --verbose      events on stderr: listening, connection from, closed
+  -v, --verbose      events on stderr: listening, connection from, closed, rejected
   -q, --quiet        no warnings or events
   --json             events as JSON lines on stderr
   --trace            socket calls on stderr: socket, bind, listen, accept, read, write
@@ -50,21 +77,28 @@ Options
 Examples
   sockit listen 127.0.0.1:8888 --send 'hello!'
   sockit listen 0 -v > received.bin
-  sockit listen unix:/tmp/app.sock --json
+  sockit listen -k 8080 --sh-exec 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nhi\\n"'
+  sockit listen -k 9000 --exec 'tr a-z A-Z' --max-conns 10 --allow 127.0.0.0/8
+  sockit listen --broker 7000
+  sockit listen udp://127.0.0.1:5353 -v
 `;
 
 /** Parsed options of `sockit listen`. */
-export interface ListenCommandOptions extends GlobalOptions {
+export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   /** Where to listen. */
   endpoint: Endpoint;
-  /** Bytes to send to the client instead of stdin. */
+  /** Bytes to send to each client instead of stdin. */
   send?: Uint8Array;
-  /** File to send to the client instead of stdin. */
+  /** File to send to each client instead of stdin. */
   sendFile?: string;
-  /** Idle timeout in ms. */
-  idleTimeout?: number;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** `-k`: keep accepting. */
+  keepOpen: boolean;
+  /** `--exec` / `--sh-exec`: the child's argv. */
+  exec?: string[];
+  /** `--broker`. */
+  broker: boolean;
 }
 
 /**
@@ -78,24 +112,65 @@ export interface ListenCommandOptions extends GlobalOptions {
  * const options = parseListenArgs(["127.0.0.1:8888", "--send", "hello!"]);
  * assertEquals(options.endpoint, { transport: "tcp", hostname: "127.0.0.1", port: 8888 });
  * assertEquals(new TextDecoder().decode(options.send), "hello!");
+ * assertEquals(parseListenArgs(["-k", "0", "--exec", "tr a-z A-Z"]).exec, ["tr", "a-z", "A-Z"]);
  * ```
  */
 export function parseListenArgs(argv: string[]): ListenCommandOptions {
   const { values, positionals, globals } = parseFlags(argv, {
     ...SEND_FLAGS,
-    "idle-timeout": { type: "string" },
+    ...SERVER_FLAGS,
     ...FAMILY_FLAGS,
+    "keep-open": { type: "boolean", short: "k" },
+    exec: { type: "string" },
+    "sh-exec": { type: "string" },
+    broker: { type: "boolean" },
   });
-  if (globals.help) return { ...globals, endpoint: { transport: "tcp", port: 0 } };
+  if (globals.help) {
+    return {
+      ...globals,
+      endpoint: { transport: "tcp", port: 0 },
+      keepOpen: false,
+      broker: false,
+      access: { allow: [], deny: [] },
+    };
+  }
   const endpoint = oneEndpoint(positionals);
-  requireTransport(endpoint, ["tcp", "unix"], "listen");
-  return {
+  requireTransport(endpoint, ["tcp", "unix", "udp"], "listen");
+  const exclusive = (names: string[]) => {
+    const given = names.filter((n) => values[n] !== undefined);
+    if (given.length > 1) {
+      throw new UsageError(
+        `options ${given.map((n) => `--${n}`).join(" and ")} exclude each other`,
+      );
+    }
+  };
+  exclusive(["exec", "sh-exec", "send", "send-file", "broker"]);
+  let exec: string[] | undefined;
+  if (typeof values.exec === "string") {
+    exec = splitCommand(values.exec);
+    if (exec.length === 0) {
+      throw new UsageError("option --exec needs a command, e.g. --exec 'tr a-z A-Z'");
+    }
+  } else if (typeof values["sh-exec"] === "string") {
+    if (values["sh-exec"].trim() === "") throw new UsageError("option --sh-exec needs a command");
+    exec = ["/bin/sh", "-c", values["sh-exec"]];
+  }
+  const options: ListenCommandOptions = {
     ...globals,
     endpoint,
     ...sendFlags(values),
+    ...serverLimits(values),
     family: familyFlag(values, endpoint),
-    idleTimeout: durationFlag(values, "idle-timeout"),
+    keepOpen: values["keep-open"] === true,
+    exec,
+    broker: values.broker === true,
   };
+  if (endpoint.transport === "udp") {
+    const stream = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"]
+      .find((n) => values[n] !== undefined);
+    if (stream) throw new UsageError(`option --${stream} is not supported with udp://`);
+  }
+  return options;
 }
 
 /**
@@ -112,33 +187,121 @@ export async function runListen(
   ctx: CommandContext,
 ): Promise<number> {
   const reporter = makeReporter(options, ctx, "listen");
+  const endpoint = options.endpoint;
+  if (endpoint.transport === "udp") {
+    return await runListenUdp({ ...options, endpoint }, ctx, reporter);
+  }
   const trace = reporter.tracing ? reporter.trace.bind(reporter) : undefined;
-  let conn: SocketStream;
+  const many = options.keepOpen || options.broker;
+  let handler: (conn: SocketStream) => Promise<number>;
   try {
     await checkSendFile(options);
+    if (options.exec) checkRunPermission(options.exec[0]);
     const listener = await listen(options.endpoint, {
       family: options.family,
       trace,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
     });
-    const stopListening = () => listener.close();
-    ctx.signal.addEventListener("abort", stopListening, { once: true });
-    try {
-      reporter.listening(listener.address, listener.transport);
-      prepareStdio(options, ctx);
-      conn = await listener.accept();
-    } finally {
-      ctx.signal.removeEventListener("abort", stopListening);
-      listener.close();
-    }
+    reporter.listening(listener.address, listener.transport);
+    handler = connectionHandler(options, ctx, reporter);
+    const code = await serve(listener, handler, {
+      reporter,
+      signal: ctx.signal,
+      once: !many,
+      maxConns: options.maxConns,
+      access: options.access,
+    });
+    if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
+    return code;
   } catch (err) {
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
     return reporter.fail(err, "listen", formatEndpoint(options.endpoint));
   }
-  reporter.accepted(conn.id, conn.remoteAddress, conn.localAddress);
-  return await runSession(conn, ctx, reporter, {
-    send: options.send,
-    sendFile: options.sendFile,
-    idleTimeout: options.idleTimeout,
-  });
+}
+
+/** What each accepted connection is bridged with, by mode. */
+function connectionHandler(
+  options: ListenCommandOptions,
+  ctx: CommandContext,
+  reporter: ReturnType<typeof makeReporter>,
+): (conn: SocketStream) => Promise<number> {
+  const many = options.keepOpen || options.broker;
+  const common = { signal: ctx.signal, idleTimeout: options.idleTimeout, warnOnly: many };
+  if (options.exec) {
+    const argv = options.exec;
+    return (conn) => {
+      let child: ChildStream;
+      try {
+        child = new ChildStream({
+          argv,
+          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr),
+        });
+      } catch (err) {
+        conn.close();
+        return Promise.resolve(reporter.fail(err, "exec", argv[0]));
+      }
+      return bridge(conn, child, reporter, {
+        ...common,
+        otherName: { read: `exec ${argv[0]}`, write: `exec ${argv[0]}` },
+      });
+    };
+  }
+  if (options.broker) {
+    const hub = new Fanout({ highWater: 256 * 1024 });
+    return (conn) => bridge(conn, brokerPort(hub), reporter, { ...common, endOnEof: "a" });
+  }
+  if (options.keepOpen && !options.send && options.sendFile === undefined) {
+    // stdin goes to every client: one reader, one queue per client.
+    const hub = new Fanout();
+    let started = false;
+    return (conn) => {
+      if (!started) {
+        started = true;
+        pumpInto(ctx, hub);
+      }
+      return runSession(conn, ctx, reporter, {
+        source: hub.subscribe(),
+        idleTimeout: options.idleTimeout,
+        warnOnly: true,
+      });
+    };
+  }
+  prepareStdio(options, ctx);
+  return (conn) =>
+    runSession(conn, ctx, reporter, {
+      send: options.send,
+      sendFile: options.sendFile,
+      idleTimeout: options.idleTimeout,
+      warnOnly: many,
+    });
+}
+
+/** Reads stdin into `hub` until its end. */
+async function pumpInto(ctx: CommandContext, hub: Fanout): Promise<void> {
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const n = await ctx.stdin.read(buf);
+      if (n === null) break;
+      await hub.publish(buf.subarray(0, n));
+    }
+  } finally {
+    hub.end();
+  }
+}
+
+/** A client's place in the broker: what it sends goes to all the others. */
+function brokerPort(hub: Fanout): Duplex {
+  const inbox = hub.subscribe();
+  return {
+    label: "broker",
+    read: (p) => inbox.read(p),
+    write: async (p) => {
+      await hub.publish(p, inbox);
+      return p.length;
+    },
+    closeWrite: () => Promise.resolve(),
+    cancelRead: () => inbox.cancel(),
+    close: () => inbox.cancel(),
+  };
 }

@@ -10,6 +10,7 @@ import { exitCodeOf, UsageError } from "../errors.ts";
 import { Reporter } from "../report.ts";
 import { CONNECT_HELP, parseConnectArgs, runConnect } from "./connect.ts";
 import type { CommandContext } from "./context.ts";
+import { ECHO_HELP, parseEchoArgs, runEcho } from "./echo.ts";
 import { LISTEN_HELP, parseListenArgs, runListen } from "./listen.ts";
 
 /** The version of sockit, from deno.json. */
@@ -56,6 +57,12 @@ export const COMMANDS: Record<string, Command> = {
     parseConnectArgs,
     runConnect,
   ),
+  echo: command(
+    "an echo server for TCP, Unix and UDP; keeps accepting",
+    ECHO_HELP,
+    parseEchoArgs,
+    runEcho,
+  ),
 };
 
 /** Help text of `sockit` itself. */
@@ -69,7 +76,8 @@ Commands
 ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`).join("\n")}
 
 Endpoints
-  8888  host:8888  1.2.3.4:80  [::1]:8888  tcp://host:port  unix:/path/to.sock
+  8888  host:8888  1.2.3.4:80  [::1]:8888  tcp://host:port  udp://host:port
+  unix:/path/to.sock
 
 Global options
   -v, --verbose   connection events on stderr
@@ -109,11 +117,12 @@ async function print(ctx: CommandContext, text: string): Promise<number> {
  * ```
  */
 export async function main(argv: string[], ctx: CommandContext): Promise<number> {
-  const [name, ...rest] = argv;
+  // `deno task start -- <args>` passes the "--" along.
+  const [name, ...rest] = argv[0] === "--" ? argv.slice(1) : argv;
   const reporter = new Reporter(ctx.stderr, { command: COMMANDS[name] ? name : undefined });
   try {
     if (name === undefined) {
-      throw new UsageError("missing command (listen, connect)");
+      throw new UsageError(`missing command (${Object.keys(COMMANDS).join(", ")})`);
     }
     if (name === "--help" || name === "-h") return await print(ctx, MAIN_HELP);
     if (name === "--version" || name === "-V") return await print(ctx, `sockit ${VERSION}\n`);

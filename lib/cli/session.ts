@@ -22,6 +22,7 @@ import {
 } from "../errors.ts";
 import { decodeEscapes } from "../escapes.ts";
 import { formatDuration } from "../format.ts";
+import { ExpectMatcher } from "../expect.ts";
 import { Relay, RelayError } from "../relay.ts";
 import type { Duplex } from "../relay.ts";
 import type { Reporter } from "../report.ts";
@@ -44,6 +45,8 @@ export interface SessionOptions {
   idleTimeout?: number;
   /** An overall deadline (`connect --timeout`), counted from `startedAt`. */
   deadline?: { ms: number; startedAt: number; op: string; address: string };
+  /** One connection of a server: report a failure as a warning. */
+  warnOnly?: boolean;
 }
 
 /** The payload options shared by `listen` and `connect`. */
@@ -75,9 +78,16 @@ export function sendFlags(values: FlagValues): Pick<SessionOptions, "send" | "se
 
 /** The bytes to send, with a way to stop reading them. */
 interface PayloadSource extends ByteReader {
-  cancel(): void;
+  /** Stop; with `linger` > 0 only once the input pauses (text and files never do). */
+  cancel(linger?: number): void;
   close?(): void;
 }
+
+/**
+ * After the peer has closed its side, sockit goes on sending as long as its
+ * input keeps coming: a pause this long (or the end of input) ends the session.
+ */
+export const SESSION_LINGER = 200;
 
 function bytesSource(bytes: Uint8Array): PayloadSource {
   let offset = 0;
@@ -89,8 +99,8 @@ function bytesSource(bytes: Uint8Array): PayloadSource {
       offset += n;
       return Promise.resolve(n);
     },
-    cancel() {
-      offset = bytes.length;
+    cancel(linger = 0) {
+      if (linger <= 0) offset = bytes.length;
     },
   };
 }
@@ -100,8 +110,8 @@ function fileSource(file: Deno.FsFile): PayloadSource {
   let closed = false;
   return {
     read: (p) => (reading ? file.read(p) : Promise.resolve(null)),
-    cancel() {
-      reading = false;
+    cancel(linger = 0) {
+      if (linger <= 0) reading = false;
     },
     close() {
       reading = false;
@@ -120,27 +130,12 @@ function payloadDuplex(source: PayloadSource, out: Output): Duplex {
     read: (p) => source.read(p),
     write: (p) => out.write(p),
     closeWrite: () => out.flush(),
-    cancelRead: () => source.cancel(),
+    cancelRead: (linger) => source.cancel(linger),
     close: () => {
       source.cancel();
       source.close?.();
     },
   };
-}
-
-/** Matches a regular expression against everything received so far. */
-class ExpectMatcher {
-  static readonly WINDOW = 1 << 20;
-  #decoder = new TextDecoder();
-  #text = "";
-  constructor(readonly pattern: RegExp) {}
-  push(chunk: Uint8Array): boolean {
-    this.#text += this.#decoder.decode(chunk, { stream: true });
-    if (this.#text.length > ExpectMatcher.WINDOW) {
-      this.#text = this.#text.slice(-ExpectMatcher.WINDOW);
-    }
-    return this.pattern.test(this.#text);
-  }
 }
 
 /** The abort reason when `--expect` matched: the session ends successfully. */
@@ -209,12 +204,19 @@ export interface BridgeOptions {
   idleTimeout?: number;
   /** End the session when this side reaches end of input (`RelayOptions.endOnEof`). */
   endOnEof?: "a" | "b";
+  /** With `endOnEof`: the pause in the other side's input that ends it. */
+  linger?: number;
   /** Pass end of input on as half-close, per direction `[conn→other, other→conn]`. */
   halfClose?: [boolean, boolean];
   /** An overall deadline (`connect --timeout`), counted from `startedAt`. */
   deadline?: { ms: number; startedAt: number; op: string; address: string };
   /** Names the other side in error messages (`stdin`/`stdout` by default). */
   otherName?: { read: string; write: string };
+  /**
+   * Report a failure as a warning (one of many connections of a server) rather
+   * than as the command's error.
+   */
+  warnOnly?: boolean;
 }
 
 /**
@@ -252,6 +254,7 @@ export async function bridge(
     signal: AbortSignal.any([options.signal, stop.signal]),
     idleTimeout: options.idleTimeout,
     endOnEof: options.endOnEof,
+    linger: options.linger,
     halfClose: options.halfClose,
     onChunk: matcher
       ? (direction, chunk) => {
@@ -265,7 +268,7 @@ export async function bridge(
     await relay.run();
     if (matcher) {
       code = reporter.fail(
-        new SockitError(`no match for ${matcher.pattern} before the peer closed`, {
+        new SockitError(`no match for ${matcher} before the peer closed`, {
           op: "expect",
           address: conn.remoteAddress,
           code: "ENOMATCH",
@@ -279,16 +282,22 @@ export async function bridge(
       reason = err.message;
     } else if (err instanceof RelayError) {
       reason = `${err.op} failed`;
-      code = relayFailure(err, conn, reporter, options.otherName);
+      code = relayFailure(
+        err,
+        conn,
+        options.warnOnly ? warner(reporter) : reporter,
+        options.otherName,
+      );
     } else {
       reason = (err as Error)?.message;
-      code = reporter.fail(err);
+      code = (options.warnOnly ? warner(reporter) : reporter).fail(err);
     }
   } finally {
     clearTimeout(timer);
   }
   reporter.closed(conn.id, conn.remoteAddress, {
-    sent: relay.bytes[1],
+    // Relayed into itself (echo), the one direction is both.
+    sent: other === conn ? relay.bytes[0] : relay.bytes[1],
     received: relay.bytes[0],
     durationMs: Math.round(relay.elapsed),
     ...(reason ? { reason } : {}),
@@ -318,14 +327,15 @@ export async function runSession(
     conn.close();
     return reporter.fail(err);
   }
-  const fromTerminal = !options.send && options.sendFile === undefined && ctx.stdinIsTerminal;
   const code = await bridge(conn, payloadDuplex(source, ctx.stdout), reporter, {
     signal: ctx.signal,
     expect: options.expect,
     idleTimeout: options.idleTimeout,
-    endOnEof: fromTerminal ? "a" : undefined,
+    endOnEof: "a",
+    linger: SESSION_LINGER,
     halfClose: [true, options.halfClose ?? true],
     deadline: options.deadline,
+    warnOnly: options.warnOnly,
   });
   try {
     await ctx.stdout.flush();
@@ -335,11 +345,22 @@ export async function runSession(
   return code;
 }
 
+/** A reporter whose `fail()` prints a warning instead of an error. */
+function warner(reporter: Reporter): Pick<Reporter, "fail"> {
+  return {
+    fail(error: unknown, op?: string, address?: string): number {
+      const err = toSockitError(error, op ?? "sockit", address);
+      reporter.warn(err.message);
+      return err.exitCode;
+    },
+  };
+}
+
 /** Reports a failed relay operation and returns its exit code. */
 function relayFailure(
   err: RelayError,
   conn: SocketStream,
-  reporter: Reporter,
+  reporter: Pick<Reporter, "fail">,
   otherName = { read: "stdin", write: "stdout" },
 ): number {
   if (err.side === "b") {
@@ -348,8 +369,9 @@ function relayFailure(
       // The reader of stdout went away (`sockit connect … | head -1`): stop quietly.
       return 0;
     }
+    const op = err.op === "read" ? "read" : "write";
     return reporter.fail(
-      toSockitError(err.cause, err.op, err.op === "read" ? otherName.read : otherName.write),
+      toSockitError(err.cause, op, op === "read" ? otherName.read : otherName.write),
     );
   }
   const op = err.op === "closeWrite" ? "shutdown" : err.op;

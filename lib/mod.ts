@@ -37,6 +37,16 @@ export {
   requireTransport,
 } from "./address.ts";
 export type { Endpoint, NetEndpoint, Role, Transport, UnixEndpoint } from "./address.ts";
+export { cidrContains, ipToBigInt, parseCidr, refusal } from "./cidr.ts";
+export type { AccessRules, Cidr } from "./cidr.ts";
+export {
+  bindDatagram,
+  canConnectDatagram,
+  connectDatagram,
+  MAX_DATAGRAM,
+  RECEIVE_BUFFER,
+} from "./datagram.ts";
+export type { DatagramOptions, DatagramSocket } from "./datagram.ts";
 export { parseDuration } from "./duration.ts";
 export {
   ExitCode,
@@ -49,13 +59,20 @@ export {
 } from "./errors.ts";
 export type { SockitErrorOptions } from "./errors.ts";
 export { decodeEscapes } from "./escapes.ts";
+export { checkRunPermission, ChildStream, connectionEnv, splitCommand } from "./exec.ts";
+export type { ChildOptions } from "./exec.ts";
+export { EXPECT_OVERLAP, EXPECT_WINDOW, ExpectMatcher } from "./expect.ts";
+export { Fanout, Subscription } from "./fanout.ts";
+export type { FanoutOptions } from "./fanout.ts";
 export { formatBytes, formatDuration, formatRate } from "./format.ts";
-export { listen, LISTEN_BACKLOG, Listener } from "./listener.ts";
+export { listen, LISTEN_BACKLOG, Listener, UNIX_LISTEN_BACKLOG } from "./listener.ts";
 export type { ListenOptions } from "./listener.ts";
 export { Relay, relay, RelayError } from "./relay.ts";
 export type { Direction, Duplex, RelayOptions } from "./relay.ts";
 export { Reporter } from "./report.ts";
 export type { ClosedInfo, ReporterOptions, TextSink } from "./report.ts";
+export { serve } from "./server.ts";
+export type { ConnectionHandler, ServeOptions } from "./server.ts";
 export { StdinReader, StdoutWriter } from "./stdio.ts";
 export type { ByteReader, ByteWriter, Input, Output } from "./stdio.ts";
 export { connect, connectAddress, nextConnectionId, SocketStream, systemLookup } from "./stream.ts";

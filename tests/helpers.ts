@@ -90,14 +90,28 @@ export class SockitProcess {
 
   /** Waits until stderr matches `pattern` (or the process ends); returns the match. */
   async waitForStderr(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
+    return await this.#waitFor(() => pattern.exec(this.#stderr), `${pattern}`, timeoutMs);
+  }
+
+  /** Waits until `pattern` occurs `count` times on stderr. */
+  async waitForCount(pattern: RegExp, count: number, timeoutMs = 15_000): Promise<void> {
+    const global = new RegExp(pattern.source, "g");
+    await this.#waitFor(
+      () => ((this.#stderr.match(global)?.length ?? 0) >= count ? true : null),
+      `${count} × ${pattern}`,
+      timeoutMs,
+    );
+  }
+
+  async #waitFor<T>(check: () => T | null, what: string, timeoutMs: number): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let ended = false;
     this.#stderrDone.then(() => (ended = true));
     for (;;) {
-      const m = pattern.exec(this.#stderr);
+      const m = check();
       if (m) return m;
       if (ended || Date.now() > deadline) {
-        throw new Error(`stderr never matched ${pattern}; stderr was:\n${this.#stderr}`);
+        throw new Error(`stderr never showed ${what}; stderr was:\n${this.#stderr}`);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50);

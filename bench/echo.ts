@@ -59,7 +59,10 @@ interface Load {
   rate: number;
   p50_us: number;
   p99_us: number;
+  p999_us: number;
   max_us: number;
+  /** Round trips per connection: the fewest shows starvation that p99 hides. */
+  per_conn: { min: number; p1: number; p50: number; p99: number; max: number; jain: number };
   connect_s: number;
   retries: number;
   peak_rss_kib: number;
@@ -72,7 +75,18 @@ type Failure = { failure: string; startup?: boolean };
 type Outcome = { load: Load } | Failure;
 
 /** The measured columns, in table order, between `bench`, `tool` and `note`. */
-const columns = ["msgs/s", "ratio", "p50", "p99", "peak rss", "idle rss", "target", "runs"];
+const columns = [
+  "msgs/s",
+  "ratio",
+  "p50",
+  "p99",
+  "p99.9",
+  "min/conn",
+  "peak rss",
+  "idle rss",
+  "target",
+  "runs",
+];
 
 /** An echo server under test; `command` is a shell command listening on 127.0.0.1:`port`. */
 interface Server {
@@ -160,7 +174,9 @@ function combine(runs: Load[]): Load {
     rate: mid((l) => l.rate),
     p50_us: mid((l) => l.p50_us),
     p99_us: mid((l) => l.p99_us),
+    p999_us: mid((l) => l.p999_us),
     max_us: Math.max(...runs.map((l) => l.max_us)),
+    per_conn: { ...runs[0].per_conn, min: Math.min(...runs.map((l) => l.per_conn.min)) },
     connect_s: mid((l) => l.connect_s),
     retries: runs.reduce((sum, l) => sum + l.retries, 0),
     peak_rss_kib: Math.max(...runs.map((l) => l.peak_rss_kib)),
@@ -187,6 +203,7 @@ function targets(load: Load, node: Load | undefined, many: boolean): string {
   return [
     `≥ 1.5× node: ${mark(ratio >= 1.5)}`,
     `p99 ≤ node: ${mark(load.p99_us <= node.p99_us)}`,
+    `fair (min/conn ≥ half node's): ${mark(load.per_conn.min * 2 >= node.per_conn.min)}`,
     `idle ≤ 64 MiB: ${mark(load.idle_rss_kib >= 0 && load.idle_rss_kib <= 64 * 1024)}`,
   ].join(", ");
 }
@@ -214,7 +231,17 @@ export async function benchEcho(options: EchoOptions = echoDefaults): Promise<Ro
     const node = 'require("net").createServer((s) => { s.on("error", () => {}); s.pipe(s); })' +
       '.listen({port}, "127.0.0.1");';
     const servers: Server[] = [
-      { name: "sockit", command: (port) => `${sockitShell()} echo 127.0.0.1:${port}` },
+      // As deno.json's tasks run it: with tokio's I/O events per tick capped at its
+      // cooperative budget (128), so that no connection is starved (see README).
+      {
+        name: "sockit",
+        command: (port) =>
+          `env DENO_TOKIO_MAX_IO_EVENTS_PER_TICK=128 ${sockitShell()} echo 127.0.0.1:${port}`,
+      },
+      {
+        name: "sockit (deno default)",
+        command: (port) => `${sockitShell()} echo 127.0.0.1:${port}`,
+      },
       which("node")
         ? { name: "node", command: (port) => `node -e '${node.replace("{port}", String(port))}'` }
         : { name: "node", missing: "node is not installed" },
@@ -277,9 +304,11 @@ export async function benchEcho(options: EchoOptions = echoDefaults): Promise<Ro
           ratio: node ? `${(load.rate / node.rate).toFixed(2)}× node` : "-",
           p50: micros(load.p50_us),
           p99: micros(load.p99_us),
+          "p99.9": micros(load.p999_us),
+          "min/conn": many ? String(load.per_conn.min) : "",
           "peak rss": mebibytes(load.peak_rss_kib),
           "idle rss": many ? mebibytes(load.idle_rss_kib) : "",
-          target: server.name === "sockit" ? targets(load, node, many) : "",
+          target: server.name.startsWith("sockit") ? targets(load, node, many) : "",
           runs: runs.map((r) => `${(r.rate / 1000).toFixed(1)}k`).join(" "),
           note: notes.join(", "),
         });

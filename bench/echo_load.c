@@ -56,6 +56,7 @@ struct conn {
   uint32_t attempts;
   uint64_t start_ns;
   uint64_t retry_at;
+  uint64_t mcount;
 };
 
 static struct conn *conns;
@@ -239,6 +240,7 @@ static void complete_round(struct conn *c, uint64_t t) {
   }
   if (t >= measure_from && t < measure_to) {
     measured++;
+    c->mcount++;
     if (nlat < MAX_SAMPLES) {
       if (nlat == caplat) {
         caplat = caplat ? caplat * 2 : 65536;
@@ -437,11 +439,21 @@ int main(int argc, char **argv) {
   printf("{\"conns\":%d,\"size\":%d,\"msgs\":%llu,\"seconds\":%.3f,\"rate\":%.1f,"
          "\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,\"errors\":0,"
          "\"connect_s\":%.3f,\"retries\":%llu,\"peak_rss_kib\":%ld,\"idle_rss_kib\":%ld,"
-         "\"procs\":%d}\n",
+         "\"procs\":%d,",
          nconns, size, (unsigned long long)measured, seconds, (double)measured / seconds,
          pct_us(0.50), pct_us(0.99), nlat ? (double)lat[nlat - 1] / 1000.0 : 0.0,
          (double)(connected - t0) / 1e9, (unsigned long long)retries, peak_rss_kib,
          idle_rss_kib, peak_procs);
+  {
+    uint64_t *mc = malloc(nconns * sizeof *mc);
+    double sum = 0, sq = 0;
+    for (int i = 0; i < nconns; i++) { mc[i] = conns[i].mcount; sum += mc[i]; sq += (double)mc[i] * mc[i]; }
+    qsort(mc, nconns, sizeof *mc, cmp_u64);
+    printf("\"p999_us\":%.1f,\"per_conn\":{\"min\":%llu,\"p1\":%llu,\"p50\":%llu,\"p99\":%llu,\"max\":%llu,\"jain\":%.3f}}\n",
+           pct_us(0.999), (unsigned long long)mc[0], (unsigned long long)mc[nconns / 100],
+           (unsigned long long)mc[nconns / 2], (unsigned long long)mc[nconns - 1 - nconns / 100],
+           (unsigned long long)mc[nconns - 1], sq > 0 ? sum * sum / (nconns * sq) : 0);
+  }
   fflush(stdout);
   return 0;
 }

@@ -37,6 +37,22 @@ function paint(format: "dim" | "red" | "yellow" | "cyan", text: string): string 
   return styleText(format, text, { validateStream: false });
 }
 
+/**
+ * One JSON line: `{"event": …, "time": …, …fields}`. Events (stderr) and the
+ * results of `wait` and `scan` (stdout) share it.
+ *
+ * @example Usage
+ * ```ts
+ * import { jsonLine } from "./report.ts";
+ * import { assertEquals } from "node:assert/strict";
+ *
+ * assertEquals(JSON.parse(jsonLine("port", { port: 22 })).port, 22);
+ * ```
+ */
+export function jsonLine(event: string, fields: Record<string, unknown>): string {
+  return JSON.stringify({ event, time: new Date().toISOString(), ...fields }) + "\n";
+}
+
 /** Byte counts and duration of a finished connection. */
 export interface ClosedInfo {
   /** Bytes written to the peer. */
@@ -88,7 +104,7 @@ export class Reporter {
   }
 
   #json(event: string, fields: Record<string, unknown>): void {
-    this.#sink.write(JSON.stringify({ event, time: new Date().toISOString(), ...fields }) + "\n");
+    this.#sink.write(jsonLine(event, fields));
   }
 
   /** Prints an event: text with `-v`, an object with `--json`. */

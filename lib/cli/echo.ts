@@ -22,7 +22,7 @@ import {
 } from "./args.ts";
 import type { GlobalOptions, ServerLimits } from "./args.ts";
 import type { CommandContext } from "./context.ts";
-import { bridge } from "./session.ts";
+import { bridge, SERVER_BUFFER } from "./session.ts";
 import { runEchoUdp } from "./udp.ts";
 
 /** Help text of `sockit echo`. */
@@ -114,6 +114,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           idleTimeout: options.idleTimeout,
           halfClose: [true, false],
           warnOnly: true,
+          bufferSize: SERVER_BUFFER,
         }),
       { reporter, signal: ctx.signal, maxConns: options.maxConns, access: options.access },
     );

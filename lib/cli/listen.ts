@@ -33,6 +33,7 @@ import {
   runSession,
   SEND_FLAGS,
   sendFlags,
+  SERVER_BUFFER,
 } from "./session.ts";
 import { runListenUdp } from "./udp.ts";
 
@@ -226,7 +227,12 @@ function connectionHandler(
   reporter: ReturnType<typeof makeReporter>,
 ): (conn: SocketStream) => Promise<number> {
   const many = options.keepOpen || options.broker;
-  const common = { signal: ctx.signal, idleTimeout: options.idleTimeout, warnOnly: many };
+  const common = {
+    signal: ctx.signal,
+    idleTimeout: options.idleTimeout,
+    warnOnly: many,
+    bufferSize: many ? SERVER_BUFFER : undefined,
+  };
   if (options.exec) {
     const argv = options.exec;
     return (conn) => {

@@ -12,6 +12,8 @@ import { CONNECT_HELP, parseConnectArgs, runConnect } from "./connect.ts";
 import type { CommandContext } from "./context.ts";
 import { ECHO_HELP, parseEchoArgs, runEcho } from "./echo.ts";
 import { LISTEN_HELP, parseListenArgs, runListen } from "./listen.ts";
+import { parseScanArgs, runScan, SCAN_HELP } from "./scan.ts";
+import { parseWaitArgs, runWait, WAIT_HELP } from "./wait.ts";
 
 /** The version of sockit, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -63,6 +65,13 @@ export const COMMANDS: Record<string, Command> = {
     parseEchoArgs,
     runEcho,
   ),
+  wait: command(
+    "block until endpoints accept connections (or refuse them); then run a command",
+    WAIT_HELP,
+    parseWaitArgs,
+    runWait,
+  ),
+  scan: command("a TCP connect scan; prints the open ports", SCAN_HELP, parseScanArgs, runScan),
 };
 
 /** Help text of `sockit` itself. */

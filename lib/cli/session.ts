@@ -217,7 +217,12 @@ export interface BridgeOptions {
    * than as the command's error.
    */
   warnOnly?: boolean;
+  /** First read buffer size (`RelayOptions.bufferSize`); servers use a small one. */
+  bufferSize?: number;
 }
+
+/** The first read buffer of a server's connections: small, so that idle ones cost little. */
+export const SERVER_BUFFER = 1024;
 
 /**
  * Relays `conn` with `other` until the session ends, reports the `closed`
@@ -235,14 +240,15 @@ export async function bridge(
   reporter: Reporter,
   options: BridgeOptions,
 ): Promise<number> {
-  const stop = new AbortController();
+  // A controller of its own only when something may end the session early.
+  const stop = options.expect || options.deadline ? new AbortController() : undefined;
   const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = options.deadline;
   if (deadline) {
     const remaining = deadline.ms - (performance.now() - deadline.startedAt);
     timer = setTimeout(() => {
-      stop.abort(
+      stop?.abort(
         new TimeoutError(`timed out after ${formatDuration(deadline.ms)}`, {
           op: deadline.op,
           address: deadline.address,
@@ -251,14 +257,15 @@ export async function bridge(
     }, Math.max(0, remaining));
   }
   const relay = new Relay(conn, other, {
-    signal: AbortSignal.any([options.signal, stop.signal]),
+    signal: stop ? AbortSignal.any([options.signal, stop.signal]) : options.signal,
     idleTimeout: options.idleTimeout,
+    bufferSize: options.bufferSize,
     endOnEof: options.endOnEof,
     linger: options.linger,
     halfClose: options.halfClose,
     onChunk: matcher
       ? (direction, chunk) => {
-        if (direction === 0 && matcher.push(chunk)) stop.abort(new ExpectMatched());
+        if (direction === 0 && matcher.push(chunk)) stop?.abort(new ExpectMatched());
       }
       : undefined,
   });
@@ -336,6 +343,7 @@ export async function runSession(
     halfClose: [true, options.halfClose ?? true],
     deadline: options.deadline,
     warnOnly: options.warnOnly,
+    bufferSize: options.warnOnly ? SERVER_BUFFER : undefined,
   });
   try {
     await ctx.stdout.flush();

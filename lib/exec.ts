@@ -109,9 +109,12 @@ export class ChildStream implements Duplex {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #leftover?: Uint8Array;
+  #pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
   #inputGone = false;
   #exited = false;
   #closed = false;
+  #linger?: number;
+  #cancelled = Promise.withResolvers<void>();
 
   /** Starts the child. Throws like `Deno.Command.spawn()` (e.g. NotFound, NotCapable). */
   constructor(options: ChildOptions) {
@@ -134,19 +137,39 @@ export class ChildStream implements Duplex {
     this.#writer.closed.catch(() => (this.#inputGone = true));
   }
 
-  /** Reads the child's output. */
+  /** Reads the child's output (after {@linkcode ChildStream.cancelRead}, until it pauses). */
   async read(p: Uint8Array): Promise<number | null> {
     let chunk = this.#leftover;
     this.#leftover = undefined;
-    if (!chunk) {
-      const { value, done } = await this.#reader.read();
-      if (done) return null;
-      chunk = value;
+    while (!chunk) {
+      const next = this.#pending ??= this.#reader.read();
+      // Wait for output; once cancelled, for at most the linger time.
+      const cancelled = this.#cancelled.promise.then(() => "cancelled" as const);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const quiet = this.#linger === undefined ? undefined : new Promise<"quiet">((resolve) => {
+        timer = setTimeout(() => resolve("quiet"), this.#linger);
+      });
+      const result = await Promise.race([next, quiet ?? cancelled]);
+      clearTimeout(timer);
+      if (result === "quiet") return null;
+      if (result === "cancelled") continue;
+      this.#pending = undefined;
+      if (result.done) return null;
+      chunk = result.value;
     }
     const n = Math.min(p.length, chunk.length);
     p.set(chunk.subarray(0, n));
     if (n < chunk.length) this.#leftover = chunk.subarray(n);
     return n;
+  }
+
+  /**
+   * Ends reading once the child's output pauses for `linger` ms (the client
+   * has gone: what the child still writes promptly is delivered).
+   */
+  cancelRead(linger = 0): void {
+    this.#linger = Math.min(this.#linger ?? linger, linger);
+    this.#cancelled.resolve();
   }
 
   /** Writes to the child's input; once the child has stopped reading, input is discarded. */

@@ -277,6 +277,45 @@ Deno.test("exec: a child that exits early closes only its connection", async () 
   assertEquals((await server.result()).code, 143);
 });
 
+Deno.test("exec: the child is ended when the client leaves", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "sockit-exec-" });
+  const server = spawnSockit([
+    "listen",
+    "-k",
+    "127.0.0.1:0",
+    "-v",
+    "--sh-exec",
+    `echo $$ > ${dir}/pid; exec sleep 30`,
+  ], { perms: [...NET, "--allow-run"] });
+  const port = await server.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  let pid = "";
+  for (let i = 0; i < 100 && !pid; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    pid = (() => {
+      try {
+        return Deno.readTextFileSync(`${dir}/pid`).trim();
+      } catch {
+        return "";
+      }
+    })();
+  }
+  assert(pid, "the child started");
+  const alive = async () =>
+    (await new Deno.Command("kill", { args: ["-0", pid], stderr: "null" }).output()).success;
+  assert(await alive(), "the child runs while the client is there");
+  conn.close();
+  let gone = false;
+  for (let i = 0; i < 100 && !gone; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gone = !(await alive());
+  }
+  assert(gone, "the child was ended after the client left");
+  server.kill("SIGTERM");
+  assertEquals((await server.result()).code, 143);
+  Deno.removeSync(dir, { recursive: true });
+});
+
 Deno.test("exec: without --allow-run, exit 126 naming the flag, before listening", async () => {
   const r = await runSockit(["listen", "127.0.0.1:0", "-v", "--exec", "cat"]);
   assertEquals(r.code, 126);

@@ -248,6 +248,10 @@ function connectionHandler(
       }
       return bridge(conn, child, reporter, {
         ...common,
+        // The client's end of input ends the session once the child has
+        // been silent for EXEC_LINGER ms (or has exited); then it is ended.
+        endOnEof: "a",
+        linger: EXEC_LINGER,
         otherName: { read: `exec ${argv[0]}`, write: `exec ${argv[0]}` },
       });
     };
@@ -281,6 +285,9 @@ function connectionHandler(
       warnOnly: many,
     });
 }
+
+/** After a client's end of input, how long a silent `--exec` child may take before it is ended. */
+export const EXEC_LINGER = 1000;
 
 /** Reads stdin into `hub` until its end. */
 async function pumpInto(ctx: CommandContext, hub: Fanout): Promise<void> {

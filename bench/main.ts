@@ -1,15 +1,17 @@
 /**
- * `deno task bench [throughput] [echo] [--size BYTES] [--runs N] [--echo-warmup S]
- * [--echo-seconds S] [--echo-rounds N]`: speed compared with nc (and socat when installed) in
- * the same run, as ratios, and echo round trips compared with Node.js and
- * ncat. Sections named on the command line run (default: all). Loopback
- * only; every run is bounded and stops by itself.
+ * `deno task bench [throughput] [echo] [scan] [--size BYTES] [--runs N] [--echo-warmup S]
+ * [--echo-seconds S] [--echo-rounds N] [--scan-rounds N]`: speed compared with nc (and socat
+ * when installed) in the same run, as ratios; echo round trips compared with Node.js and ncat;
+ * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener.
+ * Sections named on the command line run (default: all). Loopback only; every run is bounded
+ * and stops by itself.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { benchEcho, echoDefaults } from "./echo.ts";
+import { benchScan } from "./scan.ts";
 import { benchThroughput } from "./throughput.ts";
 import { table } from "./util.ts";
 
@@ -22,11 +24,12 @@ const { values, positionals } = parseArgs({
     "echo-warmup": { type: "string", default: String(echoDefaults.warmup) },
     "echo-seconds": { type: "string", default: String(echoDefaults.measure) },
     "echo-rounds": { type: "string", default: String(echoDefaults.rounds) },
+    "scan-rounds": { type: "string", default: "5" },
   },
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const sections = ["throughput", "echo"];
+const sections = ["throughput", "echo", "scan"];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
@@ -60,4 +63,10 @@ if (chosen.has("echo")) {
       `(peak, and after ${echo.idle} s with ${echo.conns} idle connections)`,
   );
   print(table(await benchEcho(echo)));
+}
+if (chosen.has("scan")) {
+  if (chosen.size > 1) print("");
+  const rounds = Number(values["scan-rounds"]);
+  print(`Scan: 127.0.0.1 ports 1-65535, median of ${rounds} rounds; wait: 10 listeners appearing`);
+  print(table(await benchScan({ rounds, waits: 10 })));
 }

@@ -60,7 +60,7 @@ function fail(input: string, reason: string): never {
  * @example Usage
  * ```ts
  * import { isIPv4 } from "./address.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * assert(isIPv4("127.0.0.1"));
  * assert(!isIPv4("256.0.0.1"));
@@ -78,7 +78,7 @@ export function isIPv4(text: string): boolean {
  * @example Usage
  * ```ts
  * import { isIPv6 } from "./address.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * assert(isIPv6("::1"));
  * assert(isIPv6("::ffff:127.0.0.1"));
@@ -165,11 +165,11 @@ function parseHostPort(
  * @example Usage
  * ```ts
  * import { parseEndpoint } from "./address.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(parseEndpoint("[::1]:8888"), { transport: "tcp", hostname: "::1", port: 8888 });
- * assertEquals(parseEndpoint("unix:/tmp/s.sock"), { transport: "unix", path: "/tmp/s.sock" });
- * assertThrows(() => parseEndpoint("x:99999"), /Cannot parse endpoint "x:99999": port out of range/);
+ * assert.deepEqual(parseEndpoint("[::1]:8888"), { transport: "tcp", hostname: "::1", port: 8888 });
+ * assert.deepEqual(parseEndpoint("unix:/tmp/s.sock"), { transport: "unix", path: "/tmp/s.sock" });
+ * assert.throws(() => parseEndpoint("x:99999"), /Cannot parse endpoint "x:99999": port out of range/);
  * ```
  */
 export function parseEndpoint(input: string): Endpoint {
@@ -206,10 +206,10 @@ export function parseEndpoint(input: string): Endpoint {
  * @example Usage
  * ```ts
  * import { formatHost } from "./address.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(formatHost("::1"), "[::1]");
- * assertEquals(formatHost("localhost"), "localhost");
+ * assert.deepEqual(formatHost("::1"), "[::1]");
+ * assert.deepEqual(formatHost("localhost"), "localhost");
  * ```
  */
 export function formatHost(hostname: string): string {
@@ -223,10 +223,10 @@ export function formatHost(hostname: string): string {
  * @example Usage
  * ```ts
  * import { formatEndpoint } from "./address.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(formatEndpoint({ transport: "udp", hostname: "::1", port: 53 }), "udp://[::1]:53");
- * assertEquals(formatEndpoint({ transport: "tcp", port: 8888 }), "8888");
+ * assert.deepEqual(formatEndpoint({ transport: "udp", hostname: "::1", port: 53 }), "udp://[::1]:53");
+ * assert.deepEqual(formatEndpoint({ transport: "tcp", port: 8888 }), "8888");
  * ```
  */
 export function formatEndpoint(endpoint: Endpoint): string {
@@ -246,10 +246,10 @@ export function formatEndpoint(endpoint: Endpoint): string {
  * @example Usage
  * ```ts
  * import { formatAddr } from "./address.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(formatAddr({ transport: "tcp", hostname: "::1", port: 80 }), "[::1]:80");
- * assertEquals(formatAddr({ transport: "unix", path: "/tmp/s" }), "unix:/tmp/s");
+ * assert.deepEqual(formatAddr({ transport: "tcp", hostname: "::1", port: 80 }), "[::1]:80");
+ * assert.deepEqual(formatAddr({ transport: "unix", path: "/tmp/s" }), "unix:/tmp/s");
  * ```
  */
 export function formatAddr(addr: Deno.Addr): string {
@@ -268,11 +268,11 @@ export type Role = "listen" | "connect";
  * @example Usage
  * ```ts
  * import { hostOf } from "./address.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(hostOf({ transport: "tcp", port: 80 }, "listen"), "127.0.0.1");
- * assertEquals(hostOf({ transport: "tcp", port: 80 }, "connect"), "localhost");
- * assertEquals(hostOf({ transport: "tcp", port: 80 }, "listen", 6), "::1");
+ * assert.deepEqual(hostOf({ transport: "tcp", port: 80 }, "listen"), "127.0.0.1");
+ * assert.deepEqual(hostOf({ transport: "tcp", port: 80 }, "connect"), "localhost");
+ * assert.deepEqual(hostOf({ transport: "tcp", port: 80 }, "listen", 6), "::1");
  * ```
  */
 export function hostOf(endpoint: NetEndpoint, role: Role, family?: 4 | 6): string {
@@ -287,9 +287,9 @@ export function hostOf(endpoint: NetEndpoint, role: Role, family?: 4 | 6): strin
  * @example Usage
  * ```ts
  * import { requireTransport } from "./address.ts";
- * import { assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertThrows(
+ * assert.throws(
  *   () => requireTransport({ transport: "udp", port: 53 }, ["tcp", "unix"], "listen"),
  *   /udp:\/\/ is not supported by listen/,
  * );

@@ -56,10 +56,10 @@ function ipv6ToBigInt(address: string): bigint {
  * @example Usage
  * ```ts
  * import { ipToBigInt } from "./cidr.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(ipToBigInt("::ffff:127.0.0.1"), [4, 0x7f000001n]);
- * assertEquals(ipToBigInt("::1"), [6, 1n]);
+ * assert.deepEqual(ipToBigInt("::ffff:127.0.0.1"), [4, 0x7f000001n]);
+ * assert.deepEqual(ipToBigInt("::1"), [6, 1n]);
  * ```
  */
 export function ipToBigInt(address: string): [4 | 6, bigint] | undefined {
@@ -77,10 +77,10 @@ export function ipToBigInt(address: string): [4 | 6, bigint] | undefined {
  * @example Usage
  * ```ts
  * import { parseCidr } from "./cidr.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(parseCidr("10.0.0.0/8").prefix, 8);
- * assertThrows(() => parseCidr("10.0.0.0/33"), /prefix/);
+ * assert.deepEqual(parseCidr("10.0.0.0/8").prefix, 8);
+ * assert.throws(() => parseCidr("10.0.0.0/33"), /prefix/);
  * ```
  */
 export function parseCidr(text: string): Cidr {
@@ -111,7 +111,7 @@ export function parseCidr(text: string): Cidr {
  * @example Usage
  * ```ts
  * import { cidrContains, parseCidr } from "./cidr.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * assert(cidrContains(parseCidr("127.0.0.0/8"), "::ffff:127.0.0.1"));
  * assert(!cidrContains(parseCidr("10.0.0.0/8"), "127.0.0.1"));
@@ -141,12 +141,12 @@ export interface AccessRules {
  * @example Usage
  * ```ts
  * import { parseCidr, refusal } from "./cidr.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const rules = { allow: [parseCidr("127.0.0.0/8")], deny: [parseCidr("127.0.0.2")] };
- * assertEquals(refusal(rules, "127.0.0.1"), undefined);
- * assertEquals(refusal(rules, "127.0.0.2"), "denied by --deny 127.0.0.2");
- * assertEquals(refusal(rules, "::1"), "not in any --allow range");
+ * assert.deepEqual(refusal(rules, "127.0.0.1"), undefined);
+ * assert.deepEqual(refusal(rules, "127.0.0.2"), "denied by --deny 127.0.0.2");
+ * assert.deepEqual(refusal(rules, "::1"), "not in any --allow range");
  * ```
  */
 export function refusal(rules: AccessRules, address: string | undefined): string | undefined {

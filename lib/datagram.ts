@@ -121,10 +121,10 @@ export interface DatagramOptions {
  * @example Usage
  * ```ts
  * import { bindDatagram } from "./datagram.ts";
- * import { assertMatch } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const sock = bindDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
- * assertMatch(sock.address, /^127\.0\.0\.1:\d+$/);
+ * assert.match(sock.address, /^127\.0\.0\.1:\d+$/);
  * sock.close();
  * ```
  */
@@ -401,9 +401,21 @@ export function canConnectDatagram(): boolean {
  * only the peer's datagrams.
  *
  * @example Usage
- * ```ts ignore
- * const sock = await connectDatagram({ transport: "udp", hostname: "127.0.0.1", port: 53 });
- * await sock.send(new TextEncoder().encode("hi"));
+ * ```ts
+ * import { bindDatagram, connectDatagram } from "./datagram.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const server = bindDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const port = Number(server.address.split(":")[1]);
+ * const client = await connectDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+ * await client.send(new TextEncoder().encode("hi"));
+ * const buf = new Uint8Array(16);
+ * const [n, from] = await server.receive(buf);
+ * await server.send(buf.subarray(0, n), from);
+ * const [m] = await client.receive(buf);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, m)), "hi");
+ * client.close();
+ * server.close();
  * ```
  */
 export async function connectDatagram(

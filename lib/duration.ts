@@ -15,12 +15,12 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
  * @example Usage
  * ```ts
  * import { parseDuration } from "./duration.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(parseDuration("250ms"), 250);
- * assertEquals(parseDuration("1.5"), 1500);
- * assertEquals(parseDuration("1m"), 60_000);
- * assertThrows(() => parseDuration("soon"), /Cannot parse duration "soon"/);
+ * assert.deepEqual(parseDuration("250ms"), 250);
+ * assert.deepEqual(parseDuration("1.5"), 1500);
+ * assert.deepEqual(parseDuration("1m"), 60_000);
+ * assert.throws(() => parseDuration("soon"), /Cannot parse duration "soon"/);
  * ```
  */
 export function parseDuration(input: string): number {

@@ -29,10 +29,10 @@ export const ExitCode = {
  * @example Usage
  * ```ts
  * import { UsageError } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const err = new UsageError('unknown option "--frob"');
- * assertEquals(err.exitCode, 2);
+ * assert.deepEqual(err.exitCode, 2);
  * ```
  */
 export class UsageError extends Error {
@@ -68,11 +68,11 @@ export interface SockitErrorOptions {
  * @example Usage
  * ```ts
  * import { SockitError } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const err = new SockitError("connection refused", { op: "connect", address: "127.0.0.1:8888" });
- * assertEquals(err.message, "connect 127.0.0.1:8888: connection refused");
- * assertEquals(err.exitCode, 1);
+ * assert.deepEqual(err.message, "connect 127.0.0.1:8888: connection refused");
+ * assert.deepEqual(err.exitCode, 1);
  * ```
  */
 export class SockitError extends Error {
@@ -111,10 +111,10 @@ export class SockitError extends Error {
  * @example Usage
  * ```ts
  * import { TimeoutError } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const err = new TimeoutError("no data for 2s", { op: "idle", address: "127.0.0.1:80" });
- * assertEquals(err.exitCode, 124);
+ * assert.deepEqual(err.exitCode, 124);
  * ```
  */
 export class TimeoutError extends SockitError {
@@ -131,9 +131,9 @@ export class TimeoutError extends SockitError {
  * @example Usage
  * ```ts
  * import { SignalInterrupt } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(new SignalInterrupt("SIGTERM").exitCode, 143);
+ * assert.deepEqual(new SignalInterrupt("SIGTERM").exitCode, 143);
  * ```
  */
 export class SignalInterrupt extends Error {
@@ -196,10 +196,10 @@ function permissionFlag(message: string): string | undefined {
  * @example Usage
  * ```ts
  * import { toSockitError } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const err = toSockitError(new Deno.errors.ConnectionRefused("Connection refused (os error 111)"), "connect", "127.0.0.1:1");
- * assertEquals(err.message, "connect 127.0.0.1:1: connection refused");
+ * assert.deepEqual(err.message, "connect 127.0.0.1:1: connection refused");
  * ```
  */
 export function toSockitError(error: unknown, op: string, address?: string): SockitError {
@@ -263,10 +263,10 @@ function flagScope(flag: string, what: string): string {
  * @example Usage
  * ```ts
  * import { exitCodeOf, UsageError } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(exitCodeOf(new UsageError("bad")), 2);
- * assertEquals(exitCodeOf(new Error("boom")), 1);
+ * assert.deepEqual(exitCodeOf(new UsageError("bad")), 2);
+ * assert.deepEqual(exitCodeOf(new Error("boom")), 1);
  * ```
  */
 export function exitCodeOf(error: unknown): number {

@@ -24,10 +24,10 @@ const SIMPLE: Record<string, number> = {
  * @example Usage
  * ```ts
  * import { decodeEscapes } from "./escapes.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(decodeEscapes("PING\\r\\n"), new TextEncoder().encode("PING\r\n"));
- * assertEquals(decodeEscapes("\\xff"), new Uint8Array([0xff]));
+ * assert.deepEqual(decodeEscapes("PING\\r\\n"), new TextEncoder().encode("PING\r\n"));
+ * assert.deepEqual(decodeEscapes("\\xff"), new Uint8Array([0xff]));
  * ```
  */
 export function decodeEscapes(text: string): Uint8Array {

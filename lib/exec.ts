@@ -22,10 +22,10 @@ import type { Duplex } from "./relay.ts";
  * @example Usage
  * ```ts
  * import { splitCommand } from "./exec.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(splitCommand(`tr a-z 'A-Z'`), ["tr", "a-z", "A-Z"]);
- * assertEquals(splitCommand(`printf "%s\\n" it\\'s`), ["printf", "%s\\n", "it's"]);
+ * assert.deepEqual(splitCommand(`tr a-z 'A-Z'`), ["tr", "a-z", "A-Z"]);
+ * assert.deepEqual(splitCommand(`printf "%s\\n" it\\'s`), ["printf", "%s\\n", "it's"]);
  * ```
  */
 export function splitCommand(text: string): string[] {
@@ -88,14 +88,18 @@ export interface ChildOptions {
  * (SIGTERM) if it still runs. Its stderr is sockit's stderr.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { ChildStream } from "./exec.ts";
+ * import assert from "node:assert/strict";
  *
  * const child = new ChildStream({ argv: ["tr", "a-z", "A-Z"] });
  * await child.write(new TextEncoder().encode("hi"));
  * await child.closeWrite();
  * const buf = new Uint8Array(8);
- * await child.read(buf); // 2: "HI"
+ * const n = await child.read(buf);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "HI");
+ * assert.equal(await child.read(buf), null);
+ * await child.status;
  * child.close();
  * ```
  */
@@ -217,8 +221,10 @@ export class ChildStream implements Duplex {
  * first client arrives.
  *
  * @example Usage
- * ```ts ignore
- * checkRunPermission("tr"); // throws without --allow-run
+ * ```ts
+ * import { checkRunPermission } from "./exec.ts";
+ *
+ * checkRunPermission("tr"); // throws (exit code 126) without --allow-run
  * ```
  */
 export function checkRunPermission(program: string): void {
@@ -242,13 +248,13 @@ export function checkRunPermission(program: string): void {
  * @example Usage
  * ```ts
  * import { connectionEnv } from "./exec.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const env = connectionEnv(
  *   { transport: "tcp", hostname: "127.0.0.1", port: 5000 },
  *   { transport: "tcp", hostname: "127.0.0.1", port: 8888 },
  * );
- * assertEquals([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
+ * assert.deepEqual([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
  * ```
  */
 export function connectionEnv(remote: Deno.Addr, local: Deno.Addr): Record<string, string> {

@@ -22,7 +22,7 @@ export const EXPECT_WINDOW = 1024 * 1024;
  * @example Usage
  * ```ts
  * import { ExpectMatcher } from "./expect.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const m = new ExpectMatcher(/^\+PONG/);
  * assert(!m.push(new TextEncoder().encode("+PO")));

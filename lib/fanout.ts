@@ -23,7 +23,7 @@ export interface FanoutOptions {
  * @example Usage
  * ```ts
  * import { Fanout } from "./fanout.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const hub = new Fanout();
  * const a = hub.subscribe();
@@ -31,9 +31,9 @@ export interface FanoutOptions {
  * await hub.publish(new Uint8Array([1, 2]), a); // to everyone but a
  * hub.end();
  * const buf = new Uint8Array(8);
- * assertEquals(await b.read(buf), 2);
- * assertEquals(await b.read(buf), null);
- * assertEquals(await a.read(buf), null);
+ * assert.deepEqual(await b.read(buf), 2);
+ * assert.deepEqual(await b.read(buf), null);
+ * assert.deepEqual(await a.read(buf), null);
  * ```
  */
 export class Fanout {

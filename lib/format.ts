@@ -13,11 +13,11 @@ const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB"] as const;
  * @example Usage
  * ```ts
  * import { formatBytes } from "./format.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(formatBytes(6), "6 B");
- * assertEquals(formatBytes(1536), "1.5 KiB");
- * assertEquals(formatBytes(256 * 1024 * 1024), "256 MiB");
+ * assert.deepEqual(formatBytes(6), "6 B");
+ * assert.deepEqual(formatBytes(1536), "1.5 KiB");
+ * assert.deepEqual(formatBytes(256 * 1024 * 1024), "256 MiB");
  * ```
  */
 export function formatBytes(bytes: number): string {
@@ -36,11 +36,11 @@ export function formatBytes(bytes: number): string {
  * @example Usage
  * ```ts
  * import { formatDuration } from "./format.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(formatDuration(2), "2 ms");
- * assertEquals(formatDuration(1250), "1.25 s");
- * assertEquals(formatDuration(125_000), "2 m 5 s");
+ * assert.deepEqual(formatDuration(2), "2 ms");
+ * assert.deepEqual(formatDuration(1250), "1.25 s");
+ * assert.deepEqual(formatDuration(125_000), "2 m 5 s");
  * ```
  */
 export function formatDuration(ms: number): string {
@@ -60,10 +60,10 @@ export function formatDuration(ms: number): string {
  * @example Usage
  * ```ts
  * import { formatRate } from "./format.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(formatRate(1024 * 1024, 1000), "1 MiB/s");
- * assertEquals(formatRate(10, 0), "- B/s");
+ * assert.deepEqual(formatRate(1024 * 1024, 1000), "1 MiB/s");
+ * assert.deepEqual(formatRate(10, 0), "- B/s");
  * ```
  */
 export function formatRate(bytes: number, ms: number): string {

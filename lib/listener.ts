@@ -42,10 +42,10 @@ export interface ListenOptions {
  * @example Usage
  * ```ts
  * import { listen } from "./listener.ts";
- * import { assertMatch } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = await listen({ transport: "tcp", port: 0 });
- * assertMatch(listener.address, /^127\.0\.0\.1:\d+$/);
+ * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
  * listener.close();
  * ```
  */
@@ -136,12 +136,12 @@ function removeSocketFile(path: string): void {
  * ```ts
  * import { listen } from "./listener.ts";
  * import { connect } from "./stream.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = await listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
  * const client = await connect({ transport: "tcp", hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port });
  * const server = await listener.accept();
- * assertEquals(server.remoteAddress, client.localAddress);
+ * assert.deepEqual(server.remoteAddress, client.localAddress);
  * server.close();
  * client.close();
  * listener.close();

@@ -5,7 +5,7 @@
  * @example Echo one connection
  * ```ts
  * import { connect, listen, parseEndpoint, relay } from "./mod.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = await listen(parseEndpoint("127.0.0.1:0"));
  * const port = (listener.addr as Deno.NetAddr).port;
@@ -17,7 +17,7 @@
  * await client.closeWrite();
  * const buf = new Uint8Array(16);
  * const n = await client.read(buf);
- * assertEquals(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
+ * assert.deepEqual(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
  * await echoed;
  * client.close();
  * ```
@@ -71,6 +71,8 @@ export { Relay, relay, RelayError } from "./relay.ts";
 export type { Direction, Duplex, RelayOptions } from "./relay.ts";
 export { Reporter } from "./report.ts";
 export type { ClosedInfo, ReporterOptions, TextSink } from "./report.ts";
+export { formatPorts, parsePorts, PROBES_PER_WORKER, scan } from "./scan.ts";
+export type { PortResult, ScanOptions } from "./scan.ts";
 export { serve } from "./server.ts";
 export type { ConnectionHandler, ServeOptions } from "./server.ts";
 export { StdinReader, StdoutWriter } from "./stdio.ts";
@@ -79,3 +81,5 @@ export { connect, connectAddress, nextConnectionId, SocketStream, systemLookup }
 export type { ConnectOptions, Lookup, SocketStreamOptions } from "./stream.ts";
 export { addressFamily, failedCall } from "./trace.ts";
 export type { TraceFn } from "./trace.ts";
+export { waitFor } from "./wait.ts";
+export type { WaitOptions, WaitResult } from "./wait.ts";

@@ -110,7 +110,7 @@ const MAX_BUFFER = 256 * 1024;
  * @example Usage
  * ```ts
  * import { Relay } from "./relay.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
@@ -123,7 +123,7 @@ const MAX_BUFFER = 256 * 1024;
  * await client.closeWrite();
  * const buf = new Uint8Array(16);
  * const n = await client.read(buf);
- * assertEquals(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
+ * assert.deepEqual(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "ping");
  * await done;
  * client.close();
  * ```
@@ -297,7 +297,7 @@ export class Relay {
  * @example Usage
  * ```ts
  * import { relay } from "./relay.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
@@ -307,8 +307,8 @@ export class Relay {
  * await client.write(new Uint8Array([1, 2, 3]));
  * await client.closeWrite();
  * const buf = new Uint8Array(8);
- * assertEquals(await client.read(buf), 3);
- * assertEquals(await done, [3, 0]);
+ * assert.deepEqual(await client.read(buf), 3);
+ * assert.deepEqual(await done, [3, 0]);
  * client.close();
  * ```
  */

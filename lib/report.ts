@@ -44,9 +44,9 @@ function paint(format: "dim" | "red" | "yellow" | "cyan", text: string): string 
  * @example Usage
  * ```ts
  * import { jsonLine } from "./report.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(JSON.parse(jsonLine("port", { port: 22 })).port, 22);
+ * assert.deepEqual(JSON.parse(jsonLine("port", { port: 22 })).port, 22);
  * ```
  */
 export function jsonLine(event: string, fields: Record<string, unknown>): string {
@@ -71,12 +71,12 @@ export interface ClosedInfo {
  * @example Usage
  * ```ts
  * import { Reporter } from "./report.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * let out = "";
  * const reporter = new Reporter({ write: (t) => out += t }, { verbose: true });
  * reporter.listening("127.0.0.1:41663", "tcp");
- * assertEquals(out, "sockit: listening on 127.0.0.1:41663\n");
+ * assert.deepEqual(out, "sockit: listening on 127.0.0.1:41663\n");
  * ```
  */
 export class Reporter {

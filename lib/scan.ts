@@ -29,10 +29,10 @@ export const PROBES_PER_WORKER = 100;
  * @example Usage
  * ```ts
  * import { parsePorts } from "./scan.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(parsePorts("22,80,8000-8002"), [22, 80, 8000, 8001, 8002]);
- * assertThrows(() => parsePorts("90-80"), /range must ascend/);
+ * assert.deepEqual(parsePorts("22,80,8000-8002"), [22, 80, 8000, 8001, 8002]);
+ * assert.throws(() => parsePorts("90-80"), /range must ascend/);
  * ```
  */
 export function parsePorts(text: string): number[] {
@@ -194,11 +194,11 @@ function checkNetPermission(hostname: string, ports: number[]): void {
  * @example Usage
  * ```ts
  * import { scan } from "./scan.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const open = await scan("127.0.0.1", [listener.addr.port]);
- * assertEquals(open.map((r) => r.port), [listener.addr.port]);
+ * assert.deepEqual(open.map((r) => r.port), [listener.addr.port]);
  * listener.close();
  * ```
  */

@@ -48,7 +48,7 @@ function peerIp(conn: SocketStream): string | undefined {
  * import { listen } from "./listener.ts";
  * import { serve } from "./server.ts";
  * import { Reporter } from "./report.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = await listen({ transport: "tcp", port: 0 });
  * const port = (listener.addr as Deno.NetAddr).port;
@@ -58,7 +58,7 @@ function peerIp(conn: SocketStream): string | undefined {
  *   return Promise.resolve(0);
  * }, { reporter, signal: new AbortController().signal, once: true });
  * (await Deno.connect({ hostname: "127.0.0.1", port })).close();
- * assertEquals(await served, 0);
+ * assert.deepEqual(await served, 0);
  * ```
  */
 export async function serve(

@@ -206,6 +206,7 @@ interface Ring {
   buf: Uint8Array;
   ctrl: Int32Array;
   control: Uint8Array;
+  worker: Worker;
 }
 
 function startRing(role: "stdin" | "stdout"): Ring {
@@ -217,6 +218,7 @@ function startRing(role: "stdin" | "stdout"): Ring {
     buf: new Uint8Array(data),
     ctrl: new Int32Array(control),
     control: new Uint8Array(control),
+    worker,
   };
 }
 
@@ -258,12 +260,14 @@ interface RecordQueue {
  * Standard input as an {@linkcode Input}, read by a worker into a ring buffer.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { StdinReader } from "./stdio.ts";
+ * import assert from "node:assert/strict";
  *
  * const stdin = new StdinReader();
- * const buf = new Uint8Array(4096);
- * const n = await stdin.read(buf); // null at end of input
+ * // A session that needs no input stops reading before it starts:
+ * stdin.cancel();
+ * assert.equal(await stdin.read(new Uint8Array(4096)), null);
  * ```
  */
 export class StdinReader implements Input {
@@ -378,12 +382,12 @@ export class StdinReader implements Input {
  * several connections never interleave.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { StdoutWriter } from "./stdio.ts";
  *
  * const stdout = new StdoutWriter();
  * await stdout.write(new TextEncoder().encode("hello!\n"));
- * await stdout.flush();
+ * await stdout.close(); // flushes, then stops the worker
  * ```
  */
 export class StdoutWriter implements Output {
@@ -444,6 +448,13 @@ export class StdoutWriter implements Output {
       done += n;
     }
     return p.length;
+  }
+
+  /** Flushes, then stops the worker; writing again starts a new one. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.#ring?.worker.terminate();
+    this.#ring = undefined;
   }
 
   /** Resolves when the worker has written everything to fd 1. */

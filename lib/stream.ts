@@ -36,7 +36,7 @@ export interface SocketStreamOptions {
  * @example Usage
  * ```ts
  * import { SocketStream } from "./stream.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = SocketStream.from(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
@@ -45,8 +45,8 @@ export interface SocketStreamOptions {
  * await client.write(new TextEncoder().encode("hi"));
  * await client.closeWrite();
  * const buf = new Uint8Array(8);
- * assertEquals(await server.read(buf), 2);
- * assertEquals(await server.read(buf), null);
+ * assert.deepEqual(await server.read(buf), 2);
+ * assert.deepEqual(await server.read(buf), null);
  * server.close();
  * client.close();
  * client.close(); // harmless
@@ -184,7 +184,7 @@ export type Lookup = (hostname: string, family?: 4 | 6) => Promise<string[]>;
  * @example Usage
  * ```ts
  * import { systemLookup } from "./stream.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const addresses = await systemLookup("localhost");
  * assert(addresses.length > 0);
@@ -229,9 +229,9 @@ export interface ConnectOptions {
  * @example Usage
  * ```ts
  * import { connectAddress } from "./stream.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(connectAddress({ transport: "tcp", port: 8888 }), "localhost:8888");
+ * assert.deepEqual(connectAddress({ transport: "tcp", port: 8888 }), "localhost:8888");
  * ```
  */
 export function connectAddress(endpoint: Endpoint, family?: 4 | 6): string {
@@ -265,11 +265,11 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
  * @example Usage
  * ```ts
  * import { connect } from "./stream.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const stream = await connect({ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port });
- * assertEquals(stream.remoteAddress, `127.0.0.1:${listener.addr.port}`);
+ * assert.deepEqual(stream.remoteAddress, `127.0.0.1:${listener.addr.port}`);
  * stream.close();
  * listener.close();
  * ```

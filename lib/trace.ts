@@ -20,11 +20,11 @@ export type TraceFn = (tag: string, call: string) => void;
  * @example Usage
  * ```ts
  * import { addressFamily } from "./trace.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(addressFamily("127.0.0.1"), "AF_INET");
- * assertEquals(addressFamily("::1"), "AF_INET6");
- * assertEquals(addressFamily(undefined), "AF_UNIX");
+ * assert.deepEqual(addressFamily("127.0.0.1"), "AF_INET");
+ * assert.deepEqual(addressFamily("::1"), "AF_INET6");
+ * assert.deepEqual(addressFamily(undefined), "AF_UNIX");
  * ```
  */
 export function addressFamily(hostname: string | undefined): string {
@@ -40,9 +40,9 @@ export function addressFamily(hostname: string | undefined): string {
  * @example Usage
  * ```ts
  * import { failedCall } from "./trace.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(failedCall(new Deno.errors.AddrInUse("x")), "-1 EADDRINUSE");
+ * assert.deepEqual(failedCall(new Deno.errors.AddrInUse("x")), "-1 EADDRINUSE");
  * ```
  */
 export function failedCall(error: unknown): string {

@@ -71,7 +71,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * @example Usage
  * ```ts
  * import { waitFor } from "./wait.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const [result] = await waitFor(

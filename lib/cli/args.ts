@@ -91,13 +91,13 @@ function conciseMessage(error: { code?: string; message: string }): string {
  * @example Usage
  * ```ts
  * import { parseFlags } from "./args.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const { values, positionals, globals } = parseFlags(["-v", "8888", "--send", "hi"], {
  *   send: { type: "string" },
  * });
- * assertEquals([values.send, positionals, globals.verbose], ["hi", ["8888"], true]);
- * assertThrows(() => parseFlags(["--frob"], {}), /unknown option --frob/);
+ * assert.deepEqual([values.send, positionals, globals.verbose], ["hi", ["8888"], true]);
+ * assert.throws(() => parseFlags(["--frob"], {}), /unknown option --frob/);
  * ```
  */
 export function parseFlags(argv: string[], flags: Record<string, FlagSpec>): ParsedFlags {
@@ -144,7 +144,7 @@ export function parseFlags(argv: string[], flags: Record<string, FlagSpec>): Par
  * ```ts
  * import { makeReporter, parseFlags } from "./args.ts";
  * import { memoryContext } from "./context.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const { globals } = parseFlags(["--trace"], {});
  * assert(makeReporter(globals, memoryContext(), "connect").tracing);
@@ -166,10 +166,10 @@ export function makeReporter(
  * @example Usage
  * ```ts
  * import { oneEndpoint } from "./args.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(oneEndpoint(["8888"]), { transport: "tcp", port: 8888 });
- * assertThrows(() => oneEndpoint([]), /missing endpoint/);
+ * assert.deepEqual(oneEndpoint(["8888"]), { transport: "tcp", port: 8888 });
+ * assert.throws(() => oneEndpoint([]), /missing endpoint/);
  * ```
  */
 export function oneEndpoint(positionals: string[]): Endpoint {
@@ -187,10 +187,10 @@ export function oneEndpoint(positionals: string[]): Endpoint {
  * @example Usage
  * ```ts
  * import { durationFlag } from "./args.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(durationFlag({ timeout: "2s" }, "timeout"), 2000);
- * assertEquals(durationFlag({}, "timeout"), undefined);
+ * assert.deepEqual(durationFlag({ timeout: "2s" }, "timeout"), 2000);
+ * assert.deepEqual(durationFlag({}, "timeout"), undefined);
  * ```
  */
 export function durationFlag(
@@ -214,10 +214,10 @@ export function durationFlag(
  * @example Usage
  * ```ts
  * import { countFlag } from "./args.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(countFlag({ retry: "3" }, "retry"), 3);
- * assertThrows(() => countFlag({ retry: "-1" }, "retry"), /--retry/);
+ * assert.deepEqual(countFlag({ retry: "3" }, "retry"), 3);
+ * assert.throws(() => countFlag({ retry: "-1" }, "retry"), /--retry/);
  * ```
  */
 export function countFlag(values: FlagValues, name: string): number | undefined {
@@ -235,10 +235,10 @@ export function countFlag(values: FlagValues, name: string): number | undefined 
  * @example Usage
  * ```ts
  * import { familyFlag } from "./args.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(familyFlag({ ipv6: true }, { transport: "tcp", port: 80 }), 6);
- * assertEquals(familyFlag({}, { transport: "tcp", port: 80 }), undefined);
+ * assert.deepEqual(familyFlag({ ipv6: true }, { transport: "tcp", port: 80 }), 6);
+ * assert.deepEqual(familyFlag({}, { transport: "tcp", port: 80 }), undefined);
  * ```
  */
 export function familyFlag(values: FlagValues, endpoint: Endpoint): 4 | 6 | undefined {
@@ -280,10 +280,10 @@ export interface ServerLimits {
  * @example Usage
  * ```ts
  * import { serverLimits } from "./args.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const limits = serverLimits({ "max-conns": "2", allow: ["127.0.0.0/8"] });
- * assertEquals([limits.maxConns, limits.access.allow.length], [2, 1]);
+ * assert.deepEqual([limits.maxConns, limits.access.allow.length], [2, 1]);
  * ```
  */
 export function serverLimits(values: FlagValues): ServerLimits {

@@ -100,11 +100,11 @@ export interface ConnectCommandOptions extends GlobalOptions {
  * @example Usage
  * ```ts
  * import { parseConnectArgs } from "./connect.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const options = parseConnectArgs(["--timeout", "2s", "127.0.0.1:6379", "--expect", "^\\+PONG"]);
- * assertEquals(options.timeout, 2000);
- * assertEquals(options.expect?.source, "^\\+PONG");
+ * assert.deepEqual(options.timeout, 2000);
+ * assert.deepEqual(options.expect?.source, "^\\+PONG");
  * ```
  */
 export function parseConnectArgs(argv: string[]): ConnectCommandOptions {

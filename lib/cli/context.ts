@@ -43,13 +43,13 @@ export interface MemoryContext extends CommandContext {
  * @example Usage
  * ```ts
  * import { memoryContext } from "./context.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const ctx = memoryContext({ stdin: "ping" });
  * const buf = new Uint8Array(8);
- * assertEquals(await ctx.stdin.read(buf), 4);
+ * assert.deepEqual(await ctx.stdin.read(buf), 4);
  * await ctx.stdout.write(new TextEncoder().encode("pong"));
- * assertEquals(ctx.stdoutText(), "pong");
+ * assert.deepEqual(ctx.stdoutText(), "pong");
  * ```
  */
 export function memoryContext(

@@ -70,9 +70,9 @@ export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
  * @example Usage
  * ```ts
  * import { parseEchoArgs } from "./echo.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(parseEchoArgs(["udp://127.0.0.1:0"]).endpoint.transport, "udp");
+ * assert.deepEqual(parseEchoArgs(["udp://127.0.0.1:0"]).endpoint.transport, "udp");
  * ```
  */
 export function parseEchoArgs(argv: string[]): EchoCommandOptions {

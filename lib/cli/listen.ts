@@ -108,12 +108,12 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
  * @example Usage
  * ```ts
  * import { parseListenArgs } from "./listen.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const options = parseListenArgs(["127.0.0.1:8888", "--send", "hello!"]);
- * assertEquals(options.endpoint, { transport: "tcp", hostname: "127.0.0.1", port: 8888 });
- * assertEquals(new TextDecoder().decode(options.send), "hello!");
- * assertEquals(parseListenArgs(["-k", "0", "--exec", "tr a-z A-Z"]).exec, ["tr", "a-z", "A-Z"]);
+ * assert.deepEqual(options.endpoint, { transport: "tcp", hostname: "127.0.0.1", port: 8888 });
+ * assert.deepEqual(new TextDecoder().decode(options.send), "hello!");
+ * assert.deepEqual(parseListenArgs(["-k", "0", "--exec", "tr a-z A-Z"]).exec, ["tr", "a-z", "A-Z"]);
  * ```
  */
 export function parseListenArgs(argv: string[]): ListenCommandOptions {

@@ -118,11 +118,11 @@ async function print(ctx: CommandContext, text: string): Promise<number> {
  * ```ts
  * import { main } from "./main.ts";
  * import { memoryContext } from "./context.ts";
- * import { assertEquals, assertMatch } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const ctx = memoryContext();
- * assertEquals(await main(["--version"], ctx), 0);
- * assertMatch(ctx.stdoutText(), /^sockit \d+\.\d+\.\d+\n$/);
+ * assert.deepEqual(await main(["--version"], ctx), 0);
+ * assert.match(ctx.stdoutText(), /^sockit \d+\.\d+\.\d+\n$/);
  * ```
  */
 export async function main(argv: string[], ctx: CommandContext): Promise<number> {

@@ -66,9 +66,9 @@ export interface ScanCommandOptions extends GlobalOptions {
  * @example Usage
  * ```ts
  * import { parseScanArgs } from "./scan.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(parseScanArgs(["127.0.0.1", "22,80-81"]).ports, [22, 80, 81]);
+ * assert.deepEqual(parseScanArgs(["127.0.0.1", "22,80-81"]).ports, [22, 80, 81]);
  * ```
  */
 export function parseScanArgs(argv: string[]): ScanCommandOptions {

@@ -61,9 +61,9 @@ export const SEND_FLAGS: Record<string, FlagSpec> = {
  * @example Usage
  * ```ts
  * import { sendFlags } from "./session.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
- * assertEquals(sendFlags({ send: "hi\\n" }).send, new TextEncoder().encode("hi\n"));
+ * assert.deepEqual(sendFlags({ send: "hi\\n" }).send, new TextEncoder().encode("hi\n"));
  * ```
  */
 export function sendFlags(values: FlagValues): Pick<SessionOptions, "send" | "sendFile"> {

@@ -70,10 +70,10 @@ export interface WaitCommandOptions extends GlobalOptions {
  * @example Usage
  * ```ts
  * import { parseWaitArgs } from "./wait.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  *
  * const options = parseWaitArgs(["a:1", "--timeout", "5s", "b:2", "--", "echo", "--up"]);
- * assertEquals([options.endpoints.length, options.timeout, options.command], [2, 5000, ["echo", "--up"]]);
+ * assert.deepEqual([options.endpoints.length, options.timeout, options.command], [2, 5000, ["echo", "--up"]]);
  * ```
  */
 export function parseWaitArgs(argv: string[]): WaitCommandOptions {

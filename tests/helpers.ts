@@ -242,4 +242,20 @@ export function assertUsageError(result: { code: number; stderr: string }, patte
   assert.doesNotMatch(result.stderr, /\bat .*\.ts:\d+|Stack|Uncaught/);
 }
 
+/** Deterministic pseudo-random chunks (xorshift32), cheap enough for 256 MiB. */
+export function* noise(total: number, chunkSize: number, seed: number): Generator<Uint8Array> {
+  let x = seed >>> 0 || 1;
+  const chunk = new Uint8Array(chunkSize);
+  const words = new Uint32Array(chunk.buffer);
+  for (let sent = 0; sent < total; sent += chunkSize) {
+    for (let i = 0; i < words.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x >>> 0;
+    }
+    yield chunk.subarray(0, Math.min(chunkSize, total - sent));
+  }
+}
+
 export { decoder, encoder };

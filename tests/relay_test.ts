@@ -9,7 +9,7 @@ import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { Relay, relay, RelayError } from "../lib/relay.ts";
 import { SocketStream } from "../lib/stream.ts";
 import { TimeoutError } from "../lib/errors.ts";
-import { decoder, encoder, readAll, writeAll } from "./helpers.ts";
+import { decoder, encoder, noise, readAll, writeAll } from "./helpers.ts";
 
 /** A connected pair of TCP sockets on loopback: [client, server]. */
 async function socketPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
@@ -61,22 +61,6 @@ Deno.test("relay: half-close from b first, a keeps sending", async () => {
   left.close();
   right.close();
 });
-
-/** Deterministic pseudo-random chunks (xorshift32), cheap enough for 256 MiB. */
-function* noise(total: number, chunkSize: number, seed: number): Generator<Uint8Array> {
-  let x = seed >>> 0 || 1;
-  const chunk = new Uint8Array(chunkSize);
-  const words = new Uint32Array(chunk.buffer);
-  for (let sent = 0; sent < total; sent += chunkSize) {
-    for (let i = 0; i < words.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      words[i] = x >>> 0;
-    }
-    yield chunk.subarray(0, Math.min(chunkSize, total - sent));
-  }
-}
 
 Deno.test("relay: 256 MiB of random bytes arrive intact (SHA-256)", async () => {
   const total = 256 * 1024 * 1024;

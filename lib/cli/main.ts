@@ -11,6 +11,7 @@ import { Reporter } from "../report.ts";
 import { CONNECT_HELP, parseConnectArgs, runConnect } from "./connect.ts";
 import type { CommandContext } from "./context.ts";
 import { ECHO_HELP, parseEchoArgs, runEcho } from "./echo.ts";
+import { FORWARD_HELP, parseForwardArgs, runForward } from "./forward.ts";
 import { LISTEN_HELP, parseListenArgs, runListen } from "./listen.ts";
 import { parseScanArgs, runScan, SCAN_HELP } from "./scan.ts";
 import { parseWaitArgs, runWait, WAIT_HELP } from "./wait.ts";
@@ -64,6 +65,12 @@ export const COMMANDS: Record<string, Command> = {
     ECHO_HELP,
     parseEchoArgs,
     runEcho,
+  ),
+  forward: command(
+    "a port forwarder: accept, connect the target per client, relay both ways",
+    FORWARD_HELP,
+    parseForwardArgs,
+    runForward,
   ),
   wait: command(
     "block until endpoints accept connections (or refuse them); then run a command",

@@ -8,7 +8,7 @@
 
 import { styleText } from "node:util";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "./errors.ts";
-import { formatBytes, formatDuration } from "./format.ts";
+import { formatBytes, formatDuration, formatRate } from "./format.ts";
 
 /** Where diagnostics are written (stderr in the CLI, a buffer in tests). */
 export interface TextSink {
@@ -26,6 +26,8 @@ export interface ReporterOptions {
   json?: boolean;
   /** `--trace`: print socket operations in the form of system calls. */
   trace?: boolean;
+  /** `--stats`: bytes, duration and rate of each connection, and totals for servers. */
+  stats?: boolean;
   /** Colour the `sockit:` prefix, warnings and errors. */
   color?: boolean;
   /** The subcommand, for the usage hint (`Try 'sockit listen --help'`). */
@@ -82,6 +84,7 @@ export interface ClosedInfo {
 export class Reporter {
   #sink: TextSink;
   #options: ReporterOptions;
+  #totals = { connections: 0, sent: 0, received: 0, started: performance.now() };
 
   /** Creates a reporter writing to `sink`. */
   constructor(sink: TextSink, options: ReporterOptions = {}) {
@@ -147,8 +150,14 @@ export class Reporter {
     this.event("connected", `connected to ${remote}`, { conn, remote, local });
   }
 
-  /** A connection ended. */
+  /** A connection ended (and, with `--stats`, its figures). */
   closed(conn: number, remote: string, info: ClosedInfo): void {
+    this.#totals.connections++;
+    this.#totals.sent += info.sent;
+    this.#totals.received += info.received;
+    if (this.#options.stats) {
+      this.#stats(`stats ${remote}:`, { conn, remote }, info.sent, info.received, info.durationMs);
+    }
     const detail = `sent ${formatBytes(info.sent)}, received ${formatBytes(info.received)}, ` +
       formatDuration(info.durationMs);
     this.event(
@@ -156,6 +165,48 @@ export class Reporter {
       `closed ${remote} (${detail}${info.reason ? `; ${info.reason}` : ""})`,
       { conn, remote, ...info },
     );
+  }
+
+  /** `--stats` totals of a server at exit: connections, bytes each way, duration, rates. */
+  totals(): void {
+    if (!this.#options.stats) return;
+    const t = this.#totals;
+    const connections = `${t.connections} connection${t.connections === 1 ? "" : "s"}`;
+    this.#stats(
+      `stats total, ${connections}:`,
+      { scope: "total", connections: t.connections },
+      t.sent,
+      t.received,
+      performance.now() - t.started,
+    );
+  }
+
+  #stats(
+    label: string,
+    fields: Record<string, unknown>,
+    sent: number,
+    received: number,
+    ms: number,
+  ): void {
+    if (this.#options.quiet) return;
+    const durationMs = Math.round(ms);
+    if (this.#options.json) {
+      this.#json("stats", {
+        ...fields,
+        sent,
+        received,
+        durationMs,
+        sentPerSecond: ms > 0 ? Math.round((sent * 1000) / ms) : null,
+        receivedPerSecond: ms > 0 ? Math.round((received * 1000) / ms) : null,
+      });
+    } else {
+      this.#sink.write(
+        `${this.#prefix()} ${label} sent ${formatBytes(sent)} (${formatRate(sent, ms)}), ` +
+          `received ${formatBytes(received)} (${formatRate(received, ms)}) in ${
+            formatDuration(ms)
+          }\n`,
+      );
+    }
   }
 
   /** A note shown with `-v` (e.g. a stale socket file was removed). */

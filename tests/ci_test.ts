@@ -375,6 +375,7 @@ const SCHEMA: Record<string, string[]> = {
   wait: ["endpoint", "address", "ready", "elapsedMs", "attempts", "lastError"],
   port: ["host", "address", "port", "state", "latencyMs"],
   scanned: ["address", "ports", "open", "durationMs"],
+  stats: ["sent", "received", "durationMs", "sentPerSecond", "receivedPerSecond"],
 };
 
 function checkJsonLines(text: string, where: string): string[] {
@@ -401,7 +402,7 @@ Deno.test("json: every line of every command's --json output parses and has the 
   note(checkJsonLines(client.stderr, "connect"));
   note(checkJsonLines((await server.result()).stderr, "listen"));
   // echo with a rejection
-  const echo = spawnSockit(["echo", "127.0.0.1:0", "--json", "--deny", "127.0.0.1"]);
+  const echo = spawnSockit(["echo", "127.0.0.1:0", "--json", "--stats", "--deny", "127.0.0.1"]);
   const echoPort = await echo.listeningPort();
   (await Deno.connect({ hostname: "127.0.0.1", port: echoPort })).close();
   await echo.waitForStderr(/"rejected"/);
@@ -448,6 +449,7 @@ Deno.test("json: every line of every command's --json output parses and has the 
       "scanned",
       "peer",
       "info",
+      "stats",
     ]
   ) {
     assert(seen.has(event), `no ${event} event was produced`);

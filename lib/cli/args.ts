@@ -36,6 +36,8 @@ export interface GlobalOptions {
   json: boolean;
   /** `--trace`: socket operations as system calls. */
   trace: boolean;
+  /** `--stats`: bytes, duration and rate per connection, totals for servers. */
+  stats: boolean;
   /** `--color auto|always|never`. */
   color: "auto" | "always" | "never";
   /** `-h`/`--help`: print the command's help. */
@@ -48,6 +50,7 @@ export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
   quiet: { type: "boolean", short: "q" },
   json: { type: "boolean" },
   trace: { type: "boolean" },
+  stats: { type: "boolean" },
   color: { type: "string" },
   help: { type: "boolean", short: "h" },
 };
@@ -130,6 +133,7 @@ export function parseFlags(argv: string[], flags: Record<string, FlagSpec>): Par
       quiet: values.quiet === true,
       json: values.json === true,
       trace: values.trace === true,
+      stats: values.stats === true,
       color,
       help: values.help === true,
     },

@@ -118,6 +118,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
         }),
       { reporter, signal: ctx.signal, maxConns: options.maxConns, access: options.access },
     );
+    reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);

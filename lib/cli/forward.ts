@@ -184,6 +184,7 @@ export async function runForward(
       });
       return code;
     }, { reporter, signal: ctx.signal, maxConns: options.maxConns, access: options.access });
+    reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);

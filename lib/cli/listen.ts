@@ -212,6 +212,7 @@ export async function runListen(
       maxConns: options.maxConns,
       access: options.access,
     });
+    if (many) reporter.totals();
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
     return code;
   } catch (err) {

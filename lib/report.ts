@@ -9,6 +9,7 @@
 import { styleText } from "node:util";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatBytes, formatDuration, formatRate } from "./format.ts";
+import { HexTap } from "./hexdump.ts";
 
 /** Where diagnostics are written (stderr in the CLI, a buffer in tests). */
 export interface TextSink {
@@ -28,6 +29,12 @@ export interface ReporterOptions {
   trace?: boolean;
   /** `--stats`: bytes, duration and rate of each connection, and totals for servers. */
   stats?: boolean;
+  /** `--hex`: dump every chunk; to this sink (`--hex-file`) or, when absent, with the rest. */
+  hex?: boolean;
+  /** Where `--hex` dumps go instead of the diagnostics sink (`--hex-file`). */
+  hexSink?: TextSink;
+  /** `--progress`: one refreshing status line (only when the sink is a terminal). */
+  progress?: boolean;
   /** Colour the `sockit:` prefix, warnings and errors. */
   color?: boolean;
   /** The subcommand, for the usage hint (`Try 'sockit listen --help'`). */
@@ -67,6 +74,15 @@ export interface ClosedInfo {
   reason?: string;
 }
 
+/** Something whose byte counts `--progress` shows: `[received, sent]`. */
+export interface Counted {
+  /** Bytes received and sent so far. */
+  readonly bytes: readonly [number, number];
+}
+
+/** How often the `--progress` line is redrawn (at most 10 times a second). */
+export const PROGRESS_INTERVAL = 100;
+
 /**
  * Reports events, traces, warnings and errors, as `-v` text or `--json` lines.
  *
@@ -82,14 +98,99 @@ export interface ClosedInfo {
  * ```
  */
 export class Reporter {
+  #out: TextSink;
   #sink: TextSink;
   #options: ReporterOptions;
+  #progress?: {
+    active: Map<Counted, number | undefined>;
+    done: [number, number];
+    started: number;
+    samples: Array<[number, number]>;
+    timer?: ReturnType<typeof setInterval>;
+    shown: boolean;
+  };
   #totals = { connections: 0, sent: 0, received: 0, started: performance.now() };
 
   /** Creates a reporter writing to `sink`. */
   constructor(sink: TextSink, options: ReporterOptions = {}) {
-    this.#sink = sink;
+    this.#out = sink;
     this.#options = options;
+    // Every line goes through here, so that a progress line on show is cleared first.
+    this.#sink = {
+      write: (text: string) => {
+        if (this.#progress?.shown) {
+          this.#out.write("\r\x1b[K");
+          this.#progress.shown = false;
+        }
+        this.#out.write(text);
+      },
+    };
+    if (options.progress) {
+      this.#progress = { active: new Map(), done: [0, 0], started: 0, samples: [], shown: false };
+    }
+  }
+
+  /**
+   * Shows `counted` in the `--progress` line until {@linkcode Reporter.untrack};
+   * `total` is the size of what is being sent, when known (a file), for the ETA.
+   */
+  track(counted: Counted, total?: number): void {
+    const p = this.#progress;
+    if (!p) return;
+    if (p.active.size === 0) {
+      p.started = performance.now();
+      p.samples = [];
+      p.timer = setInterval(() => this.#drawProgress(), PROGRESS_INTERVAL);
+    }
+    p.active.set(counted, total);
+  }
+
+  /** Stops showing `counted`; the line is cleared when nothing is left to show. */
+  untrack(counted: Counted): void {
+    const p = this.#progress;
+    if (!p || !p.active.delete(counted)) return;
+    p.done[0] += counted.bytes[0];
+    p.done[1] += counted.bytes[1];
+    if (p.active.size === 0) {
+      clearInterval(p.timer);
+      p.timer = undefined;
+      if (p.shown) this.#out.write("\r\x1b[K");
+      p.shown = false;
+    }
+  }
+
+  #drawProgress(): void {
+    const p = this.#progress!;
+    let received = p.done[0];
+    let sent = p.done[1];
+    let total: number | undefined;
+    let sentOfTotal = 0;
+    for (const [counted, size] of p.active) {
+      received += counted.bytes[0];
+      sent += counted.bytes[1];
+      if (size !== undefined) {
+        total = (total ?? 0) + size;
+        sentOfTotal += counted.bytes[1];
+      }
+    }
+    const now = performance.now();
+    p.samples.push([now, received + sent]);
+    if (p.samples.length > 10) p.samples.shift();
+    // The rate over the last second of samples (since the start until there are two).
+    const [t0, b0] = p.samples.length > 1 ? p.samples[0] : [p.started, 0];
+    const rate = now > t0 ? ((received + sent - b0) * 1000) / (now - t0) : 0;
+    let line = `received ${formatBytes(received)}, sent ${formatBytes(sent)}, ` +
+      `${formatBytes(rate)}/s, ${formatDuration(now - p.started)}`;
+    if (total !== undefined) {
+      const percent = total > 0 ? Math.floor((sentOfTotal * 100) / total) : 100;
+      const sendRate = rate;
+      const eta = sendRate > 0
+        ? ` ETA ${formatDuration(((total - sentOfTotal) * 1000) / sendRate)}`
+        : "";
+      line += ` — ${percent}% of ${formatBytes(total)}${eta}`;
+    }
+    this.#out.write(`\r${this.#prefix()} ${line}\x1b[K`);
+    p.shown = true;
   }
 
   /** Whether `--trace` is on; callers skip building trace text when it is not. */
@@ -165,6 +266,15 @@ export class Reporter {
       `closed ${remote} (${detail}${info.reason ? `; ${info.reason}` : ""})`,
       { conn, remote, ...info },
     );
+  }
+
+  /**
+   * A `--hex` dumper for one connection (`label`: its tag and peer), or
+   * `undefined` without `--hex`.
+   */
+  hexTap(label: string): HexTap | undefined {
+    if (!this.#options.hex) return undefined;
+    return new HexTap(this.#options.hexSink ?? this.#sink, label);
   }
 
   /** `--stats` totals of a server at exit: connections, bytes each way, duration, rates. */

@@ -10,10 +10,11 @@ import { parseArgs } from "node:util";
 import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { parseDuration } from "../duration.ts";
-import { UsageError } from "../errors.ts";
+import { toSockitError, UsageError } from "../errors.ts";
 import { parseCidr } from "../cidr.ts";
 import type { AccessRules } from "../cidr.ts";
 import { Reporter } from "../report.ts";
+import type { TextSink } from "../report.ts";
 import type { CommandContext } from "./context.ts";
 
 /** One option of a command, as `node:util` parseArgs describes it. */
@@ -38,6 +39,12 @@ export interface GlobalOptions {
   trace: boolean;
   /** `--stats`: bytes, duration and rate per connection, totals for servers. */
   stats: boolean;
+  /** `--hex`: a hex dump of the traffic on stderr. */
+  hex: boolean;
+  /** `--hex-file PATH`: the hex dump goes to this file instead (implies `--hex`). */
+  hexFile?: string;
+  /** `--progress`: a refreshing status line on a terminal. */
+  progress: boolean;
   /** `--color auto|always|never`. */
   color: "auto" | "always" | "never";
   /** `-h`/`--help`: print the command's help. */
@@ -51,6 +58,9 @@ export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
   json: { type: "boolean" },
   trace: { type: "boolean" },
   stats: { type: "boolean" },
+  hex: { type: "boolean" },
+  "hex-file": { type: "string" },
+  progress: { type: "boolean" },
   color: { type: "string" },
   help: { type: "boolean", short: "h" },
 };
@@ -134,6 +144,9 @@ export function parseFlags(argv: string[], flags: Record<string, FlagSpec>): Par
       json: values.json === true,
       trace: values.trace === true,
       stats: values.stats === true,
+      hex: values.hex === true || typeof values["hex-file"] === "string",
+      hexFile: values["hex-file"] as string | undefined,
+      progress: values.progress === true,
       color,
       help: values.help === true,
     },
@@ -161,7 +174,31 @@ export function makeReporter(
 ): Reporter {
   const color = globals.color === "always" ||
     (globals.color === "auto" && ctx.stderrIsTerminal === true && !ctx.noColor);
-  return new Reporter(ctx.stderr, { ...globals, color, command });
+  return new Reporter(ctx.stderr, {
+    ...globals,
+    color,
+    command,
+    hexSink: globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile),
+    // Only on a terminal: in a pipe or a file, a refreshing line is noise.
+    progress: globals.progress && ctx.stderrIsTerminal === true,
+  });
+}
+
+/** Opens (truncates) the `--hex-file`; the dump is appended to it as it comes. */
+function openHexFile(path: string): TextSink {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  } catch (err) {
+    throw toSockitError(err, "open", path);
+  }
+  const encoder = new TextEncoder();
+  return {
+    write(text: string) {
+      const bytes = encoder.encode(text);
+      for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+    },
+  };
 }
 
 /**

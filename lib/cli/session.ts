@@ -24,7 +24,7 @@ import { decodeEscapes } from "../escapes.ts";
 import { formatDuration } from "../format.ts";
 import { ExpectMatcher } from "../expect.ts";
 import { Relay, RelayError } from "../relay.ts";
-import type { Duplex } from "../relay.ts";
+import type { Direction, Duplex } from "../relay.ts";
 import type { Reporter } from "../report.ts";
 import type { ByteReader, Input, Output } from "../stdio.ts";
 import type { SocketStream } from "../stream.ts";
@@ -219,6 +219,8 @@ export interface BridgeOptions {
   warnOnly?: boolean;
   /** First read buffer size (`RelayOptions.bufferSize`); servers use a small one. */
   bufferSize?: number;
+  /** The size of what is sent, when known (`--send-file`), for the `--progress` ETA. */
+  sendTotal?: number;
 }
 
 /** The first read buffer of a server's connections: small, so that idle ones cost little. */
@@ -256,6 +258,12 @@ export async function bridge(
       );
     }, Math.max(0, remaining));
   }
+  const hex = reporter.hexTap(`${conn.tag} ${conn.remoteAddress}`);
+  const expect = matcher
+    ? (direction: Direction, chunk: Uint8Array) => {
+      if (direction === 0 && matcher.push(chunk)) stop?.abort(new ExpectMatched());
+    }
+    : undefined;
   const relay = new Relay(conn, other, {
     signal: stop ? AbortSignal.any([options.signal, stop.signal]) : options.signal,
     idleTimeout: options.idleTimeout,
@@ -263,14 +271,23 @@ export async function bridge(
     endOnEof: options.endOnEof,
     linger: options.linger,
     halfClose: options.halfClose,
-    onChunk: matcher
+    // Taps only when asked for: the plain relay calls nothing per chunk.
+    onChunk: hex && expect
       ? (direction, chunk) => {
-        if (direction === 0 && matcher.push(chunk)) stop?.abort(new ExpectMatched());
+        hex.onChunk(direction, chunk);
+        expect(direction, chunk);
       }
-      : undefined,
+      : hex?.onChunk ?? expect,
   });
   let code = 0;
   let reason: string | undefined;
+  // --progress counts [received, sent]: relay.bytes is [conn→other, other→conn].
+  const counted = {
+    get bytes() {
+      return relay.bytes;
+    },
+  };
+  reporter.track(counted, options.sendTotal);
   try {
     await relay.run();
     if (matcher) {
@@ -301,6 +318,7 @@ export async function bridge(
     }
   } finally {
     clearTimeout(timer);
+    reporter.untrack(counted);
   }
   reporter.closed(conn.id, conn.remoteAddress, {
     // Relayed into itself (echo), the one direction is both.
@@ -334,7 +352,10 @@ export async function runSession(
     conn.close();
     return reporter.fail(err);
   }
+  const sendTotal = options.send?.length ??
+    (options.sendFile !== undefined ? (await Deno.stat(options.sendFile)).size : undefined);
   const code = await bridge(conn, payloadDuplex(source, ctx.stdout), reporter, {
+    sendTotal,
     signal: ctx.signal,
     expect: options.expect,
     idleTimeout: options.idleTimeout,

@@ -116,6 +116,7 @@ async function runDatagramSession(
   ctx.signal.addEventListener("abort", onAbort, { once: true });
   if (ctx.signal.aborted) onAbort();
   const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
+  const hex = reporter.hexTap(`udp ${options.address}`);
 
   const receiving = (async () => {
     const buf = new Uint8Array(RECEIVE_BUFFER);
@@ -129,6 +130,7 @@ async function runDatagramSession(
         peerKnown.resolve();
       }
       await ctx.stdout.write(buf.subarray(0, n));
+      hex?.onChunk(0, buf.subarray(0, n));
       if (matcher?.push(buf.subarray(0, n))) end(0);
     }
   })().catch(fail);
@@ -148,6 +150,7 @@ async function runDatagramSession(
       await peerKnown.promise;
       if (ended) break;
       await sock.send(record, peer);
+      hex?.onChunk(1, record);
       sent += record.length;
       last = performance.now();
     }

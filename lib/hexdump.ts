@@ -1,0 +1,102 @@
+/**
+ * `--hex`: a dump of every chunk each way, in the layout people read in
+ * `ncat -x`, `socat -x` and `hexdump -C` — a header naming the direction
+ * (`>` sent to the peer, `<` received from it), the connection and the byte
+ * count, then 16 bytes a line: the offset in that direction's stream, the
+ * bytes in hex, and the printable ones as ASCII.
+ *
+ * ```
+ * > #1 127.0.0.1:8888 6 bytes
+ * 00000000  68 65 6c 6c 6f 21                                 |hello!|
+ * ```
+ *
+ * The dump is built from the chunk after it was written, so it never
+ * changes or holds back the payload, and it keeps nothing between chunks
+ * but the two stream offsets.
+ *
+ * @module
+ */
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/**
+ * Formats one chunk. `offset` is where the chunk starts in its direction's
+ * stream.
+ *
+ * @example Usage
+ * ```ts
+ * import { hexDump } from "./hexdump.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(
+ *   hexDump(">", "#1 127.0.0.1:8888", new TextEncoder().encode("hello!"), 0),
+ *   "> #1 127.0.0.1:8888 6 bytes\n" +
+ *     "00000000  68 65 6c 6c 6f 21                                 |hello!|\n",
+ * );
+ * ```
+ */
+export function hexDump(
+  direction: ">" | "<",
+  label: string,
+  chunk: Uint8Array,
+  offset: number,
+): string {
+  const lines = [`${direction} ${label} ${chunk.length} byte${chunk.length === 1 ? "" : "s"}`];
+  for (let at = 0; at < chunk.length; at += 16) {
+    const row = chunk.subarray(at, Math.min(at + 16, chunk.length));
+    let hex = "";
+    let text = "";
+    for (let i = 0; i < 16; i++) {
+      if (i === 8) hex += " ";
+      if (i < row.length) {
+        hex += HEX[row[i]] + " ";
+        text += row[i] >= 0x20 && row[i] < 0x7f ? String.fromCharCode(row[i]) : ".";
+      } else hex += "   ";
+    }
+    lines.push(`${(offset + at).toString(16).padStart(8, "0")}  ${hex} |${text}|`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Where a hex dump goes: stderr, or a `--hex-file`. */
+export interface HexSink {
+  /** Writes dump text. */
+  write(text: string): void;
+}
+
+/**
+ * Dumps the chunks of one connection: feed it from the relay's `onChunk`
+ * (direction 0 is received from the connection, 1 is sent to it).
+ *
+ * @example Usage
+ * ```ts
+ * import { HexTap } from "./hexdump.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let out = "";
+ * const tap = new HexTap({ write: (t) => out += t }, "#2 [::1]:80");
+ * tap.onChunk(1, new Uint8Array([0, 1]));
+ * tap.onChunk(1, new Uint8Array([2]));
+ * assert.match(out, /^> #2 \[::1\]:80 2 bytes\n00000000  00 01 /);
+ * assert.match(out, /\n> #2 \[::1\]:80 1 byte\n00000002  02 /);
+ * ```
+ */
+export class HexTap {
+  #sink: HexSink;
+  #label: string;
+  #offsets: [number, number] = [0, 0];
+
+  /** Dumps to `sink`, labelling chunks with `label` (the connection and its peer). */
+  constructor(sink: HexSink, label: string) {
+    this.#sink = sink;
+    this.#label = label;
+  }
+
+  /** Dumps a chunk moved in `direction` (0: received, 1: sent). */
+  onChunk = (direction: 0 | 1, chunk: Uint8Array): void => {
+    this.#sink.write(
+      hexDump(direction === 0 ? "<" : ">", this.#label, chunk, this.#offsets[direction]),
+    );
+    this.#offsets[direction] += chunk.length;
+  };
+}

@@ -243,7 +243,7 @@ export function checkRunPermission(program: string): void {
 /**
  * The environment a child gets for its connection: `SOCKIT_REMOTE_ADDR`,
  * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT`,
- * `SOCKIT_PROTO` (`tcp` or `unix`; a Unix peer has an empty address).
+ * `SOCKIT_PROTO` (`tcp`, `tls` or `unix`; a Unix peer has an empty address).
  *
  * @example Usage
  * ```ts
@@ -257,7 +257,11 @@ export function checkRunPermission(program: string): void {
  * assert.deepEqual([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
  * ```
  */
-export function connectionEnv(remote: Deno.Addr, local: Deno.Addr): Record<string, string> {
+export function connectionEnv(
+  remote: Deno.Addr,
+  local: Deno.Addr,
+  tls = false,
+): Record<string, string> {
   const part = (addr: Deno.Addr): [string, string] =>
     "hostname" in addr ? [addr.hostname, String(addr.port)] : ["path" in addr ? addr.path : "", ""];
   const [remoteAddr, remotePort] = part(remote);
@@ -267,6 +271,6 @@ export function connectionEnv(remote: Deno.Addr, local: Deno.Addr): Record<strin
     SOCKIT_REMOTE_PORT: remotePort,
     SOCKIT_LOCAL_ADDR: localAddr,
     SOCKIT_LOCAL_PORT: localPort,
-    SOCKIT_PROTO: "path" in remote ? "unix" : "tcp",
+    SOCKIT_PROTO: "path" in remote ? "unix" : tls ? "tls" : "tcp",
   };
 }

@@ -32,6 +32,8 @@ export interface ListenOptions {
    * removed so that the path could be bound again.
    */
   onStaleSocket?: (path: string) => void;
+  /** Serve TLS with this certificate and key (PEM text); `tls://` endpoints need it. */
+  tls?: { cert: string; key: string; alpn?: string[] };
 }
 
 /**
@@ -56,20 +58,23 @@ export class Listener {
   readonly address: string;
   /** The bound address as Deno reports it. */
   readonly addr: Deno.Addr;
-  /** `tcp` or `unix`. */
-  readonly transport: "tcp" | "unix";
+  /** `tcp`, `tls` or `unix`. */
+  readonly transport: "tcp" | "tls" | "unix";
   #listener: Deno.Listener;
   #unixPath?: string;
   #trace?: TraceFn;
   #closed = false;
 
   /** Wraps a Deno listener; {@linkcode listen} is the usual way to get one. */
-  constructor(listener: Deno.Listener, options: { trace?: TraceFn; unixPath?: string } = {}) {
+  constructor(
+    listener: Deno.Listener,
+    options: { trace?: TraceFn; unixPath?: string; tls?: boolean } = {},
+  ) {
     this.tag = `L${++lastListenerId}`;
     this.#listener = listener;
     this.addr = listener.addr;
     this.address = formatAddr(listener.addr);
-    this.transport = listener.addr.transport === "unix" ? "unix" : "tcp";
+    this.transport = listener.addr.transport === "unix" ? "unix" : options.tls ? "tls" : "tcp";
     this.#unixPath = options.unixPath;
     this.#trace = options.trace;
   }
@@ -92,7 +97,7 @@ export class Listener {
         this.address,
       );
     }
-    const stream = SocketStream.from(conn, { trace: this.#trace });
+    const stream = SocketStream.from(conn, { trace: this.#trace, tls: this.transport === "tls" });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     return stream;
   }
@@ -178,9 +183,21 @@ export async function listen(endpoint: Endpoint, options: ListenOptions = {}): P
     trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
     trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
   };
-  let listener: Deno.TcpListener;
+  const tls = options.tls;
+  if (endpoint.transport === "tls" && !tls) {
+    throw new UsageError(`${requested}: a TLS listener needs a certificate and key`);
+  }
+  let listener: Deno.Listener;
   try {
-    listener = Deno.listen({ hostname, port: endpoint.port, transport: "tcp" });
+    listener = tls
+      ? Deno.listenTls({
+        hostname,
+        port: endpoint.port,
+        cert: tls.cert,
+        key: tls.key,
+        alpnProtocols: tls.alpn,
+      })
+      : Deno.listen({ hostname, port: endpoint.port, transport: "tcp" });
   } catch (err) {
     preamble();
     trace?.(tag, `bind(${requested}) = ${failedCall(err)}`);
@@ -189,7 +206,7 @@ export async function listen(endpoint: Endpoint, options: ListenOptions = {}): P
   preamble();
   trace?.(tag, `bind(${requested}) = 0`);
   trace?.(tag, `listen(backlog=${LISTEN_BACKLOG}) = 0`);
-  const result = new Listener(listener, { trace });
+  const result = new Listener(listener, { trace, tls: tls !== undefined });
   if (endpoint.port === 0) trace?.(tag, `getsockname() = ${result.address}`);
   return result;
 }

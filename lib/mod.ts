@@ -75,12 +75,24 @@ export { jsonLine, PROGRESS_INTERVAL, Reporter } from "./report.ts";
 export type { ClosedInfo, Counted, ReporterOptions, TextSink } from "./report.ts";
 export { formatPorts, parsePorts, PROBES_PER_WORKER, scan } from "./scan.ts";
 export type { PortResult, ScanOptions } from "./scan.ts";
-export { serve } from "./server.ts";
+export { HANDSHAKE_TIMEOUT, serve } from "./server.ts";
 export type { ConnectionHandler, ServeOptions } from "./server.ts";
 export { StdinReader, StdoutWriter } from "./stdio.ts";
 export type { ByteReader, ByteWriter, Input, Output } from "./stdio.ts";
 export { connect, connectAddress, nextConnectionId, SocketStream, systemLookup } from "./stream.ts";
 export type { ConnectOptions, Lookup, SocketStreamOptions } from "./stream.ts";
+export {
+  certificateInfo,
+  connectInsecure,
+  ephemeralCertificate,
+  isTlsFailure,
+  loadCaCerts,
+  loadCertificate,
+  serverHandshake,
+  tlsFailure,
+  upgradeClient,
+} from "./tls.ts";
+export type { CertificateInfo, HandshakeInfo, TlsCertificate, TlsClientOptions } from "./tls.ts";
 export { addressFamily, failedCall } from "./trace.ts";
 export type { TraceFn } from "./trace.ts";
 export { waitFor } from "./wait.ts";

@@ -10,6 +10,7 @@ import { styleText } from "node:util";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatBytes, formatDuration, formatRate } from "./format.ts";
 import { HexTap } from "./hexdump.ts";
+import type { CertificateInfo, HandshakeInfo } from "./tls.ts";
 
 /** Where diagnostics are written (stderr in the CLI, a buffer in tests). */
 export interface TextSink {
@@ -244,6 +245,44 @@ export class Reporter {
   /** A client was closed at once, before any byte was read or written. */
   rejected(conn: number, remote: string, reason: string): void {
     this.event("rejected", `rejected ${remote}: ${reason}`, { conn, remote, reason });
+  }
+
+  /** What a TLS handshake negotiated (`-v`): ALPN, version, cipher, the peer's certificate. */
+  tls(conn: number, remote: string, info: HandshakeInfo): void {
+    const parts = [
+      info.version,
+      info.cipher,
+      info.alpn ? `ALPN ${info.alpn}` : "no ALPN",
+      info.peer ? `certificate ${info.peer.subject}, SHA-256 ${info.peer.fingerprint}` : undefined,
+    ].filter(Boolean);
+    this.event("tls", `TLS with ${remote}: ${parts.join(", ")}`, {
+      conn,
+      remote,
+      alpn: info.alpn,
+      ...(info.version ? { version: info.version } : {}),
+      ...(info.cipher ? { cipher: info.cipher } : {}),
+      ...(info.peer
+        ? { peerSubject: info.peer.subject, peerFingerprint: info.peer.fingerprint }
+        : {}),
+    });
+  }
+
+  /** A TLS server's certificate (`-v`): subject, SHA-256 fingerprint, names; ephemeral or from a file. */
+  certificate(info: CertificateInfo, ephemeral: boolean): void {
+    const kind = ephemeral ? "ephemeral self-signed certificate" : "certificate";
+    this.event(
+      "certificate",
+      `TLS ${kind} ${info.subject}${
+        info.names ? ` (${info.names})` : ""
+      }, SHA-256 ${info.fingerprint}`,
+      {
+        subject: info.subject,
+        fingerprint: info.fingerprint,
+        names: info.names ?? null,
+        ephemeral,
+        validTo: info.validTo ?? null,
+      },
+    );
   }
 
   /** A connection to `remote` was established. */

@@ -13,6 +13,7 @@ import { refusal } from "./cidr.ts";
 import type { Listener } from "./listener.ts";
 import type { Reporter } from "./report.ts";
 import type { SocketStream } from "./stream.ts";
+import { serverHandshake, tlsFailure } from "./tls.ts";
 
 /** Handles one accepted connection; resolves to its exit code. */
 export type ConnectionHandler = (conn: SocketStream) => Promise<number>;
@@ -29,6 +30,36 @@ export interface ServeOptions {
   maxConns?: number;
   /** `--allow` / `--deny`. */
   access?: AccessRules;
+}
+
+/** Most a TLS client may take to finish its handshake. */
+export const HANDSHAKE_TIMEOUT = 10_000;
+
+/**
+ * Completes a server-side TLS handshake (in the connection's own task, so a
+ * slow client never holds up accepting); reports what was negotiated, or
+ * why it failed (then the client is closed).
+ */
+async function handshake(conn: SocketStream, reporter: Reporter): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    conn.handshake = await Promise.race([
+      serverHandshake(conn.conn as Deno.TlsConn),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timed out")), HANDSHAKE_TIMEOUT);
+      }),
+    ]);
+    reporter.tls(conn.id, conn.remoteAddress, conn.handshake);
+    return true;
+  } catch (err) {
+    reporter.warn(
+      `${conn.remoteAddress}: TLS handshake failed: ${tlsFailure(err, conn.remoteAddress).reason}`,
+    );
+    conn.close();
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The IP address of a connection's peer, or `undefined` for a Unix peer. */
@@ -96,7 +127,8 @@ export async function serve(
       }
       reporter.accepted(conn.id, conn.remoteAddress, conn.localAddress);
       if (options.once) listener.close();
-      const task: Promise<void> = handler(conn)
+      const task: Promise<void> = (conn.isTls ? handshake(conn, reporter) : Promise.resolve(true))
+        .then((ok) => (ok ? handler(conn) : 1))
         .then((code) => void (lastCode = code))
         .catch((err) => void (lastCode = reporter.fail(err, "serve", conn.remoteAddress)))
         .finally(() => active.delete(task));

@@ -10,6 +10,8 @@ import type { Endpoint } from "./address.ts";
 import { SockitError, TimeoutError, toSockitError, UsageError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
 import type { Duplex } from "./relay.ts";
+import { connectInsecure, isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
+import type { HandshakeInfo, TlsClientOptions } from "./tls.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -26,6 +28,11 @@ export interface SocketStreamOptions {
   id?: number;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
+  /**
+   * A TLS connection: a peer that closes without close_notify ends the
+   * stream like EOF (see {@linkcode SocketStream.uncleanClose}).
+   */
+  tls?: boolean;
 }
 
 /**
@@ -65,6 +72,12 @@ export class SocketStream implements Duplex {
   readonly remoteAddress: string;
   /** When the stream was opened (`performance.now()`). */
   readonly openedAt: number = performance.now();
+  /** Whether this is a TLS connection. */
+  readonly isTls: boolean;
+  /** What the TLS handshake negotiated, once known. */
+  handshake?: HandshakeInfo;
+  /** Set when a TLS peer closed without close_notify (read as EOF). */
+  uncleanClose = false;
   #closed = false;
   #writeClosed = false;
 
@@ -75,6 +88,20 @@ export class SocketStream implements Duplex {
     this.tag = `#${this.id}`;
     this.localAddress = formatAddr(conn.localAddr);
     this.remoteAddress = formatAddr(conn.remoteAddr);
+    this.isTls = options.tls === true;
+    if (this.isTls) {
+      // Only TLS pays for the extra promise per read.
+      const read = this.read.bind(this);
+      this.read = async (p: Uint8Array) => {
+        try {
+          return await read(p);
+        } catch (err) {
+          if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
+          this.uncleanClose = true;
+          return null;
+        }
+      };
+    }
   }
 
   /** Wraps a connection, tracing every operation when `options.trace` is set. */
@@ -197,6 +224,65 @@ export async function systemLookup(hostname: string, family?: 4 | 6): Promise<st
   return results.map((r) => r.address).filter((a) => !seen.has(a) && seen.add(a));
 }
 
+/**
+ * Opens one connection to `hostname` (an address, or a name Deno resolves)
+ * and, for TLS, completes the handshake, verifying the certificate for
+ * `host` (the name given) or `tls.serverName`.
+ */
+async function dial(
+  hostname: string,
+  host: string,
+  port: number,
+  id: number,
+  signal: AbortSignal,
+  options: ConnectOptions,
+): Promise<SocketStream> {
+  const { trace, tls } = options;
+  const tag = `#${id}`;
+  const target = `${formatHost(hostname)}:${port}`;
+  const named = !isIPv4(host) && !isIPv6(host);
+  if (tls?.insecure) {
+    const { conn, info } = await connectInsecure(hostname, port, {
+      ...tls,
+      serverName: tls.serverName ?? (named ? host : undefined),
+    }, signal);
+    trace?.(tag, `connect(${target}) = 0`);
+    trace?.(
+      tag,
+      `tls handshake (not verified) = ${info.version ?? "ok"}${
+        info.alpn ? `, alpn ${info.alpn}` : ""
+      }`,
+    );
+    const stream = SocketStream.from(conn, { id, trace, tls: true });
+    stream.handshake = info;
+    return stream;
+  }
+  const conn = await Deno.connect({
+    hostname,
+    port,
+    signal,
+    autoSelectFamily: !isIPv4(hostname) && !isIPv6(hostname),
+  });
+  trace?.(tag, `connect(${target}) = 0`);
+  if (!tls) return SocketStream.from(conn, { id, trace });
+  const name = tls.serverName ?? host;
+  try {
+    const upgraded = await upgradeClient(conn, name, tls);
+    trace?.(
+      tag,
+      `tls handshake (verified as ${name}) = ok${
+        upgraded.info.alpn ? `, alpn ${upgraded.info.alpn}` : ""
+      }`,
+    );
+    const stream = SocketStream.from(upgraded.conn, { id, trace, tls: true });
+    stream.handshake = upgraded.info;
+    return stream;
+  } catch (err) {
+    trace?.(tag, `tls handshake (verified as ${name}) = -1 ${(err as Error).message}`);
+    throw tlsFailure(err, target);
+  }
+}
+
 /** Whether sockit may resolve `host` itself (net permission for the bare host). */
 function mayLookUp(host: string): boolean {
   return Deno.permissions.querySync({ name: "net", host }).state === "granted";
@@ -220,6 +306,8 @@ export interface ConnectOptions {
   onAttemptFailed?: (address: string, error: SockitError, willRetry: boolean) => void;
   /** The resolver; {@linkcode systemLookup} by default. */
   lookup?: Lookup;
+  /** Speak TLS over the connection (`tls://` endpoints are TLS without this). */
+  tls?: TlsClientOptions;
 }
 
 /**
@@ -283,6 +371,14 @@ export async function connect(
       `${connectAddress(endpoint)}: udp:// needs a datagram socket, not a stream`,
     );
   }
+  if (endpoint.transport === "tls" && !options.tls) options = { ...options, tls: {} };
+  if (options.tls && endpoint.transport === "unix") {
+    throw new UsageError(
+      `${
+        connectAddress(endpoint)
+      }: TLS over a Unix socket is not supported (Deno's TLS is TCP only)`,
+    );
+  }
   const address = connectAddress(endpoint, options.family);
   const id = nextConnectionId();
   const deadline = options.timeout !== undefined ? AbortSignal.timeout(options.timeout) : undefined;
@@ -295,6 +391,8 @@ export async function connect(
       return await connectOnce(endpoint, id, address, signal, options);
     } catch (err) {
       if (options.signal?.aborted) throw options.signal.reason;
+      // A certificate that fails now will fail again: no retry.
+      if (isTlsFailure(err)) throw err;
       if (deadline?.aborted) {
         throw new TimeoutError(`timed out after ${formatDuration(options.timeout!)}`, {
           op: "connect",
@@ -377,15 +475,9 @@ async function connectOnce(
     const target = `${formatHost(hostname)}:${endpoint.port}`;
     trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
     try {
-      const conn = await Deno.connect({
-        hostname,
-        port: endpoint.port,
-        signal,
-        autoSelectFamily: !isIPv4(hostname) && !isIPv6(hostname),
-      });
-      trace?.(tag, `connect(${target}) = 0`);
-      return SocketStream.from(conn, { id, trace });
+      return await dial(hostname, host, endpoint.port, id, signal, options);
     } catch (err) {
+      if (isTlsFailure(err)) throw err;
       if (signal.aborted) throw err;
       trace?.(tag, `connect(${target}) = ${failedCall(err)}`);
       lastError = err;

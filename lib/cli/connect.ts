@@ -23,6 +23,8 @@ import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
 import { checkSendFile, prepareStdio, runSession, SEND_FLAGS, sendFlags } from "./session.ts";
 import { runConnectUdp } from "./udp.ts";
+import { TLS_CLIENT_FLAGS, tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
+import type { TlsClientFlags } from "./tls_flags.ts";
 
 /** Help text of `sockit connect`. */
 export const CONNECT_HELP = `Usage: sockit connect [options] ENDPOINT
@@ -36,6 +38,7 @@ ENDPOINT
   example.com:80     a host name: its addresses are tried one by one
   [::1]:8888         an IPv6 literal
   unix:/tmp/s.sock   a Unix socket
+  tls://host:443     TLS, verified against the system's roots (or --tls with host:port)
   udp://host:53      UDP: each stdin read is one datagram; replies go to stdout;
                      an ICMP port unreachable is "connection refused" (needs
                      --allow-ffi for a connected socket)
@@ -53,6 +56,11 @@ Options
   --retry N          try N more times when connecting fails
   --retry-delay DUR  pause between attempts (default 1s)
   --no-half-close    keep the write side open after end of stdin
+  --tls              speak TLS (as with a tls:// endpoint)
+  --cacert FILE      trust this PEM certificate too (repeatable; added to the system roots)
+  --servername NAME  verify (and send as SNI) NAME instead of the host dialled
+  --insecure         do not verify the server's certificate
+  --alpn PROTO       offer this ALPN protocol (repeatable)
   -4, -6             resolve the host to IPv4 or IPv6 addresses only
   -v, --verbose      events on stderr: connected to, closed, retries
   -q, --quiet        no warnings or events
@@ -92,6 +100,8 @@ export interface ConnectCommandOptions extends GlobalOptions {
   noHalfClose: boolean;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** TLS client options, when the connection is TLS. */
+  tls?: TlsClientFlags;
 }
 
 /**
@@ -117,12 +127,13 @@ export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
     "retry-delay": { type: "string" },
     "no-half-close": { type: "boolean" },
     ...FAMILY_FLAGS,
+    ...TLS_CLIENT_FLAGS,
   });
   if (globals.help) {
     return { ...globals, endpoint: { transport: "tcp", port: 0 }, noHalfClose: false };
   }
   const endpoint = oneEndpoint(positionals);
-  requireTransport(endpoint, ["tcp", "unix", "udp"], "connect");
+  requireTransport(endpoint, ["tcp", "unix", "udp", "tls"], "connect");
   if (endpoint.transport !== "unix" && endpoint.port === 0) {
     throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
   }
@@ -148,6 +159,7 @@ export function parseConnectArgs(argv: string[]): ConnectCommandOptions {
     retryDelay: durationFlag(values, "retry-delay"),
     noHalfClose: values["no-half-close"] === true,
     family: familyFlag(values, endpoint),
+    tls: tlsClientFlags(values, endpoint),
   };
 }
 
@@ -175,8 +187,10 @@ export async function runConnect(
   let conn: SocketStream;
   try {
     await checkSendFile(options);
+    const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
     prepareStdio(options, ctx);
     conn = await connect(options.endpoint, {
+      tls,
       family: options.family,
       timeout: options.timeout,
       retry: options.retry,
@@ -194,6 +208,7 @@ export async function runConnect(
     return reporter.fail(err, "connect", address);
   }
   reporter.connected(conn.id, conn.remoteAddress, conn.localAddress);
+  if (conn.handshake) reporter.tls(conn.id, conn.remoteAddress, conn.handshake);
   return await runSession(conn, ctx, reporter, {
     send: options.send,
     sendFile: options.sendFile,

@@ -24,6 +24,13 @@ import type { GlobalOptions, ServerLimits } from "./args.ts";
 import type { CommandContext } from "./context.ts";
 import { bridge, SERVER_BUFFER } from "./session.ts";
 import { runEchoUdp } from "./udp.ts";
+import {
+  explainTlsListenError,
+  serverCertificate,
+  TLS_SERVER_FLAGS,
+  tlsServerFlags,
+} from "./tls_flags.ts";
+import type { TlsServerFlags } from "./tls_flags.ts";
 
 /** Help text of `sockit echo`. */
 export const ECHO_HELP = `Usage: sockit echo [options] ENDPOINT
@@ -37,12 +44,14 @@ ENDPOINT
   [::1]:7            IPv6
   unix:/tmp/echo.sock
   udp://127.0.0.1:0
+  tls://127.0.0.1:0  TLS (--cert/--key, or an ephemeral certificate)
 
 Options
   --max-conns N      at most N clients at once; more are closed at once
   --allow CIDR       accept only clients in these ranges (repeatable)
   --deny CIDR        refuse clients in these ranges (repeatable)
   --idle-timeout DUR close a connection after DUR without data
+  --tls, --cert PEM, --key PEM, --alpn PROTO   a TLS echo server (see listen --help)
   -4, -6             port-only form binds 127.0.0.1 (default) or ::1
   -v, --verbose      events on stderr: listening, connection from, closed, rejected
   -q, --quiet        no warnings or events
@@ -62,6 +71,8 @@ export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
   endpoint: Endpoint;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** TLS server options, when the listener is TLS. */
+  tls?: TlsServerFlags;
 }
 
 /**
@@ -76,13 +87,23 @@ export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
  * ```
  */
 export function parseEchoArgs(argv: string[]): EchoCommandOptions {
-  const { values, positionals, globals } = parseFlags(argv, { ...SERVER_FLAGS, ...FAMILY_FLAGS });
+  const { values, positionals, globals } = parseFlags(argv, {
+    ...SERVER_FLAGS,
+    ...FAMILY_FLAGS,
+    ...TLS_SERVER_FLAGS,
+  });
   if (globals.help) {
     return { ...globals, endpoint: { transport: "tcp", port: 0 }, access: { allow: [], deny: [] } };
   }
   const endpoint = oneEndpoint(positionals);
-  requireTransport(endpoint, ["tcp", "unix", "udp"], "echo");
-  return { ...globals, endpoint, family: familyFlag(values, endpoint), ...serverLimits(values) };
+  requireTransport(endpoint, ["tcp", "unix", "udp", "tls"], "echo");
+  return {
+    ...globals,
+    endpoint,
+    family: familyFlag(values, endpoint),
+    ...serverLimits(values),
+    tls: tlsServerFlags(values, endpoint),
+  };
 }
 
 /**
@@ -100,11 +121,14 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
     return await runEchoUdp({ ...options, endpoint }, ctx, reporter);
   }
   try {
+    const tlsFlags = options.tls;
+    const tls = tlsFlags ? await serverCertificate(tlsFlags, reporter) : undefined;
     const listener = await listen(endpoint, {
       family: options.family,
       trace: reporter.tracing ? reporter.trace.bind(reporter) : undefined,
+      tls,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
-    });
+    }).catch((err) => Promise.reject(tlsFlags ? explainTlsListenError(err, tlsFlags) : err));
     reporter.listening(listener.address, listener.transport);
     await serve(
       listener,

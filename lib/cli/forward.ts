@@ -25,6 +25,16 @@ import {
 import type { GlobalOptions, ServerLimits } from "./args.ts";
 import type { CommandContext } from "./context.ts";
 import { bridge, SERVER_BUFFER } from "./session.ts";
+import {
+  explainTlsListenError,
+  serverCertificate,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientFlags,
+  tlsClientOptions,
+  tlsServerFlags,
+} from "./tls_flags.ts";
+import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
 
 /** Help text of `sockit forward`. */
 export const FORWARD_HELP = `Usage: sockit forward [options] LISTEN TARGET
@@ -35,13 +45,19 @@ side closes the other. A TARGET that is down closes that client at once (the
 reason is a warning, and an event with -v/--json); later clients are served
 when it is back. Keeps running until SIGINT/SIGTERM.
 
-Endpoints: any mix of tcp (v4/v6) and unix:
+Endpoints: any mix of tcp (v4/v6), unix and tls:
   8080 unix:/run/app.sock          expose a Unix-socket service on a port
   unix:/tmp/db.sock 127.0.0.1:5432 and the other way round
-  [::1]:8443 127.0.0.1:443         IPv6 in front of IPv4
+  tls://0.0.0.0:8443 127.0.0.1:80  TLS termination (--cert/--key, or ephemeral)
+  8080 tls://example.com:443       TLS origination (verified; --cacert, --servername)
 
 Options
   --connect-timeout DUR  give up connecting to TARGET after DUR (default 10s)
+  --cert PEM --key PEM   certificate of a tls:// LISTEN (default: ephemeral, printed with -v)
+  --cacert PEM       trust this certificate too for a tls:// TARGET (repeatable)
+  --servername NAME  verify the tls:// TARGET as NAME (and send it as SNI)
+  --insecure         do not verify the tls:// TARGET's certificate
+  --alpn PROTO       ALPN protocol for the TLS side(s) (repeatable)
   --max-conns N      at most N clients at once; more are closed at once
   --allow CIDR       accept only clients in these ranges (repeatable)
   --deny CIDR        refuse clients in these ranges (repeatable)
@@ -70,6 +86,10 @@ export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
   connectTimeout: number;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** TLS on the listening side (termination). */
+  serverTls?: TlsServerFlags;
+  /** TLS to the target (origination). */
+  clientTls?: TlsClientFlags;
 }
 
 /**
@@ -89,6 +109,12 @@ export function parseForwardArgs(argv: string[]): ForwardCommandOptions {
     ...SERVER_FLAGS,
     ...FAMILY_FLAGS,
     "connect-timeout": { type: "string" },
+    cert: TLS_SERVER_FLAGS.cert,
+    key: TLS_SERVER_FLAGS.key,
+    cacert: TLS_CLIENT_FLAGS.cacert,
+    servername: TLS_CLIENT_FLAGS.servername,
+    insecure: TLS_CLIENT_FLAGS.insecure,
+    alpn: TLS_CLIENT_FLAGS.alpn,
   });
   const none: Endpoint = { transport: "tcp", port: 0 };
   if (globals.help) {
@@ -108,8 +134,14 @@ export function parseForwardArgs(argv: string[]): ForwardCommandOptions {
   }
   const listenAt = parseEndpoint(positionals[0]);
   const target = parseEndpoint(positionals[1]);
-  requireTransport(listenAt, ["tcp", "unix"], "forward");
-  requireTransport(target, ["tcp", "unix"], "forward");
+  requireTransport(listenAt, ["tcp", "unix", "tls"], "forward");
+  requireTransport(target, ["tcp", "unix", "tls"], "forward");
+  // --alpn belongs to whichever side speaks TLS (both when both do).
+  const serverValues = { ...values, alpn: listenAt.transport === "tls" ? values.alpn : undefined };
+  const clientValues = { ...values, alpn: target.transport === "tls" ? values.alpn : undefined };
+  if (values.alpn !== undefined && listenAt.transport !== "tls" && target.transport !== "tls") {
+    throw new UsageError("option --alpn needs TLS: a tls:// endpoint");
+  }
   if (target.transport !== "unix" && target.port === 0) {
     throw new UsageError(
       `${positionals[1]}: a target needs a port (0 only means "any free port" when listening)`,
@@ -123,6 +155,8 @@ export function parseForwardArgs(argv: string[]): ForwardCommandOptions {
     ...serverLimits(values),
     connectTimeout: durationFlag(values, "connect-timeout", true) ?? 10_000,
     family,
+    serverTls: tlsServerFlags(serverValues, listenAt),
+    clientTls: tlsClientFlags(clientValues, target),
   };
 }
 
@@ -142,18 +176,23 @@ export async function runForward(
   const trace = reporter.tracing ? reporter.trace.bind(reporter) : undefined;
   const targetName = connectAddress(options.target, options.family);
   try {
+    const serverFlags = options.serverTls;
+    const serverTls = serverFlags ? await serverCertificate(serverFlags, reporter) : undefined;
+    const clientTls = options.clientTls ? tlsClientOptions(options.clientTls, reporter) : undefined;
     const listener = await listen(options.listen, {
+      tls: serverTls,
       family: options.listen.transport === "tcp" && options.listen.hostname === undefined
         ? options.family
         : undefined,
       trace,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
-    });
+    }).catch((err) => Promise.reject(serverFlags ? explainTlsListenError(err, serverFlags) : err));
     reporter.listening(listener.address, listener.transport);
     await serve(listener, async (client) => {
       let target: SocketStream;
       try {
         target = await connect(options.target, {
+          tls: clientTls,
           family: options.family,
           timeout: options.connectTimeout,
           signal: ctx.signal,
@@ -175,6 +214,7 @@ export async function runForward(
         return 1;
       }
       reporter.connected(target.id, target.remoteAddress, target.localAddress);
+      if (target.handshake) reporter.tls(target.id, target.remoteAddress, target.handshake);
       const code = await bridge(client, target, reporter, {
         signal: ctx.signal,
         idleTimeout: options.idleTimeout,

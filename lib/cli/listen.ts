@@ -36,6 +36,13 @@ import {
   SERVER_BUFFER,
 } from "./session.ts";
 import { runListenUdp } from "./udp.ts";
+import {
+  explainTlsListenError,
+  serverCertificate,
+  TLS_SERVER_FLAGS,
+  tlsServerFlags,
+} from "./tls_flags.ts";
+import type { TlsServerFlags } from "./tls_flags.ts";
 
 /** Help text of `sockit listen`. */
 export const LISTEN_HELP = `Usage: sockit listen [options] ENDPOINT
@@ -50,6 +57,7 @@ ENDPOINT
   0.0.0.0:8888       every IPv4 interface; [::]:8888 every IPv6 one
   [::1]:0            port 0: the OS picks a free port (see -v / --json)
   unix:/tmp/s.sock   a Unix socket (a stale socket file is replaced)
+  tls://127.0.0.1:0  a TLS server (or --tls with host:port)
   udp://127.0.0.1:53 UDP: datagrams to stdout; stdin to the latest peer
 
 Options
@@ -67,6 +75,11 @@ Options
   --allow CIDR       accept only clients in these ranges (repeatable)
   --deny CIDR        refuse clients in these ranges (repeatable)
   --idle-timeout DUR end a connection after DUR without data (exit 124)
+  --tls              serve TLS (as with a tls:// endpoint)
+  --cert PEM --key PEM  the certificate and key; without them an ephemeral
+                     self-signed certificate (localhost, 127.0.0.1, ::1) is made
+                     and its SHA-256 fingerprint printed with -v / --json
+  --alpn PROTO       accept this ALPN protocol (repeatable)
   -4, -6             port-only form binds 127.0.0.1 (default) or ::1
   -v, --verbose      events on stderr: listening, connection from, closed, rejected
   -q, --quiet        no warnings or events
@@ -100,6 +113,8 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   exec?: string[];
   /** `--broker`. */
   broker: boolean;
+  /** TLS server options, when the listener is TLS. */
+  tls?: TlsServerFlags;
 }
 
 /**
@@ -125,6 +140,7 @@ export function parseListenArgs(argv: string[]): ListenCommandOptions {
     exec: { type: "string" },
     "sh-exec": { type: "string" },
     broker: { type: "boolean" },
+    ...TLS_SERVER_FLAGS,
   });
   if (globals.help) {
     return {
@@ -136,7 +152,7 @@ export function parseListenArgs(argv: string[]): ListenCommandOptions {
     };
   }
   const endpoint = oneEndpoint(positionals);
-  requireTransport(endpoint, ["tcp", "unix", "udp"], "listen");
+  requireTransport(endpoint, ["tcp", "unix", "udp", "tls"], "listen");
   const exclusive = (names: string[]) => {
     const given = names.filter((n) => values[n] !== undefined);
     if (given.length > 1) {
@@ -165,6 +181,7 @@ export function parseListenArgs(argv: string[]): ListenCommandOptions {
     keepOpen: values["keep-open"] === true,
     exec,
     broker: values.broker === true,
+    tls: tlsServerFlags(values, endpoint),
   };
   if (endpoint.transport === "udp") {
     const stream = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"]
@@ -198,11 +215,14 @@ export async function runListen(
   try {
     await checkSendFile(options);
     if (options.exec) checkRunPermission(options.exec[0]);
+    const tlsFlags = options.tls;
+    const tls = tlsFlags ? await serverCertificate(tlsFlags, reporter) : undefined;
     const listener = await listen(options.endpoint, {
       family: options.family,
       trace,
+      tls,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
-    });
+    }).catch((err) => Promise.reject(tlsFlags ? explainTlsListenError(err, tlsFlags) : err));
     reporter.listening(listener.address, listener.transport);
     handler = connectionHandler(options, ctx, reporter);
     const code = await serve(listener, handler, {
@@ -241,7 +261,7 @@ function connectionHandler(
       try {
         child = new ChildStream({
           argv,
-          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr),
+          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr, conn.isTls),
         });
       } catch (err) {
         conn.close();

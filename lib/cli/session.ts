@@ -320,6 +320,13 @@ export async function bridge(
     clearTimeout(timer);
     reporter.untrack(counted);
   }
+  for (const side of [conn, other]) {
+    if ((side as Partial<SocketStream>).uncleanClose) {
+      reporter.info(
+        `${side.label} closed without TLS close_notify (taken as the end of its stream)`,
+      );
+    }
+  }
   reporter.closed(conn.id, conn.remoteAddress, {
     // Relayed into itself (echo), the one direction is both.
     sent: other === conn ? relay.bytes[0] : relay.bytes[1],

@@ -1,0 +1,183 @@
+/**
+ * TLS options on the command line: the client side (`--tls`, `--cacert`,
+ * `--servername`, `--insecure`, `--alpn`) of `connect` and `forward`'s
+ * target, and the server side (`--tls`, `--cert`, `--key`, `--alpn`) of
+ * `listen`, `echo` and `forward`'s listener.
+ *
+ * @module
+ */
+
+import { formatEndpoint } from "../address.ts";
+import type { Endpoint } from "../address.ts";
+import { SockitError, UsageError } from "../errors.ts";
+import type { Reporter } from "../report.ts";
+import { certificateInfo, ephemeralCertificate, loadCaCerts, loadCertificate } from "../tls.ts";
+import type { TlsClientOptions } from "../tls.ts";
+import type { FlagSpec, FlagValues } from "./args.ts";
+
+/** The client-side TLS flags. */
+export const TLS_CLIENT_FLAGS: Record<string, FlagSpec> = {
+  tls: { type: "boolean" },
+  cacert: { type: "string", multiple: true },
+  servername: { type: "string" },
+  insecure: { type: "boolean" },
+  alpn: { type: "string", multiple: true },
+};
+
+/** The server-side TLS flags. */
+export const TLS_SERVER_FLAGS: Record<string, FlagSpec> = {
+  tls: { type: "boolean" },
+  cert: { type: "string" },
+  key: { type: "string" },
+  alpn: { type: "string", multiple: true },
+};
+
+/** Parsed client-side TLS flags (files not read yet). */
+export interface TlsClientFlags {
+  /** `--cacert` files. */
+  cacert: string[];
+  /** `--servername`. */
+  serverName?: string;
+  /** `--insecure`. */
+  insecure: boolean;
+  /** `--alpn`. */
+  alpn?: string[];
+}
+
+/** Parsed server-side TLS flags. */
+export interface TlsServerFlags {
+  /** `--cert` file (with `--key`), or none for an ephemeral certificate. */
+  cert?: string;
+  /** `--key` file. */
+  key?: string;
+  /** `--alpn`. */
+  alpn?: string[];
+}
+
+const list = (values: FlagValues, name: string) => (values[name] as string[] | undefined) ?? [];
+
+function needsTls(endpoint: Endpoint, values: FlagValues, given: string[]): boolean {
+  const tls = endpoint.transport === "tls" || values.tls === true;
+  if (tls && endpoint.transport === "unix") {
+    throw new UsageError(
+      `${
+        formatEndpoint(endpoint)
+      }: TLS over a Unix socket is not supported (Deno's TLS is TCP only)`,
+    );
+  }
+  if (tls && endpoint.transport === "udp") {
+    throw new UsageError("TLS over UDP (DTLS) is not supported");
+  }
+  const stray = given.find((name) => values[name] !== undefined && values[name] !== false);
+  if (!tls && stray) {
+    throw new UsageError(`option --${stray} needs TLS: a tls:// endpoint or --tls`);
+  }
+  return tls;
+}
+
+/**
+ * The client TLS flags for `endpoint`, or `undefined` when it is not TLS.
+ *
+ * @example Usage
+ * ```ts
+ * import { tlsClientFlags } from "./tls_flags.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const flags = tlsClientFlags({ servername: "localhost" }, { transport: "tls", hostname: "127.0.0.1", port: 443 });
+ * assert.equal(flags?.serverName, "localhost");
+ * assert.throws(() => tlsClientFlags({ insecure: true }, { transport: "tcp", port: 80 }), /needs TLS/);
+ * ```
+ */
+export function tlsClientFlags(values: FlagValues, endpoint: Endpoint): TlsClientFlags | undefined {
+  if (!needsTls(endpoint, values, ["cacert", "servername", "insecure", "alpn"])) return undefined;
+  const serverName = values.servername as string | undefined;
+  if (serverName !== undefined && !/^[A-Za-z0-9_.-]+$/.test(serverName)) {
+    throw new UsageError(
+      `option --servername needs a host name, not ${JSON.stringify(serverName)}`,
+    );
+  }
+  const alpn = list(values, "alpn");
+  return {
+    cacert: list(values, "cacert"),
+    serverName,
+    insecure: values.insecure === true,
+    alpn: alpn.length ? alpn : undefined,
+  };
+}
+
+/**
+ * The server TLS flags for `endpoint`, or `undefined` when it is not TLS.
+ *
+ * @example Usage
+ * ```ts
+ * import { tlsServerFlags } from "./tls_flags.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(tlsServerFlags({ tls: true }, { transport: "tcp", port: 0 }), { cert: undefined, key: undefined, alpn: undefined });
+ * assert.throws(() => tlsServerFlags({ cert: "c.pem" }, { transport: "tls", port: 0 }), /--cert and --key go together/);
+ * ```
+ */
+export function tlsServerFlags(values: FlagValues, endpoint: Endpoint): TlsServerFlags | undefined {
+  if (!needsTls(endpoint, values, ["cert", "key", "alpn"])) return undefined;
+  const cert = values.cert as string | undefined;
+  const key = values.key as string | undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("options --cert and --key go together");
+  }
+  const alpn = list(values, "alpn");
+  return { cert, key, alpn: alpn.length ? alpn : undefined };
+}
+
+/** Reads the `--cacert` files and says once that `--insecure` verifies nothing. */
+export function tlsClientOptions(flags: TlsClientFlags, reporter: Reporter): TlsClientOptions {
+  if (flags.insecure) reporter.warn("--insecure: the server's certificate is not verified");
+  return {
+    caCerts: flags.cacert.length ? loadCaCerts(flags.cacert) : undefined,
+    serverName: flags.serverName,
+    insecure: flags.insecure,
+    alpn: flags.alpn,
+  };
+}
+
+/**
+ * The server's certificate: the `--cert`/`--key` files, or an ephemeral
+ * self-signed one; its subject and SHA-256 fingerprint are reported (`-v`).
+ */
+export async function serverCertificate(
+  flags: TlsServerFlags,
+  reporter: Reporter,
+): Promise<{ cert: string; key: string; alpn?: string[] }> {
+  const material = flags.cert !== undefined && flags.key !== undefined
+    ? loadCertificate(flags.cert, flags.key)
+    : await ephemeralCertificate();
+  reporter.certificate(certificateInfo(material.cert), material.ephemeral);
+  return { cert: material.cert, key: material.key, alpn: flags.alpn };
+}
+
+/** Explains why Deno would not take a certificate and key (e.g. they do not match). */
+export function explainTlsListenError(error: unknown, flags: TlsServerFlags): unknown {
+  const message = String((error as Error)?.message ?? "");
+  if (/KeyMismatch|keys may not be consistent/.test(message)) {
+    return new SockitError("the key does not match the certificate", {
+      op: "load key",
+      address: flags.key,
+      code: "EINVAL",
+      hint: `--key must be the private key of --cert ${flags.cert}`,
+    });
+  }
+  if (/No keys found|failed to parse private key/.test(message)) {
+    return new SockitError("no usable private key in it", {
+      op: "load key",
+      address: flags.key,
+      code: "EINVAL",
+    });
+  }
+  if (/No certificates found|BadEncoding/.test(message)) {
+    return new SockitError("no usable certificate in it", {
+      op: "load certificate",
+      address: flags.cert,
+      code: "EINVAL",
+    });
+  }
+  return error;
+}

@@ -1,0 +1,489 @@
+/**
+ * TLS for `connect tls://`, TLS targets of `forward`, and TLS servers
+ * (`listen`/`echo`/`forward` with `tls://` or `--tls`).
+ *
+ * - Clients verify with Deno's TLS (rustls): against the system's roots,
+ *   plus `--cacert` files; `--servername` verifies (and sends as SNI) another
+ *   name than the address dialled; failures are explained — unknown issuer,
+ *   name mismatch, expired, and rustls's rule that a self-signed server
+ *   certificate must not be a CA (CA:FALSE).
+ * - `--insecure` skips verification. Deno's own TLS cannot do that per
+ *   connection, so that path uses `node:tls` (`rejectUnauthorized: false`),
+ *   adapted to look like a `Deno.Conn`.
+ * - Servers load `--cert`/`--key` PEM files, or make an ephemeral
+ *   self-signed certificate (ECDSA P-256, CA:FALSE, for localhost,
+ *   127.0.0.1 and ::1) with `@peculiar/x509` over WebCrypto, and announce its
+ *   SHA-256 fingerprint.
+ *
+ * @module
+ */
+
+import { X509Certificate } from "node:crypto";
+import { SockitError, toSockitError } from "./errors.ts";
+
+/** Client side options. */
+export interface TlsClientOptions {
+  /** Extra trust anchors (PEM text), added to the system's roots. */
+  caCerts?: string[];
+  /** The name to verify and send as SNI, when not the host dialled. */
+  serverName?: string;
+  /** Do not verify the server's certificate. */
+  insecure?: boolean;
+  /** ALPN protocols to offer, in order of preference. */
+  alpn?: string[];
+}
+
+/** A server's certificate and key (PEM text). */
+export interface TlsCertificate {
+  /** Certificate chain, PEM. */
+  cert: string;
+  /** Private key, PEM. */
+  key: string;
+  /** Whether sockit made it for this run. */
+  ephemeral: boolean;
+}
+
+/** What `-v` tells about a certificate. */
+export interface CertificateInfo {
+  /** The subject, e.g. `CN=localhost`. */
+  subject: string;
+  /** SHA-256 of the DER certificate, `AB:CD:…` as openssl prints it. */
+  fingerprint: string;
+  /** The names it is valid for (subjectAltName). */
+  names?: string;
+  /** When it expires. */
+  validTo?: string;
+}
+
+/**
+ * Subject, SHA-256 fingerprint, names and expiry of a PEM certificate (the
+ * first of a chain).
+ *
+ * @example Usage
+ * ```ts
+ * import { certificateInfo, ephemeralCertificate } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { cert } = await ephemeralCertificate();
+ * const info = certificateInfo(cert);
+ * assert.equal(info.subject, "CN=localhost");
+ * assert.match(info.fingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+ * ```
+ */
+export function certificateInfo(pem: string): CertificateInfo {
+  const cert = new X509Certificate(pem);
+  return {
+    subject: cert.subject.split("\n").join(", "),
+    fingerprint: cert.fingerprint256,
+    names: cert.subjectAltName ?? undefined,
+    validTo: cert.validTo,
+  };
+}
+
+function readPem(path: string, what: string, marker: RegExp): string {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    throw toSockitError(err, "open", path);
+  }
+  if (!marker.test(text)) {
+    throw new SockitError(`no ${what} in it (expected a PEM file)`, {
+      op: `load ${what}`,
+      address: path,
+      code: "EINVAL",
+    });
+  }
+  return text;
+}
+
+/**
+ * Reads a `--cert` and `--key` pair. Errors name the file and the problem
+ * (missing, not PEM, not a certificate, not a key, not matching).
+ *
+ * @example Usage
+ * ```ts
+ * import { loadCertificate } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => loadCertificate("/nonexistent.pem", "/nonexistent.key"), /nonexistent\.pem: no such file/);
+ * ```
+ */
+export function loadCertificate(certPath: string, keyPath: string): TlsCertificate {
+  const cert = readPem(certPath, "certificate", /-----BEGIN CERTIFICATE-----/);
+  const key = readPem(keyPath, "private key", /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/);
+  try {
+    new X509Certificate(cert);
+  } catch {
+    throw new SockitError("the certificate cannot be parsed", {
+      op: "load certificate",
+      address: certPath,
+      code: "EINVAL",
+    });
+  }
+  return { cert, key, ephemeral: false };
+}
+
+/** Reads `--cacert` files. */
+export function loadCaCerts(paths: string[]): string[] {
+  return paths.map((path) => readPem(path, "certificate", /-----BEGIN CERTIFICATE-----/));
+}
+
+const hex = (bytes: Uint8Array) =>
+  Array.from(bytes, (b) => b.toString(16).padStart(2, "0").toUpperCase()).join("");
+
+/**
+ * A self-signed certificate for this run: ECDSA P-256, CA:FALSE (rustls
+ * refuses a CA certificate as a server's), for localhost, 127.0.0.1 and
+ * ::1, valid for 7 days. Made with `@peculiar/x509` over WebCrypto, loaded
+ * only when needed.
+ *
+ * @example Usage
+ * ```ts
+ * import { ephemeralCertificate } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { cert, key, ephemeral } = await ephemeralCertificate();
+ * assert.ok(cert.startsWith("-----BEGIN CERTIFICATE-----") && key.includes("PRIVATE KEY") && ephemeral);
+ * ```
+ */
+export async function ephemeralCertificate(): Promise<TlsCertificate> {
+  await import("reflect-metadata");
+  const x509 = await import("@peculiar/x509");
+  x509.cryptoProvider.set(crypto);
+  const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
+  const serial = crypto.getRandomValues(new Uint8Array(16));
+  serial[0] = (serial[0] & 0x7f) | 0x01;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: hex(serial),
+    name: "CN=localhost",
+    notBefore: new Date(now - 3_600_000),
+    notAfter: new Date(now + 7 * 86_400_000),
+    signingAlgorithm: algorithm,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([
+        { type: "dns", value: "localhost" },
+        { type: "ip", value: "127.0.0.1" },
+        { type: "ip", value: "::1" },
+      ]),
+    ],
+  });
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
+  const body = btoa(String.fromCharCode(...pkcs8)).match(/.{1,64}/g)!.join("\n");
+  return {
+    cert: cert.toString("pem") + "\n",
+    key: `-----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY-----\n`,
+    ephemeral: true,
+  };
+}
+
+/**
+ * Turns a TLS failure into a reason a user can act on (and a hint).
+ *
+ * @example Usage
+ * ```ts
+ * import { tlsFailure } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const err = tlsFailure(new Deno.errors.InvalidData("invalid peer certificate: UnknownIssuer"), "127.0.0.1:443");
+ * assert.match(err.message, /unknown issuer/);
+ * ```
+ */
+export function tlsFailure(error: unknown, address: string): SockitError {
+  const message = String((error as Error)?.message ?? error);
+  const fail = (reason: string, hint?: string) =>
+    new SockitError(reason, { op: "tls", address, code: "ETLS", hint, cause: error });
+  if (/CaUsedAsEndEntity/.test(message)) {
+    return fail(
+      "certificate verification failed: the server's certificate is a CA certificate (CA:TRUE); " +
+        "rustls accepts a self-signed server certificate only with CA:FALSE",
+      "regenerate it with -addext 'basicConstraints=critical,CA:FALSE' (openssl req -x509 adds CA:TRUE by default)",
+    );
+  }
+  if (/UnknownIssuer/.test(message)) {
+    return fail(
+      "certificate verification failed: unknown issuer (not signed by a trusted CA)",
+      "for a self-signed or private-CA certificate, pass it with --cacert FILE; --insecure skips the check",
+    );
+  }
+  const name = /not valid for name "([^"]*)"; certificate is (?:only )?valid for (.*)$/.exec(
+    message,
+  );
+  if (name) {
+    const names = name[2].replace(/DnsName\("([^"]*)"\)/g, "$1").replace(
+      /IpAddress\(([^)]*)\)/g,
+      "$1",
+    );
+    return fail(
+      `certificate verification failed: name mismatch: not valid for ${
+        name[1]
+      } (valid for ${names})`,
+      "--servername NAME verifies another name than the one dialled",
+    );
+  }
+  if (/NotValidForName/.test(message)) {
+    return fail(
+      "certificate verification failed: name mismatch",
+      "--servername NAME verifies another name",
+    );
+  }
+  if (/expired/i.test(message)) {
+    const when = /not valid after (\d+)/.exec(message);
+    return fail(
+      `certificate verification failed: the certificate expired${
+        when ? ` (${new Date(Number(when[1]) * 1000).toISOString()})` : ""
+      }`,
+    );
+  }
+  if (/NotValidYet|not valid before/i.test(message)) {
+    return fail("certificate verification failed: the certificate is not valid yet");
+  }
+  if (/NoApplicationProtocol/.test(message)) {
+    return fail("no ALPN protocol in common with the peer");
+  }
+  if (/InvalidContentType|corrupt message/.test(message)) {
+    return fail("the peer does not speak TLS");
+  }
+  if (/UnexpectedEof|unexpected end of file/i.test(message)) {
+    return fail("the peer closed the connection during the TLS handshake");
+  }
+  const plain = toSockitError(error, "tls", address);
+  return plain.code && plain.code !== "EFAIL"
+    ? plain
+    : fail(`TLS failed: ${message.replace(/\s*\(os error \d+\)$/, "")}`);
+}
+
+/** What a TLS handshake negotiated, for `-v`. */
+export interface HandshakeInfo {
+  /** The ALPN protocol, if one was agreed. */
+  alpn: string | null;
+  /** TLS version, when the implementation tells (node:tls does; Deno's TLS does not). */
+  version?: string;
+  /** Cipher suite, when the implementation tells. */
+  cipher?: string;
+  /** The peer's certificate, when the implementation tells. */
+  peer?: CertificateInfo;
+}
+
+/**
+ * The peer certificate of a Deno TLS connection: Deno has no public API for
+ * it, but its node compatibility layer keeps a hook on the connection; this
+ * reads it when present and gives `undefined` otherwise.
+ */
+function denoPeerCertificate(conn: Deno.TlsConn): CertificateInfo | undefined {
+  try {
+    for (let proto = Object.getPrototypeOf(conn); proto; proto = Object.getPrototypeOf(proto)) {
+      const symbol = Object.getOwnPropertySymbols(proto).find((s) =>
+        s.description === "getPeerCertificate"
+      );
+      if (!symbol) continue;
+      const peer = (conn as unknown as Record<symbol, () => Record<string, unknown> | null>)
+        [symbol]();
+      if (!peer) return undefined;
+      const subject = peer.subject as Record<string, string> | undefined;
+      return {
+        subject: subject ? Object.entries(subject).map(([k, v]) => `${k}=${v}`).join(", ") : "",
+        fingerprint: String(peer.fingerprint256 ?? ""),
+        names: peer.subjectaltname as string | undefined,
+        validTo: peer.valid_to as string | undefined,
+      };
+    }
+  } catch {
+    // Not available in this Deno: nothing to show.
+  }
+  return undefined;
+}
+
+/**
+ * Upgrades a TCP connection to TLS as a client and completes the handshake,
+ * so that a verification failure is reported here. `host` is what was
+ * dialled; `options.serverName` overrides it for SNI and verification.
+ */
+export async function upgradeClient(
+  conn: Deno.TcpConn,
+  host: string,
+  options: TlsClientOptions,
+): Promise<{ conn: Deno.TlsConn; info: HandshakeInfo }> {
+  const tls = await Deno.startTls(conn, {
+    hostname: options.serverName ?? host,
+    caCerts: options.caCerts,
+    alpnProtocols: options.alpn,
+  });
+  try {
+    const { alpnProtocol } = await tls.handshake();
+    return { conn: tls, info: { alpn: alpnProtocol, peer: denoPeerCertificate(tls) } };
+  } catch (err) {
+    try {
+      tls.close();
+    } catch {
+      // Closed already.
+    }
+    throw err;
+  }
+}
+
+/**
+ * Completes a server-side handshake (Deno does it lazily otherwise), so that
+ * a client that fails TLS is reported as such.
+ */
+export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo> {
+  const { alpnProtocol } = await conn.handshake();
+  return { alpn: alpnProtocol };
+}
+
+/**
+ * An unverified TLS client connection through `node:tls`, adapted to the
+ * `Deno.Conn` shape the rest of sockit uses (read/write/closeWrite/close,
+ * addresses). For `--insecure` only.
+ */
+export async function connectInsecure(
+  hostname: string,
+  port: number,
+  options: TlsClientOptions,
+  signal?: AbortSignal,
+): Promise<{ conn: Deno.Conn; info: HandshakeInfo }> {
+  const tls = await import("node:tls");
+  const { isIP } = await import("node:net");
+  const socket = tls.connect(
+    {
+      host: hostname,
+      port,
+      servername: options.serverName ?? (isIP(hostname) ? undefined : hostname),
+      rejectUnauthorized: false,
+      ALPNProtocols: options.alpn,
+      allowHalfOpen: true,
+    } as import("node:tls").ConnectionOptions,
+  );
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      socket.destroy();
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    socket.once("secureConnect", () => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    });
+    socket.once("error", (err: Error) => {
+      signal?.removeEventListener("abort", onAbort);
+      reject(err);
+    });
+  });
+  const peer = socket.getPeerCertificate();
+  const subject = peer?.subject as unknown as Record<string, string> | undefined;
+  const info: HandshakeInfo = {
+    alpn: socket.alpnProtocol || null,
+    version: socket.getProtocol() ?? undefined,
+    cipher: socket.getCipher()?.name,
+    peer: peer && peer.fingerprint256
+      ? {
+        subject: subject ? Object.entries(subject).map(([k, v]) => `${k}=${v}`).join(", ") : "",
+        fingerprint: peer.fingerprint256,
+        names: peer.subjectaltname,
+        validTo: peer.valid_to,
+      }
+      : undefined,
+  };
+  return { conn: nodeConn(socket), info };
+}
+
+interface NodeSocketLike {
+  localAddress?: string;
+  localPort?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  write(data: Uint8Array, callback: (err?: Error | null) => void): boolean;
+  end(callback?: () => void): unknown;
+  destroy(): unknown;
+  pause(): unknown;
+  resume(): unknown;
+}
+
+/** A node socket as the `Deno.Conn` subset the relay uses. */
+function nodeConn(socket: NodeSocketLike): Deno.Conn {
+  const queue: Uint8Array[] = [];
+  let queued = 0;
+  let offset = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  socket.on("data", (chunk: Uint8Array) => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued > 1 << 20) socket.pause();
+    notify();
+  });
+  socket.on("end", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("close", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("error", (err: Error) => {
+    failure = err;
+    notify();
+  });
+  const addr = (hostname?: string, port?: number): Deno.NetAddr => ({
+    transport: "tcp",
+    hostname: (hostname ?? "").replace(/^::ffff:/, ""),
+    port: port ?? 0,
+  });
+  const conn = {
+    localAddr: addr(socket.localAddress, socket.localPort),
+    remoteAddr: addr(socket.remoteAddress, socket.remotePort),
+    async read(p: Uint8Array): Promise<number | null> {
+      while (queue.length === 0) {
+        if (failure) throw failure;
+        if (ended) return null;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+      const head = queue[0];
+      const n = Math.min(p.length, head.length - offset);
+      p.set(head.subarray(offset, offset + n));
+      offset += n;
+      queued -= n;
+      if (offset === head.length) {
+        queue.shift();
+        offset = 0;
+      }
+      if (queued < 1 << 19) socket.resume();
+      return n;
+    },
+    write(p: Uint8Array): Promise<number> {
+      return new Promise((resolve, reject) =>
+        // The relay reuses its buffer: hand node a copy.
+        socket.write(p.slice(), (err) => (err ? reject(err) : resolve(p.length)))
+      );
+    },
+    closeWrite(): Promise<void> {
+      return new Promise((resolve) => socket.end(resolve));
+    },
+    close(): void {
+      socket.destroy();
+      ended = true;
+      notify();
+    },
+  };
+  return conn as unknown as Deno.Conn;
+}
+
+/**
+ * Whether a failure is a TLS one (verification, protocol), which trying
+ * again or another address will not fix.
+ */
+export function isTlsFailure(error: unknown): boolean {
+  return error instanceof SockitError && error.code === "ETLS";
+}

@@ -1,0 +1,521 @@
+/**
+ * TLS against real peers: openssl s_server / s_client both ways, Python's
+ * ssl module, curl; verification failures each with their reason;
+ * --insecure, --servername, ALPN; ephemeral certificates whose fingerprint
+ * openssl sees; bad certificate files; forward terminating and originating TLS.
+ */
+
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import {
+  decoder,
+  encoder,
+  NET,
+  readAll,
+  requireTool,
+  runSockit,
+  spawnSockit,
+  writeAll,
+} from "./helpers.ts";
+
+const SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1";
+const LEAF = [
+  "-addext",
+  "basicConstraints=critical,CA:FALSE",
+  "-addext",
+  "keyUsage=critical,digitalSignature",
+  "-addext",
+  "extendedKeyUsage=serverAuth",
+];
+
+/** Runs openssl; fails the test with its stderr when it fails. */
+function openssl(args: string[], cwd: string): void {
+  const out = new Deno.Command(requireTool("openssl"), {
+    args,
+    cwd,
+    stdout: "null",
+    stderr: "piped",
+  }).outputSync();
+  if (!out.success) throw new Error(`openssl ${args.join(" ")}: ${decoder.decode(out.stderr)}`);
+}
+
+/** Test certificates, made once with openssl (commands as in the README). */
+const certs = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "sockit-certs-" });
+  const selfSigned = (name: string, subject: string, extra: string[]) =>
+    openssl([
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      "ec.key",
+      "-out",
+      name,
+      "-days",
+      "30",
+      "-subj",
+      subject,
+      ...extra,
+    ], dir);
+  openssl(
+    ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ec.key"],
+    dir,
+  );
+  openssl([
+    "genpkey",
+    "-algorithm",
+    "EC",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-out",
+    "other.key",
+  ], dir);
+  selfSigned("good.crt", "/CN=localhost", ["-addext", SAN, ...LEAF]);
+  selfSigned("ca-true.crt", "/CN=localhost", ["-addext", SAN]);
+  selfSigned("dns-only.crt", "/CN=localhost", ["-addext", "subjectAltName=DNS:localhost", ...LEAF]);
+  selfSigned("other-name.crt", "/CN=other.example", [
+    "-addext",
+    "subjectAltName=DNS:other.example",
+    ...LEAF,
+  ]);
+  // An expired one: openssl ca lets us set the dates.
+  Deno.mkdirSync(`${dir}/db`);
+  Deno.writeTextFileSync(`${dir}/db/index.txt`, "");
+  Deno.writeTextFileSync(`${dir}/db/serial`, "1000\n");
+  Deno.writeTextFileSync(
+    `${dir}/ca.cnf`,
+    `[ca]\ndefault_ca = d\n[d]\ndir = ./db\ndatabase = ./db/index.txt\nserial = ./db/serial\nnew_certs_dir = ./db\n` +
+      `default_md = sha256\npolicy = p\ncopy_extensions = none\nunique_subject = no\n[p]\ncommonName = supplied\n` +
+      `[ext]\n${SAN}\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n`,
+  );
+  openssl(["req", "-new", "-key", "ec.key", "-out", "ec.csr", "-subj", "/CN=localhost"], dir);
+  openssl([
+    "ca",
+    "-batch",
+    "-config",
+    "ca.cnf",
+    "-extensions",
+    "ext",
+    "-selfsign",
+    "-keyfile",
+    "ec.key",
+    "-in",
+    "ec.csr",
+    "-out",
+    "expired.crt",
+    "-notext",
+    "-startdate",
+    "20200101000000Z",
+    "-enddate",
+    "20200201000000Z",
+  ], dir);
+  Deno.writeTextFileSync(`${dir}/not-pem.crt`, "this is not a certificate\n");
+  return {
+    dir,
+    key: `${dir}/ec.key`,
+    good: `${dir}/good.crt`,
+    caTrue: `${dir}/ca-true.crt`,
+    dnsOnly: `${dir}/dns-only.crt`,
+    otherName: `${dir}/other-name.crt`,
+    expired: `${dir}/expired.crt`,
+    otherKey: `${dir}/other.key`,
+    notPem: `${dir}/not-pem.crt`,
+  };
+})();
+
+globalThis.addEventListener("unload", () => Deno.removeSync(certs.dir, { recursive: true }));
+
+const READ = [...NET, `--allow-read=${certs.dir}`];
+
+/** A TLS echo server (sockit) with `cert`; resolves to it and its port. */
+async function tlsEcho(cert: string, extra: string[] = []) {
+  const server = spawnSockit([
+    "echo",
+    "tls://127.0.0.1:0",
+    "-v",
+    "--cert",
+    cert,
+    "--key",
+    certs.key,
+    ...extra,
+  ], {
+    perms: READ,
+  });
+  return { server, port: await server.listeningPort() };
+}
+
+async function stop(server: ReturnType<typeof spawnSockit>) {
+  server.kill("SIGTERM");
+  return await server.result();
+}
+
+Deno.test("tls: sockit connect ↔ openssl s_server, verified as localhost while dialling 127.0.0.1", async () => {
+  // s_server cannot report a port of its own choosing: pick one at random.
+  const port = 40000 + Math.floor(Math.random() * 20000);
+  const server = new Deno.Command(requireTool("openssl"), {
+    args: [
+      "s_server",
+      "-quiet",
+      "-accept",
+      `127.0.0.1:${port}`,
+      "-naccept",
+      "1",
+      "-cert",
+      certs.dnsOnly,
+      "-key",
+      certs.key,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const serverOut = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const client = spawnSockit(
+    [
+      "connect",
+      `tls://127.0.0.1:${port}`,
+      "--cacert",
+      certs.dnsOnly,
+      "--servername",
+      "localhost",
+      "-v",
+      "--retry",
+      "50",
+      "--retry-delay",
+      "100ms",
+    ],
+    { perms: READ, stdin: "piped" },
+  );
+  await client.waitForStderr(/TLS with 127\.0\.0\.1:\d+/);
+  const cw = client.child.stdin.getWriter();
+  await cw.write(encoder.encode("ping from sockit\n"));
+  let got = "";
+  while (!got.includes("ping from sockit")) got += (await serverOut.read()).value ?? "";
+  const sw = server.stdin.getWriter();
+  await sw.write(encoder.encode("pong from openssl\n"));
+  // Give the reply a moment, then end the server without close_notify: sockit takes it as EOF.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  server.kill("SIGTERM");
+  await sw.close().catch(() => {});
+  serverOut.releaseLock();
+  await server.stdout.cancel().catch(() => {});
+  await server.status;
+  await cw.close().catch(() => {});
+  const r = await client.result();
+  assertEquals([r.code, r.text], [0, "pong from openssl\n"]);
+  assertMatch(r.stderr, /certificate CN=localhost, SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}/);
+  assertMatch(r.stderr, /closed without TLS close_notify/);
+});
+
+Deno.test("tls: openssl s_client ↔ sockit listen with --cert/--key", async () => {
+  const server = spawnSockit(
+    [
+      "listen",
+      "tls://127.0.0.1:0",
+      "-v",
+      "--cert",
+      certs.good,
+      "--key",
+      certs.key,
+      "--send",
+      "hello from sockit\\n",
+    ],
+    { perms: READ },
+  );
+  const port = await server.listeningPort();
+  const client = new Deno.Command(requireTool("openssl"), {
+    args: [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-CAfile",
+      certs.good,
+      "-servername",
+      "localhost",
+      "-verify_return_error",
+      "-quiet",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = client.stdin.getWriter();
+  await w.write(encoder.encode("hello from openssl\n"));
+  const done = await server.waitForStderr(/closed|sent/).then(() => true).catch(() => false);
+  await w.close();
+  const out = await client.output();
+  const r = await server.result();
+  assert(done);
+  assertEquals(out.code, 0, decoder.decode(out.stderr));
+  assertEquals(decoder.decode(out.stdout), "hello from sockit\n");
+  assertEquals([r.code, r.text], [0, "hello from openssl\n"]);
+});
+
+Deno.test("tls: verification failures exit 1 with the reason", async () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    [certs.good, [], /unknown issuer/],
+    [
+      certs.otherName,
+      ["--cacert", certs.otherName],
+      /name mismatch: not valid for 127\.0\.0\.1 \(valid for other\.example\)/,
+    ],
+    [
+      certs.caTrue,
+      ["--cacert", certs.caTrue],
+      /is a CA certificate \(CA:TRUE\); rustls accepts a self-signed server certificate only with CA:FALSE/,
+    ],
+    [certs.expired, ["--cacert", certs.expired], /the certificate expired \(2020-02-01/],
+  ];
+  for (const [cert, flags, reason] of cases) {
+    const { server } = await tlsEcho(cert);
+    const port = await server.listeningPort();
+    const r = await runSockit(["connect", `tls://127.0.0.1:${port}`, ...flags, "--send", "x"], {
+      perms: READ,
+    });
+    await stop(server);
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, reason);
+    assertEquals(r.text, "", "nothing is received over an unverified connection");
+  }
+});
+
+Deno.test("tls: --insecure connects anyway and says so once; --servername picks the name to verify", async () => {
+  const { server, port } = await tlsEcho(certs.dnsOnly);
+  const insecure = await runSockit([
+    "connect",
+    `tls://127.0.0.1:${port}`,
+    "--insecure",
+    "--send",
+    "echo me",
+  ], { perms: READ });
+  assertEquals([insecure.code, insecure.text], [0, "echo me"]);
+  assertEquals(
+    insecure.stderr.match(/--insecure: the server's certificate is not verified/g)?.length,
+    1,
+  );
+  // The certificate names only DNS:localhost: dialling 127.0.0.1 fails unless told the name.
+  const byAddress = await runSockit([
+    "connect",
+    `tls://127.0.0.1:${port}`,
+    "--cacert",
+    certs.dnsOnly,
+    "--send",
+    "x",
+  ], {
+    perms: READ,
+  });
+  assertEquals(byAddress.code, 1);
+  assertMatch(byAddress.stderr, /name mismatch/);
+  const byName = await runSockit(
+    [
+      "connect",
+      `127.0.0.1:${port}`,
+      "--tls",
+      "--cacert",
+      certs.dnsOnly,
+      "--servername",
+      "localhost",
+      "--send",
+      "named",
+    ],
+    { perms: READ },
+  );
+  assertEquals([byName.code, byName.text], [0, "named"]);
+  await stop(server);
+});
+
+Deno.test("tls: ALPN is negotiated and shown with -v", async () => {
+  const { server, port } = await tlsEcho(certs.good, ["--alpn", "h2", "--alpn", "http/1.1"]);
+  const r = await runSockit(
+    [
+      "connect",
+      `tls://127.0.0.1:${port}`,
+      "--cacert",
+      certs.good,
+      "--alpn",
+      "http/1.1",
+      "-v",
+      "--send",
+      "a",
+    ],
+    { perms: READ },
+  );
+  const s = await stop(server);
+  assertEquals(r.code, 0, r.stderr);
+  assertMatch(r.stderr, /TLS with 127\.0\.0\.1:\d+: ALPN http\/1\.1/);
+  assertMatch(s.stderr, /TLS with 127\.0\.0\.1:\d+: ALPN http\/1\.1/);
+});
+
+Deno.test("tls: a request over TLS, half-closed with close_notify, gets the whole reply (Python ssl)", async () => {
+  const dir = certs.dir;
+  const script = `
+import socket, ssl, sys
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain("${dir}/good.crt", "${dir}/ec.key")
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+tls = ctx.wrap_socket(conn, server_side=True)
+data = b""
+while True:
+    chunk = tls.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+tls.sendall(b"got " + str(len(data)).encode() + b" bytes: " + data.upper())
+tls.unwrap()
+tls.close()
+`;
+  const py = new Deno.Command(requireTool("python3"), { args: ["-c", script], stdout: "piped" })
+    .spawn();
+  const reader = py.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await reader.read()).value?.trim());
+  const r = await runSockit(["connect", `tls://127.0.0.1:${port}`, "--cacert", certs.good], {
+    perms: READ,
+    stdin: "tls request",
+  });
+  while (!(await reader.read()).done) { /* drain */ }
+  assertEquals((await py.status).code, 0);
+  assertEquals([r.code, r.text], [0, "got 11 bytes: TLS REQUEST"]);
+});
+
+Deno.test("tls: an ephemeral certificate's fingerprint is the one openssl s_client sees", async () => {
+  const server = spawnSockit(["echo", "tls://127.0.0.1:0", "-v"], { perms: NET });
+  const port = await server.listeningPort();
+  const printed =
+    (await server.waitForStderr(/ephemeral self-signed certificate CN=localhost .*SHA-256 (\S+)/))[
+      1
+    ];
+  const s = await new Deno.Command(requireTool("openssl"), {
+    args: ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", "-showcerts"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(
+    decoder.decode(s.stdout),
+  )?.[0];
+  assert(pem, "s_client showed a certificate");
+  const fp = new Deno.Command(requireTool("openssl"), {
+    args: ["x509", "-noout", "-fingerprint", "-sha256"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const w = fp.stdin.getWriter();
+  await w.write(encoder.encode(pem));
+  await w.close();
+  const seen = /Fingerprint=(\S+)/.exec(decoder.decode((await fp.output()).stdout))?.[1];
+  await stop(server);
+  assertEquals(seen, printed);
+  // It verifies as a CA:FALSE certificate for localhost when trusted.
+  const text = new Deno.Command(requireTool("openssl"), {
+    args: ["x509", "-noout", "-text"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const tw = text.stdin.getWriter();
+  await tw.write(encoder.encode(pem));
+  await tw.close();
+  const details = decoder.decode((await text.output()).stdout);
+  assertMatch(details, /CA:FALSE/);
+  assertMatch(details, /DNS:localhost, IP Address:127\.0\.0\.1, IP Address:0:0:0:0:0:0:0:1/);
+});
+
+Deno.test("tls: bad certificate or key files are one-line errors naming the file", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ["--cert", `${certs.dir}/missing.crt`, "--key", certs.key],
+      /open .*missing\.crt: no such file or directory/,
+    ],
+    [
+      ["--cert", certs.notPem, "--key", certs.key],
+      /load certificate .*not-pem\.crt: no certificate in it/,
+    ],
+    [
+      ["--cert", certs.good, "--key", certs.good],
+      /load private key .*good\.crt: no private key in it/,
+    ],
+    [
+      ["--cert", certs.good, "--key", certs.otherKey],
+      /load key .*other\.key: the key does not match the certificate/,
+    ],
+  ];
+  for (const [flags, pattern] of cases) {
+    const r = await runSockit(["listen", "tls://127.0.0.1:0", ...flags], { perms: READ });
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr.split("\n")[0], pattern);
+    assert(r.stderr.trim().split("\n").length <= 2, r.stderr);
+  }
+  const usage = await runSockit(
+    ["listen", "127.0.0.1:0", "--cert", certs.good, "--key", certs.key],
+    { perms: READ },
+  );
+  assertEquals(usage.code, 2);
+  assertMatch(usage.stderr, /--cert needs TLS/);
+  const unix = await runSockit(["connect", "unix:/tmp/x.sock", "--tls"]);
+  assertEquals(unix.code, 2);
+  assertMatch(unix.stderr, /TLS over a Unix socket is not supported/);
+});
+
+Deno.test("tls: forward terminates TLS for curl --cacert, and originates TLS to a TLS server", async () => {
+  const www = Deno.makeTempDirSync({ prefix: "sockit-www-" });
+  Deno.writeTextFileSync(`${www}/index.html`, "secret page\n");
+  const port = 40000 + Math.floor(Math.random() * 20000);
+  const http = new Deno.Command(requireTool("python3"), {
+    args: ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", www],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const terminate = spawnSockit(
+    [
+      "forward",
+      "tls://127.0.0.1:0",
+      `127.0.0.1:${port}`,
+      "--cert",
+      certs.good,
+      "--key",
+      certs.key,
+      "-v",
+    ],
+    { perms: READ },
+  );
+  const front = await terminate.listeningPort();
+  let body = "";
+  for (let i = 0; i < 50 && !body; i++) {
+    const out = await new Deno.Command(requireTool("curl"), {
+      args: ["-sf", "--cacert", certs.good, `https://localhost:${front}/index.html`],
+      stdout: "piped",
+    }).output();
+    body = decoder.decode(out.stdout);
+    if (!body) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assertEquals(body, "secret page\n");
+  await stop(terminate);
+  http.kill("SIGTERM");
+  await http.status;
+  Deno.removeSync(www, { recursive: true });
+
+  // Origination: plain in front, TLS behind (a sockit TLS echo server).
+  const { server, port: tlsPort } = await tlsEcho(certs.dnsOnly);
+  const originate = spawnSockit(
+    [
+      "forward",
+      "127.0.0.1:0",
+      `tls://127.0.0.1:${tlsPort}`,
+      "--cacert",
+      certs.dnsOnly,
+      "--servername",
+      "localhost",
+      "-v",
+    ],
+    { perms: READ },
+  );
+  const plain = await originate.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: plain });
+  await writeAll(conn, encoder.encode("through TLS and back"));
+  await conn.closeWrite();
+  assertEquals(decoder.decode(await readAll(conn)), "through TLS and back");
+  conn.close();
+  const o = await stop(originate);
+  assertMatch(o.stderr, /TLS with 127\.0\.0\.1:\d+: no ALPN, certificate CN=localhost/);
+  await stop(server);
+});

@@ -27,7 +27,7 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return `${unit === 0 ? value : trim(value)} ${BYTE_UNITS[unit]}`;
+  return `${unit === 0 && Number.isInteger(value) ? value : trim(value)} ${BYTE_UNITS[unit]}`;
 }
 
 /**

@@ -52,6 +52,8 @@ Deno.test("format: bytes, durations, rates", () => {
   assertEquals(formatDuration(61_000), "1 m 1 s");
   assertEquals(formatDuration(3_660_000), "1 h 1 m");
   assertEquals(formatRate(2 * 1024 ** 3, 2000), "1 GiB/s");
+  assertEquals(formatRate(8, 1356), "5.9 B/s");
+  assertEquals(formatBytes(0.5), "0.5 B");
 });
 
 Deno.test("toSockitError: Deno errors become operation, address, reason and exit code", () => {

@@ -124,7 +124,18 @@ export function loadCertificate(certPath: string, keyPath: string): TlsCertifica
   return { cert, key, ephemeral: false };
 }
 
-/** Reads `--cacert` files. */
+/**
+ * Reads `--cacert` files (PEM). Errors name the file.
+ *
+ * @example Usage
+ * ```ts
+ * import { loadCaCerts } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(loadCaCerts([]), []);
+ * assert.throws(() => loadCaCerts(["/nonexistent-ca.pem"]), /nonexistent-ca\.pem: no such file/);
+ * ```
+ */
 export function loadCaCerts(paths: string[]): string[] {
   return paths.map((path) => readPem(path, "certificate", /-----BEGIN CERTIFICATE-----/));
 }
@@ -304,6 +315,25 @@ function denoPeerCertificate(conn: Deno.TlsConn): CertificateInfo | undefined {
  * Upgrades a TCP connection to TLS as a client and completes the handshake,
  * so that a verification failure is reported here. `host` is what was
  * dialled; `options.serverName` overrides it for SNI and verification.
+ *
+ * @example Usage
+ * ```ts
+ * import { ephemeralCertificate, serverHandshake, upgradeClient } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { cert, key } = await ephemeralCertificate();
+ * const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
+ * const accepting = listener.accept().then(async (conn) => {
+ *   await serverHandshake(conn);
+ *   return conn;
+ * });
+ * const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const { conn, info } = await upgradeClient(tcp, "localhost", { caCerts: [cert] });
+ * assert.equal(info.alpn, null);
+ * (await accepting).close();
+ * conn.close();
+ * listener.close();
+ * ```
  */
 export async function upgradeClient(
   conn: Deno.TcpConn,
@@ -330,7 +360,24 @@ export async function upgradeClient(
 
 /**
  * Completes a server-side handshake (Deno does it lazily otherwise), so that
- * a client that fails TLS is reported as such.
+ * a client that fails TLS is reported as such. See
+ * {@linkcode upgradeClient} for an example with both ends.
+ *
+ * @example Usage
+ * ```ts
+ * import { ephemeralCertificate, serverHandshake } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { cert, key } = await ephemeralCertificate();
+ * const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key, alpnProtocols: ["h2"] });
+ * const client = Deno.connectTls({ hostname: "localhost", port: listener.addr.port, caCerts: [cert], alpnProtocols: ["h2"] });
+ * const server = await listener.accept();
+ * const [info] = await Promise.all([serverHandshake(server), (await client).handshake()]);
+ * assert.equal(info.alpn, "h2");
+ * server.close();
+ * (await client).close();
+ * listener.close();
+ * ```
  */
 export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo> {
   const { alpnProtocol } = await conn.handshake();
@@ -341,6 +388,28 @@ export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo
  * An unverified TLS client connection through `node:tls`, adapted to the
  * `Deno.Conn` shape the rest of sockit uses (read/write/closeWrite/close,
  * addresses). For `--insecure` only.
+ *
+ * @example Usage
+ * ```ts
+ * import { connectInsecure, ephemeralCertificate } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { cert, key } = await ephemeralCertificate();
+ * const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
+ * const served = listener.accept().then(async (conn) => {
+ *   await conn.write(new TextEncoder().encode("hi"));
+ *   await conn.closeWrite();
+ *   return conn;
+ * });
+ * // Not trusted, yet connected: nothing is verified.
+ * const { conn, info } = await connectInsecure("127.0.0.1", listener.addr.port, {});
+ * assert.match(info.version ?? "", /TLS/);
+ * const buf = new Uint8Array(8);
+ * assert.equal(await conn.read(buf), 2);
+ * conn.close();
+ * (await served).close();
+ * listener.close();
+ * ```
  */
 export async function connectInsecure(
   hostname: string,
@@ -483,6 +552,15 @@ function nodeConn(socket: NodeSocketLike): Deno.Conn {
 /**
  * Whether a failure is a TLS one (verification, protocol), which trying
  * again or another address will not fix.
+ *
+ * @example Usage
+ * ```ts
+ * import { isTlsFailure, tlsFailure } from "./tls.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(isTlsFailure(tlsFailure(new Error("invalid peer certificate: UnknownIssuer"), "h:443")));
+ * assert.ok(!isTlsFailure(new Error("connection refused")));
+ * ```
  */
 export function isTlsFailure(error: unknown): boolean {
   return error instanceof SockitError && error.code === "ETLS";

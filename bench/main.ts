@@ -1,5 +1,5 @@
 /**
- * `deno task bench [throughput] [echo] [scan] [--size BYTES] [--runs N] [--echo-warmup S]
+ * `deno task bench [throughput] [echo] [scan] [flags] [--size BYTES] [--runs N] [--echo-warmup S]
  * [--echo-seconds S] [--echo-rounds N] [--scan-rounds N]`: speed compared with nc (and socat
  * when installed) in the same run, as ratios; echo round trips compared with Node.js and ncat;
  * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener.
@@ -11,6 +11,7 @@
 
 import { parseArgs } from "node:util";
 import { benchEcho, echoDefaults } from "./echo.ts";
+import { benchFlags } from "./flags.ts";
 import { benchScan } from "./scan.ts";
 import { benchThroughput } from "./throughput.ts";
 import { table } from "./util.ts";
@@ -29,7 +30,7 @@ const { values, positionals } = parseArgs({
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const sections = ["throughput", "echo", "scan"];
+const sections = ["throughput", "echo", "scan", "flags"];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
@@ -69,4 +70,14 @@ if (chosen.has("scan")) {
   const rounds = Number(values["scan-rounds"]);
   print(`Scan: 127.0.0.1 ports 1-65535, median of ${rounds} rounds; wait: 10 listeners appearing`);
   print(table(await benchScan({ rounds, waits: 10 })));
+}
+if (chosen.has("flags")) {
+  if (chosen.size > 1) print("");
+  const flagSize = 512 * 2 ** 20;
+  print(
+    `Flags: ${
+      flagSize / 2 ** 20
+    } MiB with and without --stats, median of ${runs} runs; --hex at two sizes`,
+  );
+  print(table(await benchFlags({ size: flagSize, runs })));
 }

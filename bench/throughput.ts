@@ -10,7 +10,7 @@
 import { freeTcpPort, median, type Row, sh, sockitShell, waitForTcpListen, which } from "./util.ts";
 
 /** A client/server pair of shell commands; `{port}` is replaced. */
-interface Tool {
+export interface Tool {
   name: string;
   server: string;
   client: string;
@@ -24,7 +24,8 @@ export interface ThroughputOptions {
   runs: number;
 }
 
-async function once(
+/** One transfer of `size` bytes with `tool`: seconds, peak RSS (KiB) and CPU seconds. */
+export async function once(
   tool: Tool,
   size: number,
 ): Promise<{ seconds: number; rssKiB?: number; cpu?: number }> {

@@ -41,9 +41,19 @@ export function hexDump(
   chunk: Uint8Array,
   offset: number,
 ): string {
-  const lines = [`${direction} ${label} ${chunk.length} byte${chunk.length === 1 ? "" : "s"}`];
-  for (let at = 0; at < chunk.length; at += 16) {
-    const row = chunk.subarray(at, Math.min(at + 16, chunk.length));
+  return hexHeader(direction, label, chunk.length) + hexLines(chunk, offset);
+}
+
+/** The line that heads a chunk: direction, connection, byte count. */
+function hexHeader(direction: ">" | "<", label: string, length: number): string {
+  return `${direction} ${label} ${length} byte${length === 1 ? "" : "s"}\n`;
+}
+
+/** The 16-byte lines of `bytes`, numbered from `offset`. */
+function hexLines(bytes: Uint8Array, offset: number): string {
+  let out = "";
+  for (let at = 0; at < bytes.length; at += 16) {
+    const row = bytes.subarray(at, Math.min(at + 16, bytes.length));
     let hex = "";
     let text = "";
     for (let i = 0; i < 16; i++) {
@@ -53,10 +63,13 @@ export function hexDump(
         text += row[i] >= 0x20 && row[i] < 0x7f ? String.fromCharCode(row[i]) : ".";
       } else hex += "   ";
     }
-    lines.push(`${(offset + at).toString(16).padStart(8, "0")}  ${hex} |${text}|`);
+    out += `${(offset + at).toString(16).padStart(8, "0")}  ${hex} |${text}|\n`;
   }
-  return lines.join("\n") + "\n";
+  return out;
 }
+
+/** Bytes formatted per write: a 256 KiB chunk goes out as 64 writes of ~18 KB, not one of 1.2 MB. */
+const SLICE = 4096;
 
 /** Where a hex dump goes: stderr, or a `--hex-file`. */
 export interface HexSink {
@@ -94,9 +107,11 @@ export class HexTap {
 
   /** Dumps a chunk moved in `direction` (0: received, 1: sent). */
   onChunk = (direction: 0 | 1, chunk: Uint8Array): void => {
-    this.#sink.write(
-      hexDump(direction === 0 ? "<" : ">", this.#label, chunk, this.#offsets[direction]),
-    );
+    const start = this.#offsets[direction];
+    this.#sink.write(hexHeader(direction === 0 ? "<" : ">", this.#label, chunk.length));
+    for (let at = 0; at < chunk.length; at += SLICE) {
+      this.#sink.write(hexLines(chunk.subarray(at, at + SLICE), start + at));
+    }
     this.#offsets[direction] += chunk.length;
   };
 }

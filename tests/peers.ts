@@ -25,8 +25,11 @@ export class PythonServer {
       `srv = socket.socket(socket.${family}, socket.SOCK_STREAM)`,
       `srv.bind(("${host}", 0))`,
       "srv.listen(8)",
+      // A test that never connects fails after 30 s instead of hanging the run.
+      "srv.settimeout(30)",
       "print(srv.getsockname()[1], flush=True)",
       "conn, _ = srv.accept()",
+      "conn.settimeout(None)",
       ...body.trim().split("\n"),
     ].join("\n");
     this.child = new Deno.Command(requireTool("python3"), {

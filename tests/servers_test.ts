@@ -455,6 +455,7 @@ Deno.test("udp: connect sends each read as a datagram and waits for replies (Pyt
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
+s.settimeout(30)
 print(s.getsockname()[1], flush=True)
 data, addr = s.recvfrom(65536)
 import time; time.sleep(0.3)

@@ -351,9 +351,10 @@ Deno.test("tls: a request over TLS, half-closed with close_notify, gets the whol
 import socket, ssl, sys
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain("${dir}/good.crt", "${dir}/ec.key")
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1); srv.settimeout(30)
 print(srv.getsockname()[1], flush=True)
 conn, _ = srv.accept()
+conn.settimeout(None)
 tls = ctx.wrap_socket(conn, server_side=True)
 data = b""
 while True:

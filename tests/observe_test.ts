@@ -1,0 +1,200 @@
+/**
+ * Seeing the traffic: the payload is untouched by every diagnostic flag;
+ * `--hex` prints exactly the expected dump (and `--hex-file` the same);
+ * `--progress` refreshes a line on a terminal and stays silent in a pipe;
+ * colour follows `--color` and `NO_COLOR`.
+ */
+
+import { assert, assertEquals, assertMatch, assertNotMatch } from "./assert.ts";
+import {
+  CHILD_ENV,
+  decoder,
+  freePort,
+  NET,
+  randomBytes,
+  readAll,
+  requireTool,
+  runSockit,
+  sha256,
+  sockitCommand,
+  spawnSockit,
+} from "./helpers.ts";
+import { PythonServer, READ_TO_EOF_THEN_REPLY } from "./peers.ts";
+
+/** The escape character that starts every ANSI sequence. */
+const ESC = String.fromCharCode(0x1b);
+
+Deno.test("observe: stdout is byte-identical with --stats, --hex, --progress, -v, --json, --trace (16 MiB)", async () => {
+  const payload = randomBytes(16 * 1024 * 1024);
+  const expected = sha256(payload);
+  const hexFile = Deno.makeTempFileSync({ prefix: "sockit-hex-" });
+  const variants: string[][] = [
+    [],
+    ["--stats"],
+    ["--hex-file", hexFile],
+    ["--progress"],
+    ["-v"],
+    ["--json"],
+    ["--trace"],
+    ["--stats", "--progress", "-v", "--json", "--trace", "--hex-file", hexFile],
+  ];
+  for (const flags of variants) {
+    const server = spawnSockit(["listen", "127.0.0.1:0", "-v", ...flags], {
+      perms: [...NET, `--allow-write=${hexFile}`],
+    });
+    const port = await server.listeningPort();
+    const client = await runSockit(["connect", `127.0.0.1:${port}`, ...flags], {
+      stdin: payload,
+      perms: [...NET, `--allow-write=${hexFile}`],
+    });
+    const done = await server.result();
+    assertEquals([client.code, done.code], [0, 0], flags.join(" "));
+    assertEquals(
+      sha256(done.stdout),
+      expected,
+      `server stdout with ${flags.join(" ") || "no flags"}`,
+    );
+    assertEquals(client.stdout.length, 0);
+  }
+  Deno.removeSync(hexFile);
+});
+
+Deno.test("observe: --hex prints the expected dump exactly, and --hex-file writes the same", async () => {
+  const run = async (flags: string[], perms = NET) => {
+    const peer = new PythonServer(READ_TO_EOF_THEN_REPLY);
+    const port = await peer.port();
+    const r = await runSockit([
+      "connect",
+      `127.0.0.1:${port}`,
+      "--send",
+      "GET / HTTP/1.0\\r\\n\\r\\n",
+      ...flags,
+    ], {
+      perms,
+    });
+    await peer.done();
+    return { ...r, port };
+  };
+  const expected = (port: number) =>
+    `> #1 127.0.0.1:${port} 18 bytes\n` +
+    "00000000  47 45 54 20 2f 20 48 54  54 50 2f 31 2e 30 0d 0a  |GET / HTTP/1.0..|\n" +
+    "00000010  0d 0a                                             |..|\n" +
+    `< #1 127.0.0.1:${port} 26 bytes\n` +
+    "00000000  67 6f 74 20 31 38 3a 20  47 45 54 20 2f 20 48 54  |got 18: GET / HT|\n" +
+    "00000010  54 50 2f 31 2e 30 0d 0a  0d 0a                    |TP/1.0....|\n";
+  const onStderr = await run(["--hex"]);
+  assertEquals(onStderr.code, 0);
+  assertEquals(onStderr.text, "got 18: GET / HTTP/1.0\r\n\r\n");
+  assertEquals(onStderr.stderr, expected(onStderr.port));
+
+  const file = Deno.makeTempFileSync({ prefix: "sockit-hex-" });
+  const toFile = await run(["--hex-file", file], [...NET, `--allow-write=${file}`]);
+  assertEquals([toFile.code, toFile.stderr], [0, ""]);
+  assertEquals(Deno.readTextFileSync(file), expected(toFile.port));
+  Deno.removeSync(file);
+  // Writing the dump needs --allow-write; without it, exit 126 naming the flag.
+  const denied = await runSockit(["connect", "127.0.0.1:9", "--hex-file", file]);
+  assertEquals(denied.code, 126);
+  assertMatch(denied.stderr, /--allow-write/);
+});
+
+/** Runs a shell command line under a pseudo-terminal (`script`); returns what the terminal showed. */
+async function underPty(commandLine: string): Promise<string> {
+  const out = await new Deno.Command(requireTool("script"), {
+    args: ["-q", "-c", commandLine, "/dev/null"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).output();
+  return decoder.decode(out.stdout);
+}
+
+Deno.test("observe: --progress refreshes one line on a terminal and prints nothing into a pipe", async () => {
+  const server = spawnSockit(["listen", "-k", "127.0.0.1:0", "-v"]);
+  const port = await server.listeningPort();
+  const [cmd, ...prefix] = sockitCommand(NET);
+  const sockit = [cmd, ...prefix].map((a) => `'${a}'`).join(" ");
+  // A slow producer: 12 chunks, 150 ms apart, so several redraws happen.
+  const producer =
+    "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do head -c 200000 /dev/zero; sleep 0.15; done";
+  const screen = await underPty(
+    `${producer} | ${sockit} connect 127.0.0.1:${port} --progress --color never >/dev/null`,
+  );
+  const redraws = screen.split("\r").filter((part) =>
+    /sockit: received 0 B, sent [\d.]+ [KM]i?B/.test(part)
+  );
+  assert(
+    redraws.length >= 5,
+    `only ${redraws.length} redraws: ${JSON.stringify(screen.slice(0, 400))}`,
+  );
+  assert(redraws.length <= 40, `at most ~10 a second: ${redraws.length}`);
+  // The last thing on the line is the clearing sequence: the line is gone at the end.
+  assertMatch(screen, new RegExp(`\r${ESC}\\[K[^\r]*$`));
+  // Into a pipe: nothing.
+  const piped = await runSockit(["connect", `127.0.0.1:${port}`, "--progress"], {
+    stdin: randomBytes(2_000_000),
+  });
+  assertEquals([piped.code, piped.stderr], [0, ""]);
+  server.kill("SIGTERM");
+  await server.result();
+});
+
+Deno.test("observe: colour follows --color and NO_COLOR; the payload is never coloured", async () => {
+  const escape = new RegExp(`${ESC}\\[`);
+  const port = (() => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    l.close();
+    return l.addr.port;
+  })();
+  const always = await runSockit(["connect", `127.0.0.1:${port}`, "--color", "always"]);
+  assertEquals(always.code, 1);
+  assertMatch(always.stderr, escape);
+  const never = await runSockit(["connect", `127.0.0.1:${port}`, "--color", "never"]);
+  assertNotMatch(never.stderr, escape);
+  // auto on a terminal colours, unless NO_COLOR is set.
+  const [cmd, ...prefix] = sockitCommand(NET);
+  const line = `${[cmd, ...prefix].map((a) => `'${a}'`).join(" ")} connect 127.0.0.1:${port}`;
+  // (The tests' environment sets NO_COLOR for every child: remove it for the first.)
+  assertMatch(await underPty(`env -u NO_COLOR ${line}`), escape);
+  assertNotMatch(await underPty(`env NO_COLOR=1 ${line}`), escape);
+  // The payload on stdout stays plain even with --color always.
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "plain payload"]);
+  const p = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${p}`, "--color", "always", "-v"]);
+  await server.result();
+  assertEquals(client.text, "plain payload");
+  assertMatch(client.stderr, escape);
+});
+
+Deno.test("observe: -v messages are one per event, greppable, and -q silences warnings too", async () => {
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send", "hello!"]);
+  const port = await server.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`, "-v"]);
+  const done = await server.result();
+  const lines = done.stderr.trim().split("\n");
+  assertMatch(lines[0], /^sockit: listening on 127\.0\.0\.1:\d+$/);
+  assertMatch(lines[1], /^sockit: connection from 127\.0\.0\.1:\d+$/);
+  assertMatch(lines[2], /^sockit: closed 127\.0\.0\.1:\d+ \(sent 6 B, received 0 B, \d+ ms\)$/);
+  assertMatch(
+    client.stderr,
+    /^sockit: connected to 127\.0\.0\.1:\d+\nsockit: closed 127\.0\.0\.1:\d+ \(sent 0 B, received 6 B, \d+ ms\)\n$/,
+  );
+  // A warning (a server's failed connection) shows by default and not with -q.
+  for (const [flags, shown] of [[[], true], [["-q"], false]] as const) {
+    const fport = freePort();
+    const fwd = spawnSockit(["forward", `127.0.0.1:${fport}`, "127.0.0.1:1", ...flags]);
+    let conn: Deno.Conn | undefined;
+    for (let i = 0; i < 100 && !conn; i++) {
+      conn = await Deno.connect({ hostname: "127.0.0.1", port: fport }).catch(() => undefined);
+      if (!conn) await new Promise((resolve) => setTimeout(resolve, 30));
+    }
+    assert(conn, "the forwarder listens");
+    await readAll(conn).catch(() => {});
+    conn.close();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    fwd.kill("SIGTERM");
+    const r = await fwd.result();
+    assertEquals(/warning: .*forward to 127\.0\.0\.1:1 failed/.test(r.stderr), shown, r.stderr);
+  }
+});

@@ -74,10 +74,10 @@ if (chosen.has("scan")) {
 if (chosen.has("flags")) {
   if (chosen.size > 1) print("");
   const flagSize = 512 * 2 ** 20;
+  const flagRuns = Math.max(runs, 11);
   print(
-    `Flags: ${
-      flagSize / 2 ** 20
-    } MiB with and without --stats, median of ${runs} runs; --hex at two sizes`,
+    `Flags: ${flagSize / 2 ** 20} MiB with and without --stats, median of ${flagRuns} runs ` +
+      `interleaved (CPU: both ends, user+sys); --hex at 16, 64 and 256 MiB`,
   );
-  print(table(await benchFlags({ size: flagSize, runs })));
+  print(table(await benchFlags({ size: flagSize, runs: flagRuns })));
 }

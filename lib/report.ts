@@ -106,7 +106,7 @@ export class Reporter {
     active: Map<Counted, number | undefined>;
     done: [number, number];
     started: number;
-    samples: Array<[number, number]>;
+    samples: Array<[number, number, number]>;
     timer?: ReturnType<typeof setInterval>;
     shown: boolean;
   };
@@ -175,16 +175,18 @@ export class Reporter {
       }
     }
     const now = performance.now();
-    p.samples.push([now, received + sent]);
+    p.samples.push([now, received, sent]);
     if (p.samples.length > 10) p.samples.shift();
-    // The rate over the last second of samples (since the start until there are two).
-    const [t0, b0] = p.samples.length > 1 ? p.samples[0] : [p.started, 0];
-    const rate = now > t0 ? ((received + sent - b0) * 1000) / (now - t0) : 0;
+    // The rates over the last second of samples (since the start until there are two).
+    const [t0, r0, s0] = p.samples.length > 1 ? p.samples[0] : [p.started, 0, 0];
+    const perSecond = (bytes: number) => now > t0 ? (bytes * 1000) / (now - t0) : 0;
+    const rate = perSecond(received - r0 + sent - s0);
     let line = `received ${formatBytes(received)}, sent ${formatBytes(sent)}, ` +
       `${formatBytes(rate)}/s, ${formatDuration(now - p.started)}`;
     if (total !== undefined) {
       const percent = total > 0 ? Math.floor((sentOfTotal * 100) / total) : 100;
-      const sendRate = rate;
+      // The ETA counts on the sending rate alone: what comes back does not shorten the upload.
+      const sendRate = perSecond(sent - s0);
       const eta = sendRate > 0
         ? ` ETA ${formatDuration(((total - sentOfTotal) * 1000) / sendRate)}`
         : "";

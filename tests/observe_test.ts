@@ -140,6 +140,48 @@ Deno.test("observe: --progress refreshes one line on a terminal and prints nothi
   await server.result();
 });
 
+Deno.test("observe: --progress with --send-file shows the share of the file and an ETA", async () => {
+  // A reader that takes 64 KiB every 10 ms (~6 MiB/s): a 16 MiB upload outlasts the 4 MiB
+  // that the kernel send buffer can absorb by about two seconds.
+  const peer = new PythonServer(`
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+total = 0
+while True:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    total += len(chunk)
+    time.sleep(0.01)
+print(total, flush=True)
+conn.close()
+`);
+  const port = await peer.port();
+  const dir = Deno.makeTempDirSync();
+  const file = `${dir}/upload.bin`;
+  Deno.writeFileSync(file, new Uint8Array(16 * 2 ** 20));
+  try {
+    const [cmd, ...prefix] = sockitCommand([...NET, `--allow-read=${file}`]);
+    const sockit = [cmd, ...prefix].map((a) => `'${a}'`).join(" ");
+    const screen = await underPty(
+      `${sockit} connect 127.0.0.1:${port} --send-file '${file}' --progress --color never`,
+    );
+    const shares = [
+      ...screen.matchAll(/sent [\d.]+ [KM]i?B, .* — (\d+)% of 16 MiB( ETA [\d.]+ m?s)?/g),
+    ];
+    assert(
+      shares.length >= 3,
+      `only ${shares.length} lines: ${JSON.stringify(screen.slice(0, 400))}`,
+    );
+    const percents = shares.map((m) => Number(m[1]));
+    assert(percents.every((p, i) => i === 0 || p >= percents[i - 1]), `not rising: ${percents}`);
+    assert(percents.some((p) => p > 0 && p < 100), `no share in between: ${percents}`);
+    assert(shares.some((m) => m[2] !== undefined), "no ETA shown");
+    assertEquals((await peer.done()).trim(), String(16 * 2 ** 20));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("observe: colour follows --color and NO_COLOR; the payload is never coloured", async () => {
   const escape = new RegExp(`${ESC}\\[`);
   const port = (() => {

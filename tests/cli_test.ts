@@ -10,6 +10,7 @@ import {
   CHILD_ENV,
   decoder,
   encoder,
+  exists,
   freePort,
   NET,
   randomBytes,
@@ -457,15 +458,6 @@ Deno.test("cli: Unix sockets with the narrow permissions, file removed at exit",
   assert(!exists(path), "the socket file is removed");
   Deno.removeSync(dir, { recursive: true });
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("cli: a stale Unix socket file is replaced; a live one or a regular file is refused", async () => {
   const dir = tempSocketDir();

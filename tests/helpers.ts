@@ -258,4 +258,14 @@ export function* noise(total: number, chunkSize: number, seed: number): Generato
   }
 }
 
+/** Whether anything (a file, a socket, a dangling link) is at `path`. */
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export { decoder, encoder };

@@ -9,6 +9,7 @@ import {
   assertUsageError,
   decoder,
   encoder,
+  exists,
   NET,
   randomBytes,
   readAll,
@@ -122,15 +123,6 @@ Deno.test("echo: IPv6, and a Unix socket with a socat client", async () => {
   assert(!exists(path), "the socket file is removed at exit");
   Deno.removeSync(dir, { recursive: true });
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("echo: UDP answers every peer (Python clients)", async () => {
   const server = spawnSockit(["echo", "udp://127.0.0.1:0", "-v"]);

@@ -196,6 +196,11 @@ export class Reporter {
     p.shown = true;
   }
 
+  /** Whether `--hex` is on. */
+  get hexing(): boolean {
+    return this.#options.hex === true;
+  }
+
   /** Whether `--trace` is on; callers skip building trace text when it is not. */
   get tracing(): boolean {
     return this.#options.trace === true;

@@ -240,3 +240,37 @@ Deno.test("observe: -v messages are one per event, greppable, and -q silences wa
     assertEquals(/warning: .*forward to 127\.0\.0\.1:1 failed/.test(r.stderr), shown, r.stderr);
   }
 });
+
+Deno.test("observe: UDP — echo and connect dump each datagram with its peer; echo's --stats at exit", async () => {
+  const echo = spawnSockit(["echo", "udp://127.0.0.1:0", "--hex", "--stats", "-v"]);
+  const port = Number((await echo.waitForStderr(/listening on 127\.0\.0\.1:(\d+) \(udp\)/))[1]);
+  const client = await runSockit(["connect", `udp://127.0.0.1:${port}`, "--hex"], {
+    stdin: "ping",
+  });
+  assertEquals([client.code, client.text], [0, "ping"]);
+  const dump = "00000000  70 69 6e 67                                       |ping|\n";
+  assertEquals(
+    client.stderr,
+    `> #1 udp://127.0.0.1:${port} 4 bytes\n${dump}< #1 udp://127.0.0.1:${port} 4 bytes\n${dump}`,
+  );
+  echo.kill("SIGTERM");
+  const r = await echo.result();
+  assertEquals(r.code, 143);
+  // The echo server names the client's port: received first, then sent back.
+  const from = new RegExp(`< #(\\d+) udp://127\\.0\\.0\\.1:(\\d+) 4 bytes\n`).exec(r.stderr);
+  assert(from, r.stderr);
+  const [, id, clientPort] = from;
+  assert(
+    r.stderr.includes(`< #${id} udp://127.0.0.1:${clientPort} 4 bytes\n${dump}`) &&
+      r.stderr.includes(`> #${id} udp://127.0.0.1:${clientPort} 4 bytes\n${dump}`),
+    r.stderr,
+  );
+  assertMatch(
+    r.stderr,
+    new RegExp(`stats udp://127\\.0\\.0\\.1:${port}: sent 4 B \\(.*\\), received 4 B \\(.*\\) in `),
+  );
+  assertMatch(
+    r.stderr,
+    new RegExp(`closed udp://127\\.0\\.0\\.1:${port} \\(sent 4 B, received 4 B, `),
+  );
+});

@@ -14,18 +14,45 @@
  * @module
  */
 
-import type { NetEndpoint } from "../address.ts";
+import { formatAddr, type NetEndpoint } from "../address.ts";
 import { bindDatagram, canConnectDatagram, connectDatagram, RECEIVE_BUFFER } from "../datagram.ts";
 import type { DatagramSocket } from "../datagram.ts";
 import { ExpectMatcher } from "../expect.ts";
 import { exitCodeOf, SockitError, TimeoutError, toSockitError, UsageError } from "../errors.ts";
 import { formatDuration } from "../format.ts";
+import type { HexTap } from "../hexdump.ts";
 import type { Reporter } from "../report.ts";
 import { nextConnectionId } from "../stream.ts";
 import type { CommandContext } from "./context.ts";
 
 /** How long `connect udp://` waits for replies after its input ended, by default. */
 export const UDP_REPLY_WAIT = 2000;
+
+/** Peers whose `--hex` offsets are remembered; beyond it they start again from 0. */
+const HEX_PEERS = 256;
+
+/**
+ * `--hex` for datagrams, or `undefined` without it: one dump per datagram,
+ * labelled with the socket's tag and the peer, offsets counted per peer and
+ * direction (as a TCP connection counts them).
+ */
+function datagramHex(
+  reporter: Reporter,
+  id: number,
+): ((direction: 0 | 1, peer: Deno.NetAddr, bytes: Uint8Array) => void) | undefined {
+  if (!reporter.hexing) return undefined;
+  const taps = new Map<string, HexTap>();
+  return (direction, peer, bytes) => {
+    const remote = formatAddr(peer);
+    let tap = taps.get(remote);
+    if (!tap) {
+      if (taps.size >= HEX_PEERS) taps.clear();
+      tap = reporter.hexTap(`#${id} udp://${remote}`)!;
+      taps.set(remote, tap);
+    }
+    tap.onChunk(direction, bytes);
+  };
+}
 
 /** Where the datagrams to send come from. */
 type RecordSource = () => Promise<Uint8Array | null>;
@@ -116,7 +143,7 @@ async function runDatagramSession(
   ctx.signal.addEventListener("abort", onAbort, { once: true });
   if (ctx.signal.aborted) onAbort();
   const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
-  const hex = reporter.hexTap(`udp ${options.address}`);
+  const hex = datagramHex(reporter, id);
 
   const receiving = (async () => {
     const buf = new Uint8Array(RECEIVE_BUFFER);
@@ -130,7 +157,7 @@ async function runDatagramSession(
         peerKnown.resolve();
       }
       await ctx.stdout.write(buf.subarray(0, n));
-      hex?.onChunk(0, buf.subarray(0, n));
+      hex?.(0, from, buf.subarray(0, n));
       if (matcher?.push(buf.subarray(0, n))) end(0);
     }
   })().catch(fail);
@@ -150,7 +177,7 @@ async function runDatagramSession(
       await peerKnown.promise;
       if (ended) break;
       await sock.send(record, peer);
-      hex?.onChunk(1, record);
+      hex?.(1, peer!, record);
       sent += record.length;
       last = performance.now();
     }
@@ -207,7 +234,7 @@ async function runDatagramSession(
   } catch {
     // stdout's reader is gone.
   }
-  reporter.closed(id, peer ? `${peer.hostname}:${peer.port}` : options.address, {
+  reporter.closed(id, peer ? formatAddr(peer) : options.address, {
     sent,
     received,
     durationMs: Math.round(performance.now() - startedAt),
@@ -266,8 +293,8 @@ export async function runListenUdp(
     address: sock.address,
     op: "listen",
     onPeer: (peer) =>
-      reporter.event("peer", `datagrams from ${peer.hostname}:${peer.port}`, {
-        remote: `${peer.hostname}:${peer.port}`,
+      reporter.event("peer", `datagrams from ${formatAddr(peer)}`, {
+        remote: formatAddr(peer),
       }),
   });
 }
@@ -342,14 +369,23 @@ export async function runEchoUdp(
   reporter.listening(sock.address, "udp");
   const stop = () => sock.close();
   ctx.signal.addEventListener("abort", stop, { once: true });
+  const id = nextConnectionId();
+  const hex = datagramHex(reporter, id);
+  const startedAt = performance.now();
+  let sent = 0;
+  let received = 0;
   const buf = new Uint8Array(RECEIVE_BUFFER);
   try {
     while (!ctx.signal.aborted) {
       const [n, from] = await sock.receive(buf);
+      received += n;
+      hex?.(0, from, buf.subarray(0, n));
       try {
         await sock.send(buf.subarray(0, n), from);
+        sent += n;
+        hex?.(1, from, buf.subarray(0, n));
       } catch (err) {
-        reporter.warn(toSockitError(err, "send", `${from.hostname}:${from.port}`).message);
+        reporter.warn(toSockitError(err, "send", formatAddr(from)).message);
       }
     }
   } catch (err) {
@@ -357,6 +393,12 @@ export async function runEchoUdp(
   } finally {
     ctx.signal.removeEventListener("abort", stop);
     sock.close();
+    // The socket's figures at exit: a `closed` event (and with --stats, its line).
+    reporter.closed(id, `udp://${sock.address}`, {
+      sent,
+      received,
+      durationMs: Math.round(performance.now() - startedAt),
+    });
   }
   return exitCodeOf(ctx.signal.reason);
 }

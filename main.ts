@@ -22,17 +22,32 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 const stdout = new StdoutWriter();
+let stderrGone = false;
 const code = await main(Deno.args, {
   stdin: new StdinReader(),
   stdout,
   stderr: {
     write(text: string) {
+      // Diagnostics never stop the payload: once stderr is gone (its reader
+      // closed: `2>&1 | head`), they are dropped, as nc's would be.
+      if (stderrGone) return;
       const bytes = encoder.encode(text);
-      for (let at = 0; at < bytes.length;) at += Deno.stderr.writeSync(bytes.subarray(at));
+      try {
+        for (let at = 0; at < bytes.length;) at += Deno.stderr.writeSync(bytes.subarray(at));
+      } catch {
+        stderrGone = true;
+      }
     },
   },
   signal: stopper.signal,
   stderrIsTerminal: Deno.stderr.isTerminal(),
+  stderrColumns: () => {
+    try {
+      return Deno.consoleSize().columns || undefined;
+    } catch {
+      return undefined;
+    }
+  },
   noColor: Deno.noColor,
 });
 try {

@@ -170,6 +170,7 @@ const REASONS: Record<string, [reason: string, code: string]> = {
   Interrupted: ["interrupted", "EINTR"],
   BadResource: ["connection closed", "EBADF"],
   InvalidData: ["invalid data", "EINVAL"],
+  IsADirectory: ["is a directory", "EISDIR"],
 };
 
 const HINTS: Record<string, string> = {
@@ -178,9 +179,13 @@ const HINTS: Record<string, string> = {
   EADDRNOTAVAIL: "this machine has no such address; listen on 127.0.0.1, ::1 or 0.0.0.0",
 };
 
-/** Strips Deno's " (os error N)" suffix and lower-cases the first letter. */
+/**
+ * Strips Deno's " (os error N)" and what it appends after it (`: open
+ * '/path'`, the op and path that sockit names itself), and lower-cases the
+ * first letter.
+ */
 function plainReason(message: string): string {
-  const text = message.replace(/\s*\(os error \d+\)$/, "").trim();
+  const text = message.replace(/\s*\(os error \d+\).*$/s, "").trim();
   return text.charAt(0).toLowerCase() + text.slice(1);
 }
 

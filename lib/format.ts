@@ -23,11 +23,13 @@ const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB"] as const;
 export function formatBytes(bytes: number): string {
   let value = bytes;
   let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < BYTE_UNITS.length - 1) {
+  const shown = () => unit === 0 && Number.isInteger(value) ? String(value) : trim(value);
+  // Compare what is shown, so that 1048575 B reads 1 MiB, not 1024 KiB.
+  while (Math.abs(Number(shown())) >= 1024 && unit < BYTE_UNITS.length - 1) {
     value /= 1024;
     unit++;
   }
-  return `${unit === 0 && Number.isInteger(value) ? value : trim(value)} ${BYTE_UNITS[unit]}`;
+  return `${shown()} ${BYTE_UNITS[unit]}`;
 }
 
 /**
@@ -44,14 +46,15 @@ export function formatBytes(bytes: number): string {
  * ```
  */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${trim(ms / 1000)} s`;
-  if (ms < 3_600_000) {
-    const m = Math.floor(ms / 60_000);
-    return `${m} m ${Math.round((ms - m * 60_000) / 1000)} s`;
-  }
-  const h = Math.floor(ms / 3_600_000);
-  return `${h} h ${Math.round((ms - h * 3_600_000) / 60_000)} m`;
+  // Each branch rounds first and chooses the unit from the rounded value,
+  // so that 59.9996 s reads `1 m 0 s`, never `60 s` or `0 m 60 s`.
+  if (Math.round(ms) < 1000) return `${Math.round(ms)} ms`;
+  const seconds = trim(ms / 1000);
+  if (Number(seconds) < 60) return `${seconds} s`;
+  const wholeSeconds = Math.round(ms / 1000);
+  if (wholeSeconds < 3600) return `${Math.floor(wholeSeconds / 60)} m ${wholeSeconds % 60} s`;
+  const minutes = Math.round(ms / 60_000);
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} m`;
 }
 
 /**

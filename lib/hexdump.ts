@@ -68,6 +68,30 @@ function hexLines(bytes: Uint8Array, offset: number): string {
   return out;
 }
 
+/**
+ * The bytes as lower-case hex digits, two per byte (the `data` of a `hex`
+ * JSON event).
+ *
+ * @example Usage
+ * ```ts
+ * import { hexString } from "./hexdump.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(hexString(new Uint8Array([0, 0x68, 0xff])), "0068ff");
+ * ```
+ */
+export function hexString(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += HEX[byte];
+  return out;
+}
+
+/**
+ * Formats one slice of a chunk in place of the text dump (e.g. as a JSON
+ * line); `offset` is where the slice starts in its direction's stream.
+ */
+export type HexSliceFormat = (direction: ">" | "<", slice: Uint8Array, offset: number) => string;
+
 /** Bytes formatted per write: a 256 KiB chunk goes out as 64 writes of ~18 KB, not one of 1.2 MB. */
 const SLICE = 4096;
 
@@ -99,18 +123,28 @@ export class HexTap {
   #label: string;
   #offsets: [number, number] = [0, 0];
 
-  /** Dumps to `sink`, labelling chunks with `label` (the connection and its peer). */
-  constructor(sink: HexSink, label: string) {
+  #format?: HexSliceFormat;
+
+  /**
+   * Dumps to `sink`, labelling chunks with `label` (the connection and its
+   * peer); with `format`, each slice of up to 4 KiB is written as it formats
+   * it instead.
+   */
+  constructor(sink: HexSink, label: string, format?: HexSliceFormat) {
     this.#sink = sink;
     this.#label = label;
+    this.#format = format;
   }
 
   /** Dumps a chunk moved in `direction` (0: received, 1: sent). */
   onChunk = (direction: 0 | 1, chunk: Uint8Array): void => {
     const start = this.#offsets[direction];
-    this.#sink.write(hexHeader(direction === 0 ? "<" : ">", this.#label, chunk.length));
+    const arrow = direction === 0 ? "<" : ">";
+    const format = this.#format;
+    if (!format) this.#sink.write(hexHeader(arrow, this.#label, chunk.length));
     for (let at = 0; at < chunk.length; at += SLICE) {
-      this.#sink.write(hexLines(chunk.subarray(at, at + SLICE), start + at));
+      const slice = chunk.subarray(at, at + SLICE);
+      this.#sink.write(format ? format(arrow, slice, start + at) : hexLines(slice, start + at));
     }
     this.#offsets[direction] += chunk.length;
   };

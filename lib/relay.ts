@@ -273,7 +273,15 @@ export class Relay {
       }
       this.bytes[direction] += n;
       if (counted) this.#lastActivity = performance.now();
-      if (onChunk) onChunk(direction, chunk);
+      if (onChunk) {
+        try {
+          onChunk(direction, chunk);
+        } catch (err) {
+          // A tap that fails ends the relay with its error rather than silently.
+          if (!this.#stopping) this.#fail(err);
+          return;
+        }
+      }
       if (this.#draining) {
         // Stopping: what was read is delivered; nothing more is read.
         if (this.#writing === 0) this.#closeBoth();

@@ -9,7 +9,7 @@
 import { styleText } from "node:util";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatBytes, formatDuration, formatRate } from "./format.ts";
-import { HexTap } from "./hexdump.ts";
+import { hexString, HexTap } from "./hexdump.ts";
 import type { CertificateInfo, HandshakeInfo } from "./tls.ts";
 
 /** Where diagnostics are written (stderr in the CLI, a buffer in tests). */
@@ -36,6 +36,8 @@ export interface ReporterOptions {
   hexSink?: TextSink;
   /** `--progress`: one refreshing status line (only when the sink is a terminal). */
   progress?: boolean;
+  /** The terminal's width, to keep the `--progress` line on one row. */
+  columns?: () => number | undefined;
   /** Colour the `sockit:` prefix, warnings and errors. */
   color?: boolean;
   /** The subcommand, for the usage hint (`Try 'sockit listen --help'`). */
@@ -111,6 +113,7 @@ export class Reporter {
     shown: boolean;
   };
   #totals = { connections: 0, sent: 0, received: 0, started: performance.now() };
+  #hexOut?: TextSink;
 
   /** Creates a reporter writing to `sink`. */
   constructor(sink: TextSink, options: ReporterOptions = {}) {
@@ -128,6 +131,25 @@ export class Reporter {
     };
     if (options.progress) {
       this.#progress = { active: new Map(), done: [0, 0], started: 0, samples: [], shown: false };
+    }
+    if (options.hex) {
+      const target = options.hexSink ?? this.#sink;
+      let failed = false;
+      // A dump that cannot be written stops; the payload goes on. A --hex-file
+      // failure is said once on stderr.
+      this.#hexOut = {
+        write: (text: string) => {
+          if (failed) return;
+          try {
+            target.write(text);
+          } catch (err) {
+            failed = true;
+            if (options.hexSink) {
+              this.warn(`${(err as Error)?.message ?? err}; the hex dump stops here`);
+            }
+          }
+        },
+      };
     }
   }
 
@@ -181,17 +203,25 @@ export class Reporter {
     const [t0, r0, s0] = p.samples.length > 1 ? p.samples[0] : [p.started, 0, 0];
     const perSecond = (bytes: number) => now > t0 ? (bytes * 1000) / (now - t0) : 0;
     const rate = perSecond(received - r0 + sent - s0);
-    let line = `received ${formatBytes(received)}, sent ${formatBytes(sent)}, ` +
-      `${formatBytes(rate)}/s, ${formatDuration(now - p.started)}`;
+    const pace = `${formatBytes(rate)}/s, ${formatDuration(now - p.started)}`;
+    let line = `received ${formatBytes(received)}, sent ${formatBytes(sent)}, ${pace}`;
     if (total !== undefined) {
+      // Sending a file: its share and ETA first, where a narrow terminal keeps them.
       const percent = total > 0 ? Math.floor((sentOfTotal * 100) / total) : 100;
       // The ETA counts on the sending rate alone: what comes back does not shorten the upload.
       const sendRate = perSecond(sent - s0);
-      const eta = sendRate > 0
+      const eta = sendRate > 0 && sentOfTotal < total
         ? ` ETA ${formatDuration(((total - sentOfTotal) * 1000) / sendRate)}`
         : "";
-      line += ` — ${percent}% of ${formatBytes(total)}${eta}`;
+      line = `sent ${formatBytes(sent)} of ${formatBytes(total)} (${percent}%)${eta}, ${pace}, ` +
+        `received ${formatBytes(received)}`;
     }
+    // One row only: a line that wraps cannot be redrawn or cleared with \r.
+    // The last column is left free, so the cursor never wraps either.
+    const width = this.#options.columns?.();
+    const room = width === undefined ? Infinity : width - 1 - "sockit: ".length;
+    const chars = [...line];
+    if (chars.length > room) line = chars.slice(0, Math.max(0, room - 1)).join("") + "…";
     this.#out.write(`\r${this.#prefix()} ${line}\x1b[K`);
     p.shown = true;
   }
@@ -315,12 +345,29 @@ export class Reporter {
   }
 
   /**
-   * A `--hex` dumper for one connection (`label`: its tag and peer), or
-   * `undefined` without `--hex`.
+   * A `--hex` dumper for connection `conn` with `remote`, or `undefined`
+   * without `--hex`. With `--json` (and no `--hex-file`) the dump is `hex`
+   * events: `conn`, `remote`, `direction` (`sent`/`received`), `offset`,
+   * `length`, `data` (hex digits), one per 4 KiB slice.
    */
-  hexTap(label: string): HexTap | undefined {
-    if (!this.#options.hex) return undefined;
-    return new HexTap(this.#options.hexSink ?? this.#sink, label);
+  hexTap(conn: number, remote: string): HexTap | undefined {
+    if (!this.#hexOut) return undefined;
+    const json = this.#options.json && !this.#options.hexSink;
+    return new HexTap(
+      this.#hexOut,
+      `#${conn} ${remote}`,
+      json
+        ? (direction, slice, offset) =>
+          jsonLine("hex", {
+            conn,
+            remote,
+            direction: direction === ">" ? "sent" : "received",
+            offset,
+            length: slice.length,
+            data: hexString(slice),
+          })
+        : undefined,
+    );
   }
 
   /** `--stats` totals of a server at exit: connections, bytes each way, duration, rates. */
@@ -344,7 +391,7 @@ export class Reporter {
     received: number,
     ms: number,
   ): void {
-    if (this.#options.quiet) return;
+    // Asked for by name, so -q (which silences warnings and events) keeps them.
     const durationMs = Math.round(ms);
     if (this.#options.json) {
       this.#json("stats", {

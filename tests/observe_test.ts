@@ -92,6 +92,32 @@ Deno.test("observe: --hex prints the expected dump exactly, and --hex-file write
   assertEquals([toFile.code, toFile.stderr], [0, ""]);
   assertEquals(Deno.readTextFileSync(file), expected(toFile.port));
   Deno.removeSync(file);
+  // With --json the dump is `hex` events, and stderr stays JSON lines.
+  const json = await run(["--hex", "--json"]);
+  assertEquals(json.code, 0);
+  const events = json.stderr.trim().split("\n").map((line) => JSON.parse(line));
+  const hex = events.filter((e) => e.event === "hex");
+  assertEquals(
+    hex.map((e) => [e.conn, e.remote, e.direction, e.offset, e.length, e.data]),
+    [
+      [1, `127.0.0.1:${json.port}`, "sent", 0, 18, "474554202f20485454502f312e300d0a0d0a"],
+      [
+        1,
+        `127.0.0.1:${json.port}`,
+        "received",
+        0,
+        26,
+        "676f742031383a20" + "474554202f20485454502f312e300d0a0d0a",
+      ],
+    ],
+  );
+  // A dump that cannot be written stops; the payload does not.
+  const full = await run(["--hex-file", "/dev/full"], ["--allow-all"]);
+  assertEquals([full.code, full.text], [0, "got 18: GET / HTTP/1.0\r\n\r\n"]);
+  assertMatch(
+    full.stderr,
+    /^sockit: warning: write \/dev\/full: no space left on device; the hex dump stops here\n$/,
+  );
   // Writing the dump needs --allow-write; without it, exit 126 naming the flag.
   const denied = await runSockit(["connect", "127.0.0.1:9", "--hex-file", file]);
   assertEquals(denied.code, 126);
@@ -162,11 +188,16 @@ conn.close()
   try {
     const [cmd, ...prefix] = sockitCommand([...NET, `--allow-read=${file}`]);
     const sockit = [cmd, ...prefix].map((a) => `'${a}'`).join(" ");
+    // A 64-column terminal: every redraw must fit in one row, or \r cannot redraw it.
     const screen = await underPty(
-      `${sockit} connect 127.0.0.1:${port} --send-file '${file}' --progress --color never`,
+      `stty cols 64 rows 24; ${sockit} connect 127.0.0.1:${port} --send-file '${file}' --progress --color never`,
     );
+    const rows = screen.split("\r").map((row) => row.replace(new RegExp(`${ESC}\\[K`, "g"), ""))
+      .filter(Boolean);
+    const widest = Math.max(...rows.map((row) => [...row].length));
+    assert(widest <= 63, `a redraw of ${widest} columns: ${JSON.stringify(rows)}`);
     const shares = [
-      ...screen.matchAll(/sent [\d.]+ [KM]i?B, .* — (\d+)% of 16 MiB( ETA [\d.]+ m?s)?/g),
+      ...screen.matchAll(/sent [\d.]+ [KM]i?B of 16 MiB \((\d+)%\)( ETA [\d.]+ m?s)?, /g),
     ];
     assert(
       shares.length >= 3,
@@ -273,4 +304,32 @@ Deno.test("observe: UDP — echo and connect dump each datagram with its peer; e
     r.stderr,
     new RegExp(`closed udp://127\\.0\\.0\\.1:${port} \\(sent 4 B, received 4 B, `),
   );
+});
+
+Deno.test("observe: TCP echo dumps both ways and counts what it sends; -q keeps the --stats asked for", async () => {
+  const echo = spawnSockit(["echo", "127.0.0.1:0", "--hex", "--stats", "-v"]);
+  const port = await echo.listeningPort();
+  const client = await runSockit(["connect", `127.0.0.1:${port}`, "-q", "--stats"], {
+    stdin: "ping",
+  });
+  assertEquals([client.code, client.text], [0, "ping"]);
+  assertMatch(
+    client.stderr,
+    /^sockit: stats 127\.0\.0\.1:\d+: sent 4 B \(.*\), received 4 B \(.*\) in [\d.]+ m?s\n$/,
+  );
+  echo.kill("SIGTERM");
+  const r = await echo.result();
+  const dump = "00000000  70 69 6e 67                                       |ping|\n";
+  const id = /< #(\d+) 127\.0\.0\.1:\d+ 4 bytes\n/.exec(r.stderr)?.[1];
+  assert(id, r.stderr);
+  assertMatch(
+    r.stderr,
+    new RegExp(`< #${id} 127\\.0\\.0\\.1:\\d+ 4 bytes\\n${dump.replaceAll("|", "\\|")}`),
+  );
+  assertMatch(
+    r.stderr,
+    new RegExp(`> #${id} 127\\.0\\.0\\.1:\\d+ 4 bytes\\n${dump.replaceAll("|", "\\|")}`),
+  );
+  assertMatch(r.stderr, /stats 127\.0\.0\.1:\d+: sent 4 B .*, received 4 B /);
+  assertMatch(r.stderr, /stats total, 1 connection: sent 4 B .*, received 4 B /);
 });

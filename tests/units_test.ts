@@ -54,6 +54,56 @@ Deno.test("format: bytes, durations, rates", () => {
   assertEquals(formatRate(2 * 1024 ** 3, 2000), "1 GiB/s");
   assertEquals(formatRate(8, 1356), "5.9 B/s");
   assertEquals(formatBytes(0.5), "0.5 B");
+  // Rounding carries into the next unit.
+  assertEquals(formatBytes(1048575), "1 MiB");
+  assertEquals(formatBytes(1073741823), "1 GiB");
+  assertEquals(formatBytes(1023.9), "1 KiB");
+  assertEquals(formatDuration(999.6), "1 s");
+  assertEquals(formatDuration(59_999), "1 m 0 s");
+  assertEquals(formatDuration(119_700), "2 m 0 s");
+  assertEquals(formatDuration(3_599_600), "1 h 0 m");
+  assertEquals(formatDuration(7_170_000), "2 h 0 m");
+});
+
+Deno.test("format: no shown figure ever reaches its unit's limit, and it stays near the value", () => {
+  const units: Record<string, number> = {
+    B: 1,
+    KiB: 2 ** 10,
+    MiB: 2 ** 20,
+    GiB: 2 ** 30,
+    TiB: 2 ** 40,
+  };
+  fc.assert(
+    fc.property(fc.double({ min: 0, max: 2 ** 50, noNaN: true }), (bytes) => {
+      const [figure, unit] = formatBytes(bytes).split(" ");
+      assert(Number(figure) < 1024 || unit === "TiB", formatBytes(bytes));
+      const back = Number(figure) * units[unit];
+      assert(
+        Math.abs(back - bytes) <= Math.max(bytes * 0.006, 0.006),
+        `${bytes} → ${formatBytes(bytes)}`,
+      );
+    }),
+    { numRuns: 5000 },
+  );
+  fc.assert(
+    fc.property(fc.double({ min: 0, max: 1e9, noNaN: true }), (ms) => {
+      const text = formatDuration(ms);
+      const parts = [...text.matchAll(/([\d.]+) (ms|s|m|h)/g)];
+      const scale: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+      const back = parts.reduce((sum, [, n, u]) => sum + Number(n) * scale[u], 0);
+      assert(
+        Math.abs(back - ms) <=
+          Math.max(ms * 0.006, 0.5, ms >= 3_600_000 ? 30_000 : ms >= 60_000 ? 500 : 0),
+        `${ms} → ${text}`,
+      );
+      const limits: Record<string, number> = { ms: 1000, s: 60, m: 60 };
+      for (const [, n, u] of parts.slice(1)) assert(Number(n) < limits[u], `${ms} → ${text}`);
+      if (parts.length === 1) {
+        assert(Number(parts[0][1]) < (limits[parts[0][2]] ?? Infinity), `${ms} → ${text}`);
+      }
+    }),
+    { numRuns: 5000 },
+  );
 });
 
 Deno.test("toSockitError: Deno errors become operation, address, reason and exit code", () => {
@@ -128,4 +178,20 @@ Deno.test("parseFlags: any order, -- ends options, concise errors", () => {
   assertEquals(parseFlags(["--", "-v"], {}).positionals, ["-v"]);
   assertThrows(() => parseFlags(["--json=1"], {}), UsageError, "--json does not take a value");
   assertThrows(() => parseFlags(["-v", "-q"], {}), UsageError, "contradict");
+});
+
+Deno.test("help: every global flag is in the help of each relaying command and of sockit", async () => {
+  const { GLOBAL_FLAGS } = await import("../lib/cli/args.ts");
+  const helps: Record<string, string> = {
+    listen: (await import("../lib/cli/listen.ts")).LISTEN_HELP,
+    connect: (await import("../lib/cli/connect.ts")).CONNECT_HELP,
+    echo: (await import("../lib/cli/echo.ts")).ECHO_HELP,
+    forward: (await import("../lib/cli/forward.ts")).FORWARD_HELP,
+    sockit: (await import("../lib/cli/main.ts")).MAIN_HELP,
+  };
+  for (const [command, help] of Object.entries(helps)) {
+    for (const flag of Object.keys(GLOBAL_FLAGS)) {
+      assert(help.includes(`--${flag}`), `${command} --help does not mention --${flag}`);
+    }
+  }
 });

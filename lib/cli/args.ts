@@ -181,8 +181,16 @@ export function makeReporter(
     hexSink: globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile),
     // Only on a terminal: in a pipe or a file, a refreshing line is noise.
     progress: globals.progress && ctx.stderrIsTerminal === true,
+    columns: ctx.stderrColumns,
   });
 }
+
+/** The help lines of the flags that show the traffic, shared by every relaying command. */
+export const TRAFFIC_HELP =
+  `  --stats            bytes each way, duration, rate of each connection (and totals)
+  --hex              hex dump of every chunk each way on stderr (> sent, < received)
+  --hex-file PATH    the hex dump into PATH instead (needs --allow-write)
+  --progress         a refreshing status line, when stderr is a terminal`;
 
 /** Opens (truncates) the `--hex-file`; the dump is appended to it as it comes. */
 function openHexFile(path: string): TextSink {
@@ -196,7 +204,11 @@ function openHexFile(path: string): TextSink {
   return {
     write(text: string) {
       const bytes = encoder.encode(text);
-      for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+      try {
+        for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+      } catch (err) {
+        throw toSockitError(err, "write", path);
+      }
     },
   };
 }

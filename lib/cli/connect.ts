@@ -18,6 +18,7 @@ import {
   makeReporter,
   oneEndpoint,
   parseFlags,
+  TRAFFIC_HELP,
 } from "./args.ts";
 import type { GlobalOptions } from "./args.ts";
 import type { CommandContext } from "./context.ts";
@@ -66,6 +67,7 @@ Options
   -q, --quiet        no warnings or events
   --json             events as JSON lines on stderr
   --trace            socket calls on stderr: getaddrinfo, socket, connect, read, write
+${TRAFFIC_HELP}
   --color WHEN       auto, always or never
   -h, --help         this help
 

@@ -24,6 +24,8 @@ export interface CommandContext {
   stderrIsTerminal?: boolean;
   /** Whether `NO_COLOR` is set (`Deno.noColor`). */
   noColor?: boolean;
+  /** The terminal's width now, when stderr is one (for `--progress`). */
+  stderrColumns?: () => number | undefined;
 }
 
 /** What {@linkcode memoryContext} collects. */

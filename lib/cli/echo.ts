@@ -19,6 +19,7 @@ import {
   parseFlags,
   SERVER_FLAGS,
   serverLimits,
+  TRAFFIC_HELP,
 } from "./args.ts";
 import type { GlobalOptions, ServerLimits } from "./args.ts";
 import type { CommandContext } from "./context.ts";
@@ -57,6 +58,7 @@ Options
   -q, --quiet        no warnings or events
   --json             events as JSON lines on stderr
   --trace            socket calls on stderr
+${TRAFFIC_HELP}
   --color WHEN       auto, always or never
   -h, --help         this help
 

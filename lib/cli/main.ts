@@ -100,6 +100,9 @@ Global options
   -q, --quiet     no warnings or events
   --json          events as one JSON object per line (stderr)
   --trace         socket calls on stderr, as the system calls they make
+  --stats         bytes each way, duration and rate of each connection
+  --hex           hex dump of the traffic on stderr (--hex-file PATH: to a file)
+  --progress      a refreshing status line on a terminal
   --color WHEN    auto, always or never (NO_COLOR is honoured)
   -h, --help      help for sockit or a command
 

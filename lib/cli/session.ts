@@ -258,7 +258,15 @@ export async function bridge(
       );
     }, Math.max(0, remaining));
   }
-  const hex = reporter.hexTap(`${conn.tag} ${conn.remoteAddress}`);
+  const echoing = other === conn;
+  const tap = reporter.hexTap(conn.id, conn.remoteAddress);
+  // Relayed into itself (echo), each chunk received is also the chunk sent back.
+  const hex = tap && echoing
+    ? (_direction: Direction, chunk: Uint8Array) => {
+      tap.onChunk(0, chunk);
+      tap.onChunk(1, chunk);
+    }
+    : tap?.onChunk;
   const expect = matcher
     ? (direction: Direction, chunk: Uint8Array) => {
       if (direction === 0 && matcher.push(chunk)) stop?.abort(new ExpectMatched());
@@ -274,17 +282,17 @@ export async function bridge(
     // Taps only when asked for: the plain relay calls nothing per chunk.
     onChunk: hex && expect
       ? (direction, chunk) => {
-        hex.onChunk(direction, chunk);
+        hex(direction, chunk);
         expect(direction, chunk);
       }
-      : hex?.onChunk ?? expect,
+      : hex ?? expect,
   });
   let code = 0;
   let reason: string | undefined;
   // --progress counts [received, sent]: relay.bytes is [conn→other, other→conn].
   const counted = {
-    get bytes() {
-      return relay.bytes;
+    get bytes(): [number, number] {
+      return echoing ? [relay.bytes[0], relay.bytes[0]] : relay.bytes;
     },
   };
   reporter.track(counted, options.sendTotal);
@@ -329,7 +337,7 @@ export async function bridge(
   }
   reporter.closed(conn.id, conn.remoteAddress, {
     // Relayed into itself (echo), the one direction is both.
-    sent: other === conn ? relay.bytes[0] : relay.bytes[1],
+    sent: echoing ? relay.bytes[0] : relay.bytes[1],
     received: relay.bytes[0],
     durationMs: Math.round(relay.elapsed),
     ...(reason ? { reason } : {}),

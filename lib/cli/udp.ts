@@ -47,7 +47,7 @@ function datagramHex(
     let tap = taps.get(remote);
     if (!tap) {
       if (taps.size >= HEX_PEERS) taps.clear();
-      tap = reporter.hexTap(`#${id} udp://${remote}`)!;
+      tap = reporter.hexTap(id, `udp://${remote}`)!;
       taps.set(remote, tap);
     }
     tap.onChunk(direction, bytes);
@@ -234,7 +234,8 @@ async function runDatagramSession(
   } catch {
     // stdout's reader is gone.
   }
-  reporter.closed(id, peer ? formatAddr(peer) : options.address, {
+  // connect names the peer as it named it in `connected`; listen names the latest peer.
+  reporter.closed(id, !options.peer && peer ? formatAddr(peer) : options.address, {
     sent,
     received,
     durationMs: Math.round(performance.now() - startedAt),

@@ -333,3 +333,29 @@ Deno.test("observe: TCP echo dumps both ways and counts what it sends; -q keeps 
   assertMatch(r.stderr, /stats 127\.0\.0\.1:\d+: sent 4 B .*, received 4 B /);
   assertMatch(r.stderr, /stats total, 1 connection: sent 4 B .*, received 4 B /);
 });
+
+Deno.test("observe: when stderr's reader goes away, the dump stops and the payload still arrives whole", async () => {
+  const payload = randomBytes(4 * 2 ** 20);
+  const server = spawnSockit(["listen", "127.0.0.1:0", "-v"], { stdin: payload });
+  const port = await server.listeningPort();
+  const dir = Deno.makeTempDirSync();
+  try {
+    const [cmd, ...prefix] = sockitCommand(NET);
+    const sockit = [cmd, ...prefix].map((a) => `'${a}'`).join(" ");
+    // stderr into `head -c 100`, which exits after 100 bytes of dump.
+    const out = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `{ ${sockit} connect 127.0.0.1:${port} --hex </dev/null 2>&1 >'${dir}/out'; echo $? >'${dir}/code'; } | head -c 100 >/dev/null`,
+      ],
+      env: CHILD_ENV,
+      stdout: "piped",
+    }).output();
+    assert(out.success);
+    assertEquals(Deno.readTextFileSync(`${dir}/code`).trim(), "0");
+    assertEquals(sha256(Deno.readFileSync(`${dir}/out`)), sha256(payload));
+    assertEquals((await server.result()).code, 0);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -140,6 +140,22 @@ Deno.test("relay: cancellation by AbortSignal closes both sides and rejects with
   right.close();
 });
 
+Deno.test("relay: a tap that throws fails the relay with its error, after the chunk was delivered", async () => {
+  const { left, right, done } = await relayed({
+    onChunk: () => {
+      throw new Error("tap broke");
+    },
+  });
+  // The relay fails as soon as the tap throws: hold its outcome from the start.
+  const outcome = done.then(() => "resolved", (err: Error) => err.message);
+  await writeAll(left, encoder.encode("x"));
+  assertEquals(decoder.decode(await readAll(right)), "x");
+  assertEquals(await outcome, "tap broke");
+  assertEquals((await readAll(left)).length, 0);
+  left.close();
+  right.close();
+});
+
 Deno.test("relay: the idle timeout fails with exit code 124", async () => {
   const { left, right, done } = await relayed({ idleTimeout: 100 });
   const started = performance.now();

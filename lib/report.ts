@@ -228,7 +228,7 @@ export class Reporter {
 
   /** Whether `--hex` is on. */
   get hexing(): boolean {
-    return this.#options.hex === true;
+    return this.#hexOut !== undefined;
   }
 
   /** Whether `--trace` is on; callers skip building trace text when it is not. */

@@ -157,7 +157,8 @@ async function runDatagramSession(
         peerKnown.resolve();
       }
       await ctx.stdout.write(buf.subarray(0, n));
-      hex?.(0, from, buf.subarray(0, n));
+      // connect's replies carry the peer as it was named, like what it sends.
+      hex?.(0, options.peer ?? from, buf.subarray(0, n));
       if (matcher?.push(buf.subarray(0, n))) end(0);
     }
   })().catch(fail);
@@ -380,7 +381,8 @@ export async function runEchoUdp(
     while (!ctx.signal.aborted) {
       const [n, from] = await sock.receive(buf);
       received += n;
-      hex?.(0, from, buf.subarray(0, n));
+      // connect's replies carry the peer as it was named, like what it sends.
+      hex?.(0, options.peer ?? from, buf.subarray(0, n));
       try {
         await sock.send(buf.subarray(0, n), from);
         sent += n;

@@ -381,8 +381,7 @@ export async function runEchoUdp(
     while (!ctx.signal.aborted) {
       const [n, from] = await sock.receive(buf);
       received += n;
-      // connect's replies carry the peer as it was named, like what it sends.
-      hex?.(0, options.peer ?? from, buf.subarray(0, n));
+      hex?.(0, from, buf.subarray(0, n));
       try {
         await sock.send(buf.subarray(0, n), from);
         sent += n;

@@ -6,11 +6,11 @@
  * @module
  */
 
+import { textSinkOf } from "./lib/cli/context.ts";
 import { main } from "./lib/cli/main.ts";
 import { SignalInterrupt } from "./lib/errors.ts";
 import { StdinReader, StdoutWriter } from "./lib/stdio.ts";
 
-const encoder = new TextEncoder();
 const stopper = new AbortController();
 let signalled = 0;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -22,6 +22,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 const stdout = new StdoutWriter();
+const stderr = textSinkOf(Deno.stderr);
 let stderrGone = false;
 const code = await main(Deno.args, {
   stdin: new StdinReader(),
@@ -31,9 +32,8 @@ const code = await main(Deno.args, {
       // Diagnostics never stop the payload: once stderr is gone (its reader
       // closed: `2>&1 | head`), they are dropped, as nc's would be.
       if (stderrGone) return;
-      const bytes = encoder.encode(text);
       try {
-        for (let at = 0; at < bytes.length;) at += Deno.stderr.writeSync(bytes.subarray(at));
+        stderr.write(text);
       } catch {
         stderrGone = true;
       }

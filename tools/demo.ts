@@ -12,12 +12,12 @@
  * @module
  */
 
+import { textSinkOf } from "../lib/cli/context.ts";
 import { seedPort } from "./seed_port.ts";
 
-const encoder = new TextEncoder();
+const stdout = textSinkOf(Deno.stdout);
 function print(text: string): void {
-  const bytes = encoder.encode(text);
-  for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  stdout.write(text);
 }
 
 const main = new URL("../main.ts", import.meta.url).pathname;

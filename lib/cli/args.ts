@@ -15,7 +15,7 @@ import { parseCidr } from "../cidr.ts";
 import type { AccessRules } from "../cidr.ts";
 import { Reporter } from "../report.ts";
 import type { TextSink } from "../report.ts";
-import type { CommandContext } from "./context.ts";
+import { type CommandContext, textSinkOf } from "./context.ts";
 
 /** One option of a command, as `node:util` parseArgs describes it. */
 export interface FlagSpec {
@@ -200,12 +200,11 @@ function openHexFile(path: string): TextSink {
   } catch (err) {
     throw toSockitError(err, "open", path);
   }
-  const encoder = new TextEncoder();
+  const sink = textSinkOf(file);
   return {
     write(text: string) {
-      const bytes = encoder.encode(text);
       try {
-        for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+        sink.write(text);
       } catch (err) {
         throw toSockitError(err, "write", path);
       }

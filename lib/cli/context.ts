@@ -10,6 +10,39 @@
 import type { Input, Output } from "../stdio.ts";
 import type { TextSink } from "../report.ts";
 
+/** Something written to synchronously: a file, `Deno.stdout`, `Deno.stderr`. */
+export interface SyncWriter {
+  /** Writes some of `p`; returns how many bytes. */
+  writeSync(p: Uint8Array): number;
+}
+
+/**
+ * A {@linkcode TextSink} that writes each text whole and synchronously to
+ * `writer` (so lines from different connections never interleave); write
+ * errors are thrown to the caller.
+ *
+ * @example Usage
+ * ```ts
+ * import { textSinkOf } from "./context.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const got: number[] = [];
+ * // A writer that takes at most 2 bytes a call.
+ * const sink = textSinkOf({ writeSync: (p) => (got.push(...p.subarray(0, 2)), Math.min(2, p.length)) });
+ * sink.write("hello");
+ * assert.deepEqual(new TextDecoder().decode(new Uint8Array(got)), "hello");
+ * ```
+ */
+export function textSinkOf(writer: SyncWriter): TextSink {
+  const encoder = new TextEncoder();
+  return {
+    write(text: string) {
+      const bytes = encoder.encode(text);
+      for (let at = 0; at < bytes.length;) at += writer.writeSync(bytes.subarray(at));
+    },
+  };
+}
+
 /** The I/O and cancellation a command runs with. */
 export interface CommandContext {
   /** Payload input (stdin). */

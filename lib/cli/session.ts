@@ -290,9 +290,11 @@ export async function bridge(
   let code = 0;
   let reason: string | undefined;
   // --progress counts [received, sent]: relay.bytes is [conn→other, other→conn].
+  // Relayed into itself (echo), the one direction is both received and sent.
+  const moved = (): [number, number] => echoing ? [relay.bytes[0], relay.bytes[0]] : relay.bytes;
   const counted = {
     get bytes(): [number, number] {
-      return echoing ? [relay.bytes[0], relay.bytes[0]] : relay.bytes;
+      return moved();
     },
   };
   reporter.track(counted, options.sendTotal);
@@ -335,10 +337,10 @@ export async function bridge(
       );
     }
   }
+  const [received, sent] = moved();
   reporter.closed(conn.id, conn.remoteAddress, {
-    // Relayed into itself (echo), the one direction is both.
-    sent: echoing ? relay.bytes[0] : relay.bytes[1],
-    received: relay.bytes[0],
+    sent,
+    received,
     durationMs: Math.round(relay.elapsed),
     ...(reason ? { reason } : {}),
   });

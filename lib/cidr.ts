@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isIPv4, isIPv6 } from "./address.ts";
+import { isIPv4, isIPv6 } from "./ip.ts";
 import { UsageError } from "./errors.ts";
 
 /** A parsed address range. */
@@ -85,7 +85,7 @@ export function ipToBigInt(address: string): [4 | 6, bigint] | undefined {
  */
 export function parseCidr(text: string): Cidr {
   const fail = (reason: string): never => {
-    throw new UsageError(`Cannot parse CIDR ${JSON.stringify(text)}: ${reason}`);
+    throw new UsageError(`cannot parse CIDR ${JSON.stringify(text)}: ${reason}`);
   };
   const slash = text.indexOf("/");
   const address = slash === -1 ? text : text.slice(0, slash);

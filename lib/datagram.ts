@@ -1,23 +1,38 @@
 /**
- * UDP sockets for `listen udp://`, `echo udp://` and `connect udp://`.
+ * UDP sockets, and the three ways a datagram socket becomes a side of the
+ * one relay ({@linkcode DatagramSide}): read is one datagram received,
+ * write is one datagram sent —
  *
- * Servers use Deno's datagram API (`Deno.listenDatagram`, which needs
+ * - `connected` (`connect udp://`): to and from one peer;
+ * - `latest-peer` (`listen udp://`): from anyone, to whoever sent last;
+ * - `reply` (`echo udp://`): each datagram goes back to its sender.
+ *
+ * Servers bind with Deno's datagram API (`Deno.listenDatagram`, behind
  * `--unstable-net`). A client should learn that nothing listens at the other
  * end: the kernel reports an ICMP "port unreachable" as ECONNREFUSED, but
  * only on a *connected* UDP socket, and Deno offers none (`node:dgram`'s
- * `connect()` only remembers the address). So the client socket is made with
- * libc through FFI — socket(), connect(), send(), poll()+recv() — when
+ * `connect()` only remembers the address). So the client socket is made
+ * with libc (`libc.ts`) — socket(), connect(), send(), poll()+recv() — when
  * `--allow-ffi` is granted; without it, sockit falls back to an unconnected
  * socket that keeps only the target's replies and cannot see refusals.
  *
  * @module
  */
 
-import { formatHost, hostOf, isIPv4, isIPv6 } from "./address.ts";
-import type { NetEndpoint } from "./address.ts";
-import { SockitError, toSockitError, UsageError } from "./errors.ts";
-import { systemLookup } from "./stream.ts";
-import type { Lookup } from "./stream.ts";
+import { nextConnectionId } from "./conn.ts";
+import { errnoError, SockitError, toSockitError, UsageError } from "./errors.ts";
+import { formatAddr, formatHost, isIPv6 } from "./ip.ts";
+import {
+  C,
+  decodeSockaddr,
+  encodeSockaddr,
+  ffiAvailable,
+  lastErrno,
+  lastError,
+  openLibc,
+} from "./libc.ts";
+import type { Libc } from "./libc.ts";
+import type { Duplex } from "./relay.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -29,6 +44,8 @@ export const RECEIVE_BUFFER = 65536;
 
 /** A UDP socket, bound or connected. */
 export interface DatagramSocket {
+  /** `U1`, `U2`, …: the tag of its trace lines. */
+  readonly tag: string;
   /** The local address, formatted. */
   readonly address: string;
   /** The largest datagram this socket's family carries. */
@@ -41,10 +58,6 @@ export interface DatagramSocket {
   close(): void;
 }
 
-function formatNet(addr: Deno.NetAddr): string {
-  return `${formatHost(addr.hostname)}:${addr.port}`;
-}
-
 function needUnstableNet(): void {
   if (typeof Deno.listenDatagram !== "function") {
     throw new SockitError("UDP needs Deno's datagram API, which is behind --unstable-net", {
@@ -55,27 +68,29 @@ function needUnstableNet(): void {
   }
 }
 
+let lastSocketId = 0;
+
 /** A datagram socket from `Deno.listenDatagram`. */
 class BoundSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
+  readonly tag: string;
   #conn: Deno.DatagramConn;
   #trace?: TraceFn;
-  #tag: string;
   #closed = false;
 
   constructor(conn: Deno.DatagramConn, family: 4 | 6, tag: string, trace?: TraceFn) {
     this.#conn = conn;
-    this.address = formatNet(conn.addr as Deno.NetAddr);
+    this.address = formatAddr(conn.addr);
     this.maxDatagram = MAX_DATAGRAM[family];
     this.#trace = trace;
-    this.#tag = tag;
+    this.tag = tag;
   }
 
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
     const [data, from] = await this.#conn.receive(buf);
     const addr = from as Deno.NetAddr;
-    this.#trace?.(this.#tag, `recvfrom(${buf.length}) = ${data.length} ${formatNet(addr)}`);
+    this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${data.length} ${formatAddr(addr)}`);
     return [data.length, addr];
   }
 
@@ -83,10 +98,10 @@ class BoundSocket implements DatagramSocket {
     if (!to) throw new Error("a bound datagram socket needs an address to send to");
     try {
       const n = await this.#conn.send(data, to);
-      this.#trace?.(this.#tag, `sendto(${data.length}, ${formatNet(to)}) = ${n}`);
+      this.#trace?.(this.tag, `sendto(${data.length}, ${formatAddr(to)}) = ${n}`);
       return n;
     } catch (err) {
-      this.#trace?.(this.#tag, `sendto(${data.length}, ${formatNet(to)}) = ${failedCall(err)}`);
+      this.#trace?.(this.tag, `sendto(${data.length}, ${formatAddr(to)}) = ${failedCall(err)}`);
       throw err;
     }
   }
@@ -94,7 +109,7 @@ class BoundSocket implements DatagramSocket {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#trace?.(this.#tag, "close()");
+    this.#trace?.(this.tag, "close()");
     try {
       this.#conn.close();
     } catch {
@@ -103,40 +118,38 @@ class BoundSocket implements DatagramSocket {
   }
 }
 
-let lastSocketId = 0;
-
 /** Options of {@linkcode bindDatagram} and {@linkcode connectDatagram}. */
 export interface DatagramOptions {
-  /** For the port-only form or a host name: IPv4 (`4`) or IPv6 (`6`). */
-  family?: 4 | 6;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
-  /** The resolver for host names. */
-  lookup?: Lookup;
 }
 
 /**
- * Binds a UDP socket (port 0: any free port) with `Deno.listenDatagram`.
+ * Binds a UDP socket to an IP address (port 0: any free port) with
+ * `Deno.listenDatagram`.
  *
  * @example Usage
  * ```ts
  * import { bindDatagram } from "./datagram.ts";
  * import assert from "node:assert/strict";
  *
- * const sock = bindDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const sock = bindDatagram("127.0.0.1", 0);
  * assert.match(sock.address, /^127\.0\.0\.1:\d+$/);
  * sock.close();
  * ```
  */
-export function bindDatagram(endpoint: NetEndpoint, options: DatagramOptions = {}): DatagramSocket {
+export function bindDatagram(
+  hostname: string,
+  port: number,
+  options: DatagramOptions = {},
+): DatagramSocket {
   needUnstableNet();
-  const hostname = hostOf(endpoint, "listen", options.family);
   const family = isIPv6(hostname) ? 6 : 4;
   const tag = `U${++lastSocketId}`;
-  const requested = `${formatHost(hostname)}:${endpoint.port}`;
+  const requested = `${formatHost(hostname)}:${port}`;
   options.trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
   try {
-    const conn = Deno.listenDatagram({ transport: "udp", hostname, port: endpoint.port });
+    const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
     options.trace?.(tag, `bind(${requested}) = 0`);
     return new BoundSocket(conn, family, tag, options.trace);
   } catch (err) {
@@ -145,121 +158,15 @@ export function bindDatagram(endpoint: NetEndpoint, options: DatagramOptions = {
   }
 }
 
-// ---- a connected socket through libc -----------------------------------------
-
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_ERROR = 4;
-const POLLIN = 1;
-const MSG_DONTWAIT = 0x40;
-const ERRNO: Record<number, string> = {
-  111: "ConnectionRefused",
-  90: "EMSGSIZE",
-  101: "NetworkUnreachable",
-  113: "HostUnreachable",
-  11: "EAGAIN",
-};
-
-const LIBC_SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
-
-type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
-let libc: Libc | undefined;
-
-function openLibc(): Libc {
-  libc ??= Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
-  return libc;
-}
-
-function errno(c: Libc): number {
-  const ptr = c.__errno_location();
-  return ptr ? new Deno.UnsafePointerView(ptr).getInt32() : 0;
-}
-
-/** An OS error number as the Deno error sockit maps elsewhere. */
-function osError(code: number): Error {
-  const name = ERRNO[code];
-  const Ctor = name
-    ? (Deno.errors as unknown as Record<string, ErrorConstructor>)[name]
-    : undefined;
-  if (Ctor) return new Ctor(`os error ${code}`);
-  const err = new Error(
-    name === "EMSGSIZE" ? "Message too long (os error 90)" : `os error ${code}`,
-  );
-  (err as { code?: string }).code = name;
-  return err;
-}
-
-function sockaddr(hostname: string, port: number): Uint8Array {
-  if (isIPv4(hostname)) {
-    const buf = new Uint8Array(16);
-    const view = new DataView(buf.buffer);
-    view.setUint16(0, AF_INET, true);
-    view.setUint16(2, port, false);
-    hostname.split(".").forEach((part, i) => (buf[4 + i] = Number(part)));
-    return buf;
-  }
-  const buf = new Uint8Array(28);
-  const view = new DataView(buf.buffer);
-  view.setUint16(0, AF_INET6, true);
-  view.setUint16(2, port, false);
-  const groups = expandIPv6(hostname);
-  groups.forEach((g, i) => view.setUint16(8 + 2 * i, g, false));
-  return buf;
-}
-
-/** The eight 16-bit groups of an IPv6 literal (no zone). */
-function expandIPv6(address: string): number[] {
-  let text = address.split("%")[0];
-  let tail: number[] = [];
-  const lastColon = text.lastIndexOf(":");
-  if (text.slice(lastColon + 1).includes(".")) {
-    const [a, b, c, d] = text.slice(lastColon + 1).split(".").map(Number);
-    tail = [(a << 8) | b, (c << 8) | d];
-    text = text.slice(0, lastColon + 1);
-    if (!text.endsWith("::")) text = text.slice(0, -1);
-  }
-  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)));
-  const gap = text.indexOf("::");
-  if (gap === -1) return [...parse(text), ...tail];
-  const front = parse(text.slice(0, gap));
-  const back = [...parse(text.slice(gap + 2)), ...tail];
-  return [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
-}
-
-function readSockaddr(buf: Uint8Array): Deno.NetAddr {
-  const view = new DataView(buf.buffer, buf.byteOffset);
-  const family = view.getUint16(0, true);
-  const port = view.getUint16(2, false);
-  if (family === AF_INET) {
-    return { transport: "udp", hostname: [...buf.subarray(4, 8)].join("."), port };
-  }
-  const groups = Array.from({ length: 8 }, (_, i) => view.getUint16(8 + 2 * i, false).toString(16));
-  const hostname = groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::").replace(/:{3,}/, "::");
-  return { transport: "udp", hostname, port };
-}
-
 /** A UDP socket connected with connect(2): refusals by ICMP are reported. */
 class ConnectedSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
+  readonly tag: string;
   #c: Libc;
   #fd: number;
   #peer: Deno.NetAddr;
   #trace?: TraceFn;
-  #tag: string;
   #closed = false;
   #polling = false;
   #pollfd = new Uint8Array(8);
@@ -276,15 +183,16 @@ class ConnectedSocket implements DatagramSocket {
     this.#fd = fd;
     this.#peer = peer;
     this.maxDatagram = MAX_DATAGRAM[family];
-    this.#tag = tag;
+    this.tag = tag;
     this.#trace = trace;
     const local = new Uint8Array(28);
     const len = new Uint32Array([28]);
     c.getsockname(fd, local, new Uint8Array(len.buffer));
-    this.address = formatNet(readSockaddr(local));
+    const { hostname, port } = decodeSockaddr(local);
+    this.address = `${formatHost(hostname)}:${port}`;
     const view = new DataView(this.#pollfd.buffer);
     view.setInt32(0, fd, true);
-    view.setInt16(4, POLLIN, true);
+    view.setInt16(4, C.POLLIN, true);
   }
 
   /** A pending error (e.g. ECONNREFUSED from an ICMP port unreachable), cleared by reading it. */
@@ -293,8 +201,8 @@ class ConnectedSocket implements DatagramSocket {
     const len = new Uint32Array([4]);
     this.#c.getsockopt(
       this.#fd,
-      SOL_SOCKET,
-      SO_ERROR,
+      C.SOL_SOCKET,
+      C.SO_ERROR,
       new Uint8Array(value.buffer),
       new Uint8Array(len.buffer),
     );
@@ -315,20 +223,18 @@ class ConnectedSocket implements DatagramSocket {
       if (ready <= 0) continue;
       const pending = this.#pendingError();
       if (pending) {
-        this.#trace?.(
-          this.#tag,
-          `recv(${buf.length}) = -1 ${pending === 111 ? "ECONNREFUSED" : pending}`,
-        );
-        throw osError(pending);
+        const err = errnoError(pending);
+        this.#trace?.(this.tag, `recv(${buf.length}) = ${failedCall(err)}`);
+        throw err;
       }
-      const n = Number(this.#c.recv(this.#fd, buf, BigInt(buf.length), MSG_DONTWAIT));
+      const n = Number(this.#c.recv(this.#fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
       if (n < 0) {
-        const code = errno(this.#c);
-        if (code === 11) continue;
-        this.#trace?.(this.#tag, `recv(${buf.length}) = -1 ${code}`);
-        throw osError(code);
+        if (lastErrno(this.#c) === C.EAGAIN) continue;
+        const err = lastError(this.#c);
+        this.#trace?.(this.tag, `recv(${buf.length}) = ${failedCall(err)}`);
+        throw err;
       }
-      this.#trace?.(this.#tag, `recv(${buf.length}) = ${n}`);
+      this.#trace?.(this.tag, `recv(${buf.length}) = ${n}`);
       return [n, this.#peer];
     }
   }
@@ -336,18 +242,18 @@ class ConnectedSocket implements DatagramSocket {
   send(data: Uint8Array): Promise<number> {
     const n = Number(this.#c.send(this.#fd, data, BigInt(data.length), 0));
     if (n < 0) {
-      const err = osError(errno(this.#c));
-      this.#trace?.(this.#tag, `send(${data.length}) = ${failedCall(err)}`);
+      const err = lastError(this.#c);
+      this.#trace?.(this.tag, `send(${data.length}) = ${failedCall(err)}`);
       return Promise.reject(err);
     }
-    this.#trace?.(this.#tag, `send(${data.length}) = ${n}`);
+    this.#trace?.(this.tag, `send(${data.length}) = ${n}`);
     return Promise.resolve(n);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#trace?.(this.#tag, "close()");
+    this.#trace?.(this.tag, "close()");
     // A poll in flight still uses the descriptor: it is closed when that returns.
     if (!this.#polling) this.#release();
   }
@@ -362,6 +268,7 @@ class ConnectedSocket implements DatagramSocket {
 class PeerSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
+  readonly tag: string;
   #inner: DatagramSocket;
   #peer: Deno.NetAddr;
 
@@ -370,6 +277,7 @@ class PeerSocket implements DatagramSocket {
     this.#peer = peer;
     this.address = inner.address;
     this.maxDatagram = inner.maxDatagram;
+    this.tag = inner.tag;
   }
 
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
@@ -388,26 +296,34 @@ class PeerSocket implements DatagramSocket {
   }
 }
 
-/** Whether connected UDP sockets (and so ICMP refusals) are available. */
+/**
+ * Whether connected UDP sockets (and so ICMP refusals) are available.
+ *
+ * @example Usage
+ * ```ts
+ * import { canConnectDatagram } from "./datagram.ts";
+ *
+ * console.assert(typeof canConnectDatagram() === "boolean");
+ * ```
+ */
 export function canConnectDatagram(): boolean {
-  return Deno.build.os === "linux" &&
-    Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  return ffiAvailable();
 }
 
 /**
- * A UDP socket for talking to `endpoint`: connected through libc when
- * `--allow-ffi` is granted (ICMP port unreachable then rejects `receive()`
- * or `send()` with ConnectionRefused), else an unconnected socket that keeps
- * only the peer's datagrams.
+ * A UDP socket for talking to one peer (an IP literal): connected through
+ * libc when `--allow-ffi` is granted (ICMP port unreachable then rejects
+ * `receive()` or `send()` with ConnectionRefused), else an unconnected
+ * socket that keeps only the peer's datagrams.
  *
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram } from "./datagram.ts";
  * import assert from "node:assert/strict";
  *
- * const server = bindDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const server = bindDatagram("127.0.0.1", 0);
  * const port = Number(server.address.split(":")[1]);
- * const client = await connectDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+ * const client = connectDatagram("127.0.0.1", port);
  * await client.send(new TextEncoder().encode("hi"));
  * const buf = new Uint8Array(16);
  * const [n, from] = await server.receive(buf);
@@ -418,50 +334,238 @@ export function canConnectDatagram(): boolean {
  * server.close();
  * ```
  */
-export async function connectDatagram(
-  endpoint: NetEndpoint,
+export function connectDatagram(
+  hostname: string,
+  port: number,
   options: DatagramOptions = {},
-): Promise<DatagramSocket> {
-  const host = hostOf(endpoint, "connect", options.family);
-  const address = `udp://${formatHost(host)}:${endpoint.port}`;
-  let hostname = host;
-  if (!isIPv4(host) && !isIPv6(host)) {
-    try {
-      hostname = (await (options.lookup ?? systemLookup)(host, options.family))[0];
-    } catch (err) {
-      throw toSockitError(err, "connect", address);
-    }
-    if (!hostname) {
-      throw new SockitError("name not found", { op: "connect", address, code: "ENOTFOUND" });
-    }
-  } else if (options.family && options.family !== (isIPv4(host) ? 4 : 6)) {
-    throw new UsageError(
-      `${address}: an IPv${isIPv4(host) ? 4 : 6} address, but -${options.family} was given`,
-    );
-  }
+): DatagramSocket {
   const family = isIPv6(hostname) ? 6 : 4;
-  const peer: Deno.NetAddr = { transport: "udp", hostname, port: endpoint.port };
-  const tag = `U${++lastSocketId}`;
+  const peer: Deno.NetAddr = { transport: "udp", hostname, port };
+  const address = `udp://${formatHost(hostname)}:${port}`;
   const trace = options.trace;
   if (!canConnectDatagram()) {
-    const bound = bindDatagram({
-      transport: "udp",
-      hostname: family === 6 ? "::" : "0.0.0.0",
-      port: 0,
-    }, { trace });
+    const bound = bindDatagram(family === 6 ? "::" : "0.0.0.0", 0, { trace });
     return new PeerSocket(bound, peer);
   }
+  const tag = `U${++lastSocketId}`;
   const c = openLibc();
   trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
-  const fd = c.socket(family === 6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw toSockitError(osError(errno(c)), "connect", address);
-  const sa = sockaddr(hostname, endpoint.port);
+  const fd = c.socket(family === 6 ? C.AF_INET6 : C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) throw toSockitError(lastError(c), "connect", address);
+  const sa = encodeSockaddr(hostname, port);
   if (c.connect(fd, sa, sa.length) < 0) {
-    const err = osError(errno(c));
-    trace?.(tag, `connect(${formatNet(peer)}) = ${failedCall(err)}`);
+    const err = lastError(c);
+    trace?.(tag, `connect(${formatAddr(peer)}) = ${failedCall(err)}`);
     c.close(fd);
     throw toSockitError(err, "connect", address);
   }
-  trace?.(tag, `connect(${formatNet(peer)}) = 0`);
+  trace?.(tag, `connect(${formatAddr(peer)}) = 0`);
   return new ConnectedSocket(c, fd, peer, family, tag, trace);
+}
+
+/** How a {@linkcode DatagramSide} picks the peer it sends to. */
+export type DatagramMode = "connected" | "latest-peer" | "reply";
+
+/** Options of {@linkcode DatagramSide}. */
+export interface DatagramSideOptions {
+  /** How the peer is chosen (see the module text). */
+  mode: DatagramMode;
+  /** The peer's name in messages for a connected socket (`udp://localhost:53`). */
+  peerName?: string;
+  /** Called when a datagram comes from a peer that differs from the previous one. */
+  onPeer?: (peer: Deno.NetAddr) => void;
+  /**
+   * A server's choice: a datagram that cannot be sent is reported here and
+   * dropped, instead of failing the relay.
+   */
+  onSendError?: (error: unknown, peer: Deno.NetAddr) => void;
+}
+
+/**
+ * A datagram socket as a {@linkcode Duplex} for the relay: `read()` is one
+ * datagram (the relay reads with a {@linkcode RECEIVE_BUFFER}-sized buffer,
+ * {@linkcode DatagramSide.readSize}), `write()` sends one datagram — one too
+ * large for UDP is refused with a usage error naming the limit.
+ * `closeWrite()` does nothing: datagrams have no half-close.
+ * `cancelRead(linger)` ends reading once no datagram has come for `linger`
+ * ms (how `connect udp://` waits for replies after its input ended).
+ *
+ * @example Usage
+ * ```ts
+ * import { bindDatagram, connectDatagram, DatagramSide } from "./datagram.ts";
+ * import { relay } from "./relay.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // An echo server: datagrams relayed into their own socket go back to their senders.
+ * const server = new DatagramSide(bindDatagram("127.0.0.1", 0), { mode: "reply" });
+ * const echoed = relay(server, server, {});
+ * const client = connectDatagram("127.0.0.1", Number(server.localAddress.split(":")[1]));
+ * await client.send(new TextEncoder().encode("ping"));
+ * const buf = new Uint8Array(16);
+ * const [n] = await client.receive(buf);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, n)), "ping");
+ * client.close();
+ * server.close();
+ * await echoed.catch(() => {});
+ * ```
+ */
+export class DatagramSide implements Duplex, Disposable {
+  /** Connection number, for events and `--hex`. */
+  readonly id: number = nextConnectionId();
+  /** The relay reads datagrams with a buffer this large. */
+  readonly readSize: number = RECEIVE_BUFFER;
+  /** The socket. */
+  readonly socket: DatagramSocket;
+  /** When the side was opened (`performance.now()`). */
+  readonly openedAt: number = performance.now();
+  #options: DatagramSideOptions;
+  #peer?: Deno.NetAddr;
+  #peerKnown = Promise.withResolvers<void>();
+  #pending?: Promise<[number, Deno.NetAddr]>;
+  #pendingBuf?: Uint8Array;
+  #linger?: number;
+  #wake = Promise.withResolvers<void>();
+  #closed = false;
+
+  /** Wraps `socket`; the side owns it from now on. */
+  constructor(socket: DatagramSocket, options: DatagramSideOptions) {
+    this.socket = socket;
+    this.#options = options;
+    if (options.mode === "connected") this.#peerKnown.resolve();
+  }
+
+  /** The local address, formatted. */
+  get localAddress(): string {
+    return this.socket.address;
+  }
+
+  /** The peer now (the latest sender), formatted; the peer's name for a connected socket. */
+  get remoteAddress(): string {
+    if (this.#options.mode === "connected") return this.#options.peerName ?? "";
+    return this.#peer ? `udp://${formatAddr(this.#peer)}` : `udp://${this.socket.address}`;
+  }
+
+  /** The name of this side in messages. */
+  get label(): string {
+    return this.remoteAddress;
+  }
+
+  /** The largest datagram this side carries. */
+  get maxDatagram(): number {
+    return this.socket.maxDatagram;
+  }
+
+  /** Receives one datagram into `p` (of at least {@linkcode RECEIVE_BUFFER} bytes). */
+  async read(p: Uint8Array): Promise<number | null> {
+    for (;;) {
+      if (this.#closed) return null;
+      if (!this.#pending) {
+        // Deno truncates a datagram to the buffer silently: always offer room for the largest.
+        this.#pendingBuf = p.length >= RECEIVE_BUFFER ? p : new Uint8Array(RECEIVE_BUFFER);
+        this.#pending = this.socket.receive(this.#pendingBuf);
+        this.#pending.catch(() => {});
+      }
+      const pending = this.#pending;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waits: Promise<"quiet" | "woken" | [number, Deno.NetAddr]>[] = [
+        pending,
+        this.#wake.promise.then(() => "woken" as const),
+      ];
+      if (this.#linger !== undefined) {
+        waits.push(
+          new Promise((resolve) => (timer = setTimeout(() => resolve("quiet"), this.#linger))),
+        );
+      }
+      let result: "quiet" | "woken" | [number, Deno.NetAddr];
+      try {
+        result = await Promise.race(waits);
+      } catch (err) {
+        this.#pending = undefined;
+        if (this.#closed) return null;
+        throw this.#named(err);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (result === "quiet") return null;
+      if (result === "woken") continue;
+      this.#pending = undefined;
+      const [n, from] = result;
+      if (this.#pendingBuf !== p) p.set(this.#pendingBuf!.subarray(0, Math.min(n, p.length)));
+      if (this.#options.mode !== "connected") {
+        if (!this.#peer || this.#peer.hostname !== from.hostname || this.#peer.port !== from.port) {
+          this.#peer = from;
+          this.#options.onPeer?.(from);
+        }
+        this.#peerKnown.resolve();
+      }
+      return n;
+    }
+  }
+
+  /**
+   * Sends `p` as one datagram: to the connected peer, or the latest sender
+   * (waiting for the first one to show up).
+   */
+  async write(p: Uint8Array): Promise<number> {
+    if (p.length > this.socket.maxDatagram) {
+      throw new UsageError(
+        `a UDP datagram carries at most ${this.socket.maxDatagram} bytes; the input gave ${p.length} bytes`,
+      );
+    }
+    if (this.#options.mode === "connected") {
+      try {
+        return await this.socket.send(p);
+      } catch (err) {
+        throw this.#named(err);
+      }
+    }
+    await this.#peerKnown.promise;
+    const peer = this.#peer;
+    if (this.#closed || !peer) throw new Deno.errors.Interrupted("operation canceled");
+    const onError = this.#options.onSendError;
+    if (!onError) return await this.socket.send(p, peer);
+    try {
+      await this.socket.send(p, peer);
+    } catch (err) {
+      onError(err, peer);
+    }
+    return p.length;
+  }
+
+  /**
+   * A connected socket's error (an ICMP refusal above all) says that the
+   * peer cannot be reached: it is reported as a failure to connect to it.
+   */
+  #named(err: unknown): unknown {
+    return this.#options.mode === "connected"
+      ? toSockitError(err, "connect", this.#options.peerName)
+      : err;
+  }
+
+  /** Nothing to shut down: a datagram socket has no half-close. */
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Ends reading once no datagram has come for `linger` ms (at once for 0). */
+  cancelRead(linger = 0): void {
+    this.#linger = Math.min(this.#linger ?? linger, linger);
+    const wake = this.#wake;
+    this.#wake = Promise.withResolvers<void>();
+    wake.resolve();
+  }
+
+  /** Closes the socket; a pending read ends. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#peerKnown.resolve();
+    this.socket.close();
+    this.#wake.resolve();
+  }
+
+  /** Closes the socket (`using side = …`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }

@@ -20,21 +20,21 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
  * assert.deepEqual(parseDuration("250ms"), 250);
  * assert.deepEqual(parseDuration("1.5"), 1500);
  * assert.deepEqual(parseDuration("1m"), 60_000);
- * assert.throws(() => parseDuration("soon"), /Cannot parse duration "soon"/);
+ * assert.throws(() => parseDuration("soon"), /cannot parse duration "soon"/);
  * ```
  */
 export function parseDuration(input: string): number {
   const m = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)?$/.exec(input.trim());
   if (!m) {
     throw new UsageError(
-      `Cannot parse duration ${
+      `cannot parse duration ${
         JSON.stringify(input)
       }: expected a number with an optional unit ms, s, m or h (e.g. 250ms, 2s)`,
     );
   }
   const ms = Number(m[1]) * UNITS[m[2] ?? "s"];
   if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) {
-    throw new UsageError(`Cannot parse duration ${JSON.stringify(input)}: too long`);
+    throw new UsageError(`cannot parse duration ${JSON.stringify(input)}: too long`);
   }
   return Math.round(ms);
 }

@@ -1,11 +1,13 @@
 /**
- * Error types and exit codes (DESIGN §5). Every failure sockit reports is one
+ * Error types and exit codes (the README's exit status table). Every failure sockit reports is one
  * of these, so the CLI maps an error to its exit code in one place.
  *
  * @module
  */
 
-/** Exit codes of the `sockit` command, as in DESIGN §5. */
+import { getSystemErrorMap } from "node:util";
+
+/** Exit codes of the `sockit` command, as in the README's exit status table. */
 export const ExitCode = {
   /** Success. */
   Ok: 0,
@@ -277,4 +279,64 @@ function flagScope(flag: string, what: string): string {
 export function exitCodeOf(error: unknown): number {
   const code = (error as { exitCode?: unknown } | null)?.exitCode;
   return typeof code === "number" ? code : ExitCode.Failure;
+}
+
+/**
+ * Rebuilds an error that crossed a thread boundary as `{name, message}`
+ * (from a worker) as the Deno error class of that name, so that
+ * {@linkcode toSockitError} maps it like the original.
+ *
+ * @example Usage
+ * ```ts
+ * import { rebuildError } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(rebuildError("BrokenPipe", "Broken pipe (os error 32)") instanceof Deno.errors.BrokenPipe);
+ * assert.equal(rebuildError("Nonsense", "x").constructor, Error);
+ * ```
+ */
+export function rebuildError(name: string | undefined, message: string | undefined): Error {
+  const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor | undefined>)[name ?? ""];
+  return new (Ctor ?? Error)(message ?? "failed");
+}
+
+/** The Deno error class for an errno name, where Deno has one. */
+const DENO_ERROR_OF: Record<string, string> = {
+  ECONNREFUSED: "ConnectionRefused",
+  ECONNRESET: "ConnectionReset",
+  ECONNABORTED: "ConnectionAborted",
+  ENOTCONN: "NotConnected",
+  EADDRINUSE: "AddrInUse",
+  EADDRNOTAVAIL: "AddrNotAvailable",
+  EPIPE: "BrokenPipe",
+  ETIMEDOUT: "TimedOut",
+  ENOENT: "NotFound",
+  EACCES: "PermissionDenied",
+  EPERM: "PermissionDenied",
+  ENETUNREACH: "NetworkUnreachable",
+  EHOSTUNREACH: "HostUnreachable",
+  EINTR: "Interrupted",
+  EAGAIN: "WouldBlock",
+};
+
+/**
+ * An OS error number (as libc's `errno` gives it to FFI code) as the error
+ * Deno itself would throw for it, so that one mapping turns every failure
+ * into words. Unknown numbers keep their name as `code` (`EMSGSIZE`).
+ *
+ * @example Usage
+ * ```ts
+ * import { errnoError, toSockitError } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(errnoError(111) instanceof Deno.errors.ConnectionRefused);
+ * assert.equal(toSockitError(errnoError(90), "send").code, "EMSGSIZE");
+ * ```
+ */
+export function errnoError(errno: number): Error {
+  const [name, description] = getSystemErrorMap().get(-errno) ?? [`errno ${errno}`, "error"];
+  const message = `${description} (os error ${errno})`;
+  const denoName = DENO_ERROR_OF[name];
+  if (denoName) return rebuildError(denoName, message);
+  return Object.assign(new Error(message), { code: name });
 }

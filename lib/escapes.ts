@@ -46,7 +46,7 @@ export function decodeEscapes(text: string): Uint8Array {
     }
     const next = text[i + 1];
     if (next === undefined) {
-      throw new UsageError(`Cannot parse ${JSON.stringify(text)}: a lone "\\" at the end`);
+      throw new UsageError(`cannot parse ${JSON.stringify(text)}: a lone "\\" at the end`);
     }
     flush();
     if (next in SIMPLE) {
@@ -57,7 +57,7 @@ export function decodeEscapes(text: string): Uint8Array {
       i += 3;
     } else {
       throw new UsageError(
-        `Cannot parse ${JSON.stringify(text)}: unknown escape "\\${next}" ` +
+        `cannot parse ${JSON.stringify(text)}: unknown escape "\\${next}" ` +
           `(known: \\n \\r \\t \\0 \\e \\a \\\\ \\xHH)`,
       );
     }

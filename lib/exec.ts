@@ -37,7 +37,7 @@ export function splitCommand(text: string): string[] {
     if (c === "'") {
       const end = text.indexOf("'", i + 1);
       if (end === -1) {
-        throw new UsageError(`Cannot parse command ${JSON.stringify(text)}: unterminated '`);
+        throw new UsageError(`cannot parse command ${JSON.stringify(text)}: unterminated '`);
       }
       word += text.slice(i + 1, end);
       inWord = true;
@@ -49,14 +49,14 @@ export function splitCommand(text: string): string[] {
         word += text[j];
       }
       if (j >= text.length) {
-        throw new UsageError(`Cannot parse command ${JSON.stringify(text)}: unterminated "`);
+        throw new UsageError(`cannot parse command ${JSON.stringify(text)}: unterminated "`);
       }
       inWord = true;
       i = j;
     } else if (c === "\\") {
       if (i + 1 >= text.length) {
         throw new UsageError(
-          `Cannot parse command ${JSON.stringify(text)}: a lone "\\" at the end`,
+          `cannot parse command ${JSON.stringify(text)}: a lone "\\" at the end`,
         );
       }
       word += text[++i];
@@ -103,7 +103,7 @@ export interface ChildOptions {
  * child.close();
  * ```
  */
-export class ChildStream implements Duplex {
+export class ChildStream implements Duplex, Disposable {
   /** The running child. */
   readonly process: Deno.ChildProcess;
   /** `exec PROG`, for messages. */
@@ -212,6 +212,10 @@ export class ChildStream implements Duplex {
     }
     this.#reader.cancel().catch(() => {});
     if (!this.#inputGone) this.#writer.abort().catch(() => {});
+  }
+  /** Ends the child and releases its pipes (`using child = …`). */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * Human units for diagnostics: bytes, durations and rates. Used by every
- * event message so that they read the same everywhere.
+ * How sockit writes figures and records: bytes, durations and rates in
+ * human units (every event message reads the same), and JSON lines.
  *
  * @module
  */
@@ -78,4 +78,20 @@ export function formatRate(bytes: number, ms: number): string {
 function trim(value: number): string {
   const digits = Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2;
   return String(Number(value.toFixed(digits)));
+}
+
+/**
+ * One JSON line: `{"event": …, "time": …, …fields}`. Events (stderr) and the
+ * results of `wait` and `scan` (stdout) share it.
+ *
+ * @example Usage
+ * ```ts
+ * import { jsonLine } from "./format.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(JSON.parse(jsonLine("port", { port: 22 })).port, 22);
+ * ```
+ */
+export function jsonLine(event: string, fields: Record<string, unknown>): string {
+  return JSON.stringify({ event, time: new Date().toISOString(), ...fields }) + "\n";
 }

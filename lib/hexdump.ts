@@ -17,6 +17,8 @@
  * @module
  */
 
+import { jsonLine } from "./format.ts";
+
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 /**
@@ -148,4 +150,88 @@ export class HexTap {
     }
     this.#offsets[direction] += chunk.length;
   };
+}
+
+/** Peers whose offsets a {@linkcode HexDumper} tap remembers; beyond it they start again from 0. */
+export const HEX_PEERS = 256;
+
+/** Options of {@linkcode HexDumper}. */
+export interface HexDumperOptions {
+  /** Each 4 KiB slice as a `hex` JSON line instead of text. */
+  json?: boolean;
+  /** Called once when the sink fails; the dump stops, the payload goes on. */
+  onFailure?: (error: unknown) => void;
+}
+
+/**
+ * Makes the `--hex` taps of a command: one per transfer, labelled with the
+ * connection and its peer. A datagram side's peer changes from datagram to
+ * datagram, so offsets are counted per peer (for {@linkcode HEX_PEERS}
+ * peers). A sink that fails is not written again: the dump stops, the
+ * payload goes on.
+ *
+ * @example Usage
+ * ```ts
+ * import { HexDumper } from "./hexdump.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let out = "";
+ * const dumper = new HexDumper({ write: (t) => out += t });
+ * const tap = dumper.tap({ id: 1, remoteAddress: "127.0.0.1:8888" });
+ * tap(1, new TextEncoder().encode("hi"));
+ * assert.match(out, /^> #1 127\.0\.0\.1:8888 2 bytes\n00000000  68 69 /);
+ * ```
+ */
+export class HexDumper {
+  #sink: HexSink;
+  #options: HexDumperOptions;
+  #failed = false;
+
+  /** Dumps into `sink`. */
+  constructor(sink: HexSink, options: HexDumperOptions = {}) {
+    this.#options = options;
+    this.#sink = {
+      write: (text) => {
+        if (this.#failed) return;
+        try {
+          sink.write(text);
+        } catch (err) {
+          this.#failed = true;
+          options.onFailure?.(err);
+        }
+      },
+    };
+  }
+
+  /** A tap for the transfer with `peer`: feed it each chunk (0 received, 1 sent). */
+  tap(peer: { readonly id: number; readonly remoteAddress: string }): (
+    direction: 0 | 1,
+    chunk: Uint8Array,
+  ) => void {
+    const taps = new Map<string, HexTap>();
+    return (direction, chunk) => {
+      // Read at each chunk: a datagram side's peer is whoever sent last.
+      const remote = peer.remoteAddress;
+      let tap = taps.get(remote);
+      if (!tap) {
+        if (taps.size >= HEX_PEERS) taps.clear();
+        tap = new HexTap(this.#sink, `#${peer.id} ${remote}`, this.#jsonFormat(peer.id, remote));
+        taps.set(remote, tap);
+      }
+      tap.onChunk(direction, chunk);
+    };
+  }
+
+  #jsonFormat(conn: number, remote: string): HexSliceFormat | undefined {
+    if (!this.#options.json) return undefined;
+    return (direction, slice, offset) =>
+      jsonLine("hex", {
+        conn,
+        remote,
+        direction: direction === ">" ? "sent" : "received",
+        offset,
+        length: slice.length,
+        data: hexString(slice),
+      });
+  }
 }

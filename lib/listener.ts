@@ -1,15 +1,17 @@
 /**
- * Listening sockets: `Deno.listen` for TCP and Unix behind one listener
- * type, reporting the real bound address, tracing bind/listen/accept, and
- * taking care of Unix socket files.
+ * Listening stream sockets: `Deno.listen` (TCP, Unix) and `Deno.listenTls`
+ * behind one listener type that reports the real bound address, traces
+ * bind/listen/accept, hands out {@linkcode Connection}s, and takes care of
+ * Unix socket files (a stale one is replaced; the one it made is removed).
+ * Which of these an endpoint gets is the transport table's business
+ * (`transports.ts`).
  *
  * @module
  */
 
-import { formatAddr, formatHost, hostOf, isIPv4, isIPv6 } from "./address.ts";
-import type { Endpoint } from "./address.ts";
-import { SockitError, toSockitError, UsageError } from "./errors.ts";
-import { SocketStream, systemLookup } from "./stream.ts";
+import { Connection } from "./conn.ts";
+import { SockitError, toSockitError } from "./errors.ts";
+import { formatAddr, formatHost } from "./ip.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -21,37 +23,44 @@ export const LISTEN_BACKLOG = 511;
 /** Deno's listen backlog for Unix sockets (`listen(fd, 1024)`). */
 export const UNIX_LISTEN_BACKLOG = 1024;
 
-/** Options of {@linkcode listen}. */
-export interface ListenOptions {
-  /** For the port-only form: bind `127.0.0.1` (`4`, default) or `::1` (`6`). */
-  family?: 4 | 6;
+/** A server's certificate and key (PEM text), and the ALPN protocols it accepts. */
+export interface ServerTls {
+  /** Certificate chain, PEM. */
+  cert: string;
+  /** Private key, PEM. */
+  key: string;
+  /** ALPN protocols to accept. */
+  alpn?: string[];
+}
+
+/** Options of {@linkcode listenTcp} and {@linkcode listenUnix}. */
+export interface ListenerOptions {
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
+  /** Serve TLS with this certificate (TCP only). */
+  tls?: ServerTls;
   /**
    * Called when a Unix socket file left by a process that is gone was
    * removed so that the path could be bound again.
    */
   onStaleSocket?: (path: string) => void;
-  /** Serve TLS with this certificate and key (PEM text); `tls://` endpoints need it. */
-  tls?: { cert: string; key: string; alpn?: string[] };
 }
 
 /**
  * A listening socket. {@linkcode Listener.accept} returns each connection as
- * a {@linkcode SocketStream}; {@linkcode Listener.close} stops listening and
+ * a {@linkcode Connection}; {@linkcode Listener.close} stops listening and
  * removes the Unix socket file the listener created.
  *
  * @example Usage
  * ```ts
- * import { listen } from "./listener.ts";
+ * import { listenTcp } from "./listener.ts";
  * import assert from "node:assert/strict";
  *
- * const listener = await listen({ transport: "tcp", port: 0 });
+ * using listener = listenTcp("127.0.0.1", 0);
  * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
- * listener.close();
  * ```
  */
-export class Listener {
+export class Listener implements Disposable {
   /** `L1`, `L2`, …: the tag of trace lines. */
   readonly tag: string;
   /** The bound address, formatted (`127.0.0.1:41663`, `unix:/tmp/s.sock`). */
@@ -65,12 +74,12 @@ export class Listener {
   #trace?: TraceFn;
   #closed = false;
 
-  /** Wraps a Deno listener; {@linkcode listen} is the usual way to get one. */
+  /** Wraps a Deno listener; {@linkcode listenTcp} and {@linkcode listenUnix} make them. */
   constructor(
     listener: Deno.Listener,
-    options: { trace?: TraceFn; unixPath?: string; tls?: boolean } = {},
+    options: { tag: string; trace?: TraceFn; unixPath?: string; tls?: boolean },
   ) {
-    this.tag = `L${++lastListenerId}`;
+    this.tag = options.tag;
     this.#listener = listener;
     this.addr = listener.addr;
     this.address = formatAddr(listener.addr);
@@ -85,19 +94,17 @@ export class Listener {
   }
 
   /** Waits for the next connection. Rejects once the listener is closed. */
-  async accept(): Promise<SocketStream> {
+  async accept(): Promise<Connection> {
     let conn: Deno.Conn;
     try {
       conn = await this.#listener.accept();
     } catch (err) {
       if (!this.#closed) this.#trace?.(this.tag, `accept() = ${failedCall(err)}`);
-      throw this.#closed ? new SockitError("listener closed", { op: "accept" }) : toSockitError(
-        err,
-        "accept",
-        this.address,
-      );
+      throw this.#closed
+        ? new SockitError("listener closed", { op: "accept" })
+        : toSockitError(err, "accept", this.address);
     }
-    const stream = SocketStream.from(conn, { trace: this.#trace, tls: this.transport === "tls" });
+    const stream = Connection.from(conn, { trace: this.#trace, tls: this.transport === "tls" });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     return stream;
   }
@@ -130,105 +137,82 @@ function removeSocketFile(path: string): void {
 }
 
 /**
- * Binds and listens on a TCP or Unix endpoint. The port-only form binds
- * loopback; port 0 asks the OS for a free port (see
- * {@linkcode Listener.address}). A Unix socket file left behind by a process
- * that no longer listens on it is removed and bound again; a path in use by
- * a live listener, or that is not a socket, is an "address already in use"
- * error.
+ * Binds and listens on a TCP address (an IP literal, or a name Deno
+ * resolves); port 0 asks the OS for a free port (see
+ * {@linkcode Listener.address}). With `options.tls`, a TLS server.
  *
  * @example Usage
  * ```ts
- * import { listen } from "./listener.ts";
- * import { connect } from "./stream.ts";
+ * import { listenTcp } from "./listener.ts";
+ * import { Connection } from "./conn.ts";
  * import assert from "node:assert/strict";
  *
- * const listener = await listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
- * const client = await connect({ transport: "tcp", hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port });
- * const server = await listener.accept();
- * assert.deepEqual(server.remoteAddress, client.localAddress);
- * server.close();
- * client.close();
- * listener.close();
+ * using listener = listenTcp("127.0.0.1", 0);
+ * const port = (listener.addr as Deno.NetAddr).port;
+ * using client = Connection.from(await Deno.connect({ hostname: "127.0.0.1", port }));
+ * using server = await listener.accept();
+ * assert.equal(server.remoteAddress, client.localAddress);
  * ```
  */
-export async function listen(endpoint: Endpoint, options: ListenOptions = {}): Promise<Listener> {
+export function listenTcp(hostname: string, port: number, options: ListenerOptions = {}): Listener {
   const trace = options.trace;
-  const tag = `L${lastListenerId + 1}`;
-  if (endpoint.transport === "unix") return await listenUnix(endpoint.path, options);
-  if (endpoint.transport === "udp") {
-    throw new UsageError(`udp://: a datagram socket does not listen for connections`);
-  }
-  let hostname = hostOf(endpoint, "listen", options.family);
-  if (options.family && (isIPv4(hostname) || isIPv6(hostname))) {
-    const family = isIPv4(hostname) ? 4 : 6;
-    if (family !== options.family) {
-      throw new UsageError(
-        `${
-          formatHost(hostname)
-        }:${endpoint.port}: an IPv${family} address, but -${options.family} was given`,
-      );
-    }
-  } else if (options.family) {
-    // A host name with -4/-6: bind the first address of that family.
-    const name = hostname;
-    try {
-      hostname = (await systemLookup(name, options.family))[0] ?? name;
-    } catch (err) {
-      throw toSockitError(err, "listen", `${name}:${endpoint.port}`);
-    }
-  }
-  const requested = `${formatHost(hostname)}:${endpoint.port}`;
-  const preamble = () => {
-    trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
-    trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
-  };
+  const tag = `L${++lastListenerId}`;
+  const requested = `${formatHost(hostname)}:${port}`;
   const tls = options.tls;
-  if (endpoint.transport === "tls" && !tls) {
-    throw new UsageError(`${requested}: a TLS listener needs a certificate and key`);
-  }
+  trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
+  trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
   let listener: Deno.Listener;
   try {
     listener = tls
-      ? Deno.listenTls({
-        hostname,
-        port: endpoint.port,
-        cert: tls.cert,
-        key: tls.key,
-        alpnProtocols: tls.alpn,
-      })
-      : Deno.listen({ hostname, port: endpoint.port, transport: "tcp" });
+      ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key, alpnProtocols: tls.alpn })
+      : Deno.listen({ hostname, port, transport: "tcp" });
   } catch (err) {
-    preamble();
     trace?.(tag, `bind(${requested}) = ${failedCall(err)}`);
     throw toSockitError(err, "listen", requested);
   }
-  preamble();
   trace?.(tag, `bind(${requested}) = 0`);
   trace?.(tag, `listen(backlog=${LISTEN_BACKLOG}) = 0`);
-  const result = new Listener(listener, { trace, tls: tls !== undefined });
-  if (endpoint.port === 0) trace?.(tag, `getsockname() = ${result.address}`);
+  const result = new Listener(listener, { tag, trace, tls: tls !== undefined });
+  if (port === 0) trace?.(tag, `getsockname() = ${result.address}`);
   return result;
 }
 
-async function listenUnix(path: string, options: ListenOptions): Promise<Listener> {
+/**
+ * Binds and listens on a Unix socket path. A socket file left behind by a
+ * process that no longer listens on it is removed and bound again; a path in
+ * use by a live listener, or that is not a socket, is an "address already in
+ * use" error.
+ *
+ * @example Usage
+ * ```ts
+ * import { listenUnix } from "./listener.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = Deno.makeTempDirSync();
+ * using listener = await listenUnix(`${dir}/s.sock`);
+ * assert.equal(listener.address, `unix:${dir}/s.sock`);
+ * listener.close();
+ * Deno.removeSync(dir);
+ * ```
+ */
+export async function listenUnix(path: string, options: ListenerOptions = {}): Promise<Listener> {
   const trace = options.trace;
-  const tag = `L${lastListenerId + 1}`;
+  const tag = `L${++lastListenerId}`;
   const address = `unix:${path}`;
   trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
-  const bind = (): Deno.UnixListener => {
+  const bind = (): Listener => {
     try {
       const listener = Deno.listen({ transport: "unix", path });
       trace?.(tag, `bind(${address}) = 0`);
       trace?.(tag, `listen(backlog=${UNIX_LISTEN_BACKLOG}) = 0`);
-      return listener;
+      return new Listener(listener, { tag, trace, unixPath: path });
     } catch (err) {
       trace?.(tag, `bind(${address}) = ${failedCall(err)}`);
       throw err;
     }
   };
   try {
-    return new Listener(bind(), { trace, unixPath: path });
+    return bind();
   } catch (err) {
     if (!(err instanceof Deno.errors.AddrInUse)) throw toSockitError(err, "listen", address);
   }
@@ -265,7 +249,7 @@ async function listenUnix(path: string, options: ListenOptions): Promise<Listene
   Deno.removeSync(path);
   options.onStaleSocket?.(path);
   try {
-    return new Listener(bind(), { trace, unixPath: path });
+    return bind();
   } catch (err) {
     throw toSockitError(err, "listen", address);
   }

@@ -1,6 +1,9 @@
 /**
- * sockit as a library: the endpoint grammar, listeners and connections, and
- * the one relay that every sockit command is built on.
+ * sockit as a library: the endpoint grammar and its transport table,
+ * connecting, listening and datagram sockets, the one relay and the
+ * transfer engine built on it, servers, `waitFor` and `scan` — what a Deno
+ * script needs to start a service, wait for it and talk to it. See
+ * `docs/ARCHITECTURE.md` for how the pieces fit.
  *
  * @example Echo one connection
  * ```ts
@@ -25,28 +28,15 @@
  * @module
  */
 
-export {
-  formatAddr,
-  formatEndpoint,
-  formatHost,
-  hostOf,
-  isIPv4,
-  isIPv6,
-  MAX_UNIX_PATH_BYTES,
-  parseEndpoint,
-  requireTransport,
-} from "./address.ts";
-export type { Endpoint, NetEndpoint, Role, Transport, UnixEndpoint } from "./address.ts";
-export { cidrContains, ipToBigInt, parseCidr, refusal } from "./cidr.ts";
+export { formatEndpoint, parseEndpoint } from "./address.ts";
+export type { Endpoint, NetEndpoint, PathEndpoint, Role, Scheme } from "./address.ts";
+export { parseCidr } from "./cidr.ts";
 export type { AccessRules, Cidr } from "./cidr.ts";
-export {
-  bindDatagram,
-  canConnectDatagram,
-  connectDatagram,
-  MAX_DATAGRAM,
-  RECEIVE_BUFFER,
-} from "./datagram.ts";
-export type { DatagramOptions, DatagramSocket } from "./datagram.ts";
+export { Connection } from "./conn.ts";
+export { DatagramSide } from "./datagram.ts";
+export type { DatagramMode, DatagramSideOptions, DatagramSocket } from "./datagram.ts";
+export { dialWithRetry, directDialer, tlsDialer, unixDialer } from "./dial.ts";
+export type { AddressOpener, DialContext, Dialer, DialTarget, RetryOptions } from "./dial.ts";
 export { parseDuration } from "./duration.ts";
 export {
   ExitCode,
@@ -58,42 +48,34 @@ export {
   UsageError,
 } from "./errors.ts";
 export type { SockitErrorOptions } from "./errors.ts";
-export { decodeEscapes } from "./escapes.ts";
-export { checkRunPermission, ChildStream, connectionEnv, splitCommand } from "./exec.ts";
+export type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "./events.ts";
+export { ChildStream, splitCommand } from "./exec.ts";
 export type { ChildOptions } from "./exec.ts";
-export { EXPECT_OVERLAP, EXPECT_WINDOW, ExpectMatcher } from "./expect.ts";
-export { Fanout, Subscription } from "./fanout.ts";
-export type { FanoutOptions } from "./fanout.ts";
-export { formatBytes, formatDuration, formatRate } from "./format.ts";
-export { hexDump, HexTap } from "./hexdump.ts";
-export type { HexSink } from "./hexdump.ts";
-export { listen, LISTEN_BACKLOG, Listener, UNIX_LISTEN_BACKLOG } from "./listener.ts";
-export type { ListenOptions } from "./listener.ts";
+export { formatAddr, formatHost, isIPv4, isIPv6 } from "./ip.ts";
+export { Listener } from "./listener.ts";
+export type { ListenerOptions, ServerTls } from "./listener.ts";
+export { connect, connectAddress, listen, openDatagram } from "./open.ts";
+export type { ConnectOptions } from "./open.ts";
 export { Relay, relay, RelayError } from "./relay.ts";
 export type { Direction, Duplex, RelayOptions } from "./relay.ts";
-export { jsonLine, PROGRESS_INTERVAL, Reporter } from "./report.ts";
-export type { ClosedInfo, Counted, ReporterOptions, TextSink } from "./report.ts";
-export { formatPorts, parsePorts, PROBES_PER_WORKER, scan } from "./scan.ts";
+export { systemLookup } from "./resolve.ts";
+export type { Lookup } from "./resolve.ts";
+export { formatPorts, parsePorts, scan } from "./scan.ts";
 export type { PortResult, ScanOptions } from "./scan.ts";
-export { HANDSHAKE_TIMEOUT, serve } from "./server.ts";
+export { serve } from "./server.ts";
 export type { ConnectionHandler, ServeOptions } from "./server.ts";
-export { StdinReader, StdoutWriter } from "./stdio.ts";
-export type { ByteReader, ByteWriter, Input, Output } from "./stdio.ts";
-export { connect, connectAddress, nextConnectionId, SocketStream, systemLookup } from "./stream.ts";
-export type { ConnectOptions, Lookup, SocketStreamOptions } from "./stream.ts";
-export {
-  certificateInfo,
-  connectInsecure,
-  ephemeralCertificate,
-  isTlsFailure,
-  loadCaCerts,
-  loadCertificate,
-  serverHandshake,
-  tlsFailure,
-  upgradeClient,
-} from "./tls.ts";
+export { ephemeralCertificate } from "./tls.ts";
 export type { CertificateInfo, HandshakeInfo, TlsCertificate, TlsClientOptions } from "./tls.ts";
-export { addressFamily, failedCall } from "./trace.ts";
 export type { TraceFn } from "./trace.ts";
+export { transfer } from "./transfer.ts";
+export type { Peer, TransferOptions } from "./transfer.ts";
+export { requireEndpoint, transportOf, TRANSPORTS } from "./transports.ts";
+export type {
+  DialerOptions,
+  EndpointNeeds,
+  OpenOptions,
+  TlsSupport,
+  Transport,
+} from "./transports.ts";
 export { waitFor } from "./wait.ts";
 export type { WaitOptions, WaitResult } from "./wait.ts";

@@ -1,6 +1,8 @@
 /**
- * The one copy loop (DESIGN §1, §5a). Every command opens two endpoints and
- * relays between them; this is the only place bytes are copied.
+ * The one copy loop. Every command opens two endpoints and relays between
+ * them; this is the only place bytes are copied — streams and datagrams
+ * alike (a datagram side reads one datagram per `read()` and sends one per
+ * `write()`).
  *
  * Each direction is a pump that reads into a reused buffer with `read()` and
  * writes all of it with `write()` before reading again, so nothing read is
@@ -35,6 +37,12 @@ export interface Duplex {
   cancelRead?(linger?: number): void;
   /** A name for messages, e.g. `127.0.0.1:8888` or `stdio`. */
   readonly label?: string;
+  /**
+   * Read with a buffer of exactly this many bytes (a datagram side needs
+   * room for the largest datagram; a record source one byte more than the
+   * largest record). Without it the buffer starts small and grows.
+   */
+  readonly readSize?: number;
 }
 
 /** Which way bytes move: `0` from `a` to `b`, `1` from `b` to `a`. */
@@ -56,7 +64,8 @@ export interface RelayOptions {
    * When this side reaches end of input (and all it sent is written), the
    * relay ends: the other direction stops reading once its input pauses for
    * `linger` ms, delivers what it read, and ends too. Sessions bridged to
-   * stdin/stdout use `"a"` with the connection as `a` (DESIGN §5a). Default:
+   * stdin/stdout use `"a"` with the connection as `a` (see "How a session
+   * ends" in the README). Default:
    * each direction ends on its own and the relay ends when both have.
    */
   endOnEof?: "a" | "b";
@@ -248,7 +257,8 @@ export class Relay {
     const max = this.#options.maxBufferSize ?? MAX_BUFFER;
     const onChunk = this.#options.onChunk;
     const counted = this.#options.idleTimeout !== undefined;
-    let buf = new Uint8Array(Math.min(this.#options.bufferSize ?? DEFAULT_BUFFER, max));
+    const fixed = src.readSize;
+    let buf = new Uint8Array(fixed ?? Math.min(this.#options.bufferSize ?? DEFAULT_BUFFER, max));
     for (;;) {
       let n: number | null;
       try {
@@ -287,7 +297,9 @@ export class Relay {
         if (this.#writing === 0) this.#closeBoth();
         return;
       }
-      if (n === buf.length && buf.length < max) buf = new Uint8Array(Math.min(buf.length * 2, max));
+      if (n === buf.length && buf.length < max && !fixed) {
+        buf = new Uint8Array(Math.min(buf.length * 2, max));
+      }
     }
     if (this.#stopping || this.#draining || !(this.#options.halfClose?.[direction] ?? true)) return;
     try {

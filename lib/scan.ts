@@ -15,15 +15,16 @@
  * @module
  */
 
-import { ExitCode, SockitError, toSockitError, UsageError } from "./errors.ts";
-import { formatHost } from "./address.ts";
+import { ExitCode, rebuildError, SockitError, toSockitError, UsageError } from "./errors.ts";
+import { formatHost } from "./ip.ts";
+import { servicePort } from "./services.ts";
 
 /** The most probes one worker keeps in flight (Deno stalls beyond 128). */
 export const PROBES_PER_WORKER = 100;
 
 /**
- * Parses a port list like `22,80,8000-8100`: ports 1–65535, ranges
- * ascending. Returns the ports in order, without duplicates. Throws a
+ * Parses a port list like `22,80,8000-8100,https`: ports 1–65535 or
+ * service names (`/etc/services`), ranges ascending. Returns the ports in order, without duplicates. Throws a
  * {@linkcode UsageError} naming the input and the bad part.
  *
  * @example Usage
@@ -37,15 +38,22 @@ export const PROBES_PER_WORKER = 100;
  */
 export function parsePorts(text: string): number[] {
   const fail = (reason: string): never => {
-    throw new UsageError(`Cannot parse ports ${JSON.stringify(text)}: ${reason}`);
+    throw new UsageError(`cannot parse ports ${JSON.stringify(text)}: ${reason}`);
   };
   if (text.trim() === "") fail("empty");
   const ports = new Set<number>();
+  const port = (word: string): number =>
+    /^\d+$/.test(word) ? Number(word) : servicePort(word) ?? -1;
   for (const part of text.split(",")) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) fail(`${JSON.stringify(part)} is not a port or a range like 8000-8100`);
-    const from = Number(m![1]);
-    const to = m![2] === undefined ? from : Number(m![2]);
+    const word = part.trim();
+    // A service name may itself contain "-" (http-alt): try the whole word first.
+    const named = /^\d+$/.test(word) ? undefined : servicePort(word);
+    const m = named === undefined ? /^([^-]+)(?:-([^-]+))?$/.exec(word) : undefined;
+    if (named === undefined && (!m || port(m[1]) < 0 || (m[2] !== undefined && port(m[2]) < 0))) {
+      fail(`${JSON.stringify(part)} is not a port or a range like 8000-8100 (nor a service name)`);
+    }
+    const from = named ?? port(m![1]);
+    const to = named ?? (m![2] === undefined ? from : port(m![2]));
     for (const p of [from, to]) if (p < 1 || p > 65535) fail(`port ${p} is out of range 1–65535`);
     if (to < from) fail(`range must ascend: ${part}`);
     for (let p = from; p <= to; p++) ports.add(p);
@@ -260,9 +268,7 @@ export async function scan(
     );
     const failure = results.find((r) => r.failure)?.failure;
     if (failure) {
-      const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor>)[failure.name] ??
-        Error;
-      throw toSockitError(new Ctor(failure.message), "scan", hostname);
+      throw toSockitError(rebuildError(failure.name, failure.message), "scan", hostname);
     }
     return results.flatMap((r) => r.open)
       .map((r): PortResult => ({ port: r.port, state: "open", latencyMs: r.latencyMs }))

@@ -10,18 +10,19 @@
 
 import type { AccessRules } from "./cidr.ts";
 import { refusal } from "./cidr.ts";
+import type { Connection } from "./conn.ts";
+import { exitCodeOf, toSockitError } from "./errors.ts";
+import type { Events } from "./events.ts";
 import type { Listener } from "./listener.ts";
-import type { Reporter } from "./report.ts";
-import type { SocketStream } from "./stream.ts";
 import { serverHandshake, tlsFailure } from "./tls.ts";
 
 /** Handles one accepted connection; resolves to its exit code. */
-export type ConnectionHandler = (conn: SocketStream) => Promise<number>;
+export type ConnectionHandler = (conn: Connection) => Promise<number>;
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {
-  /** Where events (accepted, rejected) go. */
-  reporter: Reporter;
+  /** Where events (accepted, rejected, tls, warnings) go. */
+  events?: Events;
   /** Stops accepting and closes the listener; handlers get it too. */
   signal: AbortSignal;
   /** Accept one connection (that passes the checks), then stop listening. */
@@ -40,7 +41,7 @@ export const HANDSHAKE_TIMEOUT = 10_000;
  * slow client never holds up accepting); reports what was negotiated, or
  * why it failed (then the client is closed).
  */
-async function handshake(conn: SocketStream, reporter: Reporter): Promise<boolean> {
+async function handshake(conn: Connection, events: Events | undefined): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     conn.handshake = await Promise.race([
@@ -49,10 +50,10 @@ async function handshake(conn: SocketStream, reporter: Reporter): Promise<boolea
         timer = setTimeout(() => reject(new Error("timed out")), HANDSHAKE_TIMEOUT);
       }),
     ]);
-    reporter.tls(conn.id, conn.remoteAddress, conn.handshake);
+    events?.tls?.(conn, conn.handshake);
     return true;
   } catch (err) {
-    reporter.warn(
+    events?.warning?.(
       `${conn.remoteAddress}: TLS handshake failed: ${tlsFailure(err, conn.remoteAddress).reason}`,
     );
     conn.close();
@@ -63,7 +64,7 @@ async function handshake(conn: SocketStream, reporter: Reporter): Promise<boolea
 }
 
 /** The IP address of a connection's peer, or `undefined` for a Unix peer. */
-function peerIp(conn: SocketStream): string | undefined {
+function peerIp(conn: Connection): string | undefined {
   const addr = conn.conn.remoteAddr;
   return "hostname" in addr ? addr.hostname : undefined;
 }
@@ -76,18 +77,16 @@ function peerIp(conn: SocketStream): string | undefined {
  *
  * @example Usage
  * ```ts
- * import { listen } from "./listener.ts";
+ * import { listenTcp } from "./listener.ts";
  * import { serve } from "./server.ts";
- * import { Reporter } from "./report.ts";
  * import assert from "node:assert/strict";
  *
- * const listener = await listen({ transport: "tcp", port: 0 });
+ * const listener = listenTcp("127.0.0.1", 0);
  * const port = (listener.addr as Deno.NetAddr).port;
- * const reporter = new Reporter({ write() {} });
  * const served = serve(listener, (conn) => {
  *   conn.close();
  *   return Promise.resolve(0);
- * }, { reporter, signal: new AbortController().signal, once: true });
+ * }, { signal: new AbortController().signal, once: true });
  * (await Deno.connect({ hostname: "127.0.0.1", port })).close();
  * assert.deepEqual(await served, 0);
  * ```
@@ -97,40 +96,39 @@ export async function serve(
   handler: ConnectionHandler,
   options: ServeOptions,
 ): Promise<number> {
-  const { reporter, signal } = options;
+  const { events, signal } = options;
   const active = new Set<Promise<void>>();
   let lastCode = 0;
   const stop = () => listener.close();
   signal.addEventListener("abort", stop, { once: true });
   try {
     while (!signal.aborted && !listener.closed) {
-      let conn: SocketStream;
+      let conn: Connection;
       try {
         conn = await listener.accept();
       } catch (err) {
         if (signal.aborted || listener.closed) break;
         // EMFILE and the like: say so, breathe, go on accepting.
-        reporter.warn(`accept on ${listener.address}: ${(err as Error).message}`);
+        events?.warning?.(`accept on ${listener.address}: ${(err as Error).message}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
       const why = options.access ? refusal(options.access, peerIp(conn)) : undefined;
       const full = options.maxConns !== undefined && active.size >= options.maxConns;
       if (why || full) {
-        reporter.rejected(
-          conn.id,
-          conn.remoteAddress,
-          why ?? `--max-conns ${options.maxConns} reached`,
-        );
+        events?.rejected?.(conn, why ?? `--max-conns ${options.maxConns} reached`);
         conn.close();
         continue;
       }
-      reporter.accepted(conn.id, conn.remoteAddress, conn.localAddress);
+      events?.accepted?.(conn);
       if (options.once) listener.close();
-      const task: Promise<void> = (conn.isTls ? handshake(conn, reporter) : Promise.resolve(true))
+      const task: Promise<void> = (conn.isTls ? handshake(conn, events) : Promise.resolve(true))
         .then((ok) => (ok ? handler(conn) : 1))
         .then((code) => void (lastCode = code))
-        .catch((err) => void (lastCode = reporter.fail(err, "serve", conn.remoteAddress)))
+        .catch((err) => {
+          events?.warning?.(toSockitError(err, "serve", conn.remoteAddress).message);
+          lastCode = exitCodeOf(err);
+        })
         .finally(() => active.delete(task));
       active.add(task);
     }

@@ -15,6 +15,8 @@
  * @module
  */
 
+import { rebuildError } from "./errors.ts";
+
 /** A source of bytes (like `Deno.Reader`). */
 export interface ByteReader {
   /** Reads into `p`; resolves to the count read, or `null` at end of input. */
@@ -234,8 +236,7 @@ function ringError(ring: Ring): Error {
   } catch {
     // Cut short: keep the generic message.
   }
-  const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor>)[name] ?? Error;
-  return new Ctor(message);
+  return rebuildError(name, message);
 }
 
 /** Waits until the worker bumps the wake-up word past `seq`; false on timeout. */
@@ -348,9 +349,7 @@ export class StdinReader implements Input {
       if (record) r.queue.push(record);
       else if (end) r.queue.push(null);
       else {
-        const Ctor = (Deno.errors as unknown as Record<string, ErrorConstructor>)[name ?? ""] ??
-          Error;
-        r.queue.push(new Ctor(message ?? "stdin failed"), null);
+        r.queue.push(rebuildError(name, message ?? "stdin failed"), null);
       }
       r.wake?.();
     };

@@ -1,6 +1,6 @@
 /**
  * `--trace`: socket operations written in the form of the system calls they
- * make (DESIGN §4), as in the strace view of the socket call sequence:
+ * make, as in the strace view of the socket call sequence:
  * `socket(AF_INET, SOCK_STREAM)`, `bind(127.0.0.1:8888)`,
  * `listen(backlog=511)`, `accept() = 127.0.0.1:42694`, `write(6) = 6`,
  * `read(4096) = 6`, `shutdown(SHUT_WR)`, `close()`.
@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isIPv4, isIPv6 } from "./address.ts";
+import { isIPv4, isIPv6 } from "./ip.ts";
 import { toSockitError } from "./errors.ts";
 
 /** Prints one traced call for a tag (`L1` for a listener, `#1` for a connection). */

@@ -12,9 +12,10 @@
 
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
+import { delay } from "./deadline.ts";
 import { toSockitError } from "./errors.ts";
-import { connect, connectAddress } from "./stream.ts";
-import type { Lookup } from "./stream.ts";
+import { connect, connectAddress } from "./open.ts";
+import type { Lookup } from "./resolve.ts";
 
 /** Options of {@linkcode waitFor}. */
 export interface WaitOptions {
@@ -48,19 +49,6 @@ export interface WaitResult {
   attempts: number;
   /** The reason of the last failed attempt (with `reverse`: of the last success), if any. */
   lastError?: string;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted || ms <= 0) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**
@@ -132,7 +120,7 @@ export async function waitFor(
           delete result.lastError;
           break;
         }
-        await sleep(interval - (performance.now() - attemptStarted), stop);
+        await delay(interval - (performance.now() - attemptStarted), stop).catch(() => {});
       }
       result.elapsedMs = Math.round(performance.now() - started);
       options.onResult?.(result);

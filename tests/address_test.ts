@@ -1,13 +1,8 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import fc from "fast-check";
-import {
-  formatAddr,
-  formatEndpoint,
-  isIPv4,
-  isIPv6,
-  parseEndpoint,
-  requireTransport,
-} from "../lib/address.ts";
+import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
+import { formatAddr, isIPv4, isIPv6 } from "../lib/ip.ts";
+import { requireEndpoint } from "../lib/transports.ts";
 import type { Endpoint } from "../lib/address.ts";
 import { UsageError } from "../lib/errors.ts";
 
@@ -68,7 +63,7 @@ Deno.test("parseEndpoint: malformed input names the input and the reason", () =>
   for (const [input, reason] of table) {
     const err = assertThrows(() => parseEndpoint(input), UsageError);
     assert(
-      err.message.startsWith(`Cannot parse endpoint ${JSON.stringify(input)}: `),
+      err.message.startsWith(`cannot parse endpoint ${JSON.stringify(input)}: `),
       `${input}: ${err.message}`,
     );
     assert(err.message.includes(reason), `${input}: expected "${reason}" in "${err.message}"`);
@@ -96,12 +91,18 @@ Deno.test("formatAddr formats what Deno reports", () => {
   assertEquals(formatAddr({ transport: "unix", path: "" }), "unix:(unnamed)");
 });
 
-Deno.test("requireTransport refuses with 'not supported by <command>'", () => {
+Deno.test("requireEndpoint refuses with 'not supported by <command>'", () => {
   const err = assertThrows(
-    () => requireTransport(parseEndpoint("tls://h:1"), ["tcp", "unix"], "listen"),
+    () =>
+      requireEndpoint(
+        parseEndpoint("udp://h:1"),
+        { role: "listen", kind: "stream" },
+        "forward",
+        "udp://h:1",
+      ),
     UsageError,
   );
-  assert(err.message.includes("tls:// is not supported by listen"), err.message);
+  assert(err.message.includes("udp:// is not supported by forward"), err.message);
 });
 
 // ---- properties -------------------------------------------------------------
@@ -168,7 +169,7 @@ Deno.test("property: no input crashes the parser; bad input always gets the docu
       } catch (err) {
         assert(err instanceof UsageError, `non-usage error for ${JSON.stringify(input)}: ${err}`);
         assert(
-          err.message.startsWith(`Cannot parse endpoint ${JSON.stringify(input)}: `),
+          err.message.startsWith(`cannot parse endpoint ${JSON.stringify(input)}: `),
           err.message,
         );
         assert(!err.message.includes("\n"), "one line");

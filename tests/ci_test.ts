@@ -309,7 +309,7 @@ Deno.test("scan: property — valid port lists round-trip, garbage is a usage er
         assert(ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535));
       } catch (err) {
         assert(err instanceof UsageError, String(err));
-        assert(err.message.startsWith(`Cannot parse ports ${JSON.stringify(text)}: `), err.message);
+        assert(err.message.startsWith(`cannot parse ports ${JSON.stringify(text)}: `), err.message);
       }
     }),
     { numRuns: 3000 },

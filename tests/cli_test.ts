@@ -60,12 +60,12 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["--frob"], /unknown option --frob/],
     [["listen"], /missing endpoint/],
     [["listen", "8888", "9999"], /unexpected argument "9999"/],
-    [["listen", "x:99999"], /Cannot parse endpoint "x:99999": port out of range/],
+    [["listen", "x:99999"], /cannot parse endpoint "x:99999": port out of range/],
     [["connect", "[::1:80"], /unbalanced brackets/],
     [["connect", "ftp://h:1"], /unknown scheme "ftp"/],
     [["connect", "unix:"], /empty unix socket path/],
     [["connect", "127.0.0.1:1", "--bogus"], /unknown option --bogus/],
-    [["connect", "127.0.0.1:1", "--timeout", "soon"], /Cannot parse duration "soon"/],
+    [["connect", "127.0.0.1:1", "--timeout", "soon"], /cannot parse duration "soon"/],
     [["connect", "127.0.0.1:1", "--timeout"], /option --timeout needs a value/],
     [["connect", "127.0.0.1:1", "--retry", "x"], /--retry needs a whole number/],
     [["connect", "127.0.0.1:1", "--expect", "("], /invalid regular expression/],
@@ -522,7 +522,7 @@ Deno.test("cli: narrow --allow-net=127.0.0.1 is enough for TCP on loopback", asy
   assertEquals((await server.result()).code, 0);
 });
 
-// ---- how sessions end (DESIGN §5a), and what the review found ---------------------------
+// ---- how sessions end (README: "How a session ends"), and what the review found ---------------------------
 
 Deno.test("cli: the client closing ends a listen session even while stdin stays open", async () => {
   // stdin is a pipe that stays open and idle: the session must not wait for it.

@@ -6,8 +6,8 @@
  */
 
 import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
-import { connect, systemLookup } from "../lib/stream.ts";
-import { listen } from "../lib/listener.ts";
+import { connect, listen } from "../lib/open.ts";
+import { systemLookup } from "../lib/resolve.ts";
 import { SockitError, TimeoutError } from "../lib/errors.ts";
 import { freePort } from "./helpers.ts";
 

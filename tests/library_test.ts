@@ -11,7 +11,6 @@ import {
   parseEndpoint,
   parsePorts,
   relay,
-  Reporter,
   scan,
   serve,
   waitFor,
@@ -25,7 +24,7 @@ Deno.test("library: start an echo service, wait for it, scan for it, talk to it"
   const served = serve(listener, async (conn) => {
     await relay(conn, conn, { halfClose: [true, false] });
     return 0;
-  }, { reporter: new Reporter({ write() {} }), signal: stop.signal });
+  }, { signal: stop.signal });
 
   const [ready] = await waitFor([endpoint], { timeout: 5000, interval: 50 });
   assert(ready.ready, JSON.stringify(ready));

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { Relay, relay, RelayError } from "../lib/relay.ts";
-import { SocketStream } from "../lib/stream.ts";
+import { Connection } from "../lib/conn.ts";
 import { TimeoutError } from "../lib/errors.ts";
 import { decoder, encoder, noise, readAll, writeAll } from "./helpers.ts";
 
@@ -29,7 +29,7 @@ async function socketPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
 async function relayed(options = {}) {
   const [left, innerLeft] = await socketPair();
   const [innerRight, right] = await socketPair();
-  const r = new Relay(SocketStream.from(innerLeft), SocketStream.from(innerRight), options);
+  const r = new Relay(Connection.from(innerLeft), Connection.from(innerRight), options);
   return { left, right, r, done: r.run() };
 }
 
@@ -183,7 +183,7 @@ Deno.test("relay: traffic resets the idle timer", async () => {
 
 Deno.test("relay: a duplex relayed into itself is an echo that honours half-close", async () => {
   const [client, server] = await socketPair();
-  const stream = SocketStream.from(server);
+  const stream = Connection.from(server);
   const echoed = relay(stream, stream, { halfClose: [true, false] });
   const payload = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251);
   const reader = readAll(client);
@@ -228,7 +228,7 @@ Deno.test("relay: endOnEof stops the other direction after delivering what it re
     },
     close() {},
   };
-  const done = relay(SocketStream.from(innerLeft), payload, { endOnEof: "a" });
+  const done = relay(Connection.from(innerLeft), payload, { endOnEof: "a" });
   const buf = new Uint8Array(16);
   const n = await left.read(buf);
   assertEquals(decoder.decode(buf.subarray(0, n ?? 0)), "buffered");

@@ -508,9 +508,9 @@ Deno.test("servers: bad input is a one-line usage error, exit 2", async () => {
   const cases: Array<[string[], RegExp]> = [
     [
       ["echo", "0", "--allow", "10.0.0.0/33"],
-      /Cannot parse CIDR "10\.0\.0\.0\/33": prefix must be 0–32/,
+      /cannot parse CIDR "10\.0\.0\.0\/33": prefix must be 0–32/,
     ],
-    [["listen", "0", "--deny", "not-an-ip"], /Cannot parse CIDR "not-an-ip"/],
+    [["listen", "0", "--deny", "not-an-ip"], /cannot parse CIDR "not-an-ip"/],
     [["listen", "0", "--exec", ""], /--exec needs a command/],
     [["listen", "0", "--exec", "'unterminated"], /unterminated '/],
     [["listen", "0", "--broker", "--exec", "cat"], /--exec and --broker exclude each other/],

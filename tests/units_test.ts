@@ -6,8 +6,8 @@ import { parseDuration } from "../lib/duration.ts";
 import { decodeEscapes } from "../lib/escapes.ts";
 import { formatBytes, formatDuration, formatRate } from "../lib/format.ts";
 import { exitCodeOf, SignalInterrupt, toSockitError, UsageError } from "../lib/errors.ts";
-import { Reporter } from "../lib/report.ts";
-import { parseFlags } from "../lib/cli/args.ts";
+import { Reporter } from "../lib/cli/report.ts";
+import { parseFlags } from "../lib/cli/flags.ts";
 
 Deno.test("parseDuration: units, bare seconds, errors", () => {
   const table: Array<[string, number]> = [
@@ -24,7 +24,7 @@ Deno.test("parseDuration: units, bare seconds, errors", () => {
     assertThrows(
       () => parseDuration(bad),
       UsageError,
-      `Cannot parse duration ${JSON.stringify(bad)}`,
+      `cannot parse duration ${JSON.stringify(bad)}`,
     );
   }
 });
@@ -140,14 +140,22 @@ Deno.test("toSockitError: Deno errors become operation, address, reason and exit
 Deno.test("Reporter: -v text, --json objects, -q silence, one-line errors", () => {
   let out = "";
   const sink = { write: (t: string) => void (out += t) };
-  new Reporter(sink, { verbose: true }).closed(3, "127.0.0.1:42694", {
+  new Reporter(sink, { verbose: true }).closed({
+    id: 3,
+    remoteAddress: "127.0.0.1:42694",
+    localAddress: "",
+  }, {
     sent: 6,
     received: 0,
     durationMs: 2,
   });
   assertEquals(out, "sockit: closed 127.0.0.1:42694 (sent 6 B, received 0 B, 2 ms)\n");
   out = "";
-  new Reporter(sink, { json: true }).accepted(1, "127.0.0.1:5", "127.0.0.1:6");
+  new Reporter(sink, { json: true }).accepted({
+    id: 1,
+    remoteAddress: "127.0.0.1:5",
+    localAddress: "127.0.0.1:6",
+  });
   const event = JSON.parse(out);
   assertEquals([event.event, event.conn, event.remote, event.local], [
     "accepted",
@@ -171,27 +179,35 @@ Deno.test("Reporter: -v text, --json objects, -q silence, one-line errors", () =
 });
 
 Deno.test("parseFlags: any order, -- ends options, concise errors", () => {
-  const a = parseFlags(["--timeout", "2s", "h:1", "-v"], { timeout: { type: "string" } });
-  const b = parseFlags(["h:1", "-v", "--timeout=2s"], { timeout: { type: "string" } });
+  const flags = ["timeout", "verbose", "quiet", "json"] as const;
+  const a = parseFlags(["--timeout", "2s", "h:1", "-v"], flags);
+  const b = parseFlags(["h:1", "-v", "--timeout=2s"], flags);
   assertEquals(a.values.timeout, b.values.timeout);
   assertEquals(a.positionals, b.positionals);
-  assertEquals(parseFlags(["--", "-v"], {}).positionals, ["-v"]);
-  assertThrows(() => parseFlags(["--json=1"], {}), UsageError, "--json does not take a value");
-  assertThrows(() => parseFlags(["-v", "-q"], {}), UsageError, "contradict");
+  assertEquals(parseFlags(["--", "-v"], flags).positionals, ["-v"]);
+  assertThrows(() => parseFlags(["--json=1"], flags), UsageError, "--json does not take a value");
+  assertThrows(() => parseFlags(["-v", "-q"], flags), UsageError, "contradict");
 });
 
-Deno.test("help: every global flag is in the help of each relaying command and of sockit", async () => {
-  const { GLOBAL_FLAGS } = await import("../lib/cli/args.ts");
-  const helps: Record<string, string> = {
-    listen: (await import("../lib/cli/listen.ts")).LISTEN_HELP,
-    connect: (await import("../lib/cli/connect.ts")).CONNECT_HELP,
-    echo: (await import("../lib/cli/echo.ts")).ECHO_HELP,
-    forward: (await import("../lib/cli/forward.ts")).FORWARD_HELP,
-    sockit: (await import("../lib/cli/main.ts")).MAIN_HELP,
-  };
-  for (const [command, help] of Object.entries(helps)) {
-    for (const flag of Object.keys(GLOBAL_FLAGS)) {
-      assert(help.includes(`--${flag}`), `${command} --help does not mention --${flag}`);
+Deno.test("help: generated from the declarations — every flag a command takes is in its help", async () => {
+  const { COMMANDS, mainHelp } = await import("../lib/cli/main.ts");
+  const { flagUses, helpText } = await import("../lib/cli/command.ts");
+  const { flagName, TRAFFIC_FLAGS } = await import("../lib/cli/flags.ts");
+  for (const command of Object.values(COMMANDS)) {
+    const help = helpText(command);
+    for (const use of flagUses(command)) {
+      assert(
+        help.includes(`--${flagName(use)}`),
+        `${command.name} --help does not mention --${flagName(use)}`,
+      );
     }
   }
+  // The traffic flags are taken by every relaying command, and listed in sockit's own help.
+  for (const name of ["listen", "connect", "echo", "forward"]) {
+    const uses = flagUses(COMMANDS[name]).map(flagName);
+    for (const use of TRAFFIC_FLAGS) {
+      assert(uses.includes(flagName(use)), `${name} takes --${flagName(use)}`);
+    }
+  }
+  for (const use of TRAFFIC_FLAGS) assert(mainHelp().includes(`--${flagName(use)}`));
 });

@@ -8,7 +8,7 @@
  */
 
 import type { Input, Output } from "../stdio.ts";
-import type { TextSink } from "../report.ts";
+import type { TextSink } from "./report.ts";
 
 /** Something written to synchronously: a file, `Deno.stdout`, `Deno.stderr`. */
 export interface SyncWriter {

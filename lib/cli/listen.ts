@@ -1,107 +1,47 @@
 /**
  * `sockit listen ENDPOINT`: bind, listen, accept and bridge each connection
  * with stdin/stdout (nc -l), a child process (`--exec`), or the other
- * clients (`--broker`); `-k` keeps accepting.
+ * clients (`--broker`); `-k` keeps accepting. A datagram endpoint prints
+ * what arrives and answers the latest sender.
  *
  * @module
  */
 
-import { formatEndpoint, requireTransport } from "../address.ts";
+import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
+import { DatagramSide } from "../datagram.ts";
+import { decodeEscapes } from "../escapes.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { checkRunPermission, ChildStream, connectionEnv, splitCommand } from "../exec.ts";
 import { Fanout } from "../fanout.ts";
-import { listen } from "../listener.ts";
+import { formatAddr } from "../ip.ts";
+import { openDatagram } from "../open.ts";
+import { checkSendFile } from "../payload.ts";
+import { Relay } from "../relay.ts";
 import type { Duplex } from "../relay.ts";
 import { serve } from "../server.ts";
-import type { SocketStream } from "../stream.ts";
-import {
-  FAMILY_FLAGS,
-  familyFlag,
-  makeReporter,
-  oneEndpoint,
-  parseFlags,
-  SERVER_FLAGS,
-  serverLimits,
-  TRAFFIC_HELP,
-} from "./args.ts";
-import type { GlobalOptions, ServerLimits } from "./args.ts";
+import type { ConnectionHandler } from "../server.ts";
+import { SERVER_BUFFER, transfer } from "../transfer.ts";
+import { requireEndpoint } from "../transports.ts";
+import type { Command } from "./command.ts";
+import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  bridge,
-  checkSendFile,
-  prepareStdio,
-  runSession,
-  SEND_FLAGS,
-  sendFlags,
-  SERVER_BUFFER,
-} from "./session.ts";
-import { runListenUdp } from "./udp.ts";
-import {
-  explainTlsListenError,
-  serverCertificate,
-  TLS_SERVER_FLAGS,
-  tlsServerFlags,
-} from "./tls_flags.ts";
+import { TRAFFIC_FLAGS } from "./flags.ts";
+import type { FlagValues, GlobalOptions } from "./flags.ts";
+import type { Reporter } from "./report.ts";
+import { openServer } from "./serve.ts";
+import { prepareStdio, runSession, SESSION_LINGER } from "./session.ts";
+import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
+import { exclusive, familyFlag, oneEndpoint, serverLimits } from "./values.ts";
+import type { ServerLimits } from "./values.ts";
 
-/** Help text of `sockit listen`. */
-export const LISTEN_HELP = `Usage: sockit listen [options] ENDPOINT
-
-Bind, listen and accept a connection; bridge it with stdin/stdout (nc -l).
-The session ends when both directions have ended: the client has closed its
-side (everything it sent is on stdout) and stdin has reached its end (then
-sockit half-closes). With stdin at a terminal, the client's close ends it.
-
-ENDPOINT
-  8888               127.0.0.1:8888 (loopback unless a host is given)
-  0.0.0.0:8888       every IPv4 interface; [::]:8888 every IPv6 one
-  [::1]:0            port 0: the OS picks a free port (see -v / --json)
-  unix:/tmp/s.sock   a Unix socket (a stale socket file is replaced)
-  tls://127.0.0.1:0  a TLS server (or --tls with host:port)
-  udp://127.0.0.1:53 UDP: datagrams to stdout; stdin to the latest peer
-
-Options
-  -k, --keep-open    keep accepting, clients at once: what each sends goes to
-                     stdout, stdin goes to every client
-  --send TEXT        send TEXT (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH), then half-close
-  --send-file PATH   send the file, then half-close
-  --exec 'PROG ARGS' wire each connection to a new child (no shell); the child
-                     gets SOCKIT_REMOTE_ADDR/_PORT, SOCKIT_LOCAL_ADDR/_PORT,
-                     SOCKIT_PROTO in its environment (needs --allow-run)
-  --sh-exec 'CMD'    the same through /bin/sh -c
-  --broker           relay between all connected clients (each client's bytes go
-                     to every other client); implies -k
-  --max-conns N      at most N clients at once; more are closed at once
-  --allow CIDR       accept only clients in these ranges (repeatable)
-  --deny CIDR        refuse clients in these ranges (repeatable)
-  --idle-timeout DUR end a connection after DUR without data (exit 124)
-  --tls              serve TLS (as with a tls:// endpoint)
-  --cert PEM --key PEM  the certificate and key; without them an ephemeral
-                     self-signed certificate (localhost, 127.0.0.1, ::1) is made
-                     and its SHA-256 fingerprint printed with -v / --json
-  --alpn PROTO       accept this ALPN protocol (repeatable)
-  -4, -6             port-only form binds 127.0.0.1 (default) or ::1
-  -v, --verbose      events on stderr: listening, connection from, closed, rejected
-  -q, --quiet        no warnings or events
-  --json             events as JSON lines on stderr
-  --trace            socket calls on stderr: socket, bind, listen, accept, read, write
-${TRAFFIC_HELP}
-  --color WHEN       auto, always or never
-  -h, --help         this help
-
-Examples
-  sockit listen 127.0.0.1:8888 --send 'hello!'
-  sockit listen 0 -v > received.bin
-  sockit listen -k 8080 --sh-exec 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nhi\\n"'
-  sockit listen -k 9000 --exec 'tr a-z A-Z' --max-conns 10 --allow 127.0.0.0/8
-  sockit listen --broker 7000
-  sockit listen udp://127.0.0.1:5353 -v
-`;
+/** After a client's end of input, how long a silent `--exec` child may take before it is ended. */
+export const EXEC_LINGER = 1000;
 
 /** Parsed options of `sockit listen`. */
 export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
-  /** Where to listen. */
+  /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** Bytes to send to each client instead of stdin. */
   send?: Uint8Array;
@@ -119,79 +59,99 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   tls?: TlsServerFlags;
 }
 
-/**
- * Parses the arguments of `sockit listen` (without the command name).
- *
- * @example Usage
- * ```ts
- * import { parseListenArgs } from "./listen.ts";
- * import assert from "node:assert/strict";
- *
- * const options = parseListenArgs(["127.0.0.1:8888", "--send", "hello!"]);
- * assert.deepEqual(options.endpoint, { transport: "tcp", hostname: "127.0.0.1", port: 8888 });
- * assert.deepEqual(new TextDecoder().decode(options.send), "hello!");
- * assert.deepEqual(parseListenArgs(["-k", "0", "--exec", "tr a-z A-Z"]).exec, ["tr", "a-z", "A-Z"]);
- * ```
- */
-export function parseListenArgs(argv: string[]): ListenCommandOptions {
-  const { values, positionals, globals } = parseFlags(argv, {
-    ...SEND_FLAGS,
-    ...SERVER_FLAGS,
-    ...FAMILY_FLAGS,
-    "keep-open": { type: "boolean", short: "k" },
-    exec: { type: "string" },
-    "sh-exec": { type: "string" },
-    broker: { type: "boolean" },
-    ...TLS_SERVER_FLAGS,
-  });
-  if (globals.help) {
-    return {
-      ...globals,
-      endpoint: { transport: "tcp", port: 0 },
-      keepOpen: false,
-      broker: false,
-      access: { allow: [], deny: [] },
-    };
-  }
-  const endpoint = oneEndpoint(positionals);
-  requireTransport(endpoint, ["tcp", "unix", "udp", "tls"], "listen");
-  const exclusive = (names: string[]) => {
-    const given = names.filter((n) => values[n] !== undefined);
-    if (given.length > 1) {
-      throw new UsageError(
-        `options ${given.map((n) => `--${n}`).join(" and ")} exclude each other`,
-      );
-    }
-  };
-  exclusive(["exec", "sh-exec", "send", "send-file", "broker"]);
-  let exec: string[] | undefined;
+/** The options that need connections: not for a datagram endpoint. */
+const STREAM_ONLY = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
+
+function execArgv(values: FlagValues): string[] | undefined {
   if (typeof values.exec === "string") {
-    exec = splitCommand(values.exec);
-    if (exec.length === 0) {
+    const argv = splitCommand(values.exec);
+    if (argv.length === 0) {
       throw new UsageError("option --exec needs a command, e.g. --exec 'tr a-z A-Z'");
     }
-  } else if (typeof values["sh-exec"] === "string") {
+    return argv;
+  }
+  if (typeof values["sh-exec"] === "string") {
     if (values["sh-exec"].trim() === "") throw new UsageError("option --sh-exec needs a command");
-    exec = ["/bin/sh", "-c", values["sh-exec"]];
+    return ["/bin/sh", "-c", values["sh-exec"]];
   }
-  const options: ListenCommandOptions = {
-    ...globals,
-    endpoint,
-    ...sendFlags(values),
-    ...serverLimits(values),
-    family: familyFlag(values, endpoint),
-    keepOpen: values["keep-open"] === true,
-    exec,
-    broker: values.broker === true,
-    tls: tlsServerFlags(values, endpoint),
-  };
-  if (endpoint.transport === "udp") {
-    const stream = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"]
-      .find((n) => values[n] !== undefined);
-    if (stream) throw new UsageError(`option --${stream} is not supported with udp://`);
-  }
-  return options;
+  return undefined;
 }
+
+/** `sockit listen`. */
+export const listenCommand: Command<ListenCommandOptions> = {
+  name: "listen",
+  summary: "bind, listen, accept one connection; bridge it with stdin/stdout",
+  usage: "[options] ENDPOINT",
+  description: `Bind, listen and accept a connection; bridge it with stdin/stdout (nc -l).
+The session ends when both directions have ended: the client has closed its
+side (everything it sent is on stdout) and stdin has reached its end (then
+sockit half-closes). With stdin at a terminal, the client's close ends it.`,
+  sections: [{
+    title: "ENDPOINT",
+    lines: [
+      "8888               127.0.0.1:8888 (loopback unless a host is given)",
+      "0.0.0.0:8888       every IPv4 interface; [::]:8888 every IPv6 one",
+      "[::1]:0            port 0: the OS picks a free port (see -v / --json)",
+      "unix:/tmp/s.sock   a Unix socket (a stale socket file is replaced)",
+      "tls://127.0.0.1:0  a TLS server (or --tls with host:port)",
+      "udp://127.0.0.1:53 UDP: datagrams to stdout; stdin to the latest peer",
+    ],
+  }],
+  flags: [
+    {
+      title: "Options",
+      flags: [
+        "keep-open",
+        ["send", "send TEXT (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH), then half-close"],
+        ["send-file", "send the file, then half-close"],
+        "exec",
+        "sh-exec",
+        "broker",
+        "max-conns",
+        "allow",
+        "deny",
+        ["idle-timeout", "end a connection after DUR without data (exit 124)"],
+        "ipv4",
+        "ipv6",
+      ],
+    },
+    { title: "TLS", flags: TLS_SERVER_FLAGS },
+    { title: "Traffic", flags: TRAFFIC_FLAGS },
+  ],
+  examples: [
+    "sockit listen 127.0.0.1:8888 --send 'hello!'",
+    "sockit listen 0 -v > received.bin",
+    "sockit listen -k 8080 --sh-exec 'printf \"HTTP/1.0 200 OK\\r\\n\\r\\nhi\\n\"'",
+    "sockit listen -k 9000 --exec 'tr a-z A-Z' --max-conns 10 --allow 127.0.0.0/8",
+    "sockit listen --broker 7000",
+    "sockit listen udp://127.0.0.1:5353 -v",
+  ],
+  parse({ values, positionals, globals }) {
+    const given = oneEndpoint(positionals);
+    const row = requireEndpoint(given, { role: "listen" }, "listen", positionals[0]);
+    exclusive(values, ["exec", "sh-exec", "send", "send-file", "broker"]);
+    if (row.kind === "datagram") {
+      const stream = STREAM_ONLY.find((n) => values[n] !== undefined);
+      if (stream) {
+        throw new UsageError(`option --${stream} is not supported with ${row.scheme}://`);
+      }
+    }
+    const { endpoint, flags: tls } = tlsServerFlags(values, given);
+    return {
+      ...globals,
+      endpoint,
+      send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
+      sendFile: values["send-file"] as string | undefined,
+      ...serverLimits(values),
+      family: familyFlag(values, endpoint),
+      keepOpen: values["keep-open"] === true,
+      exec: execArgv(values),
+      broker: values.broker === true,
+      tls,
+    };
+  },
+  run: runListen,
+};
 
 /**
  * Runs `sockit listen`: returns the exit code.
@@ -199,7 +159,7 @@ export function parseListenArgs(argv: string[]): ListenCommandOptions {
  * @example Usage
  * ```ts ignore
  * import { memoryContext } from "./context.ts";
- * const code = await runListen(parseListenArgs(["0", "--send", "hi"]), memoryContext());
+ * const code = await runListen(parseCommand(listenCommand, ["0", "--send", "hi"]), memoryContext());
  * ```
  */
 export async function runListen(
@@ -207,28 +167,20 @@ export async function runListen(
   ctx: CommandContext,
 ): Promise<number> {
   const reporter = makeReporter(options, ctx, "listen");
-  const endpoint = options.endpoint;
-  if (endpoint.transport === "udp") {
-    return await runListenUdp({ ...options, endpoint }, ctx, reporter);
-  }
-  const trace = reporter.tracing ? reporter.trace.bind(reporter) : undefined;
   const many = options.keepOpen || options.broker;
-  let handler: (conn: SocketStream) => Promise<number>;
   try {
-    await checkSendFile(options);
+    await checkSendFile(options.sendFile);
     if (options.exec) checkRunPermission(options.exec[0]);
-    const tlsFlags = options.tls;
-    const tls = tlsFlags ? await serverCertificate(tlsFlags, reporter) : undefined;
-    const listener = await listen(options.endpoint, {
-      family: options.family,
-      trace,
-      tls,
-      onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
-    }).catch((err) => Promise.reject(tlsFlags ? explainTlsListenError(err, tlsFlags) : err));
-    reporter.listening(listener.address, listener.transport);
-    handler = connectionHandler(options, ctx, reporter);
-    const code = await serve(listener, handler, {
+    if (requireEndpoint(options.endpoint, { role: "listen" }, "listen", "").kind === "datagram") {
+      return await listenDatagram(options, ctx, reporter);
+    }
+    using listener = await openServer(
+      options.endpoint,
+      { family: options.family, tls: options.tls },
       reporter,
+    );
+    const code = await serve(listener, connectionHandler(options, ctx, reporter), {
+      events: reporter,
       signal: ctx.signal,
       once: !many,
       maxConns: options.maxConns,
@@ -243,18 +195,44 @@ export async function runListen(
   }
 }
 
+/** `listen udp://`: datagrams to stdout; stdin to the latest peer, until a signal or the idle time. */
+async function listenDatagram(
+  options: ListenCommandOptions,
+  ctx: CommandContext,
+  reporter: Reporter,
+): Promise<number> {
+  const socket = await openDatagram(options.endpoint, "listen", {
+    family: options.family,
+    trace: reporter.traceFn,
+  });
+  reporter.listening(socket.address, options.endpoint.transport);
+  const side = new DatagramSide(socket, {
+    mode: "latest-peer",
+    onPeer: (peer) =>
+      reporter.event("peer", `datagrams from ${formatAddr(peer)}`, { remote: formatAddr(peer) }),
+  });
+  return await runSession(side, ctx, reporter, {
+    send: options.send,
+    sendFile: options.sendFile,
+    idleTimeout: options.idleTimeout,
+    maxRecord: side.maxDatagram,
+  });
+}
+
 /** What each accepted connection is bridged with, by mode. */
 function connectionHandler(
   options: ListenCommandOptions,
   ctx: CommandContext,
-  reporter: ReturnType<typeof makeReporter>,
-): (conn: SocketStream) => Promise<number> {
+  reporter: Reporter,
+): ConnectionHandler {
   const many = options.keepOpen || options.broker;
+  const report = (err: unknown) => many ? reporter.warnFailure(err) : reporter.fail(err);
   const common = {
     signal: ctx.signal,
     idleTimeout: options.idleTimeout,
-    warnOnly: many,
     bufferSize: many ? SERVER_BUFFER : undefined,
+    events: reporter,
+    report,
   };
   if (options.exec) {
     const argv = options.exec;
@@ -269,7 +247,7 @@ function connectionHandler(
         conn.close();
         return Promise.resolve(reporter.fail(err, "exec", argv[0]));
       }
-      return bridge(conn, child, reporter, {
+      return transfer(conn, child, {
         ...common,
         // The client's end of input ends the session once the child has
         // been silent for EXEC_LINGER ms (or has exited); then it is ended.
@@ -281,7 +259,7 @@ function connectionHandler(
   }
   if (options.broker) {
     const hub = new Fanout({ highWater: 256 * 1024 });
-    return (conn) => bridge(conn, brokerPort(hub), reporter, { ...common, endOnEof: "a" });
+    return (conn) => transfer(conn, brokerPort(hub), { ...common, endOnEof: "a" });
   }
   if (options.keepOpen && !options.send && options.sendFile === undefined) {
     // stdin goes to every client: one reader, one queue per client.
@@ -290,11 +268,17 @@ function connectionHandler(
     return (conn) => {
       if (!started) {
         started = true;
-        pumpInto(ctx, hub);
+        new Relay(stdinSide(ctx), hubPublisher(hub), {
+          signal: ctx.signal,
+          halfClose: [true, false],
+        })
+          .run().catch(() => hub.end());
       }
       return runSession(conn, ctx, reporter, {
-        source: hub.subscribe(),
+        input: hub.subscribe(),
         idleTimeout: options.idleTimeout,
+        endOnEof: "a",
+        linger: SESSION_LINGER,
         warnOnly: true,
       });
     };
@@ -305,25 +289,36 @@ function connectionHandler(
       send: options.send,
       sendFile: options.sendFile,
       idleTimeout: options.idleTimeout,
+      endOnEof: "a",
+      linger: SESSION_LINGER,
       warnOnly: many,
     });
 }
 
-/** After a client's end of input, how long a silent `--exec` child may take before it is ended. */
-export const EXEC_LINGER = 1000;
+/** The command's stdin as the reading side of a relay. */
+function stdinSide(ctx: CommandContext): Duplex {
+  return {
+    label: "stdin",
+    read: (p) => ctx.stdin.read(p),
+    write: () => Promise.reject(new Error("stdin is read only")),
+    closeWrite: () => Promise.resolve(),
+    cancelRead: (linger) => ctx.stdin.cancel(linger),
+    close: () => ctx.stdin.cancel(),
+  };
+}
 
-/** Reads stdin into `hub` until its end. */
-async function pumpInto(ctx: CommandContext, hub: Fanout): Promise<void> {
-  const buf = new Uint8Array(64 * 1024);
-  try {
-    for (;;) {
-      const n = await ctx.stdin.read(buf);
-      if (n === null) break;
-      await hub.publish(buf.subarray(0, n));
-    }
-  } finally {
-    hub.end();
-  }
+/** A hub as the writing side of a relay: what is written goes to every subscriber. */
+function hubPublisher(hub: Fanout): Duplex {
+  return {
+    label: "clients",
+    read: () => Promise.resolve(null),
+    write: async (p) => {
+      await hub.publish(p);
+      return p.length;
+    },
+    closeWrite: () => Promise.resolve(hub.end()),
+    close: () => hub.end(),
+  };
 }
 
 /** A client's place in the broker: what it sends goes to all the others. */

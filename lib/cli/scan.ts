@@ -5,46 +5,16 @@
  * @module
  */
 
-import { formatHost, isIPv4, isIPv6 } from "../address.ts";
-import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
-import { formatDuration } from "../format.ts";
-import { jsonLine } from "../report.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
+import { formatDuration, jsonLine } from "../format.ts";
+import { formatHost } from "../ip.ts";
+import { resolve } from "../resolve.ts";
 import { formatPorts, parsePorts, scan } from "../scan.ts";
-import { systemLookup } from "../stream.ts";
-import {
-  countFlag,
-  durationFlag,
-  FAMILY_FLAGS,
-  familyFlag,
-  makeReporter,
-  parseFlags,
-} from "./args.ts";
-import type { GlobalOptions } from "./args.ts";
+import type { Command } from "./command.ts";
+import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-
-/** Help text of `sockit scan`. */
-export const SCAN_HELP = `Usage: sockit scan [options] HOST PORTS
-
-A TCP connect scan: prints each open port of HOST on a line of its own, in
-order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.
-
-PORTS
-  22,80,443   8000-8100   1-65535   (ports 1–65535, ranges ascending)
-
-Options
-  --concurrency N    probes in flight at once (default 200)
-  --timeout DUR      a port that has not answered after DUR is filtered (default 1s)
-  -4, -6             resolve HOST to IPv4 or IPv6
-  --json             one JSON object per open port on stdout (port, state, latencyMs)
-  -v, --verbose      a summary on stderr
-  -q, --quiet        nothing on stdout (only the exit status)
-  --color WHEN       auto, always or never
-  -h, --help         this help
-
-Examples
-  sockit scan 127.0.0.1 1-65535
-  sockit scan localhost 5432,6379,8000-8100 --json
-`;
+import type { GlobalOptions } from "./flags.ts";
+import { countFlag, durationFlag, familyFlag } from "./values.ts";
 
 /** Parsed options of `sockit scan`. */
 export interface ScanCommandOptions extends GlobalOptions {
@@ -60,54 +30,69 @@ export interface ScanCommandOptions extends GlobalOptions {
   family?: 4 | 6;
 }
 
-/**
- * Parses the arguments of `sockit scan`.
- *
- * @example Usage
- * ```ts
- * import { parseScanArgs } from "./scan.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepEqual(parseScanArgs(["127.0.0.1", "22,80-81"]).ports, [22, 80, 81]);
- * ```
- */
-export function parseScanArgs(argv: string[]): ScanCommandOptions {
-  const { values, positionals, globals } = parseFlags(argv, {
-    concurrency: { type: "string" },
-    timeout: { type: "string" },
-    ...FAMILY_FLAGS,
-  });
-  if (globals.help) return { ...globals, host: "", ports: [], timeout: 1000 };
-  if (positionals.length < 2) {
-    throw new UsageError("expected HOST and PORTS, e.g. sockit scan 127.0.0.1 1-1024");
-  }
-  if (positionals.length > 2) {
-    throw new UsageError(`unexpected argument ${JSON.stringify(positionals[2])}`);
-  }
-  const host = positionals[0].replace(/^\[(.*)\]$/, "$1");
-  if (!/^[A-Za-z0-9_.:%-]+$/.test(host)) {
-    throw new UsageError(`invalid host ${JSON.stringify(positionals[0])}`);
-  }
-  const concurrency = countFlag(values, "concurrency");
-  if (concurrency === 0) throw new UsageError("option --concurrency needs at least 1");
-  const timeout = durationFlag(values, "timeout") ?? 1000;
-  if (timeout <= 0) throw new UsageError("option --timeout must be more than 0");
-  return {
-    ...globals,
-    host,
-    ports: parsePorts(positionals[1]),
-    concurrency,
-    timeout,
-    family: familyFlag(values, { transport: "tcp", port: 0 }),
-  };
-}
+/** `sockit scan`. */
+export const scanCommand: Command<ScanCommandOptions> = {
+  name: "scan",
+  summary: "a TCP connect scan; prints the open ports",
+  usage: "[options] HOST PORTS",
+  description: `A TCP connect scan: prints each open port of HOST on a line of its own, in
+order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
+  sections: [{
+    title: "PORTS",
+    lines: ["22,80,443   8000-8100   1-65535   ssh,http   (ports 1–65535, ranges ascending)"],
+  }],
+  flags: [{
+    title: "Options",
+    flags: [
+      "concurrency",
+      ["timeout", "a port that has not answered after DUR is filtered (default 1s)"],
+      ["ipv4", "resolve HOST to IPv4"],
+      ["ipv6", "resolve HOST to IPv6"],
+    ],
+  }],
+  output: ["verbose", "quiet", "json", "color", "help"],
+  outputHelp: {
+    json: "one JSON object per open port on stdout (port, state, latencyMs)",
+    verbose: "a summary on stderr",
+    quiet: "nothing on stdout (only the exit status)",
+  },
+  examples: [
+    "sockit scan 127.0.0.1 1-65535",
+    "sockit scan localhost 5432,6379,8000-8100 --json",
+  ],
+  parse({ values, positionals, globals }) {
+    if (positionals.length < 2) {
+      throw new UsageError("expected HOST and PORTS, e.g. sockit scan 127.0.0.1 1-1024");
+    }
+    if (positionals.length > 2) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(positionals[2])}`);
+    }
+    const host = positionals[0].replace(/^\[(.*)\]$/, "$1");
+    if (!/^[A-Za-z0-9_.:%-]+$/.test(host)) {
+      throw new UsageError(`invalid host ${JSON.stringify(positionals[0])}`);
+    }
+    const concurrency = countFlag(values, "concurrency");
+    if (concurrency === 0) throw new UsageError("option --concurrency needs at least 1");
+    const timeout = durationFlag(values, "timeout") ?? 1000;
+    if (timeout <= 0) throw new UsageError("option --timeout must be more than 0");
+    return {
+      ...globals,
+      host,
+      ports: parsePorts(positionals[1]),
+      concurrency,
+      timeout,
+      family: familyFlag(values),
+    };
+  },
+  run: runScan,
+};
 
 /**
  * Runs `sockit scan`: 0 when a port is open, 1 when none.
  *
  * @example Usage
  * ```ts ignore
- * const code = await runScan(parseScanArgs(["127.0.0.1", "1-1024"]), ctx);
+ * const code = await runScan(parseCommand(scanCommand, ["127.0.0.1", "1-1024"]), ctx);
  * ```
  */
 export async function runScan(options: ScanCommandOptions, ctx: CommandContext): Promise<number> {
@@ -115,17 +100,7 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
   const started = performance.now();
   let address = options.host;
   try {
-    if (!isIPv4(address) && !isIPv6(address)) {
-      const found = await systemLookup(address, options.family);
-      if (!found.length) {
-        throw new SockitError("name not found", { op: "scan", address, code: "ENOTFOUND" });
-      }
-      address = found[0];
-    } else if (options.family && options.family !== (isIPv4(address) ? 4 : 6)) {
-      throw new UsageError(
-        `${address}: an IPv${isIPv4(address) ? 4 : 6} address, but -${options.family} was given`,
-      );
-    }
+    [address] = await resolve(options.host, { op: "scan", family: options.family });
     const open = await scan(address, options.ports, {
       concurrency: options.concurrency,
       timeout: options.timeout,

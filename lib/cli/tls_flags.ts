@@ -10,27 +10,18 @@
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { SockitError, UsageError } from "../errors.ts";
-import type { Reporter } from "../report.ts";
+import type { ServerTls } from "../listener.ts";
 import { certificateInfo, ephemeralCertificate, loadCaCerts, loadCertificate } from "../tls.ts";
 import type { TlsClientOptions } from "../tls.ts";
-import type { FlagSpec, FlagValues } from "./args.ts";
+import { isTls, withTls } from "../transports.ts";
+import type { FlagUse, FlagValues } from "./flags.ts";
+import type { Reporter } from "./report.ts";
 
 /** The client-side TLS flags. */
-export const TLS_CLIENT_FLAGS: Record<string, FlagSpec> = {
-  tls: { type: "boolean" },
-  cacert: { type: "string", multiple: true },
-  servername: { type: "string" },
-  insecure: { type: "boolean" },
-  alpn: { type: "string", multiple: true },
-};
+export const TLS_CLIENT_FLAGS: FlagUse[] = ["tls", "cacert", "servername", "insecure", "alpn"];
 
 /** The server-side TLS flags. */
-export const TLS_SERVER_FLAGS: Record<string, FlagSpec> = {
-  tls: { type: "boolean" },
-  cert: { type: "string" },
-  key: { type: "string" },
-  alpn: { type: "string", multiple: true },
-};
+export const TLS_SERVER_FLAGS: FlagUse[] = ["tls", "cert", "key", "alpn"];
 
 /** Parsed client-side TLS flags (files not read yet). */
 export interface TlsClientFlags {
@@ -56,40 +47,44 @@ export interface TlsServerFlags {
 
 const list = (values: FlagValues, name: string) => (values[name] as string[] | undefined) ?? [];
 
-function needsTls(endpoint: Endpoint, values: FlagValues, given: string[]): boolean {
-  const tls = endpoint.transport === "tls" || values.tls === true;
-  if (tls && endpoint.transport === "unix") {
-    throw new UsageError(
-      `${
-        formatEndpoint(endpoint)
-      }: TLS over a Unix socket is not supported (Deno's TLS is TCP only)`,
-    );
-  }
-  if (tls && endpoint.transport === "udp") {
-    throw new UsageError("TLS over UDP (DTLS) is not supported");
-  }
-  const stray = given.find((name) => values[name] !== undefined && values[name] !== false);
+/**
+ * The endpoint with `--tls` applied, and whether it speaks TLS; TLS flags
+ * given for an endpoint that does not are a usage error.
+ */
+function applyTls(
+  endpoint: Endpoint,
+  values: FlagValues,
+  tlsOnly: string[],
+): { endpoint: Endpoint; tls: boolean } {
+  const applied = values.tls === true ? withTls(endpoint, formatEndpoint(endpoint)) : endpoint;
+  const tls = isTls(applied);
+  const stray = tlsOnly.find((name) => values[name] !== undefined && values[name] !== false);
   if (!tls && stray) {
     throw new UsageError(`option --${stray} needs TLS: a tls:// endpoint or --tls`);
   }
-  return tls;
+  return { endpoint: applied, tls };
 }
 
 /**
- * The client TLS flags for `endpoint`, or `undefined` when it is not TLS.
+ * The client TLS flags for `endpoint` (with `--tls` applied to it), or no
+ * flags when it does not speak TLS.
  *
  * @example Usage
  * ```ts
  * import { tlsClientFlags } from "./tls_flags.ts";
  * import assert from "node:assert/strict";
  *
- * const flags = tlsClientFlags({ servername: "localhost" }, { transport: "tls", hostname: "127.0.0.1", port: 443 });
+ * const { flags } = tlsClientFlags({ servername: "localhost" }, { transport: "tls", hostname: "127.0.0.1", port: 443 });
  * assert.equal(flags?.serverName, "localhost");
  * assert.throws(() => tlsClientFlags({ insecure: true }, { transport: "tcp", port: 80 }), /needs TLS/);
  * ```
  */
-export function tlsClientFlags(values: FlagValues, endpoint: Endpoint): TlsClientFlags | undefined {
-  if (!needsTls(endpoint, values, ["cacert", "servername", "insecure", "alpn"])) return undefined;
+export function tlsClientFlags(
+  values: FlagValues,
+  endpoint: Endpoint,
+): { endpoint: Endpoint; flags?: TlsClientFlags } {
+  const applied = applyTls(endpoint, values, ["cacert", "servername", "insecure", "alpn"]);
+  if (!applied.tls) return { endpoint: applied.endpoint };
   const serverName = values.servername as string | undefined;
   if (serverName !== undefined && !/^[A-Za-z0-9_.-]+$/.test(serverName)) {
     throw new UsageError(
@@ -98,34 +93,42 @@ export function tlsClientFlags(values: FlagValues, endpoint: Endpoint): TlsClien
   }
   const alpn = list(values, "alpn");
   return {
-    cacert: list(values, "cacert"),
-    serverName,
-    insecure: values.insecure === true,
-    alpn: alpn.length ? alpn : undefined,
+    endpoint: applied.endpoint,
+    flags: {
+      cacert: list(values, "cacert"),
+      serverName,
+      insecure: values.insecure === true,
+      alpn: alpn.length ? alpn : undefined,
+    },
   };
 }
 
 /**
- * The server TLS flags for `endpoint`, or `undefined` when it is not TLS.
+ * The server TLS flags for `endpoint` (with `--tls` applied to it), or no
+ * flags when it does not speak TLS.
  *
  * @example Usage
  * ```ts
  * import { tlsServerFlags } from "./tls_flags.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(tlsServerFlags({ tls: true }, { transport: "tcp", port: 0 }), { cert: undefined, key: undefined, alpn: undefined });
+ * assert.deepEqual(tlsServerFlags({ tls: true }, { transport: "tcp", port: 0 }).flags, { cert: undefined, key: undefined, alpn: undefined });
  * assert.throws(() => tlsServerFlags({ cert: "c.pem" }, { transport: "tls", port: 0 }), /--cert and --key go together/);
  * ```
  */
-export function tlsServerFlags(values: FlagValues, endpoint: Endpoint): TlsServerFlags | undefined {
-  if (!needsTls(endpoint, values, ["cert", "key", "alpn"])) return undefined;
+export function tlsServerFlags(
+  values: FlagValues,
+  endpoint: Endpoint,
+): { endpoint: Endpoint; flags?: TlsServerFlags } {
+  const applied = applyTls(endpoint, values, ["cert", "key", "alpn"]);
+  if (!applied.tls) return { endpoint: applied.endpoint };
   const cert = values.cert as string | undefined;
   const key = values.key as string | undefined;
   if ((cert === undefined) !== (key === undefined)) {
     throw new UsageError("options --cert and --key go together");
   }
   const alpn = list(values, "alpn");
-  return { cert, key, alpn: alpn.length ? alpn : undefined };
+  return { endpoint: applied.endpoint, flags: { cert, key, alpn: alpn.length ? alpn : undefined } };
 }
 
 /** Reads the `--cacert` files and says once that `--insecure` verifies nothing. */
@@ -146,7 +149,7 @@ export function tlsClientOptions(flags: TlsClientFlags, reporter: Reporter): Tls
 export async function serverCertificate(
   flags: TlsServerFlags,
   reporter: Reporter,
-): Promise<{ cert: string; key: string; alpn?: string[] }> {
+): Promise<ServerTls> {
   const material = flags.cert !== undefined && flags.key !== undefined
     ? loadCertificate(flags.cert, flags.key)
     : await ephemeralCertificate();

@@ -6,47 +6,21 @@
  * @module
  */
 
-import { formatEndpoint, parseEndpoint, requireTransport } from "../address.ts";
+import os from "node:os";
+import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { exitCodeOf, SockitError, TimeoutError, toSockitError, UsageError } from "../errors.ts";
 import { checkRunPermission } from "../exec.ts";
-import { formatDuration } from "../format.ts";
-import { jsonLine } from "../report.ts";
+import { formatDuration, jsonLine } from "../format.ts";
+import { requireEndpoint } from "../transports.ts";
 import { waitFor } from "../wait.ts";
 import type { WaitResult } from "../wait.ts";
-import { durationFlag, FAMILY_FLAGS, makeReporter, parseFlags } from "./args.ts";
-import type { GlobalOptions } from "./args.ts";
+import type { Command } from "./command.ts";
+import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-
-/** Help text of `sockit wait`. */
-export const WAIT_HELP = `Usage: sockit wait [options] ENDPOINT… [-- CMD ARGS…]
-
-Block until every endpoint accepts a connection (a host name: any of its
-addresses), then exit 0 — or run CMD and exit with its status. Each endpoint
-is tried once per interval. On timeout, exit 124 and name each endpoint that
-never came up, with the last error seen for it. One result line per endpoint
-goes to stdout as it is settled.
-
-ENDPOINT
-  5432 (localhost)   db:5432   [::1]:8080   unix:/run/app.sock
-
-Options
-  --timeout DUR      give up after DUR (default 30s)
-  --interval DUR     try each endpoint this often (default 250ms)
-  --reverse          wait until the endpoints refuse connections (a service stopped)
-  -4, -6             resolve host names to IPv4 or IPv6 only
-  -q, --quiet        no result lines (only the exit status)
-  --json             results as JSON lines on stdout
-  -v, --verbose      more on stderr
-  --trace            (not used by wait)
-  --color WHEN       auto, always or never
-  -h, --help         this help
-
-Examples
-  sockit wait db:5432 redis:6379 --timeout 60s
-  sockit wait 127.0.0.1:8080 -- curl -fsS http://127.0.0.1:8080/health
-  sockit wait --reverse 127.0.0.1:8080 --timeout 10s
-`;
+import type { GlobalOptions } from "./flags.ts";
+import type { Reporter } from "./report.ts";
+import { durationFlag, familyFlag } from "./values.ts";
 
 /** Parsed options of `sockit wait`. */
 export interface WaitCommandOptions extends GlobalOptions {
@@ -64,54 +38,68 @@ export interface WaitCommandOptions extends GlobalOptions {
   command?: string[];
 }
 
-/**
- * Parses the arguments of `sockit wait`; everything after `--` is the command.
- *
- * @example Usage
- * ```ts
- * import { parseWaitArgs } from "./wait.ts";
- * import assert from "node:assert/strict";
- *
- * const options = parseWaitArgs(["a:1", "--timeout", "5s", "b:2", "--", "echo", "--up"]);
- * assert.deepEqual([options.endpoints.length, options.timeout, options.command], [2, 5000, ["echo", "--up"]]);
- * ```
- */
-export function parseWaitArgs(argv: string[]): WaitCommandOptions {
-  const split = argv.indexOf("--");
-  const own = split === -1 ? argv : argv.slice(0, split);
-  const command = split === -1 ? undefined : argv.slice(split + 1);
-  const { values, positionals, globals } = parseFlags(own, {
-    timeout: { type: "string" },
-    interval: { type: "string" },
-    reverse: { type: "boolean" },
-    ...FAMILY_FLAGS,
-  });
-  const base = { ...globals, endpoints: [], timeout: 30_000, interval: 250, reverse: false };
-  if (globals.help) return base;
-  if (positionals.length === 0) {
-    throw new UsageError("missing endpoint (e.g. sockit wait 127.0.0.1:5432)");
-  }
-  const endpoints = positionals.map((text) => {
-    const endpoint = parseEndpoint(text);
-    requireTransport(endpoint, ["tcp", "unix"], "wait");
-    return endpoint;
-  });
-  if (command !== undefined && command.length === 0) {
-    throw new UsageError("nothing after -- to run");
-  }
-  if (values.ipv4 && values.ipv6) throw new UsageError("options -4 and -6 contradict each other");
-  const interval = durationFlag(values, "interval") ?? 250;
-  if (interval <= 0) throw new UsageError("option --interval must be more than 0");
-  return {
-    ...base,
-    endpoints,
-    timeout: durationFlag(values, "timeout") ?? 30_000,
-    interval,
-    reverse: values.reverse === true,
-    family: values.ipv4 ? 4 : values.ipv6 ? 6 : undefined,
-    command,
-  };
-}
+/** `sockit wait`. */
+export const waitCommand: Command<WaitCommandOptions> = {
+  name: "wait",
+  summary: "block until endpoints accept connections (or refuse them); then run a command",
+  usage: "[options] ENDPOINT… [-- CMD ARGS…]",
+  description: `Block until every endpoint accepts a connection (a host name: any of its
+addresses), then exit 0 — or run CMD and exit with its status. Each endpoint
+is tried once per interval. On timeout, exit 124 and name each endpoint that
+never came up, with the last error seen for it. One result line per endpoint
+goes to stdout as it is settled.`,
+  sections: [{
+    title: "ENDPOINT",
+    lines: ["5432 (localhost)   db:5432   [::1]:8080   tcp:db:5432   unix:/run/app.sock"],
+  }],
+  flags: [{
+    title: "Options",
+    flags: [
+      ["timeout", "give up after DUR (default 30s)"],
+      "interval",
+      "reverse",
+      ["ipv4", "resolve host names to IPv4 only"],
+      ["ipv6", "resolve host names to IPv6 only"],
+    ],
+  }],
+  output: ["verbose", "quiet", "json", "color", "help"],
+  outputHelp: {
+    quiet: "no result lines (only the exit status)",
+    json: "results as JSON lines on stdout",
+    verbose: "more on stderr",
+  },
+  examples: [
+    "sockit wait db:5432 redis:6379 --timeout 60s",
+    "sockit wait 127.0.0.1:8080 -- curl -fsS http://127.0.0.1:8080/health",
+    "sockit wait --reverse 127.0.0.1:8080 --timeout 10s",
+  ],
+  passThrough: true,
+  parse({ values, positionals, globals }, command) {
+    if (positionals.length === 0) {
+      throw new UsageError("missing endpoint (e.g. sockit wait 127.0.0.1:5432)");
+    }
+    const endpoints = positionals.map((text) => {
+      const endpoint = parseEndpoint(text);
+      requireEndpoint(endpoint, { role: "connect", kind: "stream" }, "wait", text);
+      return endpoint;
+    });
+    if (command !== undefined && command.length === 0) {
+      throw new UsageError("nothing after -- to run");
+    }
+    const interval = durationFlag(values, "interval") ?? 250;
+    if (interval <= 0) throw new UsageError("option --interval must be more than 0");
+    return {
+      ...globals,
+      endpoints,
+      timeout: durationFlag(values, "timeout") ?? 30_000,
+      interval,
+      reverse: values.reverse === true,
+      family: familyFlag(values),
+      command,
+    };
+  },
+  run: runWait,
+};
 
 /** A result as a line of text. */
 function resultText(result: WaitResult, reverse: boolean): string {
@@ -129,7 +117,7 @@ function resultText(result: WaitResult, reverse: boolean): string {
  *
  * @example Usage
  * ```ts ignore
- * const code = await runWait(parseWaitArgs(["127.0.0.1:5432"]), ctx);
+ * const code = await runWait(parseCommand(waitCommand, ["127.0.0.1:5432"]), ctx);
  * ```
  */
 export async function runWait(options: WaitCommandOptions, ctx: CommandContext): Promise<number> {
@@ -184,22 +172,11 @@ export async function runWait(options: WaitCommandOptions, ctx: CommandContext):
   return await runCommand(options.command, ctx, reporter);
 }
 
-const SIGNAL_NUMBERS: Record<string, number> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGABRT: 6,
-  SIGKILL: 9,
-  SIGSEGV: 11,
-  SIGPIPE: 13,
-  SIGTERM: 15,
-};
-
 /** Runs the command after `--` with sockit's stdio; resolves to its exit status. */
 async function runCommand(
   argv: string[],
   ctx: CommandContext,
-  reporter: ReturnType<typeof makeReporter>,
+  reporter: Reporter,
 ): Promise<number> {
   await ctx.stdout.flush();
   try {
@@ -214,7 +191,8 @@ async function runCommand(
     const status = await child.status;
     ctx.signal.removeEventListener("abort", stop);
     // A child killed by a signal exits 128 + its number, as shells report it.
-    return status.signal ? 128 + (SIGNAL_NUMBERS[status.signal] ?? 9) : status.code;
+    const signals = os.constants.signals as Record<string, number | undefined>;
+    return status.signal ? 128 + (signals[status.signal] ?? 9) : status.code;
   } catch (err) {
     const e = toSockitError(err, "exec", argv[0]);
     if (e.code === "ENOENT") {

@@ -1,0 +1,197 @@
+/**
+ * What a command is: declared flags, a pure parse from arguments to
+ * options, and `run(options, context)` returning an exit code — the shape
+ * of cliffy and dax commands. Help is generated from the declaration, and
+ * `--help` is answered before anything is validated. Only `main.ts` exits.
+ *
+ * @module
+ */
+
+import type { CommandContext } from "./context.ts";
+import { textSinkOf } from "./context.ts";
+import { toSockitError } from "../errors.ts";
+import { flagName, FLAGS, OUTPUT_FLAGS } from "./flags.ts";
+import type {
+  FlagGroup,
+  FlagName,
+  FlagSpec,
+  FlagUse,
+  GlobalOptions,
+  ParsedFlags,
+} from "./flags.ts";
+import { parseFlags } from "./flags.ts";
+import { Reporter } from "./report.ts";
+import type { TextSink } from "./report.ts";
+
+/** A section of help text (`ENDPOINT`, `PORTS`): a heading and its lines. */
+export interface HelpSection {
+  /** The heading. */
+  title: string;
+  /** The lines, each shown indented by two spaces. */
+  lines: string[];
+}
+
+/** A command, declared. */
+export interface Command<T> {
+  /** Its name (`listen`). */
+  name: string;
+  /** One line for `sockit --help`. */
+  summary: string;
+  /** What follows `sockit NAME` in the usage line (`[options] ENDPOINT`). */
+  usage: string;
+  /** What it does: a paragraph or two. */
+  description: string;
+  /** Sections shown before the flags (the endpoint forms, port lists). */
+  sections?: HelpSection[];
+  /** The flags it takes, in groups; the output flags are added at the end. */
+  flags: FlagGroup[];
+  /** The output flags it takes (default: all of them, {@linkcode OUTPUT_FLAGS}). */
+  output?: FlagName[];
+  /** What some output flags mean for this command, where it differs (`--json` for `scan`). */
+  outputHelp?: Partial<Record<FlagName, string>>;
+  /** Command lines shown under `Examples`. */
+  examples: string[];
+  /** Turns the parsed arguments into options; throws a `UsageError` for bad input. No I/O. */
+  parse(parsed: ParsedFlags, rest?: string[]): T;
+  /** Runs the command; resolves to its exit code. */
+  run(options: T, ctx: CommandContext): Promise<number>;
+  /** Whether what follows `--` is the command's own (a command to run). */
+  passThrough?: boolean;
+}
+
+/** Every flag use of a command, output flags included. */
+export function flagUses(command: Command<unknown>): FlagUse[] {
+  return [...command.flags.flatMap((g) => g.flags), ...(command.output ?? OUTPUT_FLAGS)];
+}
+
+/**
+ * Parses `argv` for `command` (flags, then its own `parse`).
+ *
+ * @example Usage
+ * ```ts ignore
+ * const options = parseCommand(connectCommand, ["127.0.0.1:80", "--timeout", "2s"]);
+ * ```
+ */
+export function parseCommand<T>(command: Command<T>, argv: string[]): T {
+  const split = command.passThrough ? argv.indexOf("--") : -1;
+  const own = split === -1 ? argv : argv.slice(0, split);
+  const rest = split === -1 ? undefined : argv.slice(split + 1);
+  return command.parse(parseFlags(own, flagUses(command as Command<unknown>)), rest);
+}
+
+const WIDTH = 80;
+const COLUMN = 21;
+
+/** Wraps `text` to lines of at most `width` characters, each prefixed with `indent`. */
+function wrap(text: string, indent: string, width = WIDTH): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines;
+}
+
+/** The help lines of one flag. */
+function flagLines(use: FlagUse): string[] {
+  const name = flagName(use);
+  const spec: FlagSpec = FLAGS[name];
+  const help = typeof use === "string" ? spec.help : use[1];
+  const left = `  ${spec.short ? `-${spec.short}, ` : ""}--${name}${
+    spec.value ? ` ${spec.value}` : ""
+  }`;
+  const body = wrap(help, " ".repeat(COLUMN));
+  if (left.length < COLUMN - 1) {
+    return [left.padEnd(COLUMN) + body[0].trimStart(), ...body.slice(1)];
+  }
+  return [left, ...body];
+}
+
+/**
+ * The help text of a command, generated from its declaration.
+ *
+ * @example Usage
+ * ```ts ignore
+ * console.log(helpText(connectCommand));
+ * ```
+ */
+export function helpText(command: Command<unknown>): string {
+  const out: string[] = [`Usage: sockit ${command.name} ${command.usage}`, ""];
+  for (const paragraph of command.description.trim().split(/\n\s*\n/)) {
+    out.push(...wrap(paragraph, ""), "");
+  }
+  for (const section of command.sections ?? []) {
+    out.push(section.title, ...section.lines.map((l) => `  ${l}`), "");
+  }
+  const output: FlagUse[] = (command.output ?? OUTPUT_FLAGS).map((use) => {
+    const own = command.outputHelp?.[flagName(use)];
+    return own ? [flagName(use), own] : use;
+  });
+  for (const group of [...command.flags, { title: "Output", flags: output }]) {
+    if (group.flags.length === 0) continue;
+    out.push(group.title, ...group.flags.flatMap(flagLines), "");
+  }
+  const durations = flagUses(command).some((use) =>
+    (FLAGS[flagName(use)] as FlagSpec).value === "DUR"
+  );
+  if (durations) out.push("Durations: 250ms, 2s, 1m; a bare number is seconds.", "");
+  out.push("Examples", ...command.examples.map((e) => `  ${e}`), "");
+  return out.join("\n");
+}
+
+/**
+ * The reporter for a command: colour decided from `--color`, the terminal
+ * and `NO_COLOR`; the `--hex-file` opened.
+ *
+ * @example Usage
+ * ```ts
+ * import { makeReporter } from "./command.ts";
+ * import { parseFlags } from "./flags.ts";
+ * import { memoryContext } from "./context.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { globals } = parseFlags(["--trace"], ["trace"]);
+ * assert(makeReporter(globals, memoryContext(), "connect").tracing);
+ * ```
+ */
+export function makeReporter(
+  globals: GlobalOptions,
+  ctx: CommandContext,
+  command: string,
+): Reporter {
+  const color = globals.color === "always" ||
+    (globals.color === "auto" && ctx.stderrIsTerminal === true && !ctx.noColor);
+  return new Reporter(ctx.stderr, {
+    ...globals,
+    color,
+    command,
+    hexSink: globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile),
+    // Only on a terminal: in a pipe or a file, a refreshing line is noise.
+    progress: globals.progress && ctx.stderrIsTerminal === true,
+    columns: ctx.stderrColumns,
+  });
+}
+
+/** Opens (truncates) the `--hex-file`; the dump is appended to it as it comes. */
+function openHexFile(path: string): TextSink {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  } catch (err) {
+    throw toSockitError(err, "open", path);
+  }
+  const sink = textSinkOf(file);
+  return {
+    write(text: string) {
+      try {
+        sink.write(text);
+      } catch (err) {
+        throw toSockitError(err, "write", path);
+      }
+    },
+  };
+}

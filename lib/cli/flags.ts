@@ -1,0 +1,341 @@
+/**
+ * Every command-line flag, declared once: its type, its short form, the
+ * placeholder of its value and its help text. Commands list the flags they
+ * take (by name, in groups); parsing and help are generated from these
+ * declarations, so a flag a command does not list is an unknown option for
+ * it, and the help cannot drift from what is accepted.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { UsageError } from "../errors.ts";
+
+/** One flag. */
+export interface FlagSpec {
+  /** `boolean` for switches, `string` for options with a value. */
+  type: "boolean" | "string";
+  /** One-character alias. */
+  short?: string;
+  /** Whether the flag may be given more than once (values are collected in order). */
+  multiple?: boolean;
+  /** The placeholder of the value in help (`DUR`, `N`, `PEM`). */
+  value?: string;
+  /** What it does, for help (one sentence or two). */
+  help: string;
+}
+
+/** Every flag sockit has, by long name. */
+export const FLAGS = {
+  // Output: every command.
+  verbose: {
+    type: "boolean",
+    short: "v",
+    help: "events on stderr: listening, connections, closes",
+  },
+  quiet: { type: "boolean", short: "q", help: "no warnings or events" },
+  json: { type: "boolean", help: "events (or results) as one JSON object per line" },
+  trace: { type: "boolean", help: "socket calls on stderr, as the system calls they make" },
+  color: { type: "string", value: "WHEN", help: "auto, always or never (NO_COLOR is honoured)" },
+  help: { type: "boolean", short: "h", help: "this help" },
+  // Seeing the traffic: relaying commands.
+  stats: {
+    type: "boolean",
+    help: "bytes each way, duration, rate of each connection (and totals)",
+  },
+  hex: {
+    type: "boolean",
+    help: "hex dump of every chunk each way on stderr (> sent, < received)",
+  },
+  "hex-file": {
+    type: "string",
+    value: "PATH",
+    help: "the hex dump into PATH instead (needs --allow-write)",
+  },
+  progress: { type: "boolean", help: "a refreshing status line, when stderr is a terminal" },
+  // Payload.
+  send: {
+    type: "string",
+    value: "TEXT",
+    help: "send TEXT instead of stdin, then half-close (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH)",
+  },
+  "send-file": {
+    type: "string",
+    value: "PATH",
+    help: "send the file instead of stdin, then half-close",
+  },
+  expect: {
+    type: "string",
+    value: "REGEX",
+    help: "exit 0 as soon as the received text matches (JavaScript regular expression, " +
+      "^ and $ match at line ends); exit 1 if the peer closes first, 124 at --timeout",
+  },
+  // Time.
+  timeout: {
+    type: "string",
+    value: "DUR",
+    help: "limit for connecting and for the whole session (exit 124)",
+  },
+  "idle-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "end after DUR without data either way (exit 124)",
+  },
+  "connect-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "give up connecting to TARGET after DUR (default 10s)",
+  },
+  retry: { type: "string", value: "N", help: "try N more times when connecting fails" },
+  "retry-delay": { type: "string", value: "DUR", help: "pause between attempts (default 1s)" },
+  interval: { type: "string", value: "DUR", help: "try each endpoint this often (default 250ms)" },
+  // Sessions.
+  "no-half-close": { type: "boolean", help: "keep the write side open after end of stdin" },
+  "keep-open": {
+    type: "boolean",
+    short: "k",
+    help:
+      "keep accepting, clients at once: what each sends goes to stdout, stdin goes to every client",
+  },
+  exec: {
+    type: "string",
+    value: "'PROG ARGS'",
+    help:
+      "wire each connection to a new child (no shell); the child gets SOCKIT_REMOTE_ADDR/_PORT, " +
+      "SOCKIT_LOCAL_ADDR/_PORT, SOCKIT_PROTO in its environment (needs --allow-run)",
+  },
+  "sh-exec": { type: "string", value: "'CMD'", help: "the same through /bin/sh -c" },
+  broker: {
+    type: "boolean",
+    help:
+      "relay between all connected clients (each client's bytes go to every other client); implies -k",
+  },
+  reverse: {
+    type: "boolean",
+    help: "wait until the endpoints refuse connections (a service stopped)",
+  },
+  concurrency: { type: "string", value: "N", help: "probes in flight at once (default 200)" },
+  // Servers.
+  "max-conns": {
+    type: "string",
+    value: "N",
+    help: "at most N clients at once; more are closed at once",
+  },
+  allow: {
+    type: "string",
+    multiple: true,
+    value: "CIDR",
+    help: "accept only clients in these ranges (repeatable)",
+  },
+  deny: {
+    type: "string",
+    multiple: true,
+    value: "CIDR",
+    help: "refuse clients in these ranges (repeatable)",
+  },
+  // Addresses.
+  ipv4: {
+    type: "boolean",
+    short: "4",
+    help: "IPv4 only: resolve names to IPv4; port-only binds 127.0.0.1",
+  },
+  ipv6: {
+    type: "boolean",
+    short: "6",
+    help: "IPv6 only: resolve names to IPv6; port-only binds ::1",
+  },
+  // TLS.
+  tls: { type: "boolean", help: "speak TLS (as with a tls:// endpoint)" },
+  cert: {
+    type: "string",
+    value: "PEM",
+    help: "the certificate of a TLS server (with --key); without them an ephemeral self-signed " +
+      "certificate (localhost, 127.0.0.1, ::1) is made and its SHA-256 fingerprint printed with -v / --json",
+  },
+  key: { type: "string", value: "PEM", help: "the private key of --cert" },
+  cacert: {
+    type: "string",
+    multiple: true,
+    value: "PEM",
+    help: "trust this certificate too (repeatable; added to the system roots)",
+  },
+  servername: {
+    type: "string",
+    value: "NAME",
+    help: "verify (and send as SNI) NAME instead of the host dialled",
+  },
+  insecure: { type: "boolean", help: "do not verify the server's certificate" },
+  alpn: {
+    type: "string",
+    multiple: true,
+    value: "PROTO",
+    help: "offer or accept this ALPN protocol (repeatable)",
+  },
+} as const satisfies Record<string, FlagSpec>;
+
+/** The name of a flag. */
+export type FlagName = keyof typeof FLAGS;
+
+/** A flag a command takes, with its own help text where its meaning differs there. */
+export type FlagUse = FlagName | [FlagName, string];
+
+/** Flags in a group of a command's help (`Options`, `TLS`, `Output`). */
+export interface FlagGroup {
+  /** The heading. */
+  title: string;
+  /** The flags, in the order shown. */
+  flags: FlagUse[];
+}
+
+/** The output flags every command takes. */
+export const OUTPUT_FLAGS: FlagName[] = ["verbose", "quiet", "json", "trace", "color", "help"];
+
+/** The flags that show the traffic, for every command that relays. */
+export const TRAFFIC_FLAGS: FlagUse[] = ["stats", "hex", "hex-file", "progress"];
+
+/** The name of a flag use. */
+export function flagName(use: FlagUse): FlagName {
+  return typeof use === "string" ? use : use[0];
+}
+
+/** Parsed option values, by long name. */
+export type FlagValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+/** Options every command accepts. */
+export interface GlobalOptions {
+  /** `-v`: connection events on stderr. */
+  verbose: boolean;
+  /** `-q`: no warnings or events. */
+  quiet: boolean;
+  /** `--json`: events as JSON lines. */
+  json: boolean;
+  /** `--trace`: socket operations as system calls. */
+  trace: boolean;
+  /** `--stats`: bytes, duration and rate per connection, totals for servers. */
+  stats: boolean;
+  /** `--hex`: a hex dump of the traffic on stderr. */
+  hex: boolean;
+  /** `--hex-file PATH`: the hex dump goes to this file instead (implies `--hex`). */
+  hexFile?: string;
+  /** `--progress`: a refreshing status line on a terminal. */
+  progress: boolean;
+  /** `--color auto|always|never`. */
+  color: "auto" | "always" | "never";
+}
+
+/** The result of {@linkcode parseFlags}. */
+export interface ParsedFlags {
+  /** Option values by long name. */
+  values: FlagValues;
+  /** Arguments that are not options, in order. */
+  positionals: string[];
+  /** The global options. */
+  globals: GlobalOptions;
+}
+
+function conciseMessage(error: { code?: string; message: string }): string {
+  const option = /'(-[^' ]+)/.exec(error.message)?.[1];
+  switch (error.code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown option ${option ?? error.message}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      if (/argument missing/.test(error.message)) return `option ${option} needs a value`;
+      if (/does not take an argument/.test(error.message)) {
+        return `option ${option} does not take a value`;
+      }
+      if (/ambiguous/.test(error.message)) {
+        return `option ${option} needs a value (write ${option}=-… for a value starting with "-")`;
+      }
+      return error.message.split(". ")[0];
+    default:
+      return error.message.split(". ")[0];
+  }
+}
+
+/**
+ * Parses `argv` with the flags named in `uses`. Options and positionals may
+ * come in any order; `--` ends the options. Throws a {@linkcode UsageError}
+ * for an unknown option (one the command does not take) or a bad value.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseFlags } from "./flags.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { values, positionals, globals } = parseFlags(["-v", "8888", "--send", "hi"], ["send", "verbose"]);
+ * assert.deepEqual([values.send, positionals, globals.verbose], ["hi", ["8888"], true]);
+ * assert.throws(() => parseFlags(["--hex"], ["verbose"]), /unknown option --hex/);
+ * ```
+ */
+export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlags {
+  const options: Record<
+    string,
+    { type: "boolean" | "string"; short?: string; multiple?: boolean }
+  > = {};
+  for (const use of uses) {
+    const name = flagName(use);
+    const spec: FlagSpec = FLAGS[name];
+    options[name] = {
+      type: spec.type,
+      ...(spec.short ? { short: spec.short } : {}),
+      ...(spec.multiple ? { multiple: true } : {}),
+    };
+  }
+  let parsed: { values: FlagValues; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as {
+      values: FlagValues;
+      positionals: string[];
+    };
+  } catch (err) {
+    throw new UsageError(conciseMessage(err as { code?: string; message: string }));
+  }
+  const { values } = parsed;
+  const color = (values.color as string | undefined) ?? "auto";
+  if (color !== "auto" && color !== "always" && color !== "never") {
+    throw new UsageError(
+      `option --color must be auto, always or never, not ${JSON.stringify(color)}`,
+    );
+  }
+  if (values.verbose && values.quiet) {
+    throw new UsageError("options -v and -q contradict each other");
+  }
+  return {
+    values,
+    positionals: parsed.positionals,
+    globals: {
+      verbose: values.verbose === true,
+      quiet: values.quiet === true,
+      json: values.json === true,
+      trace: values.trace === true,
+      stats: values.stats === true,
+      hex: values.hex === true || typeof values["hex-file"] === "string",
+      hexFile: values["hex-file"] as string | undefined,
+      progress: values.progress === true,
+      color,
+    },
+  };
+}
+
+/**
+ * Whether `argv` asks for help (`-h`/`--help` before any `--`), so that help
+ * is answered before anything else is checked.
+ *
+ * @example Usage
+ * ```ts
+ * import { asksForHelp } from "./flags.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(asksForHelp(["x:99999", "--help"]));
+ * assert.ok(!asksForHelp(["--", "cmd", "--help"]));
+ * ```
+ */
+export function asksForHelp(argv: readonly string[]): boolean {
+  for (const arg of argv) {
+    if (arg === "--") return false;
+    if (arg === "--help" || arg === "-h") return true;
+    // -vh and the like: a cluster of short switches that contains h.
+    if (/^-[vqk46]*h[vqk46h]*$/.test(arg)) return true;
+  }
+  return false;
+}

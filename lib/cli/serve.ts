@@ -1,0 +1,53 @@
+/**
+ * The listener bootstrap every server command shares (`listen`, `echo`,
+ * `forward`): the TLS certificate when the endpoint speaks TLS (from
+ * `--cert/--key` or made for the run), bind and listen, Deno's complaints
+ * about a certificate turned into words, and the `listening` event with
+ * the real bound address.
+ *
+ * @module
+ */
+
+import type { Endpoint } from "../address.ts";
+import type { Listener } from "../listener.ts";
+import { listen } from "../open.ts";
+import type { Reporter } from "./report.ts";
+import { explainTlsListenError, serverCertificate } from "./tls_flags.ts";
+import type { TlsServerFlags } from "./tls_flags.ts";
+
+/** Options of {@linkcode openServer}. */
+export interface OpenServerOptions {
+  /** `-4`/`-6` for the port-only form or a host name. */
+  family?: 4 | 6;
+  /** The TLS flags, when the endpoint speaks TLS. */
+  tls?: TlsServerFlags;
+}
+
+/**
+ * Opens the listening socket of a server command and announces it.
+ *
+ * @example Usage
+ * ```ts ignore
+ * using listener = await openServer(endpoint, { family: 4 }, reporter);
+ * ```
+ */
+export async function openServer(
+  endpoint: Endpoint,
+  options: OpenServerOptions,
+  reporter: Reporter,
+): Promise<Listener> {
+  const tls = options.tls ? await serverCertificate(options.tls, reporter) : undefined;
+  let listener: Listener;
+  try {
+    listener = await listen(endpoint, {
+      family: options.family,
+      trace: reporter.traceFn,
+      tls,
+      onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
+    });
+  } catch (err) {
+    throw options.tls ? explainTlsListenError(err, options.tls) : err;
+  }
+  reporter.listening(listener.address, listener.transport);
+  return listener;
+}

@@ -1,0 +1,183 @@
+/**
+ * Reading option values: endpoints, durations, counts, address families,
+ * regular expressions and the server limits, each with a one-line usage
+ * error naming the option when the value is wrong.
+ *
+ * @module
+ */
+
+import { formatEndpoint, parseEndpoint } from "../address.ts";
+import type { Endpoint } from "../address.ts";
+import { parseCidr } from "../cidr.ts";
+import type { AccessRules } from "../cidr.ts";
+import { parseDuration } from "../duration.ts";
+import { UsageError } from "../errors.ts";
+import { transportOf } from "../transports.ts";
+import type { FlagValues } from "./flags.ts";
+
+/**
+ * Exactly one endpoint among the positionals.
+ *
+ * @example Usage
+ * ```ts
+ * import { oneEndpoint } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(oneEndpoint(["8888"]), { transport: "tcp", port: 8888 });
+ * assert.throws(() => oneEndpoint([]), /missing endpoint/);
+ * ```
+ */
+export function oneEndpoint(positionals: string[]): Endpoint {
+  if (positionals.length === 0) throw new UsageError("missing endpoint (e.g. 127.0.0.1:8888)");
+  if (positionals.length > 1) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1])}`);
+  }
+  return parseEndpoint(positionals[0]);
+}
+
+/**
+ * A duration option in ms, or `undefined` when absent. For limits
+ * (`noLimitAtZero`), `0` also means no limit.
+ *
+ * @example Usage
+ * ```ts
+ * import { durationFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(durationFlag({ timeout: "2s" }, "timeout"), 2000);
+ * assert.equal(durationFlag({}, "timeout"), undefined);
+ * ```
+ */
+export function durationFlag(
+  values: FlagValues,
+  name: string,
+  noLimitAtZero = false,
+): number | undefined {
+  const text = values[name];
+  if (typeof text !== "string") return undefined;
+  try {
+    const ms = parseDuration(text);
+    return noLimitAtZero && ms === 0 ? undefined : ms;
+  } catch (err) {
+    throw new UsageError(`option --${name}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A non-negative integer option, or `undefined` when absent.
+ *
+ * @example Usage
+ * ```ts
+ * import { countFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(countFlag({ retry: "3" }, "retry"), 3);
+ * assert.throws(() => countFlag({ retry: "-1" }, "retry"), /--retry/);
+ * ```
+ */
+export function countFlag(values: FlagValues, name: string): number | undefined {
+  const text = values[name];
+  if (typeof text !== "string") return undefined;
+  if (!/^\d+$/.test(text) || Number(text) > 1e9) {
+    throw new UsageError(`option --${name} needs a whole number, not ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+/**
+ * `-4` / `-6`, as in nc; they do not mix with a socket path endpoint.
+ *
+ * @example Usage
+ * ```ts
+ * import { familyFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(familyFlag({ ipv6: true }, { transport: "tcp", port: 80 }), 6);
+ * assert.equal(familyFlag({}), undefined);
+ * assert.throws(() => familyFlag({ ipv4: true }, { transport: "unix", path: "/s" }), /do not mix/);
+ * ```
+ */
+export function familyFlag(values: FlagValues, endpoint?: Endpoint): 4 | 6 | undefined {
+  if (values.ipv4 && values.ipv6) throw new UsageError("options -4 and -6 contradict each other");
+  const family = values.ipv4 ? 4 : values.ipv6 ? 6 : undefined;
+  if (family && endpoint && transportOf(endpoint).address === "path") {
+    throw new UsageError(`options -${family} and ${formatEndpoint(endpoint)} do not mix`);
+  }
+  return family;
+}
+
+/**
+ * A regular expression option (`--expect`), or `undefined` when absent.
+ *
+ * @example Usage
+ * ```ts
+ * import { regexFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(regexFlag({ expect: "^\\+PONG" }, "expect")?.source, "^\\+PONG");
+ * assert.throws(() => regexFlag({ expect: "(" }, "expect"), /invalid regular expression/);
+ * ```
+ */
+export function regexFlag(values: FlagValues, name: string): RegExp | undefined {
+  const text = values[name];
+  if (typeof text !== "string") return undefined;
+  try {
+    return new RegExp(text);
+  } catch (err) {
+    throw new UsageError(
+      `option --${name}: invalid regular expression ${JSON.stringify(text)}: ` +
+        (err as Error).message.replace(/^Invalid regular expression: /, ""),
+    );
+  }
+}
+
+/**
+ * Refuses options that exclude each other when more than one is given.
+ *
+ * @example Usage
+ * ```ts
+ * import { exclusive } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => exclusive({ send: "a", "send-file": "b" }, ["send", "send-file"]), /exclude each other/);
+ * ```
+ */
+export function exclusive(values: FlagValues, names: string[]): void {
+  const given = names.filter((n) => values[n] !== undefined);
+  if (given.length > 1) {
+    throw new UsageError(`options ${given.map((n) => `--${n}`).join(" and ")} exclude each other`);
+  }
+}
+
+/** Parsed server limits. */
+export interface ServerLimits {
+  /** At most this many connections at once. */
+  maxConns?: number;
+  /** `--allow` / `--deny` ranges. */
+  access: AccessRules;
+  /** Per-connection idle timeout in ms. */
+  idleTimeout?: number;
+}
+
+/**
+ * Reads `--max-conns`, `--allow`, `--deny` and `--idle-timeout`.
+ *
+ * @example Usage
+ * ```ts
+ * import { serverLimits } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const limits = serverLimits({ "max-conns": "2", allow: ["127.0.0.0/8"] });
+ * assert.deepEqual([limits.maxConns, limits.access.allow.length], [2, 1]);
+ * ```
+ */
+export function serverLimits(values: FlagValues): ServerLimits {
+  const list = (name: string) => ((values[name] as string[] | undefined) ?? []).map(parseCidr);
+  const maxConns = countFlag(values, "max-conns");
+  if (maxConns === 0) throw new UsageError("option --max-conns needs at least 1");
+  return {
+    maxConns,
+    access: { allow: list("allow"), deny: list("deny") },
+    idleTimeout: durationFlag(values, "idle-timeout", true),
+  };
+}

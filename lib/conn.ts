@@ -1,0 +1,215 @@
+/**
+ * The connection type every stream transport produces: a connected socket
+ * (TCP, Unix or TLS, accepted or dialled) as a {@linkcode Duplex} for the
+ * relay, with its number, its addresses as text, and `--trace` of every
+ * read, write and shutdown. Dialers (`dial.ts`) and listeners
+ * (`listener.ts`) hand these out; nothing else wraps a `Deno.Conn`.
+ *
+ * @module
+ */
+
+import { formatAddr } from "./ip.ts";
+import type { Duplex } from "./relay.ts";
+import type { HandshakeInfo } from "./tls.ts";
+import { failedCall } from "./trace.ts";
+import type { TraceFn } from "./trace.ts";
+
+let lastConnectionId = 0;
+
+/**
+ * A new connection number, unique in this process (`#1`, `#2`, …).
+ *
+ * @example Usage
+ * ```ts
+ * import { nextConnectionId } from "./conn.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(nextConnectionId() < nextConnectionId());
+ * ```
+ */
+export function nextConnectionId(): number {
+  return ++lastConnectionId;
+}
+
+/** Options of {@linkcode Connection}. */
+export interface ConnectionOptions {
+  /** Connection number; a new one is taken when absent. */
+  id?: number;
+  /** Prints each socket operation (`--trace`). */
+  trace?: TraceFn;
+  /**
+   * A TLS connection: a peer that closes without close_notify ends the
+   * stream like EOF (see {@linkcode Connection.uncleanClose}).
+   */
+  tls?: boolean;
+  /** What the TLS handshake negotiated, when it is done already. */
+  handshake?: HandshakeInfo;
+}
+
+/**
+ * A connected socket as a {@linkcode Duplex}. `close()` may be called more
+ * than once; `closeWrite()` after the peer has gone is not an error.
+ *
+ * @example Usage
+ * ```ts
+ * import { Connection } from "./conn.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = Connection.from(await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }));
+ * using server = Connection.from(await listener.accept());
+ * listener.close();
+ * await client.write(new TextEncoder().encode("hi"));
+ * await client.closeWrite();
+ * const buf = new Uint8Array(8);
+ * assert.equal(await server.read(buf), 2);
+ * assert.equal(await server.read(buf), null);
+ * ```
+ */
+export class Connection implements Duplex, Disposable {
+  /** The underlying Deno connection. */
+  readonly conn: Deno.Conn;
+  /** Connection number, for events and traces. */
+  readonly id: number;
+  /** `#1`, `#2`, …: the tag of trace lines. */
+  readonly tag: string;
+  /** Local address, formatted. */
+  readonly localAddress: string;
+  /** Peer address, formatted. */
+  readonly remoteAddress: string;
+  /** When the connection was opened (`performance.now()`). */
+  readonly openedAt: number = performance.now();
+  /** Whether this is a TLS connection. */
+  readonly isTls: boolean;
+  /** What the TLS handshake negotiated, once known. */
+  handshake?: HandshakeInfo;
+  /** Set when a TLS peer closed without close_notify (read as EOF). */
+  uncleanClose = false;
+  #closed = false;
+  #writeClosed = false;
+
+  /** Wraps a connection; see {@linkcode Connection.from} for tracing. */
+  constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
+    this.conn = conn;
+    this.id = options.id ?? nextConnectionId();
+    this.tag = `#${this.id}`;
+    this.localAddress = formatAddr(conn.localAddr);
+    this.remoteAddress = formatAddr(conn.remoteAddr);
+    this.isTls = options.tls === true;
+    this.handshake = options.handshake;
+    if (this.isTls) {
+      // Only TLS pays for the extra promise per read.
+      const read = this.read.bind(this);
+      this.read = async (p: Uint8Array) => {
+        try {
+          return await read(p);
+        } catch (err) {
+          if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
+          this.uncleanClose = true;
+          return null;
+        }
+      };
+    }
+  }
+
+  /** Wraps a connection, tracing every operation when `options.trace` is set. */
+  static from(conn: Deno.Conn, options: ConnectionOptions = {}): Connection {
+    const trace = options.trace;
+    return trace
+      ? new TracedConnection(conn, { ...options, trace })
+      : new Connection(conn, options);
+  }
+
+  /** The peer address: the name of this side in messages. */
+  get label(): string {
+    return this.remoteAddress;
+  }
+
+  /** Whether {@linkcode Connection.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Reads into `p`; `null` at end of input. */
+  read(p: Uint8Array): Promise<number | null> {
+    return this.conn.read(p);
+  }
+
+  /** Writes from `p`; resolves to the count written. */
+  write(p: Uint8Array): Promise<number> {
+    return this.conn.write(p);
+  }
+
+  /** Shuts down the write side once (`shutdown(SHUT_WR)`). */
+  async closeWrite(): Promise<void> {
+    if (this.#closed || this.#writeClosed) return;
+    this.#writeClosed = true;
+    try {
+      await this.conn.closeWrite();
+    } catch (err) {
+      // The peer is gone already: the other direction reports it.
+      if (!(err instanceof Deno.errors.NotConnected) && !(err instanceof Deno.errors.BrokenPipe)) {
+        throw err;
+      }
+    }
+  }
+
+  /** Closes the socket; later calls do nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Closed underneath us (e.g. by Deno at exit): nothing to release.
+    }
+  }
+
+  /** Closes the socket (`using conn = …`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A {@linkcode Connection} that prints each operation as a system call. */
+class TracedConnection extends Connection {
+  #trace: TraceFn;
+
+  constructor(conn: Deno.Conn, options: ConnectionOptions & { trace: TraceFn }) {
+    super(conn, options);
+    this.#trace = options.trace;
+  }
+
+  override async read(p: Uint8Array): Promise<number | null> {
+    try {
+      const n = await super.read(p);
+      this.#trace(this.tag, `read(${p.length}) = ${n ?? 0}`);
+      return n;
+    } catch (err) {
+      if (!this.closed) this.#trace(this.tag, `read(${p.length}) = ${failedCall(err)}`);
+      throw err;
+    }
+  }
+
+  override async write(p: Uint8Array): Promise<number> {
+    try {
+      const n = await super.write(p);
+      this.#trace(this.tag, `write(${p.length}) = ${n}`);
+      return n;
+    } catch (err) {
+      if (!this.closed) this.#trace(this.tag, `write(${p.length}) = ${failedCall(err)}`);
+      throw err;
+    }
+  }
+
+  override async closeWrite(): Promise<void> {
+    if (this.closed) return;
+    this.#trace(this.tag, "shutdown(SHUT_WR)");
+    await super.closeWrite();
+  }
+
+  override close(): void {
+    if (!this.closed) this.#trace(this.tag, "close()");
+    super.close();
+  }
+}

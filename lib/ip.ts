@@ -1,0 +1,114 @@
+/**
+ * IP literals and socket addresses as text: which family a literal is,
+ * brackets around IPv6 hosts, and how Deno's addresses are printed. The
+ * checks are `node:net`'s; IPv4-mapped IPv6 addresses are unwrapped where
+ * peers are compared (see `cidr.ts`).
+ *
+ * @module
+ */
+
+import { isIPv4 as nodeIsIPv4, isIPv6 as nodeIsIPv6 } from "node:net";
+
+/**
+ * Whether `text` is an IPv4 literal in dotted-quad form (no leading zeros).
+ *
+ * @example Usage
+ * ```ts
+ * import { isIPv4 } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert(isIPv4("127.0.0.1"));
+ * assert(!isIPv4("256.0.0.1"));
+ * ```
+ */
+export function isIPv4(text: string): boolean {
+  return nodeIsIPv4(text);
+}
+
+/**
+ * Whether `text` is an IPv6 literal (without brackets; a `%zone` suffix is allowed).
+ *
+ * @example Usage
+ * ```ts
+ * import { isIPv6 } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert(isIPv6("::1"));
+ * assert(isIPv6("::ffff:127.0.0.1"));
+ * assert(!isIPv6("1:2:3"));
+ * ```
+ */
+export function isIPv6(text: string): boolean {
+  return nodeIsIPv6(text);
+}
+
+/**
+ * The family of an IP literal, or `undefined` for a host name.
+ *
+ * @example Usage
+ * ```ts
+ * import { ipFamily } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(ipFamily("::1"), 6);
+ * assert.equal(ipFamily("localhost"), undefined);
+ * ```
+ */
+export function ipFamily(text: string): 4 | 6 | undefined {
+  return isIPv4(text) ? 4 : isIPv6(text) ? 6 : undefined;
+}
+
+/**
+ * Formats a host for use before `:port`: IPv6 literals get brackets.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatHost } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatHost("::1"), "[::1]");
+ * assert.equal(formatHost("localhost"), "localhost");
+ * ```
+ */
+export function formatHost(hostname: string): string {
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
+}
+
+/**
+ * Formats an address Deno reports (`conn.remoteAddr`, `listener.addr`).
+ * An unnamed Unix peer is `unix:(unnamed)`; an abstract one is `unix:@name`.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatAddr } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatAddr({ transport: "tcp", hostname: "::1", port: 80 }), "[::1]:80");
+ * assert.equal(formatAddr({ transport: "unix", path: "/tmp/s" }), "unix:/tmp/s");
+ * ```
+ */
+export function formatAddr(addr: Deno.Addr): string {
+  if ("path" in addr) return `unix:${printablePath(addr.path)}`;
+  if ("hostname" in addr) return `${formatHost(addr.hostname)}:${addr.port}`;
+  return `vsock:${addr.cid}:${addr.port}`;
+}
+
+/**
+ * A Unix socket path as text that can go into messages and environment
+ * variables: `(unnamed)` for none, `@name` for an abstract one (its leading
+ * NUL), other NUL bytes as `\0`.
+ *
+ * @example Usage
+ * ```ts
+ * import { printablePath } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(printablePath(null), "(unnamed)");
+ * assert.equal(printablePath("\0name"), "@name");
+ * ```
+ */
+export function printablePath(path: string | null | undefined): string {
+  if (!path) return "(unnamed)";
+  const text = path.startsWith("\0") ? `@${path.slice(1)}` : path;
+  return text.replaceAll("\0", "\\0");
+}

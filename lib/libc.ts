@@ -1,0 +1,179 @@
+/**
+ * The C library through FFI, for the socket calls Deno has no API for
+ * (a connected UDP socket today). One `dlopen`, opened on first use; the
+ * `sockaddr_in`/`sockaddr_in6` encoding written once; `errno` read right
+ * after the call that set it. Linux only, and only with `--allow-ffi`:
+ * {@linkcode ffiAvailable} says whether it can be used.
+ *
+ * @module
+ */
+
+import { errnoError } from "./errors.ts";
+import { isIPv4 } from "./ip.ts";
+
+/** Address families, socket types and flags used with these calls (Linux values). */
+export const C = {
+  AF_INET: 2,
+  AF_INET6: 10,
+  SOCK_DGRAM: 2,
+  SOCK_CLOEXEC: 0o2000000,
+  SOL_SOCKET: 1,
+  SO_ERROR: 4,
+  POLLIN: 1,
+  MSG_DONTWAIT: 0x40,
+  EAGAIN: 11,
+  ECONNREFUSED: 111,
+} as const;
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // On a helper thread: waiting must not block the event loop.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** The libc functions sockit calls. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let libc: Libc | undefined;
+
+/**
+ * Whether libc can be used here: Linux, with `--allow-ffi` granted.
+ *
+ * @example Usage
+ * ```ts
+ * import { ffiAvailable } from "./libc.ts";
+ *
+ * console.assert(typeof ffiAvailable() === "boolean");
+ * ```
+ */
+export function ffiAvailable(): boolean {
+  return Deno.build.os === "linux" &&
+    Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+}
+
+/**
+ * The C library, opened on first use.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const fd = openLibc().socket(C.AF_INET, C.SOCK_DGRAM, 0);
+ * ```
+ */
+export function openLibc(): Libc {
+  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return libc;
+}
+
+/**
+ * The error of the call that just failed (`errno`), as the Deno error it
+ * corresponds to. Read it at once: the next call may change it.
+ *
+ * @example Usage
+ * ```ts ignore
+ * if (c.connect(fd, sa, sa.length) < 0) throw lastError(c);
+ * ```
+ */
+export function lastError(c: Libc): Error {
+  return errnoError(lastErrno(c));
+}
+
+/** The error number of the call that just failed. */
+export function lastErrno(c: Libc): number {
+  const ptr = c.__errno_location();
+  return ptr ? new Deno.UnsafePointerView(ptr).getInt32() : 0;
+}
+
+/**
+ * Encodes an IP address and port as `struct sockaddr_in` (16 bytes) or
+ * `sockaddr_in6` (28 bytes): family in host byte order, port and address
+ * in network byte order.
+ *
+ * @example Usage
+ * ```ts
+ * import { decodeSockaddr, encodeSockaddr } from "./libc.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(decodeSockaddr(encodeSockaddr("127.0.0.1", 53)), { hostname: "127.0.0.1", port: 53 });
+ * assert.deepEqual(decodeSockaddr(encodeSockaddr("fe80::1", 8)), { hostname: "fe80::1", port: 8 });
+ * ```
+ */
+export function encodeSockaddr(hostname: string, port: number): Uint8Array {
+  if (isIPv4(hostname)) {
+    const buf = new Uint8Array(16);
+    const view = new DataView(buf.buffer);
+    view.setUint16(0, C.AF_INET, true);
+    view.setUint16(2, port, false);
+    hostname.split(".").forEach((part, i) => (buf[4 + i] = Number(part)));
+    return buf;
+  }
+  const buf = new Uint8Array(28);
+  const view = new DataView(buf.buffer);
+  view.setUint16(0, C.AF_INET6, true);
+  view.setUint16(2, port, false);
+  ipv6Groups(hostname).forEach((g, i) => view.setUint16(8 + 2 * i, g, false));
+  return buf;
+}
+
+/** Decodes a `sockaddr_in`/`sockaddr_in6` (see {@linkcode encodeSockaddr}). */
+export function decodeSockaddr(buf: Uint8Array): { hostname: string; port: number } {
+  const view = new DataView(buf.buffer, buf.byteOffset);
+  const family = view.getUint16(0, true);
+  const port = view.getUint16(2, false);
+  if (family === C.AF_INET) return { hostname: [...buf.subarray(4, 8)].join("."), port };
+  const groups = Array.from({ length: 8 }, (_, i) => view.getUint16(8 + 2 * i, false));
+  return { hostname: formatIPv6(groups), port };
+}
+
+/**
+ * The eight 16-bit groups of an IPv6 literal (a `%zone` is ignored).
+ *
+ * @example Usage
+ * ```ts
+ * import { ipv6Groups } from "./libc.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(ipv6Groups("::ffff:1.2.3.4"), [0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]);
+ * ```
+ */
+export function ipv6Groups(address: string): number[] {
+  let text = address.split("%")[0];
+  let tail: number[] = [];
+  const lastColon = text.lastIndexOf(":");
+  if (text.slice(lastColon + 1).includes(".")) {
+    const [a, b, c, d] = text.slice(lastColon + 1).split(".").map(Number);
+    tail = [(a << 8) | b, (c << 8) | d];
+    text = text.slice(0, lastColon + 1);
+    if (!text.endsWith("::")) text = text.slice(0, -1);
+  }
+  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)));
+  const gap = text.indexOf("::");
+  if (gap === -1) return [...parse(text), ...tail];
+  const front = parse(text.slice(0, gap));
+  const back = [...parse(text.slice(gap + 2)), ...tail];
+  return [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
+}
+
+/** The canonical text of eight IPv6 groups (RFC 5952: the longest zero run as `::`). */
+function formatIPv6(groups: number[]): string {
+  let best = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) {
+      best = i;
+      bestLength = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best === -1) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
+}

@@ -1,0 +1,203 @@
+/**
+ * The transfer engine: one relay between a peer (a connection or a
+ * datagram side) and the other side (the payload, a child, another
+ * connection, or the peer itself for an echo), with everything a command
+ * wants around it — `--expect`, the deadline and signals (through the abort
+ * signal), taps (`--hex`), live counts (`--progress`), the `closed` event
+ * with its figures, and failures turned into exit codes. Every command that
+ * moves bytes runs through {@linkcode transfer}; what it reports goes to an
+ * {@linkcode Events} implementation.
+ *
+ * @module
+ */
+
+import { SignalInterrupt, SockitError, toSockitError, UsageError } from "./errors.ts";
+import type { ChunkTap, Counted, Events, PeerInfo } from "./events.ts";
+import { ExpectMatcher } from "./expect.ts";
+import { Relay, RelayError } from "./relay.ts";
+import type { Direction, Duplex } from "./relay.ts";
+
+/** A peer side of a transfer: a duplex with a number and addresses. */
+export interface Peer extends Duplex, PeerInfo {
+  /** Set when a TLS peer closed without close_notify. */
+  readonly uncleanClose?: boolean;
+}
+
+/** How a transfer runs and ends. */
+export interface TransferOptions {
+  /** Stops the transfer: signals (exit 130/143) and the command's deadline (its reason, 124). */
+  signal: AbortSignal;
+  /** Succeed as soon as the bytes received from the peer match. */
+  expect?: RegExp;
+  /** Fail after this many ms without data either way (exit 124). */
+  idleTimeout?: number;
+  /** End the transfer when this side reaches end of input (`"a"` is the peer). */
+  endOnEof?: "a" | "b";
+  /** With `endOnEof`: the pause in the other side's input that ends it. */
+  linger?: number;
+  /** Pass end of input on as half-close, per direction `[peer→other, other→peer]`. */
+  halfClose?: [boolean, boolean];
+  /** First read buffer size; servers use a small one so that idle connections cost little. */
+  bufferSize?: number;
+  /** Names the other side in error messages (`stdin`/`stdout` by default). */
+  otherName?: { read: string; write: string };
+  /** The size of what is sent, when known, for the progress ETA. */
+  sendTotal?: number;
+  /** The peer's name in the `closed` event (default: its address). */
+  closedName?: string;
+  /** How the transfer ends normally, for a failed `--expect` (default `the peer closed`). */
+  endsWhen?: string;
+  /** Where taps, progress and the `closed` event go. */
+  events?: Events;
+  /**
+   * Reports a failure and returns its exit code: the command's error for a
+   * one-connection command, a warning for one connection of a server.
+   */
+  report(error: unknown): number;
+}
+
+/** The abort reason when `--expect` matched: the transfer ends successfully. */
+class ExpectMatched extends Error {}
+
+/** The first read buffer of a server's connections: small, so that idle ones cost little. */
+export const SERVER_BUFFER = 1024;
+
+/**
+ * Relays `peer` with `other` until the transfer ends, emits the `closed`
+ * event, and returns the exit code: 0, the code of a failure (reported
+ * through `options.report`), 124 for a timeout, 130/143 when stopped by a
+ * signal. Both sides are closed when it returns.
+ *
+ * @example Usage
+ * ```ts
+ * import { transfer } from "./transfer.ts";
+ * import { Connection } from "./conn.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const server = Connection.from(await listener.accept());
+ * listener.close();
+ * // An echo: the connection relayed into itself.
+ * const done = transfer(server, server, { signal: new AbortController().signal, halfClose: [true, false], report: () => 1 });
+ * await client.write(new TextEncoder().encode("ping"));
+ * await client.closeWrite();
+ * const buf = new Uint8Array(8);
+ * assert.equal(await client.read(buf), 4);
+ * assert.equal(await done, 0);
+ * client.close();
+ * ```
+ */
+export async function transfer(
+  peer: Peer,
+  other: Duplex,
+  options: TransferOptions,
+): Promise<number> {
+  const events = options.events;
+  // A controller of its own only when --expect may end the transfer early.
+  const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
+  const matched = matcher ? new AbortController() : undefined;
+  const echoing = other === peer;
+  const tap = events?.tap?.(peer);
+  // Relayed into itself (echo), each chunk received is also the chunk sent back.
+  const hex: ChunkTap | undefined = tap && echoing
+    ? (_direction, chunk) => {
+      tap(0, chunk);
+      tap(1, chunk);
+    }
+    : tap;
+  const expect = matcher
+    ? (direction: Direction, chunk: Uint8Array) => {
+      if (direction === 0 && matcher.push(chunk)) matched!.abort(new ExpectMatched());
+    }
+    : undefined;
+  const relay = new Relay(peer, other, {
+    signal: matched ? AbortSignal.any([options.signal, matched.signal]) : options.signal,
+    idleTimeout: options.idleTimeout,
+    bufferSize: options.bufferSize,
+    endOnEof: options.endOnEof,
+    linger: options.linger,
+    halfClose: options.halfClose,
+    // Taps only when asked for: the plain relay calls nothing per chunk.
+    onChunk: hex && expect
+      ? (direction, chunk) => {
+        hex(direction, chunk);
+        expect(direction, chunk);
+      }
+      : hex ?? expect,
+  });
+  let code = 0;
+  let reason: string | undefined;
+  // Counts as [received, sent]: relay.bytes is [peer→other, other→peer].
+  // Relayed into itself (echo), the one direction is both received and sent.
+  const moved = (): [number, number] => echoing ? [relay.bytes[0], relay.bytes[0]] : relay.bytes;
+  const counted: Counted = {
+    get bytes(): [number, number] {
+      return moved();
+    },
+  };
+  events?.track?.(counted, options.sendTotal);
+  try {
+    await relay.run();
+    if (matcher) {
+      code = options.report(
+        new SockitError(`no match for ${matcher} before ${options.endsWhen ?? "the peer closed"}`, {
+          op: "expect",
+          address: peer.remoteAddress,
+          code: "ENOMATCH",
+        }),
+      );
+    }
+  } catch (err) {
+    if (err instanceof ExpectMatched) code = 0;
+    else if (err instanceof SignalInterrupt) {
+      code = err.exitCode;
+      reason = err.message;
+    } else if (err instanceof RelayError) {
+      reason = `${err.op} failed`;
+      code = relayFailure(err, peer, options);
+    } else {
+      reason = (err as Error)?.message;
+      code = options.report(err);
+    }
+  } finally {
+    events?.untrack?.(counted);
+  }
+  for (const side of [peer, other]) {
+    if ((side as Partial<Peer>).uncleanClose) {
+      events?.info?.(
+        `${side.label} closed without TLS close_notify (taken as the end of its stream)`,
+      );
+    }
+  }
+  const [received, sent] = moved();
+  events?.closed?.({ ...peerInfo(peer), remoteAddress: options.closedName ?? peer.remoteAddress }, {
+    sent,
+    received,
+    durationMs: Math.round(relay.elapsed),
+    ...(reason ? { reason } : {}),
+  });
+  return code;
+}
+
+function peerInfo(peer: Peer): PeerInfo {
+  return { id: peer.id, remoteAddress: peer.remoteAddress, localAddress: peer.localAddress };
+}
+
+/** Reports a failed relay operation and returns its exit code. */
+function relayFailure(err: RelayError, peer: Peer, options: TransferOptions): number {
+  // A record too large for a datagram, found while relaying: the user's input.
+  if (err.cause instanceof UsageError) return options.report(err.cause);
+  if (err.side === "b") {
+    const names = options.otherName ?? { read: "stdin", write: "stdout" };
+    // The other side: stdin/stdout (or the --send-file), a child, a hub, a target.
+    if (err.op !== "read" && err.cause instanceof Deno.errors.BrokenPipe) {
+      // The reader of stdout went away (`sockit connect … | head -1`): stop quietly.
+      return 0;
+    }
+    const op = err.op === "read" ? "read" : "write";
+    return options.report(toSockitError(err.cause, op, op === "read" ? names.read : names.write));
+  }
+  const op = err.op === "closeWrite" ? "shutdown" : err.op;
+  return options.report(toSockitError(err.cause, op, peer.remoteAddress));
+}

@@ -1,0 +1,293 @@
+/**
+ * The transport table: one row per endpoint scheme, in the spirit of socat's
+ * address table and Go's `RegisterDialerType`. A row says what kind of
+ * socket the scheme is (stream or datagram), what its address looks like
+ * (`host:port` or a path), whether TLS applies, which host the port-only
+ * form means per role, and how it connects and listens. The grammar
+ * (`address.ts`) takes its schemes from here; commands ask for what they
+ * need of an endpoint ({@linkcode requireEndpoint}) instead of naming
+ * schemes; `open.ts` does the connecting and listening by looking up the row.
+ *
+ * Adding a transport is one module (its dialer, listener or socket) plus
+ * one row here.
+ *
+ * @module
+ */
+
+import type { Endpoint, NetEndpoint, PathEndpoint, Role } from "./address.ts";
+import { bindDatagram, connectDatagram } from "./datagram.ts";
+import type { DatagramSocket } from "./datagram.ts";
+import { insecureTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
+import type { Dialer } from "./dial.ts";
+import { UsageError } from "./errors.ts";
+import { formatHost, ipFamily } from "./ip.ts";
+import { listenTcp, listenUnix } from "./listener.ts";
+import type { Listener, ListenerOptions } from "./listener.ts";
+import { resolve } from "./resolve.ts";
+import type { Lookup } from "./resolve.ts";
+import type { TlsClientOptions } from "./tls.ts";
+
+/** How TLS applies to a transport. */
+export type TlsSupport =
+  /** Always TLS (`tls://`). */
+  | "always"
+  /** `--tls` turns it into the named scheme (`tcp` → `tls`). */
+  | { upgrade: string }
+  /** Not at all; the text says why. */
+  | { unsupported: string };
+
+/** What the dialers of a row may use. */
+export interface DialerOptions {
+  /** TLS client settings (`--cacert`, `--servername`, `--insecure`, `--alpn`). */
+  tls?: TlsClientOptions;
+}
+
+/** What a row's listener and datagram socket may use. */
+export interface OpenOptions extends ListenerOptions {
+  /** For the port-only form or a host name: IPv4 (`4`) or IPv6 (`6`). */
+  family?: 4 | 6;
+  /** The resolver for host names (tests inject one). */
+  lookup?: Lookup;
+}
+
+/** One row of the table. */
+export interface Transport {
+  /** The scheme as written (`tcp`, `udp`, `tls`, `unix`). */
+  readonly scheme: string;
+  /** Byte stream or datagrams. */
+  readonly kind: "stream" | "datagram";
+  /** What follows the scheme: `host:port`, or a socket path. */
+  readonly address: "host-port" | "path";
+  /** How TLS applies. */
+  readonly tls: TlsSupport;
+  /** One line for help texts. */
+  readonly summary: string;
+  /** The host of the port-only form, per role (host-port rows). */
+  readonly defaultHost?: Record<Role, (family?: 4 | 6) => string>;
+  /** Streams: the dialer chain on top of `base` (the direct dialer, or a proxy). */
+  dialer?(base: Dialer, options: DialerOptions): Dialer;
+  /** Streams: bind and listen. */
+  listen?(endpoint: Endpoint, options: OpenOptions): Promise<Listener>;
+  /** Datagrams: a socket bound for `listen`, or talking to one peer for `connect`. */
+  datagram?(endpoint: Endpoint, role: Role, options: OpenOptions): Promise<DatagramSocket>;
+}
+
+/** Listen on loopback, connect to localhost (or the loopback address of `-4`/`-6`). */
+const LOOPBACK: Record<Role, (family?: 4 | 6) => string> = {
+  listen: (family) => (family === 6 ? "::1" : "127.0.0.1"),
+  connect: (family) => (family === 6 ? "::1" : family === 4 ? "127.0.0.1" : "localhost"),
+};
+
+/** The address to bind for an IP endpoint: a name is resolved here only with `-4`/`-6`. */
+async function bindHost(endpoint: Endpoint, role: Role, options: OpenOptions): Promise<string> {
+  const host = hostOf(endpoint, role, options.family);
+  // Without -4/-6, Deno resolves a name as it binds.
+  if (options.family === undefined && ipFamily(host) === undefined) return host;
+  const [address] = await resolve(host, {
+    op: "listen",
+    address: `${formatHost(host)}:${(endpoint as NetEndpoint).port}`,
+    family: options.family,
+    lookup: options.lookup,
+  });
+  return address;
+}
+
+/** The scheme of an endpoint written without one (`host:port`, `8888`). */
+export const DEFAULT_SCHEME = "tcp";
+
+/** Every transport sockit knows, by scheme. */
+export const TRANSPORTS: Readonly<Record<string, Transport>> = {
+  tcp: {
+    scheme: "tcp",
+    kind: "stream",
+    address: "host-port",
+    tls: { upgrade: "tls" },
+    summary: "TCP (the default scheme)",
+    defaultHost: LOOPBACK,
+    dialer: (base) => base,
+    listen: async (endpoint, options) =>
+      listenTcp(await bindHost(endpoint, "listen", options), (endpoint as NetEndpoint).port, {
+        ...options,
+        tls: undefined,
+      }),
+  },
+  tls: {
+    scheme: "tls",
+    kind: "stream",
+    address: "host-port",
+    tls: "always",
+    summary: "TLS over TCP",
+    defaultHost: LOOPBACK,
+    dialer: (base, options) =>
+      options.tls?.insecure ? insecureTlsDialer(options.tls) : tlsDialer(base, options.tls ?? {}),
+    listen: async (endpoint, options) => {
+      const { port } = endpoint as NetEndpoint;
+      const host = await bindHost(endpoint, "listen", options);
+      if (!options.tls) {
+        throw new UsageError(
+          `${formatHost(host)}:${port}: a TLS listener needs a certificate and key`,
+        );
+      }
+      return listenTcp(host, port, options);
+    },
+  },
+  udp: {
+    scheme: "udp",
+    kind: "datagram",
+    address: "host-port",
+    tls: { unsupported: "TLS over UDP (DTLS) is not supported" },
+    summary: "UDP",
+    defaultHost: LOOPBACK,
+    datagram: async (endpoint, role, options) => {
+      const { port } = endpoint as NetEndpoint;
+      if (role === "listen") {
+        return bindDatagram(await bindHost(endpoint, role, options), port, options);
+      }
+      const host = hostOf(endpoint, role, options.family);
+      const [address] = await resolve(host, {
+        op: "connect",
+        address: `udp://${formatHost(host)}:${port}`,
+        family: options.family,
+        lookup: options.lookup,
+      });
+      return connectDatagram(address, port, options);
+    },
+  },
+  unix: {
+    scheme: "unix",
+    kind: "stream",
+    address: "path",
+    tls: { unsupported: "TLS over a Unix socket is not supported (Deno's TLS is TCP only)" },
+    summary: "Unix-domain stream socket",
+    dialer: () => unixDialer,
+    listen: (endpoint, options) => listenUnix((endpoint as PathEndpoint).path, options),
+  },
+};
+
+/**
+ * The row of an endpoint (or of a scheme).
+ *
+ * @example Usage
+ * ```ts
+ * import { transportOf } from "./transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(transportOf({ transport: "udp", port: 53 }).kind, "datagram");
+ * ```
+ */
+export function transportOf(endpoint: Endpoint | string): Transport {
+  const scheme = typeof endpoint === "string" ? endpoint : endpoint.transport;
+  const row = TRANSPORTS[scheme];
+  if (!row) throw new UsageError(`unknown scheme "${scheme}"`);
+  return row;
+}
+
+/**
+ * The host an IP endpoint means for a role: as given, or for the port-only
+ * form the row's default — loopback to listen, `localhost` to connect (the
+ * loopback address of the family with `-4`/`-6`).
+ *
+ * @example Usage
+ * ```ts
+ * import { hostOf } from "./transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(hostOf({ transport: "tcp", port: 80 }, "listen"), "127.0.0.1");
+ * assert.equal(hostOf({ transport: "tcp", port: 80 }, "connect"), "localhost");
+ * assert.equal(hostOf({ transport: "tcp", port: 80 }, "listen", 6), "::1");
+ * ```
+ */
+export function hostOf(endpoint: Endpoint, role: Role, family?: 4 | 6): string {
+  if ("hostname" in endpoint && endpoint.hostname !== undefined) return endpoint.hostname;
+  const defaults = transportOf(endpoint).defaultHost ?? LOOPBACK;
+  return defaults[role](family);
+}
+
+/** What a command needs of an endpoint. */
+export interface EndpointNeeds {
+  /** It connects to the endpoint, or listens on it. */
+  role: Role;
+  /** Only this kind of socket (default: either). */
+  kind?: "stream" | "datagram";
+  /** Only these address forms (e.g. `host-port` for `scan`). */
+  address?: "host-port" | "path";
+}
+
+/** Whether a row does what a command needs. */
+function serves(row: Transport, needs: EndpointNeeds): boolean {
+  if (needs.kind && row.kind !== needs.kind) return false;
+  if (needs.address && row.address !== needs.address) return false;
+  if (row.kind === "datagram") return row.datagram !== undefined;
+  return needs.role === "listen" ? row.listen !== undefined : row.dialer !== undefined;
+}
+
+/** How a scheme is written before its address (`tcp://`, `unix:`). */
+export function schemePrefix(row: Transport): string {
+  return row.address === "path" ? `${row.scheme}:` : `${row.scheme}://`;
+}
+
+/**
+ * Refuses, with a usage error that lists what would do, an endpoint whose
+ * transport cannot do what the command needs.
+ *
+ * @example Usage
+ * ```ts
+ * import { requireEndpoint } from "./transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(
+ *   () => requireEndpoint({ transport: "udp", port: 53 }, { role: "listen", kind: "stream" }, "forward", "udp://53"),
+ *   /udp:\/\/ is not supported by forward \(supported: tcp:\/\/, tls:\/\/, unix:\)/,
+ * );
+ * ```
+ */
+export function requireEndpoint(
+  endpoint: Endpoint,
+  needs: EndpointNeeds,
+  command: string,
+  text: string,
+): Transport {
+  const row = transportOf(endpoint);
+  if (serves(row, needs)) return row;
+  const supported = Object.values(TRANSPORTS).filter((r) => serves(r, needs)).map(schemePrefix);
+  throw new UsageError(
+    `${text}: ${schemePrefix(row)} is not supported by ${command} (supported: ${
+      supported.join(", ")
+    })`,
+  );
+}
+
+/**
+ * The endpoint with TLS applied, for `--tls`: `tcp` becomes `tls`; a
+ * transport without TLS is a usage error saying why. `tls://` stays.
+ *
+ * @example Usage
+ * ```ts
+ * import { withTls } from "./transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(withTls({ transport: "tcp", port: 443 }, "443"), { transport: "tls", port: 443 });
+ * assert.throws(() => withTls({ transport: "unix", path: "/s" }, "unix:/s"), /TLS over a Unix socket/);
+ * ```
+ */
+export function withTls<E extends Endpoint>(endpoint: E, text: string): E {
+  const tls = transportOf(endpoint).tls;
+  if (tls === "always") return endpoint;
+  if ("unsupported" in tls) throw new UsageError(`${text}: ${tls.unsupported}`);
+  return { ...endpoint, transport: tls.upgrade };
+}
+
+/**
+ * Whether an endpoint speaks TLS.
+ *
+ * @example Usage
+ * ```ts
+ * import { isTls } from "./transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(isTls({ transport: "tls", port: 443 }));
+ * ```
+ */
+export function isTls(endpoint: Endpoint): boolean {
+  return transportOf(endpoint).tls === "always";
+}

@@ -23,13 +23,14 @@ import { nextConnectionId } from "./conn.ts";
 import { errnoError, SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatAddr, formatHost, isIPv6 } from "./ip.ts";
 import {
+  acquireLibc,
   C,
   decodeSockaddr,
   encodeSockaddr,
   ffiAvailable,
   lastErrno,
   lastError,
-  openLibc,
+  releaseLibc,
 } from "./libc.ts";
 import type { Libc } from "./libc.ts";
 import type { Duplex } from "./relay.ts";
@@ -56,6 +57,8 @@ export interface DatagramSocket {
   send(data: Uint8Array, to?: Deno.NetAddr): Promise<number>;
   /** Closes the socket; a pending `receive()` rejects. */
   close(): void;
+  /** Resolves once the socket is released (a receive in flight has returned). */
+  readonly closed: Promise<void>;
 }
 
 function needUnstableNet(): void {
@@ -75,6 +78,7 @@ class BoundSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
   readonly tag: string;
+  readonly closed: Promise<void> = Promise.resolve();
   #conn: Deno.DatagramConn;
   #trace?: TraceFn;
   #closed = false;
@@ -163,6 +167,8 @@ class ConnectedSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
   readonly tag: string;
+  #released = Promise.withResolvers<void>();
+  readonly closed: Promise<void> = this.#released.promise;
   #c: Libc;
   #fd: number;
   #peer: Deno.NetAddr;
@@ -213,8 +219,8 @@ class ConnectedSocket implements DatagramSocket {
     for (;;) {
       if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
       this.#polling = true;
-      // poll() runs on a helper thread; a timeout lets close() take effect soon.
-      const ready = await this.#c.poll(this.#pollfd, 1n, 200);
+      // poll() runs on a helper thread; close() wakes it (shutdown), the timeout is a backstop.
+      const ready = await this.#c.poll(this.#pollfd, 1n, 1000);
       this.#polling = false;
       if (this.#closed) {
         this.#release();
@@ -254,13 +260,17 @@ class ConnectedSocket implements DatagramSocket {
     if (this.#closed) return;
     this.#closed = true;
     this.#trace?.(this.tag, "close()");
-    // A poll in flight still uses the descriptor: it is closed when that returns.
-    if (!this.#polling) this.#release();
+    // A poll in flight still uses the descriptor: wake it; it is closed when that returns.
+    if (this.#polling) this.#c.shutdown(this.#fd, C.SHUT_RDWR);
+    else this.#release();
   }
 
   #release(): void {
-    if (this.#fd >= 0) this.#c.close(this.#fd);
+    if (this.#fd < 0) return;
+    this.#c.close(this.#fd);
     this.#fd = -1;
+    releaseLibc();
+    this.#released.resolve();
   }
 }
 
@@ -269,6 +279,7 @@ class PeerSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
   readonly tag: string;
+  readonly closed: Promise<void>;
   #inner: DatagramSocket;
   #peer: Deno.NetAddr;
 
@@ -278,6 +289,7 @@ class PeerSocket implements DatagramSocket {
     this.address = inner.address;
     this.maxDatagram = inner.maxDatagram;
     this.tag = inner.tag;
+    this.closed = inner.closed;
   }
 
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
@@ -348,15 +360,20 @@ export function connectDatagram(
     return new PeerSocket(bound, peer);
   }
   const tag = `U${++lastSocketId}`;
-  const c = openLibc();
+  const c = acquireLibc();
   trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
   const fd = c.socket(family === 6 ? C.AF_INET6 : C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
-  if (fd < 0) throw toSockitError(lastError(c), "connect", address);
+  if (fd < 0) {
+    const err = lastError(c);
+    releaseLibc();
+    throw toSockitError(err, "connect", address);
+  }
   const sa = encodeSockaddr(hostname, port);
   if (c.connect(fd, sa, sa.length) < 0) {
     const err = lastError(c);
     trace?.(tag, `connect(${formatAddr(peer)}) = ${failedCall(err)}`);
     c.close(fd);
+    releaseLibc();
     throw toSockitError(err, "connect", address);
   }
   trace?.(tag, `connect(${formatAddr(peer)}) = 0`);
@@ -553,6 +570,11 @@ export class DatagramSide implements Duplex, Disposable {
     const wake = this.#wake;
     this.#wake = Promise.withResolvers<void>();
     wake.resolve();
+  }
+
+  /** Resolves once the socket is released. */
+  get closed(): Promise<void> {
+    return this.socket.closed;
   }
 
   /** Closes the socket; a pending read ends. */

@@ -22,6 +22,7 @@ export const C = {
   POLLIN: 1,
   MSG_DONTWAIT: 0x40,
   EAGAIN: 11,
+  SHUT_RDWR: 2,
   ECONNREFUSED: 111,
 } as const;
 
@@ -34,6 +35,7 @@ const SYMBOLS = {
   // On a helper thread: waiting must not block the event loop.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
@@ -41,7 +43,8 @@ const SYMBOLS = {
 /** The libc functions sockit calls. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-let libc: Libc | undefined;
+let library: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+let users = 0;
 
 /**
  * Whether libc can be used here: Linux, with `--allow-ffi` granted.
@@ -59,16 +62,29 @@ export function ffiAvailable(): boolean {
 }
 
 /**
- * The C library, opened on first use.
+ * The C library, opened by its first user and closed when the last one
+ * calls {@linkcode releaseLibc}, so that nothing stays loaded after the
+ * sockets that needed it are gone.
  *
  * @example Usage
  * ```ts ignore
- * const fd = openLibc().socket(C.AF_INET, C.SOCK_DGRAM, 0);
+ * const c = acquireLibc();
+ * const fd = c.socket(C.AF_INET, C.SOCK_DGRAM, 0);
+ * c.close(fd);
+ * releaseLibc();
  * ```
  */
-export function openLibc(): Libc {
-  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  return libc;
+export function acquireLibc(): Libc {
+  library ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  users++;
+  return library.symbols;
+}
+
+/** One user of {@linkcode acquireLibc} is done with it. */
+export function releaseLibc(): void {
+  if (--users > 0 || !library) return;
+  library.close();
+  library = undefined;
 }
 
 /**

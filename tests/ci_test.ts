@@ -169,7 +169,8 @@ Deno.test("wait -- CMD: runs the command once ready and exits with its status", 
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const r = await runSockit(
     ["wait", `127.0.0.1:${listener.addr.port}`, "-q", "--", "sh", "-c", "echo ran; exit 7"],
-    { perms: [...NET, "--allow-run"] },
+    // The command inherits sockit's stdio: only a process shows where its output goes.
+    { perms: [...NET, "--allow-run"], process: true },
   );
   listener.close();
   assertEquals([r.code, r.text], [7, "ran\n"]);
@@ -186,7 +187,7 @@ Deno.test("wait -- CMD: runs the command once ready and exits with its status", 
   });
   assertEquals(missing.code, 124);
   assert(!missing.text.includes("never"), "the command does not run when not ready");
-  const denied = await runSockit(["wait", "127.0.0.1:1", "--", "echo", "x"]);
+  const denied = await runSockit(["wait", "127.0.0.1:1", "--", "echo", "x"], { process: true });
   assertEquals(denied.code, 126);
   assertMatch(denied.stderr, /--allow-run/);
 });
@@ -280,6 +281,7 @@ Deno.test("scan: bad ports and bad options are usage errors", async () => {
   for (const [args, pattern] of cases) assertUsageError(await runSockit(args), pattern);
   const denied = await runSockit(["scan", "127.0.0.1", "1-100"], {
     perms: ["--allow-net=127.0.0.1:22"],
+    process: true,
   });
   assertEquals(denied.code, 126);
   assertMatch(denied.stderr, /--allow-net/);
@@ -430,7 +432,8 @@ Deno.test("json: every line of every command's --json output parses and has the 
     "--idle-timeout",
     "200ms",
     "--json",
-  ]);
+    // Without --allow-ffi (a process's permission): the info event says refusals go unseen.
+  ], { process: true });
   note(checkJsonLines(sent.stderr, "connect udp"));
   await udp.waitForStderr(/"peer"/);
   udp.kill("SIGTERM");

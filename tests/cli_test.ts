@@ -286,7 +286,7 @@ Deno.test("cli: --idle-timeout ends a silent session with 124", async () => {
   assertEquals(done.code, 124);
   assertMatch(done.stderr, /no data for 300 ms/);
   conn.close();
-  await server.child.stdin.close().catch(() => {});
+  await server.stdin.close().catch(() => {});
 });
 
 Deno.test("cli: --retry waits for a server that comes up late", async () => {
@@ -378,17 +378,19 @@ Deno.test("cli: a peer reset is exit 1 and what arrived before it is on stdout",
 
 Deno.test("cli: a denied permission is exit 126 and names the flag, without prompting", async () => {
   const port = freePort();
-  const connect = await runSockit(["connect", `127.0.0.1:${port}`], { perms: [] });
+  const connect = await runSockit(["connect", `127.0.0.1:${port}`], { perms: [], process: true });
   assertEquals(connect.code, 126);
   assertMatch(connect.stderr, /permission denied.*\n.*--allow-net/);
-  const listen = await runSockit(["listen", "127.0.0.1:0"], { perms: [] });
+  const listen = await runSockit(["listen", "127.0.0.1:0"], { perms: [], process: true });
   assertEquals(listen.code, 126);
   assertMatch(listen.stderr, /--allow-net/);
   const dir = tempSocketDir();
-  const unix = await runSockit(["listen", `unix:${dir}/s.sock`], { perms: NET });
+  const unix = await runSockit(["listen", `unix:${dir}/s.sock`], { perms: NET, process: true });
   assertEquals(unix.code, 126);
   assertMatch(unix.stderr, /--allow-(read|write)/);
-  const file = await runSockit(["connect", `127.0.0.1:${port}`, "--send-file", "/etc/hostname"]);
+  const file = await runSockit(["connect", `127.0.0.1:${port}`, "--send-file", "/etc/hostname"], {
+    process: true,
+  });
   assertEquals(file.code, 126);
   assertMatch(file.stderr, /--allow-read/);
   Deno.removeSync(dir, { recursive: true });
@@ -418,7 +420,7 @@ Deno.test("cli: SIGTERM during a session flushes what was received, then exits 1
   assertEquals(r.code, 143);
   assertEquals(sha256(r.stdout), sha256(payload));
   conn.close();
-  await server.child.stdin.close().catch(() => {});
+  await server.stdin.close().catch(() => {});
 });
 
 // ---- IPv6, families, Unix sockets ----------------------------------------------------

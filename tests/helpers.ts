@@ -1,13 +1,20 @@
 /**
- * Test helpers: run the sockit CLI as a subprocess (the command comes from
- * `$SOCKIT`, default `deno run` with the narrow permission flags a user would
- * pass), real peers, and checksums.
+ * Test helpers: run the sockit CLI — in this process through its command
+ * context (real sockets, stdio in memory), or as a subprocess where only a
+ * process shows the behaviour (the command comes from `$SOCKIT`, default
+ * `deno run` with the narrow permission flags a user would pass; with
+ * `$SOCKIT` set every run is a process, so the same suite checks a binary) —
+ * real peers, and checksums.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import type { CommandContext } from "../lib/cli/context.ts";
+import { main } from "../lib/cli/main.ts";
+import { SignalInterrupt } from "../lib/errors.ts";
+import type { Input } from "../lib/stdio.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO_CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -38,57 +45,62 @@ export const CHILD_ENV = { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
 
 /** Options of {@linkcode spawnSockit} and {@linkcode runSockit}. */
 export interface SockitRunOptions {
-  /** Permission flags (ignored when `$SOCKIT` is set). */
+  /** Permission flags (ignored when `$SOCKIT` is set or in-process). */
   perms?: string[];
   /** Bytes for stdin; `"null"` for /dev/null; `"piped"` to write yourself. */
   stdin?: Uint8Array | string | "null" | "piped";
-  /** Extra environment. */
+  /** Extra environment (in-process: `NO_COLOR` is honoured). */
   env?: Record<string, string>;
+  /**
+   * Run a real process even when the command could run in-process: for
+   * what only a process shows (exit at once on a second signal, permission
+   * flags, the stdio workers, connection numbers that start at #1, strace).
+   */
+  process?: boolean;
 }
 
-/** A running sockit child with its stderr collected as it comes. */
-export class SockitProcess {
-  readonly child: Deno.ChildProcess;
-  #stderr = "";
-  #stderrDone: Promise<void>;
-  #stdout: Promise<Uint8Array>;
-  #waiters: Array<() => void> = [];
-  #pipedStdin = false;
+/** What a finished run gives. */
+export interface SockitResult {
+  /** Exit code. */
+  code: number;
+  /** Everything on stdout. */
+  stdout: Uint8Array;
+  /** Everything on stderr. */
+  stderr: string;
+  /** stdout as text. */
+  text: string;
+}
 
-  constructor(args: string[], options: SockitRunOptions = {}) {
-    const [cmd, ...prefix] = sockitCommand(options.perms ?? NET);
-    const stdinMode = options.stdin === undefined || options.stdin === "null" ? "null" : "piped";
-    const child = new Deno.Command(cmd, {
-      args: [...prefix, ...args],
-      stdin: stdinMode,
-      stdout: "piped",
-      stderr: "piped",
-      env: { ...CHILD_ENV, ...options.env },
-    }).spawn();
-    this.child = child;
-    this.#pipedStdin = options.stdin === "piped";
-    this.#stdout = new Response(child.stdout).bytes();
-    this.#stderrDone = (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.#stderr += chunk;
-        for (const wake of this.#waiters.splice(0)) wake();
-      }
-      for (const wake of this.#waiters.splice(0)) wake();
-    })();
-    const input = options.stdin;
-    if (input !== undefined && input !== "null" && input !== "piped") {
-      const bytes = typeof input === "string" ? encoder.encode(input) : input;
-      const writer = child.stdin.getWriter();
-      writer.write(bytes).then(() => writer.close()).catch(() => {});
-    }
-  }
+/** What a test counts: how many runs were processes and how many in-process. */
+export const runCounts = { process: 0, inProcess: 0 };
+
+/** A running sockit, a process or in-process, with its stderr collected as it comes. */
+export abstract class SockitRun {
+  #stderr = "";
+  #ended = false;
+  #waiters: Array<() => void> = [];
+
+  /** Where to write stdin (with `stdin: "piped"`). */
+  abstract readonly stdin: WritableStream<Uint8Array>;
 
   /** Everything on stderr so far. */
   get stderr(): string {
     return this.#stderr;
   }
 
-  /** Waits until stderr matches `pattern` (or the process ends); returns the match. */
+  /** Adds stderr text (subclasses). */
+  protected addStderr(text: string): void {
+    this.#stderr += text;
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  /** stderr has ended (subclasses). */
+  protected endStderr(): void {
+    this.#ended = true;
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  /** Waits until stderr matches `pattern` (or the run ends); returns the match. */
   async waitForStderr(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
     return await this.#waitFor(() => pattern.exec(this.#stderr), `${pattern}`, timeoutMs);
   }
@@ -105,12 +117,10 @@ export class SockitProcess {
 
   async #waitFor<T>(check: () => T | null, what: string, timeoutMs: number): Promise<T> {
     const deadline = Date.now() + timeoutMs;
-    let ended = false;
-    this.#stderrDone.then(() => (ended = true));
     for (;;) {
       const m = check();
       if (m) return m;
-      if (ended || Date.now() > deadline) {
+      if (this.#ended || Date.now() > deadline) {
         throw new Error(`stderr never showed ${what}; stderr was:\n${this.#stderr}`);
       }
       await new Promise<void>((resolve) => {
@@ -131,7 +141,51 @@ export class SockitProcess {
     return Number(m[1] ?? m[2]);
   }
 
-  /** Sends a signal to the child. */
+  /** Sends a signal (in-process: stops the command as the signal would). */
+  abstract kill(signal?: Deno.Signal): void;
+
+  /** Waits for the end; returns code, stdout and stderr. */
+  abstract result(): Promise<SockitResult>;
+}
+
+/** A sockit child process. */
+export class SockitProcess extends SockitRun {
+  readonly child: Deno.ChildProcess;
+  readonly stdin: WritableStream<Uint8Array>;
+  #stderrDone: Promise<void>;
+  #stdout: Promise<Uint8Array>;
+  #pipedStdin = false;
+
+  constructor(args: string[], options: SockitRunOptions = {}) {
+    super();
+    runCounts.process++;
+    const [cmd, ...prefix] = sockitCommand(options.perms ?? NET);
+    const stdinMode = options.stdin === undefined || options.stdin === "null" ? "null" : "piped";
+    const child = new Deno.Command(cmd, {
+      args: [...prefix, ...args],
+      stdin: stdinMode,
+      stdout: "piped",
+      stderr: "piped",
+      env: { ...CHILD_ENV, ...options.env },
+    }).spawn();
+    this.child = child;
+    this.stdin = stdinMode === "piped" ? child.stdin : new WritableStream();
+    this.#pipedStdin = options.stdin === "piped";
+    this.#stdout = new Response(child.stdout).bytes();
+    this.#stderrDone = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        this.addStderr(chunk);
+      }
+      this.endStderr();
+    })();
+    const input = options.stdin;
+    if (input !== undefined && input !== "null" && input !== "piped") {
+      const bytes = typeof input === "string" ? encoder.encode(input) : input;
+      const writer = child.stdin.getWriter();
+      writer.write(bytes).then(() => writer.close()).catch(() => {});
+    }
+  }
+
   kill(signal: Deno.Signal = "SIGTERM"): void {
     try {
       this.child.kill(signal);
@@ -140,28 +194,154 @@ export class SockitProcess {
     }
   }
 
-  /** Waits for exit; returns code, stdout and stderr. */
-  async result(): Promise<{ code: number; stdout: Uint8Array; stderr: string; text: string }> {
+  async result(): Promise<SockitResult> {
     if (this.#pipedStdin) {
       // A stdin the test kept open ends with the process.
       this.child.status.then(() => this.child.stdin.close()).catch(() => {});
     }
     const [status, stdout] = await Promise.all([this.child.status, this.#stdout]);
     await this.#stderrDone;
-    return { code: status.code, stdout, stderr: this.#stderr, text: decoder.decode(stdout) };
+    return { code: status.code, stdout, stderr: this.stderr, text: decoder.decode(stdout) };
   }
 }
 
-/** Starts sockit with `args`. */
-export function spawnSockit(args: string[], options: SockitRunOptions = {}): SockitProcess {
-  return new SockitProcess(args, options);
+/**
+ * Standard input that a test writes to as it goes, as the command sees a
+ * pipe: each write is one read(2) (a record for datagrams), end of input
+ * when the test closes it.
+ */
+class PipeInput implements Input {
+  #chunks: Uint8Array[] = [];
+  #ended = false;
+  #cancelled = false;
+  #linger = 0;
+  #wake?: () => void;
+
+  push(bytes: Uint8Array): void {
+    if (bytes.length) this.#chunks.push(bytes.slice());
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  async #next(): Promise<Uint8Array | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#ended) return null;
+      if (this.#cancelled && this.#linger <= 0) return null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const arrived = await new Promise<boolean>((resolve) => {
+        this.#wake = () => resolve(true);
+        if (this.#cancelled) timer = setTimeout(() => resolve(false), this.#linger);
+      });
+      clearTimeout(timer);
+      this.#wake = undefined;
+      if (!arrived) return null;
+    }
+    return this.#chunks[0];
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    const head = await this.#next();
+    if (head === null) return null;
+    const n = Math.min(p.length, head.length);
+    p.set(head.subarray(0, n));
+    if (n === head.length) this.#chunks.shift();
+    else this.#chunks[0] = head.subarray(n);
+    return n;
+  }
+
+  async readRecord(max: number): Promise<Uint8Array | null> {
+    const head = await this.#next();
+    if (head === null) return null;
+    this.#chunks.shift();
+    return head.length > max ? head.subarray(0, max + 1) : head;
+  }
+
+  cancel(linger = 0): void {
+    this.#linger = this.#cancelled ? Math.min(this.#linger, linger) : linger;
+    this.#cancelled = true;
+    this.#wake?.();
+  }
 }
 
-/** Runs sockit with `args` to completion. */
-export function runSockit(
-  args: string[],
-  options: SockitRunOptions = {},
-): Promise<{ code: number; stdout: Uint8Array; stderr: string; text: string }> {
+/** sockit run in this process, through the command context: real sockets, stdio in memory. */
+export class InProcessSockit extends SockitRun {
+  readonly stdin: WritableStream<Uint8Array>;
+  #stop = new AbortController();
+  #done: Promise<SockitResult>;
+
+  constructor(args: string[], options: SockitRunOptions = {}) {
+    super();
+    runCounts.inProcess++;
+    const input = options.stdin;
+    const pipe = new PipeInput();
+    if (input === undefined || input === "null") pipe.end();
+    else if (input !== "piped") {
+      pipe.push(typeof input === "string" ? encoder.encode(input) : input);
+      pipe.end();
+    }
+    this.stdin = new WritableStream({
+      write: (chunk) => pipe.push(chunk),
+      close: () => pipe.end(),
+      abort: () => pipe.end(),
+    });
+    const out: Uint8Array[] = [];
+    const ctx: CommandContext = {
+      stdin: pipe,
+      stdout: {
+        write: (p) => (out.push(p.slice()), Promise.resolve(p.length)),
+        flush: () => Promise.resolve(),
+      },
+      stderr: { write: (text) => this.addStderr(text) },
+      signal: this.#stop.signal,
+      noColor: options.env?.NO_COLOR !== undefined || CHILD_ENV.NO_COLOR !== undefined,
+    };
+    this.#done = main(args, ctx).then((code) => {
+      this.endStderr();
+      const stdout = concat(out);
+      return { code, stdout, stderr: this.stderr, text: decoder.decode(stdout) };
+    });
+  }
+
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    if (signal !== "SIGINT" && signal !== "SIGTERM") {
+      throw new Error(`in-process runs take SIGINT and SIGTERM only, not ${signal}`);
+    }
+    if (!this.#stop.signal.aborted) this.#stop.abort(new SignalInterrupt(signal));
+  }
+
+  result(): Promise<SockitResult> {
+    return this.#done;
+  }
+}
+
+/** Concatenates byte chunks. */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * Starts sockit with `args`: in this process (through the command context)
+ * unless `$SOCKIT` names a command to test or `options.process` asks for a
+ * real process.
+ */
+export function spawnSockit(args: string[], options: SockitRunOptions = {}): SockitRun {
+  return customCommand || options.process
+    ? new SockitProcess(args, options)
+    : new InProcessSockit(args, options);
+}
+
+/** Runs sockit with `args` to completion (see {@linkcode spawnSockit}). */
+export function runSockit(args: string[], options: SockitRunOptions = {}): Promise<SockitResult> {
   return spawnSockit(args, options).result();
 }
 

@@ -69,8 +69,10 @@ Deno.test("observe: --hex prints the expected dump exactly, and --hex-file write
       "--send",
       "GET / HTTP/1.0\\r\\n\\r\\n",
       ...flags,
+      // A process numbers its connections from #1, as the expected dump does.
     ], {
       perms,
+      process: true,
     });
     await peer.done();
     return { ...r, port };
@@ -119,7 +121,7 @@ Deno.test("observe: --hex prints the expected dump exactly, and --hex-file write
     /^sockit: warning: write \/dev\/full: no space left on device; the hex dump stops here\n$/,
   );
   // Writing the dump needs --allow-write; without it, exit 126 naming the flag.
-  const denied = await runSockit(["connect", "127.0.0.1:9", "--hex-file", file]);
+  const denied = await runSockit(["connect", "127.0.0.1:9", "--hex-file", file], { process: true });
   assertEquals(denied.code, 126);
   assertMatch(denied.stderr, /--allow-write/);
 });
@@ -277,6 +279,7 @@ Deno.test("observe: UDP — echo and connect dump each datagram with its peer; e
   const port = Number((await echo.waitForStderr(/listening on 127\.0\.0\.1:(\d+) \(udp\)/))[1]);
   const client = await runSockit(["connect", `udp://127.0.0.1:${port}`, "--hex"], {
     stdin: "ping",
+    process: true, // a process numbers its connections from #1
   });
   assertEquals([client.code, client.text], [0, "ping"]);
   const dump = "00000000  70 69 6e 67                                       |ping|\n";

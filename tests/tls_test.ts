@@ -186,7 +186,7 @@ Deno.test("tls: sockit connect ↔ openssl s_server, verified as localhost while
     { perms: READ, stdin: "piped" },
   );
   await client.waitForStderr(/TLS with 127\.0\.0\.1:\d+/);
-  const cw = client.child.stdin.getWriter();
+  const cw = client.stdin.getWriter();
   await cw.write(encoder.encode("ping from sockit\n"));
   let got = "";
   while (!got.includes("ping from sockit")) got += (await serverOut.read()).value ?? "";

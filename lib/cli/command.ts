@@ -193,5 +193,6 @@ function openHexFile(path: string): TextSink {
         throw toSockitError(err, "write", path);
       }
     },
+    close: () => file.close(),
   };
 }

@@ -154,7 +154,7 @@ export async function runConnect(
   options: ConnectCommandOptions,
   ctx: CommandContext,
 ): Promise<number> {
-  const reporter = makeReporter(options, ctx, "connect");
+  using reporter = makeReporter(options, ctx, "connect");
   const address = connectAddress(options.endpoint, options.family);
   // One clock for connecting and the whole session.
   using deadline = new Deadline(
@@ -234,7 +234,7 @@ async function connectDatagram(
   const side = new DatagramSide(socket, { mode: "connected", peerName: address });
   reporter.connected(side);
   // After the input ends, replies are awaited until they pause (the idle time).
-  return await runSession(side, ctx, reporter, {
+  const code = await runSession(side, ctx, reporter, {
     signal,
     send: options.send,
     sendFile: options.sendFile,
@@ -244,4 +244,7 @@ async function connectDatagram(
     endsWhen: `the replies paused for ${formatDuration(options.idleTimeout ?? UDP_REPLY_WAIT)}`,
     maxRecord: side.maxDatagram,
   });
+  // A receive in flight returns once the socket is shut down: wait for it.
+  await side.closed;
+  return code;
 }

@@ -105,7 +105,7 @@ UDP: every datagram goes back to its sender.`,
  * ```
  */
 export async function runEcho(options: EchoCommandOptions, ctx: CommandContext): Promise<number> {
-  const reporter = makeReporter(options, ctx, "echo");
+  using reporter = makeReporter(options, ctx, "echo");
   const endpoint = options.endpoint;
   try {
     if (requireEndpoint(endpoint, { role: "listen" }, "echo", "").kind === "datagram") {
@@ -155,10 +155,13 @@ async function echoDatagrams(
       reporter.warning(toSockitError(err, "send", formatAddr(peer)).message),
   });
   // The socket's figures at exit: a `closed` event (and with --stats, its line).
-  return await transfer(side, side, {
+  const code = await transfer(side, side, {
     signal: ctx.signal,
     closedName: `${options.endpoint.transport}://${socket.address}`,
     events: reporter,
     report: (err) => reporter.warnFailure(err),
   });
+  // A receive in flight returns once the socket is shut down: wait for it.
+  await side.closed;
+  return code;
 }

@@ -143,7 +143,7 @@ export async function runForward(
   options: ForwardCommandOptions,
   ctx: CommandContext,
 ): Promise<number> {
-  const reporter = makeReporter(options, ctx, "forward");
+  using reporter = makeReporter(options, ctx, "forward");
   const targetName = connectAddress(options.target, options.family);
   try {
     const clientTls = options.clientTls ? tlsClientOptions(options.clientTls, reporter) : undefined;

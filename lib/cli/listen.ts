@@ -166,7 +166,7 @@ export async function runListen(
   options: ListenCommandOptions,
   ctx: CommandContext,
 ): Promise<number> {
-  const reporter = makeReporter(options, ctx, "listen");
+  using reporter = makeReporter(options, ctx, "listen");
   const many = options.keepOpen || options.broker;
   try {
     await checkSendFile(options.sendFile);
@@ -211,12 +211,15 @@ async function listenDatagram(
     onPeer: (peer) =>
       reporter.event("peer", `datagrams from ${formatAddr(peer)}`, { remote: formatAddr(peer) }),
   });
-  return await runSession(side, ctx, reporter, {
+  const code = await runSession(side, ctx, reporter, {
     send: options.send,
     sendFile: options.sendFile,
     idleTimeout: options.idleTimeout,
     maxRecord: side.maxDatagram,
   });
+  // A receive in flight returns once the socket is shut down: wait for it.
+  await side.closed;
+  return code;
 }
 
 /** What each accepted connection is bridged with, by mode. */

@@ -26,6 +26,8 @@ import type { StatsRecord } from "./stats.ts";
 export interface TextSink {
   /** Writes `text` (one or more whole lines). */
   write(text: string): void;
+  /** Releases the sink (a `--hex-file`), if it holds anything. */
+  close?(): void;
 }
 
 /** Options of {@linkcode Reporter}. */
@@ -68,7 +70,7 @@ export interface ReporterOptions {
  * assert.equal(out, "sockit: listening on 127.0.0.1:41663\n");
  * ```
  */
-export class Reporter implements Events {
+export class Reporter implements Events, Disposable {
   #sink: TextSink;
   #options: ReporterOptions;
   #format: EventFormat;
@@ -104,6 +106,12 @@ export class Reporter implements Events {
           : undefined,
       });
     }
+  }
+
+  /** Closes the `--hex-file`, if there is one (`using reporter = …`). */
+  [Symbol.dispose](): void {
+    this.#progress?.clear();
+    this.#options.hexSink?.close?.();
   }
 
   /** Whether `--hex` is on. */

@@ -96,7 +96,7 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
  * ```
  */
 export async function runScan(options: ScanCommandOptions, ctx: CommandContext): Promise<number> {
-  const reporter = makeReporter(options, ctx, "scan");
+  using reporter = makeReporter(options, ctx, "scan");
   const started = performance.now();
   let address = options.host;
   try {

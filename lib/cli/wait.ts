@@ -121,7 +121,7 @@ function resultText(result: WaitResult, reverse: boolean): string {
  * ```
  */
 export async function runWait(options: WaitCommandOptions, ctx: CommandContext): Promise<number> {
-  const reporter = makeReporter(options, ctx, "wait");
+  using reporter = makeReporter(options, ctx, "wait");
   const encoder = new TextEncoder();
   let results: WaitResult[];
   try {

@@ -14,6 +14,7 @@
  */
 
 import {
+  baselineShell,
   descendants,
   freeTcpPort,
   killTree,
@@ -242,6 +243,13 @@ export async function benchEcho(options: EchoOptions = echoDefaults): Promise<Ro
         name: "sockit (deno default)",
         command: (port) => `${sockitShell()} echo 127.0.0.1:${port}`,
       },
+      ...(baselineShell()
+        ? [{
+          name: "sockit (baseline)",
+          command: (port: number) =>
+            `env DENO_TOKIO_MAX_IO_EVENTS_PER_TICK=128 ${baselineShell()} echo 127.0.0.1:${port}`,
+        }]
+        : []),
       which("node")
         ? { name: "node", command: (port) => `node -e '${node.replace("{port}", String(port))}'` }
         : { name: "node", missing: "node is not installed" },

@@ -7,7 +7,16 @@
  * @module
  */
 
-import { freeTcpPort, median, type Row, sh, sockitShell, waitForTcpListen, which } from "./util.ts";
+import {
+  baselineShell,
+  freeTcpPort,
+  median,
+  type Row,
+  sh,
+  sockitShell,
+  waitForTcpListen,
+  which,
+} from "./util.ts";
 
 /** A client/server pair of shell commands; `{port}` is replaced. */
 export interface Tool {
@@ -71,6 +80,14 @@ export async function benchThroughput(options: ThroughputOptions): Promise<Row[]
     },
     { name: "nc", server: "nc -l 127.0.0.1 {port}", client: "nc -N 127.0.0.1 {port}" },
   ];
+  const baseline = baselineShell();
+  if (baseline) {
+    tools.splice(1, 0, {
+      name: "sockit (baseline)",
+      server: `${baseline} listen 127.0.0.1:{port}`,
+      client: `${baseline} connect 127.0.0.1:{port}`,
+    });
+  }
   if (which("socat")) {
     tools.push({
       name: "socat",

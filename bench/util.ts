@@ -44,6 +44,17 @@ export function sockitShell(): string {
   return `${Deno.execPath()} run --no-prompt --config=${config} --allow-net ${main}`;
 }
 
+/**
+ * Another build of sockit to compare against in the same interleaved run:
+ * `SOCKIT_BASELINE=/path/to/other/checkout deno task bench …` adds rows
+ * "sockit (baseline)" run with that checkout's `main.ts` and `deno.json`.
+ */
+export function baselineShell(): string | undefined {
+  const dir = Deno.env.get("SOCKIT_BASELINE");
+  if (!dir) return undefined;
+  return `${Deno.execPath()} run --no-prompt --config=${dir}/deno.json --allow-net ${dir}/main.ts`;
+}
+
 /** A TCP port on 127.0.0.1 that is free now. */
 export function freeTcpPort(): number {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });

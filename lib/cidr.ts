@@ -1,73 +1,54 @@
 /**
  * `--allow CIDR` / `--deny CIDR`: which peers a server accepts. IPv4 and
- * IPv6 ranges; an IPv4-mapped IPv6 peer (`::ffff:10.1.2.3`) is matched as
- * the IPv4 address it carries.
+ * IPv6 ranges, matched with `node:net`'s `BlockList`. An IPv4-mapped IPv6
+ * address (`::ffff:10.1.2.3`) is the IPv4 address it carries — for peers
+ * (a dual-stack listener reports IPv4 clients that way) and for ranges
+ * alike (`::ffff:127.0.0.0/104` is `127.0.0.0/8`), so that neither form
+ * slips past the other.
  *
  * @module
  */
 
-import { isIPv4, isIPv6 } from "./ip.ts";
+import { BlockList } from "node:net";
 import { UsageError } from "./errors.ts";
+import { ipv6Groups, isIPv4, isIPv6 } from "./ip.ts";
 
 /** A parsed address range. */
 export interface Cidr {
   /** The text as given, for messages. */
   text: string;
-  /** 4 or 6. */
+  /** 4 or 6 (an IPv4-mapped range is 4). */
   family: 4 | 6;
-  /** The network address as a big integer. */
-  network: bigint;
-  /** Prefix length in bits. */
+  /** The address part, normalised (an IPv4-mapped one as IPv4). */
+  address: string;
+  /** Prefix length in bits (of the normalised family). */
   prefix: number;
-}
-
-function ipv4ToBigInt(address: string): bigint {
-  return address.split(".").reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
-}
-
-function ipv6ToBigInt(address: string): bigint {
-  const zone = address.indexOf("%");
-  let text = zone === -1 ? address : address.slice(0, zone);
-  // An embedded IPv4 tail ("::ffff:1.2.3.4") is the last two groups.
-  let tail: bigint[] = [];
-  const lastColon = text.lastIndexOf(":");
-  if (text.slice(lastColon + 1).includes(".")) {
-    const v4 = ipv4ToBigInt(text.slice(lastColon + 1));
-    tail = [v4 >> 16n, v4 & 0xffffn];
-    text = text.slice(0, lastColon + 1);
-    if (!text.endsWith("::")) text = text.slice(0, -1);
-  }
-  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => BigInt(`0x${g}`)));
-  const gap = text.indexOf("::");
-  let groups: bigint[];
-  if (gap === -1) groups = [...parse(text), ...tail];
-  else {
-    const front = parse(text.slice(0, gap));
-    const back = [...parse(text.slice(gap + 2)), ...tail];
-    groups = [...front, ...Array<bigint>(8 - front.length - back.length).fill(0n), ...back];
-  }
-  return groups.reduce((acc, g) => (acc << 16n) | g, 0n);
+  /** The range, for matching. */
+  list: BlockList;
 }
 
 /**
- * The address as (family, integer), with IPv4-mapped IPv6 turned into IPv4.
- * Returns `undefined` for something that is not an IP literal.
+ * An IP literal as (family, address), an IPv4-mapped IPv6 one as the IPv4
+ * address it carries; `undefined` for something that is not an IP literal.
  *
  * @example Usage
  * ```ts
- * import { ipToBigInt } from "./cidr.ts";
+ * import { normalizeIp } from "./cidr.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(ipToBigInt("::ffff:127.0.0.1"), [4, 0x7f000001n]);
- * assert.deepEqual(ipToBigInt("::1"), [6, 1n]);
+ * assert.deepEqual(normalizeIp("::ffff:127.0.0.1"), [4, "127.0.0.1"]);
+ * assert.deepEqual(normalizeIp("fe80::1%eth0"), [6, "fe80::1"]);
  * ```
  */
-export function ipToBigInt(address: string): [4 | 6, bigint] | undefined {
-  if (isIPv4(address)) return [4, ipv4ToBigInt(address)];
-  if (!isIPv6(address)) return undefined;
-  const value = ipv6ToBigInt(address);
-  if (value >> 32n === 0xffffn) return [4, value & 0xffffffffn];
-  return [6, value];
+export function normalizeIp(text: string): [4 | 6, string] | undefined {
+  if (isIPv4(text)) return [4, text];
+  if (!isIPv6(text)) return undefined;
+  const address = text.split("%")[0];
+  const groups = ipv6Groups(address);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [4, [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".")];
+  }
+  return [6, address];
 }
 
 /**
@@ -79,7 +60,8 @@ export function ipToBigInt(address: string): [4 | 6, bigint] | undefined {
  * import { parseCidr } from "./cidr.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(parseCidr("10.0.0.0/8").prefix, 8);
+ * assert.equal(parseCidr("10.0.0.0/8").prefix, 8);
+ * assert.equal(parseCidr("::ffff:127.0.0.0/104").family, 4);
  * assert.throws(() => parseCidr("10.0.0.0/33"), /prefix/);
  * ```
  */
@@ -88,21 +70,25 @@ export function parseCidr(text: string): Cidr {
     throw new UsageError(`cannot parse CIDR ${JSON.stringify(text)}: ${reason}`);
   };
   const slash = text.indexOf("/");
-  const address = slash === -1 ? text : text.slice(0, slash);
-  const ip = isIPv4(address)
-    ? [4, ipv4ToBigInt(address)] as const
-    : isIPv6(address) && !address.includes("%")
-    ? [6, ipv6ToBigInt(address)] as const
-    : fail("expected an IPv4 or IPv6 address, e.g. 10.0.0.0/8 or fd00::/8");
-  const [family, value] = ip;
-  const bits = family === 4 ? 32 : 128;
+  const given = slash === -1 ? text : text.slice(0, slash);
+  if (given.includes("%") || (!isIPv4(given) && !isIPv6(given))) {
+    fail("expected an IPv4 or IPv6 address, e.g. 10.0.0.0/8 or fd00::/8");
+  }
+  const bits = isIPv4(given) ? 32 : 128;
   const prefixText = slash === -1 ? String(bits) : text.slice(slash + 1);
   if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > bits) {
     fail(`prefix must be 0–${bits}`);
   }
-  const prefix = Number(prefixText);
-  const mask = prefix === 0 ? 0n : ((1n << BigInt(prefix)) - 1n) << BigInt(bits - prefix);
-  return { text, family, network: value & mask, prefix };
+  let prefix = Number(prefixText);
+  const [family, address] = normalizeIp(given)!;
+  if (family === 4 && bits === 128) {
+    // An IPv4-mapped range: its first 96 bits say "mapped", the rest is IPv4.
+    if (prefix < 96) fail("an IPv4-mapped range (::ffff:a.b.c.d) needs a prefix of 96 or more");
+    prefix -= 96;
+  }
+  const list = new BlockList();
+  list.addSubnet(address, prefix, family === 4 ? "ipv4" : "ipv6");
+  return { text, family, address, prefix, list };
 }
 
 /**
@@ -114,15 +100,14 @@ export function parseCidr(text: string): Cidr {
  * import assert from "node:assert/strict";
  *
  * assert(cidrContains(parseCidr("127.0.0.0/8"), "::ffff:127.0.0.1"));
+ * assert(cidrContains(parseCidr("::ffff:127.0.0.1/128"), "127.0.0.1"));
  * assert(!cidrContains(parseCidr("10.0.0.0/8"), "127.0.0.1"));
  * ```
  */
 export function cidrContains(cidr: Cidr, address: string): boolean {
-  const ip = ipToBigInt(address);
+  const ip = normalizeIp(address);
   if (!ip || ip[0] !== cidr.family) return false;
-  const bits = cidr.family === 4 ? 32 : 128;
-  const shift = BigInt(bits - cidr.prefix);
-  return (ip[1] >> shift) === (cidr.network >> shift);
+  return cidr.list.check(ip[1], ip[0] === 4 ? "ipv4" : "ipv6");
 }
 
 /** `--allow` and `--deny` together. */
@@ -144,9 +129,9 @@ export interface AccessRules {
  * import assert from "node:assert/strict";
  *
  * const rules = { allow: [parseCidr("127.0.0.0/8")], deny: [parseCidr("127.0.0.2")] };
- * assert.deepEqual(refusal(rules, "127.0.0.1"), undefined);
- * assert.deepEqual(refusal(rules, "127.0.0.2"), "denied by --deny 127.0.0.2");
- * assert.deepEqual(refusal(rules, "::1"), "not in any --allow range");
+ * assert.equal(refusal(rules, "127.0.0.1"), undefined);
+ * assert.equal(refusal(rules, "127.0.0.2"), "denied by --deny 127.0.0.2");
+ * assert.equal(refusal(rules, "::1"), "not in any --allow range");
  * ```
  */
 export function refusal(rules: AccessRules, address: string | undefined): string | undefined {

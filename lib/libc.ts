@@ -9,7 +9,7 @@
  */
 
 import { errnoError } from "./errors.ts";
-import { isIPv4 } from "./ip.ts";
+import { ipv6Groups, isIPv4 } from "./ip.ts";
 
 /** Address families, socket types and flags used with these calls (Linux values). */
 export const C = {
@@ -145,35 +145,6 @@ export function decodeSockaddr(buf: Uint8Array): { hostname: string; port: numbe
   if (family === C.AF_INET) return { hostname: [...buf.subarray(4, 8)].join("."), port };
   const groups = Array.from({ length: 8 }, (_, i) => view.getUint16(8 + 2 * i, false));
   return { hostname: formatIPv6(groups), port };
-}
-
-/**
- * The eight 16-bit groups of an IPv6 literal (a `%zone` is ignored).
- *
- * @example Usage
- * ```ts
- * import { ipv6Groups } from "./libc.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepEqual(ipv6Groups("::ffff:1.2.3.4"), [0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]);
- * ```
- */
-export function ipv6Groups(address: string): number[] {
-  let text = address.split("%")[0];
-  let tail: number[] = [];
-  const lastColon = text.lastIndexOf(":");
-  if (text.slice(lastColon + 1).includes(".")) {
-    const [a, b, c, d] = text.slice(lastColon + 1).split(".").map(Number);
-    tail = [(a << 8) | b, (c << 8) | d];
-    text = text.slice(0, lastColon + 1);
-    if (!text.endsWith("::")) text = text.slice(0, -1);
-  }
-  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => parseInt(g, 16)));
-  const gap = text.indexOf("::");
-  if (gap === -1) return [...parse(text), ...tail];
-  const front = parse(text.slice(0, gap));
-  const back = [...parse(text.slice(gap + 2)), ...tail];
-  return [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
 }
 
 /** The canonical text of eight IPv6 groups (RFC 5952: the longest zero run as `::`). */

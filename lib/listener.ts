@@ -35,6 +35,8 @@ export interface ServerTls {
 
 /** Options of {@linkcode listenTcp} and {@linkcode listenUnix}. */
 export interface ListenerOptions {
+  /** The scheme it serves, as events name it (default `tcp`, or `tls` with `tls`, `unix`). */
+  scheme?: string;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
   /** Serve TLS with this certificate (TCP only). */
@@ -67,8 +69,9 @@ export class Listener implements Disposable {
   readonly address: string;
   /** The bound address as Deno reports it. */
   readonly addr: Deno.Addr;
-  /** `tcp`, `tls` or `unix`. */
-  readonly transport: "tcp" | "tls" | "unix";
+  /** The scheme of the endpoint it listens on (`tcp`, `tls`, `unix`). */
+  readonly transport: string;
+  #tls: boolean;
   #listener: Deno.Listener;
   #unixPath?: string;
   #trace?: TraceFn;
@@ -77,13 +80,14 @@ export class Listener implements Disposable {
   /** Wraps a Deno listener; {@linkcode listenTcp} and {@linkcode listenUnix} make them. */
   constructor(
     listener: Deno.Listener,
-    options: { tag: string; trace?: TraceFn; unixPath?: string; tls?: boolean },
+    options: { tag: string; scheme: string; trace?: TraceFn; unixPath?: string; tls?: boolean },
   ) {
     this.tag = options.tag;
     this.#listener = listener;
     this.addr = listener.addr;
     this.address = formatAddr(listener.addr);
-    this.transport = listener.addr.transport === "unix" ? "unix" : options.tls ? "tls" : "tcp";
+    this.transport = options.scheme;
+    this.#tls = options.tls === true;
     this.#unixPath = options.unixPath;
     this.#trace = options.trace;
   }
@@ -104,7 +108,7 @@ export class Listener implements Disposable {
         ? new SockitError("listener closed", { op: "accept" })
         : toSockitError(err, "accept", this.address);
     }
-    const stream = Connection.from(conn, { trace: this.#trace, tls: this.transport === "tls" });
+    const stream = Connection.from(conn, { trace: this.#trace, tls: this.#tls });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     return stream;
   }
@@ -172,7 +176,8 @@ export function listenTcp(hostname: string, port: number, options: ListenerOptio
   }
   trace?.(tag, `bind(${requested}) = 0`);
   trace?.(tag, `listen(backlog=${LISTEN_BACKLOG}) = 0`);
-  const result = new Listener(listener, { tag, trace, tls: tls !== undefined });
+  const scheme = options.scheme ?? (tls ? "tls" : "tcp");
+  const result = new Listener(listener, { tag, scheme, trace, tls: tls !== undefined });
   if (port === 0) trace?.(tag, `getsockname() = ${result.address}`);
   return result;
 }
@@ -205,7 +210,12 @@ export async function listenUnix(path: string, options: ListenerOptions = {}): P
       const listener = Deno.listen({ transport: "unix", path });
       trace?.(tag, `bind(${address}) = 0`);
       trace?.(tag, `listen(backlog=${UNIX_LISTEN_BACKLOG}) = 0`);
-      return new Listener(listener, { tag, trace, unixPath: path });
+      return new Listener(listener, {
+        tag,
+        scheme: options.scheme ?? "unix",
+        trace,
+        unixPath: path,
+      });
     } catch (err) {
       trace?.(tag, `bind(${address}) = ${failedCall(err)}`);
       throw err;

@@ -108,6 +108,7 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     listen: async (endpoint, options) =>
       listenTcp(await bindHost(endpoint, "listen", options), (endpoint as NetEndpoint).port, {
         ...options,
+        scheme: "tcp",
         tls: undefined,
       }),
   },
@@ -128,7 +129,7 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
           `${formatHost(host)}:${port}: a TLS listener needs a certificate and key`,
         );
       }
-      return listenTcp(host, port, options);
+      return listenTcp(host, port, { ...options, scheme: "tls" });
     },
   },
   udp: {
@@ -160,7 +161,8 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     tls: { unsupported: "TLS over a Unix socket is not supported (Deno's TLS is TCP only)" },
     summary: "Unix-domain stream socket",
     dialer: () => unixDialer,
-    listen: (endpoint, options) => listenUnix((endpoint as PathEndpoint).path, options),
+    listen: (endpoint, options) =>
+      listenUnix((endpoint as PathEndpoint).path, { ...options, scheme: "unix" }),
   },
 };
 

@@ -12,7 +12,7 @@
 
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
-import { delay } from "./deadline.ts";
+import { Deadline, delay } from "./deadline.ts";
 import { toSockitError } from "./errors.ts";
 import { connect, connectAddress } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
@@ -77,58 +77,50 @@ export async function waitFor(
   const timeout = options.timeout ?? 30_000;
   const interval = options.interval ?? 250;
   const started = performance.now();
-  const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(), timeout);
-  const stop = options.signal
-    ? AbortSignal.any([options.signal, deadline.signal])
-    : deadline.signal;
-  let results: WaitResult[];
-  try {
-    results = await Promise.all(endpoints.map(async (endpoint) => {
-      const result: WaitResult = {
-        endpoint: formatEndpoint(endpoint),
-        address: connectAddress(endpoint, options.family),
-        ready: false,
-        elapsedMs: 0,
-        attempts: 0,
-      };
-      while (!stop.aborted) {
-        const attemptStarted = performance.now();
-        result.attempts++;
-        let accepted = false;
-        try {
-          const conn = await connect(endpoint, {
-            family: options.family,
-            signal: stop,
-            lookup: options.lookup,
-          });
-          conn.close();
-          accepted = true;
-          if (options.reverse) result.lastError = "accepted a connection";
-        } catch (err) {
-          if (stop.aborted) break;
-          result.lastError = toSockitError(err, "connect", result.address).reason;
-          // Usage errors and denied permissions will not heal by waiting.
-          if (
-            (err as { exitCode?: number }).exitCode === 2 || toSockitError(err, "").exitCode === 126
-          ) {
-            throw err;
-          }
+  using deadline = new Deadline(timeout, () => new Error("the time is up"), options.signal);
+  const stop = deadline.signal;
+  const results = await Promise.all(endpoints.map(async (endpoint) => {
+    const result: WaitResult = {
+      endpoint: formatEndpoint(endpoint),
+      address: connectAddress(endpoint, options.family),
+      ready: false,
+      elapsedMs: 0,
+      attempts: 0,
+    };
+    while (!stop.aborted) {
+      const attemptStarted = performance.now();
+      result.attempts++;
+      let accepted = false;
+      try {
+        const conn = await connect(endpoint, {
+          family: options.family,
+          signal: stop,
+          lookup: options.lookup,
+        });
+        conn.close();
+        accepted = true;
+        if (options.reverse) result.lastError = "accepted a connection";
+      } catch (err) {
+        if (stop.aborted) break;
+        result.lastError = toSockitError(err, "connect", result.address).reason;
+        // Usage errors and denied permissions will not heal by waiting.
+        if (
+          (err as { exitCode?: number }).exitCode === 2 || toSockitError(err, "").exitCode === 126
+        ) {
+          throw err;
         }
-        if (accepted !== (options.reverse ?? false)) {
-          result.ready = true;
-          delete result.lastError;
-          break;
-        }
-        await delay(interval - (performance.now() - attemptStarted), stop).catch(() => {});
       }
-      result.elapsedMs = Math.round(performance.now() - started);
-      options.onResult?.(result);
-      return result;
-    }));
-  } finally {
-    clearTimeout(timer);
-  }
+      if (accepted !== (options.reverse ?? false)) {
+        result.ready = true;
+        delete result.lastError;
+        break;
+      }
+      await delay(interval - (performance.now() - attemptStarted), stop).catch(() => {});
+    }
+    result.elapsedMs = Math.round(performance.now() - started);
+    options.onResult?.(result);
+    return result;
+  }));
   if (options.signal?.aborted) throw options.signal.reason;
   return results;
 }

@@ -185,3 +185,54 @@ Deno.test("property: any port above 65535 is 'port out of range'", () => {
     assertThrows(() => parseEndpoint(`${host}:${p}`), UsageError, "port out of range");
   }));
 });
+
+// ---- the socat / wait-on spellings, service names, unknown schemes -----------
+
+Deno.test("parseEndpoint: tcp:host:port, udp:…, tls:…, tcp:PORT and host:service", () => {
+  const table: Array<[string, Endpoint]> = [
+    ["tcp:db:5432", { transport: "tcp", hostname: "db", port: 5432 }],
+    ["tcp:8888", { transport: "tcp", port: 8888 }],
+    ["TCP:[::1]:80", { transport: "tcp", hostname: "::1", port: 80 }],
+    ["udp:127.0.0.1:53", { transport: "udp", hostname: "127.0.0.1", port: 53 }],
+    ["tls:example.com:443", { transport: "tls", hostname: "example.com", port: 443 }],
+    ["localhost:http", { transport: "tcp", hostname: "localhost", port: 80 }],
+    ["tcp://example.com:https", { transport: "tcp", hostname: "example.com", port: 443 }],
+  ];
+  for (const [input, expected] of table) assertEquals(parseEndpoint(input), expected, input);
+  for (const input of ["ftp://x", "ftp:host:21", "unixgram:/x", "http://h:80", "x://"]) {
+    const err = assertThrows(() => parseEndpoint(input), UsageError);
+    assert(/unknown scheme "[a-z]+"/.test(err.message), `${input}: ${err.message}`);
+  }
+});
+
+const spelledScheme = fc.constantFrom("tcp", "udp", "tls");
+const hostPort = fc.tuple(hostname, port).map(([h, p]) => `${h.includes(":") ? `[${h}]` : h}:${p}`);
+
+Deno.test("property: scheme:host:port means what scheme://host:port means", () => {
+  fc.assert(
+    fc.property(spelledScheme, hostPort, (scheme, rest) => {
+      assertEquals(parseEndpoint(`${scheme}:${rest}`), parseEndpoint(`${scheme}://${rest}`));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+Deno.test("property: an unknown scheme is reported as one, never as a bad port or bracket", () => {
+  const unknown = fc.stringMatching(/^[a-z][a-z0-9+.-]{1,8}$/).filter((s) =>
+    !["tcp", "udp", "tls", "unix"].includes(s) && /[g-z]/.test(s)
+  );
+  const rest = fc.oneof(
+    hostPort,
+    fc.string({ maxLength: 10 }).map((s) => `/${s}`),
+    fc.string({ maxLength: 10 }).map((s) => `//${s}`),
+  );
+  fc.assert(
+    fc.property(unknown, rest, (scheme, tail) => {
+      const input = `${scheme}:${tail}`;
+      if (input.includes("\0")) return;
+      const err = assertThrows(() => parseEndpoint(input), UsageError);
+      assert(err.message.includes(`unknown scheme "${scheme}"`), `${input}: ${err.message}`);
+    }),
+    { numRuns: 2000 },
+  );
+});

@@ -46,6 +46,14 @@ Deno.test("cli: help goes to stdout with exit 0, with examples", async () => {
     assertMatch(r.text, /Usage: sockit/);
     assertMatch(r.text, /Examples/);
   }
+  // --help is answered before anything else on the line is checked.
+  for (
+    const args of [["listen", "x:99999", "--help"], ["connect", "--bogus", "-h"], ["scan", "-h"]]
+  ) {
+    const r = await runSockit(args);
+    assertEquals([r.code, r.stderr], [0, ""], args.join(" "));
+    assertMatch(r.text, new RegExp(`^Usage: sockit ${args[0]} `));
+  }
   const main = await runSockit(["--help"]);
   assertMatch(main.text, /listen/);
   assertMatch(main.text, /connect/);
@@ -79,6 +87,12 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["connect", "127.0.0.1:1", "--color", "sometimes"], /--color must be auto, always or never/],
     [["help", "nope"], /unknown command "nope"/],
     [["connect", "127.0.0.1:0"], /port 0 only means "any free port" when listening/],
+    // A flag that does nothing for a command is refused, not ignored.
+    [["wait", "127.0.0.1:1", "--hex"], /unknown option --hex/],
+    [["scan", "127.0.0.1", "22", "--stats"], /unknown option --stats/],
+    [["wait", "127.0.0.1:1", "--progress"], /unknown option --progress/],
+    [["forward", "1", "127.0.0.1:2", "--tls"], /unknown option --tls/],
+    [["connect", "unixgram:/x"], /unknown scheme "unixgram"/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runSockit(args);

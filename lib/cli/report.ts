@@ -16,6 +16,7 @@ import { formatBytes, formatDuration } from "../format.ts";
 import { HexDumper } from "../hexdump.ts";
 import type { CertificateInfo, HandshakeInfo } from "../tls.ts";
 import type { TraceFn } from "../trace.ts";
+import { DEFAULT_SCHEME } from "../transports.ts";
 import { jsonFormat, linePrefix, textFormat } from "./event_format.ts";
 import type { EventFormat } from "./event_format.ts";
 import { ProgressLine } from "./progress.ts";
@@ -146,7 +147,9 @@ export class Reporter implements Events, Disposable {
 
   /** The listening event, with the real bound address. */
   listening(address: string, transport: string): void {
-    const suffix = transport === "tcp" || transport === "unix" ? "" : ` (${transport})`;
+    // The scheme, where the address does not say it already (`unix:/…`) and it is not TCP.
+    const plain = transport === DEFAULT_SCHEME || address.startsWith(`${transport}:`);
+    const suffix = plain ? "" : ` (${transport})`;
     this.event("listening", `listening on ${address}${suffix}`, { address, transport });
   }
 

@@ -22,7 +22,7 @@
 import { UsageError } from "./errors.ts";
 import { formatHost, isIPv4, isIPv6 } from "./ip.ts";
 import { servicePort } from "./services.ts";
-import { DEFAULT_SCHEME, hostOf, TRANSPORTS } from "./transports.ts";
+import { DEFAULT_SCHEME, TRANSPORTS } from "./transports.ts";
 
 /** A scheme of the transport table (`tcp`, `udp`, `tls`, `unix`, …). */
 export type Scheme = string;
@@ -33,7 +33,7 @@ export interface NetEndpoint {
   transport: Scheme;
   /**
    * Host name or IP literal (IPv6 without brackets). Absent for the port-only
-   * form, whose host depends on the role (see {@linkcode hostOf}).
+   * form, whose host depends on the role (see `hostOf` in `transports.ts`).
    */
   hostname?: string;
   /** Port, 0–65535. Port 0 on a listening endpoint asks the OS for a free port. */
@@ -47,9 +47,6 @@ export interface PathEndpoint {
   /** File system path of the socket. */
   path: string;
 }
-
-/** A Unix-domain socket endpoint (a {@linkcode PathEndpoint}). */
-export type UnixEndpoint = PathEndpoint;
 
 /** Any endpoint sockit can listen on or connect to. */
 export type Endpoint = NetEndpoint | PathEndpoint;
@@ -193,5 +190,3 @@ export function formatEndpoint(endpoint: Endpoint): string {
     : `${formatHost(endpoint.hostname)}:${endpoint.port}`;
   return endpoint.transport === DEFAULT_SCHEME ? authority : `${endpoint.transport}://${authority}`;
 }
-
-export { hostOf };

@@ -246,6 +246,7 @@ class ConnectedSocket implements DatagramSocket {
   }
 
   send(data: Uint8Array): Promise<number> {
+    if (this.#closed) return Promise.reject(new Deno.errors.Interrupted("operation canceled"));
     const n = Number(this.#c.send(this.#fd, data, BigInt(data.length), 0));
     if (n < 0) {
       const err = lastError(this.#c);
@@ -380,6 +381,22 @@ export function connectDatagram(
   return new ConnectedSocket(c, fd, peer, family, tag, trace);
 }
 
+/**
+ * The usage error for a datagram too large for the socket: `size` is the
+ * byte count, or `more` when the input only said that it did not fit.
+ *
+ * @example Usage
+ * ```ts
+ * import { datagramTooLarge } from "./datagram.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.match(datagramTooLarge(65507, "70000 bytes").message, /at most 65507 bytes; the input gave 70000 bytes/);
+ * ```
+ */
+export function datagramTooLarge(max: number, size: string): UsageError {
+  return new UsageError(`a UDP datagram carries at most ${max} bytes; the input gave ${size}`);
+}
+
 /** How a {@linkcode DatagramSide} picks the peer it sends to. */
 export type DatagramMode = "connected" | "latest-peer" | "reply";
 
@@ -387,6 +404,10 @@ export type DatagramMode = "connected" | "latest-peer" | "reply";
 export interface DatagramSideOptions {
   /** How the peer is chosen (see the module text). */
   mode: DatagramMode;
+  /** The scheme as written before addresses (`udp://`), for the names of peers. */
+  prefix: string;
+  /** The operation failures are reported under (`connect`, `listen`, `echo`). */
+  op: string;
   /** The peer's name in messages for a connected socket (`udp://localhost:53`). */
   peerName?: string;
   /** Called when a datagram comes from a peer that differs from the previous one. */
@@ -406,6 +427,8 @@ export interface DatagramSideOptions {
  * `closeWrite()` does nothing: datagrams have no half-close.
  * `cancelRead(linger)` ends reading once no datagram has come for `linger`
  * ms (how `connect udp://` waits for replies after its input ended).
+ * Failures are reported as failures of `options.op` (`connect
+ * udp://host:53: connection refused`).
  *
  * @example Usage
  * ```ts
@@ -414,7 +437,7 @@ export interface DatagramSideOptions {
  * import assert from "node:assert/strict";
  *
  * // An echo server: datagrams relayed into their own socket go back to their senders.
- * const server = new DatagramSide(bindDatagram("127.0.0.1", 0), { mode: "reply" });
+ * const server = new DatagramSide(bindDatagram("127.0.0.1", 0), { mode: "reply", prefix: "udp://", op: "echo" });
  * const echoed = relay(server, server, {});
  * const client = connectDatagram("127.0.0.1", Number(server.localAddress.split(":")[1]));
  * await client.send(new TextEncoder().encode("ping"));
@@ -431,6 +454,8 @@ export class DatagramSide implements Duplex, Disposable {
   readonly id: number = nextConnectionId();
   /** The relay reads datagrams with a buffer this large. */
   readonly readSize: number = RECEIVE_BUFFER;
+  /** Each read is one datagram. */
+  readonly datagrams = true;
   /** The socket. */
   readonly socket: DatagramSocket;
   /** When the side was opened (`performance.now()`). */
@@ -456,20 +481,30 @@ export class DatagramSide implements Duplex, Disposable {
     return this.socket.address;
   }
 
-  /** The peer now (the latest sender), formatted; the peer's name for a connected socket. */
+  /**
+   * The peer with its scheme (`udp://127.0.0.1:5000`): the latest sender, or
+   * the local address while none has come; the name the user gave for a
+   * connected socket. `--hex` labels datagrams with it.
+   */
   get remoteAddress(): string {
     if (this.#options.mode === "connected") return this.#options.peerName ?? "";
-    return this.#peer ? `udp://${formatAddr(this.#peer)}` : `udp://${this.socket.address}`;
+    return `${this.#options.prefix}${this.label}`;
   }
 
-  /** The name of this side in messages. */
+  /** The peer as a plain address (the local address while none has come): the name in messages. */
   get label(): string {
-    return this.remoteAddress;
+    if (this.#options.mode === "connected") return this.#options.peerName ?? "";
+    return this.#peer ? formatAddr(this.#peer) : this.socket.address;
   }
 
   /** The largest datagram this side carries. */
   get maxDatagram(): number {
     return this.socket.maxDatagram;
+  }
+
+  /** Resolves once the socket is released. */
+  get released(): Promise<void> {
+    return this.socket.closed;
   }
 
   /** Receives one datagram into `p` (of at least {@linkcode RECEIVE_BUFFER} bytes). */
@@ -525,38 +560,24 @@ export class DatagramSide implements Duplex, Disposable {
    */
   async write(p: Uint8Array): Promise<number> {
     if (p.length > this.socket.maxDatagram) {
-      throw new UsageError(
-        `a UDP datagram carries at most ${this.socket.maxDatagram} bytes; the input gave ${p.length} bytes`,
-      );
-    }
-    if (this.#options.mode === "connected") {
-      try {
-        return await this.socket.send(p);
-      } catch (err) {
-        throw this.#named(err);
-      }
+      throw datagramTooLarge(this.socket.maxDatagram, `${p.length} bytes`);
     }
     await this.#peerKnown.promise;
-    const peer = this.#peer;
-    if (this.#closed || !peer) throw new Deno.errors.Interrupted("operation canceled");
+    if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
+    const peer = this.#options.mode === "connected" ? undefined : this.#peer;
     const onError = this.#options.onSendError;
-    if (!onError) return await this.socket.send(p, peer);
     try {
       await this.socket.send(p, peer);
     } catch (err) {
+      if (!onError || !peer) throw this.#named(err);
       onError(err, peer);
     }
     return p.length;
   }
 
-  /**
-   * A connected socket's error (an ICMP refusal above all) says that the
-   * peer cannot be reached: it is reported as a failure to connect to it.
-   */
+  /** A failure of the socket as a failure of the command's operation on its address. */
   #named(err: unknown): unknown {
-    return this.#options.mode === "connected"
-      ? toSockitError(err, "connect", this.#options.peerName)
-      : err;
+    return toSockitError(err, this.#options.op, this.label);
   }
 
   /** Nothing to shut down: a datagram socket has no half-close. */
@@ -570,11 +591,6 @@ export class DatagramSide implements Duplex, Disposable {
     const wake = this.#wake;
     this.#wake = Promise.withResolvers<void>();
     wake.resolve();
-  }
-
-  /** Resolves once the socket is released. */
-  get closed(): Promise<void> {
-    return this.socket.closed;
   }
 
   /** Closes the socket; a pending read ends. */

@@ -12,7 +12,8 @@
 /**
  * A signal that aborts with `reason()` after `ms` milliseconds, or when
  * `parent` aborts (with the parent's reason). Without `ms` only the parent
- * counts. Dispose it (`using`) to clear the timer.
+ * counts. Dispose it (`using`) to clear the timer; disposing also aborts the
+ * signal, so that nothing started under the deadline outlives it.
  *
  * @example Usage
  * ```ts
@@ -47,9 +48,10 @@ export class Deadline implements Disposable {
     return this.#controller.signal.aborted;
   }
 
-  /** Stops the clock. */
+  /** Stops the clock, and whatever still waits on the signal. */
   [Symbol.dispose](): void {
     clearTimeout(this.#timer);
+    if (!this.signal.aborted) this.#controller.abort(new Error("the deadline was disposed"));
   }
 }
 

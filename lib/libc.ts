@@ -1,8 +1,8 @@
 /**
  * The C library through FFI, for the socket calls Deno has no API for
- * (a connected UDP socket today). One `dlopen`, opened on first use; the
- * `sockaddr_in`/`sockaddr_in6` encoding written once; `errno` read right
- * after the call that set it. Linux only, and only with `--allow-ffi`:
+ * (a connected UDP socket today). One `dlopen`, shared by the sockets that
+ * use it and closed by the last of them; the `sockaddr_in`/`sockaddr_in6`
+ * encoding written once; `errno` read right after the call that set it. Linux only, and only with `--allow-ffi`:
  * {@linkcode ffiAvailable} says whether it can be used.
  *
  * @module

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { formatEndpoint } from "./address.ts";
 import type { Endpoint, Role } from "./address.ts";
 import type { Connection } from "./conn.ts";
 import { nextConnectionId } from "./conn.ts";
@@ -22,7 +23,7 @@ import type { Listener } from "./listener.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import type { TraceFn } from "./trace.ts";
-import { hostOf, schemePrefix, transportOf } from "./transports.ts";
+import { hostOf, schemePrefix, transportOf, withTls } from "./transports.ts";
 import type { OpenOptions } from "./transports.ts";
 
 /**
@@ -117,6 +118,8 @@ export async function connect(
   endpoint: Endpoint,
   options: ConnectOptions = {},
 ): Promise<Connection> {
+  // TLS settings mean TLS: `--tls` on a plain endpoint, or a usage error where TLS cannot go.
+  if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const row = transportOf(endpoint);
   const address = connectAddress(endpoint, options.family);
   if (!row.dialer) {
@@ -161,6 +164,7 @@ export async function connect(
  * ```
  */
 export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Promise<Listener> {
+  if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const row = transportOf(endpoint);
   if (!row.listen) {
     throw new UsageError(

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { datagramTooLarge } from "./datagram.ts";
 import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import type { Duplex } from "./relay.ts";
 import type { Input, Output } from "./stdio.ts";
@@ -77,10 +78,6 @@ function fileSource(file: Deno.FsFile): Source {
   };
 }
 
-function tooLarge(max: number, size: string): UsageError {
-  return new UsageError(`a UDP datagram carries at most ${max} bytes; the input gave ${size}`);
-}
-
 /** The input read record by record (one read(2) each), for a datagram peer. */
 function recordSource(input: Input, max: number): Source {
   return {
@@ -91,7 +88,7 @@ function recordSource(input: Input, max: number): Source {
       if (record === null) return null;
       // A record one byte over the limit stands for "more than fits".
       if (record.length > max) {
-        throw tooLarge(max, record.length > max + 1 ? `${record.length} bytes` : "more");
+        throw datagramTooLarge(max, record.length > max + 1 ? `${record.length} bytes` : "more");
       }
       p.set(record);
       return record.length;
@@ -100,10 +97,21 @@ function recordSource(input: Input, max: number): Source {
   };
 }
 
-/** A whole text or file as one record. */
+/** A whole text or file as one record (an empty one too: it is still a datagram). */
 function oneRecord(bytes: Uint8Array, max: number): Source {
-  if (bytes.length > max) throw tooLarge(max, `${bytes.length} bytes`);
-  return bytesSource(bytes);
+  if (bytes.length > max) throw datagramTooLarge(max, `${bytes.length} bytes`);
+  let sent = false;
+  return {
+    read(p) {
+      if (sent) return Promise.resolve(null);
+      sent = true;
+      p.set(bytes);
+      return Promise.resolve(bytes.length);
+    },
+    cancel(linger = 0) {
+      if (linger <= 0) sent = true;
+    },
+  };
 }
 
 /**
@@ -155,14 +163,19 @@ export async function openPayload(options: PayloadOptions): Promise<Payload> {
   const max = options.maxRecord;
   let source: Source;
   let sendTotal: number | undefined;
-  if (options.send) {
+  if (options.send !== undefined) {
     sendTotal = options.send.length;
     source = max === undefined ? bytesSource(options.send) : oneRecord(options.send, max);
   } else if (options.sendFile !== undefined) {
     try {
       if (max === undefined) {
         const file = await Deno.open(options.sendFile, { read: true });
-        sendTotal = (await file.stat()).size;
+        try {
+          sendTotal = (await file.stat()).size;
+        } catch (err) {
+          file.close();
+          throw err;
+        }
         source = fileSource(file);
       } else {
         const bytes = await Deno.readFile(options.sendFile);
@@ -181,6 +194,7 @@ export async function openPayload(options: PayloadOptions): Promise<Payload> {
     label: "stdio",
     sendTotal,
     readSize: max === undefined ? undefined : max + 1,
+    datagrams: max !== undefined,
     read: (p) => source.read(p),
     write: (p) => output.write(p),
     closeWrite: () => output.flush(),

@@ -17,6 +17,7 @@
  */
 
 import { TimeoutError } from "./errors.ts";
+import { formatDuration } from "./format.ts";
 
 /** A duplex byte stream: a connection, or stdin/stdout together. */
 export interface Duplex {
@@ -43,6 +44,13 @@ export interface Duplex {
    * largest record). Without it the buffer starts small and grows.
    */
   readonly readSize?: number;
+  /**
+   * Each read is one datagram: an empty one (0 bytes) is still one, passed
+   * on as an empty write; "no data" is "no datagram" in messages.
+   */
+  readonly datagrams?: boolean;
+  /** Resolves once the side is fully released after `close()` (a read in flight has returned). */
+  readonly released?: Promise<void>;
 }
 
 /** Which way bytes move: `0` from `a` to `b`, `1` from `b` to `a`. */
@@ -63,10 +71,11 @@ export interface RelayOptions {
   /**
    * When this side reaches end of input (and all it sent is written), the
    * relay ends: the other direction stops reading once its input pauses for
-   * `linger` ms, delivers what it read, and ends too. Sessions bridged to
-   * stdin/stdout use `"a"` with the connection as `a` (see "How a session
-   * ends" in the README). Default:
-   * each direction ends on its own and the relay ends when both have.
+   * `linger` ms, delivers what it read, and ends too. A stream session
+   * bridged to stdin/stdout uses `"a"` with the connection as `a`; `connect
+   * udp://` uses `"b"` (the input ending starts the wait for replies). See
+   * "Sessions, half-close, and how they end" in the README. Default: each
+   * direction ends on its own and the relay ends when both have.
    */
   endOnEof?: "a" | "b";
   /** With `endOnEof`: how long a pause in the other side's input ends it (default 0). */
@@ -179,10 +188,15 @@ export class Relay {
         const idle = performance.now() - this.#lastActivity;
         if (idle >= idleTimeout) {
           this.#fail(
-            new TimeoutError(`no data for ${idleTimeout} ms`, {
-              op: "idle timeout",
-              address: this.#a.label,
-            }),
+            new TimeoutError(
+              this.#a.datagrams
+                ? `no datagram for ${formatDuration(idleTimeout)}`
+                : `no data for ${idleTimeout} ms`,
+              {
+                op: "idle timeout",
+                address: this.#a.label,
+              },
+            ),
           );
         } else idleTimer = setTimeout(check, idleTimeout - idle + 1);
       };
@@ -206,6 +220,8 @@ export class Relay {
       this.#stopping = true;
       closeQuietly(this.#a);
       if (!single) closeQuietly(this.#b);
+      // A side may still be finishing a read on another thread: the relay ends after it.
+      await Promise.all([this.#a.released, this.#b.released]);
     }
   }
 
@@ -268,7 +284,7 @@ export class Relay {
         return;
       }
       if (n === null) break;
-      if (n === 0) continue;
+      if (n === 0 && !src.datagrams) continue;
       if (counted) this.#lastActivity = performance.now();
       const chunk = n === buf.length ? buf : buf.subarray(0, n);
       this.#writing++;

@@ -31,6 +31,11 @@ export interface ServeOptions {
   maxConns?: number;
   /** `--allow` / `--deny`. */
   access?: AccessRules;
+  /**
+   * Reports a handler that failed (threw) and returns its exit code; by
+   * default it is a `warning` event and exit code of the error.
+   */
+  report?: (error: unknown) => number;
 }
 
 /** Most a TLS client may take to finish its handshake. */
@@ -126,8 +131,12 @@ export async function serve(
         .then((ok) => (ok ? handler(conn) : 1))
         .then((code) => void (lastCode = code))
         .catch((err) => {
-          events?.warning?.(toSockitError(err, "serve", conn.remoteAddress).message);
-          lastCode = exitCodeOf(err);
+          const error = toSockitError(err, "serve", conn.remoteAddress);
+          if (options.report) lastCode = options.report(error);
+          else {
+            events?.warning?.(error.message);
+            lastCode = exitCodeOf(error);
+          }
         })
         .finally(() => active.delete(task));
       active.add(task);

@@ -43,10 +43,13 @@ export interface TransferOptions {
   otherName?: { read: string; write: string };
   /** The size of what is sent, when known, for the progress ETA. */
   sendTotal?: number;
-  /** The peer's name in the `closed` event (default: its address). */
-  closedName?: string;
-  /** How the transfer ends normally, for a failed `--expect` (default `the peer closed`). */
-  endsWhen?: string;
+  /**
+   * The peer's name in the `closed` event (default: its address), or a
+   * function that gives it when the transfer ends (a datagram side's latest peer).
+   */
+  closedName?: string | (() => string);
+  /** When a failed `--expect` gave up, after `no match for /…/` (default `before the peer closed`). */
+  noMatch?: string;
   /** Where taps, progress and the `closed` event go. */
   events?: Events;
   /**
@@ -141,7 +144,7 @@ export async function transfer(
     await relay.run();
     if (matcher) {
       code = options.report(
-        new SockitError(`no match for ${matcher} before ${options.endsWhen ?? "the peer closed"}`, {
+        new SockitError(`no match for ${matcher} ${options.noMatch ?? "before the peer closed"}`, {
           op: "expect",
           address: peer.remoteAddress,
           code: "ENOMATCH",
@@ -171,7 +174,8 @@ export async function transfer(
     }
   }
   const [received, sent] = moved();
-  events?.closed?.({ ...peerInfo(peer), remoteAddress: options.closedName ?? peer.remoteAddress }, {
+  const name = typeof options.closedName === "function" ? options.closedName() : options.closedName;
+  events?.closed?.({ ...peerInfo(peer), remoteAddress: name ?? peer.remoteAddress }, {
     sent,
     received,
     durationMs: Math.round(relay.elapsed),

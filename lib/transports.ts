@@ -201,7 +201,8 @@ export function transportOf(endpoint: Endpoint | string): Transport {
  */
 export function hostOf(endpoint: Endpoint, role: Role, family?: 4 | 6): string {
   if ("hostname" in endpoint && endpoint.hostname !== undefined) return endpoint.hostname;
-  const defaults = transportOf(endpoint).defaultHost ?? LOOPBACK;
+  const defaults = transportOf(endpoint).defaultHost;
+  if (!defaults) throw new UsageError(`${endpoint.transport}: this endpoint has no host`);
   return defaults[role](family);
 }
 
@@ -213,12 +214,15 @@ export interface EndpointNeeds {
   kind?: "stream" | "datagram";
   /** Only these address forms (e.g. `host-port` for `scan`). */
   address?: "host-port" | "path";
+  /** Not a transport that is always TLS (`wait` checks that a port accepts, no more). */
+  plain?: boolean;
 }
 
 /** Whether a row does what a command needs. */
 function serves(row: Transport, needs: EndpointNeeds): boolean {
   if (needs.kind && row.kind !== needs.kind) return false;
   if (needs.address && row.address !== needs.address) return false;
+  if (needs.plain && row.tls === "always") return false;
   if (row.kind === "datagram") return row.datagram !== undefined;
   return needs.role === "listen" ? row.listen !== undefined : row.dialer !== undefined;
 }

@@ -538,7 +538,7 @@ Deno.test("cli: narrow --allow-net=127.0.0.1 is enough for TCP on loopback", asy
   assertEquals((await server.result()).code, 0);
 });
 
-// ---- how sessions end (README: "How a session ends"), and what the review found ---------------------------
+// ---- how sessions end (README: "Sessions, half-close, and how they end"), and what the review found ---------------------------
 
 Deno.test("cli: the client closing ends a listen session even while stdin stays open", async () => {
   // stdin is a pipe that stays open and idle: the session must not wait for it.

@@ -471,6 +471,46 @@ s.sendto(b"reply to " + data, addr)
   assertEquals([r.code, r.text], [0, "reply to ping"]);
 });
 
+Deno.test("udp: an empty datagram is still one — echoed back, and sent by --send ''", async () => {
+  const server = spawnSockit(["echo", "udp://127.0.0.1:0", "-v"]);
+  const port = Number((await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+) \(udp\)/))[1]);
+  const out = await new Deno.Command(requireTool("python3"), {
+    args: [
+      "-c",
+      `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"", ("127.0.0.1", ${port}))
+data, _ = s.recvfrom(100)
+print(repr(data))
+`,
+    ],
+    stdout: "piped",
+  }).output();
+  assertEquals(decoder.decode(out.stdout).trim(), "b''");
+  server.kill("SIGTERM");
+  assertEquals((await server.result()).code, 143);
+  // A listener sees the empty datagram from connect --send '' as a new peer.
+  const listener = spawnSockit(["listen", "udp://127.0.0.1:0", "-v"]);
+  const lport = Number((await listener.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const sent = await runSockit([
+    "connect",
+    `udp://127.0.0.1:${lport}`,
+    "--send",
+    "",
+    "--idle-timeout",
+    "100ms",
+  ]);
+  assertEquals(sent.code, 0);
+  await listener.waitForStderr(/datagrams from 127\.0\.0\.1:\d+/);
+  listener.kill("SIGTERM");
+  const done = await listener.result();
+  assertEquals([done.code, done.text], [143, ""]);
+  // The listener names its latest peer when it closes, as a plain address.
+  assertMatch(done.stderr, /closed 127\.0\.0\.1:\d+ \(sent 0 B, received 0 B/);
+});
+
 Deno.test("udp: an ICMP port unreachable is 'connection refused', exit 1", async () => {
   const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;

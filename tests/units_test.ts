@@ -166,7 +166,7 @@ Deno.test("Reporter: -v text, --json objects, -q silence, one-line errors", () =
   out = "";
   const quiet = new Reporter(sink, { quiet: true, verbose: false });
   quiet.listening("x", "tcp");
-  quiet.warn("careful");
+  quiet.warning("careful");
   assertEquals(out, "");
   assertEquals(quiet.fail(new Deno.errors.AddrInUse("x"), "listen", "127.0.0.1:80"), 1);
   assertEquals(out.split("\n")[0], "sockit: listen 127.0.0.1:80: address already in use");

@@ -8,15 +8,13 @@
  */
 
 import type { Endpoint } from "../address.ts";
-import { DatagramSide } from "../datagram.ts";
+import { canConnectDatagram, DatagramSide } from "../datagram.ts";
 import { Deadline } from "../deadline.ts";
-import { decodeEscapes } from "../escapes.ts";
 import { exitCodeOf, TimeoutError, UsageError } from "../errors.ts";
 import { formatDuration } from "../format.ts";
 import { connect, connectAddress, openDatagram } from "../open.ts";
 import { checkSendFile } from "../payload.ts";
-import { canConnectDatagram } from "../datagram.ts";
-import { requireEndpoint } from "../transports.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -29,9 +27,9 @@ import type { TlsClientFlags } from "./tls_flags.ts";
 import {
   countFlag,
   durationFlag,
-  exclusive,
   familyFlag,
   oneEndpoint,
+  payloadFlags,
   regexFlag,
 } from "./values.ts";
 
@@ -121,13 +119,11 @@ session ends when the server closes its side, once everything is on stdout.`,
     if ("port" in given && given.port === 0) {
       throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
     }
-    exclusive(values, ["send", "send-file"]);
     const { endpoint, flags: tls } = tlsClientFlags(values, given);
     return {
       ...globals,
       endpoint,
-      send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
-      sendFile: values["send-file"] as string | undefined,
+      ...payloadFlags(values),
       expect: regexFlag(values, "expect"),
       timeout: durationFlag(values, "timeout", true),
       idleTimeout: durationFlag(values, "idle-timeout", true),
@@ -168,9 +164,7 @@ export async function runConnect(
   );
   try {
     await checkSendFile(options.sendFile);
-    const datagram = requireEndpoint(options.endpoint, { role: "connect" }, "connect", address)
-      .kind === "datagram";
-    return datagram
+    return transportOf(options.endpoint).kind === "datagram"
       ? await connectDatagram(options, ctx, reporter, deadline.signal, address)
       : await connectStream(options, ctx, reporter, deadline.signal);
   } catch (err) {
@@ -231,7 +225,12 @@ async function connectDatagram(
       "without --allow-ffi the UDP socket is not connected: an ICMP port unreachable (connection refused) goes unnoticed",
     );
   }
-  const side = new DatagramSide(socket, { mode: "connected", peerName: address });
+  const side = new DatagramSide(socket, {
+    mode: "connected",
+    prefix: schemePrefix(transportOf(options.endpoint)),
+    op: "connect",
+    peerName: address,
+  });
   reporter.connected(side);
   // After the input ends, replies are awaited until they pause (the idle time).
   const code = await runSession(side, ctx, reporter, {
@@ -241,10 +240,8 @@ async function connectDatagram(
     expect: options.expect,
     endOnEof: "b",
     linger: options.idleTimeout ?? UDP_REPLY_WAIT,
-    endsWhen: `the replies paused for ${formatDuration(options.idleTimeout ?? UDP_REPLY_WAIT)}`,
+    noMatch: `within ${formatDuration(options.idleTimeout ?? UDP_REPLY_WAIT)} of the last datagram`,
     maxRecord: side.maxDatagram,
   });
-  // A receive in flight returns once the socket is shut down: wait for it.
-  await side.closed;
   return code;
 }

@@ -10,12 +10,12 @@
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
-import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
+import { exitCodeOf, toSockitError } from "../errors.ts";
 import { formatAddr } from "../ip.ts";
 import { openDatagram } from "../open.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint } from "../transports.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -25,7 +25,7 @@ import type { Reporter } from "./report.ts";
 import { openServer } from "./serve.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
-import { familyFlag, oneEndpoint, serverLimits } from "./values.ts";
+import { familyFlag, oneEndpoint, refuseFlags, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit echo`. */
@@ -79,10 +79,7 @@ UDP: every datagram goes back to its sender.`,
     const given = oneEndpoint(positionals);
     const row = requireEndpoint(given, { role: "listen" }, "echo", positionals[0]);
     if (row.kind === "datagram") {
-      const stream = ["max-conns", "allow", "deny", "idle-timeout"].find((n) =>
-        values[n] !== undefined
-      );
-      if (stream) throw new UsageError(`option --${stream} is not supported with ${row.scheme}://`);
+      refuseFlags(values, ["max-conns", "allow", "deny", "idle-timeout"], row);
     }
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
@@ -108,7 +105,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
   using reporter = makeReporter(options, ctx, "echo");
   const endpoint = options.endpoint;
   try {
-    if (requireEndpoint(endpoint, { role: "listen" }, "echo", "").kind === "datagram") {
+    if (transportOf(endpoint).kind === "datagram") {
       return await echoDatagrams(options, ctx, reporter);
     }
     using listener = await openServer(
@@ -127,7 +124,13 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           events: reporter,
           report: (err) => reporter.warnFailure(err),
         }),
-      { events: reporter, signal: ctx.signal, maxConns: options.maxConns, access: options.access },
+      {
+        events: reporter,
+        signal: ctx.signal,
+        maxConns: options.maxConns,
+        access: options.access,
+        report: (err) => reporter.fail(err),
+      },
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
@@ -148,8 +151,11 @@ async function echoDatagrams(
     trace: reporter.traceFn,
   });
   reporter.listening(socket.address, options.endpoint.transport);
+  const prefix = schemePrefix(transportOf(options.endpoint));
   const side = new DatagramSide(socket, {
     mode: "reply",
+    prefix,
+    op: "echo",
     // One sender that cannot be answered does not stop the server.
     onSendError: (err, peer) =>
       reporter.warning(toSockitError(err, "send", formatAddr(peer)).message),
@@ -157,11 +163,10 @@ async function echoDatagrams(
   // The socket's figures at exit: a `closed` event (and with --stats, its line).
   const code = await transfer(side, side, {
     signal: ctx.signal,
-    closedName: `${options.endpoint.transport}://${socket.address}`,
+    closedName: `${prefix}${socket.address}`,
     events: reporter,
-    report: (err) => reporter.warnFailure(err),
+    // The socket failing is the command failing (one sender is only a warning: above).
+    report: (err) => reporter.fail(err),
   });
-  // A receive in flight returns once the socket is shut down: wait for it.
-  await side.closed;
   return code;
 }

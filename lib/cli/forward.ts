@@ -192,6 +192,7 @@ export async function runForward(
       signal: ctx.signal,
       maxConns: options.maxConns,
       access: options.access,
+      report: (err) => reporter.fail(err),
     });
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);

@@ -10,8 +10,7 @@
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
-import { decodeEscapes } from "../escapes.ts";
-import { exitCodeOf, UsageError } from "../errors.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
 import { checkRunPermission, ChildStream, connectionEnv, splitCommand } from "../exec.ts";
 import { Fanout } from "../fanout.ts";
 import { formatAddr } from "../ip.ts";
@@ -22,7 +21,7 @@ import type { Duplex } from "../relay.ts";
 import { serve } from "../server.ts";
 import type { ConnectionHandler } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint } from "../transports.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -33,7 +32,14 @@ import { openServer } from "./serve.ts";
 import { prepareStdio, runSession, SESSION_LINGER } from "./session.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
-import { exclusive, familyFlag, oneEndpoint, serverLimits } from "./values.ts";
+import {
+  exclusive,
+  familyFlag,
+  oneEndpoint,
+  payloadFlags,
+  refuseFlags,
+  serverLimits,
+} from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** After a client's end of input, how long a silent `--exec` child may take before it is ended. */
@@ -130,18 +136,12 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     const given = oneEndpoint(positionals);
     const row = requireEndpoint(given, { role: "listen" }, "listen", positionals[0]);
     exclusive(values, ["exec", "sh-exec", "send", "send-file", "broker"]);
-    if (row.kind === "datagram") {
-      const stream = STREAM_ONLY.find((n) => values[n] !== undefined);
-      if (stream) {
-        throw new UsageError(`option --${stream} is not supported with ${row.scheme}://`);
-      }
-    }
+    if (row.kind === "datagram") refuseFlags(values, STREAM_ONLY, row);
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
       endpoint,
-      send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
-      sendFile: values["send-file"] as string | undefined,
+      ...payloadFlags(values),
       ...serverLimits(values),
       family: familyFlag(values, endpoint),
       keepOpen: values["keep-open"] === true,
@@ -171,7 +171,7 @@ export async function runListen(
   try {
     await checkSendFile(options.sendFile);
     if (options.exec) checkRunPermission(options.exec[0]);
-    if (requireEndpoint(options.endpoint, { role: "listen" }, "listen", "").kind === "datagram") {
+    if (transportOf(options.endpoint).kind === "datagram") {
       return await listenDatagram(options, ctx, reporter);
     }
     using listener = await openServer(
@@ -183,6 +183,7 @@ export async function runListen(
       events: reporter,
       signal: ctx.signal,
       once: !many,
+      report: (err) => reporter.fail(err),
       maxConns: options.maxConns,
       access: options.access,
     });
@@ -208,6 +209,8 @@ async function listenDatagram(
   reporter.listening(socket.address, options.endpoint.transport);
   const side = new DatagramSide(socket, {
     mode: "latest-peer",
+    prefix: schemePrefix(transportOf(options.endpoint)),
+    op: "listen",
     onPeer: (peer) =>
       reporter.event("peer", `datagrams from ${formatAddr(peer)}`, { remote: formatAddr(peer) }),
   });
@@ -216,9 +219,9 @@ async function listenDatagram(
     sendFile: options.sendFile,
     idleTimeout: options.idleTimeout,
     maxRecord: side.maxDatagram,
+    // The latest peer, or the socket's own address when none came.
+    closedName: () => side.label,
   });
-  // A receive in flight returns once the socket is shut down: wait for it.
-  await side.closed;
   return code;
 }
 
@@ -275,7 +278,11 @@ function connectionHandler(
           signal: ctx.signal,
           halfClose: [true, false],
         })
-          .run().catch(() => hub.end());
+          .run().catch((err) => {
+            // The clients see the end of stdin; why it ended is said once.
+            if (!ctx.signal.aborted) reporter.warning(toSockitError(err, "read", "stdin").message);
+            hub.end();
+          });
       }
       return runSession(conn, ctx, reporter, {
         input: hub.subscribe(),

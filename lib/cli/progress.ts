@@ -63,11 +63,6 @@ export class ProgressLine {
     this.#now = options.now ?? (() => performance.now());
   }
 
-  /** Whether the line is on the screen now (another line must clear it first). */
-  get shown(): boolean {
-    return this.#shown;
-  }
-
   /** Shows `counted` until {@linkcode ProgressLine.untrack}; `total` is the size being sent, when known. */
   track(counted: Counted, total?: number): void {
     if (this.#active.size === 0) {

@@ -115,11 +115,6 @@ export class Reporter implements Events, Disposable {
     this.#options.hexSink?.close?.();
   }
 
-  /** Whether `--hex` is on. */
-  get hexing(): boolean {
-    return this.#hex !== undefined;
-  }
-
   /** Whether `--trace` is on; callers skip building trace text when it is not. */
   get tracing(): boolean {
     return this.#options.trace === true;
@@ -270,11 +265,6 @@ export class Reporter implements Events, Disposable {
   /** A warning: shown unless `-q`. */
   warning(text: string): void {
     if (!this.#options.quiet) this.#sink.write(this.#format.warning(text));
-  }
-
-  /** Same as {@linkcode Reporter.warning}. */
-  warn(text: string): void {
-    this.warning(text);
   }
 
   /**

@@ -2,8 +2,8 @@
  * A peer bridged to the command's payload — stdin (or the `--send` text,
  * or a `--send-file`) to the peer, the peer's bytes to stdout — through the
  * transfer engine. Shared by `listen` and `connect`, for streams and
- * datagrams; how the session ends is the caller's policy (see "How a
- * session ends" in the README).
+ * datagrams; how the session ends is the caller's policy (see "Sessions,
+ * half-close, and how they end" in the README).
  *
  * @module
  */
@@ -34,10 +34,10 @@ export interface SessionOptions
   input?: Input;
   /** The peer takes datagrams of at most this many bytes. */
   maxRecord?: number;
-  /** The peer's name in the `closed` event. */
-  closedName?: string;
-  /** How the session ends normally, for a failed `--expect`. */
-  endsWhen?: string;
+  /** The peer's name in the `closed` event (a function: its name when the session ends). */
+  closedName?: string | (() => string);
+  /** When a failed `--expect` gave up (see `TransferOptions.noMatch`). */
+  noMatch?: string;
   /** One connection of a server: a failure is a warning, not the command's error. */
   warnOnly?: boolean;
 }
@@ -55,7 +55,7 @@ export interface SessionOptions
  * ```
  */
 export function prepareStdio(options: SessionOptions, ctx: CommandContext): void {
-  if (!options.send && options.sendFile === undefined) ctx.stdin.prepare?.();
+  if (options.send === undefined && options.sendFile === undefined) ctx.stdin.prepare?.();
   ctx.stdout.prepare?.();
 }
 
@@ -100,7 +100,7 @@ export async function runSession(
     bufferSize: options.warnOnly ? SERVER_BUFFER : undefined,
     sendTotal: payload.sendTotal,
     closedName: options.closedName,
-    endsWhen: options.endsWhen,
+    noMatch: options.noMatch,
     events: reporter,
     report,
   });

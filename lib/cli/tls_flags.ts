@@ -133,7 +133,7 @@ export function tlsServerFlags(
 
 /** Reads the `--cacert` files and says once that `--insecure` verifies nothing. */
 export function tlsClientOptions(flags: TlsClientFlags, reporter: Reporter): TlsClientOptions {
-  if (flags.insecure) reporter.warn("--insecure: the server's certificate is not verified");
+  if (flags.insecure) reporter.warning("--insecure: the server's certificate is not verified");
   return {
     caCerts: flags.cacert.length ? loadCaCerts(flags.cacert) : undefined,
     serverName: flags.serverName,

@@ -12,7 +12,9 @@ import { parseCidr } from "../cidr.ts";
 import type { AccessRules } from "../cidr.ts";
 import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
-import { transportOf } from "../transports.ts";
+import { decodeEscapes } from "../escapes.ts";
+import { schemePrefix, transportOf } from "../transports.ts";
+import type { Transport } from "../transports.ts";
 import type { FlagValues } from "./flags.ts";
 
 /**
@@ -147,6 +149,44 @@ export function exclusive(values: FlagValues, names: string[]): void {
   if (given.length > 1) {
     throw new UsageError(`options ${given.map((n) => `--${n}`).join(" and ")} exclude each other`);
   }
+}
+
+/**
+ * Refuses flags that do nothing with a transport (`-k` with `udp://`).
+ *
+ * @example Usage
+ * ```ts
+ * import { refuseFlags } from "./values.ts";
+ * import { transportOf } from "../transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => refuseFlags({ "keep-open": true }, ["keep-open"], transportOf("udp")), /--keep-open is not supported with udp:\/\//);
+ * ```
+ */
+export function refuseFlags(values: FlagValues, names: string[], row: Transport): void {
+  const given = names.find((n) => values[n] !== undefined);
+  if (given) {
+    throw new UsageError(`option --${given} is not supported with ${schemePrefix(row)}`);
+  }
+}
+
+/**
+ * `--send TEXT` (escapes decoded) or `--send-file PATH`, not both.
+ *
+ * @example Usage
+ * ```ts
+ * import { payloadFlags } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(payloadFlags({ send: "hi\\n" }).send, new TextEncoder().encode("hi\n"));
+ * ```
+ */
+export function payloadFlags(values: FlagValues): { send?: Uint8Array; sendFile?: string } {
+  exclusive(values, ["send", "send-file"]);
+  return {
+    send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
+    sendFile: values["send-file"] as string | undefined,
+  };
 }
 
 /** Parsed server limits. */

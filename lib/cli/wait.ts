@@ -80,7 +80,7 @@ goes to stdout as it is settled.`,
     }
     const endpoints = positionals.map((text) => {
       const endpoint = parseEndpoint(text);
-      requireEndpoint(endpoint, { role: "connect", kind: "stream" }, "wait", text);
+      requireEndpoint(endpoint, { role: "connect", kind: "stream", plain: true }, "wait", text);
       return endpoint;
     });
     if (command !== undefined && command.length === 0) {

@@ -66,6 +66,33 @@ export function dialTarget(endpoint: Endpoint, role: Role, family?: 4 | 6): Dial
     : { host: hostOf(endpoint, role, family), port: endpoint.port };
 }
 
+/**
+ * The deadline of connecting to `address` (and, for a command, of the whole
+ * session): after `ms` its signal aborts with `connect ADDRESS: timed out
+ * after …` (exit 124).
+ *
+ * @example Usage
+ * ```ts
+ * import { connectDeadline } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using deadline = connectDeadline(5, "127.0.0.1:80");
+ * await new Promise((resolve) => deadline.signal.addEventListener("abort", resolve));
+ * assert.match(String(deadline.signal.reason), /connect 127\.0\.0\.1:80: timed out after 5 ms/);
+ * ```
+ */
+export function connectDeadline(
+  ms: number | undefined,
+  address: string,
+  parent?: AbortSignal,
+): Deadline {
+  return new Deadline(
+    ms,
+    () => new TimeoutError(`timed out after ${formatDuration(ms!)}`, { op: "connect", address }),
+    parent,
+  );
+}
+
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions {
   /** Restrict name resolution to IPv4 (`4`) or IPv6 (`6`), as `-4`/`-6`. */
@@ -125,15 +152,7 @@ export async function connect(
   if (!row.dialer) {
     throw new UsageError(`${address}: ${schemePrefix(row)} is not a stream to connect to`);
   }
-  using deadline = new Deadline(
-    options.timeout,
-    () =>
-      new TimeoutError(`timed out after ${formatDuration(options.timeout!)}`, {
-        op: "connect",
-        address,
-      }),
-    options.signal,
-  );
+  using deadline = connectDeadline(options.timeout, address, options.signal);
   const ctx: DialContext = {
     id: nextConnectionId(),
     signal: deadline.signal,

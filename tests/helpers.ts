@@ -11,6 +11,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { concatBytes } from "../lib/cli/context.ts";
 import type { CommandContext } from "../lib/cli/context.ts";
 import { main } from "../lib/cli/main.ts";
 import { SignalInterrupt } from "../lib/errors.ts";
@@ -301,7 +302,7 @@ export class InProcessSockit extends SockitRun {
     };
     this.#done = main(args, ctx).then((code) => {
       this.endStderr();
-      const stdout = concat(out);
+      const stdout = concatBytes(out);
       return { code, stdout, stderr: this.stderr, text: decoder.decode(stdout) };
     });
   }
@@ -316,17 +317,6 @@ export class InProcessSockit extends SockitRun {
   result(): Promise<SockitResult> {
     return this.#done;
   }
-}
-
-/** Concatenates byte chunks. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /**
@@ -399,13 +389,7 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** Writes all of `bytes` to a connection. */

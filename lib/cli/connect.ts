@@ -9,10 +9,9 @@
 
 import type { Endpoint } from "../address.ts";
 import { canConnectDatagram, DatagramSide } from "../datagram.ts";
-import { Deadline } from "../deadline.ts";
-import { exitCodeOf, TimeoutError, UsageError } from "../errors.ts";
+import { exitCodeOf, UsageError } from "../errors.ts";
 import { formatDuration } from "../format.ts";
-import { connect, connectAddress, openDatagram } from "../open.ts";
+import { connect, connectAddress, connectDeadline, openDatagram } from "../open.ts";
 import { checkSendFile } from "../payload.ts";
 import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
@@ -153,15 +152,7 @@ export async function runConnect(
   using reporter = makeReporter(options, ctx, "connect");
   const address = connectAddress(options.endpoint, options.family);
   // One clock for connecting and the whole session.
-  using deadline = new Deadline(
-    options.timeout,
-    () =>
-      new TimeoutError(`timed out after ${formatDuration(options.timeout!)}`, {
-        op: "connect",
-        address,
-      }),
-    ctx.signal,
-  );
+  using deadline = connectDeadline(options.timeout, address, ctx.signal);
   try {
     await checkSendFile(options.sendFile);
     return transportOf(options.endpoint).kind === "datagram"

@@ -43,6 +43,27 @@ export function textSinkOf(writer: SyncWriter): TextSink {
   };
 }
 
+/**
+ * The chunks as one array of bytes.
+ *
+ * @example Usage
+ * ```ts
+ * import { concatBytes } from "./context.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])]), new Uint8Array([1, 2, 3]));
+ * ```
+ */
+export function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 /** The I/O and cancellation a command runs with. */
 export interface CommandContext {
   /** Payload input (stdin). */
@@ -97,15 +118,7 @@ export function memoryContext(
   let cancelled = false;
   const chunks: Uint8Array[] = [];
   let err = "";
-  const stdoutBytes = () => {
-    const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
-  };
+  const stdoutBytes = () => concatBytes(chunks);
   return {
     stdin: {
       read(p: Uint8Array): Promise<number | null> {

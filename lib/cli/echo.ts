@@ -19,10 +19,10 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { openServer } from "./serve.ts";
+import { openServer, serveOptions } from "./serve.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
 import { familyFlag, oneEndpoint, refuseFlags, serverLimits } from "./values.ts";
@@ -60,9 +60,7 @@ UDP: every datagram goes back to its sender.`,
     {
       title: "Options",
       flags: [
-        "max-conns",
-        "allow",
-        "deny",
+        ...SERVER_FLAGS,
         ["idle-timeout", "close a connection after DUR without data"],
         "ipv4",
         "ipv6",
@@ -124,13 +122,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           events: reporter,
           report: (err) => reporter.warnFailure(err),
         }),
-      {
-        events: reporter,
-        signal: ctx.signal,
-        maxConns: options.maxConns,
-        access: options.access,
-        report: (err) => reporter.fail(err),
-      },
+      serveOptions(options, ctx, reporter),
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);

@@ -190,6 +190,9 @@ export interface FlagGroup {
 /** The output flags every command takes. */
 export const OUTPUT_FLAGS: FlagName[] = ["verbose", "quiet", "json", "trace", "color", "help"];
 
+/** The limits every server takes (the idle timeout, whose meaning varies, is listed by each). */
+export const SERVER_FLAGS: FlagUse[] = ["max-conns", "allow", "deny"];
+
 /** The flags that show the traffic, for every command that relays. */
 export const TRAFFIC_FLAGS: FlagUse[] = ["stats", "hex", "hex-file", "progress"];
 

@@ -18,9 +18,9 @@ import { isTls, requireEndpoint } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
-import { openServer } from "./serve.ts";
+import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
 import { durationFlag, familyFlag, serverLimits } from "./values.ts";
@@ -66,9 +66,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       title: "Options",
       flags: [
         "connect-timeout",
-        "max-conns",
-        "allow",
-        "deny",
+        ...SERVER_FLAGS,
         ["idle-timeout", "close a connection pair after DUR without data"],
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
         ["ipv6", "port-only LISTEN binds ::1; TARGET resolves to IPv6"],
@@ -187,13 +185,7 @@ export async function runForward(
         events: reporter,
         report: (err) => reporter.warnFailure(err),
       });
-    }, {
-      events: reporter,
-      signal: ctx.signal,
-      maxConns: options.maxConns,
-      access: options.access,
-      report: (err) => reporter.fail(err),
-    });
+    }, serveOptions(options, ctx, reporter));
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

@@ -25,10 +25,10 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { openServer } from "./serve.ts";
+import { openServer, serveOptions } from "./serve.ts";
 import { prepareStdio, runSession, SESSION_LINGER } from "./session.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
@@ -113,9 +113,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "exec",
         "sh-exec",
         "broker",
-        "max-conns",
-        "allow",
-        "deny",
+        ...SERVER_FLAGS,
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
         "ipv4",
         "ipv6",
@@ -180,12 +178,8 @@ export async function runListen(
       reporter,
     );
     const code = await serve(listener, connectionHandler(options, ctx, reporter), {
-      events: reporter,
-      signal: ctx.signal,
+      ...serveOptions(options, ctx, reporter),
       once: !many,
-      report: (err) => reporter.fail(err),
-      maxConns: options.maxConns,
-      access: options.access,
     });
     if (many) reporter.totals();
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);

@@ -11,6 +11,9 @@
 import type { Endpoint } from "../address.ts";
 import type { Listener } from "../listener.ts";
 import { listen } from "../open.ts";
+import type { ServeOptions } from "../server.ts";
+import type { CommandContext } from "./context.ts";
+import type { ServerLimits } from "./values.ts";
 import type { Reporter } from "./report.ts";
 import { explainTlsListenError, serverCertificate } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
@@ -50,4 +53,28 @@ export async function openServer(
   }
   reporter.listening(listener.address, listener.transport);
   return listener;
+}
+
+/**
+ * How a server command runs its accept loop: the limits it was given,
+ * events to the reporter, the context's signal, and a handler that fails
+ * as the command's error.
+ *
+ * @example Usage
+ * ```ts ignore
+ * await serve(listener, handler, serveOptions(options, ctx, reporter));
+ * ```
+ */
+export function serveOptions(
+  limits: ServerLimits,
+  ctx: CommandContext,
+  reporter: Reporter,
+): ServeOptions {
+  return {
+    events: reporter,
+    signal: ctx.signal,
+    maxConns: limits.maxConns,
+    access: limits.access,
+    report: (err) => reporter.fail(err),
+  };
 }

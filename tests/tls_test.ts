@@ -216,10 +216,11 @@ Deno.test("tls: openssl s_client ↔ sockit listen with --cert/--key", async () 
       certs.good,
       "--key",
       certs.key,
-      "--send",
-      "hello from sockit\\n",
+      // The dump on stderr shows when openssl's line has arrived; then sockit answers
+      // (answering at once would race openssl's line with sockit's close_notify).
+      "--hex",
     ],
-    { perms: READ },
+    { perms: READ, stdin: "piped" },
   );
   const port = await server.listeningPort();
   const client = new Deno.Command(requireTool("openssl"), {
@@ -240,6 +241,10 @@ Deno.test("tls: openssl s_client ↔ sockit listen with --cert/--key", async () 
   }).spawn();
   const w = client.stdin.getWriter();
   await w.write(encoder.encode("hello from openssl\n"));
+  await server.waitForStderr(/< #\d+ 127\.0\.0\.1:\d+ 19 bytes/);
+  const answer = server.stdin.getWriter();
+  await answer.write(encoder.encode("hello from sockit\n"));
+  await answer.close();
   const done = await server.waitForStderr(/closed|sent/).then(() => true).catch(() => false);
   await w.close();
   const out = await client.output();

@@ -40,6 +40,7 @@ const code = await main(Deno.args, {
     },
   },
   signal: stopper.signal,
+  stdinIsTerminal: Deno.stdin.isTerminal(),
   stderrIsTerminal: Deno.stderr.isTerminal(),
   stderrColumns: () => {
     try {

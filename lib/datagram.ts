@@ -375,6 +375,20 @@ export function connectDatagram(
     trace?.(tag, `connect(${formatAddr(peer)}) = ${failedCall(err)}`);
     c.close(fd);
     releaseLibc();
+    if (err instanceof Deno.errors.PermissionDenied) {
+      // Linux refuses a broadcast destination (EACCES) unless SO_BROADCAST is set.
+      throw new SockitError(
+        "permission denied: a broadcast address needs SO_BROADCAST, which this socket does not set",
+        {
+          op: "connect",
+          address,
+          code: "EACCES",
+          hint: "send to a host's own address, or run without --allow-ffi: Deno's own UDP " +
+            "sockets allow broadcast (but do not report ICMP refusals)",
+          cause: err,
+        },
+      );
+    }
     throw toSockitError(err, "connect", address);
   }
   trace?.(tag, `connect(${formatAddr(peer)}) = 0`);
@@ -417,7 +431,26 @@ export interface DatagramSideOptions {
    * dropped, instead of failing the relay.
    */
   onSendError?: (error: unknown, peer: Deno.NetAddr) => void;
+  /** Datagrams sent to each new peer when it first shows up (`listen udp:// --send`). */
+  greeting?: Uint8Array[];
+  /** Count bytes per peer (see {@linkcode DatagramSide.sessions}). */
+  perPeer?: boolean;
 }
+
+/** What a datagram side exchanged with one peer. */
+export interface PeerSession {
+  /** The peer, formatted. */
+  remoteAddress: string;
+  /** Bytes received from it. */
+  received: number;
+  /** Bytes sent to it. */
+  sent: number;
+  /** When it first showed up (`performance.now()`). */
+  since: number;
+}
+
+/** Peers whose figures a side keeps; beyond it the oldest are forgotten. */
+export const PEER_SESSIONS = 4096;
 
 /**
  * A datagram socket as a {@linkcode Duplex} for the relay: `read()` is one
@@ -468,6 +501,7 @@ export class DatagramSide implements Duplex, Disposable {
   #linger?: number;
   #wake = Promise.withResolvers<void>();
   #closed = false;
+  #sessions = new Map<string, PeerSession>();
 
   /** Wraps `socket`; the side owns it from now on. */
   constructor(socket: DatagramSocket, options: DatagramSideOptions) {
@@ -549,6 +583,11 @@ export class DatagramSide implements Duplex, Disposable {
           this.#options.onPeer?.(from);
         }
         this.#peerKnown.resolve();
+        const [session, created] = this.#session(from);
+        if (session) {
+          session.received += n;
+          if (created && this.#options.greeting) await this.#greet(from, session);
+        }
       }
       return n;
     }
@@ -568,11 +607,46 @@ export class DatagramSide implements Duplex, Disposable {
     const onError = this.#options.onSendError;
     try {
       await this.socket.send(p, peer);
+      const [session] = peer ? this.#session(peer) : [undefined];
+      if (session) session.sent += p.length;
     } catch (err) {
       if (!onError || !peer) throw this.#named(err);
       onError(err, peer);
     }
     return p.length;
+  }
+
+  /** The figures of `peer` when counted per peer, and whether it is new (then it is added). */
+  #session(peer: Deno.NetAddr): [PeerSession | undefined, boolean] {
+    if (!this.#options.perPeer) return [undefined, false];
+    const key = formatAddr(peer);
+    const known = this.#sessions.get(key);
+    if (known) return [known, false];
+    if (this.#sessions.size >= PEER_SESSIONS) {
+      this.#sessions.delete(this.#sessions.keys().next().value!);
+    }
+    const session = { remoteAddress: key, received: 0, sent: 0, since: performance.now() };
+    this.#sessions.set(key, session);
+    return [session, true];
+  }
+
+  /** Sends the greeting to a peer that has just shown up. */
+  async #greet(peer: Deno.NetAddr, session: PeerSession): Promise<void> {
+    for (const datagram of this.#options.greeting ?? []) {
+      try {
+        await this.socket.send(datagram, peer);
+        session.sent += datagram.length;
+      } catch (err) {
+        if (!this.#options.onSendError) throw this.#named(err);
+        this.#options.onSendError(err, peer);
+        return;
+      }
+    }
+  }
+
+  /** What was exchanged with each peer (with `perPeer`), oldest first. */
+  sessions(): PeerSession[] {
+    return [...this.#sessions.values()];
   }
 
   /** A failure of the socket as a failure of the command's operation on its address. */

@@ -20,6 +20,7 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
  * assert.deepEqual(parseDuration("250ms"), 250);
  * assert.deepEqual(parseDuration("1.5"), 1500);
  * assert.deepEqual(parseDuration("1m"), 60_000);
+ * assert.deepEqual(parseDuration("0.2ms"), 1); // a limit, not "no limit"
  * assert.throws(() => parseDuration("soon"), /cannot parse duration "soon"/);
  * ```
  */
@@ -36,5 +37,6 @@ export function parseDuration(input: string): number {
   if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) {
     throw new UsageError(`cannot parse duration ${JSON.stringify(input)}: too long`);
   }
-  return Math.round(ms);
+  // Whole milliseconds, but never down to 0 (which means "no limit" for timeouts).
+  return ms > 0 ? Math.max(1, Math.round(ms)) : 0;
 }

@@ -119,6 +119,8 @@ export class ChildStream implements Duplex, Disposable {
   #closed = false;
   #linger?: number;
   #cancelled = Promise.withResolvers<void>();
+  #endedRunning = false;
+  #silenced = false;
 
   /** Starts the child. Throws like `Deno.Command.spawn()` (e.g. NotFound, NotCapable). */
   constructor(options: ChildOptions) {
@@ -155,7 +157,10 @@ export class ChildStream implements Duplex, Disposable {
       });
       const result = await Promise.race([next, quiet ?? cancelled]);
       clearTimeout(timer);
-      if (result === "quiet") return null;
+      if (result === "quiet") {
+        this.#silenced = true;
+        return null;
+      }
       if (result === "cancelled") continue;
       this.#pending = undefined;
       if (result.done) return null;
@@ -172,6 +177,8 @@ export class ChildStream implements Duplex, Disposable {
    * has gone: what the child still writes promptly is delivered).
    */
   cancelRead(linger = 0): void {
+    // A linger of Infinity (`--grace 0`): read until the child closes its output.
+    if (linger === Infinity) return;
     this.#linger = Math.min(this.#linger ?? linger, linger);
     this.#cancelled.resolve();
   }
@@ -199,6 +206,14 @@ export class ChildStream implements Duplex, Disposable {
     }
   }
 
+  /**
+   * Whether {@linkcode ChildStream.close} had to end a child that was still
+   * running (it may have had more to say).
+   */
+  get endedRunning(): boolean {
+    return this.#silenced && this.#endedRunning;
+  }
+
   /** Ends the child if it still runs, and releases its pipes. */
   close(): void {
     if (this.#closed) return;
@@ -206,6 +221,7 @@ export class ChildStream implements Duplex, Disposable {
     if (!this.#exited) {
       try {
         this.process.kill("SIGTERM");
+        this.#endedRunning = true;
       } catch {
         // It exited meanwhile.
       }
@@ -277,4 +293,44 @@ export function connectionEnv(
     SOCKIT_LOCAL_PORT: localPort,
     SOCKIT_PROTO: "path" in remote ? "unix" : tls ? "tls" : "tcp",
   };
+}
+
+/**
+ * Whether `program` can be found, as far as sockit may look: `missing` when
+ * it is surely not there (a path that does not exist, a name in no `PATH`
+ * directory), `found`, or `unknown` when the permissions given do not let
+ * sockit look (then the first client finds out).
+ *
+ * @example Usage
+ * ```ts
+ * import { findProgram } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(findProgram("/bin/sh"), "found");
+ * assert.equal(findProgram("/no/such/program"), "missing");
+ * ```
+ */
+export function findProgram(program: string): "found" | "missing" | "unknown" {
+  const may = (desc: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(desc).state === "granted";
+  const isFile = (path: string): boolean | undefined => {
+    if (!may({ name: "read", path })) return undefined;
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  };
+  if (program.includes("/")) {
+    const found = isFile(program);
+    return found === undefined ? "unknown" : found ? "found" : "missing";
+  }
+  if (!may({ name: "env", variable: "PATH" })) return "unknown";
+  let unknown = false;
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":").filter(Boolean)) {
+    const found = isFile(`${dir}/${program}`);
+    if (found) return "found";
+    if (found === undefined) unknown = true;
+  }
+  return unknown ? "unknown" : "missing";
 }

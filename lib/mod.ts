@@ -34,7 +34,11 @@ export { parseCidr } from "./cidr.ts";
 export type { AccessRules, Cidr } from "./cidr.ts";
 export { Connection } from "./conn.ts";
 export { DatagramSide } from "./datagram.ts";
-export type { DatagramMode, DatagramSideOptions, DatagramSocket } from "./datagram.ts";
+export type { DatagramMode, DatagramSideOptions, DatagramSocket, PeerSession } from "./datagram.ts";
+export { Dialogue } from "./dialogue.ts";
+export type { PendingExpect, Step } from "./dialogue.ts";
+export { httpExchange, parseHttpUrl } from "./http.ts";
+export type { HttpRequest, HttpResponse, HttpTarget } from "./http.ts";
 export { dialWithRetry, directDialer, tlsDialer, unixDialer } from "./dial.ts";
 export type { AddressOpener, DialContext, Dialer, DialTarget, RetryOptions } from "./dial.ts";
 export { parseDuration } from "./duration.ts";
@@ -78,4 +82,4 @@ export type {
   Transport,
 } from "./transports.ts";
 export { waitFor } from "./wait.ts";
-export type { WaitOptions, WaitResult } from "./wait.ts";
+export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";

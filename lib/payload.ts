@@ -1,95 +1,64 @@
 /**
- * The payload side of a session as one {@linkcode Duplex}: what is sent
- * (`--send` text, a `--send-file`, or the input stream — stdin in the CLI)
- * and where what is received goes (the output stream — stdout). A datagram
- * peer takes the input record by record: each read of the input, the text,
- * or the file is one datagram.
+ * The payload side of a session as one {@linkcode Duplex}: what is sent —
+ * the sends of a dialogue (`--send` text, `--send-file` files), or the
+ * input stream (stdin in the CLI) — and where what is received goes (the
+ * output stream, stdout). A datagram peer takes the input in records of at
+ * most its datagram size: each read of the input is one datagram, and a
+ * text or file larger than a datagram goes as consecutive datagrams.
  *
  * @module
  */
 
-import { datagramTooLarge } from "./datagram.ts";
-import { SockitError, toSockitError, UsageError } from "./errors.ts";
+import type { Dialogue, Step } from "./dialogue.ts";
+import { SockitError, toSockitError } from "./errors.ts";
 import type { Duplex } from "./relay.ts";
 import type { Input, Output } from "./stdio.ts";
 
 /** What a session sends, and where it writes what it receives. */
 export interface PayloadOptions {
-  /** Send these bytes instead of the input, then end. */
-  send?: Uint8Array;
-  /** Send this file instead of the input, then end. */
-  sendFile?: string;
+  /** Send the dialogue's sends (in its order) instead of the input. */
+  dialogue?: Dialogue;
   /** The input stream (stdin). */
   input: Input;
   /** The output stream (stdout). */
   output: Output;
+  /** Send nothing and never read the input (`--recv-only`). */
+  recvOnly?: boolean;
   /**
    * The peer takes datagrams of at most this many bytes: read the input one
-   * record at a time, and refuse one that is larger.
+   * record (one read) at a time, at most this large.
    */
   maxRecord?: number;
 }
 
 /** The payload as a duplex, with what is known of its size. */
 export interface Payload extends Duplex {
-  /** The size of what is sent, when known (`--send`, `--send-file`), for a progress ETA. */
+  /** The size of what is sent, when known (texts and files), for a progress ETA. */
   readonly sendTotal?: number;
 }
 
 /** The bytes to send, with a way to stop reading them. */
 interface Source {
   read(p: Uint8Array): Promise<number | null>;
-  /** Stop; with `linger` > 0 only once the input pauses (text and files never do). */
+  /** Stop; with `linger` > 0 only once the input pauses (texts and files never do). */
   cancel(linger?: number): void;
   close?(): void;
 }
 
-function bytesSource(bytes: Uint8Array): Source {
-  let offset = 0;
-  return {
-    read(p) {
-      if (offset >= bytes.length) return Promise.resolve(null);
-      const n = Math.min(p.length, bytes.length - offset);
-      p.set(bytes.subarray(offset, offset + n));
-      offset += n;
-      return Promise.resolve(n);
-    },
-    cancel(linger = 0) {
-      if (linger <= 0) offset = bytes.length;
-    },
-  };
+/** Sends nothing and ends only when the session stops it (`--recv-only`). */
+function silentSource(): Source {
+  const stopped = Promise.withResolvers<null>();
+  return { read: () => stopped.promise, cancel: () => stopped.resolve(null) };
 }
 
-function fileSource(file: Deno.FsFile): Source {
-  let reading = true;
-  let closed = false;
-  return {
-    read: (p) => (reading ? file.read(p) : Promise.resolve(null)),
-    cancel(linger = 0) {
-      if (linger <= 0) reading = false;
-    },
-    close() {
-      reading = false;
-      if (!closed) {
-        closed = true;
-        file.close();
-      }
-    },
-  };
-}
-
-/** The input read record by record (one read(2) each), for a datagram peer. */
+/** The input read record by record (one read each, at most `max` bytes), for a datagram peer. */
 function recordSource(input: Input, max: number): Source {
   return {
     async read(p) {
       const record = input.readRecord
         ? await input.readRecord(max)
-        : await input.read(p).then((n) => (n === null ? null : p.slice(0, n)));
+        : await input.read(p.subarray(0, max)).then((n) => (n === null ? null : p.slice(0, n)));
       if (record === null) return null;
-      // A record one byte over the limit stands for "more than fits".
-      if (record.length > max) {
-        throw datagramTooLarge(max, record.length > max + 1 ? `${record.length} bytes` : "more");
-      }
       p.set(record);
       return record.length;
     },
@@ -97,61 +66,108 @@ function recordSource(input: Input, max: number): Source {
   };
 }
 
-/** A whole text or file as one record (an empty one too: it is still a datagram). */
-function oneRecord(bytes: Uint8Array, max: number): Source {
-  if (bytes.length > max) throw datagramTooLarge(max, `${bytes.length} bytes`);
-  let sent = false;
+/** The dialogue's sends; a stop (not a pause) ends them. */
+function dialogueSource(dialogue: Dialogue): Source {
   return {
-    read(p) {
-      if (sent) return Promise.resolve(null);
-      sent = true;
-      p.set(bytes);
-      return Promise.resolve(bytes.length);
+    read: (p) => dialogue.read(p),
+    cancel: (linger = 0) => {
+      if (linger <= 0) dialogue.cancel();
     },
-    cancel(linger = 0) {
-      if (linger <= 0) sent = true;
-    },
+    close: () => dialogue.close(),
   };
 }
 
 /**
- * Checks, before any socket is opened, that a `--send-file` can be read.
+ * Checks, before any socket is opened, that the files a session will send
+ * can be read; resolves to their total size.
  *
  * @example Usage
  * ```ts
- * import { checkSendFile } from "./payload.ts";
+ * import { checkSendFiles } from "./payload.ts";
  * import assert from "node:assert/strict";
  *
- * await checkSendFile(undefined);
- * await assert.rejects(checkSendFile("/nonexistent"), /open \/nonexistent: no such file/);
+ * assert.equal(await checkSendFiles([]), 0);
+ * await assert.rejects(checkSendFiles(["/nonexistent"]), /open \/nonexistent: no such file/);
  * ```
  */
-export async function checkSendFile(path: string | undefined): Promise<void> {
-  if (path === undefined) return;
-  try {
-    const info = await Deno.stat(path);
-    if (info.isDirectory) throw new SockitError("is a directory", { op: "open", address: path });
-  } catch (err) {
-    throw toSockitError(err, "open", path);
+export async function checkSendFiles(paths: string[]): Promise<number> {
+  let total = 0;
+  for (const path of paths) {
+    try {
+      const info = await Deno.stat(path);
+      if (info.isDirectory) throw new SockitError("is a directory", { op: "open", address: path });
+      total += info.size;
+    } catch (err) {
+      throw toSockitError(err, "open", path);
+    }
   }
+  return total;
 }
 
 /**
- * Opens the payload: the text, the file, or the input, as the side that
- * sends it; what the relay writes to it goes to `output`, and its
- * `closeWrite()` flushes the output. Throws a `SockitError` when the file
- * cannot be opened, a `UsageError` when a datagram would be too large.
+ * The files the steps of a dialogue send.
+ *
+ * @example Usage
+ * ```ts
+ * import { sendFiles } from "./payload.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(sendFiles([{ sendFile: "/etc/hostname" }, { expect: /x/ }]), ["/etc/hostname"]);
+ * ```
+ */
+export function sendFiles(steps: readonly Step[] | undefined): string[] {
+  return (steps ?? []).flatMap((s) => ("sendFile" in s ? [s.sendFile] : []));
+}
+
+/**
+ * The datagrams the sends of `steps` make: each text or file is one
+ * datagram, or several of at most `max` bytes when it is larger (an empty
+ * text is one empty datagram). Throws a `SockitError` when a file cannot be
+ * read.
+ *
+ * @example Usage
+ * ```ts
+ * import { sendDatagrams } from "./payload.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const datagrams = await sendDatagrams([{ send: new Uint8Array(5) }, { send: new Uint8Array(0) }], 2);
+ * assert.deepEqual(datagrams.map((d) => d.length), [2, 2, 1, 0]);
+ * ```
+ */
+export async function sendDatagrams(steps: readonly Step[], max: number): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const step of steps) {
+    let bytes: Uint8Array;
+    if ("send" in step) bytes = step.send;
+    else if ("sendFile" in step) {
+      try {
+        bytes = await Deno.readFile(step.sendFile);
+      } catch (err) {
+        throw toSockitError(err, "open", step.sendFile);
+      }
+    } else continue;
+    if (bytes.length === 0) out.push(bytes);
+    for (let at = 0; at < bytes.length; at += max) out.push(bytes.subarray(at, at + max));
+  }
+  return out;
+}
+
+/**
+ * Opens the payload: the dialogue's sends or the input, as the side that
+ * sends them; what the relay writes to it goes to `output`, and its
+ * `closeWrite()` flushes the output. Throws a `SockitError` when a file
+ * cannot be read.
  *
  * @example Usage
  * ```ts
  * import { openPayload } from "./payload.ts";
+ * import { Dialogue } from "./dialogue.ts";
  * import assert from "node:assert/strict";
  *
- * const written: Uint8Array[] = [];
  * const payload = await openPayload({
- *   send: new TextEncoder().encode("hello!"),
+ *   dialogue: new Dialogue([{ send: new TextEncoder().encode("hello!") }]),
  *   input: { read: () => Promise.resolve(null), cancel() {} },
- *   output: { write: (p) => (written.push(p.slice()), Promise.resolve(p.length)), flush: () => Promise.resolve() },
+ *   output: { write: (p) => Promise.resolve(p.length), flush: () => Promise.resolve() },
  * });
  * const buf = new Uint8Array(16);
  * assert.equal(await payload.read(buf), 6);
@@ -161,39 +177,19 @@ export async function checkSendFile(path: string | undefined): Promise<void> {
  */
 export async function openPayload(options: PayloadOptions): Promise<Payload> {
   const max = options.maxRecord;
+  const dialogue = options.dialogue?.sends ? options.dialogue : undefined;
   let source: Source;
   let sendTotal: number | undefined;
-  if (options.send !== undefined) {
-    sendTotal = options.send.length;
-    source = max === undefined ? bytesSource(options.send) : oneRecord(options.send, max);
-  } else if (options.sendFile !== undefined) {
-    try {
-      if (max === undefined) {
-        const file = await Deno.open(options.sendFile, { read: true });
-        try {
-          sendTotal = (await file.stat()).size;
-        } catch (err) {
-          file.close();
-          throw err;
-        }
-        source = fileSource(file);
-      } else {
-        const bytes = await Deno.readFile(options.sendFile);
-        sendTotal = bytes.length;
-        source = oneRecord(bytes, max);
-      }
-    } catch (err) {
-      if (err instanceof UsageError) throw err;
-      throw toSockitError(err, "open", options.sendFile);
-    }
-  } else {
-    source = max === undefined ? options.input : recordSource(options.input, max);
-  }
+  if (options.recvOnly) source = silentSource();
+  else if (dialogue) {
+    sendTotal = (dialogue.sendBytes ?? 0) + await checkSendFiles(sendFiles(dialogue.steps));
+    source = dialogueSource(dialogue);
+  } else source = max === undefined ? options.input : recordSource(options.input, max);
   const output = options.output;
   return {
     label: "stdio",
     sendTotal,
-    readSize: max === undefined ? undefined : max + 1,
+    readSize: max,
     datagrams: max !== undefined,
     read: (p) => source.read(p),
     write: (p) => output.write(p),

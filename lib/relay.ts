@@ -102,6 +102,8 @@ export class RelayError extends Error {
     /** `read`, `write` or `closeWrite`. */
     readonly op: "read" | "write" | "closeWrite",
     cause: unknown,
+    /** For a failed write: the bytes read from the other side that it did not take. */
+    readonly undelivered = 0,
   ) {
     super(`${op} ${side}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     this.name = "RelayError";
@@ -288,11 +290,12 @@ export class Relay {
       if (counted) this.#lastActivity = performance.now();
       const chunk = n === buf.length ? buf : buf.subarray(0, n);
       this.#writing++;
+      let written = 0;
       try {
-        let written = await dst.write(chunk);
+        written = await dst.write(chunk);
         while (written < n) written += await dst.write(chunk.subarray(written));
       } catch (err) {
-        if (!this.#stopping) this.#fail(new RelayError(other, "write", err));
+        if (!this.#stopping) this.#fail(new RelayError(other, "write", err, n - written));
         return;
       } finally {
         this.#writing--;

@@ -41,9 +41,10 @@ export interface Input extends ByteReader {
   /** Gets ready to read before the first `read()` (without reading ahead). */
   prepare?(): void;
   /**
-   * Reads one chunk as the producer delivered it (one `read(2)` of stdin),
-   * for datagrams; a chunk longer than `max` is returned as `max + 1` bytes
-   * so the caller can refuse it. `null` at end of input.
+   * Reads one chunk as the producer delivered it (one `read(2)` of stdin,
+   * with a buffer of `max` bytes), for datagrams: what the producer wrote at
+   * once is one datagram, and more than `max` bytes come as several. `null`
+   * at end of input.
    */
   readRecord?(max: number): Promise<Uint8Array | null>;
 }
@@ -321,7 +322,7 @@ export class StdinReader implements Input {
   async readRecord(max: number): Promise<Uint8Array | null> {
     if (this.#ring) throw new Error("stdin is already read as a stream");
     if (this.#cancelled && !this.#records) return null;
-    const r = this.#records ??= this.#startRecords(max + 1);
+    const r = this.#records ??= this.#startRecords(max);
     while (r.queue.length === 0) {
       if (this.#cancelled) return null;
       await new Promise<void>((resolve) => (r.wake = resolve));

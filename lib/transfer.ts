@@ -13,7 +13,8 @@
 
 import { SignalInterrupt, SockitError, toSockitError, UsageError } from "./errors.ts";
 import type { ChunkTap, Counted, Events, PeerInfo } from "./events.ts";
-import { ExpectMatcher } from "./expect.ts";
+import type { Dialogue, PendingExpect } from "./dialogue.ts";
+import { formatBytes } from "./format.ts";
 import { Relay, RelayError } from "./relay.ts";
 import type { Direction, Duplex } from "./relay.ts";
 
@@ -21,14 +22,23 @@ import type { Direction, Duplex } from "./relay.ts";
 export interface Peer extends Duplex, PeerInfo {
   /** Set when a TLS peer closed without close_notify. */
   readonly uncleanClose?: boolean;
+  /**
+   * A datagram side that counts per peer: the figures of each, so that the
+   * transfer reports one `closed` per peer instead of one for the socket.
+   */
+  sessions?(): Array<{ remoteAddress: string; sent: number; received: number; since: number }>;
 }
 
 /** How a transfer runs and ends. */
 export interface TransferOptions {
   /** Stops the transfer: signals (exit 130/143) and the command's deadline (its reason, 124). */
   signal: AbortSignal;
-  /** Succeed as soon as the bytes received from the peer match. */
-  expect?: RegExp;
+  /**
+   * The send/expect dialogue: it sees what is received, and the transfer
+   * succeeds as soon as its final expect matches; a pending expect when the
+   * peer closes is a failure.
+   */
+  dialogue?: Dialogue;
   /** Fail after this many ms without data either way (exit 124). */
   idleTimeout?: number;
   /** End the transfer when this side reaches end of input (`"a"` is the peer). */
@@ -98,8 +108,8 @@ export async function transfer(
 ): Promise<number> {
   const events = options.events;
   // A controller of its own only when --expect may end the transfer early.
-  const matcher = options.expect ? new ExpectMatcher(options.expect) : undefined;
-  const matched = matcher ? new AbortController() : undefined;
+  const dialogue = options.dialogue?.expects ? options.dialogue : undefined;
+  const matched = dialogue ? new AbortController() : undefined;
   const echoing = other === peer;
   const tap = events?.tap?.(peer);
   // Relayed into itself (echo), each chunk received is also the chunk sent back.
@@ -109,9 +119,9 @@ export async function transfer(
       tap(1, chunk);
     }
     : tap;
-  const expect = matcher
+  const expect = dialogue
     ? (direction: Direction, chunk: Uint8Array) => {
-      if (direction === 0 && matcher.push(chunk)) matched!.abort(new ExpectMatched());
+      if (direction === 0 && dialogue.received(chunk)) matched!.abort(new ExpectMatched());
     }
     : undefined;
   const relay = new Relay(peer, other, {
@@ -142,15 +152,8 @@ export async function transfer(
   events?.track?.(counted, options.sendTotal);
   try {
     await relay.run();
-    if (matcher) {
-      code = options.report(
-        new SockitError(`no match for ${matcher} ${options.noMatch ?? "before the peer closed"}`, {
-          op: "expect",
-          address: peer.remoteAddress,
-          code: "ENOMATCH",
-        }),
-      );
-    }
+    const pending = dialogue?.pending;
+    if (pending) code = options.report(noMatch(pending, peer, options));
   } catch (err) {
     if (err instanceof ExpectMatched) code = 0;
     else if (err instanceof SignalInterrupt) {
@@ -175,13 +178,45 @@ export async function transfer(
   }
   const [received, sent] = moved();
   const name = typeof options.closedName === "function" ? options.closedName() : options.closedName;
-  events?.closed?.({ ...peerInfo(peer), remoteAddress: name ?? peer.remoteAddress }, {
-    sent,
-    received,
-    durationMs: Math.round(relay.elapsed),
-    ...(reason ? { reason } : {}),
-  });
+  const ended = performance.now();
+  const sessions = peer.sessions?.() ?? [];
+  if (sessions.length) {
+    // One line per peer of a datagram socket, each with its own figures.
+    for (const s of sessions) {
+      events?.closed?.({ ...peerInfo(peer), remoteAddress: s.remoteAddress }, {
+        sent: s.sent,
+        received: s.received,
+        durationMs: Math.round(ended - s.since),
+        ...(reason ? { reason } : {}),
+      });
+    }
+  } else {
+    events?.closed?.({ ...peerInfo(peer), remoteAddress: name ?? peer.remoteAddress }, {
+      sent,
+      received,
+      durationMs: Math.round(relay.elapsed),
+      ...(reason ? { reason } : {}),
+    });
+  }
   return code;
+}
+
+/**
+ * The failure of an expect that never matched: `expect ADDRESS: no match for
+ * /re/ before the peer closed`, or with several, `expect #2 /re/: no match …`.
+ */
+function noMatch(pending: PendingExpect, peer: Peer, options: TransferOptions): SockitError {
+  const when = options.noMatch ?? "before the peer closed";
+  return pending.of === 1
+    ? new SockitError(`no match for ${pending.pattern} ${when}`, {
+      op: "expect",
+      address: peer.remoteAddress,
+      code: "ENOMATCH",
+    })
+    : new SockitError(`no match ${when}`, {
+      op: `expect #${pending.number} ${pending.pattern}`,
+      code: "ENOMATCH",
+    });
 }
 
 function peerInfo(peer: Peer): PeerInfo {
@@ -203,5 +238,16 @@ function relayFailure(err: RelayError, peer: Peer, options: TransferOptions): nu
     return options.report(toSockitError(err.cause, op, op === "read" ? names.read : names.write));
   }
   const op = err.op === "closeWrite" ? "shutdown" : err.op;
-  return options.report(toSockitError(err.cause, op, peer.remoteAddress));
+  const error = toSockitError(err.cause, op, peer.remoteAddress);
+  if (err.op !== "write" || err.undelivered === 0) return options.report(error);
+  // Nothing is lost silently: say how much of what was read could not be delivered.
+  return options.report(
+    new SockitError(`${error.reason}; ${formatBytes(err.undelivered)} of input not delivered`, {
+      op: error.op,
+      address: error.address,
+      code: error.code,
+      hint: error.hint,
+      cause: error,
+    }),
+  );
 }

@@ -1,11 +1,16 @@
 /**
- * `waitFor`: block until every endpoint accepts connections (or, with
- * `reverse`, until none does) — what wait-on, wait-for-it and `nc -z` loops
- * are used for in CI.
+ * `waitFor`: block until every target is ready (or, with `reverse`, until
+ * none is) — what wait-on, wait-for-it and `nc -z` loops are used for in CI.
+ * A target is an endpoint (ready when it accepts a connection; a host name
+ * when any of its addresses does), an HTTP(S) URL (ready when a request —
+ * GET by default — answers with an accepted status, 2xx by default, after
+ * following redirects), or a file (ready when it exists).
  *
- * Each endpoint is tried once per interval, all at once; a host name is
- * ready when any of its addresses accepts. An attempt never outlives the
- * deadline, and a connection that succeeds is closed at once.
+ * Every target is tried once per interval, all at once. An attempt has its
+ * own limit (so one that hangs — a SYN nobody acknowledges — cannot eat the
+ * whole timeout) and never outlives the deadline; a connection that
+ * succeeds is closed at once. The last failure of each target is kept, for
+ * the message when the time is up.
  *
  * @module
  */
@@ -13,48 +18,181 @@
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
 import { Deadline, delay } from "./deadline.ts";
-import { toSockitError } from "./errors.ts";
+import { exitCodeOf, SockitError, toSockitError } from "./errors.ts";
+import { formatDuration } from "./format.ts";
+import { httpExchange, parseHttpUrl } from "./http.ts";
+import type { HttpRequest } from "./http.ts";
 import { connect, connectAddress } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
+import type { TlsClientOptions } from "./tls.ts";
+import { isTls } from "./transports.ts";
+
+/** Something to wait for: an endpoint, an HTTP(S) URL, or a file. */
+export type WaitTarget = Endpoint | { url: string } | { file: string };
+
+/** Which HTTP statuses count as ready: exact codes and classes (`2xx`). */
+export type StatusSet = Array<number | `${1 | 2 | 3 | 4 | 5}xx`>;
 
 /** Options of {@linkcode waitFor}. */
 export interface WaitOptions {
-  /** Give up after this many ms (default 30 s). */
+  /** Give up after this many ms (default 30 s; 0: no limit). */
   timeout?: number;
-  /** Try each endpoint this often, in ms (default 250 ms). */
+  /** Try each target this often, in ms (default 250 ms). */
   interval?: number;
-  /** Wait until the endpoints refuse connections instead. */
+  /** Limit of one attempt, in ms (default 5 s; never past the timeout). */
+  attemptTimeout?: number;
+  /** Wait until the targets are not ready instead (refused, gone, another status). */
   reverse?: boolean;
   /** Restrict name resolution to IPv4 or IPv6. */
   family?: 4 | 6;
   /** Stops waiting; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Called as soon as an endpoint is done (ready, or not when the time is up). */
+  /** Called as soon as a target is done (ready, or not when the time is up). */
   onResult?: (result: WaitResult) => void;
   /** The resolver for host names. */
   lookup?: Lookup;
+  /** HTTP: the request (method, headers); its body is read when `body` is given. */
+  request?: HttpRequest;
+  /** HTTP: the statuses that count as ready (default `["2xx"]`). */
+  status?: StatusSet;
+  /** HTTP: the body must match too. */
+  body?: RegExp;
+  /** HTTPS: TLS client settings. */
+  tls?: TlsClientOptions;
 }
 
-/** The outcome for one endpoint. */
+/** The outcome for one target. */
 export interface WaitResult {
-  /** The endpoint as given (formatted). */
+  /** The target as given (formatted). */
   endpoint: string;
-  /** The address connected to (`127.0.0.1:5432`, `unix:/run/app.sock`). */
+  /** Where it was tried (`127.0.0.1:5432`, `unix:/run/app.sock`, the URL, the path). */
   address: string;
-  /** Whether it became ready (accepted, or with `reverse` refused) in time. */
+  /** Whether it became ready (with `reverse`: not ready) in time. */
   ready: boolean;
   /** Milliseconds from the start until it was ready, or until the deadline. */
   elapsedMs: number;
-  /** Connection attempts made. */
+  /** Attempts made. */
   attempts: number;
-  /** The reason of the last failed attempt (with `reverse`: of the last success), if any. */
+  /** Why the last attempt did not count (with `reverse`: what the last one found), if any. */
   lastError?: string;
+  /** HTTP: the last status seen (`503 Service Unavailable`). */
+  lastStatus?: string;
+}
+
+/** How many redirects are followed. */
+const MAX_REDIRECTS = 10;
+
+/** Default limit of one attempt. */
+const ATTEMPT_TIMEOUT = 5000;
+
+/**
+ * Whether `status` is in `set`.
+ *
+ * @example Usage
+ * ```ts
+ * import { statusAccepted } from "./wait.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(statusAccepted(204, ["2xx"]));
+ * assert.ok(!statusAccepted(301, [200, 204]));
+ * ```
+ */
+export function statusAccepted(status: number, set: StatusSet): boolean {
+  return set.some((s) =>
+    typeof s === "number" ? s === status : Math.floor(status / 100) === Number(s[0])
+  );
+}
+
+/** One attempt: resolves to what was found; `ready` is whether the target is up. */
+type Attempt = (
+  signal: AbortSignal,
+) => Promise<{ ready: boolean; detail?: string; status?: string }>;
+
+function describe(target: WaitTarget, options: WaitOptions): { name: string; address: string } {
+  if ("url" in target) return { name: target.url, address: target.url };
+  if ("file" in target) return { name: `file:${target.file}`, address: target.file };
+  return { name: formatEndpoint(target), address: connectAddress(target, options.family) };
+}
+
+function attemptOf(target: WaitTarget, options: WaitOptions): Attempt {
+  if ("file" in target) {
+    return async () => {
+      try {
+        await Deno.stat(target.file);
+        return { ready: true, detail: "the file exists" };
+      } catch (err) {
+        const error = toSockitError(err, "stat", target.file);
+        if (error.exitCode !== 1) throw error;
+        return { ready: false, detail: error.reason };
+      }
+    };
+  }
+  if ("url" in target) return (signal) => httpAttempt(target.url, options, signal);
+  return async (signal) => {
+    const conn = await connect(target, {
+      family: options.family,
+      signal,
+      lookup: options.lookup,
+    });
+    conn.close();
+    return { ready: true, detail: "accepted a connection" };
+  };
+}
+
+/** Requests `url`, following redirects, and judges the final answer. */
+async function httpAttempt(
+  url: string,
+  options: WaitOptions,
+  signal: AbortSignal,
+): Promise<{ ready: boolean; detail?: string; status?: string }> {
+  const accepted = options.status ?? ["2xx"];
+  let next = url;
+  for (let hop = 0;; hop++) {
+    const target = parseHttpUrl(next);
+    using conn = await connect(target.endpoint, {
+      family: options.family,
+      signal,
+      lookup: options.lookup,
+      tls: isTls(target.endpoint) ? options.tls ?? {} : undefined,
+    });
+    const onAbort = () => conn.close();
+    signal.addEventListener("abort", onAbort, { once: true });
+    let response;
+    try {
+      response = await httpExchange(conn, target, { ...options.request, readBody: !!options.body });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw err;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+    const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
+    const location = response.headers.get("location");
+    if (
+      !statusAccepted(response.status, accepted) && response.status >= 300 &&
+      response.status < 400 && location && hop < MAX_REDIRECTS
+    ) {
+      next = new URL(location, next.replace(/^http\+unix:/, "http:")).href;
+      continue;
+    }
+    if (!statusAccepted(response.status, accepted)) {
+      return { ready: false, detail: `answered ${status}`, status };
+    }
+    if (options.body && !options.body.test(response.body ?? "")) {
+      return {
+        ready: false,
+        detail: `answered ${status}, but the body does not match ${options.body}`,
+        status,
+      };
+    }
+    return { ready: true, detail: `answered ${status}`, status };
+  }
 }
 
 /**
- * Waits until every endpoint accepts a connection (with `reverse`: until
- * every one refuses), or until the timeout. Resolves to one result per
- * endpoint, in the order given; it never rejects for a network error.
+ * Waits until every target is ready (with `reverse`: until none is), or
+ * until the timeout. Resolves to one result per target, in the order
+ * given; it never rejects for a network error.
  *
  * @example Usage
  * ```ts
@@ -71,46 +209,50 @@ export interface WaitResult {
  * ```
  */
 export async function waitFor(
-  endpoints: Endpoint[],
+  targets: WaitTarget[],
   options: WaitOptions = {},
 ): Promise<WaitResult[]> {
   const timeout = options.timeout ?? 30_000;
   const interval = options.interval ?? 250;
+  const attemptLimit = options.attemptTimeout ?? ATTEMPT_TIMEOUT;
   const started = performance.now();
-  using deadline = new Deadline(timeout, () => new Error("the time is up"), options.signal);
+  using deadline = new Deadline(
+    timeout > 0 ? timeout : undefined,
+    () => new Error("the time is up"),
+    options.signal,
+  );
   const stop = deadline.signal;
-  const results = await Promise.all(endpoints.map(async (endpoint) => {
-    const result: WaitResult = {
-      endpoint: formatEndpoint(endpoint),
-      address: connectAddress(endpoint, options.family),
-      ready: false,
-      elapsedMs: 0,
-      attempts: 0,
-    };
+  const results = await Promise.all(targets.map(async (target) => {
+    const { name, address } = describe(target, options);
+    const attempt = attemptOf(target, options);
+    const result: WaitResult = { endpoint: name, address, ready: false, elapsedMs: 0, attempts: 0 };
     while (!stop.aborted) {
       const attemptStarted = performance.now();
       result.attempts++;
-      let accepted = false;
+      let ready = false;
+      using limit = new Deadline(
+        attemptLimit,
+        () => new SockitError("the attempt's time is up", { op: "wait", code: "ETIMEDOUT" }),
+        stop,
+      );
       try {
-        const conn = await connect(endpoint, {
-          family: options.family,
-          signal: stop,
-          lookup: options.lookup,
-        });
-        conn.close();
-        accepted = true;
-        if (options.reverse) result.lastError = "accepted a connection";
+        const found = await attempt(limit.signal);
+        ready = found.ready;
+        result.lastError = found.detail;
+        if (found.status) result.lastStatus = found.status;
       } catch (err) {
-        if (stop.aborted) break;
-        result.lastError = toSockitError(err, "connect", result.address).reason;
         // Usage errors and denied permissions will not heal by waiting.
-        if (
-          (err as { exitCode?: number }).exitCode === 2 || toSockitError(err, "").exitCode === 126
-        ) {
-          throw err;
-        }
+        const code = exitCodeOf(err);
+        if (code === 2 || code === 126) throw err;
+        // An attempt cut short has no answer of its own: say what it waited for.
+        result.lastError = limit.signal.aborted
+          ? "url" in target || "file" in target
+            ? `no answer within ${formatDuration(performance.now() - attemptStarted)}`
+            : "no answer (SYN not acknowledged)"
+          : toSockitError(err, "connect", address).reason;
+        if (stop.aborted) break;
       }
-      if (accepted !== (options.reverse ?? false)) {
+      if (ready !== (options.reverse ?? false)) {
         result.ready = true;
         delete result.lastError;
         break;

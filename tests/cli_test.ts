@@ -79,7 +79,9 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["connect", "127.0.0.1:1", "--expect", "("], /invalid regular expression/],
     [["connect", "127.0.0.1:1", "-4", "-6"], /-4 and -6 contradict/],
     [["connect", "-4", "[::1]:1"], /an IPv6 address, but -4 was given/],
-    [["connect", "127.0.0.1:1", "--send", "a", "--send-file", "b"], /exclude each other/],
+    [["connect", "127.0.0.1:1", "--send-only", "--recv-only"], /contradict each other/],
+    [["connect", "127.0.0.1:1", "--send-only", "--expect", "x"], /--send-only and --expect/],
+    [["connect", "127.0.0.1:1", "--recv-only", "--send", "x"], /--recv-only and --send/],
     [["connect", "127.0.0.1:1", "--send", "bad\\q"], /unknown escape "\\q"/],
 
     [["listen", "udp://127.0.0.1:0", "--tls"], /TLS over UDP \(DTLS\) is not supported/],
@@ -553,12 +555,47 @@ Deno.test("cli: the client closing ends a listen session even while stdin stays 
   assert(performance.now() - started < 3000, "ended soon after the client left");
 });
 
-Deno.test("cli: the server closing ends a connect session while stdin stays open", async () => {
-  const server = spawnSockit(["listen", "127.0.0.1:0", "--send", "bye", "-v"]);
-  const port = await server.listeningPort();
-  const client = await runSockit(["connect", `127.0.0.1:${port}`], { stdin: "piped" });
-  assertEquals([client.code, client.text], [0, "bye"]);
-  assertEquals((await server.result()).code, 0);
+Deno.test("cli: a server that half-closes still gets input that comes later (connect, stdin a pipe)", async () => {
+  // A greeter: sends its piece, shuts down its write side, reads to EOF, prints what came.
+  const peer = new PythonServer(`
+conn.sendall(b"greeting\\n")
+conn.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(repr(data), flush=True)
+conn.close()
+`);
+  const port = await peer.port();
+  const client = spawnSockit(["connect", `127.0.0.1:${port}`], { stdin: "piped" });
+  const writer = client.stdin.getWriter();
+  await writer.write(encoder.encode("a\n"));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await writer.write(encoder.encode("b\n"));
+  await writer.close();
+  const r = await client.result();
+  assertEquals([r.code, r.text], [0, "greeting\n"]);
+  assertEquals((await peer.done()).trim(), "b'a\\nb\\n'");
+});
+
+Deno.test("cli: a server that closes for good: input that cannot be delivered is an error saying how much", async () => {
+  // The server closes at once; the client's later input meets a reset.
+  const peer = new PythonServer(`conn.sendall(b"bye\\n")\nconn.close()`);
+  const port = await peer.port();
+  const client = spawnSockit(["connect", `127.0.0.1:${port}`], { stdin: "piped" });
+  const writer = client.stdin.getWriter();
+  await peer.done();
+  for (let i = 0; i < 5; i++) {
+    await writer.write(encoder.encode("more input\n")).catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await writer.close().catch(() => {});
+  const r = await client.result();
+  assertEquals([r.code, r.text], [1, "bye\n"]);
+  assertMatch(r.stderr, /write 127\.0\.0\.1:\d+: .*; 11 B of input not delivered\n/);
 });
 
 Deno.test("cli: after the peer closes, input that keeps flowing is still sent whole", async () => {

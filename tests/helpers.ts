@@ -52,6 +52,8 @@ export interface SockitRunOptions {
   stdin?: Uint8Array | string | "null" | "piped";
   /** Extra environment (in-process: `NO_COLOR` is honoured). */
   env?: Record<string, string>;
+  /** In-process: stdin counts as a terminal (the peer closing ends a session at once). */
+  terminal?: boolean;
   /**
    * Run a real process even when the command could run in-process: for
    * what only a process shows (exit at once on a second signal, permission
@@ -257,8 +259,9 @@ class PipeInput implements Input {
   async readRecord(max: number): Promise<Uint8Array | null> {
     const head = await this.#next();
     if (head === null) return null;
-    this.#chunks.shift();
-    return head.length > max ? head.subarray(0, max + 1) : head;
+    if (head.length <= max) this.#chunks.shift();
+    else this.#chunks[0] = head.subarray(max);
+    return head.subarray(0, max);
   }
 
   cancel(linger = 0): void {
@@ -298,6 +301,7 @@ export class InProcessSockit extends SockitRun {
       },
       stderr: { write: (text) => this.addStderr(text) },
       signal: this.#stop.signal,
+      stdinIsTerminal: options.terminal === true,
       noColor: options.env?.NO_COLOR !== undefined || CHILD_ENV.NO_COLOR !== undefined,
     };
     this.#done = main(args, ctx).then((code) => {

@@ -442,6 +442,45 @@ Deno.test("udp: listen prints datagrams and answers the latest peer (socat clien
   assertEquals([done.code, done.text], [143, "hello listener"]);
 });
 
+Deno.test("udp: listen --send greets each new peer, and counts each peer on its own", async () => {
+  const server = spawnSockit([
+    "listen",
+    "udp://127.0.0.1:0",
+    "--send",
+    "hello\\n",
+    "-v",
+    "--stats",
+  ]);
+  const port = Number((await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const out = await new Deno.Command(requireTool("python3"), {
+    args: [
+      "-c",
+      `
+import socket
+got = []
+for msg in (b"one", b"three"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(msg, ("127.0.0.1", ${port}))
+    data, _ = s.recvfrom(100)
+    got.append(data)
+    s.sendto(msg, ("127.0.0.1", ${port}))
+print(got)
+`,
+    ],
+    stdout: "piped",
+  }).output();
+  assertEquals(decoder.decode(out.stdout).trim(), "[b'hello\\n', b'hello\\n']");
+  await server.waitForCount(/datagrams from/, 2);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  server.kill("SIGTERM");
+  const done = await server.result();
+  assertEquals([done.code, done.text], [143, "oneonethreethree"]);
+  // Each peer: 6 B sent (the greeting), and what it sent itself.
+  assertMatch(done.stderr, /stats 127\.0\.0\.1:\d+: sent 6 B .*, received 6 B /);
+  assertMatch(done.stderr, /stats 127\.0\.0\.1:\d+: sent 6 B .*, received 10 B /);
+});
+
 Deno.test("udp: connect sends each read as a datagram and waits for replies (Python echo)", async () => {
   const peer = new Deno.Command(requireTool("python3"), {
     args: [
@@ -567,10 +606,59 @@ Deno.test("servers: bad input is a one-line usage error, exit 2", async () => {
     [["echo", "unix:/tmp/x.sock", "--tls"], /TLS over a Unix socket is not supported/],
   ];
   for (const [args, pattern] of cases) assertUsageError(await runSockit(args), pattern);
-  const big = await runSockit(["connect", "udp://127.0.0.1:9", "--send", "a".repeat(70_000)], {
-    perms: [...NET, "--allow-ffi"],
-  });
-  assertUsageError(big, /a UDP datagram carries at most 65507 bytes; the input gave 70000 bytes/);
+});
+
+Deno.test("udp: input larger than a datagram goes as consecutive datagrams (stdin, --send, --send-file)", async () => {
+  const dir = tempSocketDir();
+  const file = `${dir}/big.bin`;
+  Deno.writeFileSync(file, randomBytes(100_000));
+  for (
+    const [how, args, stdin] of [
+      ["stdin", [], randomBytes(70_000)],
+      ["--send", ["--send", "a".repeat(70_000)], undefined],
+      ["--send-file", ["--send-file", file], undefined],
+    ] as const
+  ) {
+    const peer = new Deno.Command(requireTool("python3"), {
+      args: [
+        "-c",
+        `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(5)
+print(s.getsockname()[1], flush=True)
+sizes = []
+try:
+    while True:
+        data, _ = s.recvfrom(70000)
+        sizes.append(len(data))
+        s.settimeout(1)
+except socket.timeout:
+    pass
+print(sizes, flush=True)
+`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    const reader = peer.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const port = Number((await reader.read()).value?.trim());
+    const r = await runSockit(
+      ["connect", `udp://127.0.0.1:${port}`, "--idle-timeout", "100ms", ...args],
+      { stdin: stdin ?? "null" },
+    );
+    let out = "";
+    for (let c = await reader.read(); !c.done; c = await reader.read()) out += c.value;
+    await peer.status;
+    assertEquals(r.code, 0, `${how}: ${r.stderr}`);
+    const total = how === "--send-file" ? 100_000 : 70_000;
+    const expected = [
+      65507,
+      ...(total - 65507 > 65507 ? [65507, total - 2 * 65507] : [total - 65507]),
+    ];
+    assertEquals(out.trim(), `[${expected.join(", ")}]`, how);
+  }
+  Deno.removeSync(dir, { recursive: true });
 });
 
 Deno.test("servers: SIGTERM on a keep-open Unix server removes its socket file", async () => {

@@ -12,7 +12,8 @@ import { canConnectDatagram, DatagramSide } from "../datagram.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { formatDuration } from "../format.ts";
 import { connect, connectAddress, connectDeadline, openDatagram } from "../open.ts";
-import { checkSendFile } from "../payload.ts";
+import type { Step } from "../dialogue.ts";
+import { checkSendFiles, sendFiles } from "../payload.ts";
 import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
@@ -20,17 +21,10 @@ import type { CommandContext } from "./context.ts";
 import { TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { prepareStdio, runSession, SESSION_LINGER } from "./session.ts";
+import { prepareStdio, runSession } from "./session.ts";
 import { TLS_CLIENT_FLAGS, tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
 import type { TlsClientFlags } from "./tls_flags.ts";
-import {
-  countFlag,
-  durationFlag,
-  familyFlag,
-  oneEndpoint,
-  payloadFlags,
-  regexFlag,
-} from "./values.ts";
+import { countFlag, dialogueSteps, durationFlag, familyFlag, oneEndpoint } from "./values.ts";
 
 /** How long `connect udp://` waits for replies after its input ended, by default. */
 export const UDP_REPLY_WAIT = 2000;
@@ -39,12 +33,12 @@ export const UDP_REPLY_WAIT = 2000;
 export interface ConnectCommandOptions extends GlobalOptions {
   /** Where to connect (with `--tls` applied). */
   endpoint: Endpoint;
-  /** Bytes to send instead of stdin. */
-  send?: Uint8Array;
-  /** File to send instead of stdin. */
-  sendFile?: string;
-  /** Succeed when the received text matches. */
-  expect?: RegExp;
+  /** The `--send`/`--send-file`/`--expect` dialogue, in order. */
+  steps?: Step[];
+  /** `--send-only`: never read the socket. */
+  sendOnly: boolean;
+  /** `--recv-only`: never read stdin. */
+  recvOnly: boolean;
   /** Connect and overall timeout in ms. */
   timeout?: number;
   /** Idle timeout in ms. */
@@ -90,6 +84,8 @@ session ends when the server closes its side, once everything is on stdout.`,
         "send",
         "send-file",
         "expect",
+        "send-only",
+        "recv-only",
         "timeout",
         [
           "idle-timeout",
@@ -112,18 +108,33 @@ session ends when the server closes its side, once everything is on stdout.`,
     "sockit connect unix:/tmp/app.sock < request.bin > reply.bin",
     "sockit connect 127.0.0.1:8888 --retry 10 --retry-delay 500ms",
   ],
-  parse({ values, positionals, globals }) {
+  parse({ values, positionals, globals, sequence }) {
     const given = oneEndpoint(positionals);
     requireEndpoint(given, { role: "connect" }, "connect", positionals[0]);
     if ("port" in given && given.port === 0) {
       throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
     }
     const { endpoint, flags: tls } = tlsClientFlags(values, given);
+    const steps = dialogueSteps(sequence);
+    const sendOnly = values["send-only"] === true;
+    const recvOnly = values["recv-only"] === true;
+    if (sendOnly && recvOnly) {
+      throw new UsageError("options --send-only and --recv-only contradict each other");
+    }
+    if (sendOnly && steps?.some((s) => "expect" in s)) {
+      throw new UsageError(
+        "options --send-only and --expect contradict each other (--send-only never reads)",
+      );
+    }
+    if (recvOnly && steps?.some((s) => !("expect" in s))) {
+      throw new UsageError("options --recv-only and --send/--send-file contradict each other");
+    }
     return {
       ...globals,
       endpoint,
-      ...payloadFlags(values),
-      expect: regexFlag(values, "expect"),
+      steps,
+      sendOnly,
+      recvOnly,
       timeout: durationFlag(values, "timeout", true),
       idleTimeout: durationFlag(values, "idle-timeout", true),
       retry: countFlag(values, "retry"),
@@ -154,7 +165,7 @@ export async function runConnect(
   // One clock for connecting and the whole session.
   using deadline = connectDeadline(options.timeout, address, ctx.signal);
   try {
-    await checkSendFile(options.sendFile);
+    await checkSendFiles(sendFiles(options.steps));
     return transportOf(options.endpoint).kind === "datagram"
       ? await connectDatagram(options, ctx, reporter, deadline.signal, address)
       : await connectStream(options, ctx, reporter, deadline.signal);
@@ -190,12 +201,11 @@ async function connectStream(
   if (conn.handshake) reporter.tls(conn, conn.handshake);
   return await runSession(conn, ctx, reporter, {
     signal,
-    send: options.send,
-    sendFile: options.sendFile,
-    expect: options.expect,
+    steps: options.steps,
+    sendOnly: options.sendOnly,
+    recvOnly: options.recvOnly,
     idleTimeout: options.idleTimeout,
-    endOnEof: "a",
-    linger: SESSION_LINGER,
+    role: "connect",
     halfClose: [true, !options.noHalfClose],
   });
 }
@@ -226,9 +236,8 @@ async function connectDatagram(
   // After the input ends, replies are awaited until they pause (the idle time).
   const code = await runSession(side, ctx, reporter, {
     signal,
-    send: options.send,
-    sendFile: options.sendFile,
-    expect: options.expect,
+    steps: options.steps,
+    recvOnly: options.recvOnly,
     endOnEof: "b",
     linger: options.idleTimeout ?? UDP_REPLY_WAIT,
     noMatch: `within ${formatDuration(options.idleTimeout ?? UDP_REPLY_WAIT)} of the last datagram`,

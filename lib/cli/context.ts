@@ -74,6 +74,8 @@ export interface CommandContext {
   stderr: TextSink;
   /** Aborted on SIGINT/SIGTERM; the reason carries the exit code. */
   signal: AbortSignal;
+  /** Whether stdin is a terminal: then the peer closing ends a session at once. */
+  stdinIsTerminal?: boolean;
   /** Whether stderr is a terminal (for `--color auto`). */
   stderrIsTerminal?: boolean;
   /** Whether `NO_COLOR` is set (`Deno.noColor`). */

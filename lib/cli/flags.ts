@@ -56,19 +56,33 @@ export const FLAGS = {
   // Payload.
   send: {
     type: "string",
+    multiple: true,
     value: "TEXT",
-    help: "send TEXT instead of stdin, then half-close (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH)",
+    help:
+      "send TEXT instead of stdin, then half-close (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH); " +
+      "repeatable, in order with --expect and --send-file: a dialogue",
   },
   "send-file": {
     type: "string",
+    multiple: true,
     value: "PATH",
-    help: "send the file instead of stdin, then half-close",
+    help: "send the file instead of stdin, then half-close (repeatable, in order)",
   },
   expect: {
     type: "string",
+    multiple: true,
     value: "REGEX",
-    help: "exit 0 as soon as the received text matches (JavaScript regular expression, " +
-      "^ and $ match at line ends); exit 1 if the peer closes first, 124 at --timeout",
+    help: "wait until the received text matches (JavaScript regular expression, ^ and $ match " +
+      "at line ends) before the next --send; after the last one matches, exit 0. Exit 1 if the " +
+      "peer closes first (naming the step), 124 at --timeout",
+  },
+  "send-only": {
+    type: "boolean",
+    help: "never read the socket: send the input, half-close, done (ncat --send-only)",
+  },
+  "recv-only": {
+    type: "boolean",
+    help: "never read stdin and send nothing: print what arrives until the peer closes (nc -d)",
   },
   // Time.
   timeout: {
@@ -88,7 +102,27 @@ export const FLAGS = {
   },
   retry: { type: "string", value: "N", help: "try N more times when connecting fails" },
   "retry-delay": { type: "string", value: "DUR", help: "pause between attempts (default 1s)" },
-  interval: { type: "string", value: "DUR", help: "try each endpoint this often (default 250ms)" },
+  interval: { type: "string", value: "DUR", help: "try each target this often (default 250ms)" },
+  "attempt-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "limit of one attempt, so that one that hangs cannot eat the timeout (default 5s)",
+  },
+  // HTTP (wait).
+  status: {
+    type: "string",
+    value: "LIST",
+    help: "statuses that count as ready: codes and classes, e.g. 200,204 or 2xx,3xx (default 2xx)",
+  },
+  method: { type: "string", value: "METHOD", help: "the request method (default GET)" },
+  header: {
+    type: "string",
+    short: "H",
+    multiple: true,
+    value: "'K: V'",
+    help: "send this request header (repeatable)",
+  },
+  body: { type: "string", value: "REGEX", help: "the response body must match too" },
   // Sessions.
   "no-half-close": { type: "boolean", help: "keep the write side open after end of stdin" },
   "keep-open": {
@@ -105,6 +139,12 @@ export const FLAGS = {
       "SOCKIT_LOCAL_ADDR/_PORT, SOCKIT_PROTO in its environment (needs --allow-run)",
   },
   "sh-exec": { type: "string", value: "'CMD'", help: "the same through /bin/sh -c" },
+  grace: {
+    type: "string",
+    value: "DUR",
+    help: "after a client's end of input, how long a silent --exec child may take before it is " +
+      "ended, with a warning (default 1s; 0: until it exits) — socat's -t",
+  },
   broker: {
     type: "boolean",
     help:
@@ -230,6 +270,8 @@ export interface GlobalOptions {
 export interface ParsedFlags {
   /** Option values by long name. */
   values: FlagValues;
+  /** The options with values, in the order given (`--send`/`--expect` dialogues). */
+  sequence: Array<{ name: string; value: string }>;
   /** Arguments that are not options, in order. */
   positionals: string[];
   /** The global options. */
@@ -266,7 +308,7 @@ function conciseMessage(error: { code?: string; message: string }): string {
  * import assert from "node:assert/strict";
  *
  * const { values, positionals, globals } = parseFlags(["-v", "8888", "--send", "hi"], ["send", "verbose"]);
- * assert.deepEqual([values.send, positionals, globals.verbose], ["hi", ["8888"], true]);
+ * assert.deepEqual([values.send, positionals, globals.verbose], [["hi"], ["8888"], true]);
  * assert.throws(() => parseFlags(["--hex"], ["verbose"]), /unknown option --hex/);
  * ```
  */
@@ -284,12 +326,19 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
       ...(spec.multiple ? { multiple: true } : {}),
     };
   }
-  let parsed: { values: FlagValues; positionals: string[] };
+  let parsed: {
+    values: FlagValues;
+    positionals: string[];
+    tokens: Array<{ kind: string; name?: string; value?: string }>;
+  };
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as {
-      values: FlagValues;
-      positionals: string[];
-    };
+    parsed = parseArgs({
+      args: argv,
+      options,
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+    }) as typeof parsed;
   } catch (err) {
     throw new UsageError(conciseMessage(err as { code?: string; message: string }));
   }
@@ -305,6 +354,11 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
   }
   return {
     values,
+    sequence: parsed.tokens.flatMap((t) =>
+      t.kind === "option" && t.name !== undefined && t.value !== undefined
+        ? [{ name: t.name, value: t.value }]
+        : []
+    ),
     positionals: parsed.positionals,
     globals: {
       verbose: values.verbose === true,

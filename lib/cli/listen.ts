@@ -10,12 +10,20 @@
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
-import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
-import { checkRunPermission, ChildStream, connectionEnv, splitCommand } from "../exec.ts";
+import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
+import {
+  checkRunPermission,
+  ChildStream,
+  connectionEnv,
+  findProgram,
+  splitCommand,
+} from "../exec.ts";
 import { Fanout } from "../fanout.ts";
+import { formatDuration } from "../format.ts";
 import { formatAddr } from "../ip.ts";
 import { openDatagram } from "../open.ts";
-import { checkSendFile } from "../payload.ts";
+import type { Step } from "../dialogue.ts";
+import { checkSendFiles, sendDatagrams, sendFiles } from "../payload.ts";
 import { Relay } from "../relay.ts";
 import type { Duplex } from "../relay.ts";
 import { serve } from "../server.ts";
@@ -29,36 +37,46 @@ import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
-import { prepareStdio, runSession, SESSION_LINGER } from "./session.ts";
+import { prepareStdio, runSession } from "./session.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
 import {
+  dialogueSteps,
+  durationFlag,
   exclusive,
   familyFlag,
   oneEndpoint,
-  payloadFlags,
   refuseFlags,
   serverLimits,
 } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
-/** After a client's end of input, how long a silent `--exec` child may take before it is ended. */
-export const EXEC_LINGER = 1000;
+/**
+ * After a client's end of input, how long a silent `--exec` child may take
+ * before it is ended, by default (`--grace`).
+ */
+export const EXEC_GRACE = 1000;
 
 /** Parsed options of `sockit listen`. */
 export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
-  /** Bytes to send to each client instead of stdin. */
-  send?: Uint8Array;
-  /** File to send to each client instead of stdin. */
-  sendFile?: string;
+  /** What to send to each client instead of stdin (`--send`, `--send-file`, in order). */
+  steps?: Step[];
+  /** Keep the write side open at the end of stdin. */
+  noHalfClose: boolean;
+  /** `--send-only`: never read the client. */
+  sendOnly: boolean;
+  /** `--recv-only`: never read stdin. */
+  recvOnly: boolean;
   /** `-4` / `-6`. */
   family?: 4 | 6;
   /** `-k`: keep accepting. */
   keepOpen: boolean;
   /** `--exec` / `--sh-exec`: the child's argv. */
   exec?: string[];
+  /** `--grace`: ms a silent child may take after the client's end of input (Infinity: no limit). */
+  grace: number;
   /** `--broker`. */
   broker: boolean;
   /** TLS server options, when the listener is TLS. */
@@ -67,6 +85,15 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
 
 /** The options that need connections: not for a datagram endpoint. */
 const STREAM_ONLY = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
+
+/** `--grace DUR`: the default without it, no limit for 0; only with `--exec`/`--sh-exec`. */
+function graceFlag(values: FlagValues): number {
+  if (values.grace !== undefined && values.exec === undefined && values["sh-exec"] === undefined) {
+    throw new UsageError("option --grace is for --exec and --sh-exec");
+  }
+  if (values.grace === undefined) return EXEC_GRACE;
+  return durationFlag(values, "grace", true) ?? Infinity;
+}
 
 function execArgv(values: FlagValues): string[] | undefined {
   if (typeof values.exec === "string") {
@@ -108,13 +135,20 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
       title: "Options",
       flags: [
         "keep-open",
-        ["send", "send TEXT (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH), then half-close"],
-        ["send-file", "send the file, then half-close"],
+        [
+          "send",
+          "send TEXT (escapes: \\r \\n \\t \\0 \\e \\\\ \\xHH), then half-close; repeatable, in order",
+        ],
+        ["send-file", "send the file, then half-close (repeatable, in order with --send)"],
+        "send-only",
+        "recv-only",
         "exec",
         "sh-exec",
+        "grace",
         "broker",
         ...SERVER_FLAGS,
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
+        ["no-half-close", "keep the write side open after the end of stdin (or of --send)"],
         "ipv4",
         "ipv6",
       ],
@@ -130,20 +164,34 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     "sockit listen --broker 7000",
     "sockit listen udp://127.0.0.1:5353 -v",
   ],
-  parse({ values, positionals, globals }) {
+  parse({ values, positionals, globals, sequence }) {
     const given = oneEndpoint(positionals);
     const row = requireEndpoint(given, { role: "listen" }, "listen", positionals[0]);
-    exclusive(values, ["exec", "sh-exec", "send", "send-file", "broker"]);
+    // One thing answers each client: a child, the other clients, the texts, or stdin.
+    exclusive(values, ["exec", "sh-exec", "send", "broker"]);
+    exclusive(values, ["exec", "sh-exec", "send-file", "broker"]);
+    exclusive(values, ["exec", "sh-exec", "broker", "send-only"]);
+    exclusive(values, ["exec", "sh-exec", "broker", "recv-only"]);
+    if (values["send-only"] && values["recv-only"]) {
+      throw new UsageError("options --send-only and --recv-only contradict each other");
+    }
+    if (values["recv-only"] && (values.send || values["send-file"])) {
+      throw new UsageError("options --recv-only and --send/--send-file contradict each other");
+    }
     if (row.kind === "datagram") refuseFlags(values, STREAM_ONLY, row);
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
       endpoint,
-      ...payloadFlags(values),
+      steps: dialogueSteps(sequence),
+      noHalfClose: values["no-half-close"] === true,
+      sendOnly: values["send-only"] === true,
+      recvOnly: values["recv-only"] === true,
       ...serverLimits(values),
       family: familyFlag(values, endpoint),
       keepOpen: values["keep-open"] === true,
       exec: execArgv(values),
+      grace: graceFlag(values),
       broker: values.broker === true,
       tls,
     };
@@ -167,8 +215,18 @@ export async function runListen(
   using reporter = makeReporter(options, ctx, "listen");
   const many = options.keepOpen || options.broker;
   try {
-    await checkSendFile(options.sendFile);
-    if (options.exec) checkRunPermission(options.exec[0]);
+    await checkSendFiles(sendFiles(options.steps));
+    if (options.exec) {
+      checkRunPermission(options.exec[0]);
+      if (findProgram(options.exec[0]) === "missing") {
+        throw new SockitError("command not found", {
+          op: "exec",
+          address: options.exec[0],
+          code: "ENOENT",
+          exitCode: 127,
+        });
+      }
+    }
     if (transportOf(options.endpoint).kind === "datagram") {
       return await listenDatagram(options, ctx, reporter);
     }
@@ -201,19 +259,27 @@ async function listenDatagram(
     trace: reporter.traceFn,
   });
   reporter.listening(socket.address, options.endpoint.transport);
+  // --send greets each new peer; without it, stdin goes to the latest peer.
+  const greeting = options.steps
+    ? await sendDatagrams(options.steps, socket.maxDatagram).catch((err) => {
+      socket.close();
+      throw err;
+    })
+    : undefined;
   const side = new DatagramSide(socket, {
     mode: "latest-peer",
     prefix: schemePrefix(transportOf(options.endpoint)),
     op: "listen",
+    perPeer: true,
+    greeting,
     onPeer: (peer) =>
       reporter.event("peer", `datagrams from ${formatAddr(peer)}`, { remote: formatAddr(peer) }),
   });
   const code = await runSession(side, ctx, reporter, {
-    send: options.send,
-    sendFile: options.sendFile,
+    recvOnly: options.recvOnly || greeting !== undefined,
     idleTimeout: options.idleTimeout,
     maxRecord: side.maxDatagram,
-    // The latest peer, or the socket's own address when none came.
+    // When no peer came: the socket's own address.
     closedName: () => side.label,
   });
   return code;
@@ -250,10 +316,19 @@ function connectionHandler(
       return transfer(conn, child, {
         ...common,
         // The client's end of input ends the session once the child has
-        // been silent for EXEC_LINGER ms (or has exited); then it is ended.
+        // been silent for the grace time (or has exited); then it is ended.
         endOnEof: "a",
-        linger: EXEC_LINGER,
+        linger: options.grace,
         otherName: { read: `exec ${argv[0]}`, write: `exec ${argv[0]}` },
+      }).then((code) => {
+        if (child.endedRunning) {
+          reporter.warning(
+            `exec ${argv[0]} for ${conn.remoteAddress}: still running and silent ` +
+              `${formatDuration(options.grace)} after the client's end of input, so it was ` +
+              "ended; what it had not written yet is lost (--grace DUR waits longer, 0 for its exit)",
+          );
+        }
+        return code;
       });
     };
   }
@@ -261,7 +336,7 @@ function connectionHandler(
     const hub = new Fanout({ highWater: 256 * 1024 });
     return (conn) => transfer(conn, brokerPort(hub), { ...common, endOnEof: "a" });
   }
-  if (options.keepOpen && !options.send && options.sendFile === undefined) {
+  if (options.keepOpen && !options.steps && !options.recvOnly) {
     // stdin goes to every client: one reader, one queue per client.
     const hub = new Fanout();
     let started = false;
@@ -281,8 +356,9 @@ function connectionHandler(
       return runSession(conn, ctx, reporter, {
         input: hub.subscribe(),
         idleTimeout: options.idleTimeout,
-        endOnEof: "a",
-        linger: SESSION_LINGER,
+        role: "listen",
+        sendOnly: options.sendOnly,
+        halfClose: [true, !options.noHalfClose],
         warnOnly: true,
       });
     };
@@ -290,11 +366,12 @@ function connectionHandler(
   prepareStdio(options, ctx);
   return (conn) =>
     runSession(conn, ctx, reporter, {
-      send: options.send,
-      sendFile: options.sendFile,
+      steps: options.steps,
+      sendOnly: options.sendOnly,
+      recvOnly: options.recvOnly,
       idleTimeout: options.idleTimeout,
-      endOnEof: "a",
-      linger: SESSION_LINGER,
+      role: "listen",
+      halfClose: [true, !options.noHalfClose],
       warnOnly: many,
     });
 }

@@ -1,13 +1,15 @@
 /**
- * A peer bridged to the command's payload — stdin (or the `--send` text,
- * or a `--send-file`) to the peer, the peer's bytes to stdout — through the
- * transfer engine. Shared by `listen` and `connect`, for streams and
- * datagrams; how the session ends is the caller's policy (see "Sessions,
- * half-close, and how they end" in the README).
+ * A peer bridged to the command's payload — stdin (or a `--send`/`--expect`
+ * dialogue) to the peer, the peer's bytes to stdout — through the transfer
+ * engine. Shared by `listen` and `connect`, for streams and datagrams. How a
+ * session ends is written here once ({@linkcode endRule}); the README's
+ * "Sessions, half-close, and how they end" is its table.
  *
  * @module
  */
 
+import { Dialogue } from "../dialogue.ts";
+import type { Step } from "../dialogue.ts";
 import { openPayload } from "../payload.ts";
 import type { Input } from "../stdio.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
@@ -16,22 +18,33 @@ import type { CommandContext } from "./context.ts";
 import type { Reporter } from "./report.ts";
 
 /**
- * After the peer has closed its side, sockit goes on sending as long as its
- * input keeps coming: a pause this long (or the end of input) ends the session.
+ * After its client has left, `listen` still sends input that keeps coming:
+ * a pause this long (or the end of input) ends the session, so a file or a
+ * fast pipe on stdin is sent whole and an idle one does not hold it.
  */
 export const SESSION_LINGER = 200;
 
+/** Which command's rules a stream session follows. */
+export type SessionRole = "connect" | "listen";
+
 /** What a session sends and how it ends. */
-export interface SessionOptions
-  extends Pick<TransferOptions, "expect" | "idleTimeout" | "endOnEof" | "linger" | "halfClose"> {
+export interface SessionOptions extends Pick<TransferOptions, "idleTimeout" | "halfClose"> {
   /** Stops the session (signals, and the command's deadline); default the context's signal. */
   signal?: AbortSignal;
-  /** Send these bytes instead of stdin, then end. */
-  send?: Uint8Array;
-  /** Send this file instead of stdin, then end. */
-  sendFile?: string;
+  /** The send/expect dialogue (`--send`, `--send-file`, `--expect`), in order. */
+  steps?: Step[];
+  /** Never read the socket (`--send-only`). */
+  sendOnly?: boolean;
+  /** Never read stdin, send nothing (`--recv-only`). */
+  recvOnly?: boolean;
   /** Read this instead of stdin (a `listen -k` client's share of stdin). */
   input?: Input;
+  /** How the session ends: a stream's rules by command; absent for datagram sessions. */
+  role?: SessionRole;
+  /** Datagram sessions: end when this side reaches end of input, after a pause of `linger` ms. */
+  endOnEof?: "a" | "b";
+  /** With `endOnEof`: the pause that ends it. */
+  linger?: number;
   /** The peer takes datagrams of at most this many bytes. */
   maxRecord?: number;
   /** The peer's name in the `closed` event (a function: its name when the session ends). */
@@ -43,6 +56,38 @@ export interface SessionOptions
 }
 
 /**
+ * How a stream session ends when the peer ends first:
+ *
+ * - `connect`, input not a terminal: it does not end there — input keeps
+ *   flowing to a peer that only half-closed, until the input ends or a
+ *   write fails (an error naming what was not delivered), as `nc -N` does;
+ * - `connect` from a terminal, and with `--recv-only`: at once;
+ * - `listen`: when its client leaves (as `nc -l`), once the input pauses for
+ *   {@linkcode SESSION_LINGER} ms — at once from a terminal.
+ *
+ * `--send-only` never reads the socket, so the end of input ends it.
+ *
+ * @example Usage
+ * ```ts
+ * import { endRule } from "./session.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(endRule("connect", false, {}), {});
+ * assert.deepEqual(endRule("connect", true, {}), { endOnEof: "a", linger: 0 });
+ * assert.deepEqual(endRule("listen", false, {}), { endOnEof: "a", linger: 200 });
+ * ```
+ */
+export function endRule(
+  role: SessionRole,
+  terminal: boolean,
+  options: Pick<SessionOptions, "sendOnly" | "recvOnly">,
+): Pick<TransferOptions, "endOnEof" | "linger"> {
+  if (options.sendOnly) return {};
+  if (options.recvOnly || terminal) return { endOnEof: "a", linger: 0 };
+  return role === "listen" ? { endOnEof: "a", linger: SESSION_LINGER } : {};
+}
+
+/**
  * Gets stdin and stdout ready while the socket is being set up, so that a
  * transfer starts at full speed (their worker threads take a while to start).
  *
@@ -51,12 +96,24 @@ export interface SessionOptions
  * import { prepareStdio } from "./session.ts";
  * import { memoryContext } from "./context.ts";
  *
- * prepareStdio({ send: new Uint8Array(1) }, memoryContext());
+ * prepareStdio({ steps: [{ send: new Uint8Array(1) }] }, memoryContext());
  * ```
  */
 export function prepareStdio(options: SessionOptions, ctx: CommandContext): void {
-  if (options.send === undefined && options.sendFile === undefined) ctx.stdin.prepare?.();
+  const sends = options.steps?.some((s) => !("expect" in s));
+  if (!sends && !options.recvOnly) ctx.stdin.prepare?.();
   ctx.stdout.prepare?.();
+}
+
+/** A peer that is never read (`--send-only`): its input ends at once. */
+function unread(peer: Peer): Peer {
+  return new Proxy(peer, {
+    get(target, key) {
+      if (key === "read") return () => Promise.resolve(null);
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }
 
 /**
@@ -66,7 +123,7 @@ export function prepareStdio(options: SessionOptions, ctx: CommandContext): void
  *
  * @example Usage
  * ```ts ignore
- * const code = await runSession(conn, ctx, reporter, { endOnEof: "a", linger: SESSION_LINGER });
+ * const code = await runSession(conn, ctx, reporter, { role: "connect" });
  * ```
  */
 export async function runSession(
@@ -77,11 +134,13 @@ export async function runSession(
 ): Promise<number> {
   const report = (err: unknown) =>
     options.warnOnly ? reporter.warnFailure(err) : reporter.fail(err);
+  // Each session runs its own copy of the dialogue (a server runs one per client).
+  const dialogue = options.steps ? new Dialogue(options.steps) : undefined;
   let payload;
   try {
     payload = await openPayload({
-      send: options.send,
-      sendFile: options.sendFile,
+      dialogue,
+      recvOnly: options.recvOnly,
       input: options.input ?? ctx.stdin,
       output: ctx.stdout,
       maxRecord: options.maxRecord,
@@ -90,13 +149,16 @@ export async function runSession(
     peer.close();
     return report(err);
   }
-  const code = await transfer(peer, payload, {
+  const ending = options.role
+    ? endRule(options.role, ctx.stdinIsTerminal === true, options)
+    : { endOnEof: options.endOnEof, linger: options.linger };
+  const code = await transfer(options.sendOnly ? unread(peer) : peer, payload, {
     signal: options.signal ?? ctx.signal,
-    expect: options.expect,
+    dialogue,
     idleTimeout: options.idleTimeout,
-    endOnEof: options.endOnEof,
-    linger: options.linger,
-    halfClose: options.halfClose,
+    ...ending,
+    // --recv-only sends nothing, and so never says that it is done sending.
+    halfClose: options.recvOnly ? [true, false] : options.halfClose,
     bufferSize: options.warnOnly ? SERVER_BUFFER : undefined,
     sendTotal: payload.sendTotal,
     closedName: options.closedName,

@@ -15,7 +15,8 @@ import { UsageError } from "../errors.ts";
 import { decodeEscapes } from "../escapes.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
-import type { FlagValues } from "./flags.ts";
+import type { Step } from "../dialogue.ts";
+import type { FlagValues, ParsedFlags } from "./flags.ts";
 
 /**
  * Exactly one endpoint among the positionals.
@@ -171,22 +172,26 @@ export function refuseFlags(values: FlagValues, names: string[], row: Transport)
 }
 
 /**
- * `--send TEXT` (escapes decoded) or `--send-file PATH`, not both.
+ * The send/expect dialogue given by `--send`, `--send-file` and `--expect`,
+ * in the order given; `undefined` when there is none.
  *
  * @example Usage
  * ```ts
- * import { payloadFlags } from "./values.ts";
+ * import { dialogueSteps } from "./values.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(payloadFlags({ send: "hi\\n" }).send, new TextEncoder().encode("hi\n"));
+ * const steps = dialogueSteps([{ name: "send", value: "PING\\r\\n" }, { name: "expect", value: "^\\+PONG" }]);
+ * assert.equal(steps?.length, 2);
  * ```
  */
-export function payloadFlags(values: FlagValues): { send?: Uint8Array; sendFile?: string } {
-  exclusive(values, ["send", "send-file"]);
-  return {
-    send: typeof values.send === "string" ? decodeEscapes(values.send) : undefined,
-    sendFile: values["send-file"] as string | undefined,
-  };
+export function dialogueSteps(sequence: ParsedFlags["sequence"]): Step[] | undefined {
+  const steps: Step[] = [];
+  for (const { name, value } of sequence) {
+    if (name === "send") steps.push({ send: decodeEscapes(value) });
+    else if (name === "send-file") steps.push({ sendFile: value });
+    else if (name === "expect") steps.push({ expect: regexFlag({ expect: value }, "expect")! });
+  }
+  return steps.length ? steps : undefined;
 }
 
 /** Parsed server limits. */

@@ -7,94 +7,188 @@
  */
 
 import os from "node:os";
-import { formatEndpoint, parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
+import { parseEndpoint } from "../address.ts";
 import { exitCodeOf, SockitError, TimeoutError, toSockitError, UsageError } from "../errors.ts";
 import { checkRunPermission } from "../exec.ts";
 import { formatDuration, jsonLine } from "../format.ts";
 import { requireEndpoint } from "../transports.ts";
+import type { HttpRequest } from "../http.ts";
+import { parseHttpUrl } from "../http.ts";
 import { waitFor } from "../wait.ts";
-import type { WaitResult } from "../wait.ts";
+import type { StatusSet, WaitResult, WaitTarget } from "../wait.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { durationFlag, familyFlag } from "./values.ts";
+import { tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
+import type { TlsClientFlags } from "./tls_flags.ts";
+import { durationFlag, familyFlag, regexFlag } from "./values.ts";
 
 /** Parsed options of `sockit wait`. */
 export interface WaitCommandOptions extends GlobalOptions {
-  /** The endpoints to wait for. */
-  endpoints: Endpoint[];
-  /** Give up after this many ms. */
+  /** What to wait for: endpoints, URLs, files. */
+  targets: WaitTarget[];
+  /** Give up after this many ms (0: no limit). */
   timeout: number;
-  /** Try each endpoint this often (ms). */
+  /** Try each target this often (ms). */
   interval: number;
-  /** Wait for refusals instead. */
+  /** The limit of one attempt (ms). */
+  attemptTimeout?: number;
+  /** Wait until the targets are not ready instead. */
   reverse: boolean;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** HTTP: method and headers. */
+  request: HttpRequest;
+  /** HTTP: accepted statuses. */
+  status?: StatusSet;
+  /** HTTP: the body must match. */
+  body?: RegExp;
+  /** HTTPS: TLS client flags. */
+  tls?: TlsClientFlags;
   /** The command to run once everything is ready. */
   command?: string[];
+}
+
+/** A positional as a target: a URL, a file, or an endpoint. */
+function waitTarget(text: string): WaitTarget {
+  if (/^(https?|http\+unix):\/\//i.test(text)) {
+    parseHttpUrl(text); // checks it
+    return { url: text };
+  }
+  const file = /^file:(?:\/\/(?=\/))?(.+)$/.exec(text);
+  if (file) return { file: file[1] };
+  const endpoint = parseEndpoint(text);
+  requireEndpoint(endpoint, { role: "connect", kind: "stream", plain: true }, "wait", text);
+  return endpoint;
+}
+
+/**
+ * `--status 200,204` or `--status 2xx,3xx`.
+ *
+ * @example Usage
+ * ```ts
+ * import { statusFlag } from "./wait.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(statusFlag("2xx,304"), ["2xx", 304]);
+ * assert.throws(() => statusFlag("2x"), /--status/);
+ * ```
+ */
+export function statusFlag(text: string): StatusSet {
+  return text.split(",").map((part) => {
+    const p = part.trim().toLowerCase();
+    if (/^[1-5]xx$/.test(p)) return p as `${1 | 2 | 3 | 4 | 5}xx`;
+    if (/^[1-5]\d\d$/.test(p)) return Number(p);
+    throw new UsageError(
+      `option --status needs codes or classes like 200,204 or 2xx,3xx, not ${JSON.stringify(text)}`,
+    );
+  });
+}
+
+/** `--header 'Name: value'`. */
+function headerFlag(text: string): [string, string] {
+  const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(text);
+  if (!m) throw new UsageError(`option --header needs 'Name: value', not ${JSON.stringify(text)}`);
+  return [m[1], m[2]];
 }
 
 /** `sockit wait`. */
 export const waitCommand: Command<WaitCommandOptions> = {
   name: "wait",
-  summary: "block until endpoints accept connections (or refuse them); then run a command",
-  usage: "[options] ENDPOINT… [-- CMD ARGS…]",
-  description: `Block until every endpoint accepts a connection (a host name: any of its
-addresses), then exit 0 — or run CMD and exit with its status. Each endpoint
-is tried once per interval. On timeout, exit 124 and name each endpoint that
-never came up, with the last error seen for it. One result line per endpoint
-goes to stdout as it is settled.`,
+  summary: "block until endpoints, URLs or files are ready (or gone); then run a command",
+  usage: "[options] TARGET… [-- CMD ARGS…]",
+  description: `Block until every target is ready, then exit 0 — or run CMD and exit with its
+status. An endpoint is ready when it accepts a connection (a host name: any of its addresses);
+an http:// or https:// URL when a request (GET by default) answers with a 2xx status after
+following redirects; a file: when it exists. Each target is tried once per interval, each
+attempt within its own limit. On timeout, exit 124 and name each target that never came up,
+with the last error or status seen. One result line per target goes to stdout as it is settled
+(to stderr when a command follows, so that the command's output stays its own).`,
   sections: [{
-    title: "ENDPOINT",
-    lines: ["5432 (localhost)   db:5432   [::1]:8080   tcp:db:5432   unix:/run/app.sock"],
-  }],
-  flags: [{
-    title: "Options",
-    flags: [
-      ["timeout", "give up after DUR (default 30s)"],
-      "interval",
-      "reverse",
-      ["ipv4", "resolve host names to IPv4 only"],
-      ["ipv6", "resolve host names to IPv6 only"],
+    title: "TARGET",
+    lines: [
+      "5432 (localhost)   db:5432   [::1]:8080   tcp:db:5432   unix:/run/app.sock",
+      "http://127.0.0.1:3000/health   https://localhost:8443/   http+unix://%2Frun%2Fapp.sock/up",
+      "file:/tmp/ready",
     ],
   }],
+  flags: [
+    {
+      title: "Options",
+      flags: [
+        ["timeout", "give up after DUR (default 30s; 0: no limit)"],
+        "interval",
+        "attempt-timeout",
+        ["reverse", "wait until the targets are not ready (refused, gone, another status)"],
+        ["ipv4", "resolve host names to IPv4 only"],
+        ["ipv6", "resolve host names to IPv6 only"],
+      ],
+    },
+    { title: "HTTP", flags: ["status", "method", "header", "body"] },
+    {
+      title: "TLS (https:// targets)",
+      flags: ["cacert", "servername", "insecure", "alpn"],
+    },
+  ],
   output: ["verbose", "quiet", "json", "color", "help"],
   outputHelp: {
     quiet: "no result lines (only the exit status)",
-    json: "results as JSON lines on stdout",
+    json: "results as JSON lines",
     verbose: "more on stderr",
   },
   examples: [
     "sockit wait db:5432 redis:6379 --timeout 60s",
-    "sockit wait 127.0.0.1:8080 -- curl -fsS http://127.0.0.1:8080/health",
+    "sockit wait http://127.0.0.1:8080/health -- npm test",
+    "sockit wait https://localhost:8443/ --cacert ca.pem --status 2xx,401",
+    "sockit wait file:/tmp/ready --timeout 10s",
     "sockit wait --reverse 127.0.0.1:8080 --timeout 10s",
   ],
   passThrough: true,
   parse({ values, positionals, globals }, command) {
     if (positionals.length === 0) {
-      throw new UsageError("missing endpoint (e.g. sockit wait 127.0.0.1:5432)");
+      throw new UsageError("missing target (e.g. sockit wait 127.0.0.1:5432)");
     }
-    const endpoints = positionals.map((text) => {
-      const endpoint = parseEndpoint(text);
-      requireEndpoint(endpoint, { role: "connect", kind: "stream", plain: true }, "wait", text);
-      return endpoint;
-    });
+    const targets = positionals.map(waitTarget);
     if (command !== undefined && command.length === 0) {
       throw new UsageError("nothing after -- to run");
     }
     const interval = durationFlag(values, "interval") ?? 250;
     if (interval <= 0) throw new UsageError("option --interval must be more than 0");
+    const http = targets.some((t) => "url" in t);
+    const httpFlag = ["status", "method", "header", "body"].find((n) => values[n] !== undefined);
+    if (httpFlag && !http) {
+      throw new UsageError(`option --${httpFlag} needs an http:// or https:// URL`);
+    }
+    const https = targets.some((t) => "url" in t && /^https:/i.test(t.url));
+    const tlsFlag = ["cacert", "servername", "insecure", "alpn"].find((n) =>
+      values[n] !== undefined
+    );
+    if (tlsFlag && !https) throw new UsageError(`option --${tlsFlag} needs an https:// URL`);
+    const method = values.method as string | undefined;
+    if (method !== undefined && !/^[A-Za-z]+$/.test(method)) {
+      throw new UsageError(
+        `option --method needs a method like GET or HEAD, not ${JSON.stringify(method)}`,
+      );
+    }
     return {
       ...globals,
-      endpoints,
+      targets,
       timeout: durationFlag(values, "timeout") ?? 30_000,
       interval,
+      attemptTimeout: durationFlag(values, "attempt-timeout", true),
       reverse: values.reverse === true,
       family: familyFlag(values),
+      request: {
+        method: method?.toUpperCase(),
+        headers: ((values.header as string[] | undefined) ?? []).map(headerFlag),
+      },
+      status: typeof values.status === "string" ? statusFlag(values.status) : undefined,
+      body: regexFlag(values, "body"),
+      tls: https
+        ? tlsClientFlags(values, { transport: "tls", hostname: "localhost", port: 443 }).flags
+        : undefined,
       command,
     };
   },
@@ -126,13 +220,19 @@ export async function runWait(options: WaitCommandOptions, ctx: CommandContext):
   let results: WaitResult[];
   try {
     if (options.command) checkRunPermission(options.command[0]);
+    const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
     const pending: Promise<number>[] = [];
-    results = await waitFor(options.endpoints, {
+    results = await waitFor(options.targets, {
       timeout: options.timeout,
       interval: options.interval,
+      attemptTimeout: options.attemptTimeout,
       reverse: options.reverse,
       family: options.family,
       signal: ctx.signal,
+      request: options.request,
+      status: options.status,
+      body: options.body,
+      tls,
       onResult: (result) => {
         if (options.quiet) return;
         const line = options.json
@@ -144,15 +244,18 @@ export async function runWait(options: WaitCommandOptions, ctx: CommandContext):
             elapsedMs: result.elapsedMs,
             attempts: result.attempts,
             lastError: result.lastError ?? null,
+            lastStatus: result.lastStatus ?? null,
           })
           : resultText(result, options.reverse);
-        pending.push(ctx.stdout.write(encoder.encode(line)));
+        // With a command to run, stdout is the command's: wait's own lines go to stderr.
+        if (options.command) ctx.stderr.write(line);
+        else pending.push(ctx.stdout.write(encoder.encode(line)));
       },
     });
     await Promise.all(pending);
   } catch (err) {
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
-    return reporter.fail(err, "wait", options.endpoints.map(formatEndpoint).join(" "));
+    return reporter.fail(err, "wait");
   }
   const late = results.filter((r) => !r.ready);
   if (late.length) {

@@ -1,0 +1,220 @@
+/**
+ * A small HTTP/1.1 client for health checks (`sockit wait http://…`): one
+ * request over a connection that the dialer chain opened (so TLS
+ * verification, `--cacert`, `--insecure`, client certificates, Unix
+ * sockets and later proxies apply as for every other connection), the
+ * status line and headers read back, and the body when asked for (up to
+ * {@linkcode MAX_BODY}). Redirects are the caller's to follow.
+ *
+ * @module
+ */
+
+import type { Endpoint } from "./address.ts";
+import type { Duplex } from "./relay.ts";
+import { SockitError, UsageError } from "./errors.ts";
+import { formatHost } from "./ip.ts";
+
+/** The most of a body that is read (for `--body REGEX`). */
+export const MAX_BODY = 1024 * 1024;
+
+/** Where an HTTP URL points: the endpoint to connect to, and what the request names. */
+export interface HttpTarget {
+  /** The URL as given. */
+  url: string;
+  /** The endpoint to connect to (`tcp`, `tls` for https, `unix` for http+unix). */
+  endpoint: Endpoint;
+  /** The `Host` header. */
+  host: string;
+  /** Path and query (`/health?x=1`). */
+  path: string;
+}
+
+/**
+ * Parses an `http://`, `https://` or `http+unix://` URL (the socket path
+ * percent-encoded as the host: `http+unix://%2Frun%2Fapp.sock/health`).
+ * Throws a {@linkcode UsageError} naming the URL when it is not one.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseHttpUrl } from "./http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseHttpUrl("https://localhost:8443/health").endpoint, { transport: "tls", hostname: "localhost", port: 8443 });
+ * assert.deepEqual(parseHttpUrl("http+unix://%2Frun%2Fapp.sock/up").endpoint, { transport: "unix", path: "/run/app.sock" });
+ * ```
+ */
+export function parseHttpUrl(text: string): HttpTarget {
+  const fail = (reason: string): never => {
+    throw new UsageError(`cannot parse URL ${JSON.stringify(text)}: ${reason}`);
+  };
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return fail("not a URL");
+  }
+  const path = `${url.pathname || "/"}${url.search}`;
+  if (url.protocol === "http+unix:") {
+    const socket = decodeURIComponent(url.host);
+    if (!socket) fail("missing the socket path (http+unix://%2Fpath%2Fto.sock/…)");
+    return { url: text, endpoint: { transport: "unix", path: socket }, host: "localhost", path };
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") fail(`not http or https`);
+  if (!url.hostname) fail("missing host");
+  if (url.username || url.password) fail("credentials in the URL are not sent; use --header");
+  const tls = url.protocol === "https:";
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port ? Number(url.port) : tls ? 443 : 80;
+  return {
+    url: text,
+    endpoint: { transport: tls ? "tls" : "tcp", hostname, port },
+    host: url.port ? `${formatHost(hostname)}:${port}` : formatHost(hostname),
+    path,
+  };
+}
+
+/** A request. */
+export interface HttpRequest {
+  /** `GET` by default. */
+  method?: string;
+  /** More headers (`Host`, `Connection: close` and `User-Agent` are set unless given). */
+  headers?: Array<[string, string]>;
+  /** Read the body (up to {@linkcode MAX_BODY}) for the response. */
+  readBody?: boolean;
+}
+
+/** A response. */
+export interface HttpResponse {
+  /** The status code. */
+  status: number;
+  /** The reason phrase. */
+  statusText: string;
+  /** The headers, names lower-cased (the last one of a name wins). */
+  headers: Map<string, string>;
+  /** The body as text, when asked for. */
+  body?: string;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Sends one request over `conn` (already connected) and reads the
+ * response. The connection is the caller's to close.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const response = await httpExchange(conn, parseHttpUrl("http://127.0.0.1:8000/"), {});
+ * ```
+ */
+export async function httpExchange(
+  conn: Duplex,
+  target: HttpTarget,
+  request: HttpRequest,
+): Promise<HttpResponse> {
+  const headers = new Map<string, [string, string]>();
+  const set = (name: string, value: string) => headers.set(name.toLowerCase(), [name, value]);
+  set("Host", target.host);
+  set("User-Agent", "sockit");
+  set("Accept", "*/*");
+  set("Connection", "close");
+  for (const [name, value] of request.headers ?? []) set(name, value);
+  const head = `${request.method ?? "GET"} ${target.path} HTTP/1.1\r\n` +
+    [...headers.values()].map(([n, v]) => `${n}: ${v}\r\n`).join("") + "\r\n";
+  const bytes = encoder.encode(head);
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+  const reader = new ByteReader(conn);
+  const statusLine = await reader.line();
+  const m = /^HTTP\/\d(?:\.\d)? (\d{3})(?: (.*))?$/.exec(statusLine ?? "");
+  if (!m) {
+    throw new SockitError(
+      statusLine === null ? "the server closed without answering" : "not an HTTP response",
+      { op: "http", address: target.url, code: "EPROTO" },
+    );
+  }
+  const response: HttpResponse = {
+    status: Number(m[1]),
+    statusText: m[2] ?? "",
+    headers: new Map(),
+  };
+  for (;;) {
+    const line = await reader.line();
+    if (line === null || line === "") break;
+    const colon = line.indexOf(":");
+    if (colon > 0) {
+      response.headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+    }
+  }
+  if (request.readBody) response.body = await readBody(reader, response);
+  return response;
+}
+
+/** The body by Content-Length, chunked, or until the server closes; at most {@linkcode MAX_BODY}. */
+async function readBody(reader: ByteReader, response: HttpResponse): Promise<string> {
+  const decoder = new TextDecoder();
+  if (/chunked/i.test(response.headers.get("transfer-encoding") ?? "")) {
+    let body = "";
+    for (;;) {
+      const size = parseInt((await reader.line()) ?? "0", 16);
+      if (!(size > 0) || body.length > MAX_BODY) break;
+      body += decoder.decode(await reader.bytes(size), { stream: true });
+      await reader.line();
+    }
+    return body;
+  }
+  const length = response.headers.get("content-length");
+  const want = length === undefined ? MAX_BODY : Math.min(Number(length), MAX_BODY);
+  return decoder.decode(await reader.bytes(want));
+}
+
+/** Lines and byte counts from a duplex, buffered. */
+class ByteReader {
+  #conn: Duplex;
+  #buf = new Uint8Array(0);
+  #ended = false;
+
+  constructor(conn: Duplex) {
+    this.#conn = conn;
+  }
+
+  async #fill(): Promise<boolean> {
+    if (this.#ended) return false;
+    const chunk = new Uint8Array(16 * 1024);
+    const n = await this.#conn.read(chunk);
+    if (n === null) {
+      this.#ended = true;
+      return false;
+    }
+    const joined = new Uint8Array(this.#buf.length + n);
+    joined.set(this.#buf);
+    joined.set(chunk.subarray(0, n), this.#buf.length);
+    this.#buf = joined;
+    return true;
+  }
+
+  /** A line without its CRLF (or LF); `null` at the end. Header lines are kept short. */
+  async line(): Promise<string | null> {
+    for (;;) {
+      const lf = this.#buf.indexOf(10);
+      if (lf !== -1) {
+        const text = new TextDecoder().decode(this.#buf.subarray(0, lf)).replace(/\r$/, "");
+        this.#buf = this.#buf.subarray(lf + 1);
+        return text;
+      }
+      if (this.#buf.length > 64 * 1024) throw new Error("an HTTP header line longer than 64 KiB");
+      if (!(await this.#fill())) {
+        if (this.#buf.length === 0) return null;
+        const text = new TextDecoder().decode(this.#buf);
+        this.#buf = new Uint8Array(0);
+        return text;
+      }
+    }
+  }
+
+  /** Up to `count` bytes (fewer if the connection ends first). */
+  async bytes(count: number): Promise<Uint8Array> {
+    while (this.#buf.length < count && (await this.#fill()));
+    const out = this.#buf.subarray(0, count);
+    this.#buf = this.#buf.subarray(out.length);
+    return out;
+  }
+}

@@ -161,7 +161,7 @@ Deno.test("EOF matrix: a real terminal (pty) ends a connect session when the ser
 // ---- dialogues ------------------------------------------------------------------------
 
 /** A line-oriented server: answers each line with "echo: LINE", and "bye" at EOF. */
-async function lineServer(): Promise<{ port: number; done: Promise<string[]> }> {
+function lineServer(): { port: number; done: Promise<string[]> } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const done = (async () => {
     const conn = await listener.accept();
@@ -189,7 +189,7 @@ async function lineServer(): Promise<{ port: number; done: Promise<string[]> }> 
 }
 
 Deno.test("dialogue: --send and --expect alternate in order; exit 0 when every expect matched", async () => {
-  const server = await lineServer();
+  const server = lineServer();
   const r = await runSockit([
     "connect",
     `127.0.0.1:${server.port}`,
@@ -213,7 +213,7 @@ Deno.test("dialogue: --send-file stands in the sequence; the failing expect is n
   const dir = Deno.makeTempDirSync({ prefix: "sockit-" });
   const file = `${dir}/request.txt`;
   Deno.writeTextFileSync(file, "from a file\n");
-  const server = await lineServer();
+  const server = lineServer();
   const r = await runSockit([
     "connect",
     `127.0.0.1:${server.port}`,

@@ -41,13 +41,13 @@ function startSockit(
   args: string[],
   kind: StdinKind,
   first: "input" | "peer",
-): SockitRun {
+): [SockitRun, Promise<void>] {
   const text = first === "input" ? ["IN"] : ["A", "B"];
-  if (kind === "/dev/null") return spawnSockit(args, { stdin: "null" });
-  if (kind === "file") return spawnSockit(args, { stdin: text.join("") });
+  if (kind === "/dev/null") return [spawnSockit(args, { stdin: "null" }), Promise.resolve()];
+  if (kind === "file") return [spawnSockit(args, { stdin: text.join("") }), Promise.resolve()];
   const run = spawnSockit(args, { stdin: "piped", terminal: kind === "terminal" });
   const writer = run.stdin.getWriter();
-  (async () => {
+  const writing = (async () => {
     // Input first: at once, then the end. Peer first: after the peer has ended,
     // with a pause longer than listen's 200 ms between the pieces.
     if (first === "peer") await sleep(300);
@@ -58,7 +58,7 @@ function startSockit(
     }
     await writer.close();
   })().catch(() => {});
-  return run;
+  return [run, writing];
 }
 
 /** What the README's matrix says the peer receives and sockit does, for one cell. */
@@ -87,15 +87,20 @@ async function cell(
   }`;
   const flags = halfClose ? [] : ["--no-half-close"];
   let run: SockitRun;
+  let writing: Promise<void>;
   let conn: Deno.Conn;
   let listener: Deno.TcpListener | undefined;
   if (command === "connect") {
     listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    run = startSockit(["connect", `127.0.0.1:${listener.addr.port}`, ...flags], kind, first);
+    [run, writing] = startSockit(
+      ["connect", `127.0.0.1:${listener.addr.port}`, ...flags],
+      kind,
+      first,
+    );
     conn = await listener.accept();
     listener.close();
   } else {
-    run = startSockit(["listen", "127.0.0.1:0", "-v", ...flags], kind, first);
+    [run, writing] = startSockit(["listen", "127.0.0.1:0", "-v", ...flags], kind, first);
     const port = await run.listeningPort();
     conn = await Deno.connect({ hostname: "127.0.0.1", port });
   }
@@ -113,6 +118,7 @@ async function cell(
     conn.close();
   }
   const r = await run.result();
+  await writing;
   assertEquals(r.code, 0, `${name}: ${r.stderr}`);
   assertEquals(r.text, "OUT", `${name}: sockit's stdout`);
   assertEquals(view.received, expected(command, first, kind), `${name}: what the peer received`);

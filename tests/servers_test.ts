@@ -272,6 +272,44 @@ Deno.test("exec: a child that exits early closes only its connection", async () 
   assertEquals((await server.result()).code, 143);
 });
 
+Deno.test("exec: --grace sets how long a silent child may take after the client's EOF; ending one early is said", async () => {
+  // The child reads everything, stays silent for 1.5 s, then answers.
+  const run = async (extra: string[]) => {
+    const server = spawnSockit([
+      "listen",
+      "127.0.0.1:0",
+      "-v",
+      "--sh-exec",
+      "cat >/dev/null; sleep 1.5; echo late",
+      ...extra,
+    ]);
+    const port = await server.listeningPort();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, encoder.encode("request"));
+    await conn.closeWrite();
+    const reply = decoder.decode(await readAll(conn));
+    conn.close();
+    return { reply, ...(await server.result()) };
+  };
+  const cut = await run([]);
+  assertEquals([cut.code, cut.reply], [0, ""]);
+  assertMatch(
+    cut.stderr,
+    /warning: exec \/bin\/sh for 127\.0\.0\.1:\d+: still running and silent 1 s after/,
+  );
+  const patient = await run(["--grace", "3s"]);
+  assertEquals([patient.code, patient.reply], [0, "late\n"]);
+  assert(!/warning/.test(patient.stderr), patient.stderr);
+  const untilExit = await run(["--grace", "0"]);
+  assertEquals([untilExit.code, untilExit.reply], [0, "late\n"]);
+});
+
+Deno.test("exec: a program that cannot be found is an error when the server starts", async () => {
+  const r = await runSockit(["listen", "127.0.0.1:0", "-v", "--exec", "no-such-program-sockit"]);
+  assertEquals(r.code, 127);
+  assertEquals(r.stderr, "sockit: exec no-such-program-sockit: command not found\n");
+});
+
 Deno.test("exec: the child is ended when the client leaves", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "sockit-exec-" });
   const server = spawnSockit([
@@ -559,6 +597,16 @@ Deno.test("udp: an ICMP port unreachable is 'connection refused', exit 1", async
   });
   assertEquals(r.code, 1);
   assertEquals(r.stderr, `sockit: connect udp://127.0.0.1:${port}: connection refused\n`);
+});
+
+Deno.test("udp: a broadcast address is refused in words, with a hint", async () => {
+  const r = await runSockit(["connect", "udp://255.255.255.255:9", "--send", "x"]);
+  assertEquals(r.code, 1);
+  assertMatch(
+    r.stderr,
+    /^sockit: connect udp:\/\/255\.255\.255\.255:9: permission denied: a broadcast address needs SO_BROADCAST/,
+  );
+  assertMatch(r.stderr, /\nsockit: hint: /);
 });
 
 Deno.test("udp: --expect ends at the matching datagram", async () => {

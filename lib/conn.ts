@@ -10,6 +10,7 @@
 
 import { formatAddr } from "./ip.ts";
 import type { Duplex } from "./relay.ts";
+import { tlsFailure } from "./tls.ts";
 import type { HandshakeInfo } from "./tls.ts";
 import { failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
@@ -104,6 +105,10 @@ export class Connection implements Duplex, Disposable {
         try {
           return await read(p);
         } catch (err) {
+          // A TLS alert (the server wanted a client certificate, …) in words.
+          if (/fatal alert/.test((err as Error)?.message)) {
+            throw tlsFailure(err, this.remoteAddress);
+          }
           if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
           this.uncleanClose = true;
           return null;

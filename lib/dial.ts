@@ -20,7 +20,7 @@ import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
-import { connectInsecure, isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
+import { connectNodeTls, isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
@@ -209,33 +209,50 @@ function tlsConnection(
 }
 
 /**
- * TLS without verification (`--insecure`). Deno's own TLS cannot skip
- * verification per connection, so each address is opened with `node:tls`
- * instead of `Deno.connect`; the rest of the direct dialer (resolution,
- * one address after another) is the same.
+ * TLS through `node:tls`, for what Deno's own TLS cannot do per
+ * connection: skip verification (`--insecure`) or present a client
+ * certificate (`--cert/--key`, mutual TLS). Each address is opened with
+ * `node:tls` instead of `Deno.connect`; the rest of the direct dialer
+ * (resolution, one address after another) is the same.
  *
  * @example Usage
  * ```ts ignore
- * using conn = await insecureTlsDialer({})({ host: "127.0.0.1", port: 8443 }, ctx);
+ * using conn = await nodeTlsDialer({ insecure: true })({ host: "127.0.0.1", port: 8443 }, ctx);
  * ```
  */
-export function insecureTlsDialer(options: TlsClientOptions): Dialer {
+export function nodeTlsDialer(options: TlsClientOptions): Dialer {
   return directDialer(async (address, port, host, ctx) => {
     const named = ipFamily(host) === undefined;
-    const { conn, info } = await connectInsecure(address, port, {
-      ...options,
-      serverName: options.serverName ?? (named ? host : undefined),
-    }, ctx.signal);
+    const name = options.serverName ?? (named ? host : undefined);
     const tag = `#${ctx.id}`;
+    const how = options.insecure ? "not verified" : `verified as ${name ?? address}`;
+    const mutual = options.cert ? ", client certificate" : "";
+    let opened;
+    try {
+      opened = await connectNodeTls(address, port, { ...options, serverName: name }, ctx.signal);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      if (!isTlsError(err)) throw err;
+      ctx.trace?.(tag, `tls handshake (${how}${mutual}) = -1 ${(err as Error).message}`);
+      throw tlsFailure(err, `${formatHost(address)}:${port}`);
+    }
+    const { conn, info } = opened;
     ctx.trace?.(tag, `connect(${formatHost(address)}:${port}) = 0`);
     ctx.trace?.(
       tag,
-      `tls handshake (not verified) = ${info.version ?? "ok"}${
+      `tls handshake (${how}${mutual}) = ${info.version ?? "ok"}${
         info.alpn ? `, alpn ${info.alpn}` : ""
       }`,
     );
     return tlsConnection(conn, ctx, info);
   });
+}
+
+/** Whether a `node:tls` error is about TLS itself (not the TCP connect before it). */
+function isTlsError(err: unknown): boolean {
+  const code = String((err as { code?: string })?.code ?? "");
+  return /CERT|SELF_SIGNED|TLS|SSL|ALTNAME|VERIFY|ISSUER/.test(code) ||
+    /certificate|handshake|alert/i.test(String((err as Error)?.message));
 }
 
 /** Options of {@linkcode dialWithRetry}. */

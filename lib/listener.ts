@@ -10,6 +10,8 @@
  */
 
 import { Connection } from "./conn.ts";
+import { nodeConn, nodeHandshake } from "./tls.ts";
+import type { HandshakeInfo } from "./tls.ts";
 import { SockitError, toSockitError } from "./errors.ts";
 import { formatAddr, formatHost } from "./ip.ts";
 import { addressFamily, failedCall } from "./trace.ts";
@@ -31,6 +33,8 @@ export interface ServerTls {
   key: string;
   /** ALPN protocols to accept. */
   alpn?: string[];
+  /** Ask every client for a certificate signed by one of these CAs (PEM), and refuse others. */
+  clientCa?: string[];
 }
 
 /** Options of {@linkcode listenTcp} and {@linkcode listenUnix}. */
@@ -46,6 +50,18 @@ export interface ListenerOptions {
    * removed so that the path could be bound again.
    */
   onStaleSocket?: (path: string) => void;
+  /** Called when a client fails the TLS handshake of a `clientCa` listener (it is dropped). */
+  onTlsError?: (remote: string, error: unknown) => void;
+}
+
+/** What a {@linkcode Listener} accepts from: a Deno listener, or a `node:tls` server. */
+export interface AcceptSource {
+  /** The bound address. */
+  readonly addr: Deno.Addr;
+  /** The next connection. */
+  accept(): Promise<Deno.Conn>;
+  /** Stops listening. */
+  close(): void;
 }
 
 /**
@@ -58,7 +74,7 @@ export interface ListenerOptions {
  * import { listenTcp } from "./listener.ts";
  * import assert from "node:assert/strict";
  *
- * using listener = listenTcp("127.0.0.1", 0);
+ * using listener = await listenTcp("127.0.0.1", 0);
  * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
  * ```
  */
@@ -72,14 +88,14 @@ export class Listener implements Disposable {
   /** The scheme of the endpoint it listens on (`tcp`, `tls`, `unix`). */
   readonly transport: string;
   #tls: boolean;
-  #listener: Deno.Listener;
+  #listener: AcceptSource;
   #unixPath?: string;
   #trace?: TraceFn;
   #closed = false;
 
   /** Wraps a Deno listener; {@linkcode listenTcp} and {@linkcode listenUnix} make them. */
   constructor(
-    listener: Deno.Listener,
+    listener: AcceptSource,
     options: { tag: string; scheme: string; trace?: TraceFn; unixPath?: string; tls?: boolean },
   ) {
     this.tag = options.tag;
@@ -108,7 +124,12 @@ export class Listener implements Disposable {
         ? new SockitError("listener closed", { op: "accept" })
         : toSockitError(err, "accept", this.address);
     }
-    const stream = Connection.from(conn, { trace: this.#trace, tls: this.#tls });
+    const stream = Connection.from(conn, {
+      trace: this.#trace,
+      tls: this.#tls,
+      // A node:tls server's connections are past their handshake already.
+      handshake: (conn as { handshakeInfo?: HandshakeInfo }).handshakeInfo,
+    });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     return stream;
   }
@@ -151,23 +172,29 @@ function removeSocketFile(path: string): void {
  * import { Connection } from "./conn.ts";
  * import assert from "node:assert/strict";
  *
- * using listener = listenTcp("127.0.0.1", 0);
+ * using listener = await listenTcp("127.0.0.1", 0);
  * const port = (listener.addr as Deno.NetAddr).port;
  * using client = Connection.from(await Deno.connect({ hostname: "127.0.0.1", port }));
  * using server = await listener.accept();
  * assert.equal(server.remoteAddress, client.localAddress);
  * ```
  */
-export function listenTcp(hostname: string, port: number, options: ListenerOptions = {}): Listener {
+export async function listenTcp(
+  hostname: string,
+  port: number,
+  options: ListenerOptions = {},
+): Promise<Listener> {
   const trace = options.trace;
   const tag = `L${++lastListenerId}`;
   const requested = `${formatHost(hostname)}:${port}`;
   const tls = options.tls;
   trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
   trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
-  let listener: Deno.Listener;
+  let listener: AcceptSource;
   try {
-    listener = tls
+    listener = tls?.clientCa
+      ? await nodeTlsServer(hostname, port, tls, options.onTlsError)
+      : tls
       ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key, alpnProtocols: tls.alpn })
       : Deno.listen({ hostname, port, transport: "tcp" });
   } catch (err) {
@@ -180,6 +207,79 @@ export function listenTcp(hostname: string, port: number, options: ListenerOptio
   const result = new Listener(listener, { tag, scheme, trace, tls: tls !== undefined });
   if (port === 0) trace?.(tag, `getsockname() = ${result.address}`);
   return result;
+}
+
+/** The address fields of a `node:net` socket (and of the TCP socket under a TLS one). */
+interface PeerSocket {
+  remoteAddress?: string;
+  remotePort?: number;
+  _parent?: PeerSocket;
+}
+
+/**
+ * A TLS server through `node:tls`, for mutual TLS (Deno's own TLS listener
+ * cannot ask clients for certificates): every client must present one
+ * signed by `tls.clientCa`; one that does not is dropped and reported
+ * through `onTlsError`. Its connections are adapted to `Deno.Conn` and
+ * carry what the handshake negotiated (`handshakeInfo`).
+ */
+async function nodeTlsServer(
+  hostname: string,
+  port: number,
+  tls: ServerTls,
+  onTlsError?: (remote: string, error: unknown) => void,
+): Promise<AcceptSource> {
+  const nodeTls = await import("node:tls");
+  const queue: Array<Deno.Conn> = [];
+  let waiter: ((conn: Deno.Conn | null) => void) | undefined;
+  let closed = false;
+  const server = nodeTls.createServer({
+    cert: tls.cert,
+    key: tls.key,
+    ca: tls.clientCa,
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: tls.alpn,
+    allowHalfOpen: true,
+  }, (socket) => {
+    const conn = Object.assign(nodeConn(socket), { handshakeInfo: nodeHandshake(socket) });
+    if (waiter) {
+      waiter(conn);
+      waiter = undefined;
+    } else queue.push(conn);
+  });
+  server.on("tlsClientError", (err: Error, socket: PeerSocket) => {
+    // By now the TLS socket has lost its peer; the TCP socket under it still knows.
+    const peer = socket.remoteAddress ? socket : socket._parent ?? socket;
+    const host = (peer.remoteAddress ?? "").replace(/^::ffff:/, "");
+    onTlsError?.(`${formatHost(host)}:${peer.remotePort}`, err);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as { address: string; port: number };
+  return {
+    addr: { transport: "tcp", hostname: bound.address, port: bound.port },
+    accept: () => {
+      const next = queue.shift();
+      if (next) return Promise.resolve(next);
+      if (closed) return Promise.reject(new Deno.errors.BadResource("listener closed"));
+      return new Promise((resolve, reject) => {
+        waiter = (conn) =>
+          conn ? resolve(conn) : reject(new Deno.errors.BadResource("listener closed"));
+      });
+    },
+    close: () => {
+      closed = true;
+      server.close();
+      waiter?.(null);
+      for (const conn of queue.splice(0)) conn.close();
+    },
+  };
 }
 
 /**

@@ -49,7 +49,8 @@ export const HANDSHAKE_TIMEOUT = 10_000;
 async function handshake(conn: Connection, events: Events | undefined): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    conn.handshake = await Promise.race([
+    // A node:tls server's connections come with their handshake done.
+    conn.handshake ??= await Promise.race([
       serverHandshake(conn.conn as Deno.TlsConn),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error("timed out")), HANDSHAKE_TIMEOUT);
@@ -86,7 +87,7 @@ function peerIp(conn: Connection): string | undefined {
  * import { serve } from "./server.ts";
  * import assert from "node:assert/strict";
  *
- * const listener = listenTcp("127.0.0.1", 0);
+ * const listener = await listenTcp("127.0.0.1", 0);
  * const port = (listener.addr as Deno.NetAddr).port;
  * const served = serve(listener, (conn) => {
  *   conn.close();

@@ -29,6 +29,10 @@ export interface TlsClientOptions {
   serverName?: string;
   /** Do not verify the server's certificate. */
   insecure?: boolean;
+  /** A client certificate chain (PEM) to present, with `key` (mutual TLS). */
+  cert?: string;
+  /** The private key (PEM) of `cert`. */
+  key?: string;
   /** ALPN protocols to offer, in order of preference. */
   alpn?: string[];
 }
@@ -217,11 +221,35 @@ export function tlsFailure(error: unknown, address: string): SockitError {
       "regenerate it with -addext 'basicConstraints=critical,CA:FALSE' (openssl req -x509 adds CA:TRUE by default)",
     );
   }
-  if (/UnknownIssuer/.test(message)) {
+  const code = String((error as { code?: string })?.code ?? "");
+  if (/peer sent no certificates/i.test(message)) {
+    return fail("the client sent no certificate (--client-ca asks every client for one)");
+  }
+  if (/CertificateRequired|certificate required/i.test(message)) {
+    return fail(
+      "the server requires a client certificate (--cert/--key)",
+      "present one with --cert PEM --key PEM",
+    );
+  }
+  if (
+    /UnknownIssuer/.test(message) ||
+    /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED_CERT/.test(code)
+  ) {
     return fail(
       "certificate verification failed: unknown issuer (not signed by a trusted CA)",
       "for a self-signed or private-CA certificate, pass it with --cacert FILE; --insecure skips the check",
     );
+  }
+  const altname = /Host: (.*?)\.? is not in the cert's altnames: (.*)$/.exec(message);
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID" && altname) {
+    return fail(
+      `certificate verification failed: the certificate is not valid for ${altname[1]} ` +
+        `(it is for ${altname[2].replace(/IP Address:|DNS:/g, "")})`,
+      "connect by one of those names, or give --servername NAME",
+    );
+  }
+  if (code === "CERT_HAS_EXPIRED") {
+    return fail("certificate verification failed: the certificate expired");
   }
   const name = /not valid for name "([^"]*)"; certificate is (?:only )?valid for (.*)$/.exec(
     message,
@@ -385,13 +413,16 @@ export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo
 }
 
 /**
- * An unverified TLS client connection through `node:tls`, adapted to the
- * `Deno.Conn` shape the rest of sockit uses (read/write/closeWrite/close,
- * addresses). For `--insecure` only.
+ * A TLS client connection through `node:tls`, adapted to the `Deno.Conn`
+ * shape the rest of sockit uses (read/write/closeWrite/close, addresses):
+ * for what Deno's own TLS cannot do per connection — skip verification
+ * (`insecure`, `--insecure`) or present a client certificate (`cert`/`key`,
+ * mutual TLS). Otherwise it verifies against the system's roots plus
+ * `caCerts`, for `serverName` (or the host).
  *
  * @example Usage
  * ```ts
- * import { connectInsecure, ephemeralCertificate } from "./tls.ts";
+ * import { connectNodeTls, ephemeralCertificate } from "./tls.ts";
  * import assert from "node:assert/strict";
  *
  * const { cert, key } = await ephemeralCertificate();
@@ -402,7 +433,7 @@ export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo
  *   return conn;
  * });
  * // Not trusted, yet connected: nothing is verified.
- * const { conn, info } = await connectInsecure("127.0.0.1", listener.addr.port, {});
+ * const { conn, info } = await connectNodeTls("127.0.0.1", listener.addr.port, { insecure: true });
  * assert.match(info.version ?? "", /TLS/);
  * const buf = new Uint8Array(8);
  * assert.equal(await conn.read(buf), 2);
@@ -411,7 +442,7 @@ export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo
  * listener.close();
  * ```
  */
-export async function connectInsecure(
+export async function connectNodeTls(
   hostname: string,
   port: number,
   options: TlsClientOptions,
@@ -424,7 +455,11 @@ export async function connectInsecure(
       host: hostname,
       port,
       servername: options.serverName ?? (isIP(hostname) ? undefined : hostname),
-      rejectUnauthorized: false,
+      rejectUnauthorized: !options.insecure,
+      // The system's roots plus --cacert, as with Deno's own TLS.
+      ca: options.caCerts ? [...tls.rootCertificates, ...options.caCerts] : undefined,
+      cert: options.cert,
+      key: options.key,
       ALPNProtocols: options.alpn,
       allowHalfOpen: true,
     } as import("node:tls").ConnectionOptions,
@@ -444,9 +479,17 @@ export async function connectInsecure(
       reject(err);
     });
   });
+  return { conn: nodeConn(socket), info: nodeHandshake(socket) };
+}
+
+/**
+ * What a `node:tls` socket negotiated: ALPN, version, cipher, and the
+ * peer's certificate (a server's, or a client's under mutual TLS).
+ */
+export function nodeHandshake(socket: import("node:tls").TLSSocket): HandshakeInfo {
   const peer = socket.getPeerCertificate();
   const subject = peer?.subject as unknown as Record<string, string> | undefined;
-  const info: HandshakeInfo = {
+  return {
     alpn: socket.alpnProtocol || null,
     version: socket.getProtocol() ?? undefined,
     cipher: socket.getCipher()?.name,
@@ -459,10 +502,10 @@ export async function connectInsecure(
       }
       : undefined,
   };
-  return { conn: nodeConn(socket), info };
 }
 
-interface NodeSocketLike {
+/** The parts of a `node:net`/`node:tls` socket that {@linkcode nodeConn} uses. */
+export interface NodeSocketLike {
   localAddress?: string;
   localPort?: number;
   remoteAddress?: string;
@@ -476,7 +519,7 @@ interface NodeSocketLike {
 }
 
 /** A node socket as the `Deno.Conn` subset the relay uses. */
-function nodeConn(socket: NodeSocketLike): Deno.Conn {
+export function nodeConn(socket: NodeSocketLike): Deno.Conn {
   const queue: Uint8Array[] = [];
   let queued = 0;
   let offset = 0;

@@ -17,7 +17,7 @@
 import type { Endpoint, NetEndpoint, PathEndpoint, Role } from "./address.ts";
 import { bindDatagram, connectDatagram } from "./datagram.ts";
 import type { DatagramSocket } from "./datagram.ts";
-import { insecureTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
+import { nodeTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
 import { UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
@@ -119,8 +119,11 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     tls: "always",
     summary: "TLS over TCP",
     defaultHost: LOOPBACK,
+    // Deno's TLS verifies over any base; node:tls does what it cannot (--insecure, a client certificate).
     dialer: (base, options) =>
-      options.tls?.insecure ? insecureTlsDialer(options.tls) : tlsDialer(base, options.tls ?? {}),
+      options.tls?.insecure || options.tls?.cert
+        ? nodeTlsDialer(options.tls)
+        : tlsDialer(base, options.tls ?? {}),
     listen: async (endpoint, options) => {
       const { port } = endpoint as NetEndpoint;
       const host = await bindHost(endpoint, "listen", options);

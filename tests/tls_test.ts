@@ -9,6 +9,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
   decoder,
   encoder,
+  freePort,
   NET,
   readAll,
   requireTool,
@@ -524,4 +525,217 @@ Deno.test("tls: forward terminates TLS for curl --cacert, and originates TLS to 
   const o = await stop(originate);
   assertMatch(o.stderr, /TLS with 127\.0\.0\.1:\d+: no ALPN, certificate CN=localhost/);
   await stop(server);
+});
+
+// ---- mutual TLS --------------------------------------------------------------------
+
+/** A CA, a server certificate for localhost and a client certificate, both signed by it. */
+const mutual = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "sockit-mtls-" });
+  const key = (name: string) =>
+    openssl(
+      ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", name],
+      dir,
+    );
+  key("ca.key");
+  key("server.key");
+  key("client.key");
+  openssl([
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=sockit test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ], dir);
+  const sign = (name: string, subject: string, ext: string) => {
+    openssl(["req", "-new", "-key", `${name}.key`, "-out", `${name}.csr`, "-subj", subject], dir);
+    Deno.writeTextFileSync(`${dir}/${name}.ext`, ext);
+    openssl([
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`,
+    ], dir);
+  };
+  sign(
+    "server",
+    "/CN=localhost",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  sign("client", "/CN=sockit client", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+  return {
+    dir,
+    ca: `${dir}/ca.crt`,
+    serverCert: `${dir}/server.crt`,
+    serverKey: `${dir}/server.key`,
+    clientCert: `${dir}/client.crt`,
+    clientKey: `${dir}/client.key`,
+  };
+})();
+
+globalThis.addEventListener("unload", () => Deno.removeSync(mutual.dir, { recursive: true }));
+
+/**
+ * openssl s_server that demands a client certificate signed by the test CA,
+ * for one connection; what it received comes back from `done()`. It is not
+ * probed (that would be its one connection): clients retry until it is up.
+ */
+function demandingServer(greeting: string) {
+  const port = freePort();
+  const child = new Deno.Command(requireTool("openssl"), {
+    args: [
+      "s_server",
+      "-accept",
+      `127.0.0.1:${port}`,
+      "-cert",
+      mutual.serverCert,
+      "-key",
+      mutual.serverKey,
+      "-CAfile",
+      mutual.ca,
+      "-Verify",
+      "1",
+      "-verify_return_error",
+      "-naccept",
+      "1",
+      "-quiet",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  writer.write(encoder.encode(greeting)).catch(() => {});
+  return {
+    port,
+    async done(): Promise<string> {
+      await writer.close().catch(() => {});
+      try {
+        child.kill();
+      } catch {
+        // It has served its one connection and exited.
+      }
+      return decoder.decode((await child.output()).stdout);
+    },
+  };
+}
+
+const RETRY = ["--retry", "40", "--retry-delay", "50ms"];
+
+Deno.test("tls: mutual TLS client — without --cert the server's demand is said in words; with it, data flows", async () => {
+  const strict = demandingServer("hello from openssl\n");
+  const without = await runSockit([
+    "connect",
+    `tls://localhost:${strict.port}`,
+    ...RETRY,
+    "--cacert",
+    mutual.ca,
+    "--send",
+    "hello",
+  ], { perms: READ });
+  await strict.done();
+  assertEquals(without.code, 1);
+  assertMatch(without.stderr, /the server requires a client certificate \(--cert\/--key\)/);
+
+  const server = demandingServer("hello from openssl\n");
+  const client = await runSockit([
+    "connect",
+    `tls://localhost:${server.port}`,
+    ...RETRY,
+    "--cacert",
+    mutual.ca,
+    "--cert",
+    mutual.clientCert,
+    "--key",
+    mutual.clientKey,
+    "--send",
+    "hello from sockit\n",
+    "--expect",
+    "hello from openssl",
+  ], { perms: READ });
+  const received = await server.done();
+  assertEquals(client.code, 0, client.stderr);
+  assertMatch(received, /hello from sockit/);
+});
+
+Deno.test("tls: mutual TLS server (--client-ca) — a client with a certificate is served, one without is refused", async () => {
+  const server = spawnSockit([
+    "echo",
+    "tls://127.0.0.1:0",
+    "-v",
+    "--cert",
+    mutual.serverCert,
+    "--key",
+    mutual.serverKey,
+    "--client-ca",
+    mutual.ca,
+  ], { perms: READ });
+  const port = await server.listeningPort();
+  const sClient = (extra: string[]) =>
+    new Deno.Command(requireTool("openssl"), {
+      args: [
+        "s_client",
+        "-connect",
+        `127.0.0.1:${port}`,
+        "-CAfile",
+        mutual.ca,
+        "-servername",
+        "localhost",
+        "-quiet",
+        "-no_ign_eof",
+        ...extra,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  const good = sClient(["-cert", mutual.clientCert, "-key", mutual.clientKey]);
+  const gw = good.stdin.getWriter();
+  await gw.write(encoder.encode("echo me\n"));
+  await server.waitForStderr(/TLS with 127\.0\.0\.1:\d+: .*certificate CN=sockit client/);
+  // The echo comes back before the client leaves.
+  const reader = good.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let echoed = "";
+  while (!echoed.includes("echo me")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    echoed += value;
+  }
+  await gw.close();
+  await reader.cancel();
+  await good.status;
+  await good.stderr.cancel();
+  assertMatch(echoed, /echo me/);
+  const bad = sClient([]);
+  const bw = bad.stdin.getWriter();
+  await bw.write(encoder.encode("nope\n")).catch(() => {});
+  await bw.close().catch(() => {});
+  const badOut = await bad.output();
+  assertEquals(decoder.decode(badOut.stdout), "");
+  await server.waitForStderr(
+    /warning: 127\.0\.0\.1:\d+: TLS handshake failed: the client sent no certificate/,
+  );
+  server.kill("SIGTERM");
+  assertEquals((await server.result()).code, 143);
 });

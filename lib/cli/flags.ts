@@ -193,6 +193,13 @@ export const FLAGS = {
       "certificate (localhost, 127.0.0.1, ::1) is made and its SHA-256 fingerprint printed with -v / --json",
   },
   key: { type: "string", value: "PEM", help: "the private key of --cert" },
+  "client-ca": {
+    type: "string",
+    multiple: true,
+    value: "PEM",
+    help: "ask every client for a certificate signed by this CA and refuse those without one " +
+      "(repeatable): mutual TLS",
+  },
   cacert: {
     type: "string",
     multiple: true,

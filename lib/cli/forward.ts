@@ -19,7 +19,7 @@ import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
-import type { GlobalOptions } from "./flags.ts";
+import type { FlagValues, GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
@@ -77,9 +77,11 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       flags: [
         [
           "cert",
-          "certificate of a tls:// LISTEN (with --key; default: ephemeral, printed with -v)",
+          "certificate of a tls:// LISTEN (with --key; default: ephemeral, printed with -v); " +
+          "with a plain LISTEN, the client certificate for a tls:// TARGET (mutual TLS)",
         ],
         "key",
+        "client-ca",
         ["cacert", "trust this certificate too for a tls:// TARGET (repeatable)"],
         ["servername", "verify the tls:// TARGET as NAME (and send it as SNI)"],
         ["insecure", "do not verify the tls:// TARGET's certificate"],
@@ -104,9 +106,20 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     const target = parseEndpoint(positionals[1]);
     requireEndpoint(listenAt, { role: "listen", kind: "stream" }, "forward", positionals[0]);
     requireEndpoint(target, { role: "connect", kind: "stream" }, "forward", positionals[1]);
-    // --alpn belongs to whichever side speaks TLS (both when both do).
-    const serverValues = { ...values, alpn: isTls(listenAt) ? values.alpn : undefined };
-    const clientValues = { ...values, alpn: isTls(target) ? values.alpn : undefined };
+    // --alpn belongs to whichever side speaks TLS (both when both do); --cert/--key to the
+    // listener when it speaks TLS, else to the target (a client certificate).
+    const serverValues: FlagValues = {
+      ...values,
+      alpn: isTls(listenAt) ? values.alpn : undefined,
+      cert: isTls(listenAt) ? values.cert : undefined,
+      key: isTls(listenAt) ? values.key : undefined,
+    };
+    const clientValues: FlagValues = {
+      ...values,
+      alpn: isTls(target) ? values.alpn : undefined,
+      cert: isTls(listenAt) ? undefined : values.cert,
+      key: isTls(listenAt) ? undefined : values.key,
+    };
     if (values.alpn !== undefined && !isTls(listenAt) && !isTls(target)) {
       throw new UsageError("option --alpn needs TLS: a tls:// endpoint");
     }

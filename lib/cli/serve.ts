@@ -11,6 +11,7 @@
 import type { Endpoint } from "../address.ts";
 import type { Listener } from "../listener.ts";
 import { listen } from "../open.ts";
+import { tlsFailure } from "../tls.ts";
 import type { ServeOptions } from "../server.ts";
 import type { CommandContext } from "./context.ts";
 import type { ServerLimits } from "./values.ts";
@@ -47,6 +48,8 @@ export async function openServer(
       trace: reporter.traceFn,
       tls,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
+      onTlsError: (remote, err) =>
+        reporter.warning(`${remote}: TLS handshake failed: ${tlsFailure(err, remote).reason}`),
     });
   } catch (err) {
     throw options.tls ? explainTlsListenError(err, options.tls) : err;

@@ -18,10 +18,18 @@ import type { FlagUse, FlagValues } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 
 /** The client-side TLS flags. */
-export const TLS_CLIENT_FLAGS: FlagUse[] = ["tls", "cacert", "servername", "insecure", "alpn"];
+export const TLS_CLIENT_FLAGS: FlagUse[] = [
+  "tls",
+  "cacert",
+  "servername",
+  "insecure",
+  ["cert", "present this client certificate (PEM, with --key) to a server that asks: mutual TLS"],
+  ["key", "the private key of --cert"],
+  "alpn",
+];
 
 /** The server-side TLS flags. */
-export const TLS_SERVER_FLAGS: FlagUse[] = ["tls", "cert", "key", "alpn"];
+export const TLS_SERVER_FLAGS: FlagUse[] = ["tls", "cert", "key", "client-ca", "alpn"];
 
 /** Parsed client-side TLS flags (files not read yet). */
 export interface TlsClientFlags {
@@ -33,6 +41,10 @@ export interface TlsClientFlags {
   insecure: boolean;
   /** `--alpn`. */
   alpn?: string[];
+  /** `--cert`: a client certificate file (with `key`). */
+  cert?: string;
+  /** `--key`. */
+  key?: string;
 }
 
 /** Parsed server-side TLS flags. */
@@ -43,6 +55,8 @@ export interface TlsServerFlags {
   key?: string;
   /** `--alpn`. */
   alpn?: string[];
+  /** `--client-ca`: ask every client for a certificate signed by one of these. */
+  clientCa?: string[];
 }
 
 const list = (values: FlagValues, name: string) => (values[name] as string[] | undefined) ?? [];
@@ -83,7 +97,14 @@ export function tlsClientFlags(
   values: FlagValues,
   endpoint: Endpoint,
 ): { endpoint: Endpoint; flags?: TlsClientFlags } {
-  const applied = applyTls(endpoint, values, ["cacert", "servername", "insecure", "alpn"]);
+  const applied = applyTls(endpoint, values, [
+    "cacert",
+    "servername",
+    "insecure",
+    "alpn",
+    "cert",
+    "key",
+  ]);
   if (!applied.tls) return { endpoint: applied.endpoint };
   const serverName = values.servername as string | undefined;
   if (serverName !== undefined && !/^[A-Za-z0-9_.-]+$/.test(serverName)) {
@@ -92,9 +113,16 @@ export function tlsClientFlags(
     );
   }
   const alpn = list(values, "alpn");
+  const cert = values.cert as string | undefined;
+  const key = values.key as string | undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("options --cert and --key go together");
+  }
   return {
     endpoint: applied.endpoint,
     flags: {
+      cert,
+      key,
       cacert: list(values, "cacert"),
       serverName,
       insecure: values.insecure === true,
@@ -120,7 +148,7 @@ export function tlsServerFlags(
   values: FlagValues,
   endpoint: Endpoint,
 ): { endpoint: Endpoint; flags?: TlsServerFlags } {
-  const applied = applyTls(endpoint, values, ["cert", "key", "alpn"]);
+  const applied = applyTls(endpoint, values, ["cert", "key", "alpn", "client-ca"]);
   if (!applied.tls) return { endpoint: applied.endpoint };
   const cert = values.cert as string | undefined;
   const key = values.key as string | undefined;
@@ -128,17 +156,31 @@ export function tlsServerFlags(
     throw new UsageError("options --cert and --key go together");
   }
   const alpn = list(values, "alpn");
-  return { endpoint: applied.endpoint, flags: { cert, key, alpn: alpn.length ? alpn : undefined } };
+  const clientCa = list(values, "client-ca");
+  return {
+    endpoint: applied.endpoint,
+    flags: {
+      cert,
+      key,
+      alpn: alpn.length ? alpn : undefined,
+      ...(clientCa.length ? { clientCa } : {}),
+    },
+  };
 }
 
 /** Reads the `--cacert` files and says once that `--insecure` verifies nothing. */
 export function tlsClientOptions(flags: TlsClientFlags, reporter: Reporter): TlsClientOptions {
   if (flags.insecure) reporter.warning("--insecure: the server's certificate is not verified");
+  const identity = flags.cert !== undefined && flags.key !== undefined
+    ? loadCertificate(flags.cert, flags.key)
+    : undefined;
   return {
     caCerts: flags.cacert.length ? loadCaCerts(flags.cacert) : undefined,
     serverName: flags.serverName,
     insecure: flags.insecure,
     alpn: flags.alpn,
+    cert: identity?.cert,
+    key: identity?.key,
   };
 }
 
@@ -154,7 +196,12 @@ export async function serverCertificate(
     ? loadCertificate(flags.cert, flags.key)
     : await ephemeralCertificate();
   reporter.certificate(certificateInfo(material.cert), material.ephemeral);
-  return { cert: material.cert, key: material.key, alpn: flags.alpn };
+  return {
+    cert: material.cert,
+    key: material.key,
+    alpn: flags.alpn,
+    clientCa: flags.clientCa ? loadCaCerts(flags.clientCa) : undefined,
+  };
 }
 
 /** Explains why Deno would not take a certificate and key (e.g. they do not match). */

@@ -129,7 +129,14 @@ with the last error or status seen. One result line per target goes to stdout as
     { title: "HTTP", flags: ["status", "method", "header", "body"] },
     {
       title: "TLS (https:// targets)",
-      flags: ["cacert", "servername", "insecure", "alpn"],
+      flags: [
+        "cacert",
+        "servername",
+        "insecure",
+        ["cert", "present this client certificate (PEM, with --key): mutual TLS"],
+        ["key", "the private key of --cert"],
+        "alpn",
+      ],
     },
   ],
   output: ["verbose", "quiet", "json", "color", "help"],
@@ -162,7 +169,7 @@ with the last error or status seen. One result line per target goes to stdout as
       throw new UsageError(`option --${httpFlag} needs an http:// or https:// URL`);
     }
     const https = targets.some((t) => "url" in t && /^https:/i.test(t.url));
-    const tlsFlag = ["cacert", "servername", "insecure", "alpn"].find((n) =>
+    const tlsFlag = ["cacert", "servername", "insecure", "alpn", "cert", "key"].find((n) =>
       values[n] !== undefined
     );
     if (tlsFlag && !https) throw new UsageError(`option --${tlsFlag} needs an https:// URL`);

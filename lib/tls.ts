@@ -456,8 +456,8 @@ export async function connectNodeTls(
       port,
       servername: options.serverName ?? (isIP(hostname) ? undefined : hostname),
       rejectUnauthorized: !options.insecure,
-      // The system's roots plus --cacert, as with Deno's own TLS.
-      ca: options.caCerts ? [...tls.rootCertificates, ...options.caCerts] : undefined,
+      // The system's roots plus --cacert, as with Deno's own TLS (where sockit may read them).
+      ca: options.caCerts ? [...systemRoots(tls), ...options.caCerts] : undefined,
       cert: options.cert,
       key: options.key,
       ALPNProtocols: options.alpn,
@@ -480,6 +480,18 @@ export async function connectNodeTls(
     });
   });
   return { conn: nodeConn(socket), info: nodeHandshake(socket) };
+}
+
+/**
+ * The system's root certificates as `node:tls` lists them; none where Deno
+ * does not let sockit read them (that needs `--allow-sys`).
+ */
+function systemRoots(tls: typeof import("node:tls")): readonly string[] {
+  try {
+    return tls.rootCertificates;
+  } catch {
+    return [];
+  }
 }
 
 /**

@@ -244,12 +244,16 @@ export async function waitFor(
         // Usage errors and denied permissions will not heal by waiting.
         const code = exitCodeOf(err);
         if (code === 2 || code === 126) throw err;
-        // An attempt cut short has no answer of its own: say what it waited for.
-        result.lastError = limit.signal.aborted
-          ? "url" in target || "file" in target
-            ? `no answer within ${formatDuration(performance.now() - attemptStarted)}`
-            : "no answer (SYN not acknowledged)"
-          : toSockitError(err, "connect", address).reason;
+        // An attempt cut short has no answer of its own: say what it waited for — unless
+        // the deadline cut it as it began, when the attempt before it says more.
+        const cutShort = limit.signal.aborted;
+        const waited = performance.now() - attemptStarted;
+        if (!cutShort) result.lastError = toSockitError(err, "connect", address).reason;
+        else if (limit.expired || !result.lastError || waited >= attemptLimit / 2) {
+          result.lastError = "url" in target || "file" in target
+            ? `no answer within ${formatDuration(waited)}`
+            : "no answer (SYN not acknowledged)";
+        }
         if (stop.aborted) break;
       }
       if (ready !== (options.reverse ?? false)) {

@@ -488,7 +488,8 @@ export async function connectNodeTls(
  */
 function systemRoots(tls: typeof import("node:tls")): readonly string[] {
   try {
-    return tls.rootCertificates;
+    // The list loads lazily: copy it here, where a refusal can be caught.
+    return [...tls.rootCertificates];
   } catch {
     return [];
   }

@@ -74,6 +74,9 @@ export function splitCommand(text: string): string[] {
   return words;
 }
 
+/** How long a child has after SIGTERM before it gets SIGKILL. */
+export const KILL_AFTER = 2000;
+
 /** Options of {@linkcode ChildStream}. */
 export interface ChildOptions {
   /** Program and arguments. */
@@ -222,6 +225,15 @@ export class ChildStream implements Duplex, Disposable {
       try {
         this.process.kill("SIGTERM");
         this.#endedRunning = true;
+        // A child that ignores SIGTERM is killed after a grace period.
+        const kill = setTimeout(() => {
+          try {
+            this.process.kill("SIGKILL");
+          } catch {
+            // It exited just now.
+          }
+        }, KILL_AFTER);
+        this.status.finally(() => clearTimeout(kill));
       } catch {
         // It exited meanwhile.
       }
@@ -229,6 +241,12 @@ export class ChildStream implements Duplex, Disposable {
     this.#reader.cancel().catch(() => {});
     if (!this.#inputGone) this.#writer.abort().catch(() => {});
   }
+
+  /** Resolves once the child has exited (the relay waits for it after `close()`). */
+  get released(): Promise<void> {
+    return this.status.then(() => {}, () => {});
+  }
+
   /** Ends the child and releases its pipes (`using child = …`). */
   [Symbol.dispose](): void {
     this.close();

@@ -69,6 +69,10 @@ export class Dialogue {
   #cancelled = false;
   #wake?: () => void;
   #patterns = new Map<number, RegExp>();
+  #completed = Promise.withResolvers<void>();
+
+  /** Resolves when the final step, an expect, has matched: the dialogue succeeded. */
+  readonly completed: Promise<void> = this.#completed.promise;
 
   /** Starts at the first step. */
   constructor(steps: readonly Step[]) {
@@ -157,11 +161,16 @@ export class Dialogue {
   #next(): void {
     this.#index++;
     this.#offset = 0;
+    if (this.done && this.expects && "expect" in this.steps[this.steps.length - 1]) {
+      this.#completed.resolve();
+    }
+    // What arrived while the sends ran may already answer the expects after them.
+    while (this.#check()) { /* matched: the next step may be an expect too */ }
   }
 
   /**
-   * Adds bytes received from the peer. Returns true when this completed the
-   * dialogue on a final expect (the session can end with success).
+   * Adds bytes received from the peer. Returns true once every step has run
+   * and there were expects (see also {@linkcode Dialogue.completed}).
    */
   received(chunk: Uint8Array): boolean {
     const added = this.#decoder.decode(chunk, { stream: true });
@@ -172,9 +181,8 @@ export class Dialogue {
       this.#cursor = Math.max(0, this.#cursor - drop);
     }
     const from = Math.max(this.#cursor, this.#text.length - added.length - EXPECT_OVERLAP);
-    const before = this.#index;
-    while (this.#check(from)) { /* matched: the next step may be an expect too */ }
-    return this.#index !== before && this.done && this.expects;
+    this.#check(from);
+    return this.done && this.expects;
   }
 
   /** Matches the current step if it is an expect; true when it matched (and the step advanced). */
@@ -185,9 +193,9 @@ export class Dialogue {
     const m = pattern.exec(this.#text);
     if (!m) return false;
     this.#cursor = m.index + m[0].length;
-    this.#next();
     this.#wake?.();
     this.#wake = undefined;
+    this.#next();
     return true;
   }
 

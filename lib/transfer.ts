@@ -119,9 +119,11 @@ export async function transfer(
       tap(1, chunk);
     }
     : tap;
+  // The final expect may match as a chunk arrives, or as the send before it ends.
+  dialogue?.completed.then(() => matched!.abort(new ExpectMatched()));
   const expect = dialogue
     ? (direction: Direction, chunk: Uint8Array) => {
-      if (direction === 0 && dialogue.received(chunk)) matched!.abort(new ExpectMatched());
+      if (direction === 0) dialogue.received(chunk);
     }
     : undefined;
   const relay = new Relay(peer, other, {

@@ -631,12 +631,17 @@ function demandingServer(greeting: string) {
     port,
     async done(): Promise<string> {
       await writer.close().catch(() => {});
-      try {
-        child.kill();
-      } catch {
-        // It has served its one connection and exited.
-      }
-      return decoder.decode((await child.output()).stdout);
+      // After its one connection it exits by itself, having printed what it received.
+      const timer = setTimeout(() => {
+        try {
+          child.kill();
+        } catch {
+          // It exited.
+        }
+      }, 3000);
+      const out = await child.output();
+      clearTimeout(timer);
+      return decoder.decode(out.stdout);
     },
   };
 }

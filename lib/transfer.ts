@@ -11,7 +11,7 @@
  * @module
  */
 
-import { SignalInterrupt, SockitError, toSockitError, UsageError } from "./errors.ts";
+import { SignalInterrupt, SockitError, TimeoutError, toSockitError, UsageError } from "./errors.ts";
 import type { ChunkTap, Counted, Events, PeerInfo } from "./events.ts";
 import type { Dialogue, PendingExpect } from "./dialogue.ts";
 import { formatBytes } from "./format.ts";
@@ -165,8 +165,9 @@ export async function transfer(
       reason = `${err.op} failed`;
       code = relayFailure(err, peer, options);
     } else {
-      reason = (err as Error)?.message;
-      code = options.report(err);
+      const error = sessionTimeout(err, moved());
+      reason = (error as Error)?.message;
+      code = options.report(error);
     }
   } finally {
     events?.untrack?.(counted);
@@ -201,6 +202,19 @@ export async function transfer(
     });
   }
   return code;
+}
+
+/**
+ * A command's deadline that expires after data has flowed is the session's
+ * time running out, not the connect's: it is said so, with what moved.
+ */
+function sessionTimeout(err: unknown, [received, sent]: [number, number]): unknown {
+  if (!(err instanceof TimeoutError) || err.op !== "connect" || received + sent === 0) return err;
+  return new TimeoutError(
+    `${err.reason} (--timeout counts the whole session; received ${formatBytes(received)}, ` +
+      `sent ${formatBytes(sent)})`,
+    { op: "session", address: err.address },
+  );
 }
 
 /**

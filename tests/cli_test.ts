@@ -95,6 +95,19 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["wait", "127.0.0.1:1", "--progress"], /unknown option --progress/],
     [["forward", "1", "127.0.0.1:2", "--tls"], /unknown option --tls/],
     [["connect", "unixgram:/x"], /unknown scheme "unixgram"/],
+    // Near misses get a suggestion, nc habits their sockit spelling.
+    [["lsiten", "0"], /unknown command "lsiten": did you mean listen\?/],
+    [
+      ["connect", "127.0.0.1:1", "--timout", "2"],
+      /unknown option --timout: did you mean --timeout\?/,
+    ],
+    [["connect", "127.0.0.1", "80"], /write the endpoint as 127\.0\.0\.1:80/],
+    [["listen", "-l", "-p", "8080"], /unknown option -l: to listen, say `sockit listen PORT`/],
+    [["connect", "-z", "127.0.0.1", "80"], /sockit scan HOST PORTS/],
+    [["connect", "-u", "127.0.0.1:53"], /udp:\/\/host:port/],
+    [["connect", "-w", "3", "127.0.0.1:1"], /--timeout SECS/],
+    [["connect", "-q", "1", "127.0.0.1:1"], /-q is --quiet here/],
+    [["listen", "--keep-open=yes", "0"], /^sockit: option --keep-open does not take a value\n/],
   ];
   for (const [args, pattern] of cases) {
     const r = await runSockit(args);
@@ -290,6 +303,24 @@ Deno.test("cli: --expect without a match at EOF exits 1; at --timeout exits 124"
   assert(performance.now() - started < 2500, "the timeout cut the session short");
   silent.child.kill();
   await silent.child.status;
+
+  // After data has flowed, it is the session that ran out of time, and it says what moved.
+  const talker = new PythonServer(`conn.sendall(b"hello")\ntime.sleep(3)\nconn.close()`);
+  const s = await runSockit([
+    "connect",
+    `127.0.0.1:${await talker.port()}`,
+    "--expect",
+    "PONG",
+    "--timeout",
+    "300ms",
+  ]);
+  assertEquals([s.code, s.text], [124, "hello"]);
+  assertMatch(
+    s.stderr,
+    /^sockit: session 127\.0\.0\.1:\d+: timed out after 300 ms \(--timeout counts the whole session; received 5 B, sent 0 B\)\n$/,
+  );
+  talker.child.kill();
+  await talker.child.status;
 });
 
 Deno.test("cli: --idle-timeout ends a silent session with 124", async () => {

@@ -286,7 +286,10 @@ export interface ParsedFlags {
 }
 
 function conciseMessage(error: { code?: string; message: string }): string {
-  const option = /'(-[^' ]+)/.exec(error.message)?.[1];
+  // node names an option `'-k, --keep-open'`: say the long name, as the user may have typed it.
+  const quoted = /'(-[^']+)'/.exec(error.message)?.[1] ?? "";
+  const option = /--[\w-]+/.exec(quoted)?.[0] ?? /^-[^\s,]+/.exec(quoted)?.[0] ??
+    /'(-[^' ]+)/.exec(error.message)?.[1];
   switch (error.code) {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return `unknown option ${option ?? error.message}`;

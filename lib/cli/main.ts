@@ -10,16 +10,17 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { schemePrefix, TRANSPORTS } from "../transports.ts";
 import type { Command } from "./command.ts";
-import { helpText, parseCommand } from "./command.ts";
+import { flagUses, helpText, parseCommand } from "./command.ts";
 import { connectCommand } from "./connect.ts";
 import type { CommandContext } from "./context.ts";
 import { echoCommand } from "./echo.ts";
-import { asksForHelp, FLAGS, OUTPUT_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { asksForHelp, flagName, FLAGS, OUTPUT_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { FlagSpec } from "./flags.ts";
 import { forwardCommand } from "./forward.ts";
 import { listenCommand } from "./listen.ts";
 import { Reporter } from "./report.ts";
 import { scanCommand } from "./scan.ts";
+import { explainUsage, nearest } from "./suggest.ts";
 import { waitCommand } from "./wait.ts";
 
 /** The version of sockit, from deno.json. */
@@ -119,15 +120,25 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       return await print(ctx, helpText(target));
     }
     if (!command) {
+      const near = nearest(name, Object.keys(COMMANDS));
       throw new UsageError(
         name.startsWith("-")
           ? `unknown option ${name} (options come after the command)`
-          : `unknown command ${JSON.stringify(name)}`,
+          : `unknown command ${JSON.stringify(name)}${near ? `: did you mean ${near}?` : ""}`,
       );
     }
     // Help first: whatever else the line says, it is not checked.
     if (asksForHelp(rest)) return await print(ctx, helpText(command));
-    return await command.run(parseCommand(command, rest), ctx);
+    let options: unknown;
+    try {
+      options = parseCommand(command, rest);
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      const longFlags = flagUses(command).map(flagName);
+      const better = explainUsage(err.message, command.name, rest, longFlags);
+      throw better ? new UsageError(better) : err;
+    }
+    return await command.run(options, ctx);
   } catch (err) {
     if (err instanceof UsageError) return reporter.usage(err);
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);

@@ -24,6 +24,8 @@ export interface PayloadOptions {
   output: Output;
   /** Send nothing and never read the input (`--recv-only`). */
   recvOnly?: boolean;
+  /** Send input line ends LF as CRLF (`--crlf`, nc's `-C`); a CRLF stays as it is. */
+  crlf?: boolean;
   /**
    * The peer takes datagrams of at most this many bytes: read the input one
    * record (one read) at a time, at most this large.
@@ -63,6 +65,32 @@ function recordSource(input: Input, max: number): Source {
       return record.length;
     },
     cancel: (linger) => input.cancel(linger),
+  };
+}
+
+/**
+ * LF as CRLF (a CR already before the LF is kept, also across reads): what
+ * SMTP and HTTP typed by hand need.
+ */
+function crlfSource(inner: Source): Source {
+  let lastWasCr = false;
+  return {
+    async read(p) {
+      // Half the room: every byte may become two.
+      const buf = new Uint8Array(Math.max(1, p.length >> 1));
+      const n = await inner.read(buf);
+      if (n === null || n === 0) return n;
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const byte = buf[i];
+        if (byte === 0x0a && !lastWasCr) p[at++] = 0x0d;
+        p[at++] = byte;
+        lastWasCr = byte === 0x0d;
+      }
+      return at;
+    },
+    cancel: (linger) => inner.cancel(linger),
+    close: () => inner.close?.(),
   };
 }
 
@@ -185,6 +213,7 @@ export async function openPayload(options: PayloadOptions): Promise<Payload> {
     sendTotal = (dialogue.sendBytes ?? 0) + await checkSendFiles(sendFiles(dialogue.steps));
     source = dialogueSource(dialogue);
   } else source = max === undefined ? options.input : recordSource(options.input, max);
+  if (options.crlf && !options.recvOnly) source = crlfSource(source);
   const output = options.output;
   return {
     label: "stdio",

@@ -57,6 +57,11 @@ export interface Command<T> {
   run(options: T, ctx: CommandContext): Promise<number>;
   /** Whether what follows `--` is the command's own (a command to run). */
   passThrough?: boolean;
+  /**
+   * A command with a command line of its own (`sockit nc`, getopt style):
+   * parses `argv` itself instead of the declared flags.
+   */
+  parseArgv?(argv: string[]): T;
 }
 
 /** Every flag use of a command, output flags included. */
@@ -73,6 +78,7 @@ export function flagUses(command: Command<unknown>): FlagUse[] {
  * ```
  */
 export function parseCommand<T>(command: Command<T>, argv: string[]): T {
+  if (command.parseArgv) return command.parseArgv(argv);
   const split = command.passThrough ? argv.indexOf("--") : -1;
   const own = split === -1 ? argv : argv.slice(0, split);
   const rest = split === -1 ? undefined : argv.slice(split + 1);

@@ -39,6 +39,12 @@ export interface ConnectCommandOptions extends GlobalOptions {
   sendOnly: boolean;
   /** `--recv-only`: never read stdin. */
   recvOnly: boolean;
+  /** `--crlf`: input LF as CRLF. */
+  crlf?: boolean;
+  /** Give up connecting after this many ms (the session may go on longer). */
+  connectTimeout?: number;
+  /** After the input ends, end once the server has been quiet this long (nc's `-q`). */
+  quitAfterInput?: number;
   /** Connect and overall timeout in ms. */
   timeout?: number;
   /** Idle timeout in ms. */
@@ -86,7 +92,9 @@ session ends when the server closes its side, once everything is on stdout.`,
         "expect",
         "send-only",
         "recv-only",
+        "crlf",
         "timeout",
+        ["connect-timeout", "give up connecting after DUR; the session may go on (nc's -w)"],
         [
           "idle-timeout",
           "end after DUR without data either way (exit 124); for udp://, how long to wait " +
@@ -135,6 +143,8 @@ session ends when the server closes its side, once everything is on stdout.`,
       steps,
       sendOnly,
       recvOnly,
+      crlf: values.crlf === true,
+      connectTimeout: durationFlag(values, "connect-timeout", true),
       timeout: durationFlag(values, "timeout", true),
       idleTimeout: durationFlag(values, "idle-timeout", true),
       retry: countFlag(values, "retry"),
@@ -186,6 +196,7 @@ async function connectStream(
   prepareStdio(options, ctx);
   const conn = await connect(options.endpoint, {
     tls,
+    timeout: options.connectTimeout,
     family: options.family,
     retry: options.retry,
     retryDelay: options.retryDelay,
@@ -204,6 +215,8 @@ async function connectStream(
     steps: options.steps,
     sendOnly: options.sendOnly,
     recvOnly: options.recvOnly,
+    crlf: options.crlf,
+    quitAfterInput: options.quitAfterInput,
     idleTimeout: options.idleTimeout,
     role: "connect",
     halfClose: [true, !options.noHalfClose],

@@ -80,6 +80,10 @@ export const FLAGS = {
     type: "boolean",
     help: "never read the socket: send the input, half-close, done (ncat --send-only)",
   },
+  crlf: {
+    type: "boolean",
+    help: "send the input's line ends (LF) as CRLF, for SMTP or HTTP by hand (nc -C)",
+  },
   "recv-only": {
     type: "boolean",
     help: "never read stdin and send nothing: print what arrives until the peer closes (nc -d)",

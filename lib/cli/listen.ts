@@ -69,6 +69,8 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   sendOnly: boolean;
   /** `--recv-only`: never read stdin. */
   recvOnly: boolean;
+  /** `--crlf`: input LF as CRLF. */
+  crlf?: boolean;
   /** `-4` / `-6`. */
   family?: 4 | 6;
   /** `-k`: keep accepting. */
@@ -142,6 +144,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         ["send-file", "send the file, then half-close (repeatable, in order with --send)"],
         "send-only",
         "recv-only",
+        "crlf",
         "exec",
         "sh-exec",
         "grace",
@@ -187,6 +190,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
       noHalfClose: values["no-half-close"] === true,
       sendOnly: values["send-only"] === true,
       recvOnly: values["recv-only"] === true,
+      crlf: values.crlf === true,
       ...serverLimits(values),
       family: familyFlag(values, endpoint),
       keepOpen: values["keep-open"] === true,
@@ -357,6 +361,7 @@ function connectionHandler(
         input: hub.subscribe(),
         idleTimeout: options.idleTimeout,
         role: "listen",
+        crlf: options.crlf,
         sendOnly: options.sendOnly,
         halfClose: [true, !options.noHalfClose],
         warnOnly: true,
@@ -371,6 +376,7 @@ function connectionHandler(
       recvOnly: options.recvOnly,
       idleTimeout: options.idleTimeout,
       role: "listen",
+      crlf: options.crlf,
       halfClose: [true, !options.noHalfClose],
       warnOnly: many,
     });

@@ -18,6 +18,7 @@ import { asksForHelp, flagName, FLAGS, OUTPUT_FLAGS, TRAFFIC_FLAGS } from "./fla
 import type { FlagSpec } from "./flags.ts";
 import { forwardCommand } from "./forward.ts";
 import { listenCommand } from "./listen.ts";
+import { ncCommand } from "./nc.ts";
 import { Reporter } from "./report.ts";
 import { scanCommand } from "./scan.ts";
 import { explainUsage, nearest } from "./suggest.ts";
@@ -35,6 +36,7 @@ export const COMMANDS: Record<string, Command<unknown>> = Object.fromEntries(
     forwardCommand,
     waitCommand,
     scanCommand,
+    ncCommand,
   ] as Command<
     unknown
   >[]).map((c) => [c.name, c]),

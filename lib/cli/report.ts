@@ -257,6 +257,11 @@ export class Reporter implements Events, Disposable {
     this.#sink.write(this.#format.stats(record.text, record.fields));
   }
 
+  /** A line exactly as given (another tool's wording, for `sockit nc -v`), unless `-q`. */
+  verbatim(text: string): void {
+    if (!this.#options.quiet) this.#sink.write(text.endsWith("\n") ? text : `${text}\n`);
+  }
+
   /** A note shown with `-v` (e.g. a stale socket file was removed). */
   info(text: string, fields: Record<string, unknown> = {}): void {
     this.event("info", text, { message: text, ...fields });

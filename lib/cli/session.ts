@@ -37,6 +37,10 @@ export interface SessionOptions extends Pick<TransferOptions, "idleTimeout" | "h
   sendOnly?: boolean;
   /** Never read stdin, send nothing (`--recv-only`). */
   recvOnly?: boolean;
+  /** Input LF as CRLF (`--crlf`). */
+  crlf?: boolean;
+  /** After the input ends, end once the peer has been quiet this long (nc's `-q SECS`). */
+  quitAfterInput?: number;
   /** Read this instead of stdin (a `listen -k` client's share of stdin). */
   input?: Input;
   /** How the session ends: a stream's rules by command; absent for datagram sessions. */
@@ -141,6 +145,7 @@ export async function runSession(
     payload = await openPayload({
       dialogue,
       recvOnly: options.recvOnly,
+      crlf: options.crlf,
       input: options.input ?? ctx.stdin,
       output: ctx.stdout,
       maxRecord: options.maxRecord,
@@ -149,7 +154,9 @@ export async function runSession(
     peer.close();
     return report(err);
   }
-  const ending = options.role
+  const ending = options.quitAfterInput !== undefined
+    ? { endOnEof: "b" as const, linger: options.quitAfterInput }
+    : options.role
     ? endRule(options.role, ctx.stdinIsTerminal === true, options)
     : { endOnEof: options.endOnEof, linger: options.linger };
   const code = await transfer(options.sendOnly ? unread(peer) : peer, payload, {

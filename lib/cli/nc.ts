@@ -15,6 +15,7 @@ import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts
 import { formatHost, ipFamily } from "../ip.ts";
 import { resolve } from "../resolve.ts";
 import { parsePorts, scan } from "../scan.ts";
+import { transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import { runConnect } from "./connect.ts";
@@ -306,7 +307,7 @@ export async function runNc(options: NcOptions, ctx: CommandContext): Promise<nu
     crlf: options.crlf,
     connectTimeout: options.wait,
     // UDP: nc waits for replies until -w (sockit's default reply wait otherwise).
-    idleTimeout: options.endpoint!.transport === "udp" ? options.wait : undefined,
+    idleTimeout: transportOf(options.endpoint!).kind === "datagram" ? options.wait : undefined,
     quitAfterInput: options.quit,
   };
   return await runConnect(connect, ctx);

@@ -5,6 +5,7 @@
  */
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "./assert.ts";
+import { TRANSPORTS } from "../lib/transports.ts";
 import {
   assertUsageError,
   CHILD_ENV,
@@ -57,6 +58,20 @@ Deno.test("cli: help goes to stdout with exit 0, with examples", async () => {
   const main = await runSockit(["--help"]);
   assertMatch(main.text, /listen/);
   assertMatch(main.text, /connect/);
+  // Every scheme of the transport table is in the top-level help.
+  for (const scheme of Object.keys(TRANSPORTS)) {
+    assertMatch(main.text, new RegExp(`^  ${scheme}:`, "m"), `scheme ${scheme} in --help`);
+  }
+});
+
+Deno.test("cli: usage errors are never coloured, even with --color always; -vv is -v twice", async () => {
+  const r = await runSockit(["connect", "--color", "always", "--bogus"]);
+  assertUsageError(r, /unknown option --bogus/);
+  assert(!r.stderr.includes("\x1b"), `no escape codes in ${JSON.stringify(r.stderr)}`);
+  const vv = await runSockit(["connect", "127.0.0.1:1", "-vv"]);
+  assertEquals(vv.code, 1, vv.stderr);
+  assertMatch(vv.stderr, /^sockit: connect 127\.0\.0\.1:1: connection refused\n/m);
+  assert(!/,\s*$/m.test(vv.stderr), `no stray comma in ${vv.stderr}`);
 });
 
 // ---- usage errors: exit 2, at most two lines, no stack trace -----------------------

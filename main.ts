@@ -9,7 +9,7 @@
 import { textSinkOf } from "./lib/cli/context.ts";
 import { main } from "./lib/cli/main.ts";
 import { SignalInterrupt } from "./lib/errors.ts";
-import { StdinReader, StdoutWriter } from "./lib/stdio.ts";
+import { StdinReader, stdoutClosed, StdoutWriter } from "./lib/stdio.ts";
 
 const stopper = new AbortController();
 let signalled = 0;
@@ -50,6 +50,7 @@ const code = await main(Deno.args, {
     }
   },
   noColor: Deno.noColor,
+  stdoutClosed: stdoutClosed(),
 });
 try {
   await stdout.flush();

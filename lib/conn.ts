@@ -86,6 +86,8 @@ export class Connection implements Duplex, Disposable {
   handshake?: HandshakeInfo;
   /** Set when a TLS peer closed without close_notify (read as EOF). */
   uncleanClose = false;
+  /** Prints each socket operation (`--trace`), when set. */
+  readonly trace?: TraceFn;
   #closed = false;
   #writeClosed = false;
 
@@ -98,6 +100,7 @@ export class Connection implements Duplex, Disposable {
     this.remoteAddress = formatAddr(conn.remoteAddr);
     this.isTls = options.tls === true;
     this.handshake = options.handshake;
+    this.trace = options.trace;
     if (this.isTls) {
       // Only TLS pays for the extra promise per read.
       const read = this.read.bind(this);
@@ -157,6 +160,14 @@ export class Connection implements Duplex, Disposable {
         throw err;
       }
     }
+  }
+
+  /**
+   * The same connection after a TLS handshake over it (`conn` is the
+   * plaintext side): the same number and trace, marked as TLS.
+   */
+  secured(conn: Deno.Conn, handshake: HandshakeInfo): Connection {
+    return Connection.from(conn, { id: this.id, trace: this.trace, tls: true, handshake });
   }
 
   /** Closes the socket; later calls do nothing. */

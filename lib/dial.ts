@@ -20,7 +20,8 @@ import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
-import { connectNodeTls, isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
+import { connectTls } from "./node_tls.ts";
+import { isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
@@ -192,7 +193,7 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
       const upgraded = await upgradeClient(plain.conn as Deno.TcpConn, name, options);
       const alpn = upgraded.info.alpn ? `, alpn ${upgraded.info.alpn}` : "";
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = ok${alpn}`);
-      return tlsConnection(upgraded.conn, ctx, upgraded.info);
+      return plain.secured(upgraded.conn, upgraded.info);
     } catch (err) {
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = -1 ${(err as Error).message}`);
       throw tlsFailure(err, plain.remoteAddress);
@@ -200,59 +201,48 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
   };
 }
 
-function tlsConnection(
-  conn: Deno.Conn,
-  ctx: DialContext,
-  handshake: ConnectionOptions["handshake"],
-): Connection {
-  return Connection.from(conn, { id: ctx.id, trace: ctx.trace, tls: true, handshake });
-}
-
 /**
- * TLS through `node:tls`, for what Deno's own TLS cannot do per
- * connection: skip verification (`--insecure`) or present a client
- * certificate (`--cert/--key`, mutual TLS). Each address is opened with
- * `node:tls` instead of `Deno.connect`; the rest of the direct dialer
- * (resolution, one address after another) is the same.
+ * TLS through `node:tls` over whatever `inner` dials, for what Deno's own
+ * TLS cannot do per connection: skip verification (`--insecure`) or
+ * present a client certificate (`--cert/--key`, mutual TLS). Like
+ * {@linkcode tlsDialer}, a TLS failure is final.
  *
  * @example Usage
  * ```ts ignore
- * using conn = await nodeTlsDialer({ insecure: true })({ host: "127.0.0.1", port: 8443 }, ctx);
+ * const dial = nodeTlsDialer(directDialer(), { insecure: true });
+ * using conn = await dial({ host: "127.0.0.1", port: 8443 }, ctx);
  * ```
  */
-export function nodeTlsDialer(options: TlsClientOptions): Dialer {
-  return directDialer(async (address, port, host, ctx) => {
-    const named = ipFamily(host) === undefined;
-    const name = options.serverName ?? (named ? host : undefined);
-    const tag = `#${ctx.id}`;
-    const how = options.insecure ? "not verified" : `verified as ${name ?? address}`;
-    const mutual = options.cert ? ", client certificate" : "";
-    let opened;
-    try {
-      opened = await connectNodeTls(address, port, { ...options, serverName: name }, ctx.signal);
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      if (!isTlsError(err)) throw err;
-      ctx.trace?.(tag, `tls handshake (${how}${mutual}) = -1 ${(err as Error).message}`);
-      throw tlsFailure(err, `${formatHost(address)}:${port}`);
+export function nodeTlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
+  return async (target, ctx) => {
+    if ("path" in target) {
+      throw new UsageError(`${targetText(target)}: TLS over a Unix socket is not supported`);
     }
-    const { conn, info } = opened;
-    ctx.trace?.(tag, `connect(${formatHost(address)}:${port}) = 0`);
-    ctx.trace?.(
-      tag,
-      `tls handshake (${how}${mutual}) = ${info.version ?? "ok"}${
-        info.alpn ? `, alpn ${info.alpn}` : ""
-      }`,
-    );
-    return tlsConnection(conn, ctx, info);
-  });
-}
-
-/** Whether a `node:tls` error is about TLS itself (not the TCP connect before it). */
-function isTlsError(err: unknown): boolean {
-  const code = String((err as { code?: string })?.code ?? "");
-  return /CERT|SELF_SIGNED|TLS|SSL|ALTNAME|VERIFY|ISSUER/.test(code) ||
-    /certificate|handshake|alert/i.test(String((err as Error)?.message));
+    const plain = await inner(target, ctx);
+    const tag = `#${ctx.id}`;
+    const name = options.serverName ?? target.host;
+    const how = options.insecure ? "not verified" : `verified as ${name}`;
+    const mutual = options.cert ? ", client certificate" : "";
+    try {
+      const { conn, info } = await connectTls(
+        plain.conn,
+        { ...options, host: target.host },
+        ctx.signal,
+      );
+      ctx.trace?.(
+        tag,
+        `tls handshake (${how}${mutual}) = ${info.version ?? "ok"}${
+          info.alpn ? `, alpn ${info.alpn}` : ""
+        }`,
+      );
+      return plain.secured(conn, info);
+    } catch (err) {
+      plain.close();
+      if (ctx.signal.aborted) throw err;
+      ctx.trace?.(tag, `tls handshake (${how}${mutual}) = -1 ${(err as Error).message}`);
+      throw tlsFailure(err, plain.remoteAddress);
+    }
+  };
 }
 
 /** Options of {@linkcode dialWithRetry}. */

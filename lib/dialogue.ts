@@ -11,10 +11,14 @@
  * {@linkcode EXPECT_WINDOW} characters; each new chunk is searched from
  * {@linkcode EXPECT_OVERLAP} characters before it (or from the previous
  * match, if that is later), so a match may straddle chunks as long as it
- * starts no further back. `^` and `$` match at line ends (the `m` flag).
+ * starts no further back. `^` and `$` match at line ends. Patterns are
+ * {@linkcode Pattern}s (RE2, linear time), compiled before the dialogue
+ * starts, so that what a peer sends cannot make matching hang.
  *
  * @module
  */
+
+import type { Pattern } from "./pattern.ts";
 
 /** How far back before a new chunk a match may start (characters of text). */
 export const EXPECT_OVERLAP = 64 * 1024;
@@ -28,8 +32,8 @@ export type Step =
   | { send: Uint8Array }
   /** Send this file. */
   | { sendFile: string }
-  /** Wait until the received text matches. */
-  | { expect: RegExp };
+  /** Wait until the received text matches (compiled: see {@linkcode Pattern.compile}). */
+  | { expect: Pattern };
 
 /** An expect step that has not matched, for messages. */
 export interface PendingExpect {
@@ -47,9 +51,11 @@ export interface PendingExpect {
  * @example Usage
  * ```ts
  * import { Dialogue } from "./dialogue.ts";
+ * import { Pattern } from "./pattern.ts";
  * import assert from "node:assert/strict";
  *
- * const d = new Dialogue([{ send: new TextEncoder().encode("PING\r\n") }, { expect: /^\+PONG/ }]);
+ * const pong = await new Pattern("^\\+PONG").compile();
+ * const d = new Dialogue([{ send: new TextEncoder().encode("PING\r\n") }, { expect: pong }]);
  * const buf = new Uint8Array(16);
  * assert.equal(await d.read(buf), 6); // the send
  * const next = d.read(buf); // waits: the expect comes next
@@ -68,7 +74,7 @@ export class Dialogue {
   #decoder = new TextDecoder();
   #cancelled = false;
   #wake?: () => void;
-  #patterns = new Map<number, RegExp>();
+  #patterns = new Map<number, Pattern>();
   #completed = Promise.withResolvers<void>();
 
   /** Resolves when the final step, an expect, has matched: the dialogue succeeded. */
@@ -78,10 +84,7 @@ export class Dialogue {
   constructor(steps: readonly Step[]) {
     this.steps = steps;
     steps.forEach((step, i) => {
-      if ("expect" in step) {
-        const flags = new Set([...step.expect.flags, "g", "m"]);
-        this.#patterns.set(i, new RegExp(step.expect.source, [...flags].join("")));
-      }
+      if ("expect" in step) this.#patterns.set(i, step.expect);
     });
   }
 
@@ -108,7 +111,7 @@ export class Dialogue {
     return {
       number: numbers.indexOf(i) + 1,
       of: numbers.length,
-      pattern: `/${(this.steps[i] as { expect: RegExp }).expect.source}/`,
+      pattern: String((this.steps[i] as { expect: Pattern }).expect),
     };
   }
 
@@ -189,10 +192,9 @@ export class Dialogue {
   #check(from = this.#cursor): boolean {
     const pattern = this.#patterns.get(this.#index);
     if (!pattern) return false;
-    pattern.lastIndex = Math.max(from, this.#cursor);
-    const m = pattern.exec(this.#text);
+    const m = pattern.find(this.#text, Math.max(from, this.#cursor));
     if (!m) return false;
-    this.#cursor = m.index + m[0].length;
+    this.#cursor = m.end;
     this.#wake?.();
     this.#wake = undefined;
     this.#next();

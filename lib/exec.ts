@@ -293,6 +293,12 @@ export function checkRunPermission(program: string): void {
  *   { transport: "tcp", hostname: "127.0.0.1", port: 8888 },
  * );
  * assert.deepEqual([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
+ * // An unnamed Unix peer (Deno gives no path), and an abstract name.
+ * const unix = connectionEnv(
+ *   { transport: "unix", path: null as unknown as string },
+ *   { transport: "unix", path: "\0app" },
+ * );
+ * assert.deepEqual([unix.SOCKIT_REMOTE_ADDR, unix.SOCKIT_LOCAL_ADDR], ["", "@app"]);
  * ```
  */
 export function connectionEnv(
@@ -300,8 +306,12 @@ export function connectionEnv(
   local: Deno.Addr,
   tls = false,
 ): Record<string, string> {
+  // A Unix peer is often unnamed (no path: empty), and an abstract name
+  // starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
   const part = (addr: Deno.Addr): [string, string] =>
-    "hostname" in addr ? [addr.hostname, String(addr.port)] : ["path" in addr ? addr.path : "", ""];
+    "hostname" in addr
+      ? [addr.hostname, String(addr.port)]
+      : [("path" in addr ? addr.path ?? "" : "").replace(/^\0/, "@").replaceAll("\0", ""), ""];
   const [remoteAddr, remotePort] = part(remote);
   const [localAddr, localPort] = part(local);
   return {

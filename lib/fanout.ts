@@ -3,8 +3,10 @@
  * for every subscriber (optionally except the publisher), in order. A
  * publisher waits while any subscriber has more than `highWater` bytes
  * queued, so a slow reader slows the publisher instead of growing memory.
- * Used by `listen -k` (stdin to every client) and `--broker` (each client to
- * all the others).
+ * With `stallLimit`, a subscriber that stays above the mark that long is
+ * dropped instead (its queue is freed and `onDropped` says so), so one
+ * reader that stops cannot freeze the others. Used by `listen -k` (stdin to
+ * every client) and `--broker` (each client to all the others).
  *
  * @module
  */
@@ -15,6 +17,13 @@ import type { Input } from "./stdio.ts";
 export interface FanoutOptions {
   /** Bytes a subscriber may have queued before publishers wait (default 1 MiB). */
   highWater?: number;
+  /**
+   * A subscriber above `highWater` for this many ms is dropped, so that
+   * publishers go on; default: never (publishers wait for it).
+   */
+  stallLimit?: number;
+  /** Called with a subscriber that was dropped (after its `read()` ends). */
+  onDropped?: (sub: Subscription) => void;
 }
 
 /**
@@ -39,12 +48,14 @@ export interface FanoutOptions {
 export class Fanout {
   #subscribers = new Set<Subscription>();
   #highWater: number;
+  #options: FanoutOptions;
   #ended = false;
   #space: Array<() => void> = [];
 
   /** Creates a hub. */
   constructor(options: FanoutOptions = {}) {
     this.#highWater = options.highWater ?? 1 << 20;
+    this.#options = options;
   }
 
   /** How many subscribers there are now. */
@@ -67,9 +78,33 @@ export class Fanout {
     if (this.#ended) return;
     const copy = chunk.slice();
     for (const sub of this.#subscribers) if (sub !== from) sub.push(copy);
-    while ([...this.#subscribers].some((s) => s !== from && s.queued > this.#highWater)) {
-      await new Promise<void>((resolve) => this.#space.push(resolve));
+    const limit = this.#options.stallLimit;
+    for (;;) {
+      const over = [...this.#subscribers].filter((s) => s !== from && s.queued > this.#highWater);
+      if (over.length === 0) return;
+      let wait = Infinity;
+      if (limit !== undefined) {
+        const now = performance.now();
+        for (const sub of over) {
+          const since = sub.overSince ??= now;
+          if (now - since >= limit) this.#drop(sub);
+          else wait = Math.min(wait, since + limit - now);
+        }
+        if (wait === Infinity) continue; // every one over the mark was dropped
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#space.push(resolve);
+        if (wait !== Infinity) timer = setTimeout(resolve, Math.ceil(wait));
+      });
+      clearTimeout(timer);
     }
+  }
+
+  #drop(sub: Subscription): void {
+    this.#subscribers.delete(sub);
+    sub.drop();
+    this.#options.onDropped?.(sub);
   }
 
   /** No more data: every subscriber reads what is queued, then end of input. */
@@ -83,6 +118,7 @@ export class Fanout {
   /** @internal A subscriber consumed data or left: publishers may go on. */
   drained(sub: Subscription, leaving: boolean): void {
     if (leaving) this.#subscribers.delete(sub);
+    else if (sub.queued <= this.#highWater) sub.overSince = undefined;
     this.#wake();
   }
 
@@ -103,7 +139,10 @@ export class Subscription implements Input {
   #done: boolean;
   #linger = 0;
   #lingering = false;
+  #dropped = false;
   #waiter?: () => void;
+  /** @internal Since when (`performance.now()`) it has been above the hub's mark. */
+  overSince?: number;
 
   /** @internal Use {@linkcode Fanout.subscribe}. */
   constructor(hub: Fanout, done: boolean) {
@@ -114,6 +153,21 @@ export class Subscription implements Input {
   /** Bytes waiting to be read. */
   get queued(): number {
     return this.#queued;
+  }
+
+  /** Whether the hub dropped it for reading too slowly (see `FanoutOptions.stallLimit`). */
+  get dropped(): boolean {
+    return this.#dropped;
+  }
+
+  /** @internal Dropped by the hub: the queue is freed and reading ends. */
+  drop(): void {
+    this.#dropped = true;
+    this.#done = true;
+    this.#queue = [];
+    this.#queued = 0;
+    this.#offset = 0;
+    this.#waiter?.();
   }
 
   /** @internal Queues a chunk. */

@@ -24,6 +24,9 @@ export const C = {
   EAGAIN: 11,
   SHUT_RDWR: 2,
   ECONNREFUSED: 111,
+  F_GETFL: 3,
+  O_ACCMODE: 3,
+  O_RDWR: 2,
 } as const;
 
 const SYMBOLS = {
@@ -36,6 +39,9 @@ const SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // fcntl(fd, F_GETFL, 0): the third argument is ignored.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;

@@ -1,8 +1,10 @@
 /**
- * Listening stream sockets: `Deno.listen` (TCP, Unix) and `Deno.listenTls`
- * behind one listener type that reports the real bound address, traces
- * bind/listen/accept, hands out {@linkcode Connection}s, and takes care of
- * Unix socket files (a stale one is replaced; the one it made is removed).
+ * Listening stream sockets: `Deno.listen` (TCP, Unix) behind one listener
+ * type that reports the real bound address, traces bind/listen/accept, hands
+ * out {@linkcode Connection}s, completes TLS handshakes for a TLS server
+ * (`node_tls.ts`, so that one that times out really closes its socket), and
+ * takes care of Unix socket files (a stale one is replaced; the one it made
+ * is removed).
  * Which of these an endpoint gets is the transport table's business
  * (`transports.ts`).
  *
@@ -10,8 +12,8 @@
  */
 
 import { Connection } from "./conn.ts";
-import { nodeConn, nodeHandshake } from "./tls.ts";
-import type { HandshakeInfo } from "./tls.ts";
+import { acceptTls } from "./node_tls.ts";
+import type { AcceptTlsOptions, ServerTls } from "./node_tls.ts";
 import { SockitError, toSockitError } from "./errors.ts";
 import { formatAddr, formatHost } from "./ip.ts";
 import { addressFamily, failedCall } from "./trace.ts";
@@ -25,17 +27,7 @@ export const LISTEN_BACKLOG = 511;
 /** Deno's listen backlog for Unix sockets (`listen(fd, 1024)`). */
 export const UNIX_LISTEN_BACKLOG = 1024;
 
-/** A server's certificate and key (PEM text), and the ALPN protocols it accepts. */
-export interface ServerTls {
-  /** Certificate chain, PEM. */
-  cert: string;
-  /** Private key, PEM. */
-  key: string;
-  /** ALPN protocols to accept. */
-  alpn?: string[];
-  /** Ask every client for a certificate signed by one of these CAs (PEM), and refuse others. */
-  clientCa?: string[];
-}
+export type { ServerTls } from "./node_tls.ts";
 
 /** Options of {@linkcode listenTcp} and {@linkcode listenUnix}. */
 export interface ListenerOptions {
@@ -50,11 +42,9 @@ export interface ListenerOptions {
    * removed so that the path could be bound again.
    */
   onStaleSocket?: (path: string) => void;
-  /** Called when a client fails the TLS handshake of a `clientCa` listener (it is dropped). */
-  onTlsError?: (remote: string, error: unknown) => void;
 }
 
-/** What a {@linkcode Listener} accepts from: a Deno listener, or a `node:tls` server. */
+/** What a {@linkcode Listener} accepts from: a Deno listener. */
 export interface AcceptSource {
   /** The bound address. */
   readonly addr: Deno.Addr;
@@ -87,7 +77,8 @@ export class Listener implements Disposable {
   readonly addr: Deno.Addr;
   /** The scheme of the endpoint it listens on (`tcp`, `tls`, `unix`). */
   readonly transport: string;
-  #tls: boolean;
+  /** The certificate it serves TLS with: accepted connections still need {@linkcode Listener.secure}. */
+  readonly tls?: ServerTls;
   #listener: AcceptSource;
   #unixPath?: string;
   #trace?: TraceFn;
@@ -96,14 +87,14 @@ export class Listener implements Disposable {
   /** Wraps a Deno listener; {@linkcode listenTcp} and {@linkcode listenUnix} make them. */
   constructor(
     listener: AcceptSource,
-    options: { tag: string; scheme: string; trace?: TraceFn; unixPath?: string; tls?: boolean },
+    options: { tag: string; scheme: string; trace?: TraceFn; unixPath?: string; tls?: ServerTls },
   ) {
     this.tag = options.tag;
     this.#listener = listener;
     this.addr = listener.addr;
     this.address = formatAddr(listener.addr);
     this.transport = options.scheme;
-    this.#tls = options.tls === true;
+    this.tls = options.tls;
     this.#unixPath = options.unixPath;
     this.#trace = options.trace;
   }
@@ -124,14 +115,29 @@ export class Listener implements Disposable {
         ? new SockitError("listener closed", { op: "accept" })
         : toSockitError(err, "accept", this.address);
     }
-    const stream = Connection.from(conn, {
-      trace: this.#trace,
-      tls: this.#tls,
-      // A node:tls server's connections are past their handshake already.
-      handshake: (conn as { handshakeInfo?: HandshakeInfo }).handshakeInfo,
-    });
+    const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     return stream;
+  }
+
+  /**
+   * Completes the TLS handshake of a connection this listener accepted (a
+   * TLS listener's connections are plain TCP until then). A handshake that
+   * fails or outlasts `options.timeout` closes the connection and rejects.
+   */
+  async secure(conn: Connection, options: AcceptTlsOptions = {}): Promise<Connection> {
+    if (!this.tls) return conn;
+    try {
+      const { conn: plain, info } = await acceptTls(conn.conn, this.tls, options);
+      const alpn = info.alpn ? `, alpn ${info.alpn}` : "";
+      const peer = info.peer ? `, client ${info.peer.subject}` : "";
+      this.#trace?.(conn.tag, `tls accept = ${info.version ?? "ok"}${alpn}${peer}`);
+      return conn.secured(plain, info);
+    } catch (err) {
+      this.#trace?.(conn.tag, `tls accept = -1 ${(err as Error)?.message}`);
+      conn.close();
+      throw err;
+    }
   }
 
   /** Stops listening (and removes the socket file it created); later calls do nothing. */
@@ -192,11 +198,8 @@ export async function listenTcp(
   trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
   let listener: AcceptSource;
   try {
-    listener = tls?.clientCa
-      ? await nodeTlsServer(hostname, port, tls, options.onTlsError)
-      : tls
-      ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key, alpnProtocols: tls.alpn })
-      : Deno.listen({ hostname, port, transport: "tcp" });
+    // TLS is served over a plain listener (see `Listener.secure`).
+    listener = Deno.listen({ hostname, port, transport: "tcp" });
   } catch (err) {
     trace?.(tag, `bind(${requested}) = ${failedCall(err)}`);
     throw toSockitError(err, "listen", requested);
@@ -204,82 +207,9 @@ export async function listenTcp(
   trace?.(tag, `bind(${requested}) = 0`);
   trace?.(tag, `listen(backlog=${LISTEN_BACKLOG}) = 0`);
   const scheme = options.scheme ?? (tls ? "tls" : "tcp");
-  const result = new Listener(listener, { tag, scheme, trace, tls: tls !== undefined });
+  const result = new Listener(listener, { tag, scheme, trace, tls });
   if (port === 0) trace?.(tag, `getsockname() = ${result.address}`);
   return result;
-}
-
-/** The address fields of a `node:net` socket (and of the TCP socket under a TLS one). */
-interface PeerSocket {
-  remoteAddress?: string;
-  remotePort?: number;
-  _parent?: PeerSocket;
-}
-
-/**
- * A TLS server through `node:tls`, for mutual TLS (Deno's own TLS listener
- * cannot ask clients for certificates): every client must present one
- * signed by `tls.clientCa`; one that does not is dropped and reported
- * through `onTlsError`. Its connections are adapted to `Deno.Conn` and
- * carry what the handshake negotiated (`handshakeInfo`).
- */
-async function nodeTlsServer(
-  hostname: string,
-  port: number,
-  tls: ServerTls,
-  onTlsError?: (remote: string, error: unknown) => void,
-): Promise<AcceptSource> {
-  const nodeTls = await import("node:tls");
-  const queue: Array<Deno.Conn> = [];
-  let waiter: ((conn: Deno.Conn | null) => void) | undefined;
-  let closed = false;
-  const server = nodeTls.createServer({
-    cert: tls.cert,
-    key: tls.key,
-    ca: tls.clientCa,
-    requestCert: true,
-    rejectUnauthorized: true,
-    ALPNProtocols: tls.alpn,
-    allowHalfOpen: true,
-  }, (socket) => {
-    const conn = Object.assign(nodeConn(socket), { handshakeInfo: nodeHandshake(socket) });
-    if (waiter) {
-      waiter(conn);
-      waiter = undefined;
-    } else queue.push(conn);
-  });
-  server.on("tlsClientError", (err: Error, socket: PeerSocket) => {
-    // By now the TLS socket has lost its peer; the TCP socket under it still knows.
-    const peer = socket.remoteAddress ? socket : socket._parent ?? socket;
-    const host = (peer.remoteAddress ?? "").replace(/^::ffff:/, "");
-    onTlsError?.(`${formatHost(host)}:${peer.remotePort}`, err);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, hostname, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const bound = server.address() as { address: string; port: number };
-  return {
-    addr: { transport: "tcp", hostname: bound.address, port: bound.port },
-    accept: () => {
-      const next = queue.shift();
-      if (next) return Promise.resolve(next);
-      if (closed) return Promise.reject(new Deno.errors.BadResource("listener closed"));
-      return new Promise((resolve, reject) => {
-        waiter = (conn) =>
-          conn ? resolve(conn) : reject(new Deno.errors.BadResource("listener closed"));
-      });
-    },
-    close: () => {
-      closed = true;
-      server.close();
-      waiter?.(null);
-      for (const conn of queue.splice(0)) conn.close();
-    },
-  };
 }
 
 /**

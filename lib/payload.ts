@@ -138,9 +138,11 @@ export async function checkSendFiles(paths: string[]): Promise<number> {
  * @example Usage
  * ```ts
  * import { sendFiles } from "./payload.ts";
+ * import { Pattern } from "./pattern.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(sendFiles([{ sendFile: "/etc/hostname" }, { expect: /x/ }]), ["/etc/hostname"]);
+ * const steps = [{ sendFile: "/etc/hostname" }, { expect: new Pattern("x") }];
+ * assert.deepEqual(sendFiles(steps), ["/etc/hostname"]);
  * ```
  */
 export function sendFiles(steps: readonly Step[] | undefined): string[] {

@@ -11,10 +11,14 @@
 import type { AccessRules } from "./cidr.ts";
 import { refusal } from "./cidr.ts";
 import type { Connection } from "./conn.ts";
+import { Coalescer } from "./coalesce.ts";
+import { delay } from "./deadline.ts";
 import { exitCodeOf, toSockitError } from "./errors.ts";
+import type { SockitError } from "./errors.ts";
 import type { Events } from "./events.ts";
+import { formatDuration } from "./format.ts";
 import type { Listener } from "./listener.ts";
-import { serverHandshake, tlsFailure } from "./tls.ts";
+import { tlsFailure } from "./tls.ts";
 
 /** Handles one accepted connection; resolves to its exit code. */
 export type ConnectionHandler = (conn: Connection) => Promise<number>;
@@ -27,8 +31,14 @@ export interface ServeOptions {
   signal: AbortSignal;
   /** Accept one connection (that passes the checks), then stop listening. */
   once?: boolean;
-  /** At most this many connections at once; more are accepted and closed at once. */
+  /**
+   * At most this many connections at once; more are accepted and closed at
+   * once — except while a slot is held by a TLS handshake, when a newcomer
+   * waits (up to the handshake timeout) for a slot.
+   */
   maxConns?: number;
+  /** Most a TLS client may take to finish its handshake, in ms (0: no limit); default {@linkcode HANDSHAKE_TIMEOUT}. */
+  handshakeTimeout?: number;
   /** `--allow` / `--deny`. */
   access?: AccessRules;
   /**
@@ -38,35 +48,29 @@ export interface ServeOptions {
   report?: (error: unknown) => number;
 }
 
-/** Most a TLS client may take to finish its handshake. */
+/** Most a TLS client may take to finish its handshake, by default (`--handshake-timeout`). */
 export const HANDSHAKE_TIMEOUT = 10_000;
 
 /**
- * Completes a server-side TLS handshake (in the connection's own task, so a
- * slow client never holds up accepting); reports what was negotiated, or
- * why it failed (then the client is closed).
+ * Accept failures that are about the connection being accepted (it was
+ * reset or aborted before it was accepted): the next one is accepted at
+ * once. Anything else — out of descriptors (EMFILE, ENFILE), of buffers or
+ * memory — is worth a short pause before the next try.
  */
-async function handshake(conn: Connection, events: Events | undefined): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    // A node:tls server's connections come with their handshake done.
-    conn.handshake ??= await Promise.race([
-      serverHandshake(conn.conn as Deno.TlsConn),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error("timed out")), HANDSHAKE_TIMEOUT);
-      }),
-    ]);
-    events?.tls?.(conn, conn.handshake);
-    return true;
-  } catch (err) {
-    events?.warning?.(
-      `${conn.remoteAddress}: TLS handshake failed: ${tlsFailure(err, conn.remoteAddress).reason}`,
-    );
-    conn.close();
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
+const CONNECTION_ERRORS = new Set(["ENOTCONN", "ECONNABORTED", "ECONNRESET", "EPROTO"]);
+
+/** The first pause after an accept failure that is not the connection's; it doubles up to the most. */
+const ACCEPT_BACKOFF = 5;
+const ACCEPT_BACKOFF_MAX = 100;
+
+/** The errno name of an accept failure. */
+function acceptErrno(err: unknown): string {
+  const code = (err as { code?: string })?.code;
+  if (code && code !== "EFAIL") return code;
+  const n = /os error (\d+)/.exec(String((err as Error)?.message))?.[1];
+  return { "107": "ENOTCONN", "103": "ECONNABORTED", "104": "ECONNRESET", "71": "EPROTO" }[
+    n ?? ""
+  ] ?? code ?? "EFAIL";
 }
 
 /** The IP address of a connection's peer, or `undefined` for a Unix peer. */
@@ -103,8 +107,69 @@ export async function serve(
   options: ServeOptions,
 ): Promise<number> {
   const { events, signal } = options;
+  const handshakeTimeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT;
   const active = new Set<Promise<void>>();
+  /** Connections still in their TLS handshake (they hold a `--max-conns` slot). */
+  const handshaking = new Set<Connection>();
+  /** Connections waiting for a slot that a handshake holds, with when they give up. */
+  const waiting: Array<{ conn: Connection; timer: ReturnType<typeof setTimeout> }> = [];
+  using coalescer = new Coalescer((line) => events?.warning?.(line));
+  using notes = new Coalescer((line) => events?.info?.(line));
   let lastCode = 0;
+  let backoff = 0;
+
+  const start = (conn: Connection) => {
+    events?.accepted?.(conn);
+    const task: Promise<void> = secure(conn)
+      .then((secured) => (secured ? handler(secured) : 1))
+      .then((code) => void (lastCode = code))
+      .catch((err) => {
+        const error = toSockitError(err, "serve", conn.remoteAddress);
+        if (options.report) lastCode = options.report(error);
+        else {
+          events?.warning?.(error.message);
+          lastCode = exitCodeOf(error);
+        }
+      })
+      .finally(() => {
+        active.delete(task);
+        admitWaiting();
+      });
+    active.add(task);
+  };
+
+  /** A TLS server's handshake, in the connection's own task; false when it failed. */
+  const secure = async (conn: Connection): Promise<Connection | undefined> => {
+    if (!listener.tls) return conn;
+    handshaking.add(conn);
+    try {
+      const secured = await listener.secure(conn, { timeout: handshakeTimeout, signal });
+      if (secured.handshake) events?.tls?.(secured, secured.handshake);
+      return secured;
+    } catch (err) {
+      if (signal.aborted) return undefined;
+      const reason = (err as { code?: string }).code === "ETIMEDOUT"
+        ? `timed out after ${formatDuration(handshakeTimeout)} (--handshake-timeout)`
+        : tlsFailure(err, conn.remoteAddress).reason;
+      coalescer.say(
+        `TLS handshake failed: ${reason}`,
+        `${conn.remoteAddress}: TLS handshake failed: ${reason}`,
+      );
+      return undefined;
+    } finally {
+      handshaking.delete(conn);
+    }
+  };
+
+  /** Gives a freed slot to the connection that has waited longest. */
+  const admitWaiting = () => {
+    while (waiting.length > 0 && !signal.aborted && active.size < options.maxConns!) {
+      const { conn, timer } = waiting.shift()!;
+      clearTimeout(timer);
+      start(conn);
+    }
+  };
+
   const stop = () => listener.close();
   signal.addEventListener("abort", stop, { once: true });
   try {
@@ -112,39 +177,59 @@ export async function serve(
       let conn: Connection;
       try {
         conn = await listener.accept();
+        backoff = 0;
       } catch (err) {
         if (signal.aborted || listener.closed) break;
-        // EMFILE and the like: say so, breathe, go on accepting.
-        events?.warning?.(`accept on ${listener.address}: ${(err as Error).message}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        const errno = acceptErrno(err);
+        const reason = (err as SockitError).reason ?? (err as Error).message;
+        // A client that reset before it was accepted concerns only itself (said with -v).
+        if (CONNECTION_ERRORS.has(errno)) {
+          notes.say(
+            `accept on ${listener.address}: ${reason} (a client left before it was accepted)`,
+          );
+          continue;
+        }
+        coalescer.say(`accept on ${listener.address}: ${reason}`);
+        // Out of descriptors or memory: give the connections in progress a moment.
+        backoff = Math.min(backoff ? backoff * 2 : ACCEPT_BACKOFF, ACCEPT_BACKOFF_MAX);
+        await delay(backoff, signal).catch(() => {});
         continue;
       }
       const why = options.access ? refusal(options.access, peerIp(conn)) : undefined;
-      const full = options.maxConns !== undefined && active.size >= options.maxConns;
-      if (why || full) {
-        events?.rejected?.(conn, why ?? `--max-conns ${options.maxConns} reached`);
+      if (why) {
+        events?.rejected?.(conn, why);
         conn.close();
         continue;
       }
-      events?.accepted?.(conn);
+      if (options.maxConns !== undefined && active.size >= options.maxConns) {
+        // A slot held by an unfinished handshake frees up within the handshake
+        // timeout: wait for it (as many as there are slots), rather than turn
+        // a real client away because of clients that never finish.
+        const bounded = handshakeTimeout > 0 && Number.isFinite(handshakeTimeout);
+        if (bounded && handshaking.size > 0 && waiting.length < options.maxConns) {
+          const timer = setTimeout(() => {
+            const at = waiting.findIndex((w) => w.conn === conn);
+            if (at >= 0) waiting.splice(at, 1);
+            events?.rejected?.(conn, `--max-conns ${options.maxConns} reached`);
+            conn.close();
+          }, handshakeTimeout);
+          waiting.push({ conn, timer });
+          continue;
+        }
+        events?.rejected?.(conn, `--max-conns ${options.maxConns} reached`);
+        conn.close();
+        continue;
+      }
       if (options.once) listener.close();
-      const task: Promise<void> = (conn.isTls ? handshake(conn, events) : Promise.resolve(true))
-        .then((ok) => (ok ? handler(conn) : 1))
-        .then((code) => void (lastCode = code))
-        .catch((err) => {
-          const error = toSockitError(err, "serve", conn.remoteAddress);
-          if (options.report) lastCode = options.report(error);
-          else {
-            events?.warning?.(error.message);
-            lastCode = exitCodeOf(error);
-          }
-        })
-        .finally(() => active.delete(task));
-      active.add(task);
+      start(conn);
     }
   } finally {
     signal.removeEventListener("abort", stop);
     listener.close();
+    for (const { conn, timer } of waiting.splice(0)) {
+      clearTimeout(timer);
+      conn.close();
+    }
   }
   await Promise.all(active);
   return lastCode;

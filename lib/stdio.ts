@@ -16,6 +16,7 @@
  */
 
 import { rebuildError } from "./errors.ts";
+import { acquireLibc, C, ffiAvailable, releaseLibc } from "./libc.ts";
 
 /** A source of bytes (like `Deno.Reader`). */
 export interface ByteReader {
@@ -470,4 +471,52 @@ export class StdoutWriter implements Output {
       await waitForWorker(ctrl, seq);
     }
   }
+}
+
+/**
+ * Whether this process was started with stdout closed (`cmd >&-`). Deno,
+ * like every Rust program, then opens `/dev/null` read-write on fd 1, so
+ * writes succeed and vanish; a shell's `> /dev/null` opens it write-only.
+ * The open mode is read with `fcntl` (with `--allow-ffi`) or from
+ * `/proc/self/fdinfo/1` (Deno lets only `--allow-all` read it); `false`
+ * where sockit cannot tell.
+ *
+ * @example Usage
+ * ```ts
+ * import { stdoutClosed } from "./stdio.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(typeof stdoutClosed(), "boolean");
+ * ```
+ */
+export function stdoutClosed(): boolean {
+  try {
+    if (Deno.stdout.isTerminal()) return false;
+    const fd1 = describeStdout();
+    return fd1?.target === "/dev/null" && fd1.mode === C.O_RDWR;
+  } catch {
+    return false;
+  }
+}
+
+/** What fd 1 is (`/proc/self/fd/1`) and how it is open, when sockit may find out. */
+function describeStdout(): { target: string; mode: number } | undefined {
+  if (ffiAvailable()) {
+    // Through libc, which Deno's file permissions do not cover.
+    const c = acquireLibc();
+    try {
+      const flags = c.fcntl(1, C.F_GETFL, 0);
+      const buf = new Uint8Array(256);
+      const n = Number(c.readlink(new TextEncoder().encode("/proc/self/fd/1\0"), buf, 255n));
+      if (flags < 0 || n < 0) return undefined;
+      return { target: new TextDecoder().decode(buf.subarray(0, n)), mode: flags & C.O_ACCMODE };
+    } finally {
+      releaseLibc();
+    }
+  }
+  // Deno lets only --allow-all read these.
+  if (Deno.permissions.querySync({ name: "read" }).state !== "granted") return undefined;
+  const flags = /^flags:\s*([0-7]+)/m.exec(Deno.readTextFileSync("/proc/self/fdinfo/1"))?.[1];
+  if (flags === undefined) return undefined;
+  return { target: Deno.readLinkSync("/proc/self/fd/1"), mode: parseInt(flags, 8) & C.O_ACCMODE };
 }

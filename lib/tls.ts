@@ -7,9 +7,10 @@
  *   name than the address dialled; failures are explained — unknown issuer,
  *   name mismatch, expired, and rustls's rule that a self-signed server
  *   certificate must not be a CA (CA:FALSE).
- * - `--insecure` skips verification. Deno's own TLS cannot do that per
- *   connection, so that path uses `node:tls` (`rejectUnauthorized: false`),
- *   adapted to look like a `Deno.Conn`.
+ * - `--insecure` skips verification and `--cert/--key` present a client
+ *   certificate; Deno's own TLS cannot do either per connection, so those
+ *   clients — and every TLS server — go through `node:tls`
+ *   (`node_tls.ts`).
  * - Servers load `--cert`/`--key` PEM files, or make an ephemeral
  *   self-signed certificate (ECDSA P-256, CA:FALSE, for localhost,
  *   127.0.0.1 and ::1) with `@peculiar/x509` over WebCrypto, and announce its
@@ -18,7 +19,8 @@
  * @module
  */
 
-import { X509Certificate } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import { SockitError, toSockitError } from "./errors.ts";
 
 /** Client side options. */
@@ -116,13 +118,33 @@ function readPem(path: string, what: string, marker: RegExp): string {
 export function loadCertificate(certPath: string, keyPath: string): TlsCertificate {
   const cert = readPem(certPath, "certificate", /-----BEGIN CERTIFICATE-----/);
   const key = readPem(keyPath, "private key", /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/);
+  let x509: X509Certificate;
   try {
-    new X509Certificate(cert);
+    x509 = new X509Certificate(cert);
   } catch {
     throw new SockitError("the certificate cannot be parsed", {
       op: "load certificate",
       address: certPath,
       code: "EINVAL",
+    });
+  }
+  let publicKey: Uint8Array;
+  try {
+    publicKey = createPublicKey(createPrivateKey(key)).export({ type: "spki", format: "der" });
+  } catch {
+    throw new SockitError("no usable private key in it", {
+      op: "load key",
+      address: keyPath,
+      code: "EINVAL",
+    });
+  }
+  const certified = x509.publicKey.export({ type: "spki", format: "der" });
+  if (Buffer.compare(publicKey, certified) !== 0) {
+    throw new SockitError("the key does not match the certificate", {
+      op: "load key",
+      address: keyPath,
+      code: "EINVAL",
+      hint: `--key must be the private key of --cert ${certPath}`,
     });
   }
   return { cert, key, ephemeral: false };
@@ -224,6 +246,10 @@ export function tlsFailure(error: unknown, address: string): SockitError {
   const code = String((error as { code?: string })?.code ?? "");
   if (/peer sent no certificates/i.test(message)) {
     return fail("the client sent no certificate (--client-ca asks every client for one)");
+  }
+  const refused = /client certificate not accepted: (\S+)/.exec(message);
+  if (refused) {
+    return fail(`the client's certificate is not signed by a --client-ca CA (${refused[1]})`);
   }
   if (/CertificateRequired|certificate required/i.test(message)) {
     return fail(
@@ -346,19 +372,17 @@ function denoPeerCertificate(conn: Deno.TlsConn): CertificateInfo | undefined {
  *
  * @example Usage
  * ```ts
- * import { ephemeralCertificate, serverHandshake, upgradeClient } from "./tls.ts";
+ * import { ephemeralCertificate, upgradeClient } from "./tls.ts";
+ * import { acceptTls } from "./node_tls.ts";
  * import assert from "node:assert/strict";
  *
  * const { cert, key } = await ephemeralCertificate();
- * const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
- * const accepting = listener.accept().then(async (conn) => {
- *   await serverHandshake(conn);
- *   return conn;
- * });
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const accepting = listener.accept().then((raw) => acceptTls(raw, { cert, key }));
  * const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const { conn, info } = await upgradeClient(tcp, "localhost", { caCerts: [cert] });
  * assert.equal(info.alpn, null);
- * (await accepting).close();
+ * (await accepting).conn.close();
  * conn.close();
  * listener.close();
  * ```
@@ -384,225 +408,6 @@ export async function upgradeClient(
     }
     throw err;
   }
-}
-
-/**
- * Completes a server-side handshake (Deno does it lazily otherwise), so that
- * a client that fails TLS is reported as such. See
- * {@linkcode upgradeClient} for an example with both ends.
- *
- * @example Usage
- * ```ts
- * import { ephemeralCertificate, serverHandshake } from "./tls.ts";
- * import assert from "node:assert/strict";
- *
- * const { cert, key } = await ephemeralCertificate();
- * const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key, alpnProtocols: ["h2"] });
- * const client = Deno.connectTls({ hostname: "localhost", port: listener.addr.port, caCerts: [cert], alpnProtocols: ["h2"] });
- * const server = await listener.accept();
- * const [info] = await Promise.all([serverHandshake(server), (await client).handshake()]);
- * assert.equal(info.alpn, "h2");
- * server.close();
- * (await client).close();
- * listener.close();
- * ```
- */
-export async function serverHandshake(conn: Deno.TlsConn): Promise<HandshakeInfo> {
-  const { alpnProtocol } = await conn.handshake();
-  return { alpn: alpnProtocol };
-}
-
-/**
- * A TLS client connection through `node:tls`, adapted to the `Deno.Conn`
- * shape the rest of sockit uses (read/write/closeWrite/close, addresses):
- * for what Deno's own TLS cannot do per connection — skip verification
- * (`insecure`, `--insecure`) or present a client certificate (`cert`/`key`,
- * mutual TLS). Otherwise it verifies against the system's roots plus
- * `caCerts`, for `serverName` (or the host).
- *
- * @example Usage
- * ```ts
- * import { connectNodeTls, ephemeralCertificate } from "./tls.ts";
- * import assert from "node:assert/strict";
- *
- * const { cert, key } = await ephemeralCertificate();
- * const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
- * const served = listener.accept().then(async (conn) => {
- *   await conn.write(new TextEncoder().encode("hi"));
- *   await conn.closeWrite();
- *   return conn;
- * });
- * // Not trusted, yet connected: nothing is verified.
- * const { conn, info } = await connectNodeTls("127.0.0.1", listener.addr.port, { insecure: true });
- * assert.match(info.version ?? "", /TLS/);
- * const buf = new Uint8Array(8);
- * assert.equal(await conn.read(buf), 2);
- * conn.close();
- * (await served).close();
- * listener.close();
- * ```
- */
-export async function connectNodeTls(
-  hostname: string,
-  port: number,
-  options: TlsClientOptions,
-  signal?: AbortSignal,
-): Promise<{ conn: Deno.Conn; info: HandshakeInfo }> {
-  const tls = await import("node:tls");
-  const { isIP } = await import("node:net");
-  const socket = tls.connect(
-    {
-      host: hostname,
-      port,
-      servername: options.serverName ?? (isIP(hostname) ? undefined : hostname),
-      rejectUnauthorized: !options.insecure,
-      // The system's roots plus --cacert, as with Deno's own TLS (where sockit may read them).
-      ca: options.caCerts ? [...systemRoots(tls), ...options.caCerts] : undefined,
-      cert: options.cert,
-      key: options.key,
-      ALPNProtocols: options.alpn,
-      allowHalfOpen: true,
-    } as import("node:tls").ConnectionOptions,
-  );
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = () => {
-      socket.destroy();
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    socket.once("secureConnect", () => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    });
-    socket.once("error", (err: Error) => {
-      signal?.removeEventListener("abort", onAbort);
-      reject(err);
-    });
-  });
-  return { conn: nodeConn(socket), info: nodeHandshake(socket) };
-}
-
-/**
- * The system's root certificates as `node:tls` lists them; none where Deno
- * does not let sockit read them (that needs `--allow-sys`).
- */
-function systemRoots(tls: typeof import("node:tls")): readonly string[] {
-  try {
-    // The list loads lazily: copy it here, where a refusal can be caught.
-    return [...tls.rootCertificates];
-  } catch {
-    return [];
-  }
-}
-
-/**
- * What a `node:tls` socket negotiated: ALPN, version, cipher, and the
- * peer's certificate (a server's, or a client's under mutual TLS).
- */
-export function nodeHandshake(socket: import("node:tls").TLSSocket): HandshakeInfo {
-  const peer = socket.getPeerCertificate();
-  const subject = peer?.subject as unknown as Record<string, string> | undefined;
-  return {
-    alpn: socket.alpnProtocol || null,
-    version: socket.getProtocol() ?? undefined,
-    cipher: socket.getCipher()?.name,
-    peer: peer && peer.fingerprint256
-      ? {
-        subject: subject ? Object.entries(subject).map(([k, v]) => `${k}=${v}`).join(", ") : "",
-        fingerprint: peer.fingerprint256,
-        names: peer.subjectaltname,
-        validTo: peer.valid_to,
-      }
-      : undefined,
-  };
-}
-
-/** The parts of a `node:net`/`node:tls` socket that {@linkcode nodeConn} uses. */
-export interface NodeSocketLike {
-  localAddress?: string;
-  localPort?: number;
-  remoteAddress?: string;
-  remotePort?: number;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-  write(data: Uint8Array, callback: (err?: Error | null) => void): boolean;
-  end(callback?: () => void): unknown;
-  destroy(): unknown;
-  pause(): unknown;
-  resume(): unknown;
-}
-
-/** A node socket as the `Deno.Conn` subset the relay uses. */
-export function nodeConn(socket: NodeSocketLike): Deno.Conn {
-  const queue: Uint8Array[] = [];
-  let queued = 0;
-  let offset = 0;
-  let ended = false;
-  let failure: Error | undefined;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    wake?.();
-    wake = undefined;
-  };
-  socket.on("data", (chunk: Uint8Array) => {
-    queue.push(chunk);
-    queued += chunk.length;
-    if (queued > 1 << 20) socket.pause();
-    notify();
-  });
-  socket.on("end", () => {
-    ended = true;
-    notify();
-  });
-  socket.on("close", () => {
-    ended = true;
-    notify();
-  });
-  socket.on("error", (err: Error) => {
-    failure = err;
-    notify();
-  });
-  const addr = (hostname?: string, port?: number): Deno.NetAddr => ({
-    transport: "tcp",
-    hostname: (hostname ?? "").replace(/^::ffff:/, ""),
-    port: port ?? 0,
-  });
-  const conn = {
-    localAddr: addr(socket.localAddress, socket.localPort),
-    remoteAddr: addr(socket.remoteAddress, socket.remotePort),
-    async read(p: Uint8Array): Promise<number | null> {
-      while (queue.length === 0) {
-        if (failure) throw failure;
-        if (ended) return null;
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-      const head = queue[0];
-      const n = Math.min(p.length, head.length - offset);
-      p.set(head.subarray(offset, offset + n));
-      offset += n;
-      queued -= n;
-      if (offset === head.length) {
-        queue.shift();
-        offset = 0;
-      }
-      if (queued < 1 << 19) socket.resume();
-      return n;
-    },
-    write(p: Uint8Array): Promise<number> {
-      return new Promise((resolve, reject) =>
-        // The relay reuses its buffer: hand node a copy.
-        socket.write(p.slice(), (err) => (err ? reject(err) : resolve(p.length)))
-      );
-    },
-    closeWrite(): Promise<void> {
-      return new Promise((resolve) => socket.end(resolve));
-    },
-    close(): void {
-      socket.destroy();
-      ended = true;
-      notify();
-    },
-  };
-  return conn as unknown as Deno.Conn;
 }
 
 /**

@@ -122,7 +122,7 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     // Deno's TLS verifies over any base; node:tls does what it cannot (--insecure, a client certificate).
     dialer: (base, options) =>
       options.tls?.insecure || options.tls?.cert
-        ? nodeTlsDialer(options.tls)
+        ? nodeTlsDialer(base, options.tls)
         : tlsDialer(base, options.tls ?? {}),
     listen: async (endpoint, options) => {
       const { port } = endpoint as NetEndpoint;

@@ -26,6 +26,7 @@ import { connect, connectAddress } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import { isTls } from "./transports.ts";
+import type { Pattern } from "./pattern.ts";
 
 /** Something to wait for: an endpoint, an HTTP(S) URL, or a file. */
 export type WaitTarget = Endpoint | { url: string } | { file: string };
@@ -56,7 +57,7 @@ export interface WaitOptions {
   /** HTTP: the statuses that count as ready (default `["2xx"]`). */
   status?: StatusSet;
   /** HTTP: the body must match too. */
-  body?: RegExp;
+  body?: Pattern;
   /** HTTPS: TLS client settings. */
   tls?: TlsClientOptions;
 }

@@ -348,7 +348,7 @@ Deno.test("tls: ALPN is negotiated and shown with -v", async () => {
   const s = await stop(server);
   assertEquals(r.code, 0, r.stderr);
   assertMatch(r.stderr, /TLS with 127\.0\.0\.1:\d+: ALPN http\/1\.1/);
-  assertMatch(s.stderr, /TLS with 127\.0\.0\.1:\d+: ALPN http\/1\.1/);
+  assertMatch(s.stderr, /TLS with 127\.0\.0\.1:\d+: (.*, )?ALPN http\/1\.1/);
 });
 
 Deno.test("tls: a request over TLS, half-closed with close_notify, gets the whole reply (Python ssl)", async () => {
@@ -584,6 +584,23 @@ const mutual = (() => {
     "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
   );
   sign("client", "/CN=sockit client", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+  // A client certificate from nobody the server trusts.
+  key("impostor.key");
+  openssl([
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    "impostor.key",
+    "-out",
+    "impostor.crt",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=impostor",
+    "-addext",
+    "basicConstraints=critical,CA:FALSE",
+  ], dir);
   return {
     dir,
     ca: `${dir}/ca.crt`,
@@ -591,6 +608,8 @@ const mutual = (() => {
     serverKey: `${dir}/server.key`,
     clientCert: `${dir}/client.crt`,
     clientKey: `${dir}/client.key`,
+    impostorCert: `${dir}/impostor.crt`,
+    impostorKey: `${dir}/impostor.key`,
   };
 })();
 
@@ -684,7 +703,7 @@ Deno.test("tls: mutual TLS client — without --cert the server's demand is said
   assertMatch(received, /hello from sockit/);
 });
 
-Deno.test("tls: mutual TLS server (--client-ca) — a client with a certificate is served, one without is refused", async () => {
+Deno.test("tls: mutual TLS server (--client-ca) — a client with a certificate is served; one without, or with another CA's, is refused", async () => {
   const server = spawnSockit([
     "echo",
     "tls://127.0.0.1:0",
@@ -740,6 +759,16 @@ Deno.test("tls: mutual TLS server (--client-ca) — a client with a certificate 
   assertEquals(decoder.decode(badOut.stdout), "");
   await server.waitForStderr(
     /warning: 127\.0\.0\.1:\d+: TLS handshake failed: the client sent no certificate/,
+  );
+  // A certificate, but not from the CA the server trusts: refused as well.
+  const impostor = sClient(["-cert", mutual.impostorCert, "-key", mutual.impostorKey]);
+  const iw = impostor.stdin.getWriter();
+  await iw.write(encoder.encode("let me in\n")).catch(() => {});
+  await iw.close().catch(() => {});
+  const impostorOut = await impostor.output();
+  assertEquals(decoder.decode(impostorOut.stdout), "");
+  await server.waitForStderr(
+    /warning: 127\.0\.0\.1:\d+: TLS handshake failed: the client's certificate is not signed by a --client-ca CA/,
   );
   server.kill("SIGTERM");
   assertEquals((await server.result()).code, 143);

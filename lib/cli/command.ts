@@ -57,6 +57,8 @@ export interface Command<T> {
   run(options: T, ctx: CommandContext): Promise<number>;
   /** Whether what follows `--` is the command's own (a command to run). */
   passThrough?: boolean;
+  /** It writes nothing on stdout (`echo`, `forward`): a closed stdout does not stop it. */
+  noStdout?: boolean;
   /**
    * A command with a command line of its own (`sockit nc`, getopt style):
    * parses `argv` itself instead of the declared flags.

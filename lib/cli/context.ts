@@ -80,6 +80,8 @@ export interface CommandContext {
   stderrIsTerminal?: boolean;
   /** Whether `NO_COLOR` is set (`Deno.noColor`). */
   noColor?: boolean;
+  /** Whether the process was started with stdout closed (`>&-`): nothing could be written. */
+  stdoutClosed?: boolean;
   /** The terminal's width now, when stderr is one (for `--progress`). */
   stderrColumns?: () => number | undefined;
 }

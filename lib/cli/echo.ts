@@ -41,6 +41,7 @@ export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
 /** `sockit echo`. */
 export const echoCommand: Command<EchoCommandOptions> = {
   name: "echo",
+  noStdout: true,
   summary: "an echo server for TCP, Unix, TLS and UDP; keeps accepting",
   usage: "[options] ENDPOINT",
   description: `An echo server: every byte a client sends comes back to it. Keeps accepting,
@@ -122,7 +123,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           events: reporter,
           report: (err) => reporter.warnFailure(err),
         }),
-      serveOptions(options, ctx, reporter),
+      serveOptions(options, ctx, reporter, options.tls),
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);

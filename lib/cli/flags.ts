@@ -149,6 +149,12 @@ export const FLAGS = {
     help: "after a client's end of input, how long a silent --exec child may take before it is " +
       "ended, with a warning (default 1s; 0: until it exits) — socat's -t",
   },
+  "stall-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "with --broker: a member with 256 KiB waiting for it that reads none of it for DUR is " +
+      "dropped, so it cannot hold up the others (default 5s; 0: never)",
+  },
   broker: {
     type: "boolean",
     help:
@@ -203,6 +209,12 @@ export const FLAGS = {
     value: "PEM",
     help: "ask every client for a certificate signed by this CA and refuse those without one " +
       "(repeatable): mutual TLS",
+  },
+  "handshake-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "close a TLS client that has not finished its handshake after DUR (default 10s; 0: no " +
+      "limit); while one holds a --max-conns slot, a newcomer waits for it instead of being refused",
   },
   cacert: {
     type: "string",

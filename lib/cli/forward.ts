@@ -45,6 +45,7 @@ export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
 /** `sockit forward`. */
 export const forwardCommand: Command<ForwardCommandOptions> = {
   name: "forward",
+  noStdout: true,
   summary: "a port forwarder: accept, connect the target per client, relay both ways",
   usage: "[options] LISTEN TARGET",
   description: `Accept connections on LISTEN; for each, connect to TARGET and relay both ways.
@@ -82,6 +83,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
         ],
         "key",
         "client-ca",
+        "handshake-timeout",
         ["cacert", "trust this certificate too for a tls:// TARGET (repeatable)"],
         ["servername", "verify the tls:// TARGET as NAME (and send it as SNI)"],
         ["insecure", "do not verify the tls:// TARGET's certificate"],
@@ -198,7 +200,7 @@ export async function runForward(
         events: reporter,
         report: (err) => reporter.warnFailure(err),
       });
-    }, serveOptions(options, ctx, reporter));
+    }, serveOptions(options, ctx, reporter, options.serverTls));
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

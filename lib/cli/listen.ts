@@ -18,8 +18,10 @@ import {
   findProgram,
   splitCommand,
 } from "../exec.ts";
+import type { Connection } from "../conn.ts";
 import { Fanout } from "../fanout.ts";
-import { formatDuration } from "../format.ts";
+import type { Subscription } from "../fanout.ts";
+import { formatBytes, formatDuration } from "../format.ts";
 import { formatAddr } from "../ip.ts";
 import { openDatagram } from "../open.ts";
 import type { Step } from "../dialogue.ts";
@@ -81,12 +83,27 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   grace: number;
   /** `--broker`. */
   broker: boolean;
+  /** `--stall-timeout`: ms a broker member may hold up the others (undefined: for ever). */
+  stallTimeout?: number;
   /** TLS server options, when the listener is TLS. */
   tls?: TlsServerFlags;
 }
 
 /** The options that need connections: not for a datagram endpoint. */
 const STREAM_ONLY = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
+
+/** How long a `--broker` member may hold up the others, by default. */
+export const BROKER_STALL = 5000;
+
+/** How much a `--broker` member may have waiting for it before the others wait. */
+const BROKER_HIGH_WATER = 256 * 1024;
+
+/** `--stall-timeout DUR`: only with `--broker`; 0 for never. */
+function stallFlag(values: FlagValues): number | undefined {
+  if (values["stall-timeout"] === undefined) return BROKER_STALL;
+  if (!values.broker) throw new UsageError("option --stall-timeout is for --broker");
+  return durationFlag(values, "stall-timeout", true);
+}
 
 /** `--grace DUR`: the default without it, no limit for 0; only with `--exec`/`--sh-exec`. */
 function graceFlag(values: FlagValues): number {
@@ -149,6 +166,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "sh-exec",
         "grace",
         "broker",
+        "stall-timeout",
         ...SERVER_FLAGS,
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
         ["no-half-close", "keep the write side open after the end of stdin (or of --send)"],
@@ -197,6 +215,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
       exec: execArgv(values),
       grace: graceFlag(values),
       broker: values.broker === true,
+      stallTimeout: stallFlag(values),
       tls,
     };
   },
@@ -240,7 +259,7 @@ export async function runListen(
       reporter,
     );
     const code = await serve(listener, connectionHandler(options, ctx, reporter), {
-      ...serveOptions(options, ctx, reporter),
+      ...serveOptions(options, ctx, reporter, options.tls),
       once: !many,
     });
     if (many) reporter.totals();
@@ -337,8 +356,30 @@ function connectionHandler(
     };
   }
   if (options.broker) {
-    const hub = new Fanout({ highWater: 256 * 1024 });
-    return (conn) => transfer(conn, brokerPort(hub), { ...common, endOnEof: "a" });
+    const members = new Map<Subscription, Connection>();
+    const hub = new Fanout({
+      highWater: BROKER_HIGH_WATER,
+      stallLimit: options.stallTimeout,
+      onDropped: (sub) => {
+        const conn = members.get(sub);
+        if (!conn) return;
+        reporter.warning(
+          `${conn.remoteAddress}: dropped from the broker: it read none of the ` +
+            `${formatBytes(BROKER_HIGH_WATER)} waiting for it for ` +
+            `${formatDuration(options.stallTimeout!)} (--stall-timeout)`,
+        );
+        conn.close();
+      },
+    });
+    return async (conn) => {
+      const port = brokerPort(hub);
+      members.set(port.inbox, conn);
+      try {
+        return await transfer(conn, port, { ...common, endOnEof: "a" });
+      } finally {
+        members.delete(port.inbox);
+      }
+    };
   }
   if (options.keepOpen && !options.steps && !options.recvOnly) {
     // stdin goes to every client: one reader, one queue per client.
@@ -409,9 +450,10 @@ function hubPublisher(hub: Fanout): Duplex {
 }
 
 /** A client's place in the broker: what it sends goes to all the others. */
-function brokerPort(hub: Fanout): Duplex {
+function brokerPort(hub: Fanout): Duplex & { inbox: Subscription } {
   const inbox = hub.subscribe();
   return {
+    inbox,
     label: "broker",
     read: (p) => inbox.read(p),
     write: async (p) => {

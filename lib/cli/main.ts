@@ -7,7 +7,7 @@
  */
 
 import denoJson from "../../deno.json" with { type: "json" };
-import { exitCodeOf, UsageError } from "../errors.ts";
+import { exitCodeOf, SockitError, UsageError } from "../errors.ts";
 import { schemePrefix, TRANSPORTS } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { flagUses, helpText, parseCommand } from "./command.ts";
@@ -131,6 +131,17 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
     }
     // Help first: whatever else the line says, it is not checked.
     if (asksForHelp(rest)) return await print(ctx, helpText(command));
+    if (ctx.stdoutClosed && !command.noStdout) {
+      // Received bytes would be written nowhere, and nobody would know.
+      return reporter.fail(
+        new SockitError("stdout is closed (>&-): what arrives could not be written", {
+          op: name,
+          code: "EBADF",
+          hint: "redirect stdout to a file, or to /dev/null to discard what arrives",
+        }),
+        name,
+      );
+    }
     let options: unknown;
     try {
       options = parseCommand(command, rest);

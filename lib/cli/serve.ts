@@ -48,8 +48,6 @@ export async function openServer(
       trace: reporter.traceFn,
       tls,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
-      onTlsError: (remote, err) =>
-        reporter.warning(`${remote}: TLS handshake failed: ${tlsFailure(err, remote).reason}`),
     });
   } catch (err) {
     throw options.tls ? explainTlsListenError(err, options.tls) : err;
@@ -72,10 +70,12 @@ export function serveOptions(
   limits: ServerLimits,
   ctx: CommandContext,
   reporter: Reporter,
+  tls?: TlsServerFlags,
 ): ServeOptions {
   return {
     events: reporter,
     signal: ctx.signal,
+    handshakeTimeout: tls?.handshakeTimeout,
     maxConns: limits.maxConns,
     access: limits.access,
     report: (err) => reporter.fail(err),

@@ -16,6 +16,7 @@ import { SERVER_BUFFER, transfer } from "../transfer.ts";
 import type { Peer, TransferOptions } from "../transfer.ts";
 import type { CommandContext } from "./context.ts";
 import type { Reporter } from "./report.ts";
+import { compilePatterns } from "./values.ts";
 
 /**
  * After its client has left, `listen` still sends input that keeps coming:
@@ -139,6 +140,9 @@ export async function runSession(
   const report = (err: unknown) =>
     options.warnOnly ? reporter.warnFailure(err) : reporter.fail(err);
   // Each session runs its own copy of the dialogue (a server runs one per client).
+  if (options.steps) {
+    await compilePatterns("expect", options.steps.flatMap((s) => "expect" in s ? [s.expect] : []));
+  }
   const dialogue = options.steps ? new Dialogue(options.steps) : undefined;
   let payload;
   try {

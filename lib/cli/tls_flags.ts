@@ -15,6 +15,7 @@ import { certificateInfo, ephemeralCertificate, loadCaCerts, loadCertificate } f
 import type { TlsClientOptions } from "../tls.ts";
 import { isTls, withTls } from "../transports.ts";
 import type { FlagUse, FlagValues } from "./flags.ts";
+import { durationFlag } from "./values.ts";
 import type { Reporter } from "./report.ts";
 
 /** The client-side TLS flags. */
@@ -29,7 +30,14 @@ export const TLS_CLIENT_FLAGS: FlagUse[] = [
 ];
 
 /** The server-side TLS flags. */
-export const TLS_SERVER_FLAGS: FlagUse[] = ["tls", "cert", "key", "client-ca", "alpn"];
+export const TLS_SERVER_FLAGS: FlagUse[] = [
+  "tls",
+  "cert",
+  "key",
+  "client-ca",
+  "alpn",
+  "handshake-timeout",
+];
 
 /** Parsed client-side TLS flags (files not read yet). */
 export interface TlsClientFlags {
@@ -41,6 +49,8 @@ export interface TlsClientFlags {
   insecure: boolean;
   /** `--alpn`. */
   alpn?: string[];
+  /** `--handshake-timeout` in ms (0: no limit); absent: the default. */
+  handshakeTimeout?: number;
   /** `--cert`: a client certificate file (with `key`). */
   cert?: string;
   /** `--key`. */
@@ -55,6 +65,8 @@ export interface TlsServerFlags {
   key?: string;
   /** `--alpn`. */
   alpn?: string[];
+  /** `--handshake-timeout` in ms (0: no limit); absent: the default. */
+  handshakeTimeout?: number;
   /** `--client-ca`: ask every client for a certificate signed by one of these. */
   clientCa?: string[];
 }
@@ -148,7 +160,13 @@ export function tlsServerFlags(
   values: FlagValues,
   endpoint: Endpoint,
 ): { endpoint: Endpoint; flags?: TlsServerFlags } {
-  const applied = applyTls(endpoint, values, ["cert", "key", "alpn", "client-ca"]);
+  const applied = applyTls(endpoint, values, [
+    "cert",
+    "key",
+    "alpn",
+    "client-ca",
+    "handshake-timeout",
+  ]);
   if (!applied.tls) return { endpoint: applied.endpoint };
   const cert = values.cert as string | undefined;
   const key = values.key as string | undefined;
@@ -164,6 +182,9 @@ export function tlsServerFlags(
       key,
       alpn: alpn.length ? alpn : undefined,
       ...(clientCa.length ? { clientCa } : {}),
+      ...("handshake-timeout" in values
+        ? { handshakeTimeout: durationFlag(values, "handshake-timeout") }
+        : {}),
     },
   };
 }

@@ -13,6 +13,7 @@ import type { AccessRules } from "../cidr.ts";
 import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { decodeEscapes } from "../escapes.ts";
+import { Pattern } from "../pattern.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
 import type { Step } from "../dialogue.ts";
@@ -119,18 +120,49 @@ export function familyFlag(values: FlagValues, endpoint?: Endpoint): 4 | 6 | und
  *
  * assert.equal(regexFlag({ expect: "^\\+PONG" }, "expect")?.source, "^\\+PONG");
  * assert.throws(() => regexFlag({ expect: "(" }, "expect"), /invalid regular expression/);
+ * assert.throws(() => regexFlag({ expect: "a(?=b)" }, "expect"), /lookaround/);
  * ```
  */
-export function regexFlag(values: FlagValues, name: string): RegExp | undefined {
+export function regexFlag(values: FlagValues, name: string): Pattern | undefined {
   const text = values[name];
   if (typeof text !== "string") return undefined;
   try {
-    return new RegExp(text);
+    return new Pattern(text);
   } catch (err) {
-    throw new UsageError(
-      `option --${name}: invalid regular expression ${JSON.stringify(text)}: ` +
-        (err as Error).message.replace(/^Invalid regular expression: /, ""),
-    );
+    throw patternError(name, text, err);
+  }
+}
+
+/** A pattern RE2 refused, as a usage error naming the option. */
+function patternError(name: string, text: string, err: unknown): UsageError {
+  return new UsageError(
+    `option --${name}: invalid regular expression ${JSON.stringify(text)}: ${
+      (err as Error).message
+    }`,
+  );
+}
+
+/**
+ * Compiles the patterns of an option (loading the linear-time engine); one
+ * that RE2 refuses is a usage error naming the option.
+ *
+ * @example Usage
+ * ```ts
+ * import { compilePatterns, regexFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const body = regexFlag({ body: "ok" }, "body")!;
+ * await compilePatterns("body", [body]);
+ * assert.ok(body.test("all ok"));
+ * ```
+ */
+export async function compilePatterns(name: string, patterns: Pattern[]): Promise<void> {
+  for (const pattern of patterns) {
+    try {
+      await pattern.compile();
+    } catch (err) {
+      throw patternError(name, pattern.source, err);
+    }
   }
 }
 

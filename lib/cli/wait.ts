@@ -23,7 +23,8 @@ import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
 import type { TlsClientFlags } from "./tls_flags.ts";
-import { durationFlag, familyFlag, regexFlag } from "./values.ts";
+import type { Pattern } from "../pattern.ts";
+import { compilePatterns, durationFlag, familyFlag, regexFlag } from "./values.ts";
 
 /** Parsed options of `sockit wait`. */
 export interface WaitCommandOptions extends GlobalOptions {
@@ -44,7 +45,7 @@ export interface WaitCommandOptions extends GlobalOptions {
   /** HTTP: accepted statuses. */
   status?: StatusSet;
   /** HTTP: the body must match. */
-  body?: RegExp;
+  body?: Pattern;
   /** HTTPS: TLS client flags. */
   tls?: TlsClientFlags;
   /** The command to run once everything is ready. */
@@ -227,6 +228,7 @@ export async function runWait(options: WaitCommandOptions, ctx: CommandContext):
   let results: WaitResult[];
   try {
     if (options.command) checkRunPermission(options.command[0]);
+    if (options.body) await compilePatterns("body", [options.body]);
     const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
     const pending: Promise<number>[] = [];
     results = await waitFor(options.targets, {

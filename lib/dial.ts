@@ -14,7 +14,6 @@
  */
 
 import { Connection } from "./conn.ts";
-import type { ConnectionOptions } from "./conn.ts";
 import { delay } from "./deadline.ts";
 import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";

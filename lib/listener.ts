@@ -185,11 +185,11 @@ function removeSocketFile(path: string): void {
  * assert.equal(server.remoteAddress, client.localAddress);
  * ```
  */
-export async function listenTcp(
+export function listenTcp(
   hostname: string,
   port: number,
   options: ListenerOptions = {},
-): Promise<Listener> {
+): Listener {
   const trace = options.trace;
   const tag = `L${++lastListenerId}`;
   const requested = `${formatHost(hostname)}:${port}`;

@@ -137,7 +137,7 @@ async function rawDuplex(
   const { Duplex } = await import("node:stream");
   let pumping = false;
   let writing = 0;
-  let idle: Array<() => void> = [];
+  const idle: Array<() => void> = [];
   const pump = async () => {
     try {
       for (;;) {

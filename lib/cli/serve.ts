@@ -11,7 +11,6 @@
 import type { Endpoint } from "../address.ts";
 import type { Listener } from "../listener.ts";
 import { listen } from "../open.ts";
-import { tlsFailure } from "../tls.ts";
 import type { ServeOptions } from "../server.ts";
 import type { CommandContext } from "./context.ts";
 import type { ServerLimits } from "./values.ts";

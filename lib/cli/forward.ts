@@ -14,7 +14,7 @@ import { exitCodeOf, UsageError } from "../errors.ts";
 import { connect, connectAddress } from "../open.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { isTls, requireEndpoint } from "../transports.ts";
+import { isTls, requireEndpoint, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -136,7 +136,8 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       target,
       ...serverLimits(values),
       connectTimeout: durationFlag(values, "connect-timeout", true) ?? 10_000,
-      family: familyFlag(values),
+      // -4/-6 also steer the target's resolution: a Unix LISTEN takes them too.
+      family: familyFlag(values, transportOf(listenAt).address === "path" ? undefined : listenAt),
       serverTls: tlsServerFlags(serverValues, listenAt).flags,
       clientTls: tlsClientFlags(clientValues, target).flags,
     };

@@ -14,6 +14,7 @@ import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { decodeEscapes } from "../escapes.ts";
 import { Pattern } from "../pattern.ts";
+import { formatHost, ipFamily } from "../ip.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
 import type { Step } from "../dialogue.ts";
@@ -99,6 +100,10 @@ export function countFlag(values: FlagValues, name: string): number | undefined 
  * assert.equal(familyFlag({ ipv6: true }, { transport: "tcp", port: 80 }), 6);
  * assert.equal(familyFlag({}), undefined);
  * assert.throws(() => familyFlag({ ipv4: true }, { transport: "unix", path: "/s" }), /do not mix/);
+ * assert.throws(
+ *   () => familyFlag({ ipv6: true }, { transport: "tcp", hostname: "127.0.0.1", port: 80 }),
+ *   /127\.0\.0\.1:80: an IPv4 address, but -6 was given/,
+ * );
  * ```
  */
 export function familyFlag(values: FlagValues, endpoint?: Endpoint): 4 | 6 | undefined {
@@ -106,6 +111,16 @@ export function familyFlag(values: FlagValues, endpoint?: Endpoint): 4 | 6 | und
   const family = values.ipv4 ? 4 : values.ipv6 ? 6 : undefined;
   if (family && endpoint && transportOf(endpoint).address === "path") {
     throw new UsageError(`options -${family} and ${formatEndpoint(endpoint)} do not mix`);
+  }
+  // An address of the other family is a mistake found here, before anything is opened.
+  const host = endpoint && "hostname" in endpoint ? endpoint.hostname : undefined;
+  const literal = host === undefined ? undefined : ipFamily(host);
+  if (family && literal && literal !== family) {
+    throw new UsageError(
+      `${formatHost(host!)}${
+        "port" in endpoint! ? `:${endpoint.port}` : ""
+      }: an IPv${literal} address, but -${family} was given`,
+    );
   }
   return family;
 }

@@ -1,0 +1,21 @@
+/**
+ * The command line fuzzed: a fixed-seed sample of generated command lines
+ * (`tests/fuzz.ts`) run through sockit, in-process (or as processes against
+ * `$SOCKIT`), each stopped with SIGTERM if it is still running. Every run
+ * must keep the rules: a documented exit code, a usage error in at most two
+ * lines, no stack trace, an end soon after SIGTERM. `deno task fuzz` runs
+ * more (`FUZZ_RUNS`, `FUZZ_SEED`).
+ */
+
+import { assertEquals } from "./assert.ts";
+import { fuzz } from "./fuzz.ts";
+import { customCommand } from "./helpers.ts";
+
+Deno.test("fuzz: generated command lines end with a documented code, briefly, without a trace", async () => {
+  const { runs, failures } = await fuzz(
+    customCommand
+      ? { runs: 150, seed: 20261202, concurrency: 4, stopAfter: 400, endWithin: 5000 }
+      : { runs: 3000, seed: 20261202, concurrency: 8, stopAfter: 150, endWithin: 3000 },
+  );
+  assertEquals(failures.slice(0, 5), [], `${failures.length} of ${runs} runs broke a rule`);
+});

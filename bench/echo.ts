@@ -53,7 +53,7 @@ export const echoDefaults: EchoOptions = {
 };
 
 /** What bench/echo_load.c prints. */
-interface Load {
+export interface Load {
   conns: number;
   msgs: number;
   seconds: number;
@@ -72,7 +72,7 @@ interface Load {
 }
 
 /** Why a server has no figures; `startup` when it never listened (or is not installed). */
-type Failure = { failure: string; startup?: boolean };
+export type Failure = { failure: string; startup?: boolean };
 type Outcome = { load: Load } | Failure;
 
 /** The measured columns, in table order, between `bench`, `tool` and `note`. */
@@ -102,14 +102,18 @@ const decoder = new TextDecoder();
 /** Terminal colour codes, as in Deno's own error messages. */
 const colours = new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g");
 
-function firstLine(bytes: Uint8Array): string {
+export function firstLine(bytes: Uint8Array): string {
   const text = decoder.decode(bytes).replace(colours, "").trim();
   const line = text.split("\n").find((l) => l.trim()) ?? "";
   return line.length > 100 ? line.slice(0, 97) + "..." : line;
 }
 
 /** Waits for a listener on `port` unless `ended()` first; false when it never listened. */
-async function listening(port: number, ended: () => boolean, timeoutMs: number): Promise<boolean> {
+export async function listening(
+  port: number,
+  ended: () => boolean,
+  timeoutMs: number,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!ended() && Date.now() < deadline) {
     try {
@@ -186,11 +190,11 @@ function combine(runs: Load[]): Load {
   };
 }
 
-function micros(us: number): string {
+export function micros(us: number): string {
   return us < 1000 ? `${us.toFixed(0)} µs` : `${(us / 1000).toFixed(1)} ms`;
 }
 
-function mebibytes(kib: number): string {
+export function mebibytes(kib: number): string {
   if (kib < 0) return "-";
   return `${(kib / 1024).toFixed(1)} MiB`;
 }
@@ -209,26 +213,28 @@ function targets(load: Load, node: Load | undefined, many: boolean): string {
   ].join(", ");
 }
 
+/** Builds bench/echo_load.c into `dir`; its path, or why it could not be built. */
+export async function compileLoader(dir: string): Promise<string | Failure> {
+  if (!which("cc")) return { failure: "no C compiler (cc) for echo_load.c" };
+  const loader = `${dir}/echo_load`;
+  const source = new URL("./echo_load.c", import.meta.url).pathname;
+  const cc = await new Deno.Command("cc", {
+    args: ["-O2", "-o", loader, source],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return cc.success ? loader : { failure: `cc failed: ${firstLine(cc.stderr)}` };
+}
+
 /**
  * Runs the echo comparison, 1 connection then `options.conns`, and returns
  * one row per server and scenario; `ratio` is the rate over Node's.
  */
 export async function benchEcho(options: EchoOptions = echoDefaults): Promise<Row[]> {
-  if (!which("cc")) {
-    return [{ bench: "echo", tool: "-", note: "no C compiler (cc) for echo_load.c" }];
-  }
   const dir = await Deno.makeTempDir({ prefix: "sockit-bench-echo-" });
   try {
-    const loader = `${dir}/echo_load`;
-    const source = new URL("./echo_load.c", import.meta.url).pathname;
-    const cc = await new Deno.Command("cc", {
-      args: ["-O2", "-o", loader, source],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!cc.success) {
-      return [{ bench: "echo", tool: "-", note: `cc failed: ${firstLine(cc.stderr)}` }];
-    }
+    const loader = await compileLoader(dir);
+    if (typeof loader !== "string") return [{ bench: "echo", tool: "-", note: loader.failure }];
     const node = 'require("net").createServer((s) => { s.on("error", () => {}); s.pipe(s); })' +
       '.listen({port}, "127.0.0.1");';
     const servers: Server[] = [

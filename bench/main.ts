@@ -1,8 +1,9 @@
 /**
  * `deno task bench [throughput] [echo] [scan] [flags] [--size BYTES] [--runs N] [--echo-warmup S]
- * [--echo-seconds S] [--echo-rounds N] [--scan-rounds N]`: speed compared with nc (and socat
+ * [--echo-seconds S] [--echo-rounds N] [--scan-rounds N] [--soak-seconds S] [--soak-short N]`: speed compared with nc (and socat
  * when installed) in the same run, as ratios; echo round trips compared with Node.js and ncat;
- * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener.
+ * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener;
+ * a soak of echo and forward (1,000 clients, then 10,000 short connections: errors, drift).
  * Sections named on the command line run (default: all). Loopback only; every run is bounded
  * and stops by itself.
  *
@@ -13,6 +14,7 @@ import { parseArgs } from "node:util";
 import { benchEcho, echoDefaults } from "./echo.ts";
 import { benchFlags } from "./flags.ts";
 import { benchScan } from "./scan.ts";
+import { benchSoak, soakDefaults } from "./soak.ts";
 import { benchThroughput } from "./throughput.ts";
 import { table } from "./util.ts";
 
@@ -26,11 +28,13 @@ const { values, positionals } = parseArgs({
     "echo-seconds": { type: "string", default: String(echoDefaults.measure) },
     "echo-rounds": { type: "string", default: String(echoDefaults.rounds) },
     "scan-rounds": { type: "string", default: "5" },
+    "soak-seconds": { type: "string", default: String(soakDefaults.seconds) },
+    "soak-short": { type: "string", default: String(soakDefaults.short) },
   },
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const sections = ["throughput", "echo", "scan", "flags"];
+const sections = ["throughput", "echo", "scan", "flags", "soak"];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
@@ -81,4 +85,18 @@ if (chosen.has("flags")) {
       `interleaved (CPU: both ends, user+sys); --hex at 16, 64 and 256 MiB`,
   );
   print(table(await benchFlags({ size: flagSize, runs: flagRuns })));
+}
+if (chosen.has("soak")) {
+  if (chosen.size > 1) print("");
+  const soak = {
+    ...soakDefaults,
+    seconds: Number(values["soak-seconds"]),
+    short: Number(values["soak-short"]),
+  };
+  print(
+    `Soak: ${soak.conns} clients doing 64-byte round trips for ${soak.seconds} s, then ` +
+      `${soak.short} short connections (${soak.parallel} at a time), through sockit echo and ` +
+      `sockit forward (to a sockit echo); the server's RSS and open descriptors from /proc`,
+  );
+  print(table(await benchSoak(soak)));
 }

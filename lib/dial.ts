@@ -71,15 +71,65 @@ export function targetText(target: DialTarget): string {
   return "path" in target ? `unix:${target.path}` : `${formatHost(target.host)}:${target.port}`;
 }
 
+/**
+ * How long a connect may go on after its signal aborts before it is
+ * cancelled: long enough for one that is completing to complete.
+ */
+const CANCEL_GRACE = 25;
+
+/**
+ * `Deno.connect` that ends when `signal` aborts, without leaking: Deno 2.9
+ * loses the socket of a connect that completes just as its own `signal`
+ * aborts (the promise rejects, the descriptor stays open for good). So the
+ * abort is passed on only after a short grace, and a connection that
+ * completes in it is closed here; the promise settles once the connect has.
+ *
+ * @example Usage
+ * ```ts
+ * import { connectTcp } from "./dial.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const controller = new AbortController();
+ * controller.abort(new Error("stop"));
+ * await assert.rejects(connectTcp({ port: listener.addr.port }, controller.signal), /stop/);
+ * using conn = await connectTcp({ port: listener.addr.port }, new AbortController().signal);
+ * assert.equal(conn.remoteAddr.port, listener.addr.port);
+ * listener.close();
+ * ```
+ */
+export function connectTcp(
+  options: Deno.ConnectOptions,
+  signal: AbortSignal,
+): Promise<Deno.TcpConn> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  const cancel = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const onAbort = () => timer = setTimeout(() => cancel.abort(signal.reason), CANCEL_GRACE);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Deno.connect({ ...options, signal: cancel.signal }).then(
+    (conn) => {
+      if (!signal.aborted) return conn;
+      conn.close();
+      throw signal.reason;
+    },
+    (err) => {
+      throw signal.aborted ? signal.reason : err;
+    },
+  ).finally(() => {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+  });
+}
+
 /** The plain opener: `Deno.connect` to one address. */
 const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
-  const conn = await Deno.connect({
+  const conn = await connectTcp({
     hostname: address,
     port,
-    signal: ctx.signal,
     // An unresolved name (narrow permissions): let Deno try its addresses.
     autoSelectFamily: ipFamily(address) === undefined,
-  });
+  }, ctx.signal);
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
 };

@@ -262,9 +262,10 @@ export async function fuzz(
   const dir = fuzzDir();
   // A peer for the lines that connect somewhere (Deno's own, so it is not under test).
   const echo = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peers = new Map<Deno.Conn, Promise<void>>();
   const echoing = (async () => {
     for await (const conn of echo) {
-      conn.readable.pipeTo(conn.writable).catch(() => {});
+      peers.set(conn, conn.readable.pipeTo(conn.writable).catch(() => {}));
     }
   })();
   const lines = fc.sample(commandLines(dir, echo.addr.port), {
@@ -309,6 +310,15 @@ export async function fuzz(
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   echo.close();
   await echoing.catch(() => {});
+  // A run's last connection may still be echoing (its EOF not yet seen): end them all here.
+  for (const [conn, piping] of peers) {
+    try {
+      conn.close();
+    } catch {
+      // The pipe closed it already.
+    }
+    await piping;
+  }
   Deno.removeSync(dir, { recursive: true });
   return { runs: lines.length, failures, codes, stopped: stoppedRuns };
 }

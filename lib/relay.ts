@@ -161,6 +161,7 @@ export class Relay {
   #draining = false;
   #writing = 0;
   #drainTimer?: ReturnType<typeof setTimeout>;
+  #settleTimer?: ReturnType<typeof setTimeout>;
   #lastActivity = performance.now();
 
   /** Prepares a relay between `a` and `b`; {@linkcode Relay.run} starts it. */
@@ -218,6 +219,7 @@ export class Relay {
     } finally {
       clearTimeout(idleTimer);
       clearTimeout(this.#drainTimer);
+      clearTimeout(this.#settleTimer);
       signal?.removeEventListener("abort", onAbort);
       this.#stopping = true;
       closeQuietly(this.#a);
@@ -246,11 +248,18 @@ export class Relay {
     this.#draining = true;
     this.#a.cancelRead?.();
     this.#b.cancelRead?.();
-    if (this.#writing === 0) this.#closeBoth();
-    else this.#drainTimer = setTimeout(() => this.#closeBoth(), this.#options.drainTimeout ?? 250);
+    this.#drainTimer = setTimeout(() => this.#closeBoth(), this.#options.drainTimeout ?? 250);
+    // A read may have completed just now, its chunk not yet handed to write (the abort came
+    // first in the same turn: an --expect matching the reply to a send that was just read).
+    // One turn later it is in flight, and the pump closes both sides once it is written.
+    this.#settleTimer = setTimeout(() => {
+      if (this.#writing === 0) this.#closeBoth();
+    }, 0);
   }
 
   #closeBoth(): void {
+    clearTimeout(this.#drainTimer);
+    clearTimeout(this.#settleTimer);
     this.#stopping = true;
     closeQuietly(this.#a);
     if (this.#b !== this.#a) closeQuietly(this.#b);

@@ -240,3 +240,28 @@ Deno.test("relay: endOnEof stops the other direction after delivering what it re
   assert(cancelled);
   left.close();
 });
+
+Deno.test("relay: a chunk read in the turn the relay is told to stop is still written", async () => {
+  // Like `--send x --expect ready` when the reply was already there: the send is
+  // read, and the match stops the relay before the read's caller runs on.
+  const controller = new AbortController();
+  const [client, server] = await socketPair();
+  let sent = false;
+  const source = {
+    read(p: Uint8Array): Promise<number | null> {
+      if (sent) return new Promise<null>(() => {}); // cancelled below
+      sent = true;
+      p.set(encoder.encode("x\n"));
+      queueMicrotask(() => controller.abort(new Error("matched")));
+      return Promise.resolve(2);
+    },
+    write: (p: Uint8Array) => Promise.resolve(p.length),
+    closeWrite: () => Promise.resolve(),
+    close() {},
+    cancelRead() {},
+  };
+  const r = new Relay(Connection.from(client), source, { signal: controller.signal });
+  await assertRejects(() => r.run(), Error, "matched");
+  assertEquals(decoder.decode(await readAll(server)), "x\n");
+  server.close();
+});

@@ -802,3 +802,32 @@ Deno.test("tls: node:tls ends — a reader that falls behind still gets every by
   }
   listener.close();
 });
+
+Deno.test("tls: a send is delivered even when the reply it expects is already there (--send then --expect)", async () => {
+  // The reply sits read in node:tls's inbox before the session starts, so the
+  // expect matches in the same turn that the send is read: the send must
+  // still be written before the session closes.
+  const { cert, key } = await ephemeralCertificate();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  for (let i = 0; i < 10; i++) {
+    const serving = listener.accept().then(async (raw) => {
+      const { conn } = await acceptTls(raw, { cert, key });
+      await writeAll(conn, encoder.encode("ready\n"));
+      const got = decoder.decode(await readAll(conn));
+      conn.close();
+      return got;
+    });
+    const r = await runSockit([
+      "connect",
+      `tls://127.0.0.1:${listener.addr.port}`,
+      "--insecure",
+      "--send",
+      "x\\n",
+      "--expect",
+      "^ready",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(await serving, "x\n", `round ${i}`);
+  }
+  listener.close();
+});

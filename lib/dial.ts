@@ -73,16 +73,19 @@ export function targetText(target: DialTarget): string {
 
 /**
  * How long a connect may go on after its signal aborts before it is
- * cancelled: long enough for one that is completing to complete.
+ * cancelled: long enough for one that is completing to complete, even on a
+ * loaded machine; short enough that a signal still ends sockit promptly.
  */
-const CANCEL_GRACE = 25;
+const CANCEL_GRACE = 250;
 
 /**
  * `Deno.connect` that ends when `signal` aborts, without leaking: Deno 2.9
  * loses the socket of a connect that completes just as its own `signal`
  * aborts (the promise rejects, the descriptor stays open for good). So the
- * abort is passed on only after a short grace, and a connection that
- * completes in it is closed here; the promise settles once the connect has.
+ * abort is passed on only after a grace, in which a connect that completes
+ * is closed here; one that is still going then (a SYN nobody answers) has
+ * nothing to lose. The promise settles once the connect has, so nothing is
+ * left running after it.
  *
  * @example Usage
  * ```ts

@@ -15,10 +15,29 @@ import { flagName, FLAGS } from "../lib/cli/flags.ts";
 import type { FlagName } from "../lib/cli/flags.ts";
 import { COMMANDS } from "../lib/cli/main.ts";
 import type { SockitResult } from "./helpers.ts";
-import { spawnSockit } from "./helpers.ts";
+import { requireTool, spawnSockit } from "./helpers.ts";
 
 /** The exit codes the README documents. */
 export const EXIT_CODES = new Set([0, 1, 2, 124, 126, 127, 130, 143]);
+
+/** A threaded echo server on 127.0.0.1 that prints its port. */
+const ECHO_PEER = `
+import socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        try:
+            while True:
+                data = self.request.recv(65536)
+                if not data:
+                    break
+                self.request.sendall(data)
+        except OSError:
+            pass
+socketserver.ThreadingTCPServer.daemon_threads = True
+server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+`;
 
 /** A directory for the files and sockets a fuzzed line may name. */
 export function fuzzDir(): string {
@@ -260,15 +279,17 @@ export async function fuzz(
   options: FuzzOptions,
 ): Promise<{ runs: number; failures: string[]; codes: Record<number, number>; stopped: number }> {
   const dir = fuzzDir();
-  // A peer for the lines that connect somewhere (Deno's own, so it is not under test).
-  const echo = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const peers = new Map<Deno.Conn, Promise<void>>();
-  const echoing = (async () => {
-    for await (const conn of echo) {
-      peers.set(conn, conn.readable.pipeTo(conn.writable).catch(() => {}));
-    }
-  })();
-  const lines = fc.sample(commandLines(dir, echo.addr.port), {
+  // A peer for the lines that connect somewhere, outside this process: Deno's own
+  // listener could be caught closing as it accepts (a socket the sanitizers count).
+  const peer = new Deno.Command(requireTool("python3"), {
+    args: ["-c", ECHO_PEER],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = peer.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await reader.read()).value?.trim());
+  const lines = fc.sample(commandLines(dir, port), {
     numRuns: options.runs,
     seed: options.seed,
   });
@@ -308,17 +329,9 @@ export async function fuzz(
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
-  echo.close();
-  await echoing.catch(() => {});
-  // A run's last connection may still be echoing (its EOF not yet seen): end them all here.
-  for (const [conn, piping] of peers) {
-    try {
-      conn.close();
-    } catch {
-      // The pipe closed it already.
-    }
-    await piping;
-  }
+  peer.kill("SIGTERM");
+  await peer.status;
+  await reader.cancel();
   Deno.removeSync(dir, { recursive: true });
   return { runs: lines.length, failures, codes, stopped: stoppedRuns };
 }

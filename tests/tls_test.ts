@@ -152,8 +152,8 @@ async function stop(server: ReturnType<typeof spawnSockit>) {
 }
 
 Deno.test("tls: sockit connect ↔ openssl s_server, verified as localhost while dialling 127.0.0.1", async () => {
-  // s_server cannot report a port of its own choosing: pick one at random.
-  const port = 40000 + Math.floor(Math.random() * 20000);
+  // s_server cannot report a port of its own choosing: take one that is free now.
+  const port = freePort();
   const server = new Deno.Command(requireTool("openssl"), {
     args: [
       "s_server",
@@ -468,7 +468,7 @@ Deno.test("tls: bad certificate or key files are one-line errors naming the file
 Deno.test("tls: forward terminates TLS for curl --cacert, and originates TLS to a TLS server", async () => {
   const www = Deno.makeTempDirSync({ prefix: "sockit-www-" });
   Deno.writeTextFileSync(`${www}/index.html`, "secret page\n");
-  const port = 40000 + Math.floor(Math.random() * 20000);
+  const port = freePort();
   const http = new Deno.Command(requireTool("python3"), {
     args: ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", www],
     stdout: "null",

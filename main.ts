@@ -1,15 +1,36 @@
 /**
- * The `sockit` executable: wires the process's stdin/stdout/stderr and
- * signals into a command context, runs the command line, and exits with its
+ * The `sockit` executable: answers --version/--help at once, else wires the
+ * process's signals to the command line's run (`lib/cli/process.ts`) — in a
+ * worker with a fair runtime for servers when it may — and exits with its
  * code. The only place that calls `Deno.exit`.
  *
  * @module
  */
 
-import { textSinkOf } from "./lib/cli/context.ts";
-import { main } from "./lib/cli/main.ts";
-import { SignalInterrupt } from "./lib/errors.ts";
-import { StdinReader, stdoutClosed, StdoutWriter } from "./lib/stdio.ts";
+import { quickAnswer } from "./lib/cli/quick.ts";
+
+// --version and --help are answered before the rest of sockit is loaded.
+const quick = quickAnswer(Deno.args);
+if (quick !== undefined) {
+  const bytes = new TextEncoder().encode(quick);
+  try {
+    for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+  } catch {
+    // stdout's reader is gone (`sockit --help | head -1`): nothing more to say.
+  }
+  Deno.exit(0);
+}
+
+const [{ fairRuntime, FAIR_IO_VARIABLE, runProcess }, { SignalInterrupt }] = await Promise.all([
+  import("./lib/cli/process.ts"),
+  import("./lib/errors.ts"),
+]);
+
+// A server runs in a worker whose runtime serves many busy sockets fairly.
+const workerModule = new URL("./lib/cli/process_worker.ts", import.meta.url);
+const worker = fairRuntime(Deno.args, workerModule)
+  ? (Deno.env.set(FAIR_IO_VARIABLE, "128"), new Worker(workerModule, { type: "module" }))
+  : undefined;
 
 const stopper = new AbortController();
 let signalled = 0;
@@ -17,44 +38,23 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
     // A second signal while shutting down exits at once.
     if (signalled++) Deno.exit(signal === "SIGINT" ? 130 : 143);
-    stopper.abort(new SignalInterrupt(signal));
+    if (worker) worker.postMessage({ signal });
+    else stopper.abort(new SignalInterrupt(signal));
   });
 }
 
-const stdout = new StdoutWriter();
-const stderr = textSinkOf(Deno.stderr);
-let stderrGone = false;
-const code = await main(Deno.args, {
-  stdin: new StdinReader(),
-  stdout,
-  stderr: {
-    write(text: string) {
-      // Diagnostics never stop the payload: once stderr is gone (its reader
-      // closed: `2>&1 | head`), they are dropped, as nc's would be.
-      if (stderrGone) return;
-      try {
-        stderr.write(text);
-      } catch {
-        stderrGone = true;
-      }
-    },
-  },
-  signal: stopper.signal,
-  stdinIsTerminal: Deno.stdin.isTerminal(),
-  stderrIsTerminal: Deno.stderr.isTerminal(),
-  stderrColumns: () => {
-    try {
-      return Deno.consoleSize().columns || undefined;
-    } catch {
-      return undefined;
-    }
-  },
-  noColor: Deno.noColor,
-  stdoutClosed: stdoutClosed(),
-});
-try {
-  await stdout.flush();
-} catch {
-  // stdout's reader is gone; the command has reported what matters.
+let code: number;
+if (worker) {
+  const { promise, resolve } = Promise.withResolvers<number>();
+  worker.onmessage = (event: MessageEvent) => resolve((event.data as { code: number }).code);
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault();
+    Deno.stderr.writeSync(new TextEncoder().encode(`sockit: ${event.message}\n`));
+    resolve(1);
+  };
+  worker.postMessage({ argv: Deno.args });
+  code = await promise;
+} else {
+  code = await runProcess(Deno.args, stopper.signal);
 }
 Deno.exit(code);

@@ -21,6 +21,7 @@ import {
   median,
   type Row,
   sh,
+  sockitServerShell,
   sockitShell,
   waitForTcpListen,
   which,
@@ -238,15 +239,15 @@ export async function benchEcho(options: EchoOptions = echoDefaults): Promise<Ro
     const node = 'require("net").createServer((s) => { s.on("error", () => {}); s.pipe(s); })' +
       '.listen({port}, "127.0.0.1");';
     const servers: Server[] = [
-      // As deno.json's tasks run it: with tokio's I/O events per tick capped at its
-      // cooperative budget (128), so that no connection is starved (see README).
+      // As the binary and deno.json's tasks run it: a server in a worker whose tokio runtime
+      // caps I/O events per tick at its cooperative budget (128), so that no connection is
+      // starved (see README); no variable exported.
       {
         name: "sockit",
-        command: (port) =>
-          `env DENO_TOKIO_MAX_IO_EVENTS_PER_TICK=128 ${sockitShell()} echo 127.0.0.1:${port}`,
+        command: (port) => `${sockitServerShell()} echo 127.0.0.1:${port}`,
       },
       {
-        name: "sockit (deno default)",
+        name: "sockit (--allow-net only)",
         command: (port) => `${sockitShell()} echo 127.0.0.1:${port}`,
       },
       ...(baselineShell()

@@ -3,7 +3,8 @@
  * [--echo-seconds S] [--echo-rounds N] [--scan-rounds N] [--soak-seconds S] [--soak-short N]`: speed compared with nc (and socat
  * when installed) in the same run, as ratios; echo round trips compared with Node.js and ncat;
  * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener;
- * a soak of echo and forward (1,000 clients, then 10,000 short connections: errors, drift).
+ * a soak of echo and forward (1,000 clients, then 10,000 short connections: errors, drift);
+ * start-up (`--version`, `--help`, a one-byte connect) against `deno run` of an empty file.
  * Sections named on the command line run (default: all). Loopback only; every run is bounded
  * and stops by itself.
  *
@@ -15,6 +16,7 @@ import { benchEcho, echoDefaults } from "./echo.ts";
 import { benchFlags } from "./flags.ts";
 import { benchScan } from "./scan.ts";
 import { benchSoak, soakDefaults } from "./soak.ts";
+import { benchStartup } from "./startup.ts";
 import { benchThroughput } from "./throughput.ts";
 import { table } from "./util.ts";
 
@@ -34,7 +36,7 @@ const { values, positionals } = parseArgs({
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const sections = ["throughput", "echo", "scan", "flags", "soak"];
+const sections = ["throughput", "echo", "scan", "flags", "soak", "startup"];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
@@ -99,4 +101,13 @@ if (chosen.has("soak")) {
       `sockit forward (to a sockit echo); the server's RSS and open descriptors from /proc`,
   );
   print(table(await benchSoak(soak)));
+}
+if (chosen.has("startup")) {
+  if (chosen.size > 1) print("");
+  const startupRuns = Math.max(runs, 21);
+  print(
+    `Start-up: exec to exit, ${startupRuns} runs interleaved, median and range; ` +
+      `CPU user+sys from /usr/bin/time`,
+  );
+  print(table(await benchStartup({ runs: startupRuns })));
 }

@@ -26,7 +26,7 @@
  */
 
 import { compileLoader, firstLine, listening, type Load, mebibytes, micros } from "./echo.ts";
-import { freeTcpPort, killTree, type Row, sh, sockitShell } from "./util.ts";
+import { freeTcpPort, killTree, type Row, sh, sockitServerShell } from "./util.ts";
 
 /** Options of {@linkcode benchSoak}. */
 export interface SoakOptions {
@@ -190,7 +190,7 @@ export async function benchSoak(options: SoakOptions = soakDefaults): Promise<Ro
   try {
     const loader = await compileLoader(dir);
     if (typeof loader !== "string") return [{ bench: "soak", tool: "-", note: loader.failure }];
-    const sockit = sockitShell();
+    const sockit = sockitServerShell();
     for (const kind of ["echo", "forward"] as const) {
       const tool = `sockit ${kind}`;
       const port = freeTcpPort();

@@ -45,6 +45,20 @@ export function sockitShell(): string {
 }
 
 /**
+ * The sockit command for servers, as the binary and `deno task start` run
+ * it: also allowed to read its own modules and to set the tokio variable, so
+ * that a server runs in a worker with a fair runtime (see README).
+ */
+export function sockitServerShell(): string {
+  const custom = Deno.env.get("SOCKIT");
+  if (custom) return custom;
+  return sockitShell().replace(
+    " --allow-net ",
+    " --allow-net --allow-read --allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK ",
+  );
+}
+
+/**
  * Another build of sockit to compare against in the same interleaved run:
  * `SOCKIT_BASELINE=/path/to/other/checkout deno task bench …` adds rows
  * "sockit (baseline)" run with that checkout's `main.ts` and `deno.json`.

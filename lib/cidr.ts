@@ -1,6 +1,6 @@
 /**
  * `--allow CIDR` / `--deny CIDR`: which peers a server accepts. IPv4 and
- * IPv6 ranges, matched with `node:net`'s `BlockList`. An IPv4-mapped IPv6
+ * IPv6 ranges, matched bit by bit. An IPv4-mapped IPv6
  * address (`::ffff:10.1.2.3`) is the IPv4 address it carries — for peers
  * (a dual-stack listener reports IPv4 clients that way) and for ranges
  * alike (`::ffff:127.0.0.0/104` is `127.0.0.0/8`), so that neither form
@@ -9,7 +9,6 @@
  * @module
  */
 
-import { BlockList } from "node:net";
 import { UsageError } from "./errors.ts";
 import { ipv6Groups, isIPv4, isIPv6 } from "./ip.ts";
 
@@ -23,8 +22,8 @@ export interface Cidr {
   address: string;
   /** Prefix length in bits (of the normalised family). */
   prefix: number;
-  /** The range, for matching. */
-  list: BlockList;
+  /** The address's bytes (4 or 16), for matching. */
+  bytes: Uint8Array;
 }
 
 /**
@@ -86,9 +85,7 @@ export function parseCidr(text: string): Cidr {
     if (prefix < 96) fail("an IPv4-mapped range (::ffff:a.b.c.d) needs a prefix of 96 or more");
     prefix -= 96;
   }
-  const list = new BlockList();
-  list.addSubnet(address, prefix, family === 4 ? "ipv4" : "ipv6");
-  return { text, family, address, prefix, list };
+  return { text, family, address, prefix, bytes: ipBytes(family, address) };
 }
 
 /**
@@ -107,7 +104,19 @@ export function parseCidr(text: string): Cidr {
 export function cidrContains(cidr: Cidr, address: string): boolean {
   const ip = normalizeIp(address);
   if (!ip || ip[0] !== cidr.family) return false;
-  return cidr.list.check(ip[1], ip[0] === 4 ? "ipv4" : "ipv6");
+  const bytes = ipBytes(ip[0], ip[1]);
+  const whole = cidr.prefix >> 3;
+  for (let i = 0; i < whole; i++) if (bytes[i] !== cidr.bytes[i]) return false;
+  const rest = cidr.prefix & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (bytes[whole] & mask) === (cidr.bytes[whole] & mask);
+}
+
+/** The bytes of a normalised address: 4 for IPv4, 16 for IPv6. */
+function ipBytes(family: 4 | 6, address: string): Uint8Array {
+  if (family === 4) return Uint8Array.from(address.split(".").map(Number));
+  return Uint8Array.from(ipv6Groups(address).flatMap((g) => [g >> 8, g & 255]));
 }
 
 /** `--allow` and `--deny` together. */

@@ -750,3 +750,31 @@ Deno.test("cli: a Unix socket path may contain spaces", async () => {
   assertEquals((await server.result()).code, 0);
   Deno.removeSync(dir, { recursive: true });
 });
+
+Deno.test("cli: the help answered before loading (help_text.ts) is what the declarations say now", async () => {
+  const { HELP, VERSION_LINE } = await import("../lib/cli/help_text.ts");
+  const { COMMANDS, mainHelp, VERSION } = await import("../lib/cli/main.ts");
+  const { helpText } = await import("../lib/cli/command.ts");
+  const stale = "lib/cli/help_text.ts is stale: run `deno task gen-help`";
+  assertEquals(VERSION_LINE, `sockit ${VERSION}\n`, stale);
+  assertEquals(HELP[""], mainHelp(), stale);
+  assertEquals(
+    Object.keys(HELP).filter((k) => k).sort(),
+    Object.keys(COMMANDS).sort(),
+    stale,
+  );
+  for (const command of Object.values(COMMANDS)) {
+    assertEquals(HELP[command.name], helpText(command), `${stale} (${command.name})`);
+  }
+  // And the process answers from it, the same as in-process.
+  for (const argv of [["--version"], ["--help"], ["help", "scan"], ["listen", "-vh"]]) {
+    const r = await runSockit(argv, { process: true });
+    assertEquals([r.code, r.stderr], [0, ""], argv.join(" "));
+    assertEquals(
+      r.text,
+      argv[0] === "--version"
+        ? VERSION_LINE
+        : HELP[argv.at(-1) === "--help" ? "" : argv[0] === "help" ? argv[1] : argv[0]],
+    );
+  }
+});

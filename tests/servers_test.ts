@@ -725,3 +725,38 @@ Deno.test("servers: SIGTERM on a keep-open Unix server removes its socket file",
   assert(!exists(path), "socket file removed");
   Deno.removeSync(dir, { recursive: true });
 });
+
+Deno.test("servers: with --allow-env for the tokio variable, a server runs in a fair worker — same bytes, same signals, same exit codes", async () => {
+  const perms = ["--allow-net", "--allow-read", "--allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK"];
+  const echo = spawnSockit(["echo", "127.0.0.1:0", "-v"], { perms, process: true });
+  const port = await echo.listeningPort();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(conn, encoder.encode("round trip\n"));
+  await conn.closeWrite();
+  assertEquals(decoder.decode(await readAll(conn)), "round trip\n");
+  conn.close();
+  echo.kill("SIGTERM");
+  const r = await echo.result();
+  assertEquals(r.code, 143, r.stderr);
+
+  // listen: what the client sends reaches stdout, and the session's end is the exit.
+  const listen = spawnSockit(["listen", "127.0.0.1:0", "-v"], { perms, process: true });
+  const listenPort = await listen.listeningPort();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listenPort });
+  await writeAll(client, encoder.encode("to stdout\n"));
+  client.close();
+  const l = await listen.result();
+  assertEquals([l.code, l.text], [0, "to stdout\n"], l.stderr);
+
+  // The worker path was taken: the variable is set (children inherit it).
+  const shown = spawnSockit(
+    ["listen", "127.0.0.1:0", "-v", "--sh-exec", "echo tokio=$DENO_TOKIO_MAX_IO_EVENTS_PER_TICK"],
+    { perms: [...perms, "--allow-run"], process: true },
+  );
+  const shownPort = await shown.listeningPort();
+  const asker = await Deno.connect({ hostname: "127.0.0.1", port: shownPort });
+  await asker.closeWrite();
+  assertEquals(decoder.decode(await readAll(asker)), "tokio=128\n");
+  asker.close();
+  assertEquals((await shown.result()).code, 0);
+});

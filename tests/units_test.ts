@@ -211,3 +211,58 @@ Deno.test("help: generated from the declarations — every flag a command takes 
   }
   for (const use of TRAFFIC_FLAGS) assert(mainHelp().includes(`--${flagName(use)}`));
 });
+
+Deno.test("units: IP literals are told apart as node:net's isIP does, and CIDRs match as its BlockList does", async () => {
+  const { BlockList, isIP } = await import("node:net");
+  const fc = (await import("fast-check")).default;
+  const { ipFamily } = await import("../lib/ip.ts");
+  const { cidrContains, normalizeIp, parseCidr } = await import("../lib/cidr.ts");
+  const hex = fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF"), maxLength: 5 });
+  const group = fc.oneof(hex, fc.constantFrom("0", "ffff", "1.2.3.4", "256.1.1.1", "01.1.1.1"));
+  const literal = fc.tuple(
+    fc.array(group, { maxLength: 10 }),
+    fc.nat(12),
+    fc.boolean(),
+    fc.constantFrom("", "%eth0", "%", "%a:b"),
+  ).map(([groups, at, gap, zone]) => {
+    const parts = [...groups];
+    if (gap) parts.splice(Math.min(at, parts.length), 0, "");
+    return parts.join(":") + zone;
+  });
+  fc.assert(
+    fc.property(fc.oneof(literal, fc.string({ maxLength: 20 })), (text) => {
+      assertEquals(ipFamily(text), isIP(text) || undefined, JSON.stringify(text));
+    }),
+    { numRuns: 20_000, seed: 20261202 },
+  );
+  const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join("."));
+  const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 })
+    .map((g) => g.map((x) => x.toString(16)).join(":"));
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.tuple(v4, fc.nat(32), v4),
+        fc.tuple(v6, fc.nat(128), v6),
+        // Near misses: the same address with one bit flipped somewhere.
+        fc.tuple(v4, fc.nat(32), fc.nat(31)).map(([a, p, bit]) => {
+          const n = (a.split(".").reduce((acc, o) => ((acc << 8) | Number(o)) >>> 0, 0) ^
+            (1 << bit)) >>> 0;
+          return [a, p, [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".")];
+        }),
+      ),
+      ([net, prefix, address]) => {
+        const family = isIP(String(net)) === 4 ? "ipv4" : "ipv6";
+        const list = new BlockList();
+        list.addSubnet(String(net), Number(prefix), family);
+        const cidr = parseCidr(`${net}/${prefix}`);
+        const ip = normalizeIp(String(address))!;
+        assertEquals(
+          cidrContains(cidr, String(address)),
+          list.check(ip[1], family),
+          `${net}/${prefix} ∋ ${address}`,
+        );
+      },
+    ),
+    { numRuns: 20_000, seed: 20261202 },
+  );
+});

@@ -399,26 +399,3 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
     },
   };
 }
-
-/**
- * Whether `argv` asks for help (`-h`/`--help` before any `--`), so that help
- * is answered before anything else is checked.
- *
- * @example Usage
- * ```ts
- * import { asksForHelp } from "./flags.ts";
- * import assert from "node:assert/strict";
- *
- * assert.ok(asksForHelp(["x:99999", "--help"]));
- * assert.ok(!asksForHelp(["--", "cmd", "--help"]));
- * ```
- */
-export function asksForHelp(argv: readonly string[]): boolean {
-  for (const arg of argv) {
-    if (arg === "--") return false;
-    if (arg === "--help" || arg === "-h") return true;
-    // -vh and the like: a cluster of short switches that contains h.
-    if (/^-[vqk46]*h[vqk46h]*$/.test(arg)) return true;
-  }
-  return false;
-}

@@ -1,0 +1,97 @@
+/**
+ * A command line run against the process's own stdin, stdout, stderr and
+ * terminal: the context `main.ts` gives {@linkcode main}, on whichever
+ * thread runs it (the main one, or the worker of {@linkcode fairRuntime}).
+ *
+ * @module
+ */
+
+import { textSinkOf } from "./context.ts";
+import { main } from "./main.ts";
+import { StdinReader, stdoutClosed, StdoutWriter } from "../stdio.ts";
+
+/**
+ * Runs `argv` with the process's stdio until it ends or `signal` aborts;
+ * resolves to the exit code once stdout is flushed.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { runProcess } from "./process.ts";
+ *
+ * Deno.exit(await runProcess(Deno.args, new AbortController().signal));
+ * ```
+ */
+export async function runProcess(argv: string[], signal: AbortSignal): Promise<number> {
+  const stdout = new StdoutWriter();
+  const stderr = textSinkOf(Deno.stderr);
+  let stderrGone = false;
+  const code = await main(argv, {
+    stdin: new StdinReader(),
+    stdout,
+    stderr: {
+      write(text: string) {
+        // Diagnostics never stop the payload: once stderr is gone (its reader
+        // closed: `2>&1 | head`), they are dropped, as nc's would be.
+        if (stderrGone) return;
+        try {
+          stderr.write(text);
+        } catch {
+          stderrGone = true;
+        }
+      },
+    },
+    signal,
+    stdinIsTerminal: Deno.stdin.isTerminal(),
+    stderrIsTerminal: Deno.stderr.isTerminal(),
+    stderrColumns: () => {
+      try {
+        return Deno.consoleSize().columns || undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    noColor: Deno.noColor,
+    stdoutClosed: stdoutClosed(),
+  });
+  try {
+    await stdout.flush();
+  } catch {
+    // stdout's reader is gone; the command has reported what matters.
+  }
+  return code;
+}
+
+/** The tokio setting that makes Deno serve many busy sockets fairly (see the README). */
+export const FAIR_IO_VARIABLE = "DENO_TOKIO_MAX_IO_EVENTS_PER_TICK";
+
+/**
+ * Whether `argv` should run in a worker whose runtime is set up for fair
+ * service: a server command (which may hold many busy connections), when
+ * the variable is not set for the whole process already, sockit may set it
+ * (`--allow-env`, or `--allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK`) and
+ * may load the worker's module (`worker`; Deno asks read permission for a
+ * worker's file, unlike for the main program's).
+ * Each Deno worker starts its own tokio runtime, which reads the variable
+ * then; the main thread's runtime read it before sockit ran.
+ *
+ * @example Usage
+ * ```ts
+ * import { fairRuntime } from "./process.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(fairRuntime(["connect", "127.0.0.1:80"]), false);
+ * ```
+ */
+export function fairRuntime(argv: readonly string[], worker?: URL): boolean {
+  const [name] = argv[0] === "--" ? argv.slice(1) : argv;
+  if (!["echo", "forward", "listen"].includes(name ?? "")) return false;
+  const granted = (descriptor: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(descriptor).state === "granted";
+  try {
+    if (!granted({ name: "env", variable: FAIR_IO_VARIABLE })) return false;
+    if (worker?.protocol === "file:" && !granted({ name: "read", path: worker })) return false;
+    return Deno.env.get(FAIR_IO_VARIABLE) === undefined;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * The worker `main.ts` runs a server command in when it sets up a fair
+ * runtime (see {@linkcode fairRuntime}): it receives the command line, then
+ * the signals the process gets, and answers with the exit code.
+ *
+ * @module
+ */
+
+import { runProcess } from "./process.ts";
+import { SignalInterrupt } from "../errors.ts";
+
+const scope = globalThis as unknown as {
+  onmessage: (event: MessageEvent) => void;
+  postMessage(message: unknown): void;
+};
+const stopper = new AbortController();
+scope.onmessage = async (event: MessageEvent) => {
+  const message = event.data as { argv?: string[]; signal?: "SIGINT" | "SIGTERM" };
+  if (message.signal) {
+    stopper.abort(new SignalInterrupt(message.signal));
+    return;
+  }
+  const code = await runProcess(message.argv ?? [], stopper.signal);
+  scope.postMessage({ code });
+};

@@ -46,8 +46,9 @@ async function listeningPorts(): Promise<Set<number>> {
     const m = /^\s*\d+: ([0-9A-F]+):([0-9A-F]{4}) [0-9A-F]+:[0-9A-F]{4} 0A /.exec(line);
     if (!m) continue;
     const local = m[1];
-    // 127.0.0.1, 0.0.0.0, ::, ::1 and ::ffff:127.0.0.1 are reachable at 127.0.0.1.
-    if (/^(0100007F|00000000|0{32}|0{24}01000000|0000000000000000FFFF00000100007F)$/.test(local)) {
+    // 127.0.0.1, 0.0.0.0, :: (dual-stack) and ::ffff:127.0.0.1 are reachable at 127.0.0.1;
+    // ::1 is not (it is IPv6 only).
+    if (/^(0100007F|00000000|0{32}|0000000000000000FFFF00000100007F)$/.test(local)) {
       ports.add(parseInt(m[2], 16));
     }
   }
@@ -63,7 +64,14 @@ async function fullScan(rounds: number): Promise<Row[]> {
   );
   const scanners: Scanner[] = [
     {
+      // As the binary runs it: with --allow-ffi, probing through libc.
       name: "sockit scan",
+      command: `${sockitShell().replace(" --allow-net ", " --allow-net --allow-ffi ")} scan ` +
+        "127.0.0.1 1-65535",
+      ports: (stdout) => stdout.split("\n").filter(Boolean).map(Number),
+    },
+    {
+      name: "sockit scan (--allow-net only)",
       command: `${sockitShell()} scan 127.0.0.1 1-65535`,
       ports: (stdout) => stdout.split("\n").filter(Boolean).map(Number),
     },
@@ -124,8 +132,8 @@ async function fullScan(rounds: number): Promise<Row[]> {
       open: String(opens.get(s.name) ?? "-"),
       "false results": [...new Set(falses.get(s.name))].join("; ") || "none",
       target: s.name === "sockit scan"
-        ? `≤ 1.0× nc, no false result: ${
-          time <= nc && !falses.get(s.name)!.length ? "met" : "MISSED"
+        ? `≤ 0.7× nc's time, no false result: ${
+          time <= 0.7 * nc && !falses.get(s.name)!.length ? "met" : "MISSED"
         }`
         : "",
       runs: times.get(s.name)!.map((t) => t.toFixed(2)).join(" "),

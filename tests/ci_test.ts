@@ -471,3 +471,55 @@ Deno.test("json: stdout stays payload-only for listen and connect", async () => 
   assertEquals([client.text, done.text], ["payload down", "payload up"]);
   assertEquals(decoder.decode(new TextEncoder().encode(client.text)).includes("{"), false);
 });
+
+Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same listeners and nothing else; a stop leaves no socket", async () => {
+  const { scan } = await import("../lib/scan.ts");
+  const sockets = async () => {
+    const out = await new Deno.Command("ls", { args: ["-l", `/proc/${Deno.pid}/fd`] }).output();
+    return decoder.decode(out.stdout).split("\n").filter((l) => l.includes("socket:")).length;
+  };
+  for (const hostname of ["127.0.0.1", "::1"]) {
+    const [from, to] = quietRange(4000);
+    const listeners: Deno.Listener[] = [];
+    for (let port = from + 11; port <= to && listeners.length < 30; port += 131) {
+      try {
+        listeners.push(Deno.listen({ hostname, port }));
+      } catch {
+        // Taken by something else.
+      }
+    }
+    const expected = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+    const range = Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    for (const libc of [true, false]) {
+      const paths: string[] = [];
+      const found = (await scan(hostname, range, { libc, onPath: (p) => paths.push(p) }))
+        .map((r) => r.port);
+      assertEquals(paths, [libc ? "libc" : "deno"]);
+      for (const port of expected) {
+        assert(found.includes(port), `${hostname} libc=${libc}: missed ${port}`);
+      }
+      for (const port of found.filter((p) => !expected.includes(p))) {
+        const listening = await Deno.connect({ hostname, port }).then(
+          (c) => (c.close(), true),
+          () => false,
+        );
+        assert(listening, `${hostname} libc=${libc}: reported ${port}, which is not listening`);
+      }
+    }
+    for (const l of listeners) l.close();
+  }
+  // Stopped mid-scan (probes in flight, a worker in poll()): rejects with the reason, and
+  // every probe socket is closed.
+  const before = await sockets();
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new Error("stop")), 30);
+  const everything = Array.from({ length: 65535 }, (_, i) => i + 1);
+  let error: unknown;
+  try {
+    await scan("127.0.0.1", everything, { libc: true, timeout: 5000, signal: controller.signal });
+  } catch (err) {
+    error = err;
+  }
+  assertEquals((error as Error)?.message, "stop");
+  assertEquals(await sockets(), before);
+});

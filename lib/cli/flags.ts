@@ -164,7 +164,11 @@ export const FLAGS = {
     type: "boolean",
     help: "wait until the endpoints refuse connections (a service stopped)",
   },
-  concurrency: { type: "string", value: "N", help: "probes in flight at once (default 200)" },
+  concurrency: {
+    type: "string",
+    value: "N",
+    help: "probes in flight at once (default 512 through libc with --allow-ffi, else 200)",
+  },
   // Servers.
   "max-conns": {
     type: "string",

@@ -105,6 +105,13 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
       concurrency: options.concurrency,
       timeout: options.timeout,
       signal: ctx.signal,
+      onPath: (path) =>
+        reporter.info(
+          path === "libc"
+            ? "probing through libc: non-blocking connect() and poll(), in batches per worker"
+            : "probing with Deno.connect (libc needs --allow-ffi)",
+          { path },
+        ),
     });
     if (!options.quiet) {
       const text = open.map((r) =>

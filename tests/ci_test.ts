@@ -521,5 +521,7 @@ Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same 
     error = err;
   }
   assertEquals((error as Error)?.message, "stop");
-  assertEquals(await sockets(), before);
+  // (Fewer is fine: a socket of an earlier test may have gone meanwhile.)
+  const after = await sockets();
+  assert(after <= before, `${after - before} probe sockets left open`);
 });

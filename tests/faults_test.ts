@@ -257,5 +257,6 @@ Deno.test("faults: a connect cut off just as it completes leaves no socket behin
   await accepting.catch(() => {});
   for (const conn of accepted) conn.close();
   assert(connected > 0 && aborted > 0, `connected ${connected}, aborted ${aborted}`);
-  assertEquals(await sockets(), before, `sockets left open after ${aborted} aborted connects`);
+  const after = await sockets();
+  assert(after <= before, `${after - before} sockets left open after ${aborted} aborted connects`);
 });

@@ -21,10 +21,11 @@ if (quick !== undefined) {
   Deno.exit(0);
 }
 
-const [{ fairRuntime, FAIR_IO_VARIABLE, runProcess }, { SignalInterrupt }] = await Promise.all([
-  import("./lib/cli/process.ts"),
-  import("./lib/errors.ts"),
-]);
+const [{ fairRuntime, FAIR_IO_VARIABLE, hostStdioWorkers, runProcess }, { SignalInterrupt }] =
+  await Promise.all([
+    import("./lib/cli/process.ts"),
+    import("./lib/errors.ts"),
+  ]);
 
 // A server runs in a worker whose runtime serves many busy sockets fairly.
 const workerModule = new URL("./lib/cli/process_worker.ts", import.meta.url);
@@ -46,7 +47,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 let code: number;
 if (worker) {
   const { promise, resolve } = Promise.withResolvers<number>();
-  worker.onmessage = (event: MessageEvent) => resolve((event.data as { code: number }).code);
+  const hosted = hostStdioWorkers(worker);
+  worker.onmessage = (event: MessageEvent) => {
+    if (!hosted(event)) resolve((event.data as { code: number }).code);
+  };
   worker.onerror = (event: ErrorEvent) => {
     event.preventDefault();
     Deno.stderr.writeSync(new TextEncoder().encode(`sockit: ${event.message}\n`));

@@ -17,7 +17,7 @@ import { benchFlags } from "./flags.ts";
 import { benchScan } from "./scan.ts";
 import { benchSoak, soakDefaults } from "./soak.ts";
 import { benchStartup } from "./startup.ts";
-import { benchThroughput } from "./throughput.ts";
+import { benchForward, benchThroughput, benchUnix } from "./throughput.ts";
 import { table } from "./util.ts";
 
 const { values, positionals } = parseArgs({
@@ -36,7 +36,7 @@ const { values, positionals } = parseArgs({
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const sections = ["throughput", "echo", "scan", "flags", "soak", "startup"];
+const sections = ["throughput", "unix", "forward", "echo", "scan", "flags", "soak", "startup"];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
@@ -54,6 +54,22 @@ if (chosen.has("throughput")) {
       `median of ${runs} runs`,
   );
   print(table(await benchThroughput({ size, runs })));
+}
+if (chosen.has("unix")) {
+  if (chosen.size > 1) print("");
+  print(
+    `Unix socket: ${size / 2 ** 20} MiB from a client's stdin to a server's stdout, ` +
+      `median of ${runs} runs interleaved, range and CPU (both ends)`,
+  );
+  print(table(await benchUnix({ size, runs })));
+}
+if (chosen.has("forward")) {
+  if (chosen.size > 1) print("");
+  print(
+    `Forward: ${size / 2 ** 20} MiB nc -N → forwarder → nc -l (or nc -lU), ` +
+      `median of ${runs} runs interleaved, range; CPU of the forwarder alone`,
+  );
+  print(table(await benchForward({ size, runs })));
 }
 if (chosen.has("echo")) {
   const echo = {

@@ -58,6 +58,17 @@ export function sockitServerShell(): string {
   );
 }
 
+/** The sockit command with every permission the binary has (`deno task compile`). */
+export function sockitFullShell(): string {
+  const custom = Deno.env.get("SOCKIT");
+  if (custom) return custom;
+  return sockitShell().replace(
+    " --allow-net ",
+    " --allow-net --allow-read --allow-write --allow-run --allow-ffi " +
+      "--allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK ",
+  );
+}
+
 /**
  * Another build of sockit to compare against in the same interleaved run:
  * `SOCKIT_BASELINE=/path/to/other/checkout deno task bench …` adds rows

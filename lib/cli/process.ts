@@ -8,7 +8,14 @@
 
 import { textSinkOf } from "./context.ts";
 import { main } from "./main.ts";
-import { StdinReader, stdoutClosed, StdoutWriter } from "../stdio.ts";
+import {
+  spawnStdioWorkersWith,
+  startStdioWorker,
+  StdinReader,
+  type StdioWorker,
+  stdoutClosed,
+  StdoutWriter,
+} from "../stdio.ts";
 
 /**
  * Runs `argv` with the process's stdio until it ends or `signal` aborts;
@@ -94,4 +101,75 @@ export function fairRuntime(argv: readonly string[], worker?: URL): boolean {
   } catch {
     return false;
   }
+}
+
+/** What a command's worker and the main thread say about stdio workers. */
+type HostMessage =
+  | { host: "start"; id: number; name: string }
+  | { host: "post"; id: number; message: unknown }
+  | { host: "terminate"; id: number };
+
+/**
+ * In a command's worker: has its stdio workers started by the main thread
+ * (see {@linkcode spawnStdioWorkersWith}), which runs them for it through
+ * {@linkcode hostStdioWorkers}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * stdioWorkersFromMain(self as unknown as Worker);
+ * ```
+ */
+export function stdioWorkersFromMain(parent: {
+  postMessage(message: unknown): void;
+}): (event: MessageEvent) => boolean {
+  const proxies = new Map<number, StdioWorker>();
+  let next = 0;
+  spawnStdioWorkersWith((name) => {
+    const id = next++;
+    const proxy: StdioWorker = {
+      onmessage: null,
+      postMessage: (message) => parent.postMessage({ host: "post", id, message }),
+      terminate: () => parent.postMessage({ host: "terminate", id }),
+    };
+    proxies.set(id, proxy);
+    parent.postMessage({ host: "start", id, name });
+    return proxy;
+  });
+  // What the main thread passes on from a stdio worker; true when the message was one.
+  return (event) => {
+    const data = event.data as { hosted?: number; message?: unknown };
+    if (data.hosted === undefined) return false;
+    proxies.get(data.hosted)?.onmessage?.(new MessageEvent("message", { data: data.message }));
+    return true;
+  };
+}
+
+/**
+ * On the main thread: runs the stdio workers that `worker` asks for (see
+ * {@linkcode stdioWorkersFromMain}); returns a handler for `worker`'s
+ * messages, true when the message was one of those requests.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const hosted = hostStdioWorkers(worker);
+ * worker.onmessage = (event) => hosted(event) || handleOther(event);
+ * ```
+ */
+export function hostStdioWorkers(worker: Worker): (event: MessageEvent) => boolean {
+  const running = new Map<number, StdioWorker>();
+  return (event) => {
+    const data = event.data as HostMessage;
+    if (typeof data !== "object" || data === null || !("host" in data)) return false;
+    if (data.host === "start") {
+      const started = startStdioWorker(data.name);
+      started.onmessage = (e) => worker.postMessage({ hosted: data.id, message: e.data });
+      running.set(data.id, started);
+    } else if (data.host === "post") {
+      running.get(data.id)?.postMessage(data.message);
+    } else {
+      running.get(data.id)?.terminate();
+      running.delete(data.id);
+    }
+    return true;
+  };
 }

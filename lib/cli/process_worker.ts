@@ -6,7 +6,7 @@
  * @module
  */
 
-import { runProcess } from "./process.ts";
+import { runProcess, stdioWorkersFromMain } from "./process.ts";
 import { SignalInterrupt } from "../errors.ts";
 
 const scope = globalThis as unknown as {
@@ -14,7 +14,9 @@ const scope = globalThis as unknown as {
   postMessage(message: unknown): void;
 };
 const stopper = new AbortController();
+const fromMain = stdioWorkersFromMain(scope);
 scope.onmessage = async (event: MessageEvent) => {
+  if (fromMain(event)) return;
   const message = event.data as { argv?: string[]; signal?: "SIGINT" | "SIGTERM" };
   if (message.signal) {
     stopper.abort(new SignalInterrupt(message.signal));

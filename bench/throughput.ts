@@ -76,15 +76,21 @@ export async function once(
 export async function benchThroughput(options: ThroughputOptions): Promise<Row[]> {
   const tools: Tool[] = [
     {
+      // As the binary runs it (--allow-ffi and the rest).
       name: "sockit",
+      server: `${sockitFullShell()} listen 127.0.0.1:{port}`,
+      client: `${sockitFullShell()} connect 127.0.0.1:{port}`,
+    },
+    {
+      name: "sockit (--allow-net only)",
       server: `${sockitShell()} listen 127.0.0.1:{port}`,
       client: `${sockitShell()} connect 127.0.0.1:{port}`,
     },
     { name: "nc", server: "nc -l 127.0.0.1 {port}", client: "nc -N 127.0.0.1 {port}" },
   ];
-  const baseline = baselineShell();
+  const baseline = baselineShell(true);
   if (baseline) {
-    tools.splice(1, 0, {
+    tools.splice(2, 0, {
       name: "sockit (baseline)",
       server: `${baseline} listen 127.0.0.1:{port}`,
       client: `${baseline} connect 127.0.0.1:{port}`,

@@ -74,10 +74,14 @@ export function sockitFullShell(): string {
  * `SOCKIT_BASELINE=/path/to/other/checkout deno task bench …` adds rows
  * "sockit (baseline)" run with that checkout's `main.ts` and `deno.json`.
  */
-export function baselineShell(): string | undefined {
+export function baselineShell(full = false): string | undefined {
   const dir = Deno.env.get("SOCKIT_BASELINE");
   if (!dir) return undefined;
-  return `${Deno.execPath()} run --no-prompt --config=${dir}/deno.json --allow-net ${dir}/main.ts`;
+  const perms = full
+    ? "--allow-net --allow-read --allow-write --allow-run --allow-ffi " +
+      "--allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK"
+    : "--allow-net";
+  return `${Deno.execPath()} run --no-prompt --config=${dir}/deno.json ${perms} ${dir}/main.ts`;
 }
 
 /** A TCP port on 127.0.0.1 that is free now. */

@@ -25,6 +25,8 @@ export const C = {
   SHUT_RDWR: 2,
   ECONNREFUSED: 111,
   F_GETFL: 3,
+  F_SETPIPE_SZ: 1031,
+  F_GETPIPE_SZ: 1032,
   O_ACCMODE: 3,
   O_RDWR: 2,
 } as const;

@@ -257,7 +257,30 @@ interface Ring {
   worker: StdioWorker;
 }
 
+/** How big sockit makes a stdin or stdout pipe (Linux's default is 64 KiB). */
+export const PIPE_BYTES = 1 << 20;
+
+/**
+ * Makes fd `fd` hold {@linkcode PIPE_BYTES} if it is a pipe smaller than
+ * that and libc may be used (`--allow-ffi`): fewer, larger reads and writes,
+ * and fewer wake-ups of the thread on the other side. The pipe is shared with
+ * the process at its other end, which sees the larger size too. A pipe that
+ * cannot grow (the per-user limit of `/proc/sys/fs/pipe-user-pages-soft`) is
+ * left as it is.
+ */
+function enlargePipe(fd: 0 | 1): void {
+  if (!ffiAvailable()) return;
+  const c = acquireLibc();
+  try {
+    const size = c.fcntl(fd, C.F_GETPIPE_SZ, 0);
+    if (size > 0 && size < PIPE_BYTES) c.fcntl(fd, C.F_SETPIPE_SZ, PIPE_BYTES);
+  } finally {
+    releaseLibc();
+  }
+}
+
 function startRing(role: "stdin" | "stdout"): Ring {
+  enlargePipe(role === "stdin" ? 0 : 1);
   const data = new SharedArrayBuffer(RING_BYTES);
   const control = new SharedArrayBuffer(CONTROL_BYTES);
   const worker = spawnStdioWorker(`sockit-${role}`);

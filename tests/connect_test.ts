@@ -9,7 +9,7 @@ import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { connect, listen } from "../lib/open.ts";
 import { systemLookup } from "../lib/resolve.ts";
 import { SockitError, TimeoutError } from "../lib/errors.ts";
-import { freePort } from "./helpers.ts";
+import { CHILD_ENV, decoder, freePort, readAll, requireTool, sockitCommand } from "./helpers.ts";
 
 Deno.test("connect: tries each address until one accepts (server on IPv4 only)", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -117,4 +117,35 @@ Deno.test("listen: port 0 reports the real port; -6 binds ::1", async () => {
   assertMatch(v6.address, /^\[::1\]:[1-9]\d*$/);
   v4.close();
   v6.close();
+});
+
+Deno.test("connect: with --allow-ffi a stdin pipe is enlarged to 1 MiB (fewer, larger reads); the bytes are the same", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received = listener.accept().then(async (conn) => {
+    const data = await readAll(conn);
+    conn.close();
+    return data;
+  });
+  // The writer at the other end of the pipe reports the pipe's size once sockit has started.
+  const writer = `
+import fcntl, sys, time
+time.sleep(0.8)
+sys.stderr.write("pipe %d\\n" % fcntl.fcntl(1, 1032))
+sys.stdout.buffer.write(b"x" * 3000000)
+`;
+  const sockit = sockitCommand(["--allow-net", "--allow-ffi"]).map((a) => `'${a}'`).join(" ");
+  const out = await new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      `'${
+        requireTool("python3")
+      }' -c '${writer}' | ${sockit} connect 127.0.0.1:${listener.addr.port}`,
+    ],
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).output();
+  listener.close();
+  assertEquals(out.code, 0, decoder.decode(out.stderr));
+  assertMatch(decoder.decode(out.stderr), /^pipe 1048576$/m);
+  assertEquals((await received).length, 3000000);
 });

@@ -7,10 +7,12 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import fc from "fast-check";
 import {
+  assertNoSocketsLeft,
   assertUsageError,
   decoder,
   freePort,
   NET,
+  openSockets,
   requireTool,
   runSockit,
   spawnSockit,
@@ -474,10 +476,6 @@ Deno.test("json: stdout stays payload-only for listen and connect", async () => 
 
 Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same listeners and nothing else; a stop leaves no socket", async () => {
   const { scan } = await import("../lib/scan.ts");
-  const sockets = async () => {
-    const out = await new Deno.Command("ls", { args: ["-l", `/proc/${Deno.pid}/fd`] }).output();
-    return decoder.decode(out.stdout).split("\n").filter((l) => l.includes("socket:")).length;
-  };
   for (const hostname of ["127.0.0.1", "::1"]) {
     const [from, to] = quietRange(4000);
     const listeners: Deno.Listener[] = [];
@@ -510,7 +508,7 @@ Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same 
   }
   // Stopped mid-scan (probes in flight, a worker in poll()): rejects with the reason, and
   // every probe socket is closed.
-  const before = await sockets();
+  const before = await openSockets();
   const controller = new AbortController();
   setTimeout(() => controller.abort(new Error("stop")), 30);
   const everything = Array.from({ length: 65535 }, (_, i) => i + 1);
@@ -521,12 +519,5 @@ Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same 
     error = err;
   }
   assertEquals((error as Error)?.message, "stop");
-  // (Fewer is fine: a socket of an earlier test may have gone meanwhile.)
-  // (A socket of an earlier scan's terminated worker may take a moment to go.)
-  let after = await sockets();
-  for (let i = 0; i < 20 && after > before; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    after = await sockets();
-  }
-  assert(after <= before, `${after - before} probe sockets left open`);
+  await assertNoSocketsLeft(before, `probe sockets`);
 });

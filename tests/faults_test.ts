@@ -11,9 +11,11 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
+  assertNoSocketsLeft,
   CHILD_ENV,
   decoder,
   encoder,
+  openSockets,
   readAll,
   requireTool,
   runSockit,
@@ -222,11 +224,7 @@ Deno.test("faults: a forward whose target resets: the client gets what came firs
 Deno.test("faults: a connect cut off just as it completes leaves no socket behind", async () => {
   // Deno 2.9's Deno.connect loses such a socket when given the signal itself (a few of
   // the aborted ones here); the sanitizers do not see it, so count the sockets open.
-  const sockets = async () => {
-    const out = await new Deno.Command("ls", { args: ["-l", `/proc/${Deno.pid}/fd`] }).output();
-    return decoder.decode(out.stdout).split("\n").filter((l) => l.includes("socket:")).length;
-  };
-  const before = await sockets();
+  const before = await openSockets();
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted: Deno.Conn[] = [];
   const accepting = (async () => {
@@ -257,10 +255,5 @@ Deno.test("faults: a connect cut off just as it completes leaves no socket behin
   await accepting.catch(() => {});
   for (const conn of accepted) conn.close();
   assert(connected > 0 && aborted > 0, `connected ${connected}, aborted ${aborted}`);
-  let after = await sockets();
-  for (let i = 0; i < 20 && after > before; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    after = await sockets();
-  }
-  assert(after <= before, `${after - before} sockets left open after ${aborted} aborted connects`);
+  await assertNoSocketsLeft(before, `sockets (after ${aborted} aborted connects)`);
 });

@@ -379,6 +379,25 @@ export function freePort(hostname = "127.0.0.1"): number {
   return port;
 }
 
+/** How many sockets this process has open (from /proc, through `ls`: --allow-run only). */
+export async function openSockets(): Promise<number> {
+  const out = await new Deno.Command("ls", { args: ["-l", `/proc/${Deno.pid}/fd`] }).output();
+  return decoder.decode(out.stdout).split("\n").filter((l) => l.includes("socket:")).length;
+}
+
+/**
+ * Asserts that this process has no more sockets open than `before`, giving
+ * sockets being closed elsewhere (a terminated worker's) up to a second.
+ */
+export async function assertNoSocketsLeft(before: number, what: string): Promise<void> {
+  let after = await openSockets();
+  for (let i = 0; i < 20 && after > before; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    after = await openSockets();
+  }
+  if (after > before) throw new Error(`${after - before} ${what} left open`);
+}
+
 /** A fresh temporary directory for Unix sockets (short path). */
 export function tempSocketDir(): string {
   return Deno.makeTempDirSync({ dir: "/tmp", prefix: "sockit-" });

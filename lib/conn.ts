@@ -9,6 +9,7 @@
  */
 
 import { formatAddr } from "./ip.ts";
+import { findTcpSocketFd } from "./libc.ts";
 import type { Duplex } from "./relay.ts";
 import { tlsFailure } from "./tls.ts";
 import type { HandshakeInfo } from "./tls.ts";
@@ -168,6 +169,27 @@ export class Connection implements Duplex, Disposable {
    */
   secured(conn: Deno.Conn, handshake: HandshakeInfo): Connection {
     return Connection.from(conn, { id: this.id, trace: this.trace, tls: true, handshake });
+  }
+
+  /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
+  #spliceFd(): number | undefined {
+    if (this.isTls || this.#closed || this.conn.localAddr.transport !== "tcp") return undefined;
+    const fd = findTcpSocketFd(
+      this.conn.localAddr as Deno.NetAddr,
+      this.conn.remoteAddr as Deno.NetAddr,
+    );
+    if (fd !== undefined) this.trace?.(this.tag, `fd ${fd}: moved by splice(2) from here on`);
+    return fd;
+  }
+
+  /** See {@linkcode Duplex.spliceFrom}. */
+  spliceFrom(): number | undefined {
+    return this.#spliceFd();
+  }
+
+  /** See {@linkcode Duplex.spliceTo}. */
+  spliceTo(): Promise<number | undefined> {
+    return Promise.resolve(this.#spliceFd());
   }
 
   /** Closes the socket; later calls do nothing. */

@@ -35,6 +35,7 @@ const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   // On a helper thread: waiting must not block the event loop.
@@ -171,4 +172,46 @@ function formatIPv6(groups: number[]): string {
   const hex = groups.map((g) => g.toString(16));
   if (best === -1) return hex.join(":");
   return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
+}
+
+/**
+ * The fd of the TCP socket with these two addresses in this process, found
+ * by asking each open fd for its addresses (Deno 2.9 does not say which fd a
+ * connection is); `undefined` when none (or more than one) matches, or libc
+ * may not be used. `limit` bounds the fds tried.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const fd = findTcpSocketFd(conn.localAddr as Deno.NetAddr, conn.remoteAddr as Deno.NetAddr);
+ * ```
+ */
+export function findTcpSocketFd(
+  local: Deno.NetAddr,
+  remote: Deno.NetAddr,
+  limit = 4096,
+): number | undefined {
+  if (!ffiAvailable()) return undefined;
+  const c = acquireLibc();
+  try {
+    const buf = new Uint8Array(28);
+    const len = new Uint8Array(4);
+    const view = new DataView(len.buffer);
+    const same = (fd: number, call: "getsockname" | "getpeername", want: Deno.NetAddr) => {
+      view.setUint32(0, buf.length, true);
+      if (c[call](fd, buf, len) !== 0) return false;
+      const family = new DataView(buf.buffer).getUint16(0, true);
+      if (family !== C.AF_INET && family !== C.AF_INET6) return false;
+      const got = decodeSockaddr(buf);
+      return got.port === want.port && got.hostname === want.hostname;
+    };
+    let found: number | undefined;
+    for (let fd = 3; fd < limit; fd++) {
+      if (!same(fd, "getsockname", local) || !same(fd, "getpeername", remote)) continue;
+      if (found !== undefined) return undefined;
+      found = fd;
+    }
+    return found;
+  } finally {
+    releaseLibc();
+  }
 }

@@ -230,5 +230,13 @@ export async function openPayload(options: PayloadOptions): Promise<Payload> {
       source.cancel();
       source.close?.();
     },
+    // The input itself, unchanged, may be moved by splice(2); so may the output, once
+    // what was written to it is out.
+    spliceFrom: () => source === options.input ? options.input.spliceFd?.() : undefined,
+    spliceTo: async () => {
+      if (!output.spliceFd) return undefined;
+      await output.flush();
+      return output.spliceFd();
+    },
   };
 }

@@ -16,7 +16,8 @@
  * @module
  */
 
-import { TimeoutError } from "./errors.ts";
+import { errnoError, TimeoutError } from "./errors.ts";
+import { type SpliceEnd, type SpliceJob, startSplice } from "./stdio.ts";
 import { formatDuration } from "./format.ts";
 
 /** A duplex byte stream: a connection, or stdin/stdout together. */
@@ -51,6 +52,13 @@ export interface Duplex {
   readonly datagrams?: boolean;
   /** Resolves once the side is fully released after `close()` (a read in flight has returned). */
   readonly released?: Promise<void>;
+  /**
+   * An fd that `splice(2)` may read this side's input from, when it may
+   * (taking it means `read()` is not used any more).
+   */
+  spliceFrom?(): number | undefined;
+  /** An fd that `splice(2)` may write this side's output to, once what was written is out. */
+  spliceTo?(): Promise<number | undefined>;
 }
 
 /** Which way bytes move: `0` from `a` to `b`, `1` from `b` to `a`. */
@@ -91,6 +99,12 @@ export interface RelayOptions {
   maxBufferSize?: number;
   /** Sees each chunk after it has been written to the other side. */
   onChunk?: (direction: Direction, chunk: Uint8Array) => void;
+  /**
+   * Told when a direction was moved by `splice(2)` rather than read and
+   * written here (both sides offered an fd and there is no `onChunk`), once
+   * it has ended: bytes and calls.
+   */
+  onSplice?: (direction: Direction, moved: { bytes: number; calls: number }) => void;
 }
 
 /** Where a relay failed: the side and the operation. */
@@ -162,6 +176,8 @@ export class Relay {
   #writing = 0;
   #drainTimer?: ReturnType<typeof setTimeout>;
   #settleTimer?: ReturnType<typeof setTimeout>;
+  /** Directions being moved by splice(2), by the side they read from. */
+  #jobs = new Map<Duplex, SpliceJob>();
   #lastActivity = performance.now();
 
   /** Prepares a relay between `a` and `b`; {@linkcode Relay.run} starts it. */
@@ -222,6 +238,8 @@ export class Relay {
       clearTimeout(this.#settleTimer);
       signal?.removeEventListener("abort", onAbort);
       this.#stopping = true;
+      for (const job of this.#jobs.values()) job.stop();
+      await Promise.all([...this.#jobs.values()].map((job) => job.done));
       closeQuietly(this.#a);
       if (!single) closeQuietly(this.#b);
       // A side may still be finishing a read on another thread: the relay ends after it.
@@ -231,6 +249,7 @@ export class Relay {
 
   /** Stops reading `side` once the relay is ending. */
   #stopReading(side: Duplex): void {
+    this.#jobs.get(side)?.cancel(this.#options.linger ?? 0);
     if (side.cancelRead) side.cancelRead(this.#options.linger ?? 0);
     else {
       this.#stopping = true;
@@ -248,6 +267,7 @@ export class Relay {
     this.#draining = true;
     this.#a.cancelRead?.();
     this.#b.cancelRead?.();
+    for (const job of this.#jobs.values()) job.stop();
     this.#drainTimer = setTimeout(() => this.#closeBoth(), this.#options.drainTimeout ?? 250);
     // A read may have completed just now, its chunk not yet handed to write (the abort came
     // first in the same turn: an --expect matching the reply to a send that was just read).
@@ -261,8 +281,59 @@ export class Relay {
     clearTimeout(this.#drainTimer);
     clearTimeout(this.#settleTimer);
     this.#stopping = true;
-    closeQuietly(this.#a);
-    if (this.#b !== this.#a) closeQuietly(this.#b);
+    this.#closeSides();
+  }
+
+  /** Closes both sides — once no splice worker is using their fds any more. */
+  #closeSides(): void {
+    const sides = this.#a === this.#b ? [this.#a] : [this.#a, this.#b];
+    if (this.#jobs.size === 0) {
+      for (const side of sides) closeQuietly(side);
+      return;
+    }
+    for (const job of this.#jobs.values()) job.stop();
+    Promise.all([...this.#jobs.values()].map((job) => job.done)).then(() => {
+      for (const side of sides) closeQuietly(side);
+    });
+  }
+
+  /** One direction moved by the kernel: counted while it runs, ended as the read loop ends. */
+  async #splice(direction: Direction, src: Duplex, dst: Duplex, job: SpliceJob): Promise<void> {
+    const side = direction === 0 ? "a" : "b";
+    const other = direction === 0 ? "b" : "a";
+    this.#jobs.set(src, job);
+    const count = () => {
+      const moved = job.bytes();
+      if (moved !== this.bytes[direction]) {
+        this.bytes[direction] = moved;
+        this.#lastActivity = performance.now();
+      }
+    };
+    const ticker = setInterval(count, 100);
+    let end: SpliceEnd;
+    try {
+      end = await job.done;
+    } finally {
+      clearInterval(ticker);
+      count();
+      this.#jobs.delete(src);
+      this.#options.onSplice?.(direction, { bytes: job.bytes(), calls: job.calls() });
+    }
+    if (end.end === "error") {
+      const which = end.op === "read" ? side : other;
+      if (!this.#stopping) this.#fail(new RelayError(which, end.op, errnoError(end.errno)));
+      return;
+    }
+    if (this.#draining) {
+      if (this.#writing === 0 && this.#jobs.size === 0) this.#closeBoth();
+      return;
+    }
+    if (this.#stopping || !(this.#options.halfClose?.[direction] ?? true)) return;
+    try {
+      await dst.closeWrite();
+    } catch (err) {
+      if (!this.#stopping) this.#fail(new RelayError(other, "closeWrite", err));
+    }
   }
 
   /** Records the first failure and unblocks both directions. */
@@ -270,10 +341,8 @@ export class Relay {
     if (this.#error !== undefined || this.#stopping) return;
     this.#error = error;
     this.#stopping = true;
-    for (const side of this.#a === this.#b ? [this.#a] : [this.#a, this.#b]) {
-      side.cancelRead?.();
-      closeQuietly(side);
-    }
+    for (const side of this.#a === this.#b ? [this.#a] : [this.#a, this.#b]) side.cancelRead?.();
+    this.#closeSides();
   }
 
   async #pump(direction: Direction): Promise<void> {
@@ -285,6 +354,15 @@ export class Relay {
     const onChunk = this.#options.onChunk;
     const counted = this.#options.idleTimeout !== undefined;
     const fixed = src.readSize;
+    if (!onChunk && !src.datagrams && !dst.datagrams && src.spliceFrom && dst.spliceTo) {
+      const to = await dst.spliceTo();
+      const from = to === undefined || this.#stopping || this.#draining
+        ? undefined
+        : src.spliceFrom();
+      if (to !== undefined && from !== undefined) {
+        return await this.#splice(direction, src, dst, startSplice(from, to));
+      }
+    }
     let buf = new Uint8Array(fixed ?? Math.min(this.#options.bufferSize ?? DEFAULT_BUFFER, max));
     for (;;) {
       let n: number | null;

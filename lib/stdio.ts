@@ -48,6 +48,11 @@ export interface Input extends ByteReader {
    * at end of input.
    */
   readRecord?(max: number): Promise<Uint8Array | null>;
+  /**
+   * The fd to `splice(2)` the input from, if it may be (a pipe, nothing read
+   * yet, libc usable); taking it means `read()` is not used any more.
+   */
+  spliceFd?(): number | undefined;
 }
 
 /** The payload output of a command: stdout in the CLI. */
@@ -56,6 +61,8 @@ export interface Output extends ByteWriter {
   flush(): Promise<void>;
   /** Gets ready to write before the first `write()`. */
   prepare?(): void;
+  /** The fd to `splice(2)` output into, if it may be (a pipe, libc usable); flush first. */
+  spliceFd?(): number | undefined;
 }
 
 // Layout of the control block shared with the worker: int32 words, then the
@@ -228,7 +235,12 @@ export interface StdioWorker {
  * ```
  */
 export function startStdioWorker(name: string): StdioWorker {
-  return new Worker(workerScript(), { type: "module", name });
+  const script = name === "sockit-splice"
+    ? spliceUrl ??= URL.createObjectURL(
+      new Blob([`(${spliceWorker.toString()})()`], { type: "text/javascript" }),
+    )
+    : workerScript();
+  return new Worker(script, { type: "module", name });
 }
 
 let spawnStdioWorker: (name: string) => StdioWorker = startStdioWorker;
@@ -426,6 +438,20 @@ export class StdinReader implements Input {
     return r;
   }
 
+  /** fd 0 for `splice(2)` when it is a pipe and nothing was read from it here. */
+  spliceFd(): number | undefined {
+    if (this.#records || this.#cancelled || !isPipe(0)) return undefined;
+    if (this.#ring) {
+      if (Atomics.load(this.#ring.ctrl, GO) !== 0) return undefined;
+      // Prepared but never asked to read: its worker has read nothing; it is not needed.
+      this.#ring.worker.terminate();
+      this.#ring = undefined;
+    }
+    this.#cancelled = true;
+    enlargePipe(0);
+    return 0;
+  }
+
   /** Stops reading once stdin pauses (see {@linkcode Input.cancel}). */
   cancel(linger = 0): void {
     if (this.#cancelled) {
@@ -466,6 +492,13 @@ export class StdoutWriter implements Output {
   /** Starts the worker now, so that it is up when the first write comes. */
   prepare(): void {
     this.#ring ??= startRing("stdout");
+  }
+
+  /** fd 1 for `splice(2)` when it is a pipe (flush what was written here first). */
+  spliceFd(): number | undefined {
+    if (!isPipe(1)) return undefined;
+    enlargePipe(1);
+    return 1;
   }
 
   /** Copies all of `p` into the ring, waiting for room when it is full. */
@@ -586,4 +619,200 @@ function describeStdout(): { target: string; mode: number } | undefined {
   const flags = /^flags:\s*([0-7]+)/m.exec(Deno.readTextFileSync("/proc/self/fdinfo/1"))?.[1];
   if (flags === undefined) return undefined;
   return { target: Deno.readLinkSync("/proc/self/fd/1"), mode: parseInt(flags, 8) & C.O_ACCMODE };
+}
+
+/**
+ * The body of a splice worker: moves bytes from fd `from` to fd `to` with
+ * `splice(2)` through a pipe of its own (zero-copy: the bytes never enter
+ * user space), until end of input, an error, or the main thread says stop.
+ * Both fds are used non-blocking (`SPLICE_F_NONBLOCK`, `poll()` in 50 ms
+ * slices), so a stop is seen promptly. Self-contained: its source text is
+ * the worker script.
+ */
+function spliceWorker(): void {
+  const scope = globalThis as unknown as {
+    onmessage: (event: MessageEvent) => void;
+    postMessage(message: unknown): void;
+    close(): void;
+  };
+  scope.onmessage = (event: MessageEvent) => {
+    const { from, to, ctrl, counts } = event.data as {
+      from: number;
+      to: number;
+      ctrl: Int32Array; // [0]: 0 run, 1 end at the next pause longer than ctrl[1] ms, 2 stop
+      counts: BigInt64Array; // [0]: bytes delivered, [1]: splice calls
+    };
+    const lib = Deno.dlopen(
+      "libc.so.6",
+      {
+        splice: {
+          parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"],
+          result: "isize",
+        },
+        pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+        poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+        fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+        close: { parameters: ["i32"], result: "i32" },
+        __errno_location: { parameters: [], result: "pointer" },
+      } as const,
+    );
+    const c = lib.symbols;
+    const errno = () => {
+      const ptr = c.__errno_location();
+      return ptr ? new Deno.UnsafePointerView(ptr).getInt32() : 0;
+    };
+    const EAGAIN = 11, EINTR = 4, POLLIN = 1, POLLOUT = 4, MOVE = 1, NONBLOCK = 2;
+    const CHUNK = 1 << 20;
+    const pfd = new Uint8Array(8);
+    const pv = new DataView(pfd.buffer);
+    /** Waits up to `ms` for `fd` to be ready for `events`; true when it is (or hung up). */
+    const ready = (fd: number, events: number, ms: number) => {
+      pv.setInt32(0, fd, true);
+      pv.setInt16(4, events, true);
+      pv.setInt16(6, 0, true);
+      return c.poll(pfd, 1n, ms) > 0;
+    };
+    const fds = new Int32Array(2);
+    let end: { end: string; op?: string; errno?: number } = { end: "eof" };
+    if (c.pipe2(new Uint8Array(fds.buffer), 0o2000000) !== 0) {
+      end = { end: "error", op: "read", errno: errno() };
+    } else {
+      const [pr, pw] = fds;
+      c.fcntl(pw, 1031, CHUNK); // F_SETPIPE_SZ; a smaller pipe only means smaller moves
+      let inPipe = 0;
+      let pausedSince = 0;
+      outer: for (;;) {
+        if (inPipe === 0) {
+          if (Atomics.load(ctrl, 0) === 2) {
+            end = { end: "stopped" };
+            break;
+          }
+          const n = Number(c.splice(from, null, pw, null, BigInt(CHUNK), MOVE | NONBLOCK));
+          if (n > 0) {
+            inPipe = n;
+            pausedSince = 0;
+            Atomics.add(counts, 1, 1n);
+          } else if (n === 0) {
+            break; // end of input
+          } else {
+            const e = errno();
+            if (e === EINTR) continue;
+            if (e !== EAGAIN) {
+              end = { end: "error", op: "read", errno: e };
+              break;
+            }
+            if (Atomics.load(ctrl, 0) === 1) {
+              // Told to end once the input pauses: a pause of ctrl[1] ms ends it.
+              const now = performance.now();
+              pausedSince ||= now;
+              const left = Atomics.load(ctrl, 1) - (now - pausedSince);
+              if (left <= 0 || !ready(from, POLLIN, Math.min(50, Math.ceil(left)))) {
+                if (left <= 0) {
+                  end = { end: "stopped" };
+                  break;
+                }
+              }
+              continue;
+            }
+            ready(from, POLLIN, 50);
+            continue;
+          }
+        }
+        // What was read is delivered, even when told to stop (for at most a few seconds).
+        const giveUp = performance.now() + 5000;
+        while (inPipe > 0) {
+          const m = Number(c.splice(pr, null, to, null, BigInt(inPipe), MOVE | NONBLOCK));
+          if (m > 0) {
+            inPipe -= m;
+            Atomics.add(counts, 0, BigInt(m));
+            Atomics.add(counts, 1, 1n);
+            continue;
+          }
+          const e = m < 0 ? errno() : EAGAIN;
+          if (e === EINTR) continue;
+          if (e !== EAGAIN) {
+            end = { end: "error", op: "write", errno: e };
+            break outer;
+          }
+          if (Atomics.load(ctrl, 0) === 2 && performance.now() > giveUp) {
+            end = { end: "stopped" };
+            break outer;
+          }
+          ready(to, POLLOUT, 50);
+        }
+      }
+      c.close(pr);
+      c.close(pw);
+    }
+    lib.close();
+    scope.postMessage(end);
+    scope.close();
+  };
+}
+
+let spliceUrl: string | undefined;
+
+/** How a splice ended: end of input, told to stop, or a failed read or write (errno). */
+export type SpliceEnd =
+  | { end: "eof" | "stopped" }
+  | { end: "error"; op: "read" | "write"; errno: number };
+
+/** A running splice: one direction of a relay moved by the kernel. */
+export interface SpliceJob {
+  /** Resolves when the worker has stopped moving bytes (and closed its pipe). */
+  readonly done: Promise<SpliceEnd>;
+  /** Bytes delivered so far. */
+  bytes(): number;
+  /** `splice(2)` calls so far. */
+  calls(): number;
+  /** Ends at the next pause in the input longer than `linger` ms (0: the next pause). */
+  cancel(linger?: number): void;
+  /** Ends as soon as what was read is delivered. */
+  stop(): void;
+}
+
+/**
+ * Moves bytes from fd `from` to fd `to` with `splice(2)` in a worker until
+ * end of input, an error or {@linkcode SpliceJob.stop}. Needs `--allow-ffi`
+ * (see {@linkcode ffiAvailable}); neither fd is closed.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const job = startSplice(0, socketFd);
+ * const end = await job.done; // { end: "eof" } at the end of stdin
+ * ```
+ */
+export function startSplice(from: number, to: number): SpliceJob {
+  const ctrl = new Int32Array(new SharedArrayBuffer(8));
+  const counts = new BigInt64Array(new SharedArrayBuffer(16));
+  const worker = spawnStdioWorker("sockit-splice");
+  const done = new Promise<SpliceEnd>((resolve) => {
+    worker.onmessage = (event) => {
+      resolve(event.data as SpliceEnd);
+      worker.terminate();
+    };
+  });
+  worker.postMessage({ from, to, ctrl, counts });
+  return {
+    done,
+    bytes: () => Number(Atomics.load(counts, 0)),
+    calls: () => Number(Atomics.load(counts, 1)),
+    cancel(linger = 0) {
+      if (Atomics.load(ctrl, 0) !== 0) return;
+      Atomics.store(ctrl, 1, Math.max(0, Math.round(linger)));
+      Atomics.store(ctrl, 0, 1);
+    },
+    stop: () => Atomics.store(ctrl, 0, 2),
+  };
+}
+
+/** Whether fd `fd` is a pipe (and libc may be used to find out). */
+export function isPipe(fd: number): boolean {
+  if (!ffiAvailable()) return false;
+  const c = acquireLibc();
+  try {
+    return c.fcntl(fd, C.F_GETPIPE_SZ, 0) > 0;
+  } finally {
+    releaseLibc();
+  }
 }

@@ -91,6 +91,8 @@ export class Connection implements Duplex, Disposable {
   readonly trace?: TraceFn;
   #closed = false;
   #writeClosed = false;
+  /** The socket's fd for splice(2): `null` until looked for. */
+  #fd: number | undefined | null = null;
 
   /** Wraps a connection; see {@linkcode Connection.from} for tracing. */
   constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
@@ -173,13 +175,19 @@ export class Connection implements Duplex, Disposable {
 
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
-    if (this.isTls || this.#closed || this.conn.localAddr.transport !== "tcp") return undefined;
-    const fd = findTcpSocketFd(
-      this.conn.localAddr as Deno.NetAddr,
-      this.conn.remoteAddr as Deno.NetAddr,
-    );
-    if (fd !== undefined) this.trace?.(this.tag, `fd ${fd}: moved by splice(2) from here on`);
-    return fd;
+    if (this.isTls || this.#closed) return undefined;
+    if (this.#fd === null) {
+      const local = this.conn.localAddr;
+      const remote = this.conn.remoteAddr;
+      // IP sockets only (a Unix socket's addresses do not tell one client from another).
+      this.#fd = "port" in local && "port" in remote
+        ? findTcpSocketFd(local as Deno.NetAddr, remote as Deno.NetAddr)
+        : undefined;
+      if (this.#fd !== undefined) {
+        this.trace?.(this.tag, `fd ${this.#fd}: moved by splice(2) from here on`);
+      }
+    }
+    return this.#fd;
   }
 
   /** See {@linkcode Duplex.spliceFrom}. */
@@ -188,8 +196,10 @@ export class Connection implements Duplex, Disposable {
   }
 
   /** See {@linkcode Duplex.spliceTo}. */
-  spliceTo(): Promise<number | undefined> {
-    return Promise.resolve(this.#spliceFd());
+  async spliceTo(): Promise<number | undefined> {
+    // Not in the caller's turn: looking for the fd loads libc (a few ms).
+    await null;
+    return this.#spliceFd();
   }
 
   /** Closes the socket; later calls do nothing. */

@@ -176,9 +176,10 @@ function formatIPv6(groups: number[]): string {
 
 /**
  * The fd of the TCP socket with these two addresses in this process, found
- * by asking each open fd for its addresses (Deno 2.9 does not say which fd a
- * connection is); `undefined` when none (or more than one) matches, or libc
- * may not be used. `limit` bounds the fds tried.
+ * by asking the open fds, lowest first, for their addresses (Deno 2.9 does
+ * not say which fd a connection is; it may hold a duplicate, which is the
+ * same socket); `undefined` when none matches below `limit` or libc may not
+ * be used.
  *
  * @example Usage
  * ```ts ignore
@@ -188,7 +189,7 @@ function formatIPv6(groups: number[]): string {
 export function findTcpSocketFd(
   local: Deno.NetAddr,
   remote: Deno.NetAddr,
-  limit = 4096,
+  limit = 65536,
 ): number | undefined {
   if (!ffiAvailable()) return undefined;
   const c = acquireLibc();
@@ -198,19 +199,23 @@ export function findTcpSocketFd(
     const view = new DataView(len.buffer);
     const same = (fd: number, call: "getsockname" | "getpeername", want: Deno.NetAddr) => {
       view.setUint32(0, buf.length, true);
-      if (c[call](fd, buf, len) !== 0) return false;
+      if (c[call](fd, buf, len) !== 0) return undefined;
       const family = new DataView(buf.buffer).getUint16(0, true);
       if (family !== C.AF_INET && family !== C.AF_INET6) return false;
       const got = decodeSockaddr(buf);
       return got.port === want.port && got.hostname === want.hostname;
     };
-    let found: number | undefined;
-    for (let fd = 3; fd < limit; fd++) {
-      if (!same(fd, "getsockname", local) || !same(fd, "getpeername", remote)) continue;
-      if (found !== undefined) return undefined;
-      found = fd;
+    // Past the highest fd in use, every call fails with EBADF: stop after a run of them.
+    for (let fd = 3, misses = 0; fd < limit && misses < 256; fd++) {
+      const mine = same(fd, "getsockname", local);
+      if (mine === undefined && lastErrno(c) === 9) {
+        misses++;
+        continue;
+      }
+      misses = 0;
+      if (mine && same(fd, "getpeername", remote)) return fd;
     }
-    return found;
+    return undefined;
   } finally {
     releaseLibc();
   }

@@ -133,6 +133,15 @@ export async function transfer(
     endOnEof: options.endOnEof,
     linger: options.linger,
     halfClose: options.halfClose,
+    onSplice: (direction, moved) => {
+      const [from, to] = direction === 0
+        ? [peer.label ?? "peer", other.label ?? "stdio"]
+        : [other.label ?? "stdio", peer.label ?? "peer"];
+      events?.info?.(
+        `${from} → ${to}: moved by splice(2) in the kernel (${moved.bytes} B in ${moved.calls} calls)`,
+        { splice: true, from, to, bytes: moved.bytes, calls: moved.calls },
+      );
+    },
     // Taps only when asked for: the plain relay calls nothing per chunk.
     onChunk: hex && expect
       ? (direction, chunk) => {

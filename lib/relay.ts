@@ -100,6 +100,12 @@ export interface RelayOptions {
   /** Sees each chunk after it has been written to the other side. */
   onChunk?: (direction: Direction, chunk: Uint8Array) => void;
   /**
+   * Let the kernel move a direction with `splice(2)` when both sides offer an fd
+   * and there is no `onChunk` (default false: each direction costs a worker
+   * thread, right for one session, not for a server's many connections).
+   */
+  splice?: boolean;
+  /**
    * Told when a direction was moved by `splice(2)` rather than read and
    * written here (both sides offered an fd and there is no `onChunk`), once
    * it has ended: bytes and calls.
@@ -354,7 +360,8 @@ export class Relay {
     const onChunk = this.#options.onChunk;
     const counted = this.#options.idleTimeout !== undefined;
     const fixed = src.readSize;
-    if (!onChunk && !src.datagrams && !dst.datagrams && src.spliceFrom && dst.spliceTo) {
+    const spliceable = this.#options.splice && !onChunk && !src.datagrams && !dst.datagrams;
+    if (spliceable && src.spliceFrom && dst.spliceTo) {
       const to = await dst.spliceTo();
       const from = to === undefined || this.#stopping || this.#draining
         ? undefined

@@ -49,6 +49,8 @@ export interface TransferOptions {
   halfClose?: [boolean, boolean];
   /** First read buffer size; servers use a small one so that idle connections cost little. */
   bufferSize?: number;
+  /** Let the kernel move bytes with `splice(2)` where it can (one session, not a server's many). */
+  splice?: boolean;
   /** Names the other side in error messages (`stdin`/`stdout` by default). */
   otherName?: { read: string; write: string };
   /** The size of what is sent, when known, for the progress ETA. */
@@ -133,6 +135,7 @@ export async function transfer(
     endOnEof: options.endOnEof,
     linger: options.linger,
     halfClose: options.halfClose,
+    splice: options.splice,
     onSplice: (direction, moved) => {
       const [from, to] = direction === 0
         ? [peer.label ?? "peer", other.label ?? "stdio"]

@@ -171,6 +171,8 @@ export async function runSession(
     // --recv-only sends nothing, and so never says that it is done sending.
     halfClose: options.recvOnly ? [true, false] : options.halfClose,
     bufferSize: options.warnOnly ? SERVER_BUFFER : undefined,
+    // One session (not one of listen -k's many): the kernel may move the bytes.
+    splice: !options.warnOnly,
     sendTotal: payload.sendTotal,
     closedName: options.closedName,
     noMatch: options.noMatch,

@@ -9,7 +9,7 @@
  */
 
 import { formatAddr } from "./ip.ts";
-import { findTcpSocketFd } from "./libc.ts";
+import { findTcpSocketFd, findUnixSocketFd } from "./libc.ts";
 import type { Duplex } from "./relay.ts";
 import { tlsFailure } from "./tls.ts";
 import type { HandshakeInfo } from "./tls.ts";
@@ -179,9 +179,10 @@ export class Connection implements Duplex, Disposable {
     if (this.#fd === null) {
       const local = this.conn.localAddr;
       const remote = this.conn.remoteAddr;
-      // IP sockets only (a Unix socket's addresses do not tell one client from another).
       this.#fd = "port" in local && "port" in remote
         ? findTcpSocketFd(local as Deno.NetAddr, remote as Deno.NetAddr)
+        : "path" in local && "path" in remote
+        ? findUnixSocketFd(local.path ?? null, remote.path ?? null)
         : undefined;
       if (this.#fd !== undefined) {
         this.trace?.(this.tag, `fd ${this.#fd}: moved by splice(2) from here on`);

@@ -220,3 +220,80 @@ export function findTcpSocketFd(
     releaseLibc();
   }
 }
+
+/**
+ * The fd of a connected Unix socket with these two paths in this process
+ * (`null` or `""` for an unnamed end), found as {@linkcode findTcpSocketFd}
+ * finds a TCP one. Two connections between the same paths cannot be told
+ * apart: then `undefined`, as when none matches.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const fd = findUnixSocketFd("/tmp/app.sock", null);
+ * ```
+ */
+export function findUnixSocketFd(
+  local: string | null,
+  remote: string | null,
+  limit = 65536,
+): number | undefined {
+  if (!ffiAvailable()) return undefined;
+  const c = acquireLibc();
+  try {
+    const buf = new Uint8Array(110);
+    const len = new Uint8Array(4);
+    const view = new DataView(len.buffer);
+    const encoder = new TextEncoder();
+    const same = (fd: number, call: "getsockname" | "getpeername", want: string | null) => {
+      view.setUint32(0, buf.length, true);
+      if (c[call](fd, buf, len) !== 0) return undefined;
+      if (new DataView(buf.buffer).getUint16(0, true) !== 1) return false; // AF_UNIX
+      const size = view.getUint32(0, true) - 2;
+      const path = buf.subarray(2, 2 + Math.max(0, size));
+      const text = want ?? "";
+      if (text === "") return size <= 0 || path[0] === 0 && size === 1;
+      const bytes = encoder.encode(text.startsWith("@") ? `\0${text.slice(1)}` : text);
+      // A pathname address may end with its NUL.
+      const used = path[path.length - 1] === 0 && bytes[bytes.length - 1] !== 0
+        ? path.subarray(0, path.length - 1)
+        : path;
+      return used.length === bytes.length && used.every((b, i) => b === bytes[i]);
+    };
+    let found: number | undefined;
+    let foundIno = -1;
+    for (let fd = 3, misses = 0; fd < limit && misses < 256; fd++) {
+      const mine = same(fd, "getsockname", local);
+      if (mine === undefined && lastErrno(c) === 9) {
+        misses++;
+        continue;
+      }
+      misses = 0;
+      if (!mine || !same(fd, "getpeername", remote)) continue;
+      // Deno may hold a duplicate of the socket: the same one, not another connection.
+      const ino = socketInode(fd);
+      if (found !== undefined && ino !== foundIno) return undefined;
+      found ??= fd;
+      foundIno = ino;
+    }
+    return found;
+  } finally {
+    releaseLibc();
+  }
+}
+
+/** The inode of the socket on `fd` (from `/proc/self/fd`), or -1 when it cannot be read. */
+function socketInode(fd: number): number {
+  try {
+    const c = acquireLibc();
+    try {
+      const buf = new Uint8Array(64);
+      const n = Number(c.readlink(new TextEncoder().encode(`/proc/self/fd/${fd}\0`), buf, 63n));
+      const m = /socket:\[(\d+)\]/.exec(new TextDecoder().decode(buf.subarray(0, Math.max(0, n))));
+      return m ? Number(m[1]) : -1;
+    } finally {
+      releaseLibc();
+    }
+  } catch {
+    return -1;
+  }
+}

@@ -14,6 +14,7 @@ import {
   freePort,
   requireTool,
   sockitCommand,
+  unixPerms,
 } from "./helpers.ts";
 import { PythonServer } from "./peers.ts";
 
@@ -37,21 +38,21 @@ async function sha256(path: string): Promise<string> {
 }
 
 /** Both ends at once: a client and a server each send a file and save what they receive. */
-async function exchange(perms: string[], size: number) {
+async function exchange(perms: string[], size: number, unix = false) {
   const dir = Deno.makeTempDirSync({ prefix: "sockit-splice-" });
   try {
     for (const name of ["a", "b"]) {
       const made = await sh(`head -c ${size} /dev/urandom > ${dir}/${name}`);
       assertEquals(made.code, 0, made.stderr);
     }
-    const port = freePort();
-    const sockit = quote(sockitCommand(perms));
+    const endpoint = unix ? `unix:${dir}/s.sock` : `127.0.0.1:${freePort()}`;
+    const sockit = quote(sockitCommand(unix ? [...perms, ...unixPerms(`${dir}/s.sock`)] : perms));
     const server = sh(
-      `cat ${dir}/a | ${sockit} listen 127.0.0.1:${port} -v 2>${dir}/server.err | cat > ${dir}/got-b`,
+      `cat ${dir}/a | ${sockit} listen ${endpoint} -v 2>${dir}/server.err | cat > ${dir}/got-b`,
     );
     const client = await sh(
       `for i in $(seq 100); do grep -q listening ${dir}/server.err 2>/dev/null && break; ` +
-        `sleep 0.05; done; cat ${dir}/b | ${sockit} connect 127.0.0.1:${port} -v | cat > ${dir}/got-a`,
+        `sleep 0.05; done; cat ${dir}/b | ${sockit} connect ${endpoint} -v | cat > ${dir}/got-a`,
     );
     const served = await server;
     return {
@@ -80,6 +81,16 @@ Deno.test("splice: 256 MiB each way at once, half-closed, arrive intact (SHA-256
       /127\.0\.0\.1:\d+ → stdio: moved by splice\(2\) in the kernel \(268435456 B/,
     );
     assertMatch(stderr, /closed .*sent 256 MiB, received 256 MiB/);
+  }
+});
+
+Deno.test("splice: over a Unix socket too, 64 MiB each way, intact and spliced", async () => {
+  const r = await exchange(["--allow-net", "--allow-ffi"], 64 << 20, true);
+  assertEquals([r.client.code, r.server.code], [0, 0], r.client.stderr + r.server.stderr);
+  assert(r.aSame && r.bSame, "bytes differ");
+  for (const stderr of [r.client.stderr, r.server.stderr]) {
+    assertMatch(stderr, /stdio → unix:\S+: moved by splice\(2\) in the kernel \(67108864 B/);
+    assertMatch(stderr, /unix:\S+ → stdio: moved by splice\(2\) in the kernel \(67108864 B/);
   }
 });
 

@@ -61,6 +61,14 @@ export interface Duplex {
   spliceTo?(): Promise<number | undefined>;
 }
 
+/** Bytes a direction moves through the read/write loop before a `"bulk"` splice may take over. */
+export const SPLICE_AFTER = 4 << 20;
+
+/** Directions spliced at once for `"bulk"` relays, over the whole process. */
+export const MAX_SPLICES = 16;
+
+let bulkSplices = 0;
+
 /** Which way bytes move: `0` from `a` to `b`, `1` from `b` to `a`. */
 export type Direction = 0 | 1;
 
@@ -101,10 +109,13 @@ export interface RelayOptions {
   onChunk?: (direction: Direction, chunk: Uint8Array) => void;
   /**
    * Let the kernel move a direction with `splice(2)` when both sides offer an fd
-   * and there is no `onChunk` (default false: each direction costs a worker
-   * thread, right for one session, not for a server's many connections).
+   * and there is no `onChunk`: `true` from the start (one session); `"bulk"`
+   * once a direction has moved {@linkcode SPLICE_AFTER} bytes, and while fewer
+   * than {@linkcode MAX_SPLICES} directions are spliced in the process (a
+   * server's connections: each costs a worker thread, worth it only for bulk).
+   * Default: never.
    */
-  splice?: boolean;
+  splice?: boolean | "bulk";
   /**
    * Told when a direction was moved by `splice(2)` rather than read and
    * written here (both sides offered an fd and there is no `onChunk`), once
@@ -304,12 +315,18 @@ export class Relay {
   }
 
   /** One direction moved by the kernel: counted while it runs, ended as the read loop ends. */
-  async #splice(direction: Direction, src: Duplex, dst: Duplex, job: SpliceJob): Promise<void> {
+  async #splice(
+    direction: Direction,
+    src: Duplex,
+    dst: Duplex,
+    job: SpliceJob,
+    base = 0,
+  ): Promise<void> {
     const side = direction === 0 ? "a" : "b";
     const other = direction === 0 ? "b" : "a";
     this.#jobs.set(src, job);
     const count = () => {
-      const moved = job.bytes();
+      const moved = base + job.bytes();
       if (moved !== this.bytes[direction]) {
         this.bytes[direction] = moved;
         this.#lastActivity = performance.now();
@@ -360,12 +377,13 @@ export class Relay {
     const onChunk = this.#options.onChunk;
     const counted = this.#options.idleTimeout !== undefined;
     const fixed = src.readSize;
-    const spliceable = this.#options.splice && !onChunk && !src.datagrams && !dst.datagrams;
-    if (spliceable && src.spliceFrom && dst.spliceTo) {
-      const to = await dst.spliceTo();
+    const spliceable = !onChunk && !src.datagrams && !dst.datagrams && !!src.spliceFrom &&
+      !!dst.spliceTo;
+    if (spliceable && this.#options.splice === true) {
+      const to = await dst.spliceTo!();
       const from = to === undefined || this.#stopping || this.#draining
         ? undefined
-        : src.spliceFrom();
+        : src.spliceFrom!();
       if (to !== undefined && from !== undefined) {
         return await this.#splice(direction, src, dst, startSplice(from, to));
       }
@@ -409,6 +427,30 @@ export class Relay {
         // Stopping: what was read is delivered; nothing more is read.
         if (this.#writing === 0) this.#closeBoth();
         return;
+      }
+      if (
+        spliceable && this.#options.splice === "bulk" && this.bytes[direction] >= SPLICE_AFTER &&
+        bulkSplices < MAX_SPLICES
+      ) {
+        // A bulk transfer: the kernel takes over from here (nothing is held in between).
+        const to = await dst.spliceTo!();
+        const from = to === undefined || this.#stopping || this.#draining
+          ? undefined
+          : src.spliceFrom!();
+        if (to !== undefined && from !== undefined && bulkSplices < MAX_SPLICES) {
+          bulkSplices++;
+          try {
+            return await this.#splice(
+              direction,
+              src,
+              dst,
+              startSplice(from, to),
+              this.bytes[direction],
+            );
+          } finally {
+            bulkSplices--;
+          }
+        }
       }
       if (n === buf.length && buf.length < max && !fixed) {
         buf = new Uint8Array(Math.min(buf.length * 2, max));

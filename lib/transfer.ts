@@ -49,8 +49,8 @@ export interface TransferOptions {
   halfClose?: [boolean, boolean];
   /** First read buffer size; servers use a small one so that idle connections cost little. */
   bufferSize?: number;
-  /** Let the kernel move bytes with `splice(2)` where it can (one session, not a server's many). */
-  splice?: boolean;
+  /** Let the kernel move bytes with `splice(2)` where it can (see `RelayOptions.splice`). */
+  splice?: boolean | "bulk";
   /** Names the other side in error messages (`stdin`/`stdout` by default). */
   otherName?: { read: string; write: string };
   /** The size of what is sent, when known, for the progress ETA. */

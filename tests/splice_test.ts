@@ -14,6 +14,7 @@ import {
   freePort,
   requireTool,
   sockitCommand,
+  spawnSockit,
   unixPerms,
 } from "./helpers.ts";
 import { PythonServer } from "./peers.ts";
@@ -127,4 +128,38 @@ conn.close()
     r.stderr,
     /sockit: (write|read) 127\.0\.0\.1:\d+: (connection reset by peer|broken pipe)/,
   );
+});
+
+Deno.test("splice: forward hands a bulk connection to the kernel after its first MiBs; the bytes are the same", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "sockit-splice-forward-" });
+  try {
+    const made = await sh(`head -c ${48 << 20} /dev/urandom > ${dir}/a`);
+    assertEquals(made.code, 0, made.stderr);
+    // The target: a Deno listener that hashes what arrives, then closes.
+    const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const hashed = target.accept().then(async (conn) => {
+      const hash = new Deno.Command(requireTool("sha256sum"), { stdin: "piped", stdout: "piped" })
+        .spawn();
+      await conn.readable.pipeTo(hash.stdin);
+      return decoder.decode((await hash.output()).stdout).split(" ")[0];
+    });
+    const forward = spawnSockit(
+      ["forward", "127.0.0.1:0", `127.0.0.1:${target.addr.port}`, "-v"],
+      { perms: ["--allow-net", "--allow-ffi"], process: true },
+    );
+    const port = await forward.listeningPort();
+    const sent = await sh(`${requireTool("nc")} -N 127.0.0.1 ${port} < ${dir}/a`);
+    assertEquals(sent.code, 0, sent.stderr);
+    assertEquals(await hashed, await sha256(`${dir}/a`));
+    await forward.waitForStderr(/closed/);
+    forward.kill("SIGTERM");
+    const r = await forward.result();
+    target.close();
+    assertMatch(
+      r.stderr,
+      /127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+: moved by splice\(2\) in the kernel/,
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

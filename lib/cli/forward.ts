@@ -197,6 +197,8 @@ export async function runForward(
         signal: ctx.signal,
         idleTimeout: options.idleTimeout,
         bufferSize: SERVER_BUFFER,
+        // A connection that moves megabytes is handed to the kernel (a few at a time).
+        splice: "bulk",
         otherName: { read: target.remoteAddress, write: target.remoteAddress },
         events: reporter,
         report: (err) => reporter.warnFailure(err),

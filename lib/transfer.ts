@@ -144,6 +144,12 @@ export async function transfer(
         `${from} → ${to}: moved by splice(2) in the kernel (${moved.bytes} B in ${moved.calls} calls)`,
         { splice: true, from, to, bytes: moved.bytes, calls: moved.calls },
       );
+      // --trace: the calls as what they are (one line for the direction's many).
+      const traced = peer as Partial<{ trace: (tag: string, text: string) => void; tag: string }>;
+      traced.trace?.(
+        traced.tag ?? "",
+        `splice(${from} → ${to}) × ${moved.calls} = ${moved.bytes} bytes`,
+      );
     },
     // Taps only when asked for: the plain relay calls nothing per chunk.
     onChunk: hex && expect

@@ -163,3 +163,19 @@ Deno.test("splice: forward hands a bulk connection to the kernel after its first
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("splice: --trace names the splice calls of each direction", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const drained = listener.accept().then(async (conn) => {
+    await conn.readable.pipeTo(new WritableStream());
+  });
+  const sockit = quote(sockitCommand(["--allow-net", "--allow-ffi"]));
+  const r = await sh(
+    `head -c 3000000 /dev/zero | ${sockit} connect 127.0.0.1:${listener.addr.port} --trace | cat`,
+  );
+  await drained;
+  listener.close();
+  assertEquals(r.code, 0, r.stderr);
+  assertMatch(r.stderr, /\[#1\] splice\(stdio → 127\.0\.0\.1:\d+\) × \d+ = 3000000 bytes/);
+  assertMatch(r.stderr, /\[#1\] shutdown\(SHUT_WR\)/);
+});

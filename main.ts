@@ -39,25 +39,32 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
     // A second signal while shutting down exits at once.
     if (signalled++) Deno.exit(signal === "SIGINT" ? 130 : 143);
-    if (worker) worker.postMessage({ signal });
-    else stopper.abort(new SignalInterrupt(signal));
+    // To the server's worker, and here (where the command runs if the worker could not start).
+    worker?.postMessage({ signal });
+    stopper.abort(new SignalInterrupt(signal));
   });
 }
 
 let code: number;
 if (worker) {
-  const { promise, resolve } = Promise.withResolvers<number>();
+  const { promise, resolve } = Promise.withResolvers<number | undefined>();
   const hosted = hostStdioWorkers(worker);
+  let heard = false;
   worker.onmessage = (event: MessageEvent) => {
+    heard = true;
     if (!hosted(event)) resolve((event.data as { code: number }).code);
   };
   worker.onerror = (event: ErrorEvent) => {
     event.preventDefault();
-    Deno.stderr.writeSync(new TextEncoder().encode(`sockit: ${event.message}\n`));
-    resolve(1);
+    if (heard) {
+      Deno.stderr.writeSync(new TextEncoder().encode(`sockit: ${event.message}\n`));
+      resolve(1);
+    } else resolve(undefined); // The worker could not start: run here, as without one.
   };
   worker.postMessage({ argv: Deno.args });
-  code = await promise;
+  const answered = await promise;
+  if (answered === undefined) worker.terminate();
+  code = answered ?? await runProcess(Deno.args, stopper.signal);
 } else {
   code = await runProcess(Deno.args, stopper.signal);
 }

@@ -117,6 +117,16 @@ export async function benchThroughput(options: ThroughputOptions): Promise<Row[]
     }
   }
   const ncRate = options.size / median(times.get("nc")!);
+  const ncCpu = median(cpu.get("nc")!);
+  const target = (name: string, rate: number, used: number) => {
+    const mark = (ok: boolean) => ok ? "met" : "MISSED";
+    if (name === "sockit") {
+      return `≥ 1.3× nc: ${mark(rate >= 1.3 * ncRate)}; CPU ≤ 0.8× nc's: ${
+        mark(used <= 0.8 * ncCpu)
+      }; moonshot ≥ 1.5×: ${mark(rate >= 1.5 * ncRate)}`;
+    }
+    return "";
+  };
   return tools.map((tool) => {
     const seconds = median(times.get(tool.name)!);
     const rate = options.size / seconds;
@@ -131,6 +141,7 @@ export async function benchThroughput(options: ThroughputOptions): Promise<Row[]
         ? `${median(cpu.get(tool.name)!).toFixed(2)} s`
         : "-",
       "peak rss": peak.length ? `${Math.round(Math.max(...peak) / 1024)} MiB` : "-",
+      target: target(tool.name, rate, median(cpu.get(tool.name)!)),
       runs: times.get(tool.name)!.map((t) => t.toFixed(2)).join(" "),
     };
   });

@@ -739,24 +739,40 @@ Deno.test("servers: with --allow-env for the tokio variable, a server runs in a 
   const r = await echo.result();
   assertEquals(r.code, 143, r.stderr);
 
-  // listen: what the client sends reaches stdout, and the session's end is the exit.
-  const listen = spawnSockit(["listen", "127.0.0.1:0", "-v"], { perms, process: true });
+  // listen -k: what a client sends reaches stdout; SIGTERM ends it.
+  const listen = spawnSockit(["listen", "127.0.0.1:0", "-k", "-v"], { perms, process: true });
   const listenPort = await listen.listeningPort();
   const client = await Deno.connect({ hostname: "127.0.0.1", port: listenPort });
   await writeAll(client, encoder.encode("to stdout\n"));
   client.close();
+  await listen.waitForStderr(/closed/);
+  listen.kill("SIGTERM");
   const l = await listen.result();
-  assertEquals([l.code, l.text], [0, "to stdout\n"], l.stderr);
+  assertEquals([l.code, l.text], [143, "to stdout\n"], l.stderr);
 
-  // The worker path was taken: the variable is set (children inherit it).
-  const shown = spawnSockit(
-    ["listen", "127.0.0.1:0", "-v", "--sh-exec", "echo tokio=$DENO_TOKIO_MAX_IO_EVENTS_PER_TICK"],
-    { perms: [...perms, "--allow-run"], process: true },
-  );
-  const shownPort = await shown.listeningPort();
-  const asker = await Deno.connect({ hostname: "127.0.0.1", port: shownPort });
-  await asker.closeWrite();
-  assertEquals(decoder.decode(await readAll(asker)), "tokio=128\n");
-  asker.close();
-  assertEquals((await shown.result()).code, 0);
+  // Which path: the variable is set in the worker (children inherit it) — for listen -k,
+  // not for a plain listen, which serves one client.
+  for (const [keep, expected] of [[true, "tokio=128\n"], [false, "tokio=\n"]] as const) {
+    const shown = spawnSockit(
+      [
+        "listen",
+        "127.0.0.1:0",
+        "-v",
+        ...(keep ? ["-k"] : []),
+        "--sh-exec",
+        "echo tokio=$DENO_TOKIO_MAX_IO_EVENTS_PER_TICK",
+      ],
+      { perms: [...perms, "--allow-run"], process: true },
+    );
+    const shownPort = await shown.listeningPort();
+    const asker = await Deno.connect({ hostname: "127.0.0.1", port: shownPort });
+    await asker.closeWrite();
+    assertEquals(decoder.decode(await readAll(asker)), expected, `listen -k: ${keep}`);
+    asker.close();
+    if (keep) {
+      await shown.waitForStderr(/closed/);
+      shown.kill("SIGTERM");
+    }
+    assertEquals((await shown.result()).code, keep ? 143 : 0);
+  }
 });

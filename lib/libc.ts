@@ -174,6 +174,43 @@ function formatIPv6(groups: number[]): string {
   return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
 }
 
+/** What `getsockname`/`getpeername` wrote: the address bytes and their length. */
+type Sockaddr = { bytes: Uint8Array; length: number };
+
+/**
+ * The open fds of this process, lowest first, whose two socket addresses
+ * satisfy `local` and `remote` (`undefined` from a call means it failed).
+ * Past the highest fd in use every call fails with EBADF: the scan stops
+ * after a run of 256 of them.
+ */
+function* socketsMatching(
+  c: Libc,
+  local: (address: Sockaddr) => boolean,
+  remote: (address: Sockaddr) => boolean,
+  limit: number,
+): Generator<number> {
+  const buf = new Uint8Array(110); // room for sockaddr_un
+  const len = new Uint8Array(4);
+  const view = new DataView(len.buffer);
+  const ask = (fd: number, call: "getsockname" | "getpeername") => {
+    view.setUint32(0, buf.length, true);
+    return c[call](fd, buf, len) === 0
+      ? { bytes: buf, length: view.getUint32(0, true) }
+      : undefined;
+  };
+  for (let fd = 3, misses = 0; fd < limit && misses < 256; fd++) {
+    const mine = ask(fd, "getsockname");
+    if (!mine) {
+      misses = lastErrno(c) === 9 ? misses + 1 : 0;
+      continue;
+    }
+    misses = 0;
+    if (!local(mine)) continue;
+    const theirs = ask(fd, "getpeername");
+    if (theirs && remote(theirs)) yield fd;
+  }
+}
+
 /**
  * The fd of the TCP socket with these two addresses in this process, found
  * by asking the open fds, lowest first, for their addresses (Deno 2.9 does
@@ -194,27 +231,13 @@ export function findTcpSocketFd(
   if (!ffiAvailable()) return undefined;
   const c = acquireLibc();
   try {
-    const buf = new Uint8Array(28);
-    const len = new Uint8Array(4);
-    const view = new DataView(len.buffer);
-    const same = (fd: number, call: "getsockname" | "getpeername", want: Deno.NetAddr) => {
-      view.setUint32(0, buf.length, true);
-      if (c[call](fd, buf, len) !== 0) return undefined;
-      const family = new DataView(buf.buffer).getUint16(0, true);
+    const is = (want: Deno.NetAddr) => ({ bytes }: Sockaddr) => {
+      const family = new DataView(bytes.buffer).getUint16(0, true);
       if (family !== C.AF_INET && family !== C.AF_INET6) return false;
-      const got = decodeSockaddr(buf);
+      const got = decodeSockaddr(bytes);
       return got.port === want.port && got.hostname === want.hostname;
     };
-    // Past the highest fd in use, every call fails with EBADF: stop after a run of them.
-    for (let fd = 3, misses = 0; fd < limit && misses < 256; fd++) {
-      const mine = same(fd, "getsockname", local);
-      if (mine === undefined && lastErrno(c) === 9) {
-        misses++;
-        continue;
-      }
-      misses = 0;
-      if (mine && same(fd, "getpeername", remote)) return fd;
-    }
+    for (const fd of socketsMatching(c, is(local), is(remote), limit)) return fd;
     return undefined;
   } finally {
     releaseLibc();
@@ -240,35 +263,23 @@ export function findUnixSocketFd(
   if (!ffiAvailable()) return undefined;
   const c = acquireLibc();
   try {
-    const buf = new Uint8Array(110);
-    const len = new Uint8Array(4);
-    const view = new DataView(len.buffer);
     const encoder = new TextEncoder();
-    const same = (fd: number, call: "getsockname" | "getpeername", want: string | null) => {
-      view.setUint32(0, buf.length, true);
-      if (c[call](fd, buf, len) !== 0) return undefined;
-      if (new DataView(buf.buffer).getUint16(0, true) !== 1) return false; // AF_UNIX
-      const size = view.getUint32(0, true) - 2;
-      const path = buf.subarray(2, 2 + Math.max(0, size));
+    const is = (want: string | null) => ({ bytes, length }: Sockaddr) => {
+      if (new DataView(bytes.buffer).getUint16(0, true) !== 1) return false; // AF_UNIX
+      const size = length - 2;
+      const path = bytes.subarray(2, 2 + Math.max(0, size));
       const text = want ?? "";
       if (text === "") return size <= 0 || path[0] === 0 && size === 1;
-      const bytes = encoder.encode(text.startsWith("@") ? `\0${text.slice(1)}` : text);
+      const expected = encoder.encode(text.startsWith("@") ? `\0${text.slice(1)}` : text);
       // A pathname address may end with its NUL.
-      const used = path[path.length - 1] === 0 && bytes[bytes.length - 1] !== 0
+      const used = path[path.length - 1] === 0 && expected[expected.length - 1] !== 0
         ? path.subarray(0, path.length - 1)
         : path;
-      return used.length === bytes.length && used.every((b, i) => b === bytes[i]);
+      return used.length === expected.length && used.every((b, i) => b === expected[i]);
     };
     let found: number | undefined;
     let foundIno = -1;
-    for (let fd = 3, misses = 0; fd < limit && misses < 256; fd++) {
-      const mine = same(fd, "getsockname", local);
-      if (mine === undefined && lastErrno(c) === 9) {
-        misses++;
-        continue;
-      }
-      misses = 0;
-      if (!mine || !same(fd, "getpeername", remote)) continue;
+    for (const fd of socketsMatching(c, is(local), is(remote), limit)) {
       // Deno may hold a duplicate of the socket: the same one, not another connection.
       const ino = socketInode(fd);
       if (found !== undefined && ino !== foundIno) return undefined;

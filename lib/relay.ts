@@ -314,6 +314,14 @@ export class Relay {
     });
   }
 
+  /** The fds to splice from `src` to `dst`, when both offer one and the relay goes on. */
+  async #spliceFds(src: Duplex, dst: Duplex): Promise<[number, number] | undefined> {
+    const to = await dst.spliceTo!();
+    if (to === undefined || this.#stopping || this.#draining) return undefined;
+    const from = src.spliceFrom!();
+    return from === undefined ? undefined : [from, to];
+  }
+
   /** One direction moved by the kernel: counted while it runs, ended as the read loop ends. */
   async #splice(
     direction: Direction,
@@ -380,14 +388,11 @@ export class Relay {
     const spliceable = !onChunk && !src.datagrams && !dst.datagrams && !!src.spliceFrom &&
       !!dst.spliceTo;
     if (spliceable && this.#options.splice === true) {
-      const to = await dst.spliceTo!();
-      const from = to === undefined || this.#stopping || this.#draining
-        ? undefined
-        : src.spliceFrom!();
-      if (to !== undefined && from !== undefined) {
-        return await this.#splice(direction, src, dst, startSplice(from, to));
-      }
+      const fds = await this.#spliceFds(src, dst);
+      if (fds) return await this.#splice(direction, src, dst, startSplice(...fds));
     }
+    // "bulk": asked once, when the direction has moved enough (not on every chunk after).
+    let bulk = spliceable && this.#options.splice === "bulk";
     let buf = new Uint8Array(fixed ?? Math.min(this.#options.bufferSize ?? DEFAULT_BUFFER, max));
     for (;;) {
       let n: number | null;
@@ -428,23 +433,18 @@ export class Relay {
         if (this.#writing === 0) this.#closeBoth();
         return;
       }
-      if (
-        spliceable && this.#options.splice === "bulk" && this.bytes[direction] >= SPLICE_AFTER &&
-        bulkSplices < MAX_SPLICES
-      ) {
+      if (bulk && this.bytes[direction] >= SPLICE_AFTER && bulkSplices < MAX_SPLICES) {
         // A bulk transfer: the kernel takes over from here (nothing is held in between).
-        const to = await dst.spliceTo!();
-        const from = to === undefined || this.#stopping || this.#draining
-          ? undefined
-          : src.spliceFrom!();
-        if (to !== undefined && from !== undefined && bulkSplices < MAX_SPLICES) {
+        bulk = false;
+        const fds = await this.#spliceFds(src, dst);
+        if (fds && bulkSplices < MAX_SPLICES) {
           bulkSplices++;
           try {
             return await this.#splice(
               direction,
               src,
               dst,
-              startSplice(from, to),
+              startSplice(...fds),
               this.bytes[direction],
             );
           } finally {

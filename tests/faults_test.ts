@@ -17,29 +17,15 @@ import {
   encoder,
   openSockets,
   readAll,
-  requireTool,
   runSockit,
   sockitCommand,
   spawnSockit,
   writeAll,
 } from "./helpers.ts";
-import { PythonServer, SEND_THEN_RESET } from "./peers.ts";
+import { PythonServer, resetFlood, SEND_THEN_RESET } from "./peers.ts";
 import { connectTcp } from "../lib/dial.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `count` clients that connect and reset at once (SO_LINGER 0). */
-async function resetFlood(port: number, count: number): Promise<void> {
-  const script = `
-import socket, struct
-for i in range(${count}):
-    s = socket.create_connection(("127.0.0.1", ${port}))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-`;
-  const out = await new Deno.Command(requireTool("python3"), { args: ["-c", script] }).output();
-  assertEquals(out.code, 0, decoder.decode(out.stderr));
-}
 
 Deno.test("faults: after a reset flood every kind of server still serves at once", async () => {
   const kinds: Array<{ name: string; args: string[]; check: (port: number) => Promise<void> }> = [

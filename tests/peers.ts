@@ -6,7 +6,7 @@
  * @module
  */
 
-import { requireTool } from "./helpers.ts";
+import { decoder, requireTool } from "./helpers.ts";
 
 /** A Python TCP server on 127.0.0.1 that serves one connection with `body`. */
 export class PythonServer {
@@ -89,3 +89,19 @@ time.sleep(0.2)
 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 conn.close()
 `;
+
+/**
+ * Connects `count` clients to 127.0.0.1:`port` that reset at once (SO_LINGER 0),
+ * most of them before the server has accepted them.
+ */
+export async function resetFlood(port: number, count: number): Promise<void> {
+  const script = `
+import socket, struct
+for i in range(${count}):
+    s = socket.create_connection(("127.0.0.1", ${port}))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+`;
+  const out = await new Deno.Command(requireTool("python3"), { args: ["-c", script] }).output();
+  if (out.code !== 0) throw new Error(`reset flood failed: ${decoder.decode(out.stderr)}`);
+}

@@ -383,39 +383,67 @@ async function scanThroughLibc(
   // closes its sockets, within one 50 ms poll slice.
   const onAbort = () => Atomics.store(stop, 0, 1);
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  const running: Worker[] = [];
-  type Outcome = { open: Array<{ port: number; latencyMs: number }>; failure?: { errno: number } };
-  let results: Outcome[];
+  let results: Array<ProbeOutcome & { failure?: { errno: number } }>;
   try {
-    results = await Promise.all(
-      Array.from({ length: workers }, () =>
-        new Promise<Outcome>((resolve, reject) => {
-          const worker = new Worker(libcProbeUrl!, { type: "module", name: "sockit-scan" });
-          running.push(worker);
-          worker.onmessage = (event: MessageEvent) => resolve(event.data);
-          worker.onerror = (event: ErrorEvent) => {
-            event.preventDefault();
-            Atomics.store(stop, 0, 1);
-            reject(new Error(event.message));
-          };
-          worker.postMessage({
-            family: isIPv4(hostname) ? C.AF_INET : C.AF_INET6,
-            address: encodeSockaddr(hostname, 0),
-            ports: shared,
-            next,
-            stop,
-            batch,
-            timeout: options.timeout ?? 1000,
-          });
-        })),
-    );
+    results = await runProbeWorkers(libcProbeUrl, workers, {
+      family: isIPv4(hostname) ? C.AF_INET : C.AF_INET6,
+      address: encodeSockaddr(hostname, 0),
+      ports: shared,
+      next,
+      stop,
+      batch,
+      timeout: options.timeout ?? 1000,
+    }, { onError: onAbort });
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
-    for (const w of running) w.terminate();
   }
   if (options.signal?.aborted) throw options.signal.reason;
   const failure = results.find((r) => r.failure)?.failure;
   if (failure) throw toSockitError(errnoError(failure.errno), "scan", hostname);
+  return openPorts(results);
+}
+
+/** What a probe worker reports: the open ports it found (and why it stopped early, if so). */
+interface ProbeOutcome {
+  open: Array<{ port: number; latencyMs: number }>;
+}
+
+/**
+ * Starts `count` probe workers from `url`, each sent `message`, and resolves
+ * to their reports; every worker is terminated at the end. With `signal`,
+ * an abort rejects at once; `onError` runs when a worker fails.
+ */
+async function runProbeWorkers<T extends ProbeOutcome>(
+  url: string,
+  count: number,
+  message: unknown,
+  options: { signal?: AbortSignal; onError?: () => void },
+): Promise<T[]> {
+  const running: Worker[] = [];
+  const { signal } = options;
+  try {
+    return await Promise.all(
+      Array.from({ length: count }, () =>
+        new Promise<T>((resolve, reject) => {
+          const worker = new Worker(url, { type: "module", name: "sockit-scan" });
+          running.push(worker);
+          worker.onmessage = (event: MessageEvent) => resolve(event.data);
+          worker.onerror = (event: ErrorEvent) => {
+            event.preventDefault();
+            options.onError?.();
+            reject(new Error(event.message));
+          };
+          signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+          worker.postMessage(message);
+        })),
+    );
+  } finally {
+    for (const w of running) w.terminate();
+  }
+}
+
+/** The open ports the workers found, in order. */
+function openPorts(results: ProbeOutcome[]): PortResult[] {
   return results.flatMap((r) => r.open)
     .map((r): PortResult => ({ port: r.port, state: "open", latencyMs: r.latencyMs }))
     .sort((a, b) => a.port - b.port);
@@ -464,48 +492,25 @@ export async function scan(
   probeUrl ??= URL.createObjectURL(
     new Blob([`(${probeWorker.toString()})()`], { type: "text/javascript" }),
   );
-  const running: Worker[] = [];
-  const stopAll = () => {
-    Atomics.store(next, 0, ports.length);
-    for (const w of running) w.terminate();
-  };
+  // The workers are terminated as the scan rejects; none takes a port after that.
+  const stopAll = () => Atomics.store(next, 0, ports.length);
   options.signal?.addEventListener("abort", stopAll, { once: true });
   try {
-    type Outcome = {
-      open: Array<{ port: number; latencyMs: number }>;
-      failure?: { name: string; message: string };
-    };
-    const results = await Promise.all(
-      Array.from({ length: workers }, () =>
-        new Promise<Outcome>((resolve, reject) => {
-          const worker = new Worker(probeUrl!, { type: "module", name: "sockit-scan" });
-          running.push(worker);
-          worker.onmessage = (event: MessageEvent) => resolve(event.data);
-          worker.onerror = (event: ErrorEvent) => {
-            event.preventDefault();
-            reject(new Error(event.message));
-          };
-          options.signal?.addEventListener("abort", () => reject(options.signal!.reason), {
-            once: true,
-          });
-          worker.postMessage({
-            hostname,
-            ports: shared,
-            next,
-            inFlight,
-            timeout: options.timeout ?? 1000,
-          });
-        })),
-    );
+    const results = await runProbeWorkers<
+      ProbeOutcome & { failure?: { name: string; message: string } }
+    >(probeUrl, workers, {
+      hostname,
+      ports: shared,
+      next,
+      inFlight,
+      timeout: options.timeout ?? 1000,
+    }, { signal: options.signal });
     const failure = results.find((r) => r.failure)?.failure;
     if (failure) {
       throw toSockitError(rebuildError(failure.name, failure.message), "scan", hostname);
     }
-    return results.flatMap((r) => r.open)
-      .map((r): PortResult => ({ port: r.port, state: "open", latencyMs: r.latencyMs }))
-      .sort((a, b) => a.port - b.port);
+    return openPorts(results);
   } finally {
     options.signal?.removeEventListener("abort", stopAll);
-    for (const w of running) w.terminate();
   }
 }

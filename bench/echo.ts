@@ -257,6 +257,14 @@ export async function benchEcho(options: EchoOptions = echoDefaults): Promise<Ro
             `env DENO_TOKIO_MAX_IO_EVENTS_PER_TICK=128 ${baselineShell()} echo 127.0.0.1:${port}`,
         }]
         : []),
+      {
+        // The runtime's floor: a bare Deno read/write loop per connection (bench/deno_echo.ts).
+        name: "deno (bare loop)",
+        command: (port) =>
+          `${Deno.execPath()} run --allow-net ${
+            new URL("./deno_echo.ts", import.meta.url).pathname
+          } ${port}`,
+      },
       which("node")
         ? { name: "node", command: (port) => `node -e '${node.replace("{port}", String(port))}'` }
         : { name: "node", missing: "node is not installed" },

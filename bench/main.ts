@@ -4,7 +4,8 @@
  * when installed) in the same run, as ratios; echo round trips compared with Node.js and ncat;
  * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener;
  * a soak of echo and forward (1,000 clients, then 10,000 short connections: errors, drift);
- * start-up (`--version`, `--help`, a one-byte connect) against `deno run` of an empty file.
+ * start-up (`--version`, `--help`, a one-byte connect) against `deno run` of an empty file;
+ * a ping flood against iputils `ping -f` (root).
  * Sections named on the command line run (default: all). Loopback only; every run is bounded
  * and stops by itself.
  *
@@ -16,6 +17,7 @@ import { benchEcho, echoDefaults } from "./echo.ts";
 import { benchFlags } from "./flags.ts";
 import { benchScan } from "./scan.ts";
 import { benchSoak, soakDefaults } from "./soak.ts";
+import { benchPing } from "./ping.ts";
 import { benchStartup } from "./startup.ts";
 import { benchForward, benchThroughput, benchUnix } from "./throughput.ts";
 import { table } from "./util.ts";
@@ -36,7 +38,17 @@ const { values, positionals } = parseArgs({
 });
 const size = Number(values.size);
 const runs = Number(values.runs);
-const sections = ["throughput", "unix", "forward", "echo", "scan", "flags", "soak", "startup"];
+const sections = [
+  "throughput",
+  "unix",
+  "forward",
+  "echo",
+  "scan",
+  "flags",
+  "soak",
+  "startup",
+  "ping",
+];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
@@ -126,4 +138,13 @@ if (chosen.has("startup")) {
       `CPU user+sys from /usr/bin/time`,
   );
   print(table(await benchStartup({ runs: startupRuns })));
+}
+if (chosen.has("ping")) {
+  if (chosen.size > 1) print("");
+  const pingRuns = Math.max(runs, 7);
+  print(
+    `Ping: a flood of 1000 over 127.0.0.1 (root), time per ping with start-up taken out ` +
+      `((T(1000) − T(1)) / 999), median of ${pingRuns} runs interleaved; CPU of the 1000`,
+  );
+  print(table(await benchPing({ count: 1000, runs: pingRuns })));
 }

@@ -249,6 +249,8 @@ export async function benchForward(options: ThroughputOptions): Promise<Row[]> {
       name: "socat -b131072",
       command: "socat -b131072 TCP-LISTEN:{listen},bind=127.0.0.1,reuseaddr,fork {socatTarget}",
     },
+    // The ceiling: the same nc ends joined directly, no forwarder. A forwarder cannot beat it.
+    { name: "none (nc → nc)", command: "" },
   ];
   const rows: Row[] = [];
   try {
@@ -271,22 +273,29 @@ export async function benchForward(options: ThroughputOptions): Promise<Row[]> {
               "{socatTarget}",
               kind === "tcp" ? `TCP:127.0.0.1:${sinkPort}` : `UNIX-CONNECT:${path}`,
             );
-          const forwarder = sh(`exec ${time}${command}`);
-          await waitForTcpListen(listen);
+          const forwarder = command ? sh(`exec ${time}${command}`) : undefined;
+          if (forwarder) await waitForTcpListen(listen);
+          const to = forwarder
+            ? `127.0.0.1 ${listen}`
+            : kind === "tcp"
+            ? `127.0.0.1 ${sinkPort}`
+            : `-U ${path}`;
           const started = performance.now();
-          const source = await sh(`head -c ${options.size} /dev/zero | nc -N 127.0.0.1 ${listen}`)
-            .output();
+          const source = await sh(`head -c ${options.size} /dev/zero | nc -N ${to}`).output();
           const out = await sink.output();
           seconds.get(relay.name)!.push((performance.now() - started) / 1000);
           const received = Number(new TextDecoder().decode(out.stdout).trim());
           // Stop the forwarder itself (not /usr/bin/time, which then reports its CPU).
-          const [pid] = time ? await descendants(forwarder.pid) : [forwarder.pid];
-          if (pid) Deno.kill(pid, "SIGTERM");
-          const f = await forwarder.output();
+          let f: Deno.CommandOutput | undefined;
+          if (forwarder) {
+            const [pid] = time ? await descendants(forwarder.pid) : [forwarder.pid];
+            if (pid) Deno.kill(pid, "SIGTERM");
+            f = await forwarder.output();
+          }
           if (!source.success || received !== options.size) {
             throw new Error(`${relay.name} (${kind}): ${received} of ${options.size} bytes`);
           }
-          const m = /cpu=([\d.]+)\+([\d.]+)/.exec(new TextDecoder().decode(f.stderr));
+          const m = f && /cpu=([\d.]+)\+([\d.]+)/.exec(new TextDecoder().decode(f.stderr));
           if (m) cpu.get(relay.name)!.push(Number(m[1]) + Number(m[2]));
           await Deno.remove(path).catch(() => {});
         }

@@ -22,7 +22,7 @@
 import { UsageError } from "./errors.ts";
 import { formatHost, isIPv4, isIPv6 } from "./ip.ts";
 import { servicePort } from "./services.ts";
-import { DEFAULT_SCHEME, TRANSPORTS } from "./transports.ts";
+import { DEFAULT_SCHEME, formatAuthority, TRANSPORTS } from "./transports.ts";
 
 /** A scheme of the transport table (`tcp`, `udp`, `tls`, `unix`, …). */
 export type Scheme = string;
@@ -36,7 +36,10 @@ export interface NetEndpoint {
    * form, whose host depends on the role (see `hostOf` in `transports.ts`).
    */
   hostname?: string;
-  /** Port, 0–65535. Port 0 on a listening endpoint asks the OS for a free port. */
+  /**
+   * Port, 0–65535. Port 0 on a listening endpoint asks the OS for a free
+   * port. For `ip://host/protocol`, the IP protocol number (1–255).
+   */
   port: number;
 }
 
@@ -73,6 +76,25 @@ function parsePort(input: string, text: string): number {
   const port = Number(text);
   if (port > 65535) fail(input, "port out of range");
   return port;
+}
+
+/** `host/protocol` (`ip://`): a host (IPv6 in brackets or bare) and an IP protocol number 1–255. */
+function parseHostProtocol(input: string, rest: string, transport: Scheme): NetEndpoint {
+  const slash = rest.lastIndexOf("/");
+  if (slash === -1) {
+    fail(input, "missing protocol: expected host/protocol, e.g. ip://127.0.0.1/253");
+  }
+  let host = rest.slice(0, slash);
+  const protocol = rest.slice(slash + 1);
+  if (!/^\d+$/.test(protocol) || Number(protocol) < 1 || Number(protocol) > 255) {
+    fail(input, `invalid IP protocol ${JSON.stringify(protocol)} (a number 1–255)`);
+  }
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  if (host === "") fail(input, "missing host");
+  if (!isIPv6(host) && !isIPv4(host) && !HOST_NAME.test(host)) {
+    fail(input, `invalid host ${JSON.stringify(host)}`);
+  }
+  return { transport, hostname: host, port: Number(protocol) };
 }
 
 function parseHostPort(input: string, rest: string, transport: Scheme): NetEndpoint {
@@ -150,6 +172,10 @@ export function parseEndpoint(input: string): Endpoint {
     const name = m[1].toLowerCase();
     const row = TRANSPORTS[name];
     if (row?.address === "path") return parsePath(input, name, input.slice(m[1].length + 1));
+    if (row?.address === "host-protocol") {
+      if (!m[2]) fail(input, `expected ${name}://host/protocol`);
+      return parseHostProtocol(input, input.slice(m[0].length), name);
+    }
     const rest = input.slice(m[0].length);
     if (row) return parseHostPort(input, rest, name);
     // `word:rest` is a host and port unless it can only be a scheme: `//`
@@ -185,8 +211,10 @@ export function formatEndpoint(endpoint: Endpoint): string {
       ? `${scheme}://${endpoint.path}`
       : `${scheme}:${endpoint.path}`;
   }
-  const authority = endpoint.hostname === undefined
-    ? String(endpoint.port)
-    : `${formatHost(endpoint.hostname)}:${endpoint.port}`;
+  const authority = endpoint.hostname === undefined ? String(endpoint.port) : formatAuthority(
+    TRANSPORTS[endpoint.transport]?.address ?? "host-port",
+    endpoint.hostname,
+    endpoint.port,
+  );
   return endpoint.transport === DEFAULT_SCHEME ? authority : `${endpoint.transport}://${authority}`;
 }

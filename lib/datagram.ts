@@ -59,6 +59,8 @@ export interface DatagramSocket {
   close(): void;
   /** Resolves once the socket is released (a receive in flight has returned). */
   readonly closed: Promise<void>;
+  /** How a peer is written, when not `host:port` (`ip://` peers are `host/protocol`). */
+  formatPeer?(addr: Deno.NetAddr): string;
 }
 
 function needUnstableNet(): void {
@@ -528,7 +530,12 @@ export class DatagramSide implements Duplex, Disposable {
   /** The peer as a plain address (the local address while none has come): the name in messages. */
   get label(): string {
     if (this.#options.mode === "connected") return this.#options.peerName ?? "";
-    return this.#peer ? formatAddr(this.#peer) : this.socket.address;
+    return this.#peer ? this.formatPeer(this.#peer) : this.socket.address;
+  }
+
+  /** A peer as its socket writes it (`127.0.0.1:53`, `127.0.0.1/253`). */
+  formatPeer(peer: Deno.NetAddr): string {
+    return this.socket.formatPeer?.(peer) ?? formatAddr(peer);
   }
 
   /** The largest datagram this side carries. */
@@ -619,7 +626,7 @@ export class DatagramSide implements Duplex, Disposable {
   /** The figures of `peer` when counted per peer, and whether it is new (then it is added). */
   #session(peer: Deno.NetAddr): [PeerSession | undefined, boolean] {
     if (!this.#options.perPeer) return [undefined, false];
-    const key = formatAddr(peer);
+    const key = this.formatPeer(peer);
     const known = this.#sessions.get(key);
     if (known) return [known, false];
     if (this.#sessions.size >= PEER_SESSIONS) {

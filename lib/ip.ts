@@ -171,3 +171,32 @@ export function ipv6Groups(address: string): number[] {
   const back = [...parse(text.slice(gap + 2)), ...tail];
   return [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
 }
+
+/**
+ * The canonical text of eight IPv6 groups (RFC 5952: the longest zero run as `::`).
+ *
+ * @example Usage
+ * ```ts
+ * import { formatIPv6 } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatIPv6([0, 0, 0, 0, 0, 0, 0, 1]), "::1");
+ * assert.equal(formatIPv6([0xfe80, 0, 0, 0, 1, 0, 0, 1]), "fe80::1:0:0:1");
+ * ```
+ */
+export function formatIPv6(groups: number[]): string {
+  let best = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) {
+      best = i;
+      bestLength = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best === -1) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
+}

@@ -9,13 +9,32 @@
  */
 
 import { errnoError } from "./errors.ts";
-import { ipv6Groups, isIPv4 } from "./ip.ts";
+import { formatIPv6, ipv6Groups, isIPv4 } from "./ip.ts";
 
 /** Address families, socket types and flags used with these calls (Linux values). */
 export const C = {
   AF_INET: 2,
   AF_INET6: 10,
   SOCK_DGRAM: 2,
+  SOCK_RAW: 3,
+  IPPROTO_IP: 0,
+  IPPROTO_ICMP: 1,
+  IPPROTO_UDP: 17,
+  IPPROTO_IPV6: 41,
+  IPPROTO_ICMPV6: 58,
+  IP_TTL: 2,
+  IP_RECVTTL: 12,
+  IPV6_UNICAST_HOPS: 16,
+  IPV6_RECVHOPLIMIT: 51,
+  IPV6_HOPLIMIT: 52,
+  SO_TIMESTAMPNS: 35,
+  SOL_RAW: 255,
+  ICMP_FILTER: 1,
+  ICMP6_FILTER: 1,
+  EPERM: 1,
+  EACCES: 13,
+  EINTR: 4,
+  O_RDONLY: 0,
   SOCK_CLOEXEC: 0o2000000,
   SOL_SOCKET: 1,
   SO_ERROR: 4,
@@ -36,7 +55,14 @@ const SYMBOLS = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   // On a helper thread: waiting must not block the event loop.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
@@ -154,24 +180,6 @@ export function decodeSockaddr(buf: Uint8Array): { hostname: string; port: numbe
   if (family === C.AF_INET) return { hostname: [...buf.subarray(4, 8)].join("."), port };
   const groups = Array.from({ length: 8 }, (_, i) => view.getUint16(8 + 2 * i, false));
   return { hostname: formatIPv6(groups), port };
-}
-
-/** The canonical text of eight IPv6 groups (RFC 5952: the longest zero run as `::`). */
-function formatIPv6(groups: number[]): string {
-  let best = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8;) {
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      best = i;
-      bestLength = j - i;
-    }
-    i = j === i ? i + 1 : j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best === -1) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
 }
 
 /** What `getsockname`/`getpeername` wrote: the address bytes and their length. */

@@ -23,7 +23,7 @@ import type { Listener } from "./listener.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import type { TraceFn } from "./trace.ts";
-import { hostOf, schemePrefix, transportOf, withTls } from "./transports.ts";
+import { formatAuthority, hostOf, schemePrefix, transportOf, withTls } from "./transports.ts";
 import type { OpenOptions } from "./transports.ts";
 
 /**
@@ -44,7 +44,11 @@ import type { OpenOptions } from "./transports.ts";
 export function connectAddress(endpoint: Endpoint, family?: 4 | 6): string {
   const row = transportOf(endpoint);
   if ("path" in endpoint) return `${row.scheme}:${endpoint.path}`;
-  const authority = `${formatHost(hostOf(endpoint, "connect", family))}:${endpoint.port}`;
+  const authority = formatAuthority(
+    row.address,
+    hostOf(endpoint, "connect", family),
+    endpoint.port,
+  );
   return row.kind === "datagram" ? `${schemePrefix(row)}${authority}` : authority;
 }
 

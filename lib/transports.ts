@@ -19,10 +19,11 @@ import { bindDatagram, connectDatagram } from "./datagram.ts";
 import type { DatagramSocket } from "./datagram.ts";
 import { nodeTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
-import { UsageError } from "./errors.ts";
+import { toSockitError, UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
 import { listenTcp, listenUnix } from "./listener.ts";
 import type { Listener, ListenerOptions } from "./listener.ts";
+import { isDenied, RawSocket, rawSocketDenied, requireRawSockets } from "./raw.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
@@ -35,6 +36,9 @@ export type TlsSupport =
   | { upgrade: string }
   /** Not at all; the text says why. */
   | { unsupported: string };
+
+/** How a transport's address is written. */
+export type AddressForm = "host-port" | "path" | "host-protocol";
 
 /** What the dialers of a row may use. */
 export interface DialerOptions {
@@ -56,8 +60,11 @@ export interface Transport {
   readonly scheme: string;
   /** Byte stream or datagrams. */
   readonly kind: "stream" | "datagram";
-  /** What follows the scheme: `host:port`, or a socket path. */
-  readonly address: "host-port" | "path";
+  /**
+   * What follows the scheme: `host:port`, a socket path, or `host/protocol`
+   * (an IP protocol number, carried in the endpoint's `port` field).
+   */
+  readonly address: AddressForm;
   /** How TLS applies. */
   readonly tls: TlsSupport;
   /** One line for help texts. */
@@ -157,6 +164,48 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
       return connectDatagram(address, port, options);
     },
   },
+  ip: {
+    scheme: "ip",
+    kind: "datagram",
+    address: "host-protocol",
+    tls: { unsupported: "TLS over raw IP is not supported" },
+    summary: "raw IP datagrams of one protocol (SOCK_RAW: root)",
+    defaultHost: LOOPBACK,
+    datagram: async (endpoint, role, options) => {
+      const { port: protocol } = endpoint as NetEndpoint;
+      const text = `ip://${
+        formatAuthority("host-protocol", hostOf(endpoint, role, options.family), protocol)
+      }`;
+      requireRawSockets(role, text);
+      const host = role === "listen"
+        ? await bindHost(endpoint, role, options)
+        : (await resolve(hostOf(endpoint, role, options.family), {
+          op: "connect",
+          address: text,
+          family: options.family,
+          lookup: options.lookup,
+        }))[0];
+      let socket: RawSocket;
+      try {
+        socket = RawSocket.open({
+          family: ipFamily(host) === 6 ? 6 : 4,
+          protocol,
+          trace: options.trace,
+        });
+      } catch (err) {
+        if (isDenied(err)) throw rawSocketDenied(role, text, false);
+        throw toSockitError(err, role, text);
+      }
+      try {
+        if (role === "listen") socket.bind(host);
+        else socket.connect(host);
+      } catch (err) {
+        socket.close();
+        throw toSockitError(err, role, text);
+      }
+      return socket;
+    },
+  },
   unix: {
     scheme: "unix",
     kind: "stream",
@@ -216,7 +265,7 @@ export interface EndpointNeeds {
   /** Only this kind of socket (default: either). */
   kind?: "stream" | "datagram";
   /** Only these address forms (e.g. `host-port` for `scan`). */
-  address?: "host-port" | "path";
+  address?: AddressForm;
   /** Not a transport that is always TLS (`wait` checks that a port accepts, no more). */
   plain?: boolean;
 }
@@ -228,6 +277,23 @@ function serves(row: Transport, needs: EndpointNeeds): boolean {
   if (needs.plain && row.tls === "always") return false;
   if (row.kind === "datagram") return row.datagram !== undefined;
   return needs.role === "listen" ? row.listen !== undefined : row.dialer !== undefined;
+}
+
+/**
+ * A host and port (or protocol) as an address form writes them:
+ * `[::1]:80`, or `127.0.0.1/253` for `ip://`.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatAuthority } from "./transports.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatAuthority("host-port", "::1", 80), "[::1]:80");
+ * assert.equal(formatAuthority("host-protocol", "::1", 253), "[::1]/253");
+ * ```
+ */
+export function formatAuthority(form: AddressForm, host: string, port: number): string {
+  return `${formatHost(host)}${form === "host-protocol" ? "/" : ":"}${port}`;
 }
 
 /** How a scheme is written before its address (`tcp://`, `unix:`). */

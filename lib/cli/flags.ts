@@ -106,7 +106,12 @@ export const FLAGS = {
   },
   retry: { type: "string", value: "N", help: "try N more times when connecting fails" },
   "retry-delay": { type: "string", value: "DUR", help: "pause between attempts (default 1s)" },
-  interval: { type: "string", value: "DUR", help: "try each target this often (default 250ms)" },
+  interval: {
+    type: "string",
+    short: "i",
+    value: "DUR",
+    help: "try each target this often (default 250ms)",
+  },
   "attempt-timeout": {
     type: "string",
     value: "DUR",
@@ -186,6 +191,56 @@ export const FLAGS = {
     multiple: true,
     value: "CIDR",
     help: "refuse clients in these ranges (repeatable)",
+  },
+  // ICMP: ping and traceroute.
+  count: { type: "string", short: "c", value: "N", help: "stop after N echo requests" },
+  deadline: {
+    type: "string",
+    short: "w",
+    value: "DUR",
+    help: "stop after DUR, whatever is outstanding",
+  },
+  "reply-timeout": {
+    type: "string",
+    short: "W",
+    value: "DUR",
+    help: "wait this long for replies after the last request (default 10s)",
+  },
+  size: {
+    type: "string",
+    short: "s",
+    value: "BYTES",
+    help: "bytes of data in each request (default 56; 84 on the wire with the headers)",
+  },
+  ttl: { type: "string", short: "t", value: "N", help: "the TTL (IPv4) or hop limit (IPv6) sent" },
+  socket: {
+    type: "string",
+    value: "KIND",
+    help: "raw (root or CAP_NET_RAW), dgram (a ping group) or auto: raw, else dgram (default)",
+  },
+  queries: {
+    type: "string",
+    short: "q",
+    value: "N",
+    help: "probes per hop (default 3)",
+  },
+  numeric: {
+    type: "boolean",
+    short: "n",
+    help: "print addresses as numbers (sockit always does; accepted for traceroute's users)",
+  },
+  "max-hops": { type: "string", short: "m", value: "N", help: "give up after N hops (default 30)" },
+  "probe-timeout": {
+    type: "string",
+    short: "w",
+    value: "DUR",
+    help: "wait this long for the answer to each probe (default 5s)",
+  },
+  port: {
+    type: "string",
+    short: "p",
+    value: "PORT",
+    help: "the first UDP destination port, +1 per probe (default 33434)",
   },
   // Addresses.
   ipv4: {

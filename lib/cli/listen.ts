@@ -22,7 +22,6 @@ import type { Connection } from "../conn.ts";
 import { Fanout } from "../fanout.ts";
 import type { Subscription } from "../fanout.ts";
 import { formatBytes, formatDuration } from "../format.ts";
-import { formatAddr } from "../ip.ts";
 import { openDatagram } from "../open.ts";
 import type { Step } from "../dialogue.ts";
 import { checkSendFiles, sendDatagrams, sendFiles } from "../payload.ts";
@@ -295,8 +294,10 @@ async function listenDatagram(
     op: "listen",
     perPeer: true,
     greeting,
-    onPeer: (peer) =>
-      reporter.event("peer", `datagrams from ${formatAddr(peer)}`, { remote: formatAddr(peer) }),
+    onPeer: (peer) => {
+      const remote = side.formatPeer(peer);
+      reporter.event("peer", `datagrams from ${remote}`, { remote });
+    },
   });
   const code = await runSession(side, ctx, reporter, {
     recvOnly: options.recvOnly || greeting !== undefined,

@@ -21,7 +21,9 @@ import { forwardCommand } from "./forward.ts";
 import { listenCommand } from "./listen.ts";
 import { ncCommand } from "./nc.ts";
 import { Reporter } from "./report.ts";
+import { pingCommand } from "./ping.ts";
 import { scanCommand } from "./scan.ts";
+import { tracerouteCommand } from "./traceroute.ts";
 import { explainUsage, nearest } from "./suggest.ts";
 import { waitCommand } from "./wait.ts";
 
@@ -37,6 +39,8 @@ export const COMMANDS: Record<string, Command<unknown>> = Object.fromEntries(
     forwardCommand,
     waitCommand,
     scanCommand,
+    pingCommand,
+    tracerouteCommand,
     ncCommand,
   ] as Command<
     unknown
@@ -53,7 +57,9 @@ export function mainHelp(): string {
     return `${left.padEnd(21)}${spec.help}`;
   };
   const schemes = Object.values(TRANSPORTS).map((row) =>
-    `  ${schemePrefix(row)}${row.address === "path" ? "/path" : "host:port"}`.padEnd(21) +
+    `  ${schemePrefix(row)}${
+      { path: "/path", "host-port": "host:port", "host-protocol": "host/proto" }[row.address]
+    }`.padEnd(21) +
     row.summary
   );
   return `sockit ${VERSION}: the socket call sequence as a command-line tool

@@ -1,0 +1,376 @@
+/**
+ * Raw sockets: `sockit ping`, `sockit traceroute` and `ip://` endpoints,
+ * against iputils ping, traceroute and socat, on loopback and in network
+ * namespaces that each test makes and removes (root: CI runs as root).
+ */
+
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { customCommand, requireTool, runSockit, sockitCommand, spawnSockit } from "./helpers.ts";
+import { Lab, privateNamespace, requireRoot, runArgv } from "./netns.ts";
+import { checksum, describeIcmp, echoRequest, parseIcmp } from "../lib/icmp.ts";
+import { decodeSockaddr, encodeSockaddr } from "../lib/libc.ts";
+import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
+
+const FFI = ["--allow-net", "--allow-ffi"];
+const sockit = (args: string[]) => [...sockitCommand(FFI), ...args];
+const hex = (text: string) => new Uint8Array(text.match(/../g)!.map((b) => parseInt(b, 16)));
+
+/** The documented fields of the ping and traceroute events (README "ping and traceroute"). */
+const SCHEMA: Record<string, string[]> = {
+  ping: ["host", "address", "family", "socket", "size", "id"],
+  reply: ["seq", "from", "bytes", "rttMs", "duplicate"],
+  icmp: ["seq", "from", "icmpType", "code", "message"],
+  done: [
+    "host",
+    "address",
+    "transmitted",
+    "received",
+    "errors",
+    "duplicates",
+    "lossPercent",
+    "timeMs",
+  ],
+  traceroute: ["host", "address", "maxHops", "packetBytes"],
+  hop: ["hop", "probes"],
+  traced: ["address", "reached", "hops"],
+};
+
+function jsonEvents(text: string): Record<string, unknown>[] {
+  return text.split("\n").filter(Boolean).map((line) => {
+    const obj = JSON.parse(line);
+    const fields = SCHEMA[obj.event];
+    assert(fields, `undocumented event ${obj.event}`);
+    for (const f of fields) assert(f in obj, `${obj.event} lacks ${f}: ${line}`);
+    assert(!Number.isNaN(Date.parse(obj.time)), `no time in ${line}`);
+    return obj;
+  });
+}
+
+// ---- pure packet code --------------------------------------------------------------
+
+Deno.test("icmp: checksum, echo requests, sockaddr round trips", () => {
+  const request = echoRequest(4, 0xbeef, 513, 56);
+  assertEquals(checksum(request), 0);
+  assertEquals([request[4], request[5], request[6], request[7]], [0xbe, 0xef, 2, 1]);
+  // IPv6: the kernel computes the checksum.
+  assertEquals(echoRequest(6, 1, 1, 8).subarray(0, 4), new Uint8Array([128, 0, 0, 0]));
+  // An odd length pads with a zero byte.
+  assertEquals(checksum(new Uint8Array([0xff])), 0x00ff);
+  for (const [host, port] of [["127.1.0.2", 0], ["::1", 58], ["fe80::1:2", 33434]] as const) {
+    assertEquals(decodeSockaddr(encodeSockaddr(host, port)), { hostname: host, port });
+  }
+});
+
+Deno.test("icmp: replies parsed from captured packets (time exceeded, port unreachable)", () => {
+  // Captured in the namespace lab: a TTL-1 echo request from 127.1.0.1 to 127.2.0.2, answered by
+  // the router 127.1.0.2 (a raw IPv4 socket's bytes: IP header first).
+  const exceeded = parseIcmp(
+    4,
+    hex(
+      "45c00040cced00004001af0a7f0100027f0100010b00f4ff00000000450000247e9f40000101fd337f0100017f0200020800a9a6424200070001020304050607",
+    ),
+    true,
+  );
+  assertEquals(exceeded?.kind, "time-exceeded");
+  assertEquals(exceeded?.ttl, 64);
+  assertEquals(exceeded?.quoted, { protocol: 1, destination: "127.2.0.2", id: 0x4242, seq: 7 });
+  assertEquals(describeIcmp(4, exceeded!.type, exceeded!.code), "Time to live exceeded");
+  // A UDP probe from port 60024 to 33440 answered by the destination: port unreachable.
+  const unreachable = parseIcmp(
+    4,
+    hex(
+      "45c0003cb5f700003f01c7037f0200027f010001030391b30000000045000020ce6a40000111ad5c7f0100017f020002ea7882a0000cfe2300000000",
+    ),
+    true,
+  );
+  assertEquals(unreachable?.kind, "unreachable");
+  assertEquals(unreachable?.code, 3);
+  assertEquals(unreachable?.quoted, {
+    protocol: 17,
+    destination: "127.2.0.2",
+    sourcePort: 60024,
+    destinationPort: 33440,
+  });
+  // Too short to be anything.
+  assertEquals(parseIcmp(4, new Uint8Array(10), true), undefined);
+});
+
+Deno.test("ip://: the endpoint grammar", async () => {
+  assertEquals(parseEndpoint("ip://127.0.0.1/253"), {
+    transport: "ip",
+    hostname: "127.0.0.1",
+    port: 253,
+  });
+  assertEquals(parseEndpoint("ip://[::1]/253"), { transport: "ip", hostname: "::1", port: 253 });
+  assertEquals(formatEndpoint(parseEndpoint("ip://::1/253")), "ip://[::1]/253");
+  for (
+    const [bad, why] of [
+      ["ip://127.0.0.1", /missing protocol/],
+      ["ip://127.0.0.1/300", /invalid IP protocol "300"/],
+      ["ip://127.0.0.1/0", /invalid IP protocol "0"/],
+      ["ip:127.0.0.1/1", /expected ip:\/\/host\/protocol/],
+    ] as const
+  ) {
+    const r = await runSockit(["connect", bad]);
+    assertEquals(r.code, 2, bad);
+    assertMatch(r.stderr, why);
+  }
+});
+
+// ---- ping on loopback ----------------------------------------------------------------
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`ping ${host}: the same replies and lines as iputils ping, run at the same time`, async () => {
+    requireRoot();
+    const iputils = requireTool("ping");
+    const [mine, theirs] = await Promise.all([
+      runArgv(sockit(["ping", "-c", "3", "-i", "0.2", host])),
+      runArgv([iputils, "-c", "3", "-i", "0.2", host]),
+    ]);
+    assertEquals(mine.code, 0, mine.stderr);
+    assertEquals(theirs.code, 0);
+    // Line by line, with the times taken out.
+    const shape = (text: string) =>
+      text.replace(/time[= ][\d.]+ ?ms/g, "time=T").replace(/time \d+ms/g, "time T")
+        .replace(/= [\d./]+ ms/, "= R ms");
+    assertEquals(shape(mine.stdout), shape(theirs.stdout));
+    assertEquals(mine.stdout.match(/^64 bytes from/gm)?.length, 3);
+  });
+}
+
+Deno.test("ping --json: events with the documented fields; --ttl; -q", async () => {
+  requireRoot();
+  const r = await runArgv(
+    sockit(["ping", "-c", "2", "-i", "0.05", "--ttl", "9", "::1", "--json", "--trace"]),
+  );
+  assertEquals(r.code, 0, r.stderr);
+  const events = jsonEvents(r.stdout);
+  assertEquals(events.map((e) => e.event), ["ping", "reply", "reply", "done"]);
+  assertEquals(events[0].socket, "raw");
+  // The reply's hop limit is the replier's; the request's is ours.
+  assertEquals(events[1].ttl, 64);
+  assertMatch(r.stderr, /setsockopt\(IPV6_UNICAST_HOPS, 9\) = 0/);
+  assertEquals([events[3].transmitted, events[3].received, events[3].lossPercent], [2, 2, 0]);
+  const quiet = await runArgv(sockit(["ping", "-c", "2", "-i", "0.05", "-q", "127.0.0.1"]));
+  assertEquals(quiet.code, 0);
+  assert(!/bytes from/.test(quiet.stdout), quiet.stdout);
+  assertMatch(quiet.stdout, /^2 packets transmitted, 2 received, 0% packet loss/m);
+});
+
+Deno.test("ping --trace: the calls strace sees (socket, setsockopt, sendto, recvmsg)", async () => {
+  requireRoot();
+  const strace = requireTool("strace");
+  const log = await Deno.makeTempFile({ prefix: "sockit-strace-ping-" });
+  try {
+    const r = await runArgv([
+      strace,
+      "-f",
+      "-o",
+      log,
+      "-e",
+      "trace=network",
+      ...sockit(["ping", "-c", "1", "127.0.0.1", "--trace"]),
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    const kernel = await Deno.readTextFile(log);
+    const calls = (text: string) =>
+      ["socket", "setsockopt", "sendto", "recvmsg"].filter((c) =>
+        new RegExp(`\\b${c}\\(`).test(text)
+      );
+    assertMatch(r.stderr, /socket\(AF_INET, SOCK_RAW, IPPROTO_ICMP\) = \d+/);
+    assertMatch(kernel, /socket\(AF_INET, SOCK_RAW(\|SOCK_CLOEXEC)?, IPPROTO_ICMP\) = \d+/);
+    assertEquals(calls(r.stderr), calls(kernel));
+    assertEquals(calls(r.stderr), ["socket", "setsockopt", "sendto", "recvmsg"]);
+  } finally {
+    await Deno.remove(log);
+  }
+});
+
+Deno.test("ping: SIGINT prints the statistics, then exit 130", async () => {
+  requireRoot();
+  const run = spawnSockit(["ping", "-i", "0.1", "127.0.0.1", "-v"], {
+    perms: FFI,
+    process: true,
+  });
+  await run.waitForStderr(/raw socket/);
+  await new Promise((r) => setTimeout(r, 350));
+  run.kill("SIGINT");
+  const r = await run.result();
+  assertEquals(r.code, 130);
+  assertMatch(
+    r.text,
+    /--- 127\.0\.0\.1 ping statistics ---\n\d+ packets transmitted, \d+ received/,
+  );
+});
+
+Deno.test("ping: without --allow-ffi, exit 126 naming the flag; bad flags exit 2", async () => {
+  if (customCommand) return; // a binary has its permissions built in
+  const r = await runArgv([...sockitCommand(["--allow-net"]), "ping", "-c", "1", "127.0.0.1"]);
+  assertEquals(r.code, 126);
+  assertMatch(r.stderr, /needs --allow-ffi/);
+  for (const args of [["--socket", "icmp"], ["--ttl", "0"], ["-c", "0"], []]) {
+    const bad = await runSockit(["ping", ...args, ...(args.length ? ["127.0.0.1"] : [])]);
+    assertEquals(bad.code, 2, args.join(" "));
+  }
+});
+
+// ---- ping in a private namespace: the datagram socket, refusals, silence ---------------
+
+Deno.test("ping in a private namespace: ICMP datagram socket, no privileges (126), echo ignored (1)", async () => {
+  requireRoot();
+  // A group allowed to open ICMP datagram sockets: root's (0).
+  const dgram = await runArgv(
+    privateNamespace(
+      ["net.ipv4.ping_group_range=0 0"],
+      sockit(["ping", "-c", "2", "-i", "0.05", "--socket", "dgram", "127.0.0.1", "-v"]),
+    ),
+  );
+  assertEquals(dgram.code, 0, dgram.stderr);
+  assertMatch(dgram.stderr, /ICMP datagram socket/);
+  assertEquals(dgram.stdout.match(/^64 bytes from 127\.0\.0\.1: icmp_seq=\d ttl=64/gm)?.length, 2);
+  // Without CAP_NET_RAW and no group allowed: neither socket, exit 126 naming all three.
+  const setpriv = requireTool("setpriv");
+  const denied = await runArgv(
+    privateNamespace(
+      ["net.ipv4.ping_group_range=1 0"],
+      [
+        setpriv,
+        "--bounding-set=-net_raw",
+        "--inh-caps=-net_raw",
+        ...sockit(["ping", "-c", "1", "127.0.0.1"]),
+      ],
+    ),
+  );
+  assertEquals(denied.code, 126, denied.stderr);
+  assertMatch(denied.stderr, /allows neither a raw socket nor an ICMP datagram socket/);
+  assertMatch(denied.stderr, /root or with CAP_NET_RAW.*ping_group_range \(now "1 0"\)/);
+  // A host that ignores echo requests: 100 % loss, exit 1.
+  const ignored = await runArgv(
+    privateNamespace(
+      ["net.ipv4.icmp_echo_ignore_all=1"],
+      sockit(["ping", "-c", "2", "-i", "0.05", "-W", "0.3", "127.0.0.1"]),
+    ),
+  );
+  assertEquals(ignored.code, 1, ignored.stderr);
+  assertMatch(ignored.stdout, /2 packets transmitted, 0 received, 100% packet loss/);
+});
+
+// ---- the three-namespace lab: TTL and traceroute -----------------------------------------
+
+Deno.test("lab: ping --ttl 1 is answered by the middle hop; traceroute shows the hops traceroute -n shows", async () => {
+  await using lab = await Lab.create();
+  const exceeded = await runArgv(
+    lab.inside(lab.a, sockit(["ping", "-c", "1", "-W", "1", "--ttl", "1", Lab.C, "--json"])),
+  );
+  assertEquals(exceeded.code, 1, exceeded.stderr);
+  const icmp = jsonEvents(exceeded.stdout).find((e) => e.event === "icmp");
+  assertEquals([icmp?.from, icmp?.message], [Lab.B, "Time to live exceeded"]);
+  const through = await runArgv(lab.inside(lab.a, sockit(["ping", "-c", "1", Lab.C])));
+  assertEquals(through.code, 0, through.stderr);
+  assertMatch(through.stdout, /64 bytes from 127\.2\.0\.2: icmp_seq=1 ttl=63 /);
+  // traceroute: the same two hops as traceroute -n.
+  const theirs = await runArgv(
+    lab.inside(lab.a, [requireTool("traceroute"), "-n", "-q", "2", "-w", "2", Lab.C]),
+  );
+  const mine = await runArgv(
+    lab.inside(lab.a, sockit(["traceroute", "-n", "-q", "2", "-w", "2s", Lab.C])),
+  );
+  assertEquals(mine.code, 0, mine.stderr);
+  const hops = (text: string) =>
+    text.split("\n").slice(1).filter(Boolean).map((l) => l.replace(/ +[\d.]+ ms/g, ""));
+  assertEquals(hops(mine.stdout), hops(theirs.stdout));
+  assertEquals(hops(mine.stdout), [" 1  127.1.0.2", " 2  127.2.0.2"]);
+  assertEquals(mine.stdout.split("\n")[0], theirs.stdout.split("\n")[0]);
+  const json = await runArgv(
+    lab.inside(lab.a, sockit(["traceroute", "-q", "1", "-w", "2s", Lab.C, "--json"])),
+  );
+  const events = jsonEvents(json.stdout);
+  assertEquals(events.map((e) => e.event), ["traceroute", "hop", "hop", "traced"]);
+  assertEquals(events[3].reached, true);
+});
+
+Deno.test("traceroute: without a raw socket, exit 126 naming root and CAP_NET_RAW", async () => {
+  requireRoot();
+  const r = await runArgv([
+    requireTool("setpriv"),
+    "--bounding-set=-net_raw",
+    "--inh-caps=-net_raw",
+    ...sockit(["traceroute", "-q", "1", "127.0.0.1"]),
+  ]);
+  assertEquals(r.code, 126, r.stderr);
+  assertMatch(r.stderr, /traceroute 127\.0\.0\.1: the system does not allow raw sockets/);
+  assertMatch(r.stderr, /CAP_NET_RAW/);
+});
+
+// ---- ip:// --------------------------------------------------------------------------------
+
+for (const host of ["127.0.0.1", "[::1]"]) {
+  Deno.test(`ip://${host}/253: two sockit processes exchange datagrams both ways`, async () => {
+    requireRoot();
+    const server = spawnSockit(["listen", `ip://${host}/253`, "-v"], {
+      perms: FFI,
+      process: true,
+      stdin: "piped",
+    });
+    await server.waitForStderr(/listening on/);
+    const client = spawnSockit(["connect", `ip://${host}/253`, "--idle-timeout", "1s"], {
+      perms: FFI,
+      process: true,
+      stdin: "piped",
+    });
+    const toServer = client.stdin.getWriter();
+    await toServer.write(new TextEncoder().encode("one\n"));
+    await server.waitForStderr(/datagrams from/);
+    const toClient = server.stdin.getWriter();
+    await toClient.write(new TextEncoder().encode("back\n"));
+    await new Promise((r) => setTimeout(r, 200));
+    await toServer.close();
+    const c = await client.result();
+    server.kill("SIGTERM");
+    await toClient.close().catch(() => {});
+    const s = await server.result();
+    // Each side got the other's datagram, and not its own copy (loopback delivers one to every raw socket).
+    assertEquals(c.text, "back\n");
+    assertEquals(s.text, "one\n");
+    assertMatch(s.stderr, new RegExp(`datagrams from ${host.replace(/[[\].]/g, "\\$&")}/253`));
+  });
+}
+
+Deno.test("ip://: interoperates with socat IP4-SENDTO and IP4-RECV", async () => {
+  requireRoot();
+  const socat = requireTool("socat");
+  // sockit → socat
+  const receiver = new Deno.Command(socat, {
+    args: ["-u", "IP4-RECV:253,bind=127.0.0.1", "STDOUT"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, 300));
+  const sent = await runSockit(["connect", "ip://127.0.0.1/253", "--send", "to socat\\n"], {
+    perms: FFI,
+  });
+  assertEquals(sent.code, 0, sent.stderr);
+  await new Promise((r) => setTimeout(r, 200));
+  receiver.kill("SIGTERM");
+  assertEquals(new TextDecoder().decode((await receiver.output()).stdout), "to socat\n");
+  // socat → sockit
+  const listener = spawnSockit(["listen", "ip://127.0.0.1/253", "-v"], {
+    perms: FFI,
+    process: true,
+    stdin: "null",
+  });
+  await listener.waitForStderr(/listening on/);
+  const sender = await new Deno.Command(socat, {
+    args: ["-u", "STDIN", "IP4-SENDTO:127.0.0.1:253"],
+    stdin: "piped",
+    stderr: "null",
+  }).spawn();
+  const w = sender.stdin.getWriter();
+  await w.write(new TextEncoder().encode("from socat\n"));
+  await w.close();
+  await sender.status;
+  await listener.waitForStderr(/datagrams from 127\.0\.0\.1\/253/);
+  listener.kill("SIGTERM");
+  const got = await listener.result();
+  assertEquals(got.text, "from socat\n");
+});

@@ -20,7 +20,7 @@
  */
 
 import { UsageError } from "./errors.ts";
-import { formatHost, isIPv4, isIPv6 } from "./ip.ts";
+import { isIPv4, isIPv6 } from "./ip.ts";
 import { servicePort } from "./services.ts";
 import { DEFAULT_SCHEME, formatAuthority, TRANSPORTS } from "./transports.ts";
 

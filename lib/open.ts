@@ -18,7 +18,6 @@ import { dialWithRetry, directDialer } from "./dial.ts";
 import type { DialContext, Dialer, DialTarget } from "./dial.ts";
 import { type SockitError, TimeoutError, UsageError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
-import { formatHost } from "./ip.ts";
 import type { Listener } from "./listener.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";

@@ -68,6 +68,8 @@ export { Relay, relay, RelayError } from "./relay.ts";
 export type { Direction, Duplex, RelayOptions } from "./relay.ts";
 export { systemLookup } from "./resolve.ts";
 export type { Lookup } from "./resolve.ts";
+export { ping } from "./ping.ts";
+export type { IcmpSocketKind, PingEvent, PingOptions, PingSummary, RttSummary } from "./ping.ts";
 export { formatPorts, parsePorts, scan } from "./scan.ts";
 export type { PortResult, ScanOptions } from "./scan.ts";
 export { serve } from "./server.ts";
@@ -79,11 +81,14 @@ export { transfer } from "./transfer.ts";
 export type { Peer, TransferOptions } from "./transfer.ts";
 export { requireEndpoint, transportOf, TRANSPORTS } from "./transports.ts";
 export type {
+  AddressForm,
   DialerOptions,
   EndpointNeeds,
   OpenOptions,
   TlsSupport,
   Transport,
 } from "./transports.ts";
+export { traceroute } from "./traceroute.ts";
+export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./traceroute.ts";
 export { waitFor } from "./wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";

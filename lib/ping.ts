@@ -72,8 +72,11 @@ export type PingEvent =
 
 /** Round-trip times in milliseconds. */
 export interface RttSummary {
+  /** The shortest. */
   minMs: number;
+  /** The mean. */
   avgMs: number;
+  /** The longest. */
   maxMs: number;
   /** Mean deviation as iputils computes it: sqrt(mean of squares − square of mean). */
   mdevMs: number;
@@ -81,10 +84,13 @@ export interface RttSummary {
 
 /** The totals of a ping. */
 export interface PingSummary {
+  /** Echo requests sent. */
   transmitted: number;
+  /** Requests answered by an echo reply (duplicates not counted). */
   received: number;
   /** ICMP errors (time exceeded, unreachable) that answered requests. */
   errors: number;
+  /** Replies that came again for an answered request. */
   duplicates: number;
   /** From the first request to the end. */
   elapsedMs: number;

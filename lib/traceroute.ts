@@ -46,7 +46,9 @@ export interface Probe {
 
 /** One hop: its TTL and its probes. */
 export interface Hop {
+  /** The TTL of its probes (1 for the first hop). */
   ttl: number;
+  /** Each probe's outcome, in the order sent. */
   probes: Probe[];
 }
 

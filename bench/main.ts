@@ -5,7 +5,7 @@
  * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener;
  * a soak of echo and forward (1,000 clients, then 10,000 short connections: errors, drift);
  * start-up (`--version`, `--help`, a one-byte connect) against `deno run` of an empty file;
- * a ping flood against iputils `ping -f` (root).
+ * a ping flood against iputils `ping -f` (root); `sockit proxy` against microsocks and tinyproxy.
  * Sections named on the command line run (default: all). Loopback only; every run is bounded
  * and stops by itself.
  *
@@ -18,6 +18,7 @@ import { benchFlags } from "./flags.ts";
 import { benchScan } from "./scan.ts";
 import { benchSoak, soakDefaults } from "./soak.ts";
 import { benchPing } from "./ping.ts";
+import { benchProxy } from "./proxy.ts";
 import { benchStartup } from "./startup.ts";
 import { benchForward, benchThroughput, benchUnix } from "./throughput.ts";
 import { table } from "./util.ts";
@@ -48,6 +49,7 @@ const sections = [
   "soak",
   "startup",
   "ping",
+  "proxy",
 ];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
@@ -147,4 +149,12 @@ if (chosen.has("ping")) {
       `((T(1000) − T(1)) / 999), median of ${pingRuns} runs interleaved; CPU of the 1000`,
   );
   print(table(await benchPing({ count: 1000, runs: pingRuns })));
+}
+if (chosen.has("proxy")) {
+  if (chosen.size > 1) print("");
+  print(
+    `Proxy: ${size / 2 ** 20} MiB nc -X 5 → SOCKS5 proxy → nc -l, and 1000 short CONNECT tunnels ` +
+      `(32 at a time, one byte each way); ${Math.max(3, Math.min(runs, 5))} runs interleaved`,
+  );
+  print(table(await benchProxy({ size, runs: Math.max(3, Math.min(runs, 5)), tunnels: 1000 })));
 }

@@ -46,6 +46,8 @@ export interface ConnectionOptions {
   tls?: boolean;
   /** What the TLS handshake negotiated, when it is done already. */
   handshake?: HandshakeInfo;
+  /** The peer as it is named in messages, when not the socket's peer (a tunnel's target). */
+  remoteAddress?: string;
 }
 
 /**
@@ -93,6 +95,8 @@ export class Connection implements Duplex, Disposable {
   #writeClosed = false;
   /** The socket's fd for splice(2): `null` until looked for. */
   #fd: number | undefined | null = null;
+  /** Bytes given back by {@linkcode Connection.unread}. */
+  #pending?: Uint8Array;
 
   /** Wraps a connection; see {@linkcode Connection.from} for tracing. */
   constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
@@ -100,7 +104,7 @@ export class Connection implements Duplex, Disposable {
     this.id = options.id ?? nextConnectionId();
     this.tag = `#${this.id}`;
     this.localAddress = formatAddr(conn.localAddr);
-    this.remoteAddress = formatAddr(conn.remoteAddr);
+    this.remoteAddress = options.remoteAddress ?? formatAddr(conn.remoteAddr);
     this.isTls = options.tls === true;
     this.handshake = options.handshake;
     this.trace = options.trace;
@@ -141,9 +145,26 @@ export class Connection implements Duplex, Disposable {
     return this.#closed;
   }
 
-  /** Reads into `p`; `null` at end of input. */
+  /** Reads into `p`; `null` at end of input. Bytes given back with {@linkcode unread} come first. */
   read(p: Uint8Array): Promise<number | null> {
+    const pending = this.#pending;
+    if (pending) {
+      const n = Math.min(p.length, pending.length);
+      p.set(pending.subarray(0, n));
+      this.#pending = n < pending.length ? pending.subarray(n) : undefined;
+      return Promise.resolve(n);
+    }
     return this.conn.read(p);
+  }
+
+  /**
+   * Gives bytes back to be read again before anything from the socket: what
+   * a handshake read past its own end (a request's first data after a proxy
+   * request, a server's banner after a proxy's reply) belongs to the session.
+   */
+  unread(bytes: Uint8Array): void {
+    if (!bytes.length) return;
+    this.#pending = this.#pending ? concat(bytes, this.#pending) : bytes.slice();
   }
 
   /** Writes from `p`; resolves to the count written. */
@@ -170,12 +191,19 @@ export class Connection implements Duplex, Disposable {
    * plaintext side): the same number and trace, marked as TLS.
    */
   secured(conn: Deno.Conn, handshake: HandshakeInfo): Connection {
-    return Connection.from(conn, { id: this.id, trace: this.trace, tls: true, handshake });
+    return Connection.from(conn, {
+      id: this.id,
+      trace: this.trace,
+      tls: true,
+      handshake,
+      remoteAddress: this.remoteAddress,
+    });
   }
 
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
-    if (this.isTls || this.#closed) return undefined;
+    // Bytes given back must be read first: no splice while there are any.
+    if (this.isTls || this.#closed || this.#pending) return undefined;
     if (this.#fd === null) {
       const local = this.conn.localAddr;
       const remote = this.conn.remoteAddr;
@@ -261,4 +289,12 @@ class TracedConnection extends Connection {
     if (!this.closed) this.#trace(this.tag, "close()");
     super.close();
   }
+}
+
+/** Two byte arrays as one. */
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

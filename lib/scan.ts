@@ -15,6 +15,8 @@
  * @module
  */
 
+import { nextConnectionId } from "./conn.ts";
+import type { Dialer } from "./dial.ts";
 import {
   errnoError,
   ExitCode,
@@ -109,7 +111,13 @@ export interface ScanOptions {
    */
   libc?: boolean;
   /** Told which way the ports are probed, before the first probe. */
-  onPath?: (path: "libc" | "deno") => void;
+  onPath?: (path: "libc" | "deno" | "proxy") => void;
+  /**
+   * Probe by dialling through this dialer (a proxy's, `--proxy`) rather than
+   * directly: a port is open when the tunnel opens, closed when the proxy
+   * says the target refused or could not be reached. Default concurrency 16.
+   */
+  dialer?: Dialer;
 }
 
 /**
@@ -469,6 +477,10 @@ export async function scan(
   ports: number[],
   options: ScanOptions = {},
 ): Promise<PortResult[]> {
+  if (options.dialer) {
+    options.onPath?.("proxy");
+    return await scanThroughDialer(hostname, ports, options.dialer, options);
+  }
   checkNetPermission(hostname, ports);
   if (options.libc ?? ffiAvailable()) {
     options.onPath?.("libc");
@@ -513,4 +525,54 @@ export async function scan(
   } finally {
     options.signal?.removeEventListener("abort", stopAll);
   }
+}
+
+/**
+ * The scan through a dialer (a proxy): each port is one tunnel attempt, at
+ * most `concurrency` at once, each limited to `timeout`. What the proxy
+ * reports about the target decides the port; a failure of the proxy itself
+ * (down, authentication) ends the scan with that error.
+ */
+async function scanThroughDialer(
+  host: string,
+  ports: number[],
+  dialer: Dialer,
+  options: ScanOptions,
+): Promise<PortResult[]> {
+  const open: PortResult[] = [];
+  const timeout = options.timeout ?? 1000;
+  let next = 0;
+  let failure: unknown;
+  const probe = async (port: number) => {
+    const started = performance.now();
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, AbortSignal.timeout(timeout)])
+      : AbortSignal.timeout(timeout);
+    try {
+      const conn = await dialer({ host, port }, { id: nextConnectionId(), signal });
+      conn.close();
+      open.push({
+        port,
+        state: "open",
+        latencyMs: Math.round((performance.now() - started) * 100) / 100,
+      });
+    } catch (err) {
+      if (options.signal?.aborted || signal.aborted) return;
+      const code = (err as { code?: string }).code;
+      if (code === "ECONNREFUSED" || code === "ETUNNEL") return;
+      failure ??= err;
+      next = ports.length;
+    }
+  };
+  await Promise.all(
+    Array.from(
+      { length: Math.max(1, Math.min(ports.length, options.concurrency ?? 16)) },
+      async () => {
+        while (next < ports.length) await probe(ports[next++]);
+      },
+    ),
+  );
+  if (options.signal?.aborted) throw options.signal.reason;
+  if (failure) throw failure;
+  return open.sort((a, b) => a.port - b.port);
 }

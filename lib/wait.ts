@@ -15,6 +15,7 @@
  * @module
  */
 
+import type { Dialer } from "./dial.ts";
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
 import { Deadline, delay } from "./deadline.ts";
@@ -46,6 +47,8 @@ export interface WaitOptions {
   reverse?: boolean;
   /** Restrict name resolution to IPv4 or IPv6. */
   family?: 4 | 6;
+  /** The first link of each connection's dialer chain (a proxy's dialer, `--proxy`). */
+  base?: Dialer;
   /** Stops waiting; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
   /** Called as soon as a target is done (ready, or not when the time is up). */
@@ -134,6 +137,7 @@ function attemptOf(target: WaitTarget, options: WaitOptions): Attempt {
       family: options.family,
       signal,
       lookup: options.lookup,
+      base: options.base,
     });
     conn.close();
     return { ready: true, detail: "accepted a connection" };
@@ -154,6 +158,7 @@ async function httpAttempt(
       family: options.family,
       signal,
       lookup: options.lookup,
+      base: options.base,
       tls: isTls(target.endpoint) ? options.tls ?? {} : undefined,
     });
     const onAbort = () => conn.close();

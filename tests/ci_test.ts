@@ -372,6 +372,8 @@ const SCHEMA: Record<string, string[]> = {
   closed: ["conn", "remote", "sent", "received", "durationMs"],
   rejected: ["conn", "remote", "reason"],
   peer: ["remote"],
+  proxied: ["conn", "remote", "protocol", "target", "address"],
+  refused: ["conn", "remote", "reason"],
   info: ["message"],
   warning: ["message"],
   error: ["code", "exitCode", "message"],

@@ -14,6 +14,8 @@ import { formatDuration } from "../format.ts";
 import { connect, connectAddress, connectDeadline, openDatagram } from "../open.ts";
 import type { Step } from "../dialogue.ts";
 import { checkSendFiles, sendFiles } from "../payload.ts";
+import { proxyDialer } from "../proxy.ts";
+import type { ProxySpec } from "../proxy.ts";
 import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
@@ -24,7 +26,14 @@ import type { Reporter } from "./report.ts";
 import { prepareStdio, runSession } from "./session.ts";
 import { TLS_CLIENT_FLAGS, tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
 import type { TlsClientFlags } from "./tls_flags.ts";
-import { countFlag, dialogueSteps, durationFlag, familyFlag, oneEndpoint } from "./values.ts";
+import {
+  countFlag,
+  dialogueSteps,
+  durationFlag,
+  familyFlag,
+  oneEndpoint,
+  proxyFlag,
+} from "./values.ts";
 
 /** How long `connect udp://` waits for replies after its input ended, by default. */
 export const UDP_REPLY_WAIT = 2000;
@@ -59,6 +68,8 @@ export interface ConnectCommandOptions extends GlobalOptions {
   family?: 4 | 6;
   /** TLS client options, when the connection is TLS. */
   tls?: TlsClientFlags;
+  /** `--proxy`: reach the endpoint through this proxy. */
+  proxy?: ProxySpec;
 }
 
 /** `sockit connect`. */
@@ -103,6 +114,7 @@ session ends when the server closes its side, once everything is on stdout.`,
         "retry",
         "retry-delay",
         "no-half-close",
+        "proxy",
         "ipv4",
         "ipv6",
       ],
@@ -115,6 +127,7 @@ session ends when the server closes its side, once everything is on stdout.`,
     "sockit connect 127.0.0.1:6379 --send 'PING\\r\\n' --expect '^\\+PONG' --timeout 2s",
     "sockit connect unix:/tmp/app.sock < request.bin > reply.bin",
     "sockit connect 127.0.0.1:8888 --retry 10 --retry-delay 500ms",
+    "sockit connect --proxy socks5h://127.0.0.1:1080 example.com:22   (ssh ProxyCommand)",
   ],
   parse({ values, positionals, globals, sequence }) {
     const given = oneEndpoint(positionals);
@@ -152,6 +165,7 @@ session ends when the server closes its side, once everything is on stdout.`,
       noHalfClose: values["no-half-close"] === true,
       family: familyFlag(values, endpoint),
       tls,
+      proxy: proxyFlag(values, endpoint),
     };
   },
   run: runConnect,
@@ -194,8 +208,12 @@ async function connectStream(
 ): Promise<number> {
   const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
   prepareStdio(options, ctx);
+  if (options.proxy) {
+    reporter.info(`through the proxy ${options.proxy.text}`, { proxy: options.proxy.text });
+  }
   const conn = await connect(options.endpoint, {
     tls,
+    base: options.proxy ? proxyDialer(options.proxy) : undefined,
     timeout: options.connectTimeout,
     family: options.family,
     retry: options.retry,

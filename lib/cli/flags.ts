@@ -192,6 +192,44 @@ export const FLAGS = {
     value: "CIDR",
     help: "refuse clients in these ranges (repeatable)",
   },
+  // Proxies.
+  proxy: {
+    type: "string",
+    value: "URL",
+    help: "reach the target through a proxy: socks5://, socks5h:// (the proxy resolves names), " +
+      "socks4://, socks4a://, http:// (CONNECT); credentials as user:pass@ (never from the " +
+      "environment)",
+  },
+  // The proxy server.
+  auth: {
+    type: "string",
+    multiple: true,
+    value: "USER:PASS",
+    help: "require this user and password (SOCKS5 username/password, HTTP Basic); repeatable",
+  },
+  "auth-file": {
+    type: "string",
+    value: "PATH",
+    help: "users and passwords, one user:pass a line (# comments)",
+  },
+  "allow-target": {
+    type: "string",
+    multiple: true,
+    value: "RULE",
+    help: "only these targets: CIDR, address, host name (*.example.com), each with :PORT or " +
+      ":FROM-TO, or :PORTS alone; checked after resolving (repeatable)",
+  },
+  "deny-target": {
+    type: "string",
+    multiple: true,
+    value: "RULE",
+    help: "refuse these targets (same forms; repeatable); wins over --allow-target",
+  },
+  "request-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "close a client whose request is not complete after DUR (default 10s)",
+  },
   // ICMP: ping and traceroute.
   count: { type: "string", short: "c", value: "N", help: "stop after N echo requests" },
   deadline: {

@@ -12,6 +12,8 @@ import type { Endpoint } from "../address.ts";
 import type { Connection } from "../conn.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { connect, connectAddress } from "../open.ts";
+import { proxyDialer } from "../proxy.ts";
+import type { ProxySpec } from "../proxy.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
 import { isTls, requireEndpoint, transportOf } from "../transports.ts";
@@ -23,7 +25,7 @@ import type { FlagValues, GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
-import { durationFlag, familyFlag, serverLimits } from "./values.ts";
+import { durationFlag, familyFlag, proxyFlag, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit forward`. */
@@ -40,6 +42,8 @@ export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
   serverTls?: TlsServerFlags;
   /** TLS to the target (origination). */
   clientTls?: TlsClientFlags;
+  /** `--proxy`: reach the target through this proxy. */
+  proxy?: ProxySpec;
 }
 
 /** `sockit forward`. */
@@ -67,6 +71,10 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       title: "Options",
       flags: [
         "connect-timeout",
+        [
+          "proxy",
+          "reach TARGET through a proxy (socks5://, socks5h://, socks4://, socks4a://, http://)",
+        ],
         ...SERVER_FLAGS,
         ["idle-timeout", "close a connection pair after DUR without data"],
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
@@ -140,6 +148,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       family: familyFlag(values, transportOf(listenAt).address === "path" ? undefined : listenAt),
       serverTls: tlsServerFlags(serverValues, listenAt).flags,
       clientTls: tlsClientFlags(clientValues, target).flags,
+      proxy: proxyFlag(values, target),
     };
   },
   run: runForward,
@@ -161,6 +170,12 @@ export async function runForward(
   const targetName = connectAddress(options.target, options.family);
   try {
     const clientTls = options.clientTls ? tlsClientOptions(options.clientTls, reporter) : undefined;
+    const proxy = options.proxy ? proxyDialer(options.proxy) : undefined;
+    if (options.proxy) {
+      reporter.info(`to ${targetName} through the proxy ${options.proxy.text}`, {
+        proxy: options.proxy.text,
+      });
+    }
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
     using listener = await openServer(options.listen, {
       family: portOnly ? options.family : undefined,
@@ -171,6 +186,7 @@ export async function runForward(
       try {
         target = await connect(options.target, {
           tls: clientTls,
+          base: proxy,
           family: options.family,
           timeout: options.connectTimeout,
           signal: ctx.signal,

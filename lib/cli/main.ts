@@ -22,6 +22,7 @@ import { listenCommand } from "./listen.ts";
 import { ncCommand } from "./nc.ts";
 import { Reporter } from "./report.ts";
 import { pingCommand } from "./ping.ts";
+import { proxyCommand } from "./proxy.ts";
 import { scanCommand } from "./scan.ts";
 import { tracerouteCommand } from "./traceroute.ts";
 import { explainUsage, nearest } from "./suggest.ts";
@@ -37,6 +38,7 @@ export const COMMANDS: Record<string, Command<unknown>> = Object.fromEntries(
     connectCommand,
     echoCommand,
     forwardCommand,
+    proxyCommand,
     waitCommand,
     scanCommand,
     pingCommand,

@@ -13,6 +13,8 @@ import { parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
 import { formatHost, ipFamily } from "../ip.ts";
+import { parseProxyUrl, proxyDialer } from "../proxy.ts";
+import type { ProxySpec } from "../proxy.ts";
 import { resolve } from "../resolve.ts";
 import { parsePorts, scan } from "../scan.ts";
 import { transportOf } from "../transports.ts";
@@ -40,7 +42,6 @@ const REFUSED: Record<string, string> = {
   M: "TTL on the socket (comes with --ttl)",
   m: "a minimum TTL",
   O: "TCP send buffer sizes",
-  P: "proxy user names (comes with --proxy)",
   r: "random port order",
   S: "TCP MD5 signatures",
   T: "TOS and keywords",
@@ -48,8 +49,6 @@ const REFUSED: Record<string, string> = {
   V: "routing tables",
   W: "a limit on received packets",
   s: "a source address (comes with --source)",
-  X: "proxies (comes with --proxy)",
-  x: "proxies (comes with --proxy)",
 };
 
 /** The parsed nc command line. */
@@ -76,6 +75,8 @@ export interface NcOptions extends GlobalOptions {
   family?: 4 | 6;
   /** `-n`: addresses only, no names. */
   numeric: boolean;
+  /** `-x` (with `-X`, `-P`): the proxy to connect through. */
+  proxy?: ProxySpec;
 }
 
 /** getopt: switches (and clusters of them), options with values, positionals anywhere. */
@@ -130,6 +131,34 @@ function port(text: string | undefined, what: string): number {
 }
 
 /**
+ * nc's proxy options as a proxy: `-x host[:port]`, `-X 4|5|connect` (default
+ * 5: SOCKS5 with names resolved by the proxy, as nc sends them; 4: SOCKS4,
+ * resolved here; connect: HTTP CONNECT), `-P user` (a user name without a
+ * password: nc would prompt for one on a terminal, which sockit does not).
+ */
+function ncProxy(opts: Map<string, string | true>): ProxySpec | undefined {
+  const address = opts.get("x");
+  const protocol = opts.get("X");
+  const user = opts.get("P");
+  if (address === undefined) {
+    if (protocol !== undefined || user !== undefined) {
+      throw new UsageError("nc options -X and -P need -x proxy_address[:port]");
+    }
+    return undefined;
+  }
+  const scheme = { "4": "socks4", "5": "socks5h", connect: "http" }[String(protocol ?? "5")];
+  if (!scheme) {
+    throw new UsageError(`nc -X ${JSON.stringify(protocol)}: expected 4, 5 or connect`);
+  }
+  const text = String(address);
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ??
+    (/^[^:]+(?::\d+)?$/.test(text) ? /^([^:]+)(?::(\d+))?$/.exec(text) : /^(.+)()$/.exec(text));
+  const [, host, portText] = m!;
+  const auth = typeof user === "string" ? `${encodeURIComponent(user)}@` : "";
+  return parseProxyUrl(`${scheme}://${auth}${formatHost(host)}${portText ? `:${portText}` : ""}`);
+}
+
+/**
  * Parses an nc command line (without `nc`).
  *
  * @example Usage
@@ -177,6 +206,10 @@ export function parseNcArgs(argv: string[]): NcOptions {
     }
     return host;
   };
+  const proxy = ncProxy(opts);
+  if (proxy && (has("l") || udp || unix)) {
+    throw new UsageError("nc -x: a proxy is for TCP clients (not with -l, -u or -U)");
+  }
   if (has("z")) {
     if (has("l")) throw new UsageError("nc options -l and -z do not mix");
     const [host, ...ports] = positionals;
@@ -185,6 +218,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
     return {
       ...common,
       mode: "scan",
+      proxy,
       scan: { host: numericHost(host), ports: parsePorts(ports.join(",")) },
     };
   }
@@ -230,6 +264,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
   return {
     ...common,
     mode: "connect",
+    proxy,
     endpoint: parseEndpoint(`${scheme}://${formatHost(hostname)}:${port(portText, "port")}`),
   };
 }
@@ -238,7 +273,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
 export const ncCommand: Command<NcOptions> = {
   name: "nc",
   summary: "OpenBSD netcat's command line, mapped onto the commands above",
-  usage: "[-46CdklNnUuvz] [-p port] [-q secs] [-w secs] [host] [port]",
+  usage: "[-46CdklNnUuvz] [-p port] [-q secs] [-w secs] [-X proto] [-x addr[:port]] [host] [port]",
   description: `Runs an OpenBSD nc command line with sockit, so that alias nc='sockit nc' keeps
 scripts working. Options may be clustered (-lvp 8080) and come anywhere. Like nc, a client
 keeps its write side open at the end of input unless -N is given. Unlike nc, -l listens on
@@ -256,6 +291,7 @@ does not do (-t, -i, -r, -T, …) are refused by name.`,
       "-d                            do not read stdin (--recv-only)",
       "-C                            send line ends as CRLF (--crlf)",
       "-4, -6, -n, -v                IPv4/IPv6 only, numeric addresses only, verbose",
+      "-x host[:port] [-X 4|5|connect] [-P user]   through a SOCKS4, SOCKS5 or HTTP CONNECT proxy",
     ],
   }],
   flags: [],
@@ -318,8 +354,14 @@ async function ncScan(options: NcOptions, ctx: CommandContext): Promise<number> 
   using reporter = makeReporter(options, ctx, "nc");
   const { host, ports } = options.scan!;
   try {
-    const [address] = await resolve(host, { op: "nc", family: options.family });
-    const open = await scan(address, ports, { timeout: options.wait, signal: ctx.signal });
+    const [address] = options.proxy
+      ? [host]
+      : await resolve(host, { op: "nc", family: options.family });
+    const open = await scan(address, ports, {
+      timeout: options.wait,
+      signal: ctx.signal,
+      dialer: options.proxy ? proxyDialer(options.proxy) : undefined,
+    });
     if (options.verbose) {
       const openPorts = new Set(open.map((r) => r.port));
       for (const port of ports) {

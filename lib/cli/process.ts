@@ -74,7 +74,7 @@ export const FAIR_IO_VARIABLE = "DENO_TOKIO_MAX_IO_EVENTS_PER_TICK";
 /**
  * Whether `argv` should run in a worker whose runtime is set up for fair
  * service: a server command that may hold many busy connections (`echo`,
- * `forward`, `listen -k` or `--broker`), when
+ * `forward`, `proxy`, `listen -k` or `--broker`), when
  * the variable is not set for the whole process already, sockit may set it
  * (`--allow-env`, or `--allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK`) and
  * may load the worker's module (`worker`; Deno asks read permission for a
@@ -92,7 +92,7 @@ export const FAIR_IO_VARIABLE = "DENO_TOKIO_MAX_IO_EVENTS_PER_TICK";
  */
 export function fairRuntime(argv: readonly string[], worker?: URL): boolean {
   const [name, ...rest] = argv[0] === "--" ? argv.slice(1) : argv;
-  if (!["echo", "forward", "listen"].includes(name ?? "")) return false;
+  if (!["echo", "forward", "proxy", "listen"].includes(name ?? "")) return false;
   // A plain `listen` serves one client: only -k and --broker make it a server of many.
   const many = (arg: string) =>
     arg === "--keep-open" || arg === "--broker" || /^-[A-Za-z0-9]*k/.test(arg);

@@ -14,7 +14,9 @@ import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import type { GlobalOptions } from "./flags.ts";
-import { countFlag, durationFlag, familyFlag } from "./values.ts";
+import { countFlag, durationFlag, familyFlag, proxyFlag } from "./values.ts";
+import { proxyDialer } from "../proxy.ts";
+import type { ProxySpec } from "../proxy.ts";
 
 /** Parsed options of `sockit scan`. */
 export interface ScanCommandOptions extends GlobalOptions {
@@ -28,6 +30,8 @@ export interface ScanCommandOptions extends GlobalOptions {
   timeout: number;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** `--proxy`: probe through this proxy. */
+  proxy?: ProxySpec;
 }
 
 /** `sockit scan`. */
@@ -48,6 +52,10 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
       ["timeout", "a port that has not answered after DUR is filtered (default 1s)"],
       ["ipv4", "resolve HOST to IPv4"],
       ["ipv6", "resolve HOST to IPv6"],
+      [
+        "proxy",
+        "probe through a proxy: a port is open when the proxy's tunnel opens (default concurrency 16)",
+      ],
     ],
   }],
   output: ["verbose", "quiet", "json", "color", "help"],
@@ -82,6 +90,7 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
       concurrency,
       timeout,
       family: familyFlag(values),
+      proxy: proxyFlag(values),
     };
   },
   run: runScan,
@@ -100,8 +109,14 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
   const started = performance.now();
   let address = options.host;
   try {
-    [address] = await resolve(options.host, { op: "scan", family: options.family });
+    // Through a proxy that resolves names (socks5h, socks4a, http), the name goes to the proxy.
+    const remoteNames = options.proxy &&
+      ["socks5h", "socks4a", "http"].includes(options.proxy.scheme);
+    if (!remoteNames) {
+      [address] = await resolve(options.host, { op: "scan", family: options.family });
+    }
     const open = await scan(address, options.ports, {
+      dialer: options.proxy ? proxyDialer(options.proxy) : undefined,
       concurrency: options.concurrency,
       timeout: options.timeout,
       signal: ctx.signal,
@@ -109,6 +124,8 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
         reporter.info(
           path === "libc"
             ? "probing through libc: non-blocking connect() and poll(), in batches per worker"
+            : path === "proxy"
+            ? `probing through the proxy ${options.proxy?.text}: a port is open when its tunnel opens`
             : "probing with Deno.connect (libc needs --allow-ffi)",
           { path },
         ),

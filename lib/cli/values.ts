@@ -14,6 +14,8 @@ import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { decodeEscapes } from "../escapes.ts";
 import { Pattern } from "../pattern.ts";
+import { parseProxyUrl } from "../proxy.ts";
+import type { ProxySpec } from "../proxy.ts";
 import { formatHost, ipFamily } from "../ip.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
@@ -272,4 +274,32 @@ export function serverLimits(values: FlagValues): ServerLimits {
     access: { allow: list("allow"), deny: list("deny") },
     idleTimeout: durationFlag(values, "idle-timeout", true),
   };
+}
+
+/**
+ * `--proxy URL`, parsed; only for a stream target that is a host and port
+ * (a usage error for a datagram or Unix target).
+ *
+ * @example Usage
+ * ```ts
+ * import { proxyFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(proxyFlag({ proxy: "socks5h://127.0.0.1:1080" })?.scheme, "socks5h");
+ * assert.throws(() => proxyFlag({ proxy: "socks5://p:1" }, { transport: "udp", port: 53 }), /udp:\/\/: --proxy tunnels TCP streams/);
+ * ```
+ */
+export function proxyFlag(values: FlagValues, target?: Endpoint): ProxySpec | undefined {
+  const text = values.proxy;
+  if (typeof text !== "string") return undefined;
+  const spec = parseProxyUrl(text);
+  if (target) {
+    const row = transportOf(target);
+    if (row.kind !== "stream" || row.address !== "host-port") {
+      throw new UsageError(
+        `${schemePrefix(row)}: --proxy tunnels TCP streams to host:port targets (tcp://, tls://)`,
+      );
+    }
+  }
+  return spec;
 }

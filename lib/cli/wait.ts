@@ -24,7 +24,9 @@ import type { Reporter } from "./report.ts";
 import { tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
 import type { TlsClientFlags } from "./tls_flags.ts";
 import type { Pattern } from "../pattern.ts";
-import { compilePatterns, durationFlag, familyFlag, regexFlag } from "./values.ts";
+import { compilePatterns, durationFlag, familyFlag, proxyFlag, regexFlag } from "./values.ts";
+import { proxyDialer } from "../proxy.ts";
+import type { ProxySpec } from "../proxy.ts";
 
 /** Parsed options of `sockit wait`. */
 export interface WaitCommandOptions extends GlobalOptions {
@@ -50,6 +52,8 @@ export interface WaitCommandOptions extends GlobalOptions {
   tls?: TlsClientFlags;
   /** The command to run once everything is ready. */
   command?: string[];
+  /** `--proxy`: reach TCP and HTTP targets through this proxy. */
+  proxy?: ProxySpec;
 }
 
 /** A positional as a target: a URL, a file, or an endpoint. */
@@ -123,6 +127,7 @@ with the last error or status seen. One result line per target goes to stdout as
         "interval",
         "attempt-timeout",
         ["reverse", "wait until the targets are not ready (refused, gone, another status)"],
+        ["proxy", "reach TCP and HTTP targets through a proxy (socks5://, socks5h://, http://, …)"],
         ["ipv4", "resolve host names to IPv4 only"],
         ["ipv6", "resolve host names to IPv6 only"],
       ],
@@ -180,8 +185,22 @@ with the last error or status seen. One result line per target goes to stdout as
         `option --method needs a method like GET or HEAD, not ${JSON.stringify(method)}`,
       );
     }
+    const proxy = proxyFlag(values);
+    if (proxy) {
+      for (const target of targets) {
+        if ("file" in target) continue;
+        if ("url" in target) {
+          if (/^http\+unix:/i.test(target.url)) {
+            throw new UsageError(
+              `${target.url}: --proxy reaches host:port targets, not Unix sockets`,
+            );
+          }
+        } else proxyFlag(values, target);
+      }
+    }
     return {
       ...globals,
+      proxy,
       targets,
       timeout: durationFlag(values, "timeout") ?? 30_000,
       interval,
@@ -237,6 +256,7 @@ export async function runWait(options: WaitCommandOptions, ctx: CommandContext):
       attemptTimeout: options.attemptTimeout,
       reverse: options.reverse,
       family: options.family,
+      base: options.proxy ? proxyDialer(options.proxy) : undefined,
       signal: ctx.signal,
       request: options.request,
       status: options.status,

@@ -1,0 +1,224 @@
+/**
+ * `sockit proxy [LISTEN]`: a SOCKS5, SOCKS4/4a and HTTP proxy server on one
+ * port. Each client's request is read and checked by `lib/proxy_server.ts`;
+ * the tunnel then runs through the one transfer engine (half-close each
+ * way, counters, idle timeout), as `forward`'s connections do.
+ *
+ * @module
+ */
+
+import { formatEndpoint, parseEndpoint } from "../address.ts";
+import type { Endpoint } from "../address.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
+import { formatHost } from "../ip.ts";
+import { acceptProxyRequest, parseTargetRule, parseUsers, ProxyRefusal } from "../proxy_server.ts";
+import type { TargetRules } from "../proxy_server.ts";
+import { serve } from "../server.ts";
+import { SERVER_BUFFER, transfer } from "../transfer.ts";
+import { requireEndpoint } from "../transports.ts";
+import type { Command } from "./command.ts";
+import { makeReporter } from "./command.ts";
+import type { CommandContext } from "./context.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import type { GlobalOptions } from "./flags.ts";
+import { openServer, serveOptions } from "./serve.ts";
+import { durationFlag, familyFlag, serverLimits } from "./values.ts";
+import type { ServerLimits } from "./values.ts";
+
+/** Where `sockit proxy` listens by default. */
+export const DEFAULT_PROXY_LISTEN = "127.0.0.1:1080";
+
+/** Parsed options of `sockit proxy`. */
+export interface ProxyCommandOptions extends GlobalOptions, ServerLimits {
+  /** Where to accept. */
+  listen: Endpoint;
+  /** `--auth` and `--auth-file` users (read when the server starts). */
+  auth: string[];
+  /** `--auth-file`. */
+  authFile?: string;
+  /** `--allow-target` / `--deny-target`. */
+  targets: TargetRules;
+  /** Give up connecting to a target after this many ms. */
+  connectTimeout: number;
+  /** A client's request must be in within this many ms. */
+  requestTimeout: number;
+  /** `-4` / `-6` for target names. */
+  family?: 4 | 6;
+}
+
+/** `sockit proxy`. */
+export const proxyCommand: Command<ProxyCommandOptions> = {
+  name: "proxy",
+  noStdout: true,
+  summary: "a SOCKS5, SOCKS4/4a and HTTP proxy server on one port",
+  usage: "[options] [LISTEN]",
+  description: `A proxy server on LISTEN (default ${DEFAULT_PROXY_LISTEN}, loopback unless a host is
+given). One port speaks SOCKS5 (no authentication, or username/password with --auth),
+SOCKS4 and SOCKS4a, HTTP CONNECT, and plain HTTP proxying of absolute-URI requests
+(GET http://host/path), told apart by the first bytes. Targets are resolved by the
+proxy and checked against --allow-target/--deny-target after resolving. A refused
+request gets its protocol's refusal (SOCKS5 reply 2, SOCKS4 0x5B, HTTP 403/407).
+Keeps running until SIGINT/SIGTERM.`,
+  flags: [
+    {
+      title: "Options",
+      flags: [
+        "auth",
+        "auth-file",
+        "allow-target",
+        "deny-target",
+        ["connect-timeout", "give up connecting to a target after DUR (default 10s)"],
+        "request-timeout",
+        ...SERVER_FLAGS,
+        ["idle-timeout", "close a tunnel after DUR without data either way"],
+        ["ipv4", "resolve target names to IPv4 only"],
+        ["ipv6", "resolve target names to IPv6 only"],
+      ],
+    },
+    { title: "Traffic", flags: TRAFFIC_FLAGS },
+  ],
+  examples: [
+    "sockit proxy -v",
+    "sockit proxy 127.0.0.1:8080 --auth alice:s3cret --deny-target 10.0.0.0/8",
+    "curl --socks5-hostname 127.0.0.1:1080 http://example.com/",
+    "curl -x http://127.0.0.1:1080 http://example.com/",
+  ],
+  parse({ values, positionals, globals }) {
+    if (positionals.length > 1) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1])}`);
+    }
+    const text = positionals[0] ?? DEFAULT_PROXY_LISTEN;
+    const listenAt = parseEndpoint(text);
+    requireEndpoint(listenAt, { role: "listen", kind: "stream" }, "proxy", text);
+    const auth = (values.auth as string[] | undefined) ?? [];
+    parseUsers(auth);
+    const rules = (name: string) =>
+      ((values[name] as string[] | undefined) ?? []).map(parseTargetRule);
+    const connectTimeout = durationFlag(values, "connect-timeout", true) ?? 10_000;
+    const requestTimeout = durationFlag(values, "request-timeout") ?? 10_000;
+    if (requestTimeout <= 0) throw new UsageError("option --request-timeout must be more than 0");
+    return {
+      ...globals,
+      listen: listenAt,
+      auth,
+      authFile: values["auth-file"] as string | undefined,
+      targets: { allow: rules("allow-target"), deny: rules("deny-target") },
+      connectTimeout,
+      requestTimeout,
+      ...serverLimits(values),
+      family: familyFlag(values),
+    };
+  },
+  run: runProxy,
+};
+
+/** The users of `--auth` and `--auth-file`. */
+async function users(options: ProxyCommandOptions): Promise<Map<string, string>> {
+  const entries = [...options.auth];
+  if (options.authFile !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(options.authFile);
+    } catch (err) {
+      throw toSockitError(err, "read", options.authFile);
+    }
+    entries.push(
+      ...text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#")),
+    );
+  }
+  return parseUsers(entries);
+}
+
+/**
+ * Runs `sockit proxy` until a signal; returns 130/143 then.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const code = await runProxy(parseCommand(proxyCommand, ["127.0.0.1:0"]), ctx);
+ * ```
+ */
+export async function runProxy(options: ProxyCommandOptions, ctx: CommandContext): Promise<number> {
+  using reporter = makeReporter(options, ctx, "proxy");
+  try {
+    const accounts = await users(options);
+    const portOnly = "port" in options.listen && options.listen.hostname === undefined;
+    using listener = await openServer(options.listen, {
+      family: portOnly ? options.family : undefined,
+    }, reporter);
+    await serve(listener, async (client) => {
+      let tunnel;
+      try {
+        tunnel = await acceptProxyRequest(client, {
+          users: accounts,
+          targets: options.targets,
+          connectTimeout: options.connectTimeout,
+          requestTimeout: options.requestTimeout,
+          family: options.family,
+          signal: ctx.signal,
+          trace: reporter.traceFn,
+        });
+      } catch (err) {
+        client.close();
+        if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
+        const request = err instanceof ProxyRefusal ? err.request : undefined;
+        const reason = err instanceof ProxyRefusal
+          ? err.message
+          : toSockitError(err, "proxy", client.remoteAddress).reason;
+        const asked = request
+          ? ` ${request.protocol} ${formatHost(request.host)}:${request.port}`
+          : "";
+        reporter.event("refused", `refused ${client.remoteAddress}${asked}: ${reason}`, {
+          conn: client.id,
+          remote: client.remoteAddress,
+          ...(request
+            ? {
+              protocol: request.protocol,
+              target: `${formatHost(request.host)}:${request.port}`,
+              ...(request.user !== undefined ? { user: request.user } : {}),
+            }
+            : {}),
+          reason,
+        });
+        reporter.closed(client, {
+          sent: 0,
+          received: 0,
+          durationMs: Math.round(performance.now() - client.openedAt),
+          reason,
+        });
+        return 1;
+      }
+      const { request, target, address } = tunnel;
+      const asked = `${formatHost(request.host)}:${request.port}`;
+      reporter.event(
+        "proxied",
+        `${client.remoteAddress} → ${asked}${
+          asked === address ? "" : ` (${address})`
+        } by ${request.protocol}${
+          request.user !== undefined ? ` as ${JSON.stringify(request.user)}` : ""
+        }`,
+        {
+          conn: client.id,
+          remote: client.remoteAddress,
+          protocol: request.protocol,
+          target: asked,
+          address,
+          ...(request.user !== undefined ? { user: request.user } : {}),
+        },
+      );
+      return await transfer(client, target, {
+        signal: ctx.signal,
+        idleTimeout: options.idleTimeout,
+        bufferSize: SERVER_BUFFER,
+        splice: "bulk",
+        otherName: { read: asked, write: asked },
+        events: reporter,
+        report: (err) => reporter.warnFailure(err),
+      });
+    }, serveOptions(options, ctx, reporter));
+    reporter.totals();
+    return exitCodeOf(ctx.signal.reason);
+  } catch (err) {
+    if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
+    return reporter.fail(err, "proxy", formatEndpoint(options.listen));
+  }
+}

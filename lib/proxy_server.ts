@@ -1,0 +1,687 @@
+/**
+ * The proxy server's side of one client: read its request — SOCKS5,
+ * SOCKS4/4a, HTTP CONNECT, or a plain HTTP request in absolute form, told
+ * apart by the first byte — authenticate it, check its target against the
+ * rules after resolving it (so a name cannot smuggle a denied address),
+ * connect, and answer as the protocol says. What happens next (the relay)
+ * is the transfer engine's; `cli/proxy.ts` runs it.
+ *
+ * Whatever the client sent past its request (a TLS ClientHello right after
+ * CONNECT, a request body) is given back to the client connection
+ * ({@linkcode Connection.unread}) so that the relay forwards it.
+ *
+ * @module
+ */
+
+import { cidrContains, parseCidr } from "./cidr.ts";
+import type { Cidr } from "./cidr.ts";
+import type { Connection } from "./conn.ts";
+import { directDialer } from "./dial.ts";
+import { toSockitError, UsageError } from "./errors.ts";
+import { formatHost, isIPv4, isIPv6 } from "./ip.ts";
+import { headerEnd } from "./proxy.ts";
+import { resolve } from "./resolve.ts";
+import type { Lookup } from "./resolve.ts";
+import {
+  decodeSocks5Address,
+  encodeSocks5Address,
+  HandshakeEof,
+  readAtLeast,
+  SOCKS4,
+  SOCKS5,
+  untilAborted,
+} from "./socks.ts";
+import type { TraceFn } from "./trace.ts";
+
+/** The protocols a client may speak to the proxy. */
+export type ProxyProtocol = "socks5" | "socks4" | "socks4a" | "http-connect" | "http";
+
+/** One `--allow-target` / `--deny-target` rule: a host part and a port range, either optional. */
+export interface TargetRule {
+  /** As written. */
+  text: string;
+  /** An address range. */
+  cidr?: Cidr;
+  /** A host name (lower case); `*.example.com` matches its subdomains. */
+  name?: string;
+  /** The ports it covers, inclusive. */
+  ports?: [number, number];
+}
+
+/** Which targets the proxy may reach. */
+export interface TargetRules {
+  /** When any is given, a target must match one. */
+  allow: TargetRule[];
+  /** A target that matches one is refused. */
+  deny: TargetRule[];
+}
+
+/**
+ * Parses a target rule: `10.0.0.0/8`, `127.0.0.1`, `[::1]`, `example.com`,
+ * `*.example.com`, any of them with `:PORT` or `:FROM-TO`, or `:PORTS`
+ * alone (any host).
+ *
+ * @example Usage
+ * ```ts
+ * import { parseTargetRule } from "./proxy_server.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseTargetRule("*.example.com:8000-8100").ports, [8000, 8100]);
+ * assert.equal(parseTargetRule("[::1]:22").cidr?.bits, 128);
+ * assert.equal(parseTargetRule(":25").name, undefined);
+ * assert.throws(() => parseTargetRule("host:99999"), /--allow-target\/--deny-target/);
+ * ```
+ */
+export function parseTargetRule(text: string): TargetRule {
+  const fail = (why: string): never => {
+    throw new UsageError(`--allow-target/--deny-target ${JSON.stringify(text)}: ${why}`);
+  };
+  let host = text;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+  if (bracket) [, host, portText] = bracket;
+  else if ((text.match(/:/g) ?? []).length === 1) [host, portText] = text.split(":");
+  const rule: TargetRule = { text };
+  if (portText !== undefined) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(portText);
+    if (!m) fail("expected :PORT or :FROM-TO after the host");
+    const from = Number(m![1]);
+    const to = Number(m![2] ?? m![1]);
+    if (from < 1 || to > 65535 || to < from) fail("ports are 1–65535, ranges ascending");
+    rule.ports = [from, to];
+  }
+  if (host !== "") {
+    if (isIPv4(host.split("/")[0]) || isIPv6(host.split("/")[0])) {
+      try {
+        rule.cidr = parseCidr(host);
+      } catch (err) {
+        fail((err as Error).message);
+      }
+    } else if (/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/.test(host)) {
+      rule.name = host.toLowerCase();
+    } else fail("not an address, a range or a host name");
+  } else if (!rule.ports) fail("empty rule");
+  return rule;
+}
+
+function ruleMatches(rule: TargetRule, name: string, address: string, port: number): boolean {
+  if (rule.ports && (port < rule.ports[0] || port > rule.ports[1])) return false;
+  if (rule.cidr) return cidrContains(rule.cidr, address);
+  if (rule.name) {
+    const asked = name.toLowerCase().replace(/\.$/, "");
+    return rule.name.startsWith("*.") ? asked.endsWith(rule.name.slice(1)) : asked === rule.name;
+  }
+  return true;
+}
+
+/**
+ * Why the rules refuse `address` (resolved from `name`) at `port`, or
+ * `undefined` when they allow it.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseTargetRule, targetRefusal } from "./proxy_server.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const rules = { allow: [], deny: [parseTargetRule("127.0.0.0/8")] };
+ * assert.match(targetRefusal(rules, "localhost", "127.0.0.1", 80)!, /denied by --deny-target 127\.0\.0\.0\/8/);
+ * assert.equal(targetRefusal(rules, "example.com", "93.184.215.14", 80), undefined);
+ * ```
+ */
+export function targetRefusal(
+  rules: TargetRules,
+  name: string,
+  address: string,
+  port: number,
+): string | undefined {
+  const denied = rules.deny.find((r) => ruleMatches(r, name, address, port));
+  if (denied) return `denied by --deny-target ${denied.text}`;
+  if (rules.allow.length && !rules.allow.some((r) => ruleMatches(r, name, address, port))) {
+    return "not in any --allow-target";
+  }
+  return undefined;
+}
+
+/** Options of {@linkcode acceptProxyRequest}. */
+export interface ProxyServerOptions {
+  /** Users and their passwords (`--auth`); none: no authentication. */
+  users?: Map<string, string>;
+  /** `--allow-target` / `--deny-target`. */
+  targets?: TargetRules;
+  /** Give up connecting to a target after this many ms (default 10 s). */
+  connectTimeout?: number;
+  /** The client's request must be in within this many ms (default 10 s). */
+  requestTimeout?: number;
+  /** Resolve target names to IPv4 or IPv6 only. */
+  family?: 4 | 6;
+  /** Stops everything (the server's signal). */
+  signal: AbortSignal;
+  /** Prints each socket call (`--trace`). */
+  trace?: TraceFn;
+  /** The resolver; the system's by default. */
+  lookup?: Lookup;
+}
+
+/** A client's request, as asked. */
+export interface ProxyRequest {
+  /** The protocol it spoke. */
+  protocol: ProxyProtocol;
+  /** The target host as asked (a name or an address). */
+  host: string;
+  /** The target port. */
+  port: number;
+  /** The authenticated user, if any. */
+  user?: string;
+}
+
+/** A request that was served: the tunnel to the target is open. */
+export interface Proxied {
+  /** What the client asked for. */
+  request: ProxyRequest;
+  /** The target's address, as connected. */
+  address: string;
+  /** The connection to the target. */
+  target: Connection;
+}
+
+/** A request that was refused (the client has had the protocol's refusal). */
+export class ProxyRefusal extends Error {
+  /** What the client asked for, when it got that far. */
+  readonly request?: ProxyRequest;
+
+  /** A refusal of `request` for `reason`. */
+  constructor(reason: string, request?: ProxyRequest) {
+    super(reason);
+    this.name = "ProxyRefusal";
+    this.request = request;
+  }
+}
+
+/** The largest request header (HTTP) or message (SOCKS) the proxy reads. */
+const MAX_REQUEST = 16 * 1024;
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * Reads the client's request, answers it and, when it is allowed, connects
+ * its target: resolves to the tunnel; rejects with a
+ * {@linkcode ProxyRefusal} (after the protocol's refusal has been sent) or
+ * with the error that stopped it (the client went away, timed out).
+ *
+ * @example Usage
+ * ```ts ignore
+ * const { request, target } = await acceptProxyRequest(client, { signal });
+ * await transfer(client, target, { signal });
+ * ```
+ */
+export async function acceptProxyRequest(
+  client: Connection,
+  options: ProxyServerOptions,
+): Promise<Proxied> {
+  const timeout = options.requestTimeout ?? 10_000;
+  const signal = AbortSignal.any([options.signal, AbortSignal.timeout(timeout)]);
+  // Only the request is under the request timeout; connecting has its own.
+  let request: Awaited<ReturnType<typeof readRequest>>;
+  try {
+    request = await untilAborted(
+      signal,
+      { close: () => client.close() },
+      readRequest(client, options),
+    );
+  } catch (err) {
+    if (err instanceof ProxyRefusal || options.signal.aborted) throw err;
+    if (signal.aborted) throw new ProxyRefusal(`no complete request within ${timeout} ms`);
+    if (err instanceof HandshakeEof) {
+      throw new ProxyRefusal("closed before its request was complete");
+    }
+    throw err;
+  }
+  const { ask, answer, leftover, forTarget } = request;
+  const refuse = async (kind: Refusal, reason: string): Promise<never> => {
+    await answer.refuse(kind).catch(() => {});
+    throw new ProxyRefusal(reason, ask);
+  };
+  // Resolve, then check every address: a name must not reach a denied address.
+  let addresses: string[];
+  try {
+    addresses = await resolve(ask.host, {
+      op: "connect",
+      address: `${formatHost(ask.host)}:${ask.port}`,
+      family: options.family,
+      lookup: options.lookup,
+    });
+  } catch (err) {
+    return await refuse("unreachable", toSockitError(err, "resolve", ask.host).reason);
+  }
+  const rules = options.targets ?? { allow: [], deny: [] };
+  const allowed = addresses.filter((a) => !targetRefusal(rules, ask.host, a, ask.port));
+  if (!allowed.length) {
+    return await refuse("denied", targetRefusal(rules, ask.host, addresses[0], ask.port)!);
+  }
+  const connectSignal = AbortSignal.any([
+    options.signal,
+    AbortSignal.timeout(options.connectTimeout ?? 10_000),
+  ]);
+  let target: Connection | undefined;
+  let lastError: unknown;
+  const dial = directDialer();
+  for (const address of allowed) {
+    try {
+      target = await dial({ host: address, port: ask.port }, {
+        id: client.id,
+        signal: connectSignal,
+        trace: options.trace,
+      });
+      break;
+    } catch (err) {
+      lastError = err;
+      if (connectSignal.aborted) break;
+    }
+  }
+  if (!target) {
+    if (options.signal.aborted) throw options.signal.reason;
+    const timedOut = connectSignal.aborted;
+    const reason = timedOut
+      ? `connecting timed out after ${options.connectTimeout ?? 10_000} ms`
+      : toSockitError(lastError, "connect", `${formatHost(ask.host)}:${ask.port}`).reason;
+    return await refuse(timedOut ? "timeout" : refusalOf(lastError), `target: ${reason}`);
+  }
+  try {
+    await answer.granted(target);
+  } catch (err) {
+    target.close();
+    throw err;
+  }
+  // A rewritten request head goes first, through the relay, so that it is counted.
+  client.unread(forTarget ? concat(forTarget, leftover) : leftover);
+  return { request: ask, address: target.remoteAddress, target };
+}
+
+/** Why a request was refused, in the terms each protocol can say. */
+type Refusal = "denied" | "auth" | "refused" | "unreachable" | "timeout" | "bad" | "unsupported";
+
+/** How to answer a client in its own protocol. */
+interface Answer {
+  /** The tunnel is open to `target`. */
+  granted(target: Connection): Promise<void>;
+  /** The request is refused. */
+  refuse(kind: Refusal): Promise<void>;
+}
+
+/** The refusal for a connect error. */
+function refusalOf(err: unknown): Refusal {
+  const name = (err as Error)?.name ?? "";
+  const code = (err as { code?: string })?.code ?? "";
+  if (name === "ConnectionRefused" || code === "ECONNREFUSED") return "refused";
+  return "unreachable";
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+}
+
+/** What a parsed request gives. */
+interface ParsedRequest {
+  ask: ProxyRequest;
+  answer: Answer;
+  /** Client bytes past the request: given back to the client connection for the relay. */
+  leftover: Uint8Array;
+  /** Bytes for the target before the relay starts (a rewritten HTTP request head). */
+  forTarget?: Uint8Array;
+}
+
+async function readRequest(
+  client: Connection,
+  options: ProxyServerOptions,
+): Promise<ParsedRequest> {
+  const first = await readAtLeast(client, 1, new Uint8Array(0));
+  if (first[0] === SOCKS5.VERSION) return await socks5Request(client, first, options);
+  if (first[0] === SOCKS4.VERSION) return await socks4Request(client, first, options);
+  return await httpRequest(client, first, options);
+}
+
+/** Reads until `need(buffer)` gives a length, or the request limit. */
+async function readUntil(
+  client: Connection,
+  buffer: Uint8Array,
+  need: (b: Uint8Array) => number | undefined,
+): Promise<[Uint8Array, number]> {
+  for (;;) {
+    const n = need(buffer);
+    if (n !== undefined) {
+      buffer = await readAtLeast(client, n, buffer);
+      return [buffer, n];
+    }
+    if (buffer.length > MAX_REQUEST) throw new ProxyRefusal("request too large");
+    buffer = await readAtLeast(client, buffer.length + 1, buffer);
+  }
+}
+
+async function socks5Request(
+  client: Connection,
+  got: Uint8Array,
+  options: ProxyServerOptions,
+): Promise<ParsedRequest> {
+  const trace = (call: string) => options.trace?.(client.tag, call);
+  [got] = await readUntil(client, got, (b) => (b.length >= 2 ? 2 + b[1] : undefined));
+  const methods = [...got.subarray(2, 2 + got[1])];
+  got = got.subarray(2 + got[1]);
+  const wantAuth = (options.users?.size ?? 0) > 0;
+  const method = wantAuth
+    ? (methods.includes(SOCKS5.USER_PASS) ? SOCKS5.USER_PASS : SOCKS5.NO_METHOD)
+    : (methods.includes(SOCKS5.NO_AUTH) ? SOCKS5.NO_AUTH : SOCKS5.NO_METHOD);
+  await writeAll(client, new Uint8Array([SOCKS5.VERSION, method]));
+  trace(`socks5 greeting (${methods.join(",")}) = method ${method}`);
+  if (method === SOCKS5.NO_METHOD) {
+    throw new ProxyRefusal(
+      wantAuth
+        ? "authentication failed: the client offers no username/password (SOCKS5)"
+        : "the client offers no method without authentication (SOCKS5)",
+    );
+  }
+  let user: string | undefined;
+  if (method === SOCKS5.USER_PASS) {
+    [got] = await readUntil(client, got, (b) => {
+      if (b.length < 2) return undefined;
+      if (b.length < 3 + b[1]) return undefined;
+      return 3 + b[1] + b[2 + b[1]];
+    });
+    user = decoder.decode(got.subarray(2, 2 + got[1]));
+    const pass = decoder.decode(got.subarray(3 + got[1], 3 + got[1] + got[2 + got[1]]));
+    got = got.subarray(3 + got[1] + got[2 + got[1]]);
+    const ok = options.users!.get(user) === pass;
+    await writeAll(client, new Uint8Array([1, ok ? 0 : 1]));
+    trace(`socks5 username/password (user ${JSON.stringify(user)}) = ${ok ? "ok" : "refused"}`);
+    if (!ok) {
+      throw new ProxyRefusal(`authentication failed for user ${JSON.stringify(user)} (SOCKS5)`);
+    }
+  }
+  let address: { host: string; port: number; length: number } | undefined;
+  [got] = await readUntil(client, got, (b) => {
+    if (b.length < 4) return undefined;
+    address = decodeSocks5Address(b, 3);
+    if (address?.length === -1) return 4;
+    return address ? 3 + address.length : undefined;
+  });
+  const reply = (code: number, bound?: Deno.NetAddr) =>
+    writeAll(
+      client,
+      new Uint8Array([
+        SOCKS5.VERSION,
+        code,
+        0,
+        ...encodeSocks5Address(bound?.hostname ?? "0.0.0.0", bound?.port ?? 0),
+      ]),
+    );
+  if (got[1] !== SOCKS5.CONNECT || address!.length === -1) {
+    const code = got[1] !== SOCKS5.CONNECT ? 7 : 8;
+    await reply(code);
+    throw new ProxyRefusal(
+      code === 7
+        ? `command ${got[1]} not supported (SOCKS5: CONNECT only)`
+        : "unknown address type",
+    );
+  }
+  const ask: ProxyRequest = { protocol: "socks5", host: address!.host, port: address!.port, user };
+  const codes: Record<Refusal, number> = {
+    denied: 2,
+    auth: 2,
+    refused: 5,
+    unreachable: 4,
+    timeout: 4,
+    bad: 1,
+    unsupported: 7,
+  };
+  return {
+    ask,
+    leftover: got.subarray(3 + address!.length),
+    answer: {
+      granted: async (target) => {
+        await reply(0, target.conn.localAddr as Deno.NetAddr);
+        trace(`socks5 CONNECT ${formatHost(ask.host)}:${ask.port} = succeeded`);
+      },
+      refuse: async (kind) => {
+        await reply(codes[kind]);
+        trace(`socks5 CONNECT ${formatHost(ask.host)}:${ask.port} = reply ${codes[kind]}`);
+      },
+    },
+  };
+}
+
+async function socks4Request(
+  client: Connection,
+  got: Uint8Array,
+  options: ProxyServerOptions,
+): Promise<ParsedRequest> {
+  // VN CD DSTPORT DSTIP USERID NUL [HOSTNAME NUL]
+  let end = 0;
+  [got] = await readUntil(client, got, (b) => {
+    if (b.length < 9) return undefined;
+    const userEnd = b.indexOf(0, 8);
+    if (userEnd === -1) return undefined;
+    const is4a = b[4] === 0 && b[5] === 0 && b[6] === 0 && b[7] !== 0;
+    if (!is4a) return (end = userEnd + 1);
+    const nameEnd = b.indexOf(0, userEnd + 1);
+    return nameEnd === -1 ? undefined : (end = nameEnd + 1);
+  });
+  const port = (got[2] << 8) | got[3];
+  const userEnd = got.indexOf(0, 8);
+  const is4a = got[4] === 0 && got[5] === 0 && got[6] === 0 && got[7] !== 0;
+  const host = is4a
+    ? decoder.decode(got.subarray(userEnd + 1, end - 1))
+    : [...got.subarray(4, 8)].join(".");
+  const user = decoder.decode(got.subarray(8, userEnd)) || undefined;
+  const ask: ProxyRequest = { protocol: is4a ? "socks4a" : "socks4", host, port, user };
+  const reply = (code: number) =>
+    writeAll(client, new Uint8Array([0, code, port >> 8, port & 0xff, 0, 0, 0, 0]));
+  const trace = (call: string) => options.trace?.(client.tag, call);
+  if ((options.users?.size ?? 0) > 0) {
+    await reply(SOCKS4.REJECTED);
+    throw new ProxyRefusal("authentication required: SOCKS4 carries no password", ask);
+  }
+  if (got[1] !== SOCKS4.CONNECT) {
+    await reply(SOCKS4.REJECTED);
+    throw new ProxyRefusal(`command ${got[1]} not supported (SOCKS4: CONNECT only)`, ask);
+  }
+  return {
+    ask,
+    leftover: got.subarray(end),
+    answer: {
+      granted: async () => {
+        await reply(SOCKS4.GRANTED);
+        trace(`${ask.protocol} CONNECT ${host}:${port} = request granted`);
+      },
+      refuse: async () => {
+        await reply(SOCKS4.REJECTED);
+        trace(`${ask.protocol} CONNECT ${host}:${port} = request rejected`);
+      },
+    },
+  };
+}
+
+/** Hop-by-hop headers a proxy does not pass on (RFC 9110 §7.6.1), besides those `Connection` names. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "upgrade",
+]);
+
+async function httpRequest(
+  client: Connection,
+  got: Uint8Array,
+  options: ProxyServerOptions,
+): Promise<ParsedRequest> {
+  const trace = (call: string) => options.trace?.(client.tag, call);
+  const respond = (status: string, extra = "") =>
+    writeAll(
+      client,
+      encoder.encode(
+        `HTTP/1.1 ${status}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+  let end = -1;
+  while ((end = headerEnd(got)) === -1) {
+    if (got.length > MAX_REQUEST) {
+      await respond("431 Request Header Fields Too Large").catch(() => {});
+      throw new ProxyRefusal("request header over 16 KiB");
+    }
+    got = await readAtLeast(client, got.length + 1, got);
+  }
+  const head = decoder.decode(got.subarray(0, end));
+  const leftover = got.subarray(end + 4);
+  const [requestLine, ...headerLines] = head.split("\r\n");
+  const m = /^([A-Za-z]+) (\S+) HTTP\/(\d\.\d)$/.exec(requestLine);
+  const bad = async (why: string): Promise<never> => {
+    await respond("400 Bad Request").catch(() => {});
+    throw new ProxyRefusal(why);
+  };
+  if (!m) return await bad(`not a proxy request: ${JSON.stringify(requestLine.slice(0, 60))}`);
+  const [, method, target, version] = m;
+  const headers = headerLines.map((line) => {
+    const colon = line.indexOf(":");
+    return [line.slice(0, colon).trim(), line.slice(colon + 1).trim()] as [string, string];
+  });
+  const header = (name: string) => headers.find(([k]) => k.toLowerCase() === name)?.[1];
+  let host: string;
+  let port: number;
+  let forTarget: Uint8Array | undefined;
+  const connect = method.toUpperCase() === "CONNECT";
+  if (connect) {
+    const a = /^(?:\[([^\]]+)\]|([^:/]+)):(\d+)$/.exec(target);
+    if (!a || Number(a[3]) < 1 || Number(a[3]) > 65535) {
+      return await bad(`CONNECT needs host:port, not ${JSON.stringify(target)}`);
+    }
+    host = a[1] ?? a[2];
+    port = Number(a[3]);
+  } else {
+    let url: URL;
+    try {
+      url = new URL(target);
+    } catch {
+      return await bad(`not a proxy request (origin-form ${JSON.stringify(target.slice(0, 60))})`);
+    }
+    if (url.protocol !== "http:") {
+      return await bad(
+        `only http:// URLs are proxied as requests (use CONNECT for ${url.protocol})`,
+      );
+    }
+    host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    port = url.port ? Number(url.port) : 80;
+    // Origin form to the target, hop-by-hop headers dropped, one request per connection.
+    const named = new Set(
+      (header("connection") ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean),
+    );
+    const kept = headers.filter(([k]) =>
+      !HOP_BY_HOP.has(k.toLowerCase()) && !named.has(k.toLowerCase()) && k.toLowerCase() !== "host"
+    );
+    const lines = [
+      `${method} ${url.pathname}${url.search} HTTP/${version}`,
+      `Host: ${url.host}`,
+      ...kept.map(([k, v]) => `${k}: ${v}`),
+      "Connection: close",
+    ];
+    forTarget = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
+  }
+  const ask: ProxyRequest = { protocol: connect ? "http-connect" : "http", host, port };
+  if ((options.users?.size ?? 0) > 0) {
+    const credentials = /^Basic\s+(\S+)$/i.exec(header("proxy-authorization") ?? "")?.[1];
+    let user: string | undefined;
+    let pass: string | undefined;
+    try {
+      const text = credentials
+        ? new TextDecoder().decode(
+          Uint8Array.from(atob(credentials), (c) => c.charCodeAt(0)),
+        )
+        : undefined;
+      if (text !== undefined) {
+        [user, pass] = [text.slice(0, text.indexOf(":")), text.slice(text.indexOf(":") + 1)];
+      }
+    } catch {
+      // Not base64: no credentials.
+    }
+    if (user === undefined || options.users!.get(user) !== pass) {
+      await respond(
+        "407 Proxy Authentication Required",
+        'Proxy-Authenticate: Basic realm="sockit"\r\n',
+      )
+        .catch(() => {});
+      throw new ProxyRefusal(
+        user === undefined
+          ? "authentication required: no Proxy-Authorization (HTTP Basic)"
+          : `authentication failed for user ${JSON.stringify(user)} (HTTP Basic)`,
+        ask,
+      );
+    }
+    ask.user = user;
+  }
+  const statuses: Record<Refusal, string> = {
+    denied: "403 Forbidden",
+    auth: "407 Proxy Authentication Required",
+    refused: "502 Bad Gateway",
+    unreachable: "502 Bad Gateway",
+    timeout: "504 Gateway Timeout",
+    bad: "400 Bad Request",
+    unsupported: "501 Not Implemented",
+  };
+  const what = `${connect ? "CONNECT" : method} ${formatHost(host)}:${port}`;
+  return {
+    ask,
+    leftover,
+    forTarget,
+    answer: {
+      granted: async () => {
+        if (connect) {
+          await writeAll(client, encoder.encode("HTTP/1.1 200 Connection established\r\n\r\n"));
+        }
+        trace(`http ${what} = ${connect ? "200 Connection established" : "forwarded"}`);
+      },
+      refuse: async (kind) => {
+        await respond(statuses[kind]);
+        trace(`http ${what} = ${statuses[kind]}`);
+      },
+    },
+  };
+}
+
+/**
+ * Parses `--auth user:pass` values (and the lines of an `--auth-file`) into
+ * users and passwords.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseUsers } from "./proxy_server.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(parseUsers(["alice:s3:cret"]).get("alice"), "s3:cret");
+ * assert.throws(() => parseUsers(["nobody"]), /user:pass/);
+ * ```
+ */
+export function parseUsers(entries: string[]): Map<string, string> {
+  const users = new Map<string, string>();
+  for (const entry of entries) {
+    const colon = entry.indexOf(":");
+    if (colon < 1) {
+      throw new UsageError(`option --auth needs user:pass, not ${JSON.stringify(entry)}`);
+    }
+    const user = entry.slice(0, colon);
+    const pass = entry.slice(colon + 1);
+    if (user.length > 255 || pass.length > 255) {
+      throw new UsageError("option --auth: user and password are at most 255 bytes each");
+    }
+    users.set(user, pass);
+  }
+  return users;
+}

@@ -67,7 +67,7 @@ export interface TargetRules {
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(parseTargetRule("*.example.com:8000-8100").ports, [8000, 8100]);
- * assert.equal(parseTargetRule("[::1]:22").cidr?.bits, 128);
+ * assert.equal(parseTargetRule("[::1]:22").cidr?.prefix, 128);
  * assert.equal(parseTargetRule(":25").name, undefined);
  * assert.throws(() => parseTargetRule("host:99999"), /--allow-target\/--deny-target/);
  * ```

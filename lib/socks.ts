@@ -155,6 +155,8 @@ export async function untilAborted<T>(
   work: Promise<T>,
 ): Promise<T> {
   if (signal.aborted) {
+    // The work is running already: it fails once the socket is closed, and nobody waits for it.
+    work.catch(() => {});
     conn.close();
     throw signal.reason;
   }

@@ -173,8 +173,10 @@ Deno.test("nc: -k keeps accepting; what sockit does not do is refused by name", 
     /nc option -t is not supported by sockit nc/,
   );
   assertUsageError(
-    await runSockit(["nc", "-X", "5", "-x", "p:1080", "h", "22"]),
-    /comes with --proxy/,
+    await runSockit(["nc", "-X", "7", "-x", "p:1080", "h", "22"]),
+    /nc -X "7": expected 4, 5 or connect/,
   );
+  assertUsageError(await runSockit(["nc", "-X", "5", "h", "22"]), /-X and -P need -x/);
+  assertUsageError(await runSockit(["nc", "-l", "-x", "p", "22"]), /a proxy is for TCP clients/);
   assertUsageError(await runSockit(["nc", "-k", "h", "1"]), /-k needs -l/);
 });

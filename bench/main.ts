@@ -5,7 +5,8 @@
  * a full port scan compared with nc -z (and nmap), and how soon `wait` notices a listener;
  * a soak of echo and forward (1,000 clients, then 10,000 short connections: errors, drift);
  * start-up (`--version`, `--help`, a one-byte connect) against `deno run` of an empty file;
- * a ping flood against iputils `ping -f` (root); `sockit proxy` against microsocks and tinyproxy.
+ * a ping flood against iputils `ping -f` (root); `sockit proxy` against microsocks and tinyproxy;
+ * `sockit echo ws://` against a node `ws` echo server.
  * Sections named on the command line run (default: all). Loopback only; every run is bounded
  * and stops by itself.
  *
@@ -19,6 +20,7 @@ import { benchScan } from "./scan.ts";
 import { benchSoak, soakDefaults } from "./soak.ts";
 import { benchPing } from "./ping.ts";
 import { benchProxy } from "./proxy.ts";
+import { benchWs } from "./ws.ts";
 import { benchStartup } from "./startup.ts";
 import { benchForward, benchThroughput, benchUnix } from "./throughput.ts";
 import { table } from "./util.ts";
@@ -50,6 +52,7 @@ const sections = [
   "startup",
   "ping",
   "proxy",
+  "ws",
 ];
 const chosen = new Set(positionals.length ? positionals : sections);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
@@ -157,4 +160,13 @@ if (chosen.has("proxy")) {
       `(32 at a time, one byte each way); ${Math.max(3, Math.min(runs, 5))} runs interleaved`,
   );
   print(table(await benchProxy({ size, runs: Math.max(3, Math.min(runs, 5)), tunnels: 1000 })));
+}
+if (chosen.has("ws")) {
+  if (chosen.size > 1) print("");
+  const wsRuns = Math.max(3, Math.min(runs, 5));
+  print(
+    `WebSocket: one Node ws client against each echo server — 64-byte ping-pong for 2 s, then ` +
+      `256 MiB in 64 KiB binary messages echoed back; ${wsRuns} runs interleaved`,
+  );
+  print(table(await benchWs({ runs: wsRuns, seconds: 2, size: 256 * 2 ** 20 })));
 }

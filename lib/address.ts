@@ -41,6 +41,8 @@ export interface NetEndpoint {
    * port. For `ip://host/protocol`, the IP protocol number (1–255).
    */
   port: number;
+  /** For `ws://`: the request target, path and query (`/chat?room=1`). */
+  resource?: string;
 }
 
 /** An endpoint whose address is a socket path (`unix`). */
@@ -95,6 +97,35 @@ function parseHostProtocol(input: string, rest: string, transport: Scheme): NetE
     fail(input, `invalid host ${JSON.stringify(host)}`);
   }
   return { transport, hostname: host, port: Number(protocol) };
+}
+
+/**
+ * `host[:port][/path][?query]` (`ws://`): a host and port (the row's default
+ * port when none is written), then the request target.
+ */
+function parseUrl(
+  input: string,
+  rest: string,
+  transport: Scheme,
+  defaultPort: number,
+): NetEndpoint {
+  const bracket = rest.startsWith("[") ? rest.indexOf("]") : -1;
+  const cut = rest.slice(bracket + 1).search(/[/?]/);
+  const end = cut === -1 ? rest.length : bracket + 1 + cut;
+  const authority = rest.slice(0, end);
+  let resource = rest.slice(end);
+  if (resource.startsWith("?")) resource = `/${resource}`;
+  if (/\s/.test(resource)) fail(input, "contains whitespace");
+  if (authority === "") fail(input, "missing host");
+  const hasPort = authority.startsWith("[")
+    ? /\]:[^:]*$/.test(authority)
+    : authority.includes(":") || /^\d+$/.test(authority);
+  const endpoint = parseHostPort(
+    input,
+    hasPort ? authority : `${authority}:${defaultPort}`,
+    transport,
+  );
+  return resource ? { ...endpoint, resource } : endpoint;
 }
 
 function parseHostPort(input: string, rest: string, transport: Scheme): NetEndpoint {
@@ -172,6 +203,10 @@ export function parseEndpoint(input: string): Endpoint {
     const name = m[1].toLowerCase();
     const row = TRANSPORTS[name];
     if (row?.address === "path") return parsePath(input, name, input.slice(m[1].length + 1));
+    if (row?.address === "url") {
+      if (!m[2]) fail(input, `expected ${name}://host[:port]/path`);
+      return parseUrl(input, input.slice(m[0].length), name, row.defaultPort ?? 80);
+    }
     if (row?.address === "host-protocol") {
       if (!m[2]) fail(input, `expected ${name}://host/protocol`);
       return parseHostProtocol(input, input.slice(m[0].length), name);
@@ -211,10 +246,10 @@ export function formatEndpoint(endpoint: Endpoint): string {
       ? `${scheme}://${endpoint.path}`
       : `${scheme}:${endpoint.path}`;
   }
-  const authority = endpoint.hostname === undefined ? String(endpoint.port) : formatAuthority(
+  const authority = (endpoint.hostname === undefined ? String(endpoint.port) : formatAuthority(
     TRANSPORTS[endpoint.transport]?.address ?? "host-port",
     endpoint.hostname,
     endpoint.port,
-  );
+  )) + (endpoint.resource ?? "");
   return endpoint.transport === DEFAULT_SCHEME ? authority : `${endpoint.transport}://${authority}`;
 }

@@ -8,6 +8,7 @@
  */
 
 import type { HandshakeInfo } from "./tls.ts";
+import type { UpgradeInfo } from "./websocket.ts";
 
 /** The peer of a connection or datagram socket, as events name it. */
 export interface PeerInfo {
@@ -29,6 +30,8 @@ export interface ClosedInfo {
   durationMs: number;
   /** Why it ended, when not a normal close (`reset`, `idle timeout`, …). */
   reason?: string;
+  /** A WebSocket's close code. */
+  closeCode?: number;
 }
 
 /** Something whose byte counts a progress line shows: `[received, sent]`. */
@@ -65,6 +68,8 @@ export interface Events {
   connected?(peer: PeerInfo): void;
   /** What a TLS handshake negotiated. */
   tls?(peer: PeerInfo, info: HandshakeInfo): void;
+  /** A connection became a WebSocket (`peer.upgrade` says how). */
+  upgraded?(peer: PeerInfo & { readonly upgrade?: UpgradeInfo }): void;
   /** A connection (or a datagram socket's session) ended, with its figures. */
   closed?(peer: PeerInfo, info: ClosedInfo): void;
   /** Something went wrong that does not stop the command (one of many connections). */

@@ -79,6 +79,11 @@ export class Listener implements Disposable {
   readonly transport: string;
   /** The certificate it serves TLS with: accepted connections still need {@linkcode Listener.secure}. */
   readonly tls?: ServerTls;
+  /**
+   * A protocol upgrade each accepted connection goes through after TLS (a
+   * WebSocket handshake), under the accept loop's handshake time limit.
+   */
+  upgrade?: (conn: Connection, options: { signal?: AbortSignal }) => Promise<Connection>;
   #listener: AcceptSource;
   #unixPath?: string;
   #trace?: TraceFn;

@@ -90,5 +90,13 @@ export type {
 } from "./transports.ts";
 export { traceroute } from "./traceroute.ts";
 export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./traceroute.ts";
+export { websocketClient, websocketServer, WebSocketSide } from "./websocket.ts";
+export type {
+  UpgradeInfo,
+  WebSocketClientOptions,
+  WebSocketMode,
+  WebSocketOptions,
+  WebSocketServerOptions,
+} from "./websocket.ts";
 export { waitFor } from "./wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";

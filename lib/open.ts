@@ -9,7 +9,7 @@
  */
 
 import { formatEndpoint } from "./address.ts";
-import type { Endpoint, Role } from "./address.ts";
+import type { Endpoint, NetEndpoint, Role } from "./address.ts";
 import type { Connection } from "./conn.ts";
 import { nextConnectionId } from "./conn.ts";
 import type { DatagramSocket } from "./datagram.ts";
@@ -22,6 +22,7 @@ import type { Listener } from "./listener.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import type { TraceFn } from "./trace.ts";
+import type { WebSocketClientOptions } from "./websocket.ts";
 import { formatAuthority, hostOf, schemePrefix, transportOf, withTls } from "./transports.ts";
 import type { OpenOptions } from "./transports.ts";
 
@@ -124,6 +125,8 @@ export interface ConnectOptions {
    * goes here; the row's own layers (TLS, …) are added on top.
    */
   base?: Dialer;
+  /** WebSocket settings, for a `ws://` or `wss://` endpoint (its path is the endpoint's). */
+  websocket?: Omit<WebSocketClientOptions, "host" | "resource">;
 }
 
 /**
@@ -164,7 +167,16 @@ export async function connect(
     lookup: options.lookup,
     onAttemptFailed: options.onAttemptFailed,
   };
-  const dialer = row.dialer(options.base ?? directDialer(), { tls: options.tls });
+  const dialer = row.dialer(options.base ?? directDialer(), {
+    tls: options.tls,
+    websocket: row.address === "url"
+      ? {
+        ...options.websocket,
+        host: "",
+        resource: (endpoint as NetEndpoint).resource ?? "/",
+      }
+      : undefined,
+  });
   return await dialWithRetry(dialer, dialTarget(endpoint, "connect", options.family), ctx, {
     retry: options.retry,
     retryDelay: options.retryDelay,

@@ -138,8 +138,36 @@ export async function serve(
     active.add(task);
   };
 
-  /** A TLS server's handshake, in the connection's own task; false when it failed. */
+  /** A TLS server's handshake, then a protocol upgrade, in the connection's own task. */
   const secure = async (conn: Connection): Promise<Connection | undefined> => {
+    const secured = await secureTls(conn);
+    if (!secured || !listener.upgrade) return secured;
+    handshaking.add(secured);
+    const limit = handshakeTimeout > 0 && Number.isFinite(handshakeTimeout)
+      ? AbortSignal.any([signal, AbortSignal.timeout(handshakeTimeout)])
+      : signal;
+    try {
+      const upgraded = await listener.upgrade(secured, { signal: limit });
+      events?.upgraded?.(upgraded);
+      return upgraded;
+    } catch (err) {
+      secured.close();
+      if (signal.aborted) return undefined;
+      const reason = limit.aborted
+        ? `timed out after ${formatDuration(handshakeTimeout)} (--handshake-timeout)`
+        : (err as SockitError).reason ?? (err as Error).message;
+      coalescer.say(
+        `WebSocket upgrade failed: ${reason}`,
+        `${conn.remoteAddress}: WebSocket upgrade failed: ${reason}`,
+      );
+      return undefined;
+    } finally {
+      handshaking.delete(secured);
+    }
+  };
+
+  /** A TLS server's handshake, in the connection's own task; undefined when it failed. */
+  const secureTls = async (conn: Connection): Promise<Connection | undefined> => {
     if (!listener.tls) return conn;
     handshaking.add(conn);
     try {

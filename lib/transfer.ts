@@ -22,6 +22,8 @@ import type { Direction, Duplex } from "./relay.ts";
 export interface Peer extends Duplex, PeerInfo {
   /** Set when a TLS peer closed without close_notify. */
   readonly uncleanClose?: boolean;
+  /** A WebSocket's close code, once the session ended (1005: none given, 1006: no Close frame). */
+  readonly closeCode?: number;
   /**
    * A datagram side that counts per peer: the figures of each, so that the
    * transfer reports one `closed` per peer instead of one for the socket.
@@ -217,6 +219,7 @@ export async function transfer(
       received,
       durationMs: Math.round(relay.elapsed),
       ...(reason ? { reason } : {}),
+      ...(peer.closeCode !== undefined ? { closeCode: peer.closeCode } : {}),
     });
   }
   return code;

@@ -25,6 +25,8 @@ import { listenTcp, listenUnix } from "./listener.ts";
 import type { Listener, ListenerOptions } from "./listener.ts";
 import { isDenied, RawSocket, rawSocketDenied, requireRawSockets } from "./raw.ts";
 import { resolve } from "./resolve.ts";
+import { websocketDialer, websocketListener } from "./websocket_transport.ts";
+import type { WebSocketClientOptions, WebSocketServerOptions } from "./websocket.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
 
@@ -38,16 +40,20 @@ export type TlsSupport =
   | { unsupported: string };
 
 /** How a transport's address is written. */
-export type AddressForm = "host-port" | "path" | "host-protocol";
+export type AddressForm = "host-port" | "path" | "host-protocol" | "url";
 
 /** What the dialers of a row may use. */
 export interface DialerOptions {
   /** TLS client settings (`--cacert`, `--servername`, `--insecure`, `--alpn`). */
   tls?: TlsClientOptions;
+  /** WebSocket settings, for `ws://` and `wss://` (the request target is the endpoint's). */
+  websocket?: WebSocketClientOptions;
 }
 
 /** What a row's listener and datagram socket may use. */
 export interface OpenOptions extends ListenerOptions {
+  /** WebSocket settings, for a `ws://` or `wss://` listener. */
+  websocket?: WebSocketServerOptions;
   /** For the port-only form or a host name: IPv4 (`4`) or IPv6 (`6`). */
   family?: 4 | 6;
   /** The resolver for host names (tests inject one). */
@@ -71,6 +77,8 @@ export interface Transport {
   readonly summary: string;
   /** The host of the port-only form, per role (host-port rows). */
   readonly defaultHost?: Record<Role, (family?: 4 | 6) => string>;
+  /** The port when none is written (`url` rows: 80 for `ws://`, 443 for `wss://`). */
+  readonly defaultPort?: number;
   /** Streams: the dialer chain on top of `base` (the direct dialer, or a proxy). */
   dialer?(base: Dialer, options: DialerOptions): Dialer;
   /** Streams: bind and listen. */
@@ -140,6 +148,51 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
         );
       }
       return listenTcp(host, port, { ...options, scheme: "tls" });
+    },
+  },
+  ws: {
+    scheme: "ws",
+    kind: "stream",
+    address: "url",
+    tls: { upgrade: "wss" },
+    summary: "WebSocket: a layer over TCP (ws://host:port/path)",
+    defaultHost: LOOPBACK,
+    defaultPort: 80,
+    dialer: (base, options) => websocketDialer(base, options.websocket ?? { host: "" }),
+    listen: async (endpoint, options) =>
+      websocketListener(
+        listenTcp(await bindHost(endpoint, "listen", options), (endpoint as NetEndpoint).port, {
+          ...options,
+          scheme: "ws",
+          tls: undefined,
+        }),
+        endpoint,
+        options,
+      ),
+  },
+  wss: {
+    scheme: "wss",
+    kind: "stream",
+    address: "url",
+    tls: "always",
+    summary: "WebSocket over TLS",
+    defaultHost: LOOPBACK,
+    defaultPort: 443,
+    dialer: (base, options) =>
+      websocketDialer(TRANSPORTS.tls.dialer!(base, options), options.websocket ?? { host: "" }),
+    listen: async (endpoint, options) => {
+      const { port } = endpoint as NetEndpoint;
+      const host = await bindHost(endpoint, "listen", options);
+      if (!options.tls) {
+        throw new UsageError(
+          `${formatHost(host)}:${port}: a wss:// listener needs a certificate and key`,
+        );
+      }
+      return websocketListener(
+        listenTcp(host, port, { ...options, scheme: "wss" }),
+        endpoint,
+        options,
+      );
     },
   },
   udp: {

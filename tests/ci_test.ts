@@ -373,6 +373,7 @@ const SCHEMA: Record<string, string[]> = {
   rejected: ["conn", "remote", "reason"],
   peer: ["remote"],
   proxied: ["conn", "remote", "protocol", "target", "address"],
+  upgraded: ["conn", "remote", "status", "path"],
   refused: ["conn", "remote", "reason"],
   info: ["message"],
   warning: ["message"],

@@ -20,7 +20,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { TRAFFIC_FLAGS } from "./flags.ts";
+import { TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { prepareStdio, runSession } from "./session.ts";
@@ -33,7 +33,9 @@ import {
   familyFlag,
   oneEndpoint,
   proxyFlag,
+  websocketFlags,
 } from "./values.ts";
+import type { WebSocketCommandOptions } from "./values.ts";
 
 /** How long `connect udp://` waits for replies after its input ended, by default. */
 export const UDP_REPLY_WAIT = 2000;
@@ -70,6 +72,8 @@ export interface ConnectCommandOptions extends GlobalOptions {
   tls?: TlsClientFlags;
   /** `--proxy`: reach the endpoint through this proxy. */
   proxy?: ProxySpec;
+  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
+  websocket?: WebSocketCommandOptions;
 }
 
 /** `sockit connect`. */
@@ -120,6 +124,7 @@ session ends when the server closes its side, once everything is on stdout.`,
       ],
     },
     { title: "TLS", flags: TLS_CLIENT_FLAGS },
+    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -166,6 +171,7 @@ session ends when the server closes its side, once everything is on stdout.`,
       family: familyFlag(values, endpoint),
       tls,
       proxy: proxyFlag(values, endpoint),
+      websocket: websocketFlags(values, [endpoint], "text"),
     };
   },
   run: runConnect,
@@ -214,6 +220,7 @@ async function connectStream(
   const conn = await connect(options.endpoint, {
     tls,
     base: options.proxy ? proxyDialer(options.proxy) : undefined,
+    websocket: options.websocket,
     timeout: options.connectTimeout,
     family: options.family,
     retry: options.retry,
@@ -228,6 +235,7 @@ async function connectStream(
   });
   reporter.connected(conn);
   if (conn.handshake) reporter.tls(conn, conn.handshake);
+  reporter.upgraded(conn);
   return await runSession(conn, ctx, reporter, {
     signal,
     steps: options.steps,

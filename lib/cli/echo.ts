@@ -19,13 +19,14 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
-import { familyFlag, oneEndpoint, refuseFlags, serverLimits } from "./values.ts";
+import { familyFlag, oneEndpoint, refuseFlags, serverLimits, websocketFlags } from "./values.ts";
+import type { WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit echo`. */
@@ -36,6 +37,8 @@ export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
   family?: 4 | 6;
   /** TLS server options, when the listener is TLS. */
   tls?: TlsServerFlags;
+  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
+  websocket?: WebSocketCommandOptions;
 }
 
 /** `sockit echo`. */
@@ -68,6 +71,7 @@ UDP: every datagram goes back to its sender.`,
       ],
     },
     { title: "TLS", flags: TLS_SERVER_FLAGS },
+    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -87,6 +91,7 @@ UDP: every datagram goes back to its sender.`,
       family: familyFlag(values, endpoint),
       ...serverLimits(values),
       tls,
+      websocket: websocketFlags(values, [endpoint], "echo"),
     };
   },
   run: runEcho,
@@ -109,7 +114,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
     }
     using listener = await openServer(
       endpoint,
-      { family: options.family, tls: options.tls },
+      { family: options.family, tls: options.tls, websocket: options.websocket },
       reporter,
     );
     await serve(
@@ -123,7 +128,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           events: reporter,
           report: (err) => reporter.warnFailure(err),
         }),
-      serveOptions(options, ctx, reporter, options.tls),
+      serveOptions(options, ctx, reporter, options.tls, options.websocket),
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);

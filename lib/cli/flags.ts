@@ -192,6 +192,36 @@ export const FLAGS = {
     value: "CIDR",
     help: "refuse clients in these ranges (repeatable)",
   },
+  // WebSocket.
+  binary: {
+    type: "boolean",
+    help: "WebSocket: each read is one binary message, messages are written as bytes " +
+      "(default: text, one line = one message)",
+  },
+  protocol: {
+    type: "string",
+    multiple: true,
+    value: "NAME",
+    help: "WebSocket subprotocol: offered (client) or accepted (server); repeatable",
+  },
+  origin: { type: "string", value: "URL", help: "WebSocket: the Origin header to send" },
+  "close-delay": {
+    type: "string",
+    value: "DUR",
+    help: "WebSocket: after the input ends, send Close once the peer has been quiet DUR " +
+      "(default 250ms; 0: at once)",
+  },
+  "ping-interval": { type: "string", value: "DUR", help: "WebSocket: send a ping every DUR" },
+  "ping-timeout": {
+    type: "string",
+    value: "DUR",
+    help: "WebSocket: fail when no pong came DUR after a ping",
+  },
+  "max-message": {
+    type: "string",
+    value: "BYTES",
+    help: "WebSocket: refuse a message over BYTES with close code 1009 (default 64 MiB)",
+  },
   // Proxies.
   proxy: {
     type: "string",
@@ -496,3 +526,15 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
     },
   };
 }
+
+/** The WebSocket flags, for every command that takes a `ws://` endpoint. */
+export const WEBSOCKET_FLAGS: FlagUse[] = [
+  "binary",
+  ["header", "WebSocket client: send this header with the upgrade (repeatable)"],
+  "protocol",
+  "origin",
+  "close-delay",
+  "ping-interval",
+  "ping-timeout",
+  "max-message",
+];

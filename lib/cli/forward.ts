@@ -20,12 +20,13 @@ import { isTls, requireEndpoint, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
-import { durationFlag, familyFlag, proxyFlag, serverLimits } from "./values.ts";
+import { durationFlag, familyFlag, proxyFlag, serverLimits, websocketFlags } from "./values.ts";
+import type { WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit forward`. */
@@ -44,6 +45,8 @@ export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
   clientTls?: TlsClientFlags;
   /** `--proxy`: reach the target through this proxy. */
   proxy?: ProxySpec;
+  /** WebSocket settings, for `ws://`/`wss://` on either side (binary by default). */
+  websocket?: WebSocketCommandOptions;
 }
 
 /** `sockit forward`. */
@@ -98,6 +101,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
         ["alpn", "ALPN protocol for the TLS side(s) (repeatable)"],
       ],
     },
+    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -149,6 +153,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       serverTls: tlsServerFlags(serverValues, listenAt).flags,
       clientTls: tlsClientFlags(clientValues, target).flags,
       proxy: proxyFlag(values, target),
+      websocket: websocketFlags(values, [listenAt, target], "binary"),
     };
   },
   run: runForward,
@@ -180,6 +185,7 @@ export async function runForward(
     using listener = await openServer(options.listen, {
       family: portOnly ? options.family : undefined,
       tls: options.serverTls,
+      websocket: options.websocket,
     }, reporter);
     await serve(listener, async (client) => {
       let target: Connection;
@@ -187,6 +193,7 @@ export async function runForward(
         target = await connect(options.target, {
           tls: clientTls,
           base: proxy,
+          websocket: options.websocket,
           family: options.family,
           timeout: options.connectTimeout,
           signal: ctx.signal,
@@ -209,6 +216,7 @@ export async function runForward(
       }
       reporter.connected(target);
       if (target.handshake) reporter.tls(target, target.handshake);
+      reporter.upgraded(target);
       return await transfer(client, target, {
         signal: ctx.signal,
         idleTimeout: options.idleTimeout,
@@ -219,7 +227,7 @@ export async function runForward(
         events: reporter,
         report: (err) => reporter.warnFailure(err),
       });
-    }, serveOptions(options, ctx, reporter, options.serverTls));
+    }, serveOptions(options, ctx, reporter, options.serverTls, options.websocket));
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

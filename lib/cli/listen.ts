@@ -34,7 +34,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
@@ -49,7 +49,9 @@ import {
   oneEndpoint,
   refuseFlags,
   serverLimits,
+  websocketFlags,
 } from "./values.ts";
+import type { WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /**
@@ -86,6 +88,8 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   stallTimeout?: number;
   /** TLS server options, when the listener is TLS. */
   tls?: TlsServerFlags;
+  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
+  websocket?: WebSocketCommandOptions;
 }
 
 /** The options that need connections: not for a datagram endpoint. */
@@ -174,6 +178,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
       ],
     },
     { title: "TLS", flags: TLS_SERVER_FLAGS },
+    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -216,6 +221,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
       broker: values.broker === true,
       stallTimeout: stallFlag(values),
       tls,
+      websocket: websocketFlags(values, [endpoint], "text"),
     };
   },
   run: runListen,
@@ -254,11 +260,11 @@ export async function runListen(
     }
     using listener = await openServer(
       options.endpoint,
-      { family: options.family, tls: options.tls },
+      { family: options.family, tls: options.tls, websocket: options.websocket },
       reporter,
     );
     const code = await serve(listener, connectionHandler(options, ctx, reporter), {
-      ...serveOptions(options, ctx, reporter, options.tls),
+      ...serveOptions(options, ctx, reporter, options.tls, options.websocket),
       once: !many,
     });
     if (many) reporter.totals();

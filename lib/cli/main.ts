@@ -60,7 +60,12 @@ export function mainHelp(): string {
   };
   const schemes = Object.values(TRANSPORTS).map((row) =>
     `  ${schemePrefix(row)}${
-      { path: "/path", "host-port": "host:port", "host-protocol": "host/proto" }[row.address]
+      {
+        path: "/path",
+        "host-port": "host:port",
+        "host-protocol": "host/proto",
+        url: "host:port/path",
+      }[row.address]
     }`.padEnd(21) +
     row.summary
   );

@@ -16,6 +16,7 @@ import { formatBytes, formatDuration } from "../format.ts";
 import { HexDumper } from "../hexdump.ts";
 import type { CertificateInfo, HandshakeInfo } from "../tls.ts";
 import type { TraceFn } from "../trace.ts";
+import type { UpgradeInfo } from "../websocket.ts";
 import { DEFAULT_SCHEME } from "../transports.ts";
 import { jsonFormat, linePrefix, textFormat } from "./event_format.ts";
 import type { EventFormat } from "./event_format.ts";
@@ -195,6 +196,25 @@ export class Reporter implements Events, Disposable {
     });
   }
 
+  /** A connection became a WebSocket (`-v`): status, path, subprotocol. */
+  upgraded(peer: PeerInfo & { readonly upgrade?: UpgradeInfo }): void {
+    const info = peer.upgrade;
+    if (!info) return;
+    this.event(
+      "upgraded",
+      `WebSocket with ${peer.remoteAddress}: ${info.status} ${info.path}${
+        info.protocol ? `, subprotocol ${info.protocol}` : ""
+      }`,
+      {
+        conn: peer.id,
+        remote: peer.remoteAddress,
+        status: info.status,
+        path: info.path,
+        ...(info.protocol ? { protocol: info.protocol } : {}),
+      },
+    );
+  }
+
   /** A TLS server's certificate (`-v`): subject, SHA-256 fingerprint, names; ephemeral or from a file. */
   certificate(info: CertificateInfo, ephemeral: boolean): void {
     const kind = ephemeral ? "ephemeral self-signed certificate" : "certificate";
@@ -223,8 +243,10 @@ export class Reporter implements Events, Disposable {
         ),
       );
     }
+    const closeCode = info.closeCode;
     const detail = `sent ${formatBytes(info.sent)}, received ${formatBytes(info.received)}, ` +
-      formatDuration(info.durationMs);
+      formatDuration(info.durationMs) +
+      (closeCode !== undefined ? `, close code ${closeCode}` : "");
     this.event("closed", `closed ${remote} (${detail}${info.reason ? `; ${info.reason}` : ""})`, {
       conn: peer.id,
       remote,

@@ -17,6 +17,7 @@ import type { ServerLimits } from "./values.ts";
 import type { Reporter } from "./report.ts";
 import { explainTlsListenError, serverCertificate } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
+import type { WebSocketServerOptions } from "../websocket.ts";
 
 /** Options of {@linkcode openServer}. */
 export interface OpenServerOptions {
@@ -24,6 +25,8 @@ export interface OpenServerOptions {
   family?: 4 | 6;
   /** The TLS flags, when the endpoint speaks TLS. */
   tls?: TlsServerFlags;
+  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
+  websocket?: WebSocketServerOptions;
 }
 
 /**
@@ -46,6 +49,7 @@ export async function openServer(
       family: options.family,
       trace: reporter.traceFn,
       tls,
+      websocket: options.websocket && { ...options.websocket, trace: reporter.traceFn },
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
     });
   } catch (err) {
@@ -70,11 +74,12 @@ export function serveOptions(
   ctx: CommandContext,
   reporter: Reporter,
   tls?: TlsServerFlags,
+  websocket?: { handshakeTimeout?: number },
 ): ServeOptions {
   return {
     events: reporter,
     signal: ctx.signal,
-    handshakeTimeout: tls?.handshakeTimeout,
+    handshakeTimeout: tls?.handshakeTimeout ?? websocket?.handshakeTimeout,
     maxConns: limits.maxConns,
     access: limits.access,
     report: (err) => reporter.fail(err),

@@ -13,7 +13,7 @@ import { SockitError, UsageError } from "../errors.ts";
 import type { ServerTls } from "../listener.ts";
 import { certificateInfo, ephemeralCertificate, loadCaCerts, loadCertificate } from "../tls.ts";
 import type { TlsClientOptions } from "../tls.ts";
-import { isTls, withTls } from "../transports.ts";
+import { isTls, transportOf, withTls } from "../transports.ts";
 import type { FlagUse, FlagValues } from "./flags.ts";
 import { durationFlag } from "./values.ts";
 import type { Reporter } from "./report.ts";
@@ -160,12 +160,14 @@ export function tlsServerFlags(
   values: FlagValues,
   endpoint: Endpoint,
 ): { endpoint: Endpoint; flags?: TlsServerFlags } {
+  // A WebSocket server has a handshake too (its upgrade): the flag is its own then.
+  const websocket = transportOf(endpoint).address === "url";
   const applied = applyTls(endpoint, values, [
     "cert",
     "key",
     "alpn",
     "client-ca",
-    "handshake-timeout",
+    ...(websocket ? [] : ["handshake-timeout"]),
   ]);
   if (!applied.tls) return { endpoint: applied.endpoint };
   const cert = values.cert as string | undefined;

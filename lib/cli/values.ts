@@ -16,6 +16,7 @@ import { decodeEscapes } from "../escapes.ts";
 import { Pattern } from "../pattern.ts";
 import { parseProxyUrl } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
+import type { WebSocketMode, WebSocketOptions } from "../websocket.ts";
 import { formatHost, ipFamily } from "../ip.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
@@ -295,11 +296,81 @@ export function proxyFlag(values: FlagValues, target?: Endpoint): ProxySpec | un
   const spec = parseProxyUrl(text);
   if (target) {
     const row = transportOf(target);
-    if (row.kind !== "stream" || row.address !== "host-port") {
+    if (row.kind !== "stream" || (row.address !== "host-port" && row.address !== "url")) {
       throw new UsageError(
-        `${schemePrefix(row)}: --proxy tunnels TCP streams to host:port targets (tcp://, tls://)`,
+        `${
+          schemePrefix(row)
+        }: --proxy tunnels TCP streams to host:port targets (tcp://, tls://, ws://)`,
       );
     }
   }
   return spec;
+}
+
+/** The WebSocket flags of a command, as options of both ends. */
+export type WebSocketCommandOptions = WebSocketOptions & {
+  /** `-H`: headers with a client's upgrade. */
+  headers?: [string, string][];
+  /** `--origin`. */
+  origin?: string;
+  /** `--handshake-timeout` for a server's upgrade, in ms. */
+  handshakeTimeout?: number;
+};
+
+/**
+ * The WebSocket flags as options, for endpoints that are `ws://`/`wss://`
+ * (`endpoints`); a WebSocket flag with none of them is a usage error.
+ * `mode` is the command's default (`--binary` makes it binary).
+ *
+ * @example Usage
+ * ```ts
+ * import { websocketFlags } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const ws = { transport: "ws", hostname: "127.0.0.1", port: 80 };
+ * assert.equal(websocketFlags({ binary: true }, [ws], "text")?.mode, "binary");
+ * assert.throws(() => websocketFlags({ binary: true }, [{ transport: "tcp", port: 1 }], "text"), /needs a ws:\/\//);
+ * ```
+ */
+export function websocketFlags(
+  values: FlagValues,
+  endpoints: Endpoint[],
+  mode: WebSocketMode,
+): WebSocketCommandOptions | undefined {
+  const names = [
+    "binary",
+    "protocol",
+    "origin",
+    "close-delay",
+    "ping-interval",
+    "ping-timeout",
+    "max-message",
+  ];
+  const any = endpoints.some((e) => transportOf(e).address === "url");
+  const given = names.find((n) => values[n] !== undefined);
+  if (!any) {
+    if (given) throw new UsageError(`option --${given} needs a ws:// or wss:// endpoint`);
+    return undefined;
+  }
+  const maxMessage = countFlag(values, "max-message");
+  if (maxMessage === 0) throw new UsageError("option --max-message needs at least 1");
+  const headers = ((values.header as string[] | undefined) ?? []).map((h) => {
+    const colon = h.indexOf(":");
+    if (colon < 1) {
+      throw new UsageError(`option --header needs 'Name: value', not ${JSON.stringify(h)}`);
+    }
+    return [h.slice(0, colon).trim(), h.slice(colon + 1).trim()] as [string, string];
+  });
+  return {
+    mode: values.binary === true ? "binary" : mode,
+    protocols: values.protocol as string[] | undefined,
+    origin: values.origin as string | undefined,
+    closeDelay: durationFlag(values, "close-delay"),
+    pingInterval: durationFlag(values, "ping-interval", true),
+    pingTimeout: durationFlag(values, "ping-timeout", true),
+    maxMessage,
+    headers: headers.length ? headers : undefined,
+    noCloseOnEof: values["no-half-close"] === true,
+    handshakeTimeout: durationFlag(values, "handshake-timeout"),
+  };
 }

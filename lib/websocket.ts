@@ -1,0 +1,766 @@
+/**
+ * WebSocket (RFC 6455) as a layer over a stream the dialer chain or a
+ * listener produced: the HTTP/1.1 upgrade both ways, framing, masking,
+ * fragmentation, ping/pong and the close handshake. A
+ * {@linkcode WebSocketSide} is a {@linkcode Connection}, so the relay,
+ * `--hex`, `--stats` (payload bytes), events and limits work on it as on
+ * any stream.
+ *
+ * Messages and bytes: in `text` mode each input line is one text message
+ * (binary when the line is not UTF-8) and each text message read gets a
+ * `\n`; in `binary` mode each write is one binary message and messages are
+ * read as bytes; in `echo` mode every read is part of one message and the
+ * matching write goes back as the same part of the same kind of message,
+ * so boundaries and types survive an echo.
+ *
+ * Deno's own `WebSocket` has no backpressure and cannot run over an
+ * existing connection (which `--trace`, `--proxy` and address-by-address
+ * connecting need); this layer is small and runs over any `Connection`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { Connection } from "./conn.ts";
+import { SockitError, UsageError } from "./errors.ts";
+import { headerEnd } from "./proxy.ts";
+import type { TraceFn } from "./trace.ts";
+
+/** How messages map to bytes (see the module text). */
+export type WebSocketMode = "text" | "binary" | "echo";
+
+/** Options of both ends. */
+export interface WebSocketOptions {
+  /** Default `text`. */
+  mode?: WebSocketMode;
+  /** After the input ends, send Close once the peer has been quiet this long, in ms (default 250; 0: at once). */
+  closeDelay?: number;
+  /** Send no Close at the end of input (`--no-half-close`). */
+  noCloseOnEof?: boolean;
+  /** Send a ping this often, in ms. */
+  pingInterval?: number;
+  /** Fail when no pong came this long after a ping, in ms. */
+  pingTimeout?: number;
+  /** The largest message accepted, in bytes (default 64 MiB): a bigger one is closed with 1009. */
+  maxMessage?: number;
+  /** Subprotocols: offered (client) or accepted (server), in order of preference. */
+  protocols?: string[];
+  /** Prints the handshake and each control frame (`--trace`). */
+  trace?: TraceFn;
+}
+
+/** Options of {@linkcode websocketClient}. */
+export interface WebSocketClientOptions extends WebSocketOptions {
+  /** The request target: path and query (default `/`). */
+  resource?: string;
+  /** The `Host` header (host, and port unless it is the default). */
+  host: string;
+  /** More request headers (`-H 'K: V'`). */
+  headers?: [string, string][];
+  /** The `Origin` header. */
+  origin?: string;
+}
+
+/** Options of {@linkcode websocketServer}. */
+export interface WebSocketServerOptions extends WebSocketOptions {
+  /** Serve only this path (any path when absent or `/`). */
+  path?: string;
+}
+
+/** What the upgrade settled. */
+export interface UpgradeInfo {
+  /** The HTTP status of the upgrade (101). */
+  status: number;
+  /** The request target. */
+  path: string;
+  /** The subprotocol chosen, if any. */
+  protocol?: string;
+}
+
+/** The largest message by default. */
+export const MAX_MESSAGE = 64 * 2 ** 20;
+/** The default quiet time before Close at the end of input. */
+export const CLOSE_DELAY = 250;
+/** How long to wait for the peer's Close after sending ours. */
+const CLOSE_WAIT = 5000;
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const MAX_HEAD = 16 * 1024;
+
+const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 } as const;
+const encoder = new TextEncoder();
+
+/** `Sec-WebSocket-Accept` for a key. */
+export function acceptKey(key: string): string {
+  return createHash("sha1").update(key + GUID).digest("base64");
+}
+
+/** A chunk waiting to be read, with what it is part of. */
+interface Piece {
+  bytes: Uint8Array;
+  opcode: number;
+  first: boolean;
+  fin: boolean;
+}
+
+/**
+ * A WebSocket over a connection, as a {@linkcode Connection}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const ws = await websocketClient(conn, { host: "127.0.0.1:8080", resource: "/chat" });
+ * await ws.write(new TextEncoder().encode("hello\n"));
+ * ```
+ */
+export class WebSocketSide extends Connection {
+  /** What the upgrade settled. */
+  readonly upgrade: UpgradeInfo;
+  /** The peer's close code once it came (1005: none given). */
+  closeCode?: number;
+  /** The peer's close reason. */
+  closeReason?: string;
+  #inner: Connection;
+  #client: boolean;
+  #mode: WebSocketMode;
+  #options: WebSocketOptions;
+  #trace?: TraceFn;
+  #raw: Uint8Array;
+  #scratch = new Uint8Array(65536);
+  #out: Piece[] = [];
+  #segments: { length: number; opcode: number; first: boolean; fin: boolean }[] = [];
+  #line: Uint8Array[] = [];
+  // The frame being read.
+  #left = 0;
+  #mask?: Uint8Array;
+  #maskAt = 0;
+  #frameOpcode = 0;
+  #frameFin = true;
+  #frameFirst = true;
+  // The message being read.
+  #messageOpcode = 0;
+  #messageSize = 0;
+  #inMessage = false;
+  #decoder?: TextDecoder;
+  // The message being written in echo mode.
+  #echoOpcode: number = OP.BINARY;
+  #closeSent = false;
+  #closeReceived = false;
+  #ended = false;
+  #endError?: Error;
+  #lastReceive = performance.now();
+  #lastPong = performance.now();
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+  #pinger?: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  /** Wraps `inner` after the upgrade; `raw` is what was read past the handshake. */
+  constructor(
+    inner: Connection,
+    client: boolean,
+    upgrade: UpgradeInfo,
+    raw: Uint8Array,
+    options: WebSocketOptions,
+  ) {
+    super(inner.conn, {
+      id: inner.id,
+      remoteAddress: inner.remoteAddress,
+      handshake: inner.handshake,
+    });
+    this.#inner = inner;
+    this.#client = client;
+    this.upgrade = upgrade;
+    this.#raw = raw;
+    this.#mode = options.mode ?? "text";
+    this.#options = options;
+    this.#trace = options.trace;
+    if (options.pingInterval) {
+      this.#pinger = setInterval(() => this.#ping(), options.pingInterval);
+    }
+  }
+
+  /** The peer, as `ws://` names it in messages. */
+  override get label(): string {
+    return this.remoteAddress;
+  }
+
+  /** Whether {@linkcode WebSocketSide.close} was called. */
+  override get closed(): boolean {
+    return this.#closed;
+  }
+
+  #say(call: string): void {
+    this.#trace?.(this.tag, call);
+  }
+
+  // ---- reading -------------------------------------------------------------------
+
+  /** Raw bytes from the socket into `#raw` until it holds `n`; false at end of input. */
+  async #fill(n: number): Promise<boolean> {
+    while (this.#raw.length < n) {
+      // One scratch buffer for every read (a fresh 64 KiB one per small message cost ~10 %).
+      const need = n - this.#raw.length;
+      if (need > this.#scratch.length) this.#scratch = new Uint8Array(need);
+      const got = await this.#inner.read(this.#scratch);
+      if (got === null) return false;
+      this.#raw = this.#raw.length
+        ? concat(this.#raw, this.#scratch.subarray(0, got))
+        : this.#scratch.slice(0, got);
+    }
+    return true;
+  }
+
+  #take(n: number): Uint8Array {
+    const out = this.#raw.subarray(0, n);
+    this.#raw = this.#raw.subarray(n);
+    return out;
+  }
+
+  /** Reads message bytes into `p`; `null` once the close handshake is done. */
+  override async read(p: Uint8Array): Promise<number | null> {
+    for (;;) {
+      const piece = this.#out[0];
+      if (piece) {
+        const n = Math.min(p.length, piece.bytes.length);
+        p.set(piece.bytes.subarray(0, n));
+        const whole = n === piece.bytes.length;
+        if (this.#mode === "echo") {
+          this.#segments.push({
+            length: n,
+            opcode: piece.opcode,
+            first: piece.first,
+            fin: whole && piece.fin,
+          });
+        }
+        if (whole) this.#out.shift();
+        else this.#out[0] = { ...piece, bytes: piece.bytes.subarray(n), first: false };
+        return n;
+      }
+      if (this.#ended) {
+        if (this.#endError) throw this.#endError;
+        return null;
+      }
+      try {
+        await this.#step();
+      } catch (err) {
+        if (this.#ended || this.#closed) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** Reads one frame header, or payload of the frame in progress. */
+  async #step(): Promise<void> {
+    if (this.#left > 0) {
+      if (!this.#raw.length && !(await this.#fill(1))) return this.#dropped();
+      const chunk = this.#unmask(this.#take(Math.min(this.#left, this.#raw.length)));
+      this.#left -= chunk.length;
+      this.#data(chunk, this.#left === 0);
+      return;
+    }
+    if (!(await this.#fill(2))) return this.#dropped();
+    const b0 = this.#raw[0];
+    const b1 = this.#raw[1];
+    const fin = (b0 & 0x80) !== 0;
+    const opcode = b0 & 0x0f;
+    const masked = (b1 & 0x80) !== 0;
+    let length = b1 & 0x7f;
+    let headerSize = 2 + (length === 126 ? 2 : length === 127 ? 8 : 0) + (masked ? 4 : 0);
+    if (!(await this.#fill(headerSize))) return this.#dropped();
+    const view = new DataView(this.#raw.buffer, this.#raw.byteOffset, this.#raw.byteLength);
+    if (length === 126) length = view.getUint16(2);
+    else if (length === 127) {
+      const big = view.getBigUint64(2);
+      length = big > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(big);
+    }
+    if (b0 & 0x70) return this.#fail(1002, "a frame with reserved bits set");
+    if (!this.#client && !masked) return this.#fail(1002, "an unmasked frame from a client");
+    if (this.#client && masked) return this.#fail(1002, "a masked frame from a server");
+    const mask = masked ? this.#raw.slice(headerSize - 4, headerSize) : undefined;
+    this.#take(headerSize);
+    headerSize = 0;
+    if (opcode >= 8) {
+      if (!fin || length > 125) return this.#fail(1002, "a fragmented or oversized control frame");
+      if (!(await this.#fill(length))) return this.#dropped();
+      this.#mask = mask;
+      this.#maskAt = 0;
+      return this.#control(opcode, this.#unmask(this.#take(length).slice()));
+    }
+    if (opcode !== OP.CONT && opcode !== OP.TEXT && opcode !== OP.BINARY) {
+      return this.#fail(1002, `an unknown opcode ${opcode}`);
+    }
+    if (opcode === OP.CONT && !this.#inMessage) {
+      return this.#fail(1002, "a continuation frame outside a message");
+    }
+    if (opcode !== OP.CONT && this.#inMessage) {
+      return this.#fail(1002, "a new message before the last one ended");
+    }
+    if (opcode !== OP.CONT) {
+      this.#inMessage = true;
+      this.#messageOpcode = opcode;
+      this.#messageSize = 0;
+      this.#frameFirst = true;
+      this.#decoder = opcode === OP.TEXT ? new TextDecoder("utf-8", { fatal: true }) : undefined;
+    }
+    if (this.#messageSize + length > (this.#options.maxMessage ?? MAX_MESSAGE)) {
+      return this.#fail(1009, `a message over ${this.#options.maxMessage ?? MAX_MESSAGE} bytes`);
+    }
+    this.#messageSize += length;
+    this.#frameOpcode = opcode;
+    this.#frameFin = fin;
+    this.#left = length;
+    this.#mask = mask;
+    this.#maskAt = 0;
+    if (length === 0) this.#data(new Uint8Array(0), true);
+  }
+
+  #unmask(chunk: Uint8Array): Uint8Array {
+    const mask = this.#mask;
+    if (!mask) return chunk;
+    const out = xorMask(chunk, mask, this.#maskAt);
+    this.#maskAt = (this.#maskAt + chunk.length) & 3;
+    return out;
+  }
+
+  /** Payload of a data frame; `frameDone` when the frame's last byte is in. */
+  #data(chunk: Uint8Array, frameDone: boolean): void {
+    // Data, not pings and pongs, is what the close delay waits to stop.
+    this.#lastReceive = performance.now();
+    const messageDone = frameDone && this.#frameFin;
+    if (this.#decoder) {
+      try {
+        this.#decoder.decode(chunk, { stream: !messageDone });
+      } catch {
+        this.#fail(1007, "a text message that is not UTF-8");
+        return;
+      }
+    }
+    const text = this.#messageOpcode === OP.TEXT;
+    const bytes = this.#mode === "text" && text && messageDone
+      ? concat(chunk, new Uint8Array([10]))
+      : chunk;
+    if (bytes.length || (this.#mode === "echo" && messageDone)) {
+      this.#out.push({
+        bytes,
+        opcode: this.#messageOpcode,
+        first: this.#frameFirst,
+        fin: messageDone,
+      });
+      this.#frameFirst = false;
+    }
+    if (messageDone) this.#inMessage = false;
+  }
+
+  /** A control frame. */
+  #control(opcode: number, payload: Uint8Array): void {
+    if (opcode === OP.PING) {
+      this.#say(`ping(${payload.length}) received; pong sent`);
+      if (!this.#closeSent) this.#send(OP.PONG, payload).catch(() => {});
+      return;
+    }
+    if (opcode === OP.PONG) {
+      this.#lastPong = performance.now();
+      this.#say(`pong(${payload.length}) received`);
+      return;
+    }
+    // Close.
+    if (payload.length === 1) return this.#fail(1002, "a Close frame of 1 byte");
+    const code = payload.length >= 2 ? (payload[0] << 8) | payload[1] : 1005;
+    let reason = "";
+    try {
+      reason = new TextDecoder("utf-8", { fatal: true }).decode(payload.subarray(2));
+    } catch {
+      return this.#fail(1007, "a Close reason that is not UTF-8");
+    }
+    if (payload.length >= 2 && !validCloseCode(code)) {
+      return this.#fail(1002, `an invalid close code ${code}`);
+    }
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.#closeReceived = true;
+    this.#say(`close(${code}${reason ? ` ${JSON.stringify(reason)}` : ""}) received`);
+    if (!this.#closeSent) {
+      this.#closeSent = true;
+      this.#say(`close(${code === 1005 ? "" : code}) sent in answer`);
+      this.#send(OP.CLOSE, code === 1005 ? new Uint8Array(0) : payload.subarray(0, 2))
+        .catch(() => {});
+    }
+    this.#ended = true;
+    if (code !== 1000 && code !== 1001 && code !== 1005) {
+      this.#endError = new SockitError(
+        `closed by peer: ${code}${reason ? ` ${reason}` : ""}`,
+        { op: "websocket", address: this.remoteAddress, code: `WS${code}` },
+      );
+    }
+  }
+
+  /** The socket ended without a Close frame. */
+  #dropped(): void {
+    this.#ended = true;
+    if (this.#closeSent) return; // we closed; the peer hung up without answering: done
+    this.closeCode = 1006;
+    this.#endError = new SockitError("connection dropped: no Close frame (1006)", {
+      op: "websocket",
+      address: this.remoteAddress,
+      code: "WS1006",
+    });
+  }
+
+  /** A protocol violation by the peer: Close with `code`, then the session fails. */
+  #fail(code: number, what: string): void {
+    this.#ended = true;
+    this.#say(`close(${code}) sent: ${what}`);
+    this.#endError = new SockitError(`the peer sent ${what} (closed with ${code})`, {
+      op: "websocket",
+      address: this.remoteAddress,
+      code: `WS${code}`,
+    });
+    if (!this.#closeSent) {
+      this.#closeSent = true;
+      this.#send(OP.CLOSE, closePayload(code, ""))
+        .catch(() => {})
+        .finally(() => this.#inner.close());
+    }
+  }
+
+  // ---- writing -------------------------------------------------------------------
+
+  /** One frame out: header, mask (client), payload. */
+  async #send(opcode: number, payload: Uint8Array, fin = true): Promise<void> {
+    const length = payload.length;
+    const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
+    const head = new Uint8Array(2 + ext + (this.#client ? 4 : 0));
+    head[0] = (fin ? 0x80 : 0) | opcode;
+    head[1] = (this.#client ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
+    const view = new DataView(head.buffer);
+    if (ext === 2) view.setUint16(2, length);
+    if (ext === 8) view.setBigUint64(2, BigInt(length));
+    let body = payload;
+    if (this.#client) {
+      const mask = crypto.getRandomValues(new Uint8Array(4));
+      head.set(mask, 2 + ext);
+      body = xorMask(payload, mask, 0);
+    }
+    const frame = concat(head, body);
+    for (let at = 0; at < frame.length;) at += await this.#inner.write(frame.subarray(at));
+  }
+
+  /** Writes `p` as messages (see the mode); resolves to `p.length`. */
+  override async write(p: Uint8Array): Promise<number> {
+    if (this.#closeSent || this.#closeReceived || this.#ended) {
+      throw new Deno.errors.BrokenPipe("the WebSocket is closing: the peer takes no more messages");
+    }
+    if (this.#mode === "binary") await this.#send(OP.BINARY, p);
+    else if (this.#mode === "echo") {
+      let at = 0;
+      while (at < p.length || (p.length === 0 && at === 0)) {
+        const seg = this.#segments.shift() ??
+          { length: p.length - at, opcode: this.#echoOpcode, first: true, fin: true };
+        const part = p.subarray(at, at + seg.length);
+        if (seg.first) this.#echoOpcode = seg.opcode;
+        await this.#send(seg.first ? seg.opcode : OP.CONT, part, seg.fin);
+        at += part.length;
+        if (p.length === 0) break;
+      }
+    } else {
+      let start = 0;
+      for (let i = 0; i < p.length; i++) {
+        if (p[i] !== 10) continue;
+        this.#line.push(p.subarray(start, i));
+        await this.#sendLine();
+        start = i + 1;
+      }
+      if (start < p.length) this.#line.push(p.slice(start));
+    }
+    return p.length;
+  }
+
+  /** The line gathered so far as one message: text when it is UTF-8, else binary. */
+  async #sendLine(): Promise<void> {
+    const line = this.#line.length === 1 ? this.#line[0] : concat(...this.#line);
+    this.#line = [];
+    let text = true;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(line);
+    } catch {
+      text = false;
+    }
+    await this.#send(text ? OP.TEXT : OP.BINARY, line);
+  }
+
+  /**
+   * The end of the input: the last partial line goes out as a message, then
+   * Close(1000) once the peer has been quiet for the close delay (replies
+   * still coming in are not cut short), then the peer's Close is awaited.
+   */
+  override async closeWrite(): Promise<void> {
+    if (this.#closeSent || this.#ended) return;
+    if (this.#mode === "text" && this.#line.length) await this.#sendLine();
+    if (this.#options.noCloseOnEof) return;
+    const delay = this.#options.closeDelay ?? CLOSE_DELAY;
+    for (;;) {
+      const quiet = performance.now() - this.#lastReceive;
+      if (quiet >= delay || this.#ended) break;
+      await this.#sleep(delay - quiet);
+    }
+    if (this.#closeSent || this.#ended) return;
+    this.#closeSent = true;
+    this.#say("close(1000) sent: end of input");
+    await this.#send(OP.CLOSE, closePayload(1000, ""));
+    // The peer answers with its Close; one that does not is hung up on.
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      if (!this.#ended) this.#inner.close();
+    }, CLOSE_WAIT);
+    this.#timers.add(timer);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer);
+        resolve();
+      }, ms);
+      this.#timers.add(timer);
+    });
+  }
+
+  #ping(): void {
+    if (this.#closeSent || this.#ended) return;
+    const timeout = this.#options.pingTimeout;
+    if (
+      timeout && performance.now() - this.#lastPong > timeout + (this.#options.pingInterval ?? 0)
+    ) {
+      this.#ended = true;
+      this.#endError = new SockitError(`no pong within ${timeout} ms (--ping-timeout)`, {
+        op: "websocket",
+        address: this.remoteAddress,
+        code: "ETIMEDOUT",
+      });
+      this.#inner.close();
+      return;
+    }
+    this.#say("ping(0) sent");
+    this.#send(OP.PING, new Uint8Array(0)).catch(() => {});
+  }
+
+  /** No splice: frames are not bytes. */
+  override spliceFrom(): number | undefined {
+    return undefined;
+  }
+
+  /** No splice: frames are not bytes. */
+  override spliceTo(): Promise<number | undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  /** Closes the socket (after the close handshake, or at once). */
+  override close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ended = true;
+    if (this.#pinger !== undefined) clearInterval(this.#pinger);
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#inner.close();
+  }
+}
+
+/**
+ * `bytes` XORed with the 4-byte `mask` starting at mask byte `at`, as a new
+ * array: four bytes at a time, then the tail.
+ *
+ * @example Usage
+ * ```ts ignore
+ * xorMask(new Uint8Array([1, 2, 3, 4, 5]), new Uint8Array([1, 1, 1, 1]), 0); // [0, 3, 2, 5, 4]
+ * ```
+ */
+function xorMask(bytes: Uint8Array, mask: Uint8Array, at: number): Uint8Array {
+  const out = bytes.slice();
+  const m = new Uint8Array(4);
+  for (let k = 0; k < 4; k++) m[k] = mask[(at + k) & 3];
+  const words = out.length >>> 2;
+  const word = new Uint32Array(m.buffer)[0];
+  const out32 = new Uint32Array(out.buffer, 0, words);
+  for (let i = 0; i < words; i++) out32[i] ^= word;
+  for (let i = words * 4; i < out.length; i++) out[i] ^= m[i & 3];
+  return out;
+}
+
+function validCloseCode(code: number): boolean {
+  if (code >= 3000 && code <= 4999) return true;
+  return [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014].includes(code);
+}
+
+function closePayload(code: number, reason: string): Uint8Array {
+  return concat(new Uint8Array([code >> 8, code & 0xff]), encoder.encode(reason));
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Reads an HTTP head from `conn`: its text and the bytes after it. */
+async function readHead(conn: Connection): Promise<[string, Uint8Array]> {
+  let buf: Uint8Array = new Uint8Array(0);
+  for (;;) {
+    const end = headerEnd(buf);
+    if (end !== -1) {
+      return [new TextDecoder().decode(buf.subarray(0, end)), buf.slice(end + 4)];
+    }
+    if (buf.length > MAX_HEAD) throw new UsageError("an HTTP head over 16 KiB");
+    const chunk = new Uint8Array(4096);
+    const n = await conn.read(chunk);
+    if (n === null) throw new Deno.errors.UnexpectedEof("closed during the WebSocket upgrade");
+    buf = concat(buf, chunk.subarray(0, n));
+  }
+}
+
+function headerOf(head: string, name: string): string | undefined {
+  const m = new RegExp(`^${name}:[ \\t]*(.*?)[ \\t]*$`, "im").exec(head);
+  return m?.[1];
+}
+
+/**
+ * The client's upgrade over `conn`: resolves to the WebSocket once the
+ * server answered 101 with the right `Sec-WebSocket-Accept`; a refusal
+ * rejects naming the status (`server answered 404 Not Found`).
+ *
+ * @example Usage
+ * ```ts ignore
+ * const ws = await websocketClient(conn, { host: "example.com", resource: "/chat" });
+ * ```
+ */
+export async function websocketClient(
+  conn: Connection,
+  options: WebSocketClientOptions,
+): Promise<WebSocketSide> {
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  const resource = options.resource || "/";
+  const lines = [
+    `GET ${resource} HTTP/1.1`,
+    `Host: ${options.host}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${key}`,
+    "Sec-WebSocket-Version: 13",
+  ];
+  if (options.protocols?.length) {
+    lines.push(`Sec-WebSocket-Protocol: ${options.protocols.join(", ")}`);
+  }
+  if (options.origin) lines.push(`Origin: ${options.origin}`);
+  for (const [k, v] of options.headers ?? []) lines.push(`${k}: ${v}`);
+  const request = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
+  for (let at = 0; at < request.length;) at += await conn.write(request.subarray(at));
+  const [head, rest] = await readHead(conn);
+  const status = head.split("\r\n")[0];
+  const code = Number(/^HTTP\/1\.\d (\d{3})/.exec(status)?.[1]);
+  options.trace?.(conn.tag, `websocket upgrade GET ${resource} = ${status}`);
+  const fail = (why: string) =>
+    new SockitError(why, { op: "connect", address: conn.remoteAddress, code: "EUPGRADE" });
+  if (code !== 101) {
+    throw fail(
+      `the server answered ${
+        status.replace(/^HTTP\/1\.\d /, "") || "nothing HTTP"
+      } to the WebSocket upgrade`,
+    );
+  }
+  if (headerOf(head, "sec-websocket-accept") !== acceptKey(key)) {
+    throw fail("the server's Sec-WebSocket-Accept is wrong: not a WebSocket server");
+  }
+  const protocol = headerOf(head, "sec-websocket-protocol");
+  if (protocol && !(options.protocols ?? []).includes(protocol)) {
+    throw fail(`the server chose a subprotocol not offered: ${protocol}`);
+  }
+  return new WebSocketSide(conn, true, { status: 101, path: resource, protocol }, rest, options);
+}
+
+/** A failed upgrade on the server: the client got `status`. */
+export class UpgradeRefused extends Error {
+  /** The HTTP status sent. */
+  readonly status: string;
+  /** A refusal of the upgrade, with the status the client got. */
+  constructor(status: string, reason: string) {
+    super(reason);
+    this.name = "UpgradeRefused";
+    this.status = status;
+  }
+}
+
+/**
+ * The server's side of the upgrade over an accepted `conn`: 101 for a
+ * WebSocket request to the right path; 404 for another path, 426 for a
+ * plain HTTP request, 400 for a bad one — each rejects with
+ * {@linkcode UpgradeRefused} after answering.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const ws = await websocketServer(conn, { path: "/chat" });
+ * ```
+ */
+export async function websocketServer(
+  conn: Connection,
+  options: WebSocketServerOptions,
+): Promise<WebSocketSide> {
+  const [head, rest] = await readHead(conn);
+  const requestLine = head.split("\r\n")[0];
+  const refuse = async (status: string, reason: string, extra = ""): Promise<never> => {
+    const body = `${status}\n`;
+    const response = `HTTP/1.1 ${status}\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${
+      encoder.encode(body).length
+    }\r\nConnection: close\r\n\r\n${body}`;
+    await conn.write(encoder.encode(response)).catch(() => {});
+    options.trace?.(conn.tag, `websocket upgrade ${requestLine} = ${status}`);
+    throw new UpgradeRefused(status, reason);
+  };
+  const m = /^GET (\S+) HTTP\/1\.1$/.exec(requestLine);
+  if (!m) {
+    return await refuse(
+      "400 Bad Request",
+      `not a WebSocket request: ${JSON.stringify(requestLine.slice(0, 60))}`,
+    );
+  }
+  const resource = m[1];
+  const upgrade = headerOf(head, "upgrade")?.toLowerCase();
+  const connection = headerOf(head, "connection")?.toLowerCase() ?? "";
+  if (upgrade !== "websocket" || !/\bupgrade\b/.test(connection)) {
+    return await refuse(
+      "426 Upgrade Required",
+      `a plain HTTP request (${requestLine.slice(0, 60)})`,
+      "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+    );
+  }
+  const key = headerOf(head, "sec-websocket-key");
+  if (headerOf(head, "sec-websocket-version") !== "13" || !key) {
+    return await refuse(
+      "426 Upgrade Required",
+      "not WebSocket version 13",
+      "Sec-WebSocket-Version: 13\r\n",
+    );
+  }
+  const path = resource.split("?")[0];
+  if (options.path && options.path !== "/" && path !== options.path) {
+    return await refuse("404 Not Found", `path ${path} (this server serves ${options.path})`);
+  }
+  const offered = (headerOf(head, "sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
+    .filter(Boolean);
+  const protocol = options.protocols?.find((p) => offered.includes(p));
+  const response = [
+    "HTTP/1.1 101 Switching Protocols",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Accept: ${acceptKey(key)}`,
+    ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []),
+  ].join("\r\n") + "\r\n\r\n";
+  const bytes = encoder.encode(response);
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+  options.trace?.(
+    conn.tag,
+    `websocket upgrade GET ${resource} = 101 Switching Protocols${protocol ? `, ${protocol}` : ""}`,
+  );
+  return new WebSocketSide(conn, false, { status: 101, path: resource, protocol }, rest, options);
+}

@@ -1,0 +1,477 @@
+/**
+ * WebSocket endpoints (`ws://`, `wss://`) against real peers: Python's
+ * `websockets` (the system `/usr/bin/python3`, python3-websockets) and
+ * Node's `ws` (node-ws), both ways; forward in both directions; TLS; bad
+ * requests and bad frames.
+ */
+
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import {
+  freePort,
+  randomBytes,
+  requireTool,
+  runSockit,
+  sha256,
+  spawnSockit,
+  tempSocketDir,
+} from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** python3-websockets is installed for the system Python, not for a pyenv one first on PATH. */
+const PYTHON = "/usr/bin/python3";
+const NODE_PATH = "/usr/share/nodejs";
+
+/** A Python `websockets` server: echoes; "close:CODE" closes with CODE; prints its port. */
+const PY_SERVER = `
+import asyncio, sys, websockets
+async def handler(ws, path=None):
+    async for message in ws:
+        if isinstance(message, str) and message.startswith("close:"):
+            await ws.close(code=int(message[6:]), reason="bye")
+            return
+        await ws.send(message)
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0, max_size=None,
+                                subprotocols=["chat.v1"] if "proto" in sys.argv else None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+`;
+
+/** A peer process started here and ended by its PID. */
+class Peer implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  #lines: ReadableStreamDefaultReader<string>;
+  #buffer = "";
+  constructor(argv: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+      env,
+    }).spawn();
+    this.#lines = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  }
+  /** The next line the peer printed. */
+  async line(): Promise<string> {
+    while (!this.#buffer.includes("\n")) {
+      const { value, done } = await this.#lines.read();
+      if (done) throw new Error(`peer ended; printed ${JSON.stringify(this.#buffer)}`);
+      this.#buffer += value;
+    }
+    const i = this.#buffer.indexOf("\n");
+    const line = this.#buffer.slice(0, i);
+    this.#buffer = this.#buffer.slice(i + 1);
+    return line;
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch {
+      // Gone.
+    }
+    await this.child.stdin.close().catch(() => {});
+    await this.#lines.cancel().catch(() => {});
+    await this.child.status;
+  }
+}
+
+function pythonServer(...args: string[]): Peer {
+  requireTool("python3");
+  return new Peer([PYTHON, "-c", PY_SERVER, ...args]);
+}
+
+/** Runs a Node script with `ws` available; returns its stdout. */
+async function node(script: string): Promise<string> {
+  const out = await new Deno.Command(requireTool("node"), {
+    args: ["-e", script],
+    env: { NODE_PATH },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`node failed: ${decoder.decode(out.stderr)}`);
+  return decoder.decode(out.stdout);
+}
+
+Deno.test("ws: connect to python websockets — text lines with UTF-8, empty lines, an unterminated last line", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const input = "hello\nwörld ✓\n\nlast";
+  const r = await runSockit(["connect", `ws://127.0.0.1:${port}/`, "-v"], {
+    stdin: encoder.encode(input),
+  });
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.text, "hello\nwörld ✓\n\nlast\n");
+  assertMatch(r.stderr, /WebSocket with 127\.0\.0\.1:\d+: 101 \//);
+  assertMatch(r.stderr, /close code 1000/);
+});
+
+Deno.test("ws: connect --binary carries 16 MiB through python websockets, sha256-equal", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const data = randomBytes(16 * 2 ** 20);
+  const r = await runSockit(["connect", `ws://127.0.0.1:${port}`, "--binary"], {
+    stdin: data,
+    process: true,
+    perms: ["--allow-net"],
+  });
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(sha256(r.stdout), sha256(data));
+});
+
+Deno.test("ws: close codes both ways — the peer's 4001 is exit 1 in words; 1000 is exit 0", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const closed = await runSockit(["connect", `ws://127.0.0.1:${port}/`, "--no-half-close"], {
+    stdin: encoder.encode("one\nclose:4001\n"),
+  });
+  assertEquals(closed.code, 1);
+  assertEquals(closed.text, "one\n");
+  assertMatch(closed.stderr, /closed by peer: 4001 bye/);
+  // Node as the client: sockit's echo answers its 4001 with 4001; sockit's own Close is 1000.
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const echoPort = await echo.listeningPort();
+  const seen = await node(`
+    const WebSocket = require("ws");
+    const ws = new WebSocket("ws://127.0.0.1:${echoPort}/");
+    ws.on("open", () => { ws.send("x"); });
+    ws.on("message", () => ws.close(4001, "done"));
+    ws.on("close", (code) => { console.log(code); });
+  `);
+  assertEquals(seen.trim(), "4001");
+  echo.kill("SIGTERM");
+  const e = await echo.result();
+  assertMatch(e.stderr, /closed by peer: 4001 done|close code 4001/);
+  // sockit listen as the server: node's client sees sockit's Close(1000) at the end of input.
+  const listen = spawnSockit(["listen", "ws://127.0.0.1:0/", "-v"], {
+    stdin: encoder.encode("bye\n"),
+  });
+  const listenPort = await listen.listeningPort();
+  const got = await node(`
+    const WebSocket = require("ws");
+    const ws = new WebSocket("ws://127.0.0.1:${listenPort}/");
+    const seen = [];
+    ws.on("message", (m, binary) => seen.push((binary ? "b:" : "t:") + m.toString()));
+    ws.on("close", (code) => console.log(JSON.stringify({ seen, code })));
+  `);
+  assertEquals(JSON.parse(got), { seen: ["t:bye"], code: 1000 });
+  assertEquals((await listen.result()).code, 0);
+});
+
+Deno.test("ws: python client ↔ sockit listen — messages to stdout, stdin lines to messages; subprotocol", async () => {
+  const listen = spawnSockit(["listen", "ws://127.0.0.1:0/chat", "--protocol", "chat.v1", "-v"], {
+    stdin: "piped",
+  });
+  const port = await listen.listeningPort();
+  const writer = listen.stdin.getWriter();
+  await using client = new Peer([
+    PYTHON,
+    "-c",
+    `
+import asyncio, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:${port}/chat", subprotocols=["x", "chat.v1"]) as ws:
+        print(ws.subprotocol, flush=True)
+        await ws.send("from python ✓")
+        await ws.send(b"\\x00\\x01raw")
+        print(await ws.recv(), flush=True)
+        await ws.close(code=1000)
+asyncio.run(main())
+`,
+  ]);
+  assertEquals(await client.line(), "chat.v1");
+  await listen.waitForStderr(/WebSocket with .*101 \/chat, subprotocol chat\.v1/);
+  await writer.write(encoder.encode("from sockit\n"));
+  assertEquals(await client.line(), "from sockit");
+  await writer.close().catch(() => {});
+  const r = await listen.result();
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(
+    r.stdout,
+    new Uint8Array([...encoder.encode("from python ✓\n"), 0, 1, ...encoder.encode("raw")]),
+  );
+});
+
+Deno.test("ws: echo keeps message boundaries and types for node ws (16 MiB binary, text, ping)", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const out = await node(`
+      const WebSocket = require("ws");
+      const crypto = require("crypto");
+      const big = crypto.randomBytes(16 * 1024 * 1024);
+      const ws = new WebSocket("ws://127.0.0.1:${port}/");
+      const got = [];
+      let pong = false;
+      ws.on("open", () => { ws.ping(); ws.send("text ✓"); ws.send(big); ws.send(Buffer.alloc(0)); });
+      ws.on("pong", () => { pong = true; });
+      ws.on("message", (m, binary) => {
+        got.push(binary ? "b" + m.length + ":" + crypto.createHash("sha256").update(m).digest("hex").slice(0, 16) : "t:" + m.toString());
+        if (got.length === 2) ws.close(1000);
+      });
+      ws.on("close", (code) => console.log(JSON.stringify({ got, code, pong,
+        want: "b" + big.length + ":" + crypto.createHash("sha256").update(big).digest("hex").slice(0, 16) })));
+    `);
+    const { got, code, pong, want } = JSON.parse(out);
+    assertEquals(got, ["t:text ✓", want]);
+    assertEquals([code, pong], [1000, true]);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: forward TCP → WS and WS → TCP carry 16 MiB each way with half-close, sha256-checked", async () => {
+  const wsEcho = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const wsPort = await wsEcho.listeningPort();
+  const tcpEcho = spawnSockit(["echo", "127.0.0.1:0", "-v"]);
+  const tcpPort = await tcpEcho.listeningPort();
+  const toWs = spawnSockit(["forward", "127.0.0.1:0", `ws://127.0.0.1:${wsPort}/`, "-v"]);
+  const toWsPort = await toWs.listeningPort();
+  const fromWs = spawnSockit(["forward", "ws://127.0.0.1:0/", `127.0.0.1:${tcpPort}`, "-v"]);
+  const fromWsPort = await fromWs.listeningPort();
+  try {
+    const data = randomBytes(16 * 2 ** 20);
+    const a = await runSockit(["connect", `127.0.0.1:${toWsPort}`], {
+      stdin: data,
+      process: true,
+      perms: ["--allow-net"],
+    });
+    assertEquals(a.code, 0, a.stderr);
+    assertEquals(sha256(a.stdout), sha256(data));
+    const b = await runSockit(["connect", `ws://127.0.0.1:${fromWsPort}/`, "--binary"], {
+      stdin: data,
+      process: true,
+      perms: ["--allow-net"],
+    });
+    assertEquals(b.code, 0, b.stderr);
+    assertEquals(sha256(b.stdout), sha256(data));
+  } finally {
+    for (const run of [toWs, fromWs, wsEcho, tcpEcho]) {
+      run.kill("SIGTERM");
+      await run.result();
+    }
+  }
+});
+
+/** A certificate for localhost (CA:FALSE), made with openssl. */
+function localhostCertificate(dir: string): { cert: string; key: string } {
+  const out = new Deno.Command(requireTool("openssl"), {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+      "-days",
+      "30",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-addext",
+      "extendedKeyUsage=serverAuth",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).outputSync();
+  if (!out.success) throw new Error(decoder.decode(out.stderr));
+  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+}
+
+Deno.test("wss: verified with --cacert, refused without it; --insecure warns", async () => {
+  const dir = tempSocketDir();
+  const { cert, key } = localhostCertificate(dir);
+  const echo = spawnSockit(["echo", "wss://127.0.0.1:0/", "--cert", cert, "--key", key, "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const ok = await runSockit(["connect", `wss://localhost:${port}/`, "--cacert", cert], {
+      stdin: encoder.encode("secure\n"),
+    });
+    assertEquals([ok.code, ok.text], [0, "secure\n"], ok.stderr);
+    const refused = await runSockit(["connect", `wss://localhost:${port}/`], {
+      stdin: encoder.encode("x\n"),
+    });
+    assertEquals(refused.code, 1);
+    assertMatch(refused.stderr, /certificate|TLS/i);
+    const insecure = await runSockit(["connect", `wss://localhost:${port}/`, "--insecure"], {
+      stdin: encoder.encode("y\n"),
+    });
+    assertEquals([insecure.code, insecure.text], [0, "y\n"], insecure.stderr);
+    assertMatch(insecure.stderr, /warning: .*not verified|insecure/i);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ws: curl gets 426, a wrong path 404, a stalled upgrade is closed at --handshake-timeout", async () => {
+  const listen = spawnSockit([
+    "echo",
+    "ws://127.0.0.1:0/only",
+    "-v",
+    "--handshake-timeout",
+    "300ms",
+  ]);
+  const port = await listen.listeningPort();
+  try {
+    const curl = await new Deno.Command(requireTool("curl"), {
+      args: ["-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/only`],
+      stdout: "piped",
+    }).output();
+    assertEquals(decoder.decode(curl.stdout), "426");
+    const wrong = await runSockit(["connect", `ws://127.0.0.1:${port}/other`], { stdin: "null" });
+    assertEquals(wrong.code, 1);
+    assertMatch(wrong.stderr, /the server answered 404 Not Found to the WebSocket upgrade/);
+    using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+    await stalled.write(encoder.encode("GET /only HTTP/1.1\r\n"));
+    const started = Date.now();
+    const n = await stalled.read(new Uint8Array(16)).catch(() => null);
+    assertEquals(n, null);
+    assert(Date.now() - started < 3000, "a stalled upgrade held its connection");
+  } finally {
+    listen.kill("SIGTERM");
+    const r = await listen.result();
+    assertMatch(r.stderr, /WebSocket upgrade failed: .*timed out after 300 ms/);
+    assertMatch(r.stderr, /WebSocket upgrade failed: .*path \/other/);
+  }
+});
+
+/** Upgrades a raw socket by hand, as a (misbehaving) client. */
+async function rawClient(port: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(
+    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  ));
+  let head = "";
+  const buf = new Uint8Array(1);
+  while (!head.endsWith("\r\n\r\n")) {
+    if (await conn.read(buf) === null) throw new Error("closed during the upgrade");
+    head += String.fromCharCode(buf[0]);
+  }
+  assertMatch(head, /^HTTP\/1\.1 101 /);
+  return conn;
+}
+
+/** The close code of the server's Close frame (after any data frames). */
+async function closeCodeFrom(conn: Deno.Conn): Promise<number> {
+  const all: number[] = [];
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    all.push(...buf.subarray(0, n));
+  }
+  for (let i = 0; i + 1 < all.length;) {
+    const op = all[i] & 0x0f;
+    const len = all[i + 1] & 0x7f;
+    if (op === 8) return (all[i + 2] << 8) | all[i + 3];
+    i += 2 + len;
+  }
+  return -1;
+}
+
+Deno.test("ws: bad frames are refused with the right close code, one line each; the server keeps serving", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "--max-message", "1000", "-v"]);
+  const port = await echo.listeningPort();
+  const mask = [1, 2, 3, 4];
+  const masked = (op: number, payload: number[]) =>
+    new Uint8Array([
+      0x80 | op,
+      0x80 | payload.length,
+      ...mask,
+      ...payload.map((b, i) => b ^ mask[i & 3]),
+    ]);
+  try {
+    // Invalid UTF-8 in a text frame: 1007.
+    const a = await rawClient(port);
+    await a.write(masked(1, [0xc3, 0x28]));
+    assertEquals(await closeCodeFrom(a), 1007);
+    a.close();
+    // An unmasked frame from a client: 1002.
+    const b = await rawClient(port);
+    await b.write(new Uint8Array([0x81, 2, 0x68, 0x69]));
+    assertEquals(await closeCodeFrom(b), 1002);
+    b.close();
+    // A message over --max-message: 1009.
+    const c = await rawClient(port);
+    await c.write(new Uint8Array([0x82, 0x80 | 126, 0x07, 0xd0, ...mask]));
+    assertEquals(await closeCodeFrom(c), 1009);
+    c.close();
+    // And the next client is served.
+    const fine = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("still here\n"),
+    });
+    assertEquals([fine.code, fine.text], [0, "still here\n"], fine.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    const r = await echo.result();
+    for (
+      const why of [
+        /not UTF-8 \(closed with 1007\)/,
+        /unmasked frame from a client \(closed with 1002\)/,
+        /over 1000 bytes \(closed with 1009\)/,
+      ]
+    ) {
+      assertEquals(r.stderr.match(new RegExp(why.source, "g"))?.length, 1, `${why}: ${r.stderr}`);
+    }
+  }
+});
+
+Deno.test("ws: --ping-interval pings and sees the pongs; usage errors for WebSocket flags elsewhere", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const r = await runSockit(
+    [
+      "connect",
+      `ws://127.0.0.1:${port}/`,
+      "--ping-interval",
+      "50ms",
+      "--close-delay",
+      "300ms",
+      "--trace",
+    ],
+    { stdin: encoder.encode("x\n") },
+  );
+  assertEquals(r.code, 0, r.stderr);
+  assertMatch(r.stderr, /ping\(0\) sent/);
+  assertMatch(r.stderr, /pong\(0\) received/);
+  const bad = await runSockit(["connect", "127.0.0.1:1", "--binary"]);
+  assertEquals(bad.code, 2);
+  assertMatch(bad.stderr, /option --binary needs a ws:\/\/ or wss:\/\/ endpoint/);
+  const free = freePort();
+  const refused = await runSockit(["connect", `ws://127.0.0.1:${free}/`], { stdin: "null" });
+  assertEquals(refused.code, 1);
+  assertMatch(refused.stderr, /connection refused/);
+});
+
+Deno.test("ws: through --proxy (socks5h via sockit proxy), the upgrade goes through the tunnel", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const proxy = spawnSockit(["proxy", "127.0.0.1:0", "-v"]);
+  const proxyPort = await proxy.listeningPort();
+  try {
+    const r = await runSockit(
+      ["connect", `ws://localhost:${port}/`, "--proxy", `socks5h://127.0.0.1:${proxyPort}`, "-v"],
+      { stdin: encoder.encode("tunnelled\n") },
+    );
+    assertEquals([r.code, r.text], [0, "tunnelled\n"], r.stderr);
+    assertMatch(r.stderr, /WebSocket with localhost:\d+: 101 \//);
+  } finally {
+    proxy.kill("SIGTERM");
+    const p = await proxy.result();
+    assertMatch(p.stderr, /→ localhost:\d+ \(127\.0\.0\.1:\d+\) by socks5/);
+  }
+});

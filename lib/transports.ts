@@ -365,7 +365,7 @@ export function schemePrefix(row: Transport): string {
  *
  * assert.throws(
  *   () => requireEndpoint({ transport: "udp", port: 53 }, { role: "listen", kind: "stream" }, "forward", "udp://53"),
- *   /udp:\/\/ is not supported by forward \(supported: tcp:\/\/, tls:\/\/, unix:\)/,
+ *   /udp:\/\/ is not supported by forward \(supported: tcp:\/\/, tls:\/\/, ws:\/\/, wss:\/\/, unix:\)/,
  * );
  * ```
  */

@@ -298,3 +298,44 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
+
+/** Options of a TCP socket (`--nodelay`, `--keepalive`). */
+export interface SocketOptions {
+  /** TCP_NODELAY: send small writes at once (no Nagle). */
+  nodelay?: boolean;
+  /** SO_KEEPALIVE: the kernel probes an idle connection (its own timings). */
+  keepalive?: boolean;
+}
+
+/**
+ * Sets `options` on a TCP connection (others have none of these), tracing
+ * each as the `setsockopt` it is.
+ *
+ * @example Usage
+ * ```ts
+ * import { applySocketOptions } from "./conn.ts";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * applySocketOptions(conn, { nodelay: true, keepalive: true });
+ * conn.close();
+ * listener.close();
+ * ```
+ */
+export function applySocketOptions(
+  conn: Deno.Conn,
+  options: SocketOptions | undefined,
+  trace?: TraceFn,
+  tag = "",
+): void {
+  if (!options || !("setNoDelay" in conn)) return;
+  const tcp = conn as Deno.TcpConn;
+  if (options.nodelay) {
+    tcp.setNoDelay(true);
+    trace?.(tag, "setsockopt(TCP_NODELAY, 1) = 0");
+  }
+  if (options.keepalive) {
+    tcp.setKeepAlive(true);
+    trace?.(tag, "setsockopt(SO_KEEPALIVE, 1) = 0");
+  }
+}

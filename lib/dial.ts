@@ -13,10 +13,12 @@
  * @module
  */
 
-import { Connection } from "./conn.ts";
+import { applySocketOptions, Connection } from "./conn.ts";
+import type { SocketOptions } from "./conn.ts";
 import { delay } from "./deadline.ts";
 import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
+import { socketPath } from "./listener.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import { connectTls } from "./node_tls.ts";
@@ -42,6 +44,8 @@ export interface DialContext {
   lookup?: Lookup;
   /** Called when an address fails and another is tried, or before a retry. */
   onAttemptFailed?: (address: string, error: SockitError, willRetry: boolean) => void;
+  /** TCP options for the socket (`--nodelay`, `--keepalive`). */
+  socket?: SocketOptions;
 }
 
 /** Opens a connection to a target. */
@@ -134,6 +138,7 @@ const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
     autoSelectFamily: ipFamily(address) === undefined,
   }, ctx.signal);
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
+  applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
 };
 
@@ -210,7 +215,7 @@ export async function unixDialer(target: DialTarget, ctx: DialContext): Promise<
   const address = targetText(target);
   ctx.trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
   try {
-    const conn = await Deno.connect({ transport: "unix", path: target.path });
+    const conn = await Deno.connect({ transport: "unix", path: socketPath(target.path) });
     ctx.trace?.(tag, `connect(${address}) = 0`);
     return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
   } catch (err) {

@@ -11,7 +11,8 @@
  * @module
  */
 
-import { Connection } from "./conn.ts";
+import { applySocketOptions, Connection } from "./conn.ts";
+import type { SocketOptions } from "./conn.ts";
 import { acceptTls } from "./node_tls.ts";
 import type { AcceptTlsOptions, ServerTls } from "./node_tls.ts";
 import { SockitError, toSockitError } from "./errors.ts";
@@ -33,6 +34,10 @@ export type { ServerTls } from "./node_tls.ts";
 export interface ListenerOptions {
   /** The scheme it serves, as events name it (default `tcp`, or `tls` with `tls`, `unix`). */
   scheme?: string;
+  /** SO_REUSEPORT: other listeners may bind the same port; the kernel shares the clients out. */
+  reusePort?: boolean;
+  /** TCP options for each accepted connection (`--nodelay`, `--keepalive`). */
+  socket?: SocketOptions;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
   /** Serve TLS with this certificate (TCP only). */
@@ -87,12 +92,20 @@ export class Listener implements Disposable {
   #listener: AcceptSource;
   #unixPath?: string;
   #trace?: TraceFn;
+  #socket?: SocketOptions;
   #closed = false;
 
   /** Wraps a Deno listener; {@linkcode listenTcp} and {@linkcode listenUnix} make them. */
   constructor(
     listener: AcceptSource,
-    options: { tag: string; scheme: string; trace?: TraceFn; unixPath?: string; tls?: ServerTls },
+    options: {
+      tag: string;
+      scheme: string;
+      trace?: TraceFn;
+      unixPath?: string;
+      tls?: ServerTls;
+      socket?: SocketOptions;
+    },
   ) {
     this.tag = options.tag;
     this.#listener = listener;
@@ -102,6 +115,7 @@ export class Listener implements Disposable {
     this.tls = options.tls;
     this.#unixPath = options.unixPath;
     this.#trace = options.trace;
+    this.#socket = options.socket;
   }
 
   /** Whether {@linkcode Listener.close} was called. */
@@ -122,6 +136,7 @@ export class Listener implements Disposable {
     }
     const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
+    applySocketOptions(conn, this.#socket, this.#trace, stream.tag);
     return stream;
   }
 
@@ -201,10 +216,16 @@ export function listenTcp(
   const tls = options.tls;
   trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_STREAM)`);
   trace?.(tag, "setsockopt(SO_REUSEADDR, 1)");
+  if (options.reusePort) trace?.(tag, "setsockopt(SO_REUSEPORT, 1)");
   let listener: AcceptSource;
   try {
     // TLS is served over a plain listener (see `Listener.secure`).
-    listener = Deno.listen({ hostname, port, transport: "tcp" });
+    listener = Deno.listen({
+      hostname,
+      port,
+      transport: "tcp",
+      ...(options.reusePort ? { reusePort: true } : {}),
+    });
   } catch (err) {
     trace?.(tag, `bind(${requested}) = ${failedCall(err)}`);
     throw toSockitError(err, "listen", requested);
@@ -212,7 +233,7 @@ export function listenTcp(
   trace?.(tag, `bind(${requested}) = 0`);
   trace?.(tag, `listen(backlog=${LISTEN_BACKLOG}) = 0`);
   const scheme = options.scheme ?? (tls ? "tls" : "tcp");
-  const result = new Listener(listener, { tag, scheme, trace, tls });
+  const result = new Listener(listener, { tag, scheme, trace, tls, socket: options.socket });
   if (port === 0) trace?.(tag, `getsockname() = ${result.address}`);
   return result;
 }
@@ -240,16 +261,18 @@ export async function listenUnix(path: string, options: ListenerOptions = {}): P
   const tag = `L${++lastListenerId}`;
   const address = `unix:${path}`;
   trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
+  const abstract = isAbstract(path);
   const bind = (): Listener => {
     try {
-      const listener = Deno.listen({ transport: "unix", path });
+      const listener = Deno.listen({ transport: "unix", path: socketPath(path) });
       trace?.(tag, `bind(${address}) = 0`);
       trace?.(tag, `listen(backlog=${UNIX_LISTEN_BACKLOG}) = 0`);
       return new Listener(listener, {
         tag,
         scheme: options.scheme ?? "unix",
         trace,
-        unixPath: path,
+        // An abstract socket has no file to remove.
+        unixPath: abstract ? undefined : path,
       });
     } catch (err) {
       trace?.(tag, `bind(${address}) = ${failedCall(err)}`);
@@ -259,7 +282,9 @@ export async function listenUnix(path: string, options: ListenerOptions = {}): P
   try {
     return bind();
   } catch (err) {
-    if (!(err instanceof Deno.errors.AddrInUse)) throw toSockitError(err, "listen", address);
+    if (!(err instanceof Deno.errors.AddrInUse) || abstract) {
+      throw toSockitError(err, "listen", address);
+    }
   }
   // The path exists. Reclaim it only if it is a socket nobody listens on.
   let isSocket = false;
@@ -298,4 +323,28 @@ export async function listenUnix(path: string, options: ListenerOptions = {}): P
   } catch (err) {
     throw toSockitError(err, "listen", address);
   }
+}
+
+/**
+ * Whether a Unix socket path names a Linux abstract socket (`@name`: no
+ * file; the kernel forgets it with its last descriptor).
+ */
+export function isAbstract(path: string): boolean {
+  return path.startsWith("@");
+}
+
+/**
+ * The path as the kernel takes it: `@name` is the abstract name `\0name`.
+ *
+ * @example Usage
+ * ```ts
+ * import { socketPath } from "./listener.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(socketPath("@app"), "\0app");
+ * assert.equal(socketPath("/run/app.sock"), "/run/app.sock");
+ * ```
+ */
+export function socketPath(path: string): string {
+  return isAbstract(path) ? `\0${path.slice(1)}` : path;
 }

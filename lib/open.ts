@@ -10,7 +10,7 @@
 
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint, NetEndpoint, Role } from "./address.ts";
-import type { Connection } from "./conn.ts";
+import type { Connection, SocketOptions } from "./conn.ts";
 import { nextConnectionId } from "./conn.ts";
 import type { DatagramSocket } from "./datagram.ts";
 import { Deadline } from "./deadline.ts";
@@ -127,6 +127,8 @@ export interface ConnectOptions {
   base?: Dialer;
   /** WebSocket settings, for a `ws://` or `wss://` endpoint (its path is the endpoint's). */
   websocket?: Omit<WebSocketClientOptions, "host" | "resource">;
+  /** TCP options (`--nodelay`, `--keepalive`). */
+  socket?: SocketOptions;
 }
 
 /**
@@ -166,6 +168,7 @@ export async function connect(
     family: options.family,
     lookup: options.lookup,
     onAttemptFailed: options.onAttemptFailed,
+    socket: options.socket,
   };
   const dialer = row.dialer(options.base ?? directDialer(), {
     tls: options.tls,

@@ -178,10 +178,22 @@ export function makeReporter(
     color,
     command,
     hexSink: globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile),
+    transcript: globals.output === undefined
+      ? undefined
+      : openTranscript(globals.output, globals.append === true),
     // Only on a terminal: in a pipe or a file, a refreshing line is noise.
     progress: globals.progress && ctx.stderrIsTerminal === true,
     columns: ctx.stderrColumns,
   });
+}
+
+/** Opens the `--output` file (truncated, or appended to); the payload is written as it moves. */
+function openTranscript(path: string, append: boolean): Deno.FsFile {
+  try {
+    return Deno.openSync(path, { write: true, create: true, truncate: !append, append });
+  } catch (err) {
+    throw toSockitError(err, "open", path);
+  }
 }
 
 /** Opens (truncates) the `--hex-file`; the dump is appended to it as it comes. */

@@ -13,6 +13,7 @@ import { exitCodeOf, UsageError } from "../errors.ts";
 import { formatDuration } from "../format.ts";
 import { connect, connectAddress, connectDeadline, openDatagram } from "../open.ts";
 import type { Step } from "../dialogue.ts";
+import type { SocketOptions } from "../conn.ts";
 import { checkSendFiles, sendFiles } from "../payload.ts";
 import { proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
@@ -20,7 +21,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { CLIENT_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { prepareStdio, runSession } from "./session.ts";
@@ -33,6 +34,7 @@ import {
   familyFlag,
   oneEndpoint,
   proxyFlag,
+  socketFlags,
   websocketFlags,
 } from "./values.ts";
 import type { WebSocketCommandOptions } from "./values.ts";
@@ -74,6 +76,8 @@ export interface ConnectCommandOptions extends GlobalOptions {
   proxy?: ProxySpec;
   /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
   websocket?: WebSocketCommandOptions;
+  /** `--nodelay`, `--keepalive`. */
+  socket?: SocketOptions;
 }
 
 /** `sockit connect`. */
@@ -125,6 +129,7 @@ session ends when the server closes its side, once everything is on stdout.`,
     },
     { title: "TLS", flags: TLS_CLIENT_FLAGS },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
+    { title: "Socket options", flags: CLIENT_SOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -172,6 +177,7 @@ session ends when the server closes its side, once everything is on stdout.`,
       tls,
       proxy: proxyFlag(values, endpoint),
       websocket: websocketFlags(values, [endpoint], "text"),
+      socket: socketFlags(values).socket,
     };
   },
   run: runConnect,
@@ -221,6 +227,7 @@ async function connectStream(
     tls,
     base: options.proxy ? proxyDialer(options.proxy) : undefined,
     websocket: options.websocket,
+    socket: options.socket,
     timeout: options.connectTimeout,
     family: options.family,
     retry: options.retry,

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
@@ -19,18 +20,27 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
-import { familyFlag, oneEndpoint, refuseFlags, serverLimits, websocketFlags } from "./values.ts";
+import {
+  familyFlag,
+  oneEndpoint,
+  refuseFlags,
+  serverLimits,
+  socketFlags,
+  websocketFlags,
+} from "./values.ts";
 import type { WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit echo`. */
 export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
+  /** `--reuseport`, `--nodelay`, `--keepalive`. */
+  sockets?: { socket: SocketOptions; reusePort: boolean };
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** `-4` / `-6`. */
@@ -72,6 +82,7 @@ UDP: every datagram goes back to its sender.`,
     },
     { title: "TLS", flags: TLS_SERVER_FLAGS },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
+    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -87,6 +98,7 @@ UDP: every datagram goes back to its sender.`,
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
+      sockets: socketFlags(values),
       endpoint,
       family: familyFlag(values, endpoint),
       ...serverLimits(values),
@@ -114,7 +126,12 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
     }
     using listener = await openServer(
       endpoint,
-      { family: options.family, tls: options.tls, websocket: options.websocket },
+      {
+        family: options.family,
+        tls: options.tls,
+        websocket: options.websocket,
+        ...options.sockets,
+      },
       reporter,
     );
     await serve(

@@ -53,6 +53,14 @@ export const FLAGS = {
     help: "the hex dump into PATH instead (needs --allow-write)",
   },
   progress: { type: "boolean", help: "a refreshing status line, when stderr is a terminal" },
+  output: {
+    type: "string",
+    short: "o",
+    value: "FILE",
+    help: "a plain transcript of the payload both ways into FILE, as it moves (ncat -o; needs " +
+      "--allow-write)",
+  },
+  append: { type: "boolean", help: "with --output: add to FILE instead of replacing it" },
   // Payload.
   send: {
     type: "string",
@@ -222,6 +230,16 @@ export const FLAGS = {
     value: "BYTES",
     help: "WebSocket: refuse a message over BYTES with close code 1009 (default 64 MiB)",
   },
+  // Socket options.
+  nodelay: { type: "boolean", help: "TCP_NODELAY: send small writes at once (no Nagle delay)" },
+  keepalive: {
+    type: "boolean",
+    help: "SO_KEEPALIVE: the kernel probes an idle connection (with the system's timings)",
+  },
+  reuseport: {
+    type: "boolean",
+    help: "SO_REUSEPORT: servers may share the port; the kernel spreads the clients",
+  },
   // Proxies.
   proxy: {
     type: "string",
@@ -384,7 +402,14 @@ export const OUTPUT_FLAGS: FlagName[] = ["verbose", "quiet", "json", "trace", "c
 export const SERVER_FLAGS: FlagUse[] = ["max-conns", "allow", "deny"];
 
 /** The flags that show the traffic, for every command that relays. */
-export const TRAFFIC_FLAGS: FlagUse[] = ["stats", "hex", "hex-file", "progress"];
+export const TRAFFIC_FLAGS: FlagUse[] = [
+  "stats",
+  "hex",
+  "hex-file",
+  "output",
+  "append",
+  "progress",
+];
 
 /** The name of a flag use. */
 export function flagName(use: FlagUse): FlagName {
@@ -410,6 +435,10 @@ export interface GlobalOptions {
   hex: boolean;
   /** `--hex-file PATH`: the hex dump goes to this file instead (implies `--hex`). */
   hexFile?: string;
+  /** `-o/--output FILE`: a transcript of the payload. */
+  output?: string;
+  /** `--append`: add to the transcript. */
+  append?: boolean;
   /** `--progress`: a refreshing status line on a terminal. */
   progress: boolean;
   /** `--color auto|always|never`. */
@@ -521,6 +550,8 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
       stats: values.stats === true,
       hex: values.hex === true || typeof values["hex-file"] === "string",
       hexFile: values["hex-file"] as string | undefined,
+      output: values.output as string | undefined,
+      append: values.append === true,
       progress: values.progress === true,
       color,
     },
@@ -538,3 +569,9 @@ export const WEBSOCKET_FLAGS: FlagUse[] = [
   "ping-timeout",
   "max-message",
 ];
+
+/** TCP socket options of a client. */
+export const CLIENT_SOCKET_FLAGS: FlagUse[] = ["nodelay", "keepalive"];
+
+/** TCP socket options of a server (its listener, and each accepted connection). */
+export const SERVER_SOCKET_FLAGS: FlagUse[] = ["reuseport", "nodelay", "keepalive"];

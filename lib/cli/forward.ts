@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import type { Connection } from "../conn.ts";
@@ -20,17 +21,26 @@ import { isTls, requireEndpoint, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
-import { durationFlag, familyFlag, proxyFlag, serverLimits, websocketFlags } from "./values.ts";
+import {
+  durationFlag,
+  familyFlag,
+  proxyFlag,
+  serverLimits,
+  socketFlags,
+  websocketFlags,
+} from "./values.ts";
 import type { WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit forward`. */
 export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
+  /** `--reuseport`, `--nodelay`, `--keepalive`. */
+  sockets?: { socket: SocketOptions; reusePort: boolean };
   /** Where to accept. */
   listen: Endpoint;
   /** Where each client is forwarded. */
@@ -102,6 +112,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       ],
     },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
+    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -144,6 +155,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     }
     return {
       ...globals,
+      sockets: socketFlags(values),
       listen: listenAt,
       target,
       ...serverLimits(values),
@@ -186,6 +198,7 @@ export async function runForward(
       family: portOnly ? options.family : undefined,
       tls: options.serverTls,
       websocket: options.websocket,
+      ...options.sockets,
     }, reporter);
     await serve(listener, async (client) => {
       let target: Connection;
@@ -194,6 +207,7 @@ export async function runForward(
           tls: clientTls,
           base: proxy,
           websocket: options.websocket,
+          socket: options.sockets?.socket,
           family: options.family,
           timeout: options.connectTimeout,
           signal: ctx.signal,

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
@@ -34,7 +35,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
@@ -49,6 +50,7 @@ import {
   oneEndpoint,
   refuseFlags,
   serverLimits,
+  socketFlags,
   websocketFlags,
 } from "./values.ts";
 import type { WebSocketCommandOptions } from "./values.ts";
@@ -62,6 +64,8 @@ export const EXEC_GRACE = 1000;
 
 /** Parsed options of `sockit listen`. */
 export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
+  /** `--reuseport`, `--nodelay`, `--keepalive`. */
+  sockets?: { socket: SocketOptions; reusePort: boolean };
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** What to send to each client instead of stdin (`--send`, `--send-file`, in order). */
@@ -179,6 +183,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     },
     { title: "TLS", flags: TLS_SERVER_FLAGS },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
+    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -207,6 +212,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
+      sockets: socketFlags(values),
       endpoint,
       steps: dialogueSteps(sequence),
       noHalfClose: values["no-half-close"] === true,
@@ -260,7 +266,12 @@ export async function runListen(
     }
     using listener = await openServer(
       options.endpoint,
-      { family: options.family, tls: options.tls, websocket: options.websocket },
+      {
+        family: options.family,
+        tls: options.tls,
+        websocket: options.websocket,
+        ...options.sockets,
+      },
       reporter,
     );
     const code = await serve(listener, connectionHandler(options, ctx, reporter), {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
@@ -19,10 +20,10 @@ import { requireEndpoint } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
-import { durationFlag, familyFlag, serverLimits } from "./values.ts";
+import { durationFlag, familyFlag, serverLimits, socketFlags } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Where `sockit proxy` listens by default. */
@@ -30,6 +31,8 @@ export const DEFAULT_PROXY_LISTEN = "127.0.0.1:1080";
 
 /** Parsed options of `sockit proxy`. */
 export interface ProxyCommandOptions extends GlobalOptions, ServerLimits {
+  /** `--reuseport`, `--nodelay`, `--keepalive`. */
+  sockets?: { socket: SocketOptions; reusePort: boolean };
   /** Where to accept. */
   listen: Endpoint;
   /** `--auth` and `--auth-file` users (read when the server starts). */
@@ -75,6 +78,7 @@ Keeps running until SIGINT/SIGTERM.`,
         ["ipv6", "resolve target names to IPv6 only"],
       ],
     },
+    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -99,6 +103,7 @@ Keeps running until SIGINT/SIGTERM.`,
     if (requestTimeout <= 0) throw new UsageError("option --request-timeout must be more than 0");
     return {
       ...globals,
+      sockets: socketFlags(values),
       listen: listenAt,
       auth,
       authFile: values["auth-file"] as string | undefined,
@@ -144,6 +149,7 @@ export async function runProxy(options: ProxyCommandOptions, ctx: CommandContext
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
     using listener = await openServer(options.listen, {
       family: portOnly ? options.family : undefined,
+      ...options.sockets,
     }, reporter);
     await serve(listener, async (client) => {
       let tunnel;

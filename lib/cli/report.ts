@@ -44,6 +44,8 @@ export interface ReporterOptions {
   trace?: boolean;
   /** `--stats`: bytes, duration and rate of each connection, and totals for servers. */
   stats?: boolean;
+  /** `-o/--output`: the payload both ways, written as it moves; closed with the reporter. */
+  transcript?: { writeSync(p: Uint8Array): number; close(): void };
   /** `--hex`: dump every chunk; to `hexSink` (`--hex-file`) or, when absent, with the rest. */
   hex?: boolean;
   /** Where `--hex` dumps go instead of the diagnostics sink (`--hex-file`). */
@@ -114,6 +116,7 @@ export class Reporter implements Events, Disposable {
   [Symbol.dispose](): void {
     this.#progress?.clear();
     this.#options.hexSink?.close?.();
+    this.#options.transcript?.close();
   }
 
   /** Whether `--trace` is on; callers skip building trace text when it is not. */
@@ -256,7 +259,20 @@ export class Reporter implements Events, Disposable {
 
   /** A `--hex` tap for a transfer with `peer`, or none without `--hex`. */
   tap(peer: PeerInfo): ChunkTap | undefined {
-    return this.#hex?.tap(peer);
+    const hex = this.#hex?.tap(peer);
+    const file = this.#options.transcript;
+    if (!file) return hex;
+    let failed = false;
+    return (direction, chunk) => {
+      hex?.(direction, chunk);
+      if (failed) return;
+      try {
+        for (let at = 0; at < chunk.length;) at += file.writeSync(chunk.subarray(at));
+      } catch (err) {
+        failed = true;
+        this.warning(`--output: ${(err as Error)?.message ?? err}; the transcript stops here`);
+      }
+    };
   }
 
   /** Shows `counted` in the `--progress` line until {@linkcode Reporter.untrack}. */

@@ -9,6 +9,7 @@
  */
 
 import type { Endpoint } from "../address.ts";
+import type { SocketOptions } from "../conn.ts";
 import type { Listener } from "../listener.ts";
 import { listen } from "../open.ts";
 import type { ServeOptions } from "../server.ts";
@@ -27,6 +28,10 @@ export interface OpenServerOptions {
   tls?: TlsServerFlags;
   /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
   websocket?: WebSocketServerOptions;
+  /** `--reuseport`. */
+  reusePort?: boolean;
+  /** `--nodelay`, `--keepalive` for accepted connections. */
+  socket?: SocketOptions;
 }
 
 /**
@@ -50,6 +55,8 @@ export async function openServer(
       trace: reporter.traceFn,
       tls,
       websocket: options.websocket && { ...options.websocket, trace: reporter.traceFn },
+      reusePort: options.reusePort,
+      socket: options.socket,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
     });
   } catch (err) {

@@ -374,3 +374,23 @@ export function websocketFlags(
     handshakeTimeout: durationFlag(values, "handshake-timeout"),
   };
 }
+
+/**
+ * `--nodelay`, `--keepalive` and `--reuseport` as options.
+ *
+ * @example Usage
+ * ```ts
+ * import { socketFlags } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(socketFlags({ nodelay: true }), { socket: { nodelay: true, keepalive: false }, reusePort: false });
+ * ```
+ */
+export function socketFlags(
+  values: FlagValues,
+): { socket: { nodelay: boolean; keepalive: boolean }; reusePort: boolean } {
+  return {
+    socket: { nodelay: values.nodelay === true, keepalive: values.keepalive === true },
+    reusePort: values.reuseport === true,
+  };
+}

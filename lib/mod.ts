@@ -98,5 +98,6 @@ export type {
   WebSocketOptions,
   WebSocketServerOptions,
 } from "./websocket.ts";
+export type { SocketOptions } from "./conn.ts";
 export { waitFor } from "./wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";

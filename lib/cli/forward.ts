@@ -12,17 +12,19 @@ import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import type { Connection } from "../conn.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
-import { connect, connectAddress } from "../open.ts";
+import { DATAGRAM_SESSION_IDLE, forwardDatagrams } from "../datagram_forward.ts";
+import { connect, connectAddress, openDatagram } from "../open.ts";
 import { proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { isTls, requireEndpoint, transportOf } from "../transports.ts";
+import { isTls, requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
+import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
@@ -129,8 +131,9 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     }
     const listenAt = parseEndpoint(positionals[0]);
     const target = parseEndpoint(positionals[1]);
-    requireEndpoint(listenAt, { role: "listen", kind: "stream" }, "forward", positionals[0]);
-    requireEndpoint(target, { role: "connect", kind: "stream" }, "forward", positionals[1]);
+    // Streams to streams, or datagrams to datagrams (a session per client: udp:// → udp://).
+    const kind = requireEndpoint(listenAt, { role: "listen" }, "forward", positionals[0]).kind;
+    requireEndpoint(target, { role: "connect", kind }, "forward", positionals[1]);
     // --alpn belongs to whichever side speaks TLS (both when both do); --cert/--key to the
     // listener when it speaks TLS, else to the target (a client certificate).
     const serverValues: FlagValues = {
@@ -185,6 +188,9 @@ export async function runForward(
 ): Promise<number> {
   using reporter = makeReporter(options, ctx, "forward");
   const targetName = connectAddress(options.target, options.family);
+  if (transportOf(options.listen).kind === "datagram") {
+    return await forwardDatagramSessions(options, ctx, reporter, targetName);
+  }
   try {
     const clientTls = options.clientTls ? tlsClientOptions(options.clientTls, reporter) : undefined;
     const proxy = options.proxy ? proxyDialer(options.proxy) : undefined;
@@ -242,6 +248,61 @@ export async function runForward(
         report: (err) => reporter.warnFailure(err),
       });
     }, serveOptions(options, ctx, reporter, options.serverTls, options.websocket));
+    reporter.totals();
+    return exitCodeOf(ctx.signal.reason);
+  } catch (err) {
+    if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
+    return reporter.fail(err, "forward", formatEndpoint(options.listen));
+  }
+}
+
+/**
+ * `forward udp://LISTEN udp://TARGET`: a session per client address, each
+ * with its own upstream socket, ended after `--idle-timeout` (default 30 s)
+ * without datagrams; `--max-conns` caps the sessions.
+ */
+async function forwardDatagramSessions(
+  options: ForwardCommandOptions,
+  ctx: CommandContext,
+  reporter: Reporter,
+  targetName: string,
+): Promise<number> {
+  try {
+    const listener = await openDatagram(options.listen, "listen", {
+      family: options.family,
+      trace: reporter.traceFn,
+    });
+    reporter.listening(listener.address, options.listen.transport);
+    const prefix = schemePrefix(transportOf(options.listen));
+    await forwardDatagrams(
+      listener,
+      () =>
+        openDatagram(options.target, "connect", {
+          family: options.family,
+          trace: reporter.traceFn,
+        }),
+      {
+        signal: ctx.signal,
+        idleTimeout: options.idleTimeout ?? DATAGRAM_SESSION_IDLE,
+        maxSessions: options.maxConns,
+        onSession: (client) =>
+          reporter.event("peer", `datagrams from ${client} → ${targetName}`, {
+            remote: `${prefix}${client}`,
+          }),
+        onClosed: (info) =>
+          reporter.closed({
+            id: 0,
+            remoteAddress: `${prefix}${info.client}`,
+            localAddress: listener.address,
+          }, {
+            sent: info.sent,
+            received: info.received,
+            durationMs: Math.round(performance.now() - info.since),
+            ...(info.reason ? { reason: info.reason } : {}),
+          }),
+        onWarning: (text) => reporter.warning(text),
+      },
+    );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

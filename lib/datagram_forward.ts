@@ -1,0 +1,186 @@
+/**
+ * A datagram forwarder (socat `UDP-LISTEN:p,fork UDP:target`): each client
+ * address gets a session with an upstream socket of its own, so the
+ * target's replies go back to the client that asked; a session ends after
+ * an idle time without datagrams either way, or when the forwarder stops.
+ *
+ * @module
+ */
+
+import type { DatagramSocket } from "./datagram.ts";
+import { RECEIVE_BUFFER } from "./datagram.ts";
+import { toSockitError } from "./errors.ts";
+import { formatDuration } from "./format.ts";
+import { formatAddr } from "./ip.ts";
+
+/** What a datagram session exchanged. */
+export interface DatagramSessionInfo {
+  /** The client, formatted. */
+  client: string;
+  /** Bytes from the client, forwarded to the target. */
+  received: number;
+  /** Bytes from the target, sent back to the client. */
+  sent: number;
+  /** Datagrams each way: [from the client, from the target]. */
+  datagrams: [number, number];
+  /** When it started (`performance.now()`). */
+  since: number;
+  /** Why it ended. */
+  reason?: string;
+}
+
+/** Options of {@linkcode forwardDatagrams}. */
+export interface ForwardDatagramsOptions {
+  /** Stops the forwarder; every session ends. */
+  signal: AbortSignal;
+  /** A session ends after this many ms without a datagram either way (default 30 s). */
+  idleTimeout?: number;
+  /** At most this many sessions at once; a new client's datagrams beyond it are dropped. */
+  maxSessions?: number;
+  /** A new client showed up. */
+  onSession?: (client: string) => void;
+  /** A session ended, with its figures. */
+  onClosed?: (info: DatagramSessionInfo) => void;
+  /** A datagram could not be forwarded (the reason; the forwarder goes on). */
+  onWarning?: (text: string) => void;
+}
+
+/** The idle time of a session, by default. */
+export const DATAGRAM_SESSION_IDLE = 30_000;
+
+interface Session {
+  info: DatagramSessionInfo;
+  upstream: DatagramSocket;
+  peer: Deno.NetAddr;
+  last: number;
+  reading: Promise<void>;
+}
+
+/**
+ * Forwards datagrams from `listener` to sockets made by `openUpstream`, one
+ * per client, and the replies back; resolves when `signal` aborts and every
+ * session is closed.
+ *
+ * @example Usage
+ * ```ts ignore
+ * await forwardDatagrams(bindDatagram("127.0.0.1", 5353), () => connectDatagram("127.0.0.1", 53), { signal });
+ * ```
+ */
+export async function forwardDatagrams(
+  listener: DatagramSocket,
+  openUpstream: () => DatagramSocket | Promise<DatagramSocket>,
+  options: ForwardDatagramsOptions,
+): Promise<void> {
+  const idle = options.idleTimeout ?? DATAGRAM_SESSION_IDLE;
+  const sessions = new Map<string, Session>();
+  let refusedWarned = false;
+
+  const end = async (key: string, reason?: string) => {
+    const session = sessions.get(key);
+    if (!session) return;
+    sessions.delete(key);
+    session.upstream.close();
+    await session.reading;
+    await session.upstream.closed;
+    options.onClosed?.({ ...session.info, ...(reason ? { reason } : {}) });
+  };
+
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const [key, s] of sessions) {
+      if (now - s.last >= idle) end(key, `idle for ${formatDuration(idle)}`);
+    }
+  }, Math.max(10, Math.min(1000, idle / 4)));
+
+  const stop = () => listener.close();
+  options.signal.addEventListener("abort", stop, { once: true });
+  const buf = new Uint8Array(RECEIVE_BUFFER);
+  try {
+    while (!options.signal.aborted) {
+      let n: number;
+      let from: Deno.NetAddr;
+      try {
+        [n, from] = await listener.receive(buf);
+      } catch (err) {
+        if (options.signal.aborted) break;
+        throw err;
+      }
+      const key = formatAddr(from);
+      let session = sessions.get(key);
+      if (!session) {
+        if (options.maxSessions !== undefined && sessions.size >= options.maxSessions) {
+          if (!refusedWarned) {
+            options.onWarning?.(
+              `--max-conns ${options.maxSessions} sessions reached: datagrams from new clients are dropped`,
+            );
+            refusedWarned = true;
+          }
+          continue;
+        }
+        refusedWarned = false;
+        let upstream: DatagramSocket;
+        try {
+          upstream = await openUpstream();
+        } catch (err) {
+          options.onWarning?.(`${key}: ${(err as Error).message}`);
+          continue;
+        }
+        const info: DatagramSessionInfo = {
+          client: key,
+          received: 0,
+          sent: 0,
+          datagrams: [0, 0],
+          since: performance.now(),
+        };
+        const created: Session = {
+          info,
+          upstream,
+          peer: from,
+          last: performance.now(),
+          reading: Promise.resolve(),
+        };
+        created.reading = (async () => {
+          const back = new Uint8Array(RECEIVE_BUFFER);
+          for (;;) {
+            let m: number;
+            try {
+              [m] = await upstream.receive(back);
+            } catch (err) {
+              if (sessions.get(key) === created) {
+                // The target refused (ICMP port unreachable) or failed: this session ends.
+                const reason = toSockitError(err, "forward", key).reason;
+                queueMicrotask(() => end(key, `target: ${reason}`));
+              }
+              return;
+            }
+            created.last = performance.now();
+            try {
+              await listener.send(back.subarray(0, m), created.peer);
+              info.sent += m;
+              info.datagrams[1]++;
+            } catch (err) {
+              options.onWarning?.(`${key}: reply not delivered: ${(err as Error).message}`);
+            }
+          }
+        })();
+        sessions.set(key, created);
+        session = created;
+        options.onSession?.(key);
+      }
+      session.last = performance.now();
+      try {
+        await session.upstream.send(buf.subarray(0, n));
+        session.info.received += n;
+        session.info.datagrams[0]++;
+      } catch (err) {
+        options.onWarning?.(`${key}: not forwarded: ${(err as Error).message}`);
+      }
+    }
+  } finally {
+    clearInterval(sweep);
+    options.signal.removeEventListener("abort", stop);
+    listener.close();
+    await Promise.all([...sessions.keys()].map((key) => end(key, "stopped")));
+    await listener.closed;
+  }
+}

@@ -230,6 +230,12 @@ export const FLAGS = {
     value: "BYTES",
     help: "WebSocket: refuse a message over BYTES with close code 1009 (default 64 MiB)",
   },
+  udp: {
+    type: "boolean",
+    short: "u",
+    help: "a UDP scan: closed when ICMP refuses a probe, open|filtered when nothing does " +
+      "(open when a reply comes); needs --allow-ffi",
+  },
   // Socket options.
   nodelay: { type: "boolean", help: "TCP_NODELAY: send small writes at once (no Nagle delay)" },
   keepalive: {

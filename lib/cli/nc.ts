@@ -16,7 +16,7 @@ import { formatHost, ipFamily } from "../ip.ts";
 import { parseProxyUrl, proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
 import { resolve } from "../resolve.ts";
-import { parsePorts, scan } from "../scan.ts";
+import { parsePorts, scan, scanUdp } from "../scan.ts";
 import { transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
@@ -57,8 +57,8 @@ export interface NcOptions extends GlobalOptions {
   mode: "listen" | "connect" | "scan";
   /** Listen or connect here. */
   endpoint?: Endpoint;
-  /** `-z`: the host and ports to scan. */
-  scan?: { host: string; ports: number[] };
+  /** `-z`: the host and ports to scan (`-u`: UDP). */
+  scan?: { host: string; ports: number[]; udp?: boolean };
   /** `-k`. */
   keepOpen: boolean;
   /** `-w SECS` in ms. */
@@ -214,12 +214,12 @@ export function parseNcArgs(argv: string[]): NcOptions {
     if (has("l")) throw new UsageError("nc options -l and -z do not mix");
     const [host, ...ports] = positionals;
     if (!host || ports.length === 0) throw new UsageError("nc -z needs a host and ports");
-    if (udp) throw new UsageError("nc -zu: a UDP scan comes with scan -u");
+    if (udp && proxy) throw new UsageError("nc -zu: a proxy tunnels TCP, not UDP");
     return {
       ...common,
       mode: "scan",
       proxy,
-      scan: { host: numericHost(host), ports: parsePorts(ports.join(",")) },
+      scan: { host: numericHost(host), ports: parsePorts(ports.join(",")), udp },
     };
   }
   if (has("k") && !has("l")) throw new UsageError("nc option -k needs -l");
@@ -352,8 +352,19 @@ export async function runNc(options: NcOptions, ctx: CommandContext): Promise<nu
 /** `nc -z`: nothing on stdout; with -v, nc's lines on stderr; exit 0 when a port is open. */
 async function ncScan(options: NcOptions, ctx: CommandContext): Promise<number> {
   using reporter = makeReporter(options, ctx, "nc");
-  const { host, ports } = options.scan!;
+  const { host, ports, udp } = options.scan!;
   try {
+    if (udp) {
+      // nc -zu: "succeeded" for every port that did not refuse (open or open|filtered).
+      const [address] = await resolve(host, { op: "nc", family: options.family });
+      const found = await scanUdp(address, ports, { timeout: options.wait, signal: ctx.signal });
+      if (options.verbose) {
+        for (const r of found) {
+          reporter.verbatim(`Connection to ${host} ${r.port} port [udp/*] succeeded!\n`);
+        }
+      }
+      return found.length > 0 ? 0 : 1;
+    }
     const [address] = options.proxy
       ? [host]
       : await resolve(host, { op: "nc", family: options.family });

@@ -9,11 +9,12 @@ import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
 import { formatDuration, jsonLine } from "../format.ts";
 import { formatHost } from "../ip.ts";
 import { resolve } from "../resolve.ts";
-import { formatPorts, parsePorts, scan } from "../scan.ts";
+import { formatPorts, parsePorts, scan, scanUdp } from "../scan.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import type { GlobalOptions } from "./flags.ts";
+import type { Reporter } from "./report.ts";
 import { countFlag, durationFlag, familyFlag, proxyFlag } from "./values.ts";
 import { proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
@@ -32,6 +33,8 @@ export interface ScanCommandOptions extends GlobalOptions {
   family?: 4 | 6;
   /** `--proxy`: probe through this proxy. */
   proxy?: ProxySpec;
+  /** `-u`: a UDP scan. */
+  udp?: boolean;
 }
 
 /** `sockit scan`. */
@@ -52,6 +55,7 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
       ["timeout", "a port that has not answered after DUR is filtered (default 1s)"],
       ["ipv4", "resolve HOST to IPv4"],
       ["ipv6", "resolve HOST to IPv6"],
+      "udp",
       [
         "proxy",
         "probe through a proxy: a port is open when the proxy's tunnel opens (default concurrency 16)",
@@ -91,6 +95,7 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
       timeout,
       family: familyFlag(values),
       proxy: proxyFlag(values),
+      udp: values.udp === true,
     };
   },
   run: runScan,
@@ -109,6 +114,7 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
   const started = performance.now();
   let address = options.host;
   try {
+    if (options.udp) return await runUdpScan(options, ctx, reporter, started);
     // Through a proxy that resolves names (socks5h, socks4a, http), the name goes to the proxy.
     const remoteNames = options.proxy &&
       ["socks5h", "socks4a", "http"].includes(options.proxy.scheme);
@@ -164,4 +170,58 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
       err instanceof UsageError ? err : toSockitError(err, "scan", options.host),
     );
   }
+}
+
+/** `scan -u`: the ports that did not refuse, with their state. */
+async function runUdpScan(
+  options: ScanCommandOptions,
+  ctx: CommandContext,
+  reporter: Reporter,
+  started: number,
+): Promise<number> {
+  if (options.proxy) {
+    throw new UsageError("options -u and --proxy do not mix (a proxy tunnels TCP)");
+  }
+  const [address] = await resolve(options.host, { op: "scan", family: options.family });
+  if (!/^127\.|^::1$/.test(address)) {
+    reporter.info(
+      "across hosts the target's kernel rate-limits ICMP port unreachable (about 1/s): a port " +
+        "it had no budget to refuse shows as open|filtered, and a full scan takes hours",
+    );
+  }
+  const results = await scanUdp(address, options.ports, {
+    timeout: options.timeout,
+    concurrency: options.concurrency,
+    signal: ctx.signal,
+  });
+  if (!options.quiet) {
+    const text = results.map((r) =>
+      options.json
+        ? jsonLine("port", {
+          host: options.host,
+          address,
+          port: r.port,
+          state: r.state,
+          latencyMs: null,
+        })
+        : `${r.port}\n`
+    ).join("");
+    await ctx.stdout.write(new TextEncoder().encode(text));
+  }
+  const open = results.filter((r) => r.state === "open").length;
+  reporter.event(
+    "scanned",
+    `scanned ${options.ports.length} UDP port${options.ports.length === 1 ? "" : "s"} of ${
+      formatHost(address)
+    } in ${formatDuration(performance.now() - started)}: ${open} open, ${
+      results.length - open
+    } open|filtered`,
+    {
+      address,
+      ports: formatPorts(options.ports),
+      open: results.length,
+      durationMs: Math.round(performance.now() - started),
+    },
+  );
+  return results.length > 0 ? 0 : 1;
 }

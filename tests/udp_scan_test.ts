@@ -4,7 +4,7 @@
  */
 
 import { assertEquals, assertMatch } from "./assert.ts";
-import { freePort, requireTool, runSockit } from "./helpers.ts";
+import { requireTool, runSockit } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -29,9 +29,18 @@ Deno.test("scan -u: open (a reply), open|filtered (silence), closed (ICMP) — a
     stderr: "null",
   }).spawn();
   const reader = python.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const [answering, silent] = (await reader.read()).value!.trim().split(" ").map(Number);
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the Python listeners ended: ${JSON.stringify(line)}`);
+    line += value;
+  }
+  const [answering, silent] = line.trim().split(/\s+/).map(Number);
   try {
-    const closed = freePort();
+    // A UDP port nothing listens on: bound, then released.
+    const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const closed = (probe.addr as Deno.NetAddr).port;
+    probe.close();
     const ports = [answering, silent, closed].sort((x, y) => x - y).join(",");
     const r = await runSockit(["scan", "-u", "127.0.0.1", ports, "--json", "--timeout", "500ms"]);
     assertEquals(r.code, 0, r.stderr);

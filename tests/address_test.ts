@@ -219,7 +219,7 @@ Deno.test("property: scheme:host:port means what scheme://host:port means", () =
 
 Deno.test("property: an unknown scheme is reported as one, never as a bad port or bracket", () => {
   const unknown = fc.stringMatching(/^[a-z][a-z0-9+.-]{1,8}$/).filter((s) =>
-    !["tcp", "udp", "tls", "unix"].includes(s) && /[g-z]/.test(s)
+    !(s in TRANSPORTS) && /[g-z]/.test(s)
   );
   const rest = fc.oneof(
     hostPort,

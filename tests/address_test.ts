@@ -2,7 +2,7 @@ import { assert, assertEquals, assertThrows } from "./assert.ts";
 import fc from "fast-check";
 import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
 import { formatAddr, isIPv4, isIPv6 } from "../lib/ip.ts";
-import { requireEndpoint } from "../lib/transports.ts";
+import { requireEndpoint, TRANSPORTS } from "../lib/transports.ts";
 import type { Endpoint } from "../lib/address.ts";
 import { UsageError } from "../lib/errors.ts";
 

@@ -414,7 +414,7 @@ export function datagramTooLarge(max: number, size: string): UsageError {
 }
 
 /** How a {@linkcode DatagramSide} picks the peer it sends to. */
-export type DatagramMode = "connected" | "latest-peer" | "reply";
+export type DatagramMode = "connected" | "latest-peer" | "reply" | "all-peers";
 
 /** Options of {@linkcode DatagramSide}. */
 export interface DatagramSideOptions {
@@ -437,6 +437,8 @@ export interface DatagramSideOptions {
   greeting?: Uint8Array[];
   /** Count bytes per peer (see {@linkcode DatagramSide.sessions}). */
   perPeer?: boolean;
+  /** `all-peers`: a peer is written to while it was heard from within this many ms (default 60 s). */
+  peerWindow?: number;
 }
 
 /** What a datagram side exchanged with one peer. */
@@ -449,6 +451,8 @@ export interface PeerSession {
   sent: number;
   /** When it first showed up (`performance.now()`). */
   since: number;
+  /** When it was last heard from (`performance.now()`). */
+  last: number;
 }
 
 /** Peers whose figures a side keeps; beyond it the oldest are forgotten. */
@@ -504,6 +508,7 @@ export class DatagramSide implements Duplex, Disposable {
   #wake = Promise.withResolvers<void>();
   #closed = false;
   #sessions = new Map<string, PeerSession>();
+  #peerAddrs = new Map<string, Deno.NetAddr>();
 
   /** Wraps `socket`; the side owns it from now on. */
   constructor(socket: DatagramSocket, options: DatagramSideOptions) {
@@ -593,6 +598,7 @@ export class DatagramSide implements Duplex, Disposable {
         const [session, created] = this.#session(from);
         if (session) {
           session.received += n;
+          session.last = performance.now();
           if (created && this.#options.greeting) await this.#greet(from, session);
         }
       }
@@ -610,6 +616,7 @@ export class DatagramSide implements Duplex, Disposable {
     }
     await this.#peerKnown.promise;
     if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
+    if (this.#options.mode === "all-peers") return await this.#writeAll(p);
     const peer = this.#options.mode === "connected" ? undefined : this.#peer;
     const onError = this.#options.onSendError;
     try {
@@ -623,6 +630,24 @@ export class DatagramSide implements Duplex, Disposable {
     return p.length;
   }
 
+  /** `all-peers`: one datagram to every peer heard from within the window. */
+  async #writeAll(p: Uint8Array): Promise<number> {
+    const window = this.#options.peerWindow ?? 60_000;
+    const now = performance.now();
+    for (const [key, session] of this.#sessions) {
+      const peer = this.#peerAddrs.get(key);
+      if (!peer || now - session.last > window) continue;
+      try {
+        await this.socket.send(p, peer);
+        session.sent += p.length;
+      } catch (err) {
+        if (!this.#options.onSendError) throw this.#named(err);
+        this.#options.onSendError(err, peer);
+      }
+    }
+    return p.length;
+  }
+
   /** The figures of `peer` when counted per peer, and whether it is new (then it is added). */
   #session(peer: Deno.NetAddr): [PeerSession | undefined, boolean] {
     if (!this.#options.perPeer) return [undefined, false];
@@ -630,9 +655,13 @@ export class DatagramSide implements Duplex, Disposable {
     const known = this.#sessions.get(key);
     if (known) return [known, false];
     if (this.#sessions.size >= PEER_SESSIONS) {
-      this.#sessions.delete(this.#sessions.keys().next().value!);
+      const oldest = this.#sessions.keys().next().value!;
+      this.#sessions.delete(oldest);
+      this.#peerAddrs.delete(oldest);
     }
-    const session = { remoteAddress: key, received: 0, sent: 0, since: performance.now() };
+    this.#peerAddrs.set(key, peer);
+    const now = performance.now();
+    const session = { remoteAddress: key, received: 0, sent: 0, since: now, last: now };
     this.#sessions.set(key, session);
     return [session, true];
   }

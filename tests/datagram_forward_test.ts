@@ -110,3 +110,28 @@ Deno.test("forward udp://: --max-conns caps the sessions; a stream target is a u
     target.close();
   }
 });
+
+Deno.test("listen -k udp://: every peer is heard, and each stdin line reaches every peer", async () => {
+  const listen = spawnSockit(["listen", "-k", "udp://127.0.0.1:0", "-v"], { stdin: "piped" });
+  const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const a = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const b = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  try {
+    await a.send(new TextEncoder().encode("from a\n"), to);
+    await b.send(new TextEncoder().encode("from b\n"), to);
+    await listen.waitForCount(/datagrams from 127\.0\.0\.1:\d+/, 2);
+    const writer = listen.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("to all\n"));
+    const [gotA] = await a.receive(new Uint8Array(100));
+    const [gotB] = await b.receive(new Uint8Array(100));
+    assertEquals([decoder.decode(gotA), decoder.decode(gotB)], ["to all\n", "to all\n"]);
+    await writer.close().catch(() => {});
+  } finally {
+    listen.kill("SIGTERM");
+    const r = await listen.result();
+    assertEquals(r.text, "from a\nfrom b\n");
+    a.close();
+    b.close();
+  }
+});

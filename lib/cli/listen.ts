@@ -97,7 +97,7 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
 }
 
 /** The options that need connections: not for a datagram endpoint. */
-const STREAM_ONLY = ["keep-open", "exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
+const STREAM_ONLY = ["exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
 
 /** How long a `--broker` member may hold up the others, by default. */
 export const BROKER_STALL = 5000;
@@ -306,7 +306,8 @@ async function listenDatagram(
     })
     : undefined;
   const side = new DatagramSide(socket, {
-    mode: "latest-peer",
+    // -k: stdin goes to every peer heard from in the last minute (ncat -l -u -k).
+    mode: options.keepOpen ? "all-peers" : "latest-peer",
     prefix: schemePrefix(transportOf(options.endpoint)),
     op: "listen",
     perPeer: true,

@@ -650,7 +650,7 @@ Deno.test("servers: bad input is a one-line usage error, exit 2", async () => {
     ],
     [["listen", "0", "--send", "x", "--exec", "cat"], /exclude each other/],
     [["echo", "0", "--max-conns", "0"], /--max-conns needs at least 1/],
-    [["listen", "udp://127.0.0.1:0", "-k"], /--keep-open is not supported with udp:\/\//],
+    [["listen", "udp://127.0.0.1:0", "--broker"], /--broker is not supported with udp:\/\//],
     [["echo", "unix:/tmp/x.sock", "--tls"], /TLS over a Unix socket is not supported/],
   ];
   for (const [args, pattern] of cases) assertUsageError(await runSockit(args), pattern);

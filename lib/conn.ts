@@ -8,6 +8,7 @@
  * @module
  */
 
+import { concat } from "./bytes.ts";
 import { formatAddr } from "./ip.ts";
 import { findTcpSocketFd, findUnixSocketFd } from "./libc.ts";
 import type { Duplex } from "./relay.ts";
@@ -289,14 +290,6 @@ class TracedConnection extends Connection {
     if (!this.closed) this.#trace(this.tag, "close()");
     super.close();
   }
-}
-
-/** Two byte arrays as one. */
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** Options of a TCP socket (`--nodelay`, `--keepalive`). */

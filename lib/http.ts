@@ -9,6 +9,7 @@
  * @module
  */
 
+import { writeAll } from "./bytes.ts";
 import type { Endpoint } from "./address.ts";
 import type { Duplex } from "./relay.ts";
 import { SockitError, UsageError } from "./errors.ts";
@@ -120,8 +121,7 @@ export async function httpExchange(
   for (const [name, value] of request.headers ?? []) set(name, value);
   const head = `${request.method ?? "GET"} ${target.path} HTTP/1.1\r\n` +
     [...headers.values()].map(([n, v]) => `${n}: ${v}\r\n`).join("") + "\r\n";
-  const bytes = encoder.encode(head);
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+  await writeAll(conn, encoder.encode(head));
   const reader = new ByteReader(conn);
   const statusLine = await reader.line();
   const m = /^HTTP\/\d(?:\.\d)? (\d{3})(?: (.*))?$/.exec(statusLine ?? "");

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { writeAll } from "./bytes.ts";
 import { Connection } from "./conn.ts";
 import type { DialContext, Dialer, DialTarget } from "./dial.ts";
 import { directDialer, targetText } from "./dial.ts";
@@ -423,9 +424,4 @@ export function headerEnd(bytes: Uint8Array): number {
     }
   }
   return -1;
-}
-
-/** Writes all of `bytes`. */
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }

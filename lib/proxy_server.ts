@@ -13,6 +13,7 @@
  * @module
  */
 
+import { concat, writeAll } from "./bytes.ts";
 import { cidrContains, parseCidr } from "./cidr.ts";
 import type { Cidr } from "./cidr.ts";
 import type { Connection } from "./conn.ts";
@@ -315,17 +316,6 @@ function refusalOf(err: unknown): Refusal {
   const code = (err as { code?: string })?.code ?? "";
   if (name === "ConnectionRefused" || code === "ECONNREFUSED") return "refused";
   return "unreachable";
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
-async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 
 /** What a parsed request gives. */

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { concat } from "./bytes.ts";
 import { formatIPv6, ipv6Groups, isIPv4, isIPv6 } from "./ip.ts";
 
 /** SOCKS5 numbers. */
@@ -136,10 +137,7 @@ export async function readAtLeast(
     const chunk = new Uint8Array(Math.min(limit, Math.max(512, n - buffer.length)));
     const got = await conn.read(chunk);
     if (got === null) throw new HandshakeEof("closed");
-    const joined = new Uint8Array(buffer.length + got);
-    joined.set(buffer);
-    joined.set(chunk.subarray(0, got), buffer.length);
-    buffer = joined;
+    buffer = concat(buffer, chunk.subarray(0, got));
   }
   return buffer;
 }

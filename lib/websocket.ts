@@ -21,6 +21,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { concat, writeAll } from "./bytes.ts";
 import { Connection } from "./conn.ts";
 import { SockitError, UsageError } from "./errors.ts";
 import { headerEnd } from "./proxy.ts";
@@ -439,8 +440,7 @@ export class WebSocketSide extends Connection {
       head.set(mask, 2 + ext);
       body = xorMask(payload, mask, 0);
     }
-    const frame = concat(head, body);
-    for (let at = 0; at < frame.length;) at += await this.#inner.write(frame.subarray(at));
+    await writeAll(this.#inner, concat(head, body));
   }
 
   /** Writes `p` as messages (see the mode); resolves to `p.length`. */
@@ -594,16 +594,6 @@ function closePayload(code: number, reason: string): Uint8Array {
   return concat(new Uint8Array([code >> 8, code & 0xff]), encoder.encode(reason));
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** Reads an HTTP head from `conn`: its text and the bytes after it. */
 async function readHead(conn: Connection): Promise<[string, Uint8Array]> {
   let buf: Uint8Array = new Uint8Array(0);
@@ -654,8 +644,7 @@ export async function websocketClient(
   }
   if (options.origin) lines.push(`Origin: ${options.origin}`);
   for (const [k, v] of options.headers ?? []) lines.push(`${k}: ${v}`);
-  const request = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
-  for (let at = 0; at < request.length;) at += await conn.write(request.subarray(at));
+  await writeAll(conn, encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
   const [head, rest] = await readHead(conn);
   const status = head.split("\r\n")[0];
   const code = Number(/^HTTP\/1\.\d (\d{3})/.exec(status)?.[1]);
@@ -756,8 +745,7 @@ export async function websocketServer(
     `Sec-WebSocket-Accept: ${acceptKey(key)}`,
     ...(protocol ? [`Sec-WebSocket-Protocol: ${protocol}`] : []),
   ].join("\r\n") + "\r\n\r\n";
-  const bytes = encoder.encode(response);
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+  await writeAll(conn, encoder.encode(response));
   options.trace?.(
     conn.tag,
     `websocket upgrade GET ${resource} = 101 Switching Protocols${protocol ? `, ${protocol}` : ""}`,

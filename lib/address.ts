@@ -215,7 +215,7 @@ export function parseEndpoint(input: string): Endpoint {
     if (row) return parseHostPort(input, rest, name);
     // `word:rest` is a host and port unless it can only be a scheme: `//`
     // follows, a path follows, or more colons follow a word that is no
-    // IPv6 group (`ftp:host:21`, `unixgram:/x`).
+    // IPv6 group (`ftp:host:21`, `sctp:/x`).
     const pathLike = rest.startsWith("/") || rest.startsWith("@");
     const moreColons = rest.includes(":") && /[^0-9a-f]/i.test(m[1]);
     if (m[2] || pathLike || moreColons) {

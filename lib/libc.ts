@@ -13,6 +13,7 @@ import { formatIPv6, ipv6Groups, isIPv4 } from "./ip.ts";
 
 /** Address families, socket types and flags used with these calls (Linux values). */
 export const C = {
+  AF_UNIX: 1,
   AF_INET: 2,
   AF_INET6: 10,
   SOCK_DGRAM: 2,
@@ -59,6 +60,10 @@ const SYMBOLS = {
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  recvfrom: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
+    result: "isize",
+  },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },

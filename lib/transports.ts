@@ -25,6 +25,7 @@ import { listenTcp, listenUnix } from "./listener.ts";
 import type { Listener, ListenerOptions } from "./listener.ts";
 import { isDenied, RawSocket, rawSocketDenied, requireRawSockets } from "./raw.ts";
 import { resolve } from "./resolve.ts";
+import { bindUnixDatagram, connectUnixDatagram } from "./unixgram.ts";
 import { websocketDialer, websocketListener } from "./websocket_transport.ts";
 import type { WebSocketClientOptions, WebSocketServerOptions } from "./websocket.ts";
 import type { Lookup } from "./resolve.ts";
@@ -257,6 +258,21 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
         throw toSockitError(err, role, text);
       }
       return socket;
+    },
+  },
+  unixgram: {
+    scheme: "unixgram",
+    kind: "datagram",
+    address: "path",
+    tls: { unsupported: "TLS over a Unix datagram socket is not supported" },
+    summary: "Unix-domain datagram socket (needs --allow-ffi)",
+    datagram: (endpoint, role, options) => {
+      const { path } = endpoint as PathEndpoint;
+      return Promise.resolve(
+        role === "listen"
+          ? bindUnixDatagram(path, { trace: options.trace })
+          : connectUnixDatagram(path, { trace: options.trace }),
+      );
     },
   },
   unix: {

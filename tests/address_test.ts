@@ -199,7 +199,7 @@ Deno.test("parseEndpoint: tcp:host:port, udp:…, tls:…, tcp:PORT and host:ser
     ["tcp://example.com:https", { transport: "tcp", hostname: "example.com", port: 443 }],
   ];
   for (const [input, expected] of table) assertEquals(parseEndpoint(input), expected, input);
-  for (const input of ["ftp://x", "ftp:host:21", "unixgram:/x", "http://h:80", "x://"]) {
+  for (const input of ["ftp://x", "ftp:host:21", "sctp:/x", "http://h:80", "x://"]) {
     const err = assertThrows(() => parseEndpoint(input), UsageError);
     assert(/unknown scheme "[a-z]+"/.test(err.message), `${input}: ${err.message}`);
   }

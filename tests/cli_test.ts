@@ -109,7 +109,7 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["scan", "127.0.0.1", "22", "--stats"], /unknown option --stats/],
     [["wait", "127.0.0.1:1", "--progress"], /unknown option --progress/],
     [["forward", "1", "127.0.0.1:2", "--tls"], /unknown option --tls/],
-    [["connect", "unixgram:/x"], /unknown scheme "unixgram"/],
+    [["connect", "sctp:/x"], /unknown scheme "sctp"/],
     // Near misses get a suggestion, nc habits their sockit spelling.
     [["lsiten", "0"], /unknown command "lsiten": did you mean listen\?/],
     [

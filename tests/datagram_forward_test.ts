@@ -81,7 +81,7 @@ Deno.test("forward udp://: --max-conns caps the sessions; a stream target is a u
   assertEquals(usage.code, 2);
   assertMatch(
     usage.stderr,
-    /tcp:\/\/ is not supported by forward \(supported: udp:\/\/, ip:\/\/\)/,
+    /tcp:\/\/ is not supported by forward \(supported: udp:\/\/, ip:\/\/, unixgram:\)/,
   );
   // A target that takes datagrams and never answers.
   const target = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });

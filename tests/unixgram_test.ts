@@ -88,3 +88,35 @@ Deno.test("unixgram: without --allow-ffi, exit 126 naming the flag", async () =>
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("unixgram: sockit nc -U -u sends to OpenBSD nc -lUu", async () => {
+  const dir = tempSocketDir();
+  const path = `${dir}/nc.sock`;
+  try {
+    const server = new Deno.Command(requireTool("nc"), {
+      args: ["-lUu", path],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    for (let i = 0; i < 50; i++) {
+      try {
+        Deno.statSync(path);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const r = await runSockit(["nc", "-U", "-u", "-w1", path], {
+      stdin: encoder.encode("via sockit nc\n"),
+    });
+    assertEquals(r.code, 0, r.stderr);
+    const reader = server.stdout.getReader();
+    const { value } = await reader.read();
+    assertEquals(decoder.decode(value), "via sockit nc\n");
+    await reader.cancel();
+    server.kill("SIGTERM");
+    await server.status;
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

@@ -177,9 +177,8 @@ export function parseNcArgs(argv: string[]): NcOptions {
   if (has("4") && has("6")) throw new UsageError("nc options -4 and -6 contradict each other");
   const udp = has("u");
   const unix = has("U");
-  if (udp && unix) {
-    throw new UsageError("nc options -u and -U do not mix (sockit has no Unix datagrams yet)");
-  }
+  // -U -u: a Unix datagram socket (unixgram:).
+  const unixScheme = udp ? "unixgram" : "unix";
   const family = has("4") ? 4 : has("6") ? 6 : undefined;
   const scheme = udp ? "udp" : "tcp";
   const common = {
@@ -226,7 +225,11 @@ export function parseNcArgs(argv: string[]): NcOptions {
   if (has("l")) {
     if (unix) {
       if (positionals.length !== 1) throw new UsageError("nc -lU needs a socket path");
-      return { ...common, mode: "listen", endpoint: { transport: "unix", path: positionals[0] } };
+      return {
+        ...common,
+        mode: "listen",
+        endpoint: { transport: unixScheme, path: positionals[0] },
+      };
     }
     const given = opts.get("p");
     let host: string | undefined;
@@ -255,7 +258,11 @@ export function parseNcArgs(argv: string[]): NcOptions {
   if (has("p")) throw new UsageError("nc -p without -l (a source port) comes with --source");
   if (unix) {
     if (positionals.length !== 1) throw new UsageError("nc -U needs a socket path");
-    return { ...common, mode: "connect", endpoint: { transport: "unix", path: positionals[0] } };
+    return {
+      ...common,
+      mode: "connect",
+      endpoint: { transport: unixScheme, path: positionals[0] },
+    };
   }
   if (positionals.length !== 2) throw new UsageError("nc needs a host and a port (nc host port)");
   const [host, portText] = positionals;

@@ -10,7 +10,8 @@
 
 import { concat } from "./bytes.ts";
 import { formatAddr } from "./ip.ts";
-import { findTcpSocketFd, findUnixSocketFd } from "./libc.ts";
+import { SockitError } from "./errors.ts";
+import { findTcpSocketFd, findUnixSocketFd, setIntOption } from "./libc.ts";
 import type { Duplex } from "./relay.ts";
 import { tlsFailure } from "./tls.ts";
 import type { HandshakeInfo } from "./tls.ts";
@@ -298,6 +299,8 @@ export interface SocketOptions {
   nodelay?: boolean;
   /** SO_KEEPALIVE: the kernel probes an idle connection (its own timings). */
   keepalive?: boolean;
+  /** IP_TTL / IPV6_UNICAST_HOPS of what the socket sends (through libc: `--allow-ffi`). */
+  ttl?: number;
 }
 
 /**
@@ -330,5 +333,24 @@ export function applySocketOptions(
   if (options.keepalive) {
     tcp.setKeepAlive(true);
     trace?.(tag, "setsockopt(SO_KEEPALIVE, 1) = 0");
+  }
+  if (options.ttl !== undefined) {
+    const local = conn.localAddr as Deno.NetAddr;
+    const v6 = local.hostname.includes(":");
+    const name = v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL";
+    const fd = findTcpSocketFd(local, conn.remoteAddr as Deno.NetAddr);
+    if (fd === undefined || !setIntOption(fd, v6 ? 41 : 0, v6 ? 16 : 2, options.ttl)) {
+      trace?.(tag, `setsockopt(${name}, ${options.ttl}) = -1`);
+      throw new SockitError(
+        `cannot set ${name} (--ttl): it goes through libc, which needs --allow-ffi`,
+        {
+          op: "setsockopt",
+          address: formatAddr(conn.remoteAddr),
+          code: "ENOTCAPABLE",
+          exitCode: 126,
+        },
+      );
+    }
+    trace?.(tag, `setsockopt(${name}, ${options.ttl}) = 0`);
   }
 }

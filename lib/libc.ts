@@ -321,3 +321,23 @@ function socketInode(fd: number): number {
     return -1;
   }
 }
+
+/**
+ * `setsockopt(fd, level, name, int)` through libc; false when it failed or
+ * libc may not be used.
+ *
+ * @example Usage
+ * ```ts ignore
+ * setIntOption(fd, 0, 2, 7); // IP_TTL = 7
+ * ```
+ */
+export function setIntOption(fd: number, level: number, name: number, value: number): boolean {
+  if (!ffiAvailable()) return false;
+  const c = acquireLibc();
+  try {
+    const v = new Int32Array([value]);
+    return c.setsockopt(fd, level, name, new Uint8Array(v.buffer), 4) === 0;
+  } finally {
+    releaseLibc();
+  }
+}

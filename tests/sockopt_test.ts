@@ -57,7 +57,7 @@ Deno.test("--reuseport: two sockit servers share one port, and both serve", asyn
   await c.result();
 });
 
-Deno.test("--nodelay, --keepalive, --reuseport: the setsockopt calls strace sees, and --trace names", async () => {
+Deno.test("--nodelay, --keepalive, --ttl, --reuseport: the setsockopt calls strace sees, and --trace names", async () => {
   const strace = requireTool("strace");
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = (async () => {
@@ -73,11 +73,13 @@ Deno.test("--nodelay, --keepalive, --reuseport: the setsockopt calls strace sees
       log,
       "-e",
       "trace=setsockopt",
-      ...sockitCommand(["--allow-net"]),
+      ...sockitCommand(["--allow-net", "--allow-ffi"]),
       "connect",
       `127.0.0.1:${listener.addr.port}`,
       "--nodelay",
       "--keepalive",
+      "--ttl",
+      "7",
       "--trace",
     ]);
     assertEquals(r.code, 0, r.stderr);
@@ -86,6 +88,8 @@ Deno.test("--nodelay, --keepalive, --reuseport: the setsockopt calls strace sees
     assertMatch(kernel, /setsockopt\(\d+, SOL_SOCKET, SO_KEEPALIVE, \[1\], 4\) = 0/);
     assertMatch(r.stderr, /setsockopt\(TCP_NODELAY, 1\) = 0/);
     assertMatch(r.stderr, /setsockopt\(SO_KEEPALIVE, 1\) = 0/);
+    assertMatch(kernel, /setsockopt\(\d+, SOL_IP, IP_TTL, \[7\], 4\) = 0/);
+    assertMatch(r.stderr, /setsockopt\(IP_TTL, 7\) = 0/);
     // A listener with --reuseport.
     const port = freePort();
     const server = new Deno.Command(strace, {

@@ -577,7 +577,11 @@ export const WEBSOCKET_FLAGS: FlagUse[] = [
 ];
 
 /** TCP socket options of a client. */
-export const CLIENT_SOCKET_FLAGS: FlagUse[] = ["nodelay", "keepalive"];
+export const CLIENT_SOCKET_FLAGS: FlagUse[] = [
+  "nodelay",
+  "keepalive",
+  ["ttl", "IP_TTL / IPV6_UNICAST_HOPS of the connection's packets (through libc: --allow-ffi)"],
+];
 
 /** TCP socket options of a server (its listener, and each accepted connection). */
 export const SERVER_SOCKET_FLAGS: FlagUse[] = ["reuseport", "nodelay", "keepalive"];

@@ -388,9 +388,15 @@ export function websocketFlags(
  */
 export function socketFlags(
   values: FlagValues,
-): { socket: { nodelay: boolean; keepalive: boolean }; reusePort: boolean } {
+): { socket: { nodelay: boolean; keepalive: boolean; ttl?: number }; reusePort: boolean } {
+  const ttl = countFlag(values, "ttl");
+  if (ttl !== undefined && (ttl < 1 || ttl > 255)) throw new UsageError("option --ttl needs 1–255");
   return {
-    socket: { nodelay: values.nodelay === true, keepalive: values.keepalive === true },
+    socket: {
+      nodelay: values.nodelay === true,
+      keepalive: values.keepalive === true,
+      ...(ttl !== undefined ? { ttl } : {}),
+    },
     reusePort: values.reuseport === true,
   };
 }

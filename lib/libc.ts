@@ -341,3 +341,79 @@ export function setIntOption(fd: number, level: number, name: number, value: num
     releaseLibc();
   }
 }
+
+/**
+ * A libc socket descriptor that is waited on with `poll()` on a helper
+ * thread (so the event loop never blocks) and closed safely while a wait is
+ * in flight: `close()` marks it; the descriptor is closed (and libc
+ * released) at once, or when the poll in flight returns — then `wait()`
+ * throws `Interrupted`. `closed` resolves once the descriptor is gone.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const sock = new PolledFd(acquireLibc(), fd);
+ * await sock.wait(100);
+ * sock.close();
+ * await sock.closed;
+ * ```
+ */
+export class PolledFd {
+  #released = Promise.withResolvers<void>();
+  /** Resolves once the descriptor is closed. */
+  readonly closed: Promise<void> = this.#released.promise;
+  #c: Libc;
+  #fd: number;
+  #done = false;
+  #polling = false;
+  #pollfd = new Uint8Array(8);
+  #onRelease?: () => void;
+
+  /** Owns `fd` (opened with `c`, which it releases); `onRelease` runs after the descriptor is closed. */
+  constructor(c: Libc, fd: number, onRelease?: () => void) {
+    this.#c = c;
+    this.#fd = fd;
+    this.#onRelease = onRelease;
+    const view = new DataView(this.#pollfd.buffer);
+    view.setInt32(0, fd, true);
+    view.setInt16(4, C.POLLIN, true);
+  }
+
+  /** The descriptor (-1 once closed). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Whether {@linkcode PolledFd.close} was called. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Waits up to `ms` for input; throws `Interrupted` once closed. */
+  async wait(ms: number): Promise<void> {
+    if (this.#done) throw new Deno.errors.Interrupted("operation canceled");
+    this.#polling = true;
+    await this.#c.poll(this.#pollfd, 1n, ms);
+    this.#polling = false;
+    if (this.#done) {
+      this.#release();
+      throw new Deno.errors.Interrupted("operation canceled");
+    }
+  }
+
+  /** Closes it (now, or when the wait in flight returns); false when it was closed already. */
+  close(): boolean {
+    if (this.#done) return false;
+    this.#done = true;
+    if (!this.#polling) this.#release();
+    return true;
+  }
+
+  #release(): void {
+    if (this.#fd < 0) return;
+    this.#c.close(this.#fd);
+    this.#fd = -1;
+    releaseLibc();
+    this.#onRelease?.();
+    this.#released.resolve();
+  }
+}

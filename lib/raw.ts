@@ -16,7 +16,15 @@
 
 import { errnoError, SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, isIPv6 } from "./ip.ts";
-import { acquireLibc, C, decodeSockaddr, encodeSockaddr, lastErrno, releaseLibc } from "./libc.ts";
+import {
+  acquireLibc,
+  C,
+  decodeSockaddr,
+  encodeSockaddr,
+  lastErrno,
+  PolledFd,
+  releaseLibc,
+} from "./libc.ts";
 import type { Libc } from "./libc.ts";
 import type { DatagramSocket } from "./datagram.ts";
 import { failedCall } from "./trace.ts";
@@ -91,15 +99,9 @@ export class RawSocket implements DatagramSocket, Disposable {
   readonly type: "raw" | "dgram";
   /** The largest payload it sends. */
   readonly maxDatagram: number;
-  #released = Promise.withResolvers<void>();
-  /** Resolves once the descriptor is closed (a poll in flight has returned). */
-  readonly closed: Promise<void> = this.#released.promise;
   #c: Libc;
-  #fd: number;
+  #sock: PolledFd;
   #trace?: TraceFn;
-  #closed = false;
-  #polling = false;
-  #pollfd = new Uint8Array(8);
   #name = new Uint8Array(28);
   #iov = new BigUint64Array(2);
   #control = new Uint8Array(256);
@@ -111,16 +113,13 @@ export class RawSocket implements DatagramSocket, Disposable {
 
   private constructor(c: Libc, fd: number, options: RawSocketOptions, tag: string) {
     this.#c = c;
-    this.#fd = fd;
+    this.#sock = new PolledFd(c, fd);
     this.family = options.family;
     this.protocol = options.protocol;
     this.type = options.type ?? "raw";
     this.tag = tag;
     this.#trace = options.trace;
     this.maxDatagram = MAX_RAW_PAYLOAD[options.family];
-    const poll = new DataView(this.#pollfd.buffer);
-    poll.setInt32(0, fd, true);
-    poll.setInt16(4, C.POLLIN, true);
     const hdr = new DataView(this.#msghdr.buffer);
     hdr.setBigUint64(0, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#name))), true);
     hdr.setBigUint64(16, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#iov))), true);
@@ -169,7 +168,7 @@ export class RawSocket implements DatagramSocket, Disposable {
   /** setsockopt with an int value; traced; throws on failure. */
   #setInt(level: number, name: number, value: number, label: string): void {
     const v = new Int32Array([value]);
-    const result = this.#c.setsockopt(this.#fd, level, name, new Uint8Array(v.buffer), 4);
+    const result = this.#c.setsockopt(this.#sock.fd, level, name, new Uint8Array(v.buffer), 4);
     if (result < 0) {
       const err = errnoError(lastErrno(this.#c));
       this.#trace?.(this.tag, `setsockopt(${label}, ${value}) = ${failedCall(err)}`);
@@ -212,7 +211,7 @@ export class RawSocket implements DatagramSocket, Disposable {
 
   /** setsockopt with a value of any size; traced; throws on failure. */
   #setOption(level: number, name: number, value: Uint8Array, label: string): void {
-    if (this.#c.setsockopt(this.#fd, level, name, value, value.length) < 0) {
+    if (this.#c.setsockopt(this.#sock.fd, level, name, value, value.length) < 0) {
       const err = errnoError(lastErrno(this.#c));
       this.#trace?.(this.tag, `setsockopt(${label}) = ${failedCall(err)}`);
       throw err;
@@ -231,7 +230,7 @@ export class RawSocket implements DatagramSocket, Disposable {
   local(): { hostname: string; port: number } {
     const buf = new Uint8Array(28);
     const len = new Uint32Array([28]);
-    this.#c.getsockname(this.#fd, buf, new Uint8Array(len.buffer));
+    this.#c.getsockname(this.#sock.fd, buf, new Uint8Array(len.buffer));
     return decodeSockaddr(buf);
   }
 
@@ -244,7 +243,7 @@ export class RawSocket implements DatagramSocket, Disposable {
   bind(host: string): void {
     // The port field: 0 (an IPv6 raw socket refuses any but 0 or its protocol).
     const sa = encodeSockaddr(host, 0);
-    if (this.#c.bind(this.#fd, sa, sa.length) < 0) {
+    if (this.#c.bind(this.#sock.fd, sa, sa.length) < 0) {
       const err = errnoError(lastErrno(this.#c));
       this.#trace?.(this.tag, `bind(${host}) = ${failedCall(err)}`);
       throw err;
@@ -256,7 +255,7 @@ export class RawSocket implements DatagramSocket, Disposable {
   connect(host: string): void {
     // The port field: 0 (an IPv6 raw socket refuses any but 0 or its protocol).
     const sa = encodeSockaddr(host, 0);
-    if (this.#c.connect(this.#fd, sa, sa.length) < 0) {
+    if (this.#c.connect(this.#sock.fd, sa, sa.length) < 0) {
       const err = errnoError(lastErrno(this.#c));
       this.#trace?.(this.tag, `connect(${host}) = ${failedCall(err)}`);
       throw err;
@@ -270,7 +269,7 @@ export class RawSocket implements DatagramSocket, Disposable {
    * `port` only for a UDP socket (a raw socket's is 0). Returns bytes sent.
    */
   sendTo(data: Uint8Array, host: string, port = 0): number {
-    if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
+    if (this.#sock.done) throw new Deno.errors.Interrupted("operation canceled");
     // The same destination each time (ping): encode it once.
     let sa = this.#lastTo?.host === host && this.#lastTo.port === port
       ? this.#lastTo.sa
@@ -280,7 +279,7 @@ export class RawSocket implements DatagramSocket, Disposable {
       this.#lastTo = { host, port, sa };
     }
     const to = () => port ? `${formatHost(host)}:${port}` : formatHost(host);
-    const n = Number(this.#c.sendto(this.#fd, data, BigInt(data.length), 0, sa, sa.length));
+    const n = Number(this.#c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
     if (n < 0) {
       const err = errnoError(lastErrno(this.#c));
       this.#trace?.(this.tag, `sendto(${data.length}, ${to()}) = ${failedCall(err)}`);
@@ -302,19 +301,13 @@ export class RawSocket implements DatagramSocket, Disposable {
   ): Promise<RawMessage | null> {
     const until = timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
     for (;;) {
-      if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
+      if (this.#sock.done) throw new Deno.errors.Interrupted("operation canceled");
       if (signal?.aborted) return null;
       const got = this.#recvmsg(buf);
       if (got) return got;
       const left = until - performance.now();
       if (left <= 0) return null;
-      this.#polling = true;
-      await this.#c.poll(this.#pollfd, 1n, Math.max(1, Math.min(POLL_SLICE_MS, Math.ceil(left))));
-      this.#polling = false;
-      if (this.#closed) {
-        this.#release();
-        throw new Deno.errors.Interrupted("operation canceled");
-      }
+      await this.#sock.wait(Math.max(1, Math.min(POLL_SLICE_MS, Math.ceil(left))));
     }
   }
 
@@ -326,7 +319,7 @@ export class RawSocket implements DatagramSocket, Disposable {
     hdr.setUint32(8, this.#name.length, true);
     hdr.setBigUint64(40, BigInt(this.#control.length), true);
     hdr.setInt32(48, 0, true);
-    const n = Number(this.#c.recvmsg(this.#fd, this.#msghdr, C.MSG_DONTWAIT));
+    const n = Number(this.#c.recvmsg(this.#sock.fd, this.#msghdr, C.MSG_DONTWAIT));
     if (n < 0) {
       const errno = lastErrno(this.#c);
       if (errno === C.EAGAIN || errno === C.EINTR) return undefined;
@@ -430,18 +423,12 @@ export class RawSocket implements DatagramSocket, Disposable {
 
   /** Closes it; a receive in flight ends with `Interrupted` within one poll slice. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#trace?.(this.tag, "close()");
-    if (!this.#polling) this.#release();
+    if (this.#sock.close()) this.#trace?.(this.tag, "close()");
   }
 
-  #release(): void {
-    if (this.#fd < 0) return;
-    this.#c.close(this.#fd);
-    this.#fd = -1;
-    releaseLibc();
-    this.#released.resolve();
+  /** Resolves once the descriptor is closed (a poll in flight has returned). */
+  get closed(): Promise<void> {
+    return this.#sock.closed;
   }
 
   /** Closes it (`using socket = …`). */

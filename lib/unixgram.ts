@@ -14,7 +14,7 @@
 import type { DatagramSocket } from "./datagram.ts";
 import { RECEIVE_BUFFER } from "./datagram.ts";
 import { errnoError, SockitError, toSockitError } from "./errors.ts";
-import { acquireLibc, C, ffiAvailable, lastErrno, releaseLibc } from "./libc.ts";
+import { acquireLibc, C, ffiAvailable, lastErrno, PolledFd, releaseLibc } from "./libc.ts";
 import type { Libc } from "./libc.ts";
 import { isAbstract, socketPath } from "./listener.ts";
 import { failedCall } from "./trace.ts";
@@ -46,17 +46,12 @@ class UnixDatagramSocket implements DatagramSocket {
   readonly tag: string;
   readonly address: string;
   readonly maxDatagram = RECEIVE_BUFFER;
-  #released = Promise.withResolvers<void>();
-  readonly closed: Promise<void> = this.#released.promise;
   #c: Libc;
-  #fd: number;
+  #sock: PolledFd;
   #path: string;
   #peer?: string;
   #removeDir?: string;
   #trace?: TraceFn;
-  #done = false;
-  #polling = false;
-  #pollfd = new Uint8Array(8);
   #from = new Uint8Array(110);
   #fromLength = new Uint32Array(1);
 
@@ -68,25 +63,27 @@ class UnixDatagramSocket implements DatagramSocket {
     options: { peer?: string; removeDir?: string; trace?: TraceFn },
   ) {
     this.#c = c;
-    this.#fd = fd;
+    this.#sock = new PolledFd(c, fd, () => this.#removeFiles());
     this.#path = path;
     this.tag = tag;
     this.address = `unixgram:${path}`;
     this.#peer = options.peer;
     this.#removeDir = options.removeDir;
     this.#trace = options.trace;
-    const view = new DataView(this.#pollfd.buffer);
-    view.setInt32(0, fd, true);
-    view.setInt16(4, C.POLLIN, true);
+  }
+
+  /** Resolves once the descriptor is closed (and its files removed). */
+  get closed(): Promise<void> {
+    return this.#sock.closed;
   }
 
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
     for (;;) {
-      if (this.#done) throw new Deno.errors.Interrupted("operation canceled");
+      if (this.#sock.done) throw new Deno.errors.Interrupted("operation canceled");
       this.#fromLength[0] = this.#from.length;
       const n = Number(
         this.#c.recvfrom(
-          this.#fd,
+          this.#sock.fd,
           buf,
           BigInt(buf.length),
           C.MSG_DONTWAIT,
@@ -105,13 +102,7 @@ class UnixDatagramSocket implements DatagramSocket {
       if (errno !== C.EAGAIN && errno !== C.EINTR) {
         throw toSockitError(errnoError(errno), "recv", this.address);
       }
-      this.#polling = true;
-      await this.#c.poll(this.#pollfd, 1n, 100);
-      this.#polling = false;
-      if (this.#done) {
-        this.#release();
-        throw new Deno.errors.Interrupted("operation canceled");
-      }
+      await this.#sock.wait(100);
     }
   }
 
@@ -127,7 +118,7 @@ class UnixDatagramSocket implements DatagramSocket {
       );
     }
     const sa = sockaddrUn(path);
-    const n = Number(this.#c.sendto(this.#fd, data, BigInt(data.length), 0, sa, sa.length));
+    const n = Number(this.#c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
     if (n < 0) {
       const err = errnoError(lastErrno(this.#c));
       this.#trace?.(this.tag, `sendto(${data.length}, unixgram:${path}) = ${failedCall(err)}`);
@@ -142,17 +133,11 @@ class UnixDatagramSocket implements DatagramSocket {
   }
 
   close(): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#trace?.(this.tag, "close()");
-    if (!this.#polling) this.#release();
+    if (this.#sock.close()) this.#trace?.(this.tag, "close()");
   }
 
-  #release(): void {
-    if (this.#fd < 0) return;
-    this.#c.close(this.#fd);
-    this.#fd = -1;
-    releaseLibc();
+  /** Removes the socket's file (not an abstract one's) and the client's temporary directory. */
+  #removeFiles(): void {
     if (!isAbstract(this.#path)) {
       try {
         Deno.removeSync(this.#path);
@@ -167,7 +152,6 @@ class UnixDatagramSocket implements DatagramSocket {
         // Not empty or gone: leave it.
       }
     }
-    this.#released.resolve();
   }
 }
 

@@ -456,3 +456,52 @@ export function exists(path: string): boolean {
 }
 
 export { decoder, encoder };
+
+/**
+ * A self-signed certificate for localhost and 127.0.0.1 that rustls takes
+ * as a server's (CA:FALSE, serverAuth), made with openssl in `dir`.
+ */
+export function localhostCertificate(dir: string): { cert: string; key: string } {
+  const out = new Deno.Command(requireTool("openssl"), {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+      "-days",
+      "30",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-addext",
+      "extendedKeyUsage=serverAuth",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).outputSync();
+  if (!out.success) throw new Error(decoder.decode(out.stderr));
+  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+}
+
+/** Waits until `path` exists (a peer's socket file), 2.5 s at most. */
+export async function waitForPath(path: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      Deno.statSync(path);
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`${path} never appeared`);
+}

@@ -4,7 +4,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { requireTool, runSockit, spawnSockit, tempSocketDir } from "./helpers.ts";
+import { requireTool, runSockit, spawnSockit, tempSocketDir, waitForPath } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -48,14 +48,7 @@ Deno.test("unixgram: listen answers nc -U -u; connect talks to socat UNIX-RECVFR
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    for (let i = 0; i < 50; i++) {
-      try {
-        Deno.statSync(path);
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    await waitForPath(path);
     const before = [...Deno.readDirSync("/tmp")].filter((e) => e.name.startsWith("sockit-")).length;
     const sent = await runSockit([
       "connect",
@@ -98,14 +91,7 @@ Deno.test("unixgram: sockit nc -U -u sends to OpenBSD nc -lUu", async () => {
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    for (let i = 0; i < 50; i++) {
-      try {
-        Deno.statSync(path);
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    await waitForPath(path);
     const r = await runSockit(["nc", "-U", "-u", "-w1", path], {
       stdin: encoder.encode("via sockit nc\n"),
     });

@@ -6,7 +6,14 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { decoder, freePort, requireTool, runSockit, tempSocketDir } from "./helpers.ts";
+import {
+  decoder,
+  freePort,
+  localhostCertificate,
+  requireTool,
+  runSockit,
+  tempSocketDir,
+} from "./helpers.ts";
 
 /**
  * A Python HTTP server on 127.0.0.1 (HTTPS with `cert`/`key`): `/flaky`
@@ -68,36 +75,6 @@ srv.serve_forever()
       await reader.cancel();
     },
   };
-}
-
-/** A self-signed CA:FALSE certificate for localhost and 127.0.0.1. */
-function testCertificate(dir: string): { cert: string; key: string } {
-  const out = new Deno.Command(requireTool("openssl"), {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ],
-    stderr: "piped",
-  }).outputSync();
-  if (!out.success) throw new Error(decoder.decode(out.stderr));
-  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
 }
 
 Deno.test("wait http://: 503 then 200 is ready; redirects are followed; the status is in the results", async () => {
@@ -167,7 +144,7 @@ Deno.test("wait http://: 503 then 200 is ready; redirects are followed; the stat
 
 Deno.test("wait https://: verified with --cacert, refused without it; --insecure warns", async () => {
   const dir = tempSocketDir();
-  const tls = testCertificate(dir);
+  const tls = localhostCertificate(dir);
   const server = await pythonHttp(tls);
   try {
     const url = `https://localhost:${server.port}/teapot`;

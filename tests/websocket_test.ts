@@ -8,6 +8,7 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
   freePort,
+  localhostCertificate,
   randomBytes,
   requireTool,
   runSockit,
@@ -255,39 +256,6 @@ Deno.test("ws: forward TCP → WS and WS → TCP carry 16 MiB each way with half
     }
   }
 });
-
-/** A certificate for localhost (CA:FALSE), made with openssl. */
-function localhostCertificate(dir: string): { cert: string; key: string } {
-  const out = new Deno.Command(requireTool("openssl"), {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-      "-days",
-      "30",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-addext",
-      "extendedKeyUsage=serverAuth",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).outputSync();
-  if (!out.success) throw new Error(decoder.decode(out.stderr));
-  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
-}
 
 Deno.test("wss: verified with --cacert, refused without it; --insecure warns", async () => {
   const dir = tempSocketDir();

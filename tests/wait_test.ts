@@ -7,7 +7,6 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
-  decoder,
   freePort,
   localhostCertificate,
   requireTool,

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { errnoError, SockitError, toSockitError, UsageError } from "./errors.ts";
+import { errnoError, SockitError, UsageError } from "./errors.ts";
 import { formatHost, isIPv6 } from "./ip.ts";
 import {
   acquireLibc,
@@ -514,9 +514,4 @@ function isLoopback(address: string): boolean {
 /** The IP family of an address literal. */
 export function familyOf(address: string): 4 | 6 {
   return isIPv6(address) ? 6 : 4;
-}
-
-/** A failure of a raw socket as a failure of `op` on `address`. */
-export function rawError(err: unknown, op: string, address: string): unknown {
-  return err instanceof SockitError ? err : toSockitError(err, op, address);
 }

@@ -70,6 +70,7 @@ function values(dir: string): Record<string, fc.Arbitrary<string>> {
     ),
     PEM: fc.constantFrom(`${dir}/small.txt`, `${dir}/missing.pem`, dir, "/dev/null"),
     PATH: fc.constantFrom(`${dir}/small.txt`, `${dir}/missing`, `${dir}/out.hex`, dir),
+    FILE: fc.constantFrom(`${dir}/out.txt`, `${dir}/missing/out.txt`, dir, "/dev/null"),
     REGEX: fc.constantFrom("^ok", "(", "(a+)+$", "a(?=b)", "\\1", "[z-a]", "é+", ".*"),
     TEXT: fc.constantFrom("hi", "\\r\\n", "\\x41", "\\xZZ", "\\q", "\\", "\\0\\e\\a"),
     "'CMD'": fc.constantFrom("cat", "true", "exit 3", "/no/such/prog", ""),
@@ -328,7 +329,15 @@ export async function fuzz(
       if (broke) failures.push(broke);
     }
   };
-  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  // Flags that write files (`-o`, `--hex-file`) get wild names too: they land
+  // in the fuzz directory, never in the working tree.
+  const cwd = Deno.cwd();
+  Deno.chdir(dir);
+  try {
+    await Promise.all(Array.from({ length: options.concurrency }, worker));
+  } finally {
+    Deno.chdir(cwd);
+  }
   peer.kill("SIGTERM");
   await peer.status;
   await reader.cancel();

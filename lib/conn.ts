@@ -12,6 +12,8 @@ import { concat } from "./bytes.ts";
 import { formatAddr } from "./ip.ts";
 import { SockitError } from "./errors.ts";
 import { findTcpSocketFd, findUnixSocketFd, setIntOption } from "./libc.ts";
+import { NODE_SOCKET } from "./node_conn.ts";
+import type { SourceAddress } from "./node_conn.ts";
 import type { Duplex } from "./relay.ts";
 import { tlsFailure } from "./tls.ts";
 import type { HandshakeInfo } from "./tls.ts";
@@ -205,7 +207,7 @@ export class Connection implements Duplex, Disposable {
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
     // Bytes given back must be read first: no splice while there are any.
-    if (this.isTls || this.#closed || this.#pending) return undefined;
+    if (this.isTls || this.#closed || this.#pending || NODE_SOCKET in this.conn) return undefined;
     if (this.#fd === null) {
       const local = this.conn.localAddr;
       const remote = this.conn.remoteAddr;
@@ -293,19 +295,33 @@ class TracedConnection extends Connection {
   }
 }
 
-/** Options of a TCP socket (`--nodelay`, `--keepalive`). */
+/** The kernel's keepalive timings of one connection (`--keepalive=IDLE,INTERVAL,COUNT`). */
+export interface KeepaliveTimings {
+  /** TCP_KEEPIDLE: seconds of silence before the first probe. */
+  idle: number;
+  /** TCP_KEEPINTVL: seconds between probes (default: the system's). */
+  interval?: number;
+  /** TCP_KEEPCNT: unanswered probes before the connection is dropped (default: the system's). */
+  count?: number;
+}
+
+/** Options of a TCP socket (`--nodelay`, `--keepalive`, `--ttl`, `--source`). */
 export interface SocketOptions {
   /** TCP_NODELAY: send small writes at once (no Nagle). */
   nodelay?: boolean;
-  /** SO_KEEPALIVE: the kernel probes an idle connection (its own timings). */
-  keepalive?: boolean;
+  /** SO_KEEPALIVE: the kernel probes an idle connection (with these timings: through libc). */
+  keepalive?: boolean | KeepaliveTimings;
   /** IP_TTL / IPV6_UNICAST_HOPS of what the socket sends (through libc: `--allow-ffi`). */
   ttl?: number;
+  /** Connect from this local address and/or port (`--source`; a client's only). */
+  source?: SourceAddress;
 }
 
 /**
  * Sets `options` on a TCP connection (others have none of these), tracing
- * each as the `setsockopt` it is.
+ * each as the `setsockopt` it is. Keepalive timings and the TTL go through
+ * libc (`--allow-ffi`): the descriptor is the one with the connection's
+ * two addresses.
  *
  * @example Usage
  * ```ts
@@ -330,19 +346,13 @@ export function applySocketOptions(
     tcp.setNoDelay(true);
     trace?.(tag, "setsockopt(TCP_NODELAY, 1) = 0");
   }
-  if (options.keepalive) {
-    tcp.setKeepAlive(true);
-    trace?.(tag, "setsockopt(SO_KEEPALIVE, 1) = 0");
-  }
-  if (options.ttl !== undefined) {
-    const local = conn.localAddr as Deno.NetAddr;
-    const v6 = local.hostname.includes(":");
-    const name = v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL";
-    const fd = findTcpSocketFd(local, conn.remoteAddr as Deno.NetAddr);
-    if (fd === undefined || !setIntOption(fd, v6 ? 41 : 0, v6 ? 16 : 2, options.ttl)) {
-      trace?.(tag, `setsockopt(${name}, ${options.ttl}) = -1`);
+  let fd: number | undefined;
+  const libcOption = (level: number, option: number, name: string, value: number, flag: string) => {
+    fd ??= findTcpSocketFd(conn.localAddr as Deno.NetAddr, conn.remoteAddr as Deno.NetAddr);
+    if (fd === undefined || !setIntOption(fd, level, option, value)) {
+      trace?.(tag, `setsockopt(${name}, ${value}) = -1`);
       throw new SockitError(
-        `cannot set ${name} (--ttl): it goes through libc, which needs --allow-ffi`,
+        `cannot set ${name} (${flag}): it goes through libc, which needs --allow-ffi`,
         {
           op: "setsockopt",
           address: formatAddr(conn.remoteAddr),
@@ -351,6 +361,24 @@ export function applySocketOptions(
         },
       );
     }
-    trace?.(tag, `setsockopt(${name}, ${options.ttl}) = 0`);
+    trace?.(tag, `setsockopt(${name}, ${value}) = 0`);
+  };
+  if (options.keepalive) {
+    tcp.setKeepAlive(true);
+    trace?.(tag, "setsockopt(SO_KEEPALIVE, 1) = 0");
+    const timings = options.keepalive === true ? {} : options.keepalive;
+    // IPPROTO_TCP: TCP_KEEPIDLE 4, TCP_KEEPINTVL 5, TCP_KEEPCNT 6.
+    const set: Array<[number, string, number | undefined]> = [
+      [4, "TCP_KEEPIDLE", (timings as KeepaliveTimings).idle],
+      [5, "TCP_KEEPINTVL", (timings as KeepaliveTimings).interval],
+      [6, "TCP_KEEPCNT", (timings as KeepaliveTimings).count],
+    ];
+    for (const [option, name, value] of set) {
+      if (value !== undefined) libcOption(6, option, name, value, "--keepalive");
+    }
+  }
+  if (options.ttl !== undefined) {
+    const v6 = (conn.localAddr as Deno.NetAddr).hostname.includes(":");
+    libcOption(v6 ? 41 : 0, v6 ? 16 : 2, v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL", options.ttl, "--ttl");
   }
 }

@@ -33,6 +33,7 @@ import {
   releaseLibc,
 } from "./libc.ts";
 import type { Libc } from "./libc.ts";
+import type { SourceAddress } from "./node_conn.ts";
 import type { Duplex } from "./relay.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
@@ -61,7 +62,25 @@ export interface DatagramSocket {
   readonly closed: Promise<void>;
   /** How a peer is written, when not `host:port` (`ip://` peers are `host/protocol`). */
   formatPeer?(addr: Deno.NetAddr): string;
+  /** Joins groups and sets the multicast TTL and loop (UDP sockets). */
+  multicast?(options: MulticastOptions): Promise<void>;
 }
+
+/** UDP multicast settings (`--multicast-join`, `--multicast-ttl`, `--multicast-loop`). */
+export interface MulticastOptions {
+  /** Groups to join, each on the interface with address `iface` (IPv6: an interface index). */
+  join?: Array<{ group: string; iface?: string }>;
+  /** IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS of what is sent to a group (the system's: 1). */
+  ttl?: number;
+  /** IP_MULTICAST_LOOP: whether this host's members hear what is sent (the system's: on). */
+  loop?: boolean;
+}
+
+/** The setsockopt names (level, option) of the multicast settings, per family. */
+const MULTICAST_OPTION = {
+  4: { level: 0, ttl: [33, "IP_MULTICAST_TTL"], loop: [34, "IP_MULTICAST_LOOP"] },
+  6: { level: 41, ttl: [18, "IPV6_MULTICAST_HOPS"], loop: [19, "IPV6_MULTICAST_LOOP"] },
+} as const;
 
 function needUnstableNet(): void {
   if (typeof Deno.listenDatagram !== "function") {
@@ -91,6 +110,51 @@ class BoundSocket implements DatagramSocket {
     this.maxDatagram = MAX_DATAGRAM[family];
     this.#trace = trace;
     this.tag = tag;
+    this.#family = family;
+  }
+
+  #family: 4 | 6;
+
+  /** Deno's own calls: TTL and loop are set through the first membership. */
+  async multicast(options: MulticastOptions): Promise<void> {
+    const memberships: Array<Deno.MulticastV4Membership | Deno.MulticastV6Membership> = [];
+    for (const { group, iface } of options.join ?? []) {
+      const v6 = isIPv6(group);
+      const on = iface ?? (v6 ? "0" : "0.0.0.0");
+      const call = `setsockopt(${
+        v6 ? "IPV6_ADD_MEMBERSHIP" : "IP_ADD_MEMBERSHIP"
+      }, ${group}@${on})`;
+      try {
+        memberships.push(
+          v6
+            ? await this.#conn.joinMulticastV6(group, Number(on))
+            : await this.#conn.joinMulticastV4(group, on),
+        );
+        this.#trace?.(this.tag, `${call} = 0`);
+      } catch (err) {
+        this.#trace?.(this.tag, `${call} = ${failedCall(err)}`);
+        throw toSockitError(err, "join", `${group}@${on}`);
+      }
+    }
+    if (options.ttl === undefined && options.loop === undefined) return;
+    const names = MULTICAST_OPTION[this.#family];
+    if (memberships.length === 0) {
+      throw new UsageError(
+        `${names.ttl[1]} and ${names.loop[1]} on a server's socket come with --multicast-join`,
+      );
+    }
+    if (options.ttl !== undefined) {
+      const first = memberships[0];
+      if (!("setTTL" in first)) {
+        throw new UsageError(`${names.ttl[1]} on a server's IPv6 socket: Deno has no call for it`);
+      }
+      await first.setTTL(options.ttl);
+      this.#trace?.(this.tag, `setsockopt(${names.ttl[1]}, ${options.ttl}) = 0`);
+    }
+    if (options.loop !== undefined) {
+      await memberships[0].setLoopback(options.loop);
+      this.#trace?.(this.tag, `setsockopt(${names.loop[1]}, ${options.loop ? 1 : 0}) = 0`);
+    }
   }
 
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
@@ -128,6 +192,10 @@ class BoundSocket implements DatagramSocket {
 export interface DatagramOptions {
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
+  /** A client's own address (`--source`): bound before it connects. */
+  source?: SourceAddress;
+  /** SO_BROADCAST on a connected socket (Deno's own UDP sockets always have it). */
+  broadcast?: boolean;
 }
 
 /**
@@ -201,6 +269,35 @@ class ConnectedSocket implements DatagramSocket {
     const view = new DataView(this.#pollfd.buffer);
     view.setInt32(0, fd, true);
     view.setInt16(4, C.POLLIN, true);
+    this.#family = family;
+  }
+
+  #family: 4 | 6;
+
+  /** TTL and loop through setsockopt; a connected socket hears only its peer, so it joins none. */
+  multicast(options: MulticastOptions): Promise<void> {
+    if (options.join?.length) {
+      return Promise.reject(
+        new UsageError(
+          "--multicast-join is for a receiver (listen, echo, forward udp://): a connected " +
+            "socket hears only its peer",
+        ),
+      );
+    }
+    const names = MULTICAST_OPTION[this.#family];
+    const settings: Array<[readonly [number, string], number | undefined]> = [
+      [names.ttl, options.ttl],
+      [names.loop, options.loop === undefined ? undefined : options.loop ? 1 : 0],
+    ];
+    for (const [[name, text], value] of settings) {
+      if (value === undefined) continue;
+      const v = new Int32Array([value]);
+      const ok = this.#c.setsockopt(this.#fd, names.level, name, new Uint8Array(v.buffer), 4) === 0;
+      const err = ok ? undefined : lastError(this.#c);
+      this.#trace?.(this.tag, `setsockopt(${text}, ${value}) = ${ok ? 0 : failedCall(err)}`);
+      if (err) return Promise.reject(toSockitError(err, "setsockopt", this.address));
+    }
+    return Promise.resolve();
   }
 
   /** A pending error (e.g. ECONNREFUSED from an ICMP port unreachable), cleared by reading it. */
@@ -358,8 +455,10 @@ export function connectDatagram(
   const peer: Deno.NetAddr = { transport: "udp", hostname, port };
   const address = `udp://${formatHost(hostname)}:${port}`;
   const trace = options.trace;
+  const source = options.source;
+  const sourceHost = source?.host ?? (family === 6 ? "::" : "0.0.0.0");
   if (!canConnectDatagram()) {
-    const bound = bindDatagram(family === 6 ? "::" : "0.0.0.0", 0, { trace });
+    const bound = bindDatagram(sourceHost, source?.port ?? 0, { trace });
     return new PeerSocket(bound, peer);
   }
   const tag = `U${++lastSocketId}`;
@@ -371,6 +470,23 @@ export function connectDatagram(
     releaseLibc();
     throw toSockitError(err, "connect", address);
   }
+  if (source) {
+    const from = `${formatHost(sourceHost)}:${source.port ?? 0}`;
+    const local = encodeSockaddr(sourceHost, source.port ?? 0);
+    if (c.bind(fd, local, local.length) < 0) {
+      const err = lastError(c);
+      trace?.(tag, `bind(${from}) = ${failedCall(err)}`);
+      c.close(fd);
+      releaseLibc();
+      throw toSockitError(err, "bind", `udp://${from}`);
+    }
+    trace?.(tag, `bind(${from}) = 0`);
+  }
+  if (options.broadcast) {
+    const on = new Int32Array([1]);
+    const ok = c.setsockopt(fd, C.SOL_SOCKET, 6, /* SO_BROADCAST */ new Uint8Array(on.buffer), 4);
+    trace?.(tag, `setsockopt(SO_BROADCAST, 1) = ${ok === 0 ? 0 : failedCall(lastError(c))}`);
+  }
   const sa = encodeSockaddr(hostname, port);
   if (c.connect(fd, sa, sa.length) < 0) {
     const err = lastError(c);
@@ -380,13 +496,12 @@ export function connectDatagram(
     if (err instanceof Deno.errors.PermissionDenied) {
       // Linux refuses a broadcast destination (EACCES) unless SO_BROADCAST is set.
       throw new SockitError(
-        "permission denied: a broadcast address needs SO_BROADCAST, which this socket does not set",
+        "permission denied: a broadcast address needs SO_BROADCAST, which was not asked for",
         {
           op: "connect",
           address,
           code: "EACCES",
-          hint: "send to a host's own address, or run without --allow-ffi: Deno's own UDP " +
-            "sockets allow broadcast (but do not report ICMP refusals)",
+          hint: "add --broadcast (SO_BROADCAST), or send to a host's own address",
           cause: err,
         },
       );

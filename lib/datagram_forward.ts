@@ -12,6 +12,8 @@ import { RECEIVE_BUFFER } from "./datagram.ts";
 import { toSockitError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
 import { formatAddr } from "./ip.ts";
+import { refusal } from "./cidr.ts";
+import type { AccessRules } from "./cidr.ts";
 
 /** What a datagram session exchanged. */
 export interface DatagramSessionInfo {
@@ -43,6 +45,14 @@ export interface ForwardDatagramsOptions {
   onClosed?: (info: DatagramSessionInfo) => void;
   /** A datagram could not be forwarded (the reason; the forwarder goes on). */
   onWarning?: (text: string) => void;
+  /** `--allow` / `--deny`: datagrams from a client they refuse are dropped. */
+  access?: AccessRules;
+  /** A client's datagrams were dropped by `access` (said once per run of datagrams from it). */
+  onRejected?: (client: Deno.NetAddr, why: string) => void;
+  /** What the upstream is called in a session's end reason (default `target`). */
+  upstreamName?: string;
+  /** Stop after the first session has ended (a server without `-k`). */
+  once?: boolean;
 }
 
 /** The idle time of a session, by default. */
@@ -68,12 +78,14 @@ interface Session {
  */
 export async function forwardDatagrams(
   listener: DatagramSocket,
-  openUpstream: () => DatagramSocket | Promise<DatagramSocket>,
+  openUpstream: (client: Deno.NetAddr) => DatagramSocket | Promise<DatagramSocket>,
   options: ForwardDatagramsOptions,
 ): Promise<void> {
   const idle = options.idleTimeout ?? DATAGRAM_SESSION_IDLE;
   const sessions = new Map<string, Session>();
   let refusedWarned = false;
+  let served = false;
+  let lastRejected: string | undefined;
 
   const end = async (key: string, reason?: string) => {
     const session = sessions.get(key);
@@ -83,6 +95,7 @@ export async function forwardDatagrams(
     await session.reading;
     await session.upstream.closed;
     options.onClosed?.({ ...session.info, ...(reason ? { reason } : {}) });
+    if (options.once) stop();
   };
 
   const sweep = setInterval(() => {
@@ -92,22 +105,34 @@ export async function forwardDatagrams(
     }
   }, Math.max(10, Math.min(1000, idle / 4)));
 
-  const stop = () => listener.close();
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    listener.close();
+  };
   options.signal.addEventListener("abort", stop, { once: true });
   const buf = new Uint8Array(RECEIVE_BUFFER);
   try {
-    while (!options.signal.aborted) {
+    while (!stopped) {
       let n: number;
       let from: Deno.NetAddr;
       try {
         [n, from] = await listener.receive(buf);
       } catch (err) {
-        if (options.signal.aborted) break;
+        if (stopped) break;
         throw err;
       }
       const key = formatAddr(from);
       let session = sessions.get(key);
       if (!session) {
+        const why = options.access ? refusal(options.access, from.hostname) : undefined;
+        if (why) {
+          if (lastRejected !== key) options.onRejected?.(from, why);
+          lastRejected = key;
+          continue;
+        }
+        // A server without -k serves its first peer only.
+        if (options.once && served) continue;
         if (options.maxSessions !== undefined && sessions.size >= options.maxSessions) {
           if (!refusedWarned) {
             options.onWarning?.(
@@ -120,7 +145,8 @@ export async function forwardDatagrams(
         refusedWarned = false;
         let upstream: DatagramSocket;
         try {
-          upstream = await openUpstream();
+          upstream = await openUpstream(from);
+          served = true;
         } catch (err) {
           options.onWarning?.(`${key}: ${(err as Error).message}`);
           continue;
@@ -149,7 +175,7 @@ export async function forwardDatagrams(
               if (sessions.get(key) === created) {
                 // The target refused (ICMP port unreachable) or failed: this session ends.
                 const reason = toSockitError(err, "forward", key).reason;
-                queueMicrotask(() => end(key, `target: ${reason}`));
+                queueMicrotask(() => end(key, `${options.upstreamName ?? "target"}: ${reason}`));
               }
               return;
             }

@@ -22,6 +22,7 @@ import { socketPath } from "./listener.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import { connectTls } from "./node_tls.ts";
+import { connectFrom } from "./node_conn.ts";
 import { isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import { addressFamily, failedCall } from "./trace.ts";
@@ -129,14 +130,23 @@ export function connectTcp(
   });
 }
 
-/** The plain opener: `Deno.connect` to one address. */
+/** The plain opener: `Deno.connect` to one address (through `node:net` with `--source`). */
 const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
-  const conn = await connectTcp({
-    hostname: address,
-    port,
-    // An unresolved name (narrow permissions): let Deno try its addresses.
-    autoSelectFamily: ipFamily(address) === undefined,
-  }, ctx.signal);
+  const source = ctx.socket?.source;
+  let conn: Deno.Conn;
+  if (source) {
+    // Deno.connect cannot bind first; node:net can.
+    conn = await connectFrom(address, port, source, ctx.signal);
+    const local = conn.localAddr as Deno.NetAddr;
+    ctx.trace?.(`#${ctx.id}`, `bind(${formatHost(local.hostname)}:${local.port}) = 0`);
+  } else {
+    conn = await connectTcp({
+      hostname: address,
+      port,
+      // An unresolved name (narrow permissions): let Deno try its addresses.
+      autoSelectFamily: ipFamily(address) === undefined,
+    }, ctx.signal);
+  }
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
   applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
@@ -168,7 +178,9 @@ export function directDialer(open: AddressOpener = plainOpener): Dialer {
     const candidates = await resolve(target.host, {
       op: "connect",
       address: named,
-      family: ctx.family,
+      // A --source address picks the family of the addresses worth trying.
+      family: ctx.family ??
+        (ctx.socket?.source?.host ? ipFamily(ctx.socket.source.host) : undefined),
       lookup: ctx.lookup,
       trace: ctx.trace,
       tag,
@@ -182,7 +194,11 @@ export function directDialer(open: AddressOpener = plainOpener): Dialer {
         return await open(address, target.port, target.host, ctx);
       } catch (err) {
         if (isTlsFailure(err) || ctx.signal.aborted) throw err;
-        ctx.trace?.(tag, `connect(${where}) = ${failedCall(err)}`);
+        const bind = err instanceof SockitError && err.op === "bind";
+        ctx.trace?.(
+          tag,
+          `${bind ? `bind(${err.address})` : `connect(${where})`} = ${failedCall(err)}`,
+        );
         lastError = err;
         const error = toSockitError(err, "connect", where);
         if (error.exitCode !== 1) throw error;

@@ -13,6 +13,7 @@
  */
 
 import { ExitCode, SockitError, UsageError } from "./errors.ts";
+import type { DatagramSocket } from "./datagram.ts";
 import type { Duplex } from "./relay.ts";
 
 /**
@@ -254,6 +255,79 @@ export class ChildStream implements Duplex, Disposable {
 }
 
 /**
+ * A child as the far end of a datagram session (`listen udp:// --exec`,
+ * socat's `UDP-RECVFROM,fork`): each datagram from the peer is written to
+ * the child's stdin as it is, and each read of its stdout (at most
+ * `maxDatagram` bytes) is one datagram back. When the child closes its
+ * output, `receive()` rejects and the session ends; `close()` closes the
+ * child's input, lets it answer for `grace` ms, then ends it.
+ *
+ * @example Usage
+ * ```ts
+ * import { ChildStream, ChildDatagrams } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const child = new ChildDatagrams(new ChildStream({ argv: ["tr", "a-z", "A-Z"] }), 1472, 100);
+ * await child.send(new TextEncoder().encode("hi"));
+ * const buf = new Uint8Array(8);
+ * const [n] = await child.receive(buf);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, n)), "HI");
+ * child.close();
+ * await child.closed;
+ * ```
+ */
+export class ChildDatagrams implements DatagramSocket {
+  /** The trace tag: the child's label. */
+  readonly tag: string;
+  /** `exec PROG`. */
+  readonly address: string;
+  /** The largest datagram sent back. */
+  readonly maxDatagram: number;
+  /** Resolves once the child has exited. */
+  readonly closed: Promise<void>;
+  #child: ChildStream;
+  #grace: number;
+  #closing = false;
+  #outputEnded = false;
+
+  /** Wraps a running child; `grace` is `--grace` in ms (Infinity: until it exits). */
+  constructor(child: ChildStream, maxDatagram: number, grace: number) {
+    this.#child = child;
+    this.tag = child.label;
+    this.address = child.label;
+    this.maxDatagram = maxDatagram;
+    this.#grace = grace;
+    this.closed = child.released;
+  }
+
+  /** One read of the child's output, as one datagram from the "peer" (the child). */
+  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+    const n = await this.#child.read(buf.subarray(0, this.maxDatagram));
+    if (n === null) {
+      this.#outputEnded = true;
+      if (this.#closing) this.#child.close();
+      throw new SockitError(this.#closing ? "ended" : "closed its output", {
+        op: this.#child.label,
+      });
+    }
+    return [n, { transport: "udp", hostname: "", port: 0 }];
+  }
+
+  /** Writes one datagram's bytes to the child's input. */
+  send(data: Uint8Array): Promise<number> {
+    return this.#child.write(data);
+  }
+
+  /** Closes the child's input; after `grace` ms of silence (or its end of output) it is ended. */
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (this.#outputEnded) return this.#child.close();
+    this.#child.closeWrite().finally(() => this.#child.cancelRead(this.#grace));
+  }
+}
+
+/**
  * Fails with exit 126 unless Deno lets sockit run `program`, so that a
  * missing `--allow-run` is reported when the server starts, not when the
  * first client arrives.
@@ -319,7 +393,13 @@ export function connectionEnv(
     SOCKIT_REMOTE_PORT: remotePort,
     SOCKIT_LOCAL_ADDR: localAddr,
     SOCKIT_LOCAL_PORT: localPort,
-    SOCKIT_PROTO: "path" in remote ? "unix" : tls ? "tls" : "tcp",
+    SOCKIT_PROTO: "path" in remote
+      ? (remote.transport === "unixpacket" ? "unixgram" : "unix")
+      : remote.transport === "udp"
+      ? "udp"
+      : tls
+      ? "tls"
+      : "tcp",
   };
 }
 

@@ -172,6 +172,7 @@ export async function connect(
   };
   const dialer = row.dialer(options.base ?? directDialer(), {
     tls: options.tls,
+    socket: options.socket,
     websocket: row.address === "url"
       ? {
         ...options.websocket,

@@ -16,7 +16,9 @@
  */
 
 import { nextConnectionId } from "./conn.ts";
+import { directDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
+import type { SourceAddress } from "./node_conn.ts";
 import {
   errnoError,
   ExitCode,
@@ -119,13 +121,15 @@ export interface ScanOptions {
    */
   libc?: boolean;
   /** Told which way the ports are probed, before the first probe. */
-  onPath?: (path: "libc" | "deno" | "proxy") => void;
+  onPath?: (path: "libc" | "deno" | "proxy" | "source") => void;
   /**
    * Probe by dialling through this dialer (a proxy's, `--proxy`) rather than
    * directly: a port is open when the tunnel opens, closed when the proxy
    * says the target refused or could not be reached. Default concurrency 16.
    */
   dialer?: Dialer;
+  /** Probe from this local address (`--source`): each probe then binds first, through `node:net`. */
+  source?: SourceAddress;
 }
 
 /**
@@ -489,6 +493,17 @@ export async function scan(
     options.onPath?.("proxy");
     return await scanThroughDialer(hostname, ports, options.dialer, options);
   }
+  if (options.source) {
+    const source = options.source;
+    options.onPath?.("source");
+    const direct = directDialer();
+    return await scanThroughDialer(
+      hostname,
+      ports,
+      (target, ctx) => direct(target, { ...ctx, socket: { source } }),
+      { concurrency: 64, ...options },
+    );
+  }
   checkNetPermission(hostname, ports);
   if (options.libc ?? ffiAvailable()) {
     options.onPath?.("libc");
@@ -601,6 +616,8 @@ export interface UdpScanOptions {
   concurrency?: number;
   /** Stops the scan; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /** Probe from this local address (`--source`; no port: the probes are many at once). */
+  source?: SourceAddress;
 }
 
 /**
@@ -635,6 +652,7 @@ export async function scanUdp(
   const batch = Math.max(1, options.concurrency ?? 256);
   const family = isIPv4(hostname) ? C.AF_INET : C.AF_INET6;
   const probe = new Uint8Array([0]);
+  const from = options.source?.host ? encodeSockaddr(options.source.host, 0) : undefined;
   const local = new Uint8Array(28);
   const len = new Uint32Array(1);
   const fail = (what: string): never => {
@@ -651,6 +669,10 @@ export async function scanUdp(
           for (let attempt = 0; attempt < 3; attempt++) {
             fd = c.socket(family, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
             if (fd < 0) fail("socket");
+            if (from && c.bind(fd, from, from.length) < 0) {
+              c.close(fd);
+              fail("bind --source");
+            }
             const sa = encodeSockaddr(hostname, port);
             if (c.connect(fd, sa, sa.length) < 0) {
               c.close(fd);

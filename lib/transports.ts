@@ -15,8 +15,9 @@
  */
 
 import type { Endpoint, NetEndpoint, PathEndpoint, Role } from "./address.ts";
+import type { SocketOptions } from "./conn.ts";
 import { bindDatagram, connectDatagram } from "./datagram.ts";
-import type { DatagramSocket } from "./datagram.ts";
+import type { DatagramSocket, MulticastOptions } from "./datagram.ts";
 import { nodeTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
 import { toSockitError, UsageError } from "./errors.ts";
@@ -49,6 +50,8 @@ export interface DialerOptions {
   tls?: TlsClientOptions;
   /** WebSocket settings, for `ws://` and `wss://` (the request target is the endpoint's). */
   websocket?: WebSocketClientOptions;
+  /** The client's socket options: with `source`, the TCP socket is node's, so TLS is node's too. */
+  socket?: SocketOptions;
 }
 
 /** What a row's listener and datagram socket may use. */
@@ -59,6 +62,10 @@ export interface OpenOptions extends ListenerOptions {
   family?: 4 | 6;
   /** The resolver for host names (tests inject one). */
   lookup?: Lookup;
+  /** UDP multicast settings. */
+  multicast?: MulticastOptions;
+  /** SO_BROADCAST for a UDP client (`--broadcast`). */
+  broadcast?: boolean;
 }
 
 /** One row of the table. */
@@ -135,10 +142,11 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     tls: "always",
     summary: "TLS over TCP",
     defaultHost: LOOPBACK,
-    // Deno's TLS verifies over any base; node:tls does what it cannot (--insecure, a client certificate).
+    // Deno's TLS verifies over a Deno socket; node:tls does what it cannot (--insecure, a client
+    // certificate, TLS over the node socket that --source needs).
     dialer: (base, options) =>
-      options.tls?.insecure || options.tls?.cert
-        ? nodeTlsDialer(base, options.tls)
+      options.tls?.insecure || options.tls?.cert || options.socket?.source
+        ? nodeTlsDialer(base, options.tls ?? {})
         : tlsDialer(base, options.tls ?? {}),
     listen: async (endpoint, options) => {
       const { port } = endpoint as NetEndpoint;
@@ -205,17 +213,27 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     defaultHost: LOOPBACK,
     datagram: async (endpoint, role, options) => {
       const { port } = endpoint as NetEndpoint;
+      let socket: DatagramSocket;
       if (role === "listen") {
-        return bindDatagram(await bindHost(endpoint, role, options), port, options);
+        socket = bindDatagram(await bindHost(endpoint, role, options), port, options);
+      } else {
+        const host = hostOf(endpoint, role, options.family);
+        const [address] = await resolve(host, {
+          op: "connect",
+          address: `udp://${formatHost(host)}:${port}`,
+          family: options.family,
+          lookup: options.lookup,
+        });
+        socket = connectDatagram(address, port, { ...options, source: options.socket?.source });
       }
-      const host = hostOf(endpoint, role, options.family);
-      const [address] = await resolve(host, {
-        op: "connect",
-        address: `udp://${formatHost(host)}:${port}`,
-        family: options.family,
-        lookup: options.lookup,
-      });
-      return connectDatagram(address, port, options);
+      if (!options.multicast) return socket;
+      try {
+        await socket.multicast?.(options.multicast);
+      } catch (err) {
+        socket.close();
+        throw err;
+      }
+      return socket;
     },
   },
   ip: {
@@ -271,7 +289,10 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
       return Promise.resolve(
         role === "listen"
           ? bindUnixDatagram(path, { trace: options.trace })
-          : connectUnixDatagram(path, { trace: options.trace }),
+          : connectUnixDatagram(path, {
+            trace: options.trace,
+            bindPath: options.socket?.source?.path,
+          }),
       );
     },
   },

@@ -202,7 +202,8 @@ export function bindUnixDatagram(path: string, options: { trace?: TraceFn } = {}
 
 /**
  * A Unix datagram socket talking to `target`: bound to a temporary path of
- * its own, removed when it closes.
+ * its own (or to `bindPath`, `--source unixgram:PATH`), removed when it
+ * closes.
  *
  * @example Usage
  * ```ts ignore
@@ -211,9 +212,13 @@ export function bindUnixDatagram(path: string, options: { trace?: TraceFn } = {}
  */
 export function connectUnixDatagram(
   target: string,
-  options: { trace?: TraceFn } = {},
+  options: { trace?: TraceFn; bindPath?: string } = {},
 ): DatagramSocket {
   const tag = `G${++lastId}`;
+  if (options.bindPath !== undefined) {
+    const [c, fd] = open(options.bindPath, tag, options.trace);
+    return new UnixDatagramSocket(c, fd, options.bindPath, tag, { ...options, peer: target });
+  }
   const dir = Deno.makeTempDirSync({ prefix: "sockit-" });
   const path = `${dir}/client.sock`;
   let opened: [Libc, number];

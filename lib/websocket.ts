@@ -34,6 +34,11 @@ export type WebSocketMode = "text" | "binary" | "echo";
 export interface WebSocketOptions {
   /** Default `text`. */
   mode?: WebSocketMode;
+  /**
+   * Text mode: each message keeps its line end (`--crlf`: the input's LF,
+   * made CRLF, ends each message) instead of losing it.
+   */
+  keepLineEnds?: boolean;
   /** After the input ends, send Close once the peer has been quiet this long, in ms (default 250; 0: at once). */
   closeDelay?: number;
   /** Send no Close at the end of input (`--no-half-close`). */
@@ -464,7 +469,7 @@ export class WebSocketSide extends Connection {
       let start = 0;
       for (let i = 0; i < p.length; i++) {
         if (p[i] !== 10) continue;
-        this.#line.push(p.subarray(start, i));
+        this.#line.push(p.subarray(start, this.#options.keepLineEnds ? i + 1 : i));
         await this.#sendLine();
         start = i + 1;
       }

@@ -110,7 +110,7 @@ function flagLines(use: FlagUse): string[] {
   const spec: FlagSpec = FLAGS[name];
   const help = typeof use === "string" ? spec.help : use[1];
   const left = `  ${spec.short ? `-${spec.short}, ` : ""}--${name}${
-    spec.value ? ` ${spec.value}` : ""
+    spec.value ? (spec.optional ? `[=${spec.value}]` : ` ${spec.value}`) : ""
   }`;
   const body = wrap(help, " ".repeat(COLUMN));
   if (left.length < COLUMN - 1) {

@@ -29,15 +29,17 @@ import { TLS_CLIENT_FLAGS, tlsClientFlags, tlsClientOptions } from "./tls_flags.
 import type { TlsClientFlags } from "./tls_flags.ts";
 import {
   countFlag,
+  datagramFlags,
   dialogueSteps,
   durationFlag,
   familyFlag,
   oneEndpoint,
   proxyFlag,
   socketFlags,
+  sourceFamily,
   websocketFlags,
 } from "./values.ts";
-import type { WebSocketCommandOptions } from "./values.ts";
+import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
 
 /** How long `connect udp://` waits for replies after its input ended, by default. */
 export const UDP_REPLY_WAIT = 2000;
@@ -78,6 +80,8 @@ export interface ConnectCommandOptions extends GlobalOptions {
   websocket?: WebSocketCommandOptions;
   /** `--nodelay`, `--keepalive`. */
   socket?: SocketOptions;
+  /** UDP: multicast TTL and loop, `--broadcast`. */
+  datagram?: DatagramFlags;
 }
 
 /** `sockit connect`. */
@@ -130,6 +134,10 @@ session ends when the server closes its side, once everything is on stdout.`,
     { title: "TLS", flags: TLS_CLIENT_FLAGS },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Socket options", flags: CLIENT_SOCKET_FLAGS },
+    {
+      title: "UDP multicast and broadcast",
+      flags: ["multicast-ttl", "multicast-loop", "broadcast"],
+    },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -146,6 +154,7 @@ session ends when the server closes its side, once everything is on stdout.`,
       throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
     }
     const { endpoint, flags: tls } = tlsClientFlags(values, given);
+    const { socket } = socketFlags(values, endpoint);
     const steps = dialogueSteps(sequence);
     const sendOnly = values["send-only"] === true;
     const recvOnly = values["recv-only"] === true;
@@ -173,11 +182,12 @@ session ends when the server closes its side, once everything is on stdout.`,
       retry: countFlag(values, "retry"),
       retryDelay: durationFlag(values, "retry-delay"),
       noHalfClose: values["no-half-close"] === true,
-      family: familyFlag(values, endpoint),
+      family: sourceFamily(socket.source, familyFlag(values, endpoint)),
       tls,
       proxy: proxyFlag(values, endpoint),
       websocket: websocketFlags(values, [endpoint], "text"),
-      socket: socketFlags(values).socket,
+      socket,
+      datagram: datagramFlags(values, [endpoint]),
     };
   },
   run: runConnect,
@@ -266,6 +276,8 @@ async function connectDatagram(
   const socket = await openDatagram(options.endpoint, "connect", {
     family: options.family,
     trace: reporter.traceFn,
+    socket: options.socket,
+    ...options.datagram,
   });
   if (!canConnectDatagram()) {
     reporter.info(

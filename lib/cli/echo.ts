@@ -27,6 +27,7 @@ import { openServer, serveOptions } from "./serve.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
 import {
+  datagramFlags,
   familyFlag,
   oneEndpoint,
   refuseFlags,
@@ -34,13 +35,15 @@ import {
   socketFlags,
   websocketFlags,
 } from "./values.ts";
-import type { WebSocketCommandOptions } from "./values.ts";
+import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit echo`. */
 export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
   /** `--reuseport`, `--nodelay`, `--keepalive`. */
   sockets?: { socket: SocketOptions; reusePort: boolean };
+  /** UDP: multicast groups to join (and their TTL and loop). */
+  datagram?: DatagramFlags;
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** `-4` / `-6`. */
@@ -83,6 +86,7 @@ UDP: every datagram goes back to its sender.`,
     { title: "TLS", flags: TLS_SERVER_FLAGS },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
+    { title: "UDP multicast", flags: ["multicast-join", "multicast-ttl", "multicast-loop"] },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -99,6 +103,7 @@ UDP: every datagram goes back to its sender.`,
     return {
       ...globals,
       sockets: socketFlags(values),
+      datagram: datagramFlags(values, [endpoint]),
       endpoint,
       family: familyFlag(values, endpoint),
       ...serverLimits(values),
@@ -164,6 +169,7 @@ async function echoDatagrams(
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
+    ...options.datagram,
   });
   reporter.listening(socket.address, options.endpoint.transport);
   const prefix = schemePrefix(transportOf(options.endpoint));

@@ -21,6 +21,11 @@ export interface FlagSpec {
   multiple?: boolean;
   /** The placeholder of the value in help (`DUR`, `N`, `PEM`). */
   value?: string;
+  /**
+   * A switch that may carry a value as `--name=VALUE` (never as the next
+   * word): its value is `true`, or the text after `=`.
+   */
+  optional?: true;
   /** What it does, for help (one sentence or two). */
   help: string;
 }
@@ -240,7 +245,41 @@ export const FLAGS = {
   nodelay: { type: "boolean", help: "TCP_NODELAY: send small writes at once (no Nagle delay)" },
   keepalive: {
     type: "boolean",
-    help: "SO_KEEPALIVE: the kernel probes an idle connection (with the system's timings)",
+    optional: true,
+    value: "IDLE[,INTERVAL,COUNT]",
+    help: "SO_KEEPALIVE: the kernel probes an idle connection; with =IDLE,INTERVAL,COUNT " +
+      "(durations, a count) also TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (through libc: " +
+      "--allow-ffi), else the system's timings",
+  },
+  source: {
+    type: "string",
+    value: "ADDR[:PORT]",
+    help: "connect from this local address and/or port (:PORT alone; [v6]:PORT): nc's -s and " +
+      "-p; for a unixgram: client, the path to bind (unixgram:PATH)",
+  },
+  "multicast-join": {
+    type: "string",
+    multiple: true,
+    value: "GROUP[@IFADDR]",
+    help: "join this multicast group (IP_ADD_MEMBERSHIP), on the interface with IFADDR " +
+      "(default: the system's choice); repeatable",
+  },
+  "multicast-ttl": {
+    type: "string",
+    value: "N",
+    help: "IP_MULTICAST_TTL of the datagrams sent to a group (default 1: this network)",
+  },
+  "multicast-loop": {
+    type: "boolean",
+    optional: true,
+    value: "on|off",
+    help: "IP_MULTICAST_LOOP: whether this host's own members hear what is sent to a group " +
+      "(the system's default: on)",
+  },
+  broadcast: {
+    type: "boolean",
+    help: "SO_BROADCAST: may send to a broadcast address (Deno's UDP sockets always may; " +
+      "accepted for socat's users)",
   },
   reuseport: {
     type: "boolean",
@@ -505,6 +544,17 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
     string,
     { type: "boolean" | "string"; short?: string; multiple?: boolean }
   > = {};
+  const optionalValues: Record<string, string> = {};
+  const end = argv.indexOf("--");
+  argv = argv.map((arg, i) => {
+    const eq = arg.indexOf("=");
+    if (!arg.startsWith("--") || eq < 0 || (end >= 0 && i > end)) return arg;
+    const name = arg.slice(2, eq);
+    const spec = FLAGS[name as keyof typeof FLAGS] as FlagSpec | undefined;
+    if (!spec?.optional || !uses.some((use) => flagName(use) === name)) return arg;
+    optionalValues[name] = arg.slice(eq + 1);
+    return `--${name}`;
+  });
   for (const use of uses) {
     const name = flagName(use);
     const spec: FlagSpec = FLAGS[name];
@@ -530,7 +580,7 @@ export function parseFlags(argv: string[], uses: readonly FlagUse[]): ParsedFlag
   } catch (err) {
     throw new UsageError(conciseMessage(err as { code?: string; message: string }));
   }
-  const { values } = parsed;
+  const values = { ...parsed.values, ...optionalValues };
   const color = (values.color as string | undefined) ?? "auto";
   if (color !== "auto" && color !== "always" && color !== "never") {
     throw new UsageError(
@@ -578,10 +628,24 @@ export const WEBSOCKET_FLAGS: FlagUse[] = [
 
 /** TCP socket options of a client. */
 export const CLIENT_SOCKET_FLAGS: FlagUse[] = [
+  "source",
   "nodelay",
   "keepalive",
   ["ttl", "IP_TTL / IPV6_UNICAST_HOPS of the connection's packets (through libc: --allow-ffi)"],
 ];
 
 /** TCP socket options of a server (its listener, and each accepted connection). */
-export const SERVER_SOCKET_FLAGS: FlagUse[] = ["reuseport", "nodelay", "keepalive"];
+export const SERVER_SOCKET_FLAGS: FlagUse[] = [
+  "reuseport",
+  "nodelay",
+  "keepalive",
+  ["ttl", "IP_TTL / IPV6_UNICAST_HOPS of each connection's packets (through libc: --allow-ffi)"],
+];
+
+/** UDP multicast and broadcast options (`udp://` endpoints). */
+export const MULTICAST_FLAGS: FlagUse[] = [
+  "multicast-join",
+  "multicast-ttl",
+  "multicast-loop",
+  "broadcast",
+];

@@ -22,13 +22,20 @@ import { isTls, requireEndpoint, schemePrefix, transportOf } from "../transports
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import {
+  MULTICAST_FLAGS,
+  SERVER_FLAGS,
+  SERVER_SOCKET_FLAGS,
+  TRAFFIC_FLAGS,
+  WEBSOCKET_FLAGS,
+} from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { openServer, serveOptions } from "./serve.ts";
+import { datagramSessionEvents, openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
 import {
+  datagramFlags,
   durationFlag,
   familyFlag,
   proxyFlag,
@@ -36,13 +43,15 @@ import {
   socketFlags,
   websocketFlags,
 } from "./values.ts";
-import type { WebSocketCommandOptions } from "./values.ts";
+import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit forward`. */
 export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
   /** `--reuseport`, `--nodelay`, `--keepalive`. */
   sockets?: { socket: SocketOptions; reusePort: boolean };
+  /** UDP: multicast groups (the listener), TTL/loop/broadcast (the target). */
+  datagram?: DatagramFlags;
   /** Where to accept. */
   listen: Endpoint;
   /** Where each client is forwarded. */
@@ -114,7 +123,14 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       ],
     },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
-    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
+    {
+      title: "Socket options",
+      flags: [...SERVER_SOCKET_FLAGS, [
+        "source",
+        "connect to the target from this local address and/or port (:PORT alone)",
+      ]],
+    },
+    { title: "UDP multicast and broadcast", flags: MULTICAST_FLAGS },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -158,7 +174,8 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     }
     return {
       ...globals,
-      sockets: socketFlags(values),
+      sockets: socketFlags(values, target),
+      datagram: datagramFlags(values, [listenAt, target]),
       listen: listenAt,
       target,
       ...serverLimits(values),
@@ -268,9 +285,12 @@ async function forwardDatagramSessions(
   targetName: string,
 ): Promise<number> {
   try {
+    const { multicast, broadcast } = options.datagram ?? {};
     const listener = await openDatagram(options.listen, "listen", {
       family: options.family,
       trace: reporter.traceFn,
+      // The listener joins the groups; TTL, loop and broadcast are the target's.
+      multicast: multicast?.join && { join: multicast.join },
     });
     reporter.listening(listener.address, options.listen.transport);
     const prefix = schemePrefix(transportOf(options.listen));
@@ -280,27 +300,21 @@ async function forwardDatagramSessions(
         openDatagram(options.target, "connect", {
           family: options.family,
           trace: reporter.traceFn,
+          socket: options.sockets?.socket,
+          multicast: multicast && { ttl: multicast.ttl, loop: multicast.loop },
+          broadcast,
         }),
       {
         signal: ctx.signal,
         idleTimeout: options.idleTimeout ?? DATAGRAM_SESSION_IDLE,
         maxSessions: options.maxConns,
-        onSession: (client) =>
-          reporter.event("peer", `datagrams from ${client} → ${targetName}`, {
-            remote: `${prefix}${client}`,
-          }),
-        onClosed: (info) =>
-          reporter.closed({
-            id: 0,
-            remoteAddress: `${prefix}${info.client}`,
-            localAddress: listener.address,
-          }, {
-            sent: info.sent,
-            received: info.received,
-            durationMs: Math.round(performance.now() - info.since),
-            ...(info.reason ? { reason: info.reason } : {}),
-          }),
-        onWarning: (text) => reporter.warning(text),
+        access: options.access,
+        ...datagramSessionEvents(
+          reporter,
+          prefix,
+          listener.address,
+          (client) => `datagrams from ${client} → ${targetName}`,
+        ),
       },
     );
     reporter.totals();

@@ -11,9 +11,12 @@ import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
+import type { DatagramSocket } from "../datagram.ts";
+import { DATAGRAM_SESSION_IDLE, forwardDatagrams } from "../datagram_forward.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
 import {
   checkRunPermission,
+  ChildDatagrams,
   ChildStream,
   connectionEnv,
   findProgram,
@@ -38,11 +41,12 @@ import type { CommandContext } from "./context.ts";
 import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { openServer, serveOptions } from "./serve.ts";
+import { datagramSessionEvents, openServer, serveOptions } from "./serve.ts";
 import { prepareStdio, runSession } from "./session.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
 import {
+  datagramFlags,
   dialogueSteps,
   durationFlag,
   exclusive,
@@ -53,7 +57,7 @@ import {
   socketFlags,
   websocketFlags,
 } from "./values.ts";
-import type { WebSocketCommandOptions } from "./values.ts";
+import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /**
@@ -66,6 +70,8 @@ export const EXEC_GRACE = 1000;
 export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   /** `--reuseport`, `--nodelay`, `--keepalive`. */
   sockets?: { socket: SocketOptions; reusePort: boolean };
+  /** UDP: multicast groups to join (and their TTL and loop). */
+  datagram?: DatagramFlags;
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** What to send to each client instead of stdin (`--send`, `--send-file`, in order). */
@@ -98,6 +104,9 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
 
 /** The options that need connections: not for a datagram endpoint. */
 const STREAM_ONLY = ["exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
+
+/** What a datagram server with a child per peer (`--exec`) still refuses. */
+const NOT_FOR_DATAGRAM_EXEC = ["broker", "send", "send-file", "expect", "send-only", "recv-only"];
 
 /** How long a `--broker` member may hold up the others, by default. */
 export const BROKER_STALL = 5000;
@@ -184,6 +193,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     { title: "TLS", flags: TLS_SERVER_FLAGS },
     { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
     { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
+    { title: "UDP multicast", flags: ["multicast-join", "multicast-ttl", "multicast-loop"] },
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -208,11 +218,15 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     if (values["recv-only"] && (values.send || values["send-file"])) {
       throw new UsageError("options --recv-only and --send/--send-file contradict each other");
     }
-    if (row.kind === "datagram") refuseFlags(values, STREAM_ONLY, row);
+    if (row.kind === "datagram") {
+      const exec = values.exec !== undefined || values["sh-exec"] !== undefined;
+      refuseFlags(values, exec ? NOT_FOR_DATAGRAM_EXEC : STREAM_ONLY, row);
+    }
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
       sockets: socketFlags(values),
+      datagram: datagramFlags(values, [endpoint]),
       endpoint,
       steps: dialogueSteps(sequence),
       noHalfClose: values["no-half-close"] === true,
@@ -296,8 +310,10 @@ async function listenDatagram(
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
+    ...options.datagram,
   });
   reporter.listening(socket.address, options.endpoint.transport);
+  if (options.exec) return await execPerPeer(socket, options.exec, options, ctx, reporter);
   // --send greets each new peer; without it, stdin goes to the latest peer.
   const greeting = options.steps
     ? await sendDatagrams(options.steps, socket.maxDatagram).catch((err) => {
@@ -325,6 +341,53 @@ async function listenDatagram(
     closedName: () => side.label,
   });
   return code;
+}
+
+/**
+ * `listen udp:// --exec`: a child per peer (socat `UDP-RECVFROM,fork`,
+ * ncat `-u -l -k --exec`): the peer's datagrams are its stdin, each read of
+ * its stdout a datagram back; the session ends when the child closes its
+ * output or after `--idle-timeout` (default 30 s) without datagrams. Without
+ * `-k` only the first peer is served.
+ */
+async function execPerPeer(
+  socket: DatagramSocket,
+  argv: string[],
+  options: ListenCommandOptions,
+  ctx: CommandContext,
+  reporter: Reporter,
+): Promise<number> {
+  const prefix = schemePrefix(transportOf(options.endpoint));
+  // The socket's own address, for the child's SOCKIT_LOCAL_* variables.
+  const at = /^\[?(.*?)\]?:(\d+)$/.exec(socket.address);
+  const local: Deno.Addr = at
+    ? { transport: "udp", hostname: at[1], port: Number(at[2]) }
+    : { transport: "unixpacket", path: socket.address.replace(/^unixgram:/, "") };
+  await forwardDatagrams(
+    socket,
+    (peer) =>
+      new ChildDatagrams(
+        new ChildStream({ argv, env: connectionEnv(peer, local) }),
+        socket.maxDatagram,
+        options.grace,
+      ),
+    {
+      signal: ctx.signal,
+      idleTimeout: options.idleTimeout ?? DATAGRAM_SESSION_IDLE,
+      maxSessions: options.maxConns,
+      access: options.access,
+      once: !options.keepOpen,
+      upstreamName: `exec ${argv[0]}`,
+      ...datagramSessionEvents(
+        reporter,
+        prefix,
+        socket.address,
+        (client) => `datagrams from ${client} → exec ${argv[0]}`,
+      ),
+    },
+  );
+  if (options.keepOpen) reporter.totals();
+  return ctx.signal.aborted ? exitCodeOf(ctx.signal.reason) : 0;
 }
 
 /** What each accepted connection is bridged with, by mode. */

@@ -26,6 +26,9 @@ import type { CommandContext } from "./context.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { EXEC_GRACE, runListen } from "./listen.ts";
 import type { ListenCommandOptions } from "./listen.ts";
+import { sourceFamily, sourceFlag } from "./values.ts";
+import { scanSource } from "./scan.ts";
+import type { SourceAddress } from "../node_conn.ts";
 
 /** nc's options that take a value. */
 const WITH_VALUE = new Set([..."IiMmOPpqsTVWwXx"]);
@@ -48,7 +51,6 @@ const REFUSED: Record<string, string> = {
   t: "telnet negotiation",
   V: "routing tables",
   W: "a limit on received packets",
-  s: "a source address (comes with --source)",
 };
 
 /** The parsed nc command line. */
@@ -75,6 +77,8 @@ export interface NcOptions extends GlobalOptions {
   family?: 4 | 6;
   /** `-n`: addresses only, no names. */
   numeric: boolean;
+  /** `-s ADDR` / `-p PORT` of a client (`-s PATH` with `-U -u`): where it binds first. */
+  source?: SourceAddress;
   /** `-x` (with `-X`, `-P`): the proxy to connect through. */
   proxy?: ProxySpec;
 }
@@ -209,15 +213,33 @@ export function parseNcArgs(argv: string[]): NcOptions {
   if (proxy && (has("l") || udp || unix)) {
     throw new UsageError("nc -x: a proxy is for TCP clients (not with -l, -u or -U)");
   }
+  // A client's -s ADDR and -p PORT: where it binds before it connects (-U -u: its own path).
+  const sourceText = opts.get("s") as string | undefined;
+  const sourcePort = opts.get("p") as string | undefined;
+  const ipSource = () =>
+    sourceText === undefined && sourcePort === undefined ? undefined : sourceFlag({
+      source: `${sourceText === undefined ? "" : formatHost(sourceText)}${
+        sourcePort === undefined ? "" : `:${port(sourcePort, "port")}`
+      }`,
+    });
   if (has("z")) {
     if (has("l")) throw new UsageError("nc options -l and -z do not mix");
     const [host, ...ports] = positionals;
     if (!host || ports.length === 0) throw new UsageError("nc -z needs a host and ports");
     if (udp && proxy) throw new UsageError("nc -zu: a proxy tunnels TCP, not UDP");
+    if (sourcePort !== undefined) {
+      throw new UsageError(
+        "nc -z -p: a scan probes many ports at once, so it takes no source port",
+      );
+    }
     return {
       ...common,
       mode: "scan",
       proxy,
+      source: scanSource({
+        ...(sourceText !== undefined ? { source: formatHost(sourceText) } : {}),
+        ...(proxy ? { proxy: "" } : {}),
+      }),
       scan: { host: numericHost(host), ports: parsePorts(ports.join(",")), udp },
     };
   }
@@ -238,7 +260,8 @@ export function parseNcArgs(argv: string[]): NcOptions {
       if (positionals.length > 1) {
         throw new UsageError("nc -l -p PORT takes at most a host besides");
       }
-      host = positionals[0];
+      host = positionals[0] ??
+        (typeof opts.get("s") === "string" ? opts.get("s") as string : undefined);
       p = port(given, "port");
     } else {
       if (positionals.length === 0 || positionals.length > 2) {
@@ -255,15 +278,20 @@ export function parseNcArgs(argv: string[]): NcOptions {
         : { transport: scheme, hostname: numericHost(host.replace(/^\[(.*)\]$/, "$1")), port: p },
     };
   }
-  if (has("p")) throw new UsageError("nc -p without -l (a source port) comes with --source");
   if (unix) {
     if (positionals.length !== 1) throw new UsageError("nc -U needs a socket path");
+    if (has("p")) throw new UsageError("nc -p: a Unix socket has no port");
+    if (sourceText !== undefined && !udp) {
+      throw new UsageError("nc -s: a Unix stream client binds no path (only -U -u does)");
+    }
     return {
       ...common,
       mode: "connect",
       endpoint: { transport: unixScheme, path: positionals[0] },
+      ...(sourceText !== undefined ? { source: { path: sourceText } } : {}),
     };
   }
+
   if (positionals.length !== 2) throw new UsageError("nc needs a host and a port (nc host port)");
   const [host, portText] = positionals;
   const hostname = numericHost(host.replace(/^\[(.*)\]$/, "$1"));
@@ -272,6 +300,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
     ...common,
     mode: "connect",
     proxy,
+    source: ipSource(),
     endpoint: parseEndpoint(`${scheme}://${formatHost(hostname)}:${port(portText, "port")}`),
   };
 }
@@ -352,6 +381,8 @@ export async function runNc(options: NcOptions, ctx: CommandContext): Promise<nu
     // UDP: nc waits for replies until -w (sockit's default reply wait otherwise).
     idleTimeout: transportOf(options.endpoint!).kind === "datagram" ? options.wait : undefined,
     quitAfterInput: options.quit,
+    socket: options.source && { source: options.source },
+    family: sourceFamily(options.source, options.family),
   };
   return await runConnect(connect, ctx);
 }
@@ -364,7 +395,11 @@ async function ncScan(options: NcOptions, ctx: CommandContext): Promise<number> 
     if (udp) {
       // nc -zu: "succeeded" for every port that did not refuse (open or open|filtered).
       const [address] = await resolve(host, { op: "nc", family: options.family });
-      const found = await scanUdp(address, ports, { timeout: options.wait, signal: ctx.signal });
+      const found = await scanUdp(address, ports, {
+        timeout: options.wait,
+        signal: ctx.signal,
+        source: options.source,
+      });
       if (options.verbose) {
         for (const r of found) {
           reporter.verbatim(`Connection to ${host} ${r.port} port [udp/*] succeeded!\n`);
@@ -379,6 +414,7 @@ async function ncScan(options: NcOptions, ctx: CommandContext): Promise<number> 
       timeout: options.wait,
       signal: ctx.signal,
       dialer: options.proxy ? proxyDialer(options.proxy) : undefined,
+      source: options.source,
     });
     if (options.verbose) {
       const openPorts = new Set(open.map((r) => r.port));

@@ -13,9 +13,17 @@ import { formatPorts, parsePorts, scan, scanUdp } from "../scan.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import type { GlobalOptions } from "./flags.ts";
+import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { countFlag, durationFlag, familyFlag, proxyFlag } from "./values.ts";
+import {
+  countFlag,
+  durationFlag,
+  familyFlag,
+  proxyFlag,
+  sourceFamily,
+  sourceFlag,
+} from "./values.ts";
+import type { SourceAddress } from "../node_conn.ts";
 import { proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
 
@@ -35,6 +43,22 @@ export interface ScanCommandOptions extends GlobalOptions {
   proxy?: ProxySpec;
   /** `-u`: a UDP scan. */
   udp?: boolean;
+  /** `--source ADDR`: probe from this local address. */
+  source?: SourceAddress;
+}
+
+/** `--source ADDR` of a scan: an address only, as the probes are many at once. */
+export function scanSource(values: FlagValues): SourceAddress | undefined {
+  const source = sourceFlag(values);
+  if (source?.port !== undefined) {
+    throw new UsageError(
+      "a scan probes many ports at once, so --source takes an address, not a port",
+    );
+  }
+  if (source && values.proxy !== undefined) {
+    throw new UsageError("options --source and --proxy do not mix in a scan");
+  }
+  return source;
 }
 
 /** `sockit scan`. */
@@ -56,6 +80,7 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
       ["ipv4", "resolve HOST to IPv4"],
       ["ipv6", "resolve HOST to IPv6"],
       "udp",
+      ["source", "probe from this local address (no port: the probes are many at once)"],
       [
         "proxy",
         "probe through a proxy: a port is open when the proxy's tunnel opens (default concurrency 16)",
@@ -93,9 +118,10 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
       ports: parsePorts(positionals[1]),
       concurrency,
       timeout,
-      family: familyFlag(values),
+      family: sourceFamily(scanSource(values), familyFlag(values)),
       proxy: proxyFlag(values),
       udp: values.udp === true,
+      source: scanSource(values),
     };
   },
   run: runScan,
@@ -123,6 +149,7 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
     }
     const open = await scan(address, options.ports, {
       dialer: options.proxy ? proxyDialer(options.proxy) : undefined,
+      source: options.source,
       concurrency: options.concurrency,
       timeout: options.timeout,
       signal: ctx.signal,
@@ -132,6 +159,8 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
             ? "probing through libc: non-blocking connect() and poll(), in batches per worker"
             : path === "proxy"
             ? `probing through the proxy ${options.proxy?.text}: a port is open when its tunnel opens`
+            : path === "source"
+            ? `probing from ${options.source?.host} through node:net (it binds before connecting)`
             : "probing with Deno.connect (libc needs --allow-ffi)",
           { path },
         ),
@@ -190,6 +219,7 @@ async function runUdpScan(
     );
   }
   const results = await scanUdp(address, options.ports, {
+    source: options.source,
     timeout: options.timeout,
     concurrency: options.concurrency,
     signal: ctx.signal,

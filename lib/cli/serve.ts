@@ -9,6 +9,8 @@
  */
 
 import type { Endpoint } from "../address.ts";
+import type { ForwardDatagramsOptions } from "../datagram_forward.ts";
+import { formatAddr } from "../ip.ts";
 import type { SocketOptions } from "../conn.ts";
 import type { Listener } from "../listener.ts";
 import { listen } from "../open.ts";
@@ -90,5 +92,40 @@ export function serveOptions(
     maxConns: limits.maxConns,
     access: limits.access,
     report: (err) => reporter.fail(err),
+  };
+}
+
+/**
+ * What a datagram server of sessions (`forward udp://`, `listen udp://
+ * --exec`) tells: each new client, each refused one, each session's end
+ * with its figures, warnings. `describe` names a new client's session.
+ *
+ * @example Usage
+ * ```ts ignore
+ * await forwardDatagrams(socket, open, { signal, ...datagramSessionEvents(reporter, "udp://", socket.address, (c) => `datagrams from ${c}`) });
+ * ```
+ */
+export function datagramSessionEvents(
+  reporter: Reporter,
+  prefix: string,
+  localAddress: string,
+  describe: (client: string) => string,
+): Pick<ForwardDatagramsOptions, "onSession" | "onRejected" | "onClosed" | "onWarning"> {
+  return {
+    onSession: (client) =>
+      reporter.event("peer", describe(client), { remote: `${prefix}${client}` }),
+    onRejected: (client, why) =>
+      reporter.rejected(
+        { id: 0, remoteAddress: `${prefix}${formatAddr(client)}`, localAddress },
+        why,
+      ),
+    onClosed: (info) =>
+      reporter.closed({ id: 0, remoteAddress: `${prefix}${info.client}`, localAddress }, {
+        sent: info.sent,
+        received: info.received,
+        durationMs: Math.round(performance.now() - info.since),
+        ...(info.reason ? { reason: info.reason } : {}),
+      }),
+    onWarning: (text) => reporter.warning(text),
   };
 }

@@ -17,7 +17,10 @@ import { Pattern } from "../pattern.ts";
 import { parseProxyUrl } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
 import type { WebSocketMode, WebSocketOptions } from "../websocket.ts";
-import { formatHost, ipFamily } from "../ip.ts";
+import { formatHost, ipFamily, isIPv6 } from "../ip.ts";
+import type { KeepaliveTimings, SocketOptions } from "../conn.ts";
+import type { MulticastOptions } from "../datagram.ts";
+import type { SourceAddress } from "../node_conn.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
 import type { Step } from "../dialogue.ts";
@@ -371,12 +374,14 @@ export function websocketFlags(
     maxMessage,
     headers: headers.length ? headers : undefined,
     noCloseOnEof: values["no-half-close"] === true,
+    keepLineEnds: values.crlf === true,
     handshakeTimeout: durationFlag(values, "handshake-timeout"),
   };
 }
 
 /**
- * `--nodelay`, `--keepalive` and `--reuseport` as options.
+ * `--nodelay`, `--keepalive[=IDLE,INTERVAL,COUNT]`, `--ttl`, `--reuseport`
+ * and a client's `--source` (checked against its `target`) as options.
  *
  * @example Usage
  * ```ts
@@ -384,19 +389,233 @@ export function websocketFlags(
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(socketFlags({ nodelay: true }), { socket: { nodelay: true, keepalive: false }, reusePort: false });
+ * assert.deepEqual(socketFlags({ keepalive: "30s,5,3" }).socket.keepalive, { idle: 30, interval: 5, count: 3 });
  * ```
  */
 export function socketFlags(
   values: FlagValues,
-): { socket: { nodelay: boolean; keepalive: boolean; ttl?: number }; reusePort: boolean } {
+  target?: Endpoint,
+): { socket: SocketOptions; reusePort: boolean } {
   const ttl = countFlag(values, "ttl");
   if (ttl !== undefined && (ttl < 1 || ttl > 255)) throw new UsageError("option --ttl needs 1–255");
+  const source = sourceFlag(values, target);
   return {
     socket: {
       nodelay: values.nodelay === true,
-      keepalive: values.keepalive === true,
+      keepalive: typeof values.keepalive === "string"
+        ? keepaliveTimings(values.keepalive)
+        : values.keepalive === true,
       ...(ttl !== undefined ? { ttl } : {}),
+      ...(source ? { source } : {}),
     },
     reusePort: values.reuseport === true,
   };
+}
+
+/** `IDLE[,INTERVAL,COUNT]`: durations (a bare number is seconds) in whole seconds, and a count. */
+function keepaliveTimings(text: string): KeepaliveTimings {
+  const parts = text.split(",");
+  const seconds = (part: string, what: string) => {
+    const ms = parseDuration(part);
+    if (ms < 1000 || ms > 32767_000) {
+      throw new UsageError(`option --keepalive: ${what} must be 1s to 32767s, not ${part}`);
+    }
+    return Math.round(ms / 1000);
+  };
+  if (parts.length !== 1 && parts.length !== 3) {
+    throw new UsageError(
+      `option --keepalive takes IDLE or IDLE,INTERVAL,COUNT (--keepalive=60,10,5), not ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  if (parts.length === 1) return { idle: seconds(parts[0], "IDLE") };
+  const count = Number(parts[2]);
+  if (!/^\d+$/.test(parts[2]) || count < 1 || count > 127) {
+    throw new UsageError(`option --keepalive: COUNT must be 1–127, not ${parts[2]}`);
+  }
+  return { idle: seconds(parts[0], "IDLE"), interval: seconds(parts[1], "INTERVAL"), count };
+}
+
+/**
+ * `--source ADDR[:PORT]`, `:PORT`, `[v6]:PORT`, or `unixgram:PATH` for a
+ * unixgram client; the address must be an IP literal of the target's
+ * family.
+ *
+ * @example Usage
+ * ```ts
+ * import { sourceFlag } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(sourceFlag({ source: "127.0.0.2:4000" }), { host: "127.0.0.2", port: 4000 });
+ * assert.deepEqual(sourceFlag({ source: ":4000" }), { port: 4000 });
+ * assert.deepEqual(sourceFlag({ source: "::1" }), { host: "::1" });
+ * assert.throws(() => sourceFlag({ source: "example.com" }), /an IP address/);
+ * ```
+ */
+export function sourceFlag(values: FlagValues, target?: Endpoint): SourceAddress | undefined {
+  const text = values.source;
+  if (typeof text !== "string") return undefined;
+  const row = target && transportOf(target);
+  if (text.startsWith("unixgram:")) {
+    if (row && row.scheme !== "unixgram") {
+      throw new UsageError(`option --source ${text} is for a unixgram: target`);
+    }
+    const path = text.slice("unixgram:".length);
+    if (!path) throw new UsageError("option --source unixgram: needs a path");
+    return { path };
+  }
+  if (row && row.address !== "host-port" && row.address !== "url") {
+    throw new UsageError(
+      `option --source is for IP targets (and unixgram:PATH for unixgram:), not ${
+        schemePrefix(row)
+      }`,
+    );
+  }
+  if (row?.scheme === "unixgram") {
+    throw new UsageError(`option --source for a unixgram: target is unixgram:PATH, not ${text}`);
+  }
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]*):(\d+)$/.exec(text) ??
+    /^(.*)()$/.exec(text)!;
+  const host = m[1] || undefined;
+  const port = m[2] ? Number(m[2]) : undefined;
+  if (host !== undefined && ipFamily(host) === undefined) {
+    throw new UsageError(
+      `option --source needs an IP address (ADDR[:PORT]), not ${JSON.stringify(text)}`,
+    );
+  }
+  if (port !== undefined && port > 65535) {
+    throw new UsageError(`option --source: port ${port} is out of range`);
+  }
+  if (host === undefined && port === undefined) {
+    throw new UsageError(
+      `option --source needs ADDR, ADDR:PORT or :PORT, not ${JSON.stringify(text)}`,
+    );
+  }
+  const literal = target && "hostname" in target && target.hostname
+    ? ipFamily(target.hostname)
+    : undefined;
+  if (host && literal && ipFamily(host) !== literal) {
+    throw new UsageError(
+      `option --source ${text} is IPv${ipFamily(host)}, the target ${
+        formatEndpoint(target!)
+      } IPv${literal}`,
+    );
+  }
+  return { ...(host ? { host } : {}), ...(port !== undefined ? { port } : {}) };
+}
+
+/**
+ * The address family for resolving a client's target: `-4`/`-6`, else the
+ * family of its `--source` address (none for a port alone); the two must
+ * agree.
+ *
+ * @example Usage
+ * ```ts
+ * import { sourceFamily } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(sourceFamily({ host: "::1" }, undefined), 6);
+ * assert.equal(sourceFamily({ port: 4000 }, 4), 4);
+ * assert.throws(() => sourceFamily({ host: "::1" }, 4), /IPv6, but -4/);
+ * ```
+ */
+export function sourceFamily(
+  source: SourceAddress | undefined,
+  family: 4 | 6 | undefined,
+): 4 | 6 | undefined {
+  const own = source?.host ? ipFamily(source.host) : undefined;
+  if (own && family && own !== family) {
+    throw new UsageError(`option --source ${source!.host} is IPv${own}, but -${family} was given`);
+  }
+  return family ?? own;
+}
+
+/**
+ * `--multicast-join GROUP[@IFADDR]`, `--multicast-ttl N` and
+ * `--multicast-loop[=off]` as options, or `undefined` when none is given.
+ *
+ * @example Usage
+ * ```ts
+ * import { multicastFlags } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(multicastFlags({ "multicast-join": ["239.1.2.3@127.0.0.1"] }), {
+ *   join: [{ group: "239.1.2.3", iface: "127.0.0.1" }],
+ * });
+ * assert.equal(multicastFlags({}), undefined);
+ * assert.throws(() => multicastFlags({ "multicast-join": ["10.0.0.1"] }), /not a multicast group/);
+ * ```
+ */
+export function multicastFlags(values: FlagValues): MulticastOptions | undefined {
+  const joins = (values["multicast-join"] as string[] | undefined) ?? [];
+  const join = joins.map((text) => {
+    const at = text.lastIndexOf("@");
+    const group = at < 0 ? text : text.slice(0, at);
+    const iface = at < 0 ? undefined : text.slice(at + 1);
+    if (!isMulticast(group)) {
+      throw new UsageError(`option --multicast-join: ${group} is not a multicast group address`);
+    }
+    if (iface !== undefined && (isIPv6(group) ? !/^\d+$/.test(iface) : ipFamily(iface) !== 4)) {
+      throw new UsageError(
+        `option --multicast-join: after @ comes ${
+          isIPv6(group) ? "an interface index" : "the IPv4 address of an interface"
+        }, not ${JSON.stringify(iface)}`,
+      );
+    }
+    return { group, ...(iface !== undefined ? { iface } : {}) };
+  });
+  const ttl = countFlag(values, "multicast-ttl");
+  if (ttl !== undefined && ttl > 255) throw new UsageError("option --multicast-ttl needs 0–255");
+  const loopText = values["multicast-loop"];
+  if (typeof loopText === "string" && !["on", "off"].includes(loopText)) {
+    throw new UsageError(
+      `option --multicast-loop takes =on or =off, not ${JSON.stringify(loopText)}`,
+    );
+  }
+  const loop = loopText === undefined ? undefined : loopText !== "off";
+  if (!join.length && ttl === undefined && loop === undefined) return undefined;
+  return {
+    ...(join.length ? { join } : {}),
+    ...(ttl !== undefined ? { ttl } : {}),
+    ...(loop !== undefined ? { loop } : {}),
+  };
+}
+
+/** The UDP options of a command: multicast settings and `--broadcast`. */
+export interface DatagramFlags {
+  /** `--multicast-join`, `--multicast-ttl`, `--multicast-loop`. */
+  multicast?: MulticastOptions;
+  /** `--broadcast`. */
+  broadcast?: boolean;
+}
+
+/**
+ * The multicast options and `--broadcast`, which only `udp://` endpoints
+ * take.
+ *
+ * @example Usage
+ * ```ts
+ * import { datagramFlags } from "./values.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(datagramFlags({ broadcast: true }, [{ transport: "udp", hostname: "255.255.255.255", port: 9 }]), { broadcast: true });
+ * assert.throws(() => datagramFlags({ broadcast: true }, [{ transport: "tcp", port: 9 }]), /udp:\/\//);
+ * ```
+ */
+export function datagramFlags(values: FlagValues, endpoints: Endpoint[]): DatagramFlags {
+  const multicast = multicastFlags(values);
+  const broadcast = values.broadcast === true;
+  if ((multicast || broadcast) && !endpoints.some((e) => transportOf(e).scheme === "udp")) {
+    throw new UsageError(
+      `option --${broadcast ? "broadcast" : "multicast-…"} is for udp:// endpoints`,
+    );
+  }
+  return { ...(multicast ? { multicast } : {}), ...(broadcast ? { broadcast } : {}) };
+}
+
+/** Whether `host` is an IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address. */
+function isMulticast(host: string): boolean {
+  if (ipFamily(host) === 4) return Number(host.split(".")[0]) >> 4 === 14;
+  return ipFamily(host) === 6 && /^ff/i.test(host);
 }

@@ -4,7 +4,7 @@
  * expire after their idle time.
  */
 
-import { assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { requireTool, runSockit, spawnSockit } from "./helpers.ts";
 
 const decoder = new TextDecoder();
@@ -133,5 +133,157 @@ Deno.test("listen -k udp://: every peer is heard, and each stdin line reaches ev
     assertEquals(r.text, "from a\nfrom b\n");
     a.close();
     b.close();
+  }
+});
+
+/** Two UDP peers, three exchanges each; prints each reply as "NAME REPLY". */
+const TWO_PEERS = `
+import socket, sys
+port = int(sys.argv[1])
+socks = {}
+for name in ("A", "B"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.bind(("127.0.0.1", 0))
+    socks[name] = s
+for i in range(3):
+    for name, s in socks.items():
+        s.sendto(f"{name}{i}\\n".encode(), ("127.0.0.1", port))
+    for name, s in socks.items():
+        data, _ = s.recvfrom(65536)
+        print(name, data.decode().strip(), flush=True)
+`;
+
+Deno.test("listen -k udp:// --sh-exec: a child per peer, its output back to that peer only", async () => {
+  const python = requireTool("python3");
+  const listen = spawnSockit([
+    "listen",
+    "-k",
+    "udp://127.0.0.1:0",
+    "--sh-exec",
+    'n=0; while read l; do n=$((n+1)); echo "$SOCKIT_PROTO $SOCKIT_REMOTE_PORT #$n $l"; done',
+    "--idle-timeout",
+    "500ms",
+    "-v",
+  ]);
+  const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  try {
+    const out = await new Deno.Command(python, {
+      args: ["-c", TWO_PEERS, String(port)],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    const lines = decoder.decode(out.stdout).trim().split("\n");
+    assertEquals(lines.length, 6, lines.join("\n"));
+    // Each peer's child counts that peer's lines only, and knows the peer's port.
+    const ports = new Map<string, string>();
+    for (const line of lines) {
+      const m = /^([AB]) udp (\d+) #(\d) ([AB])(\d)$/.exec(line);
+      assert(m, line);
+      assertEquals([m[4], Number(m[3])], [m[1], Number(m[5]) + 1], line);
+      assertEquals(ports.get(m[1]) ?? m[2], m[2]);
+      ports.set(m[1], m[2]);
+    }
+    assert(ports.get("A") !== ports.get("B"));
+    // Both sessions end after their idle time, each child ended with it.
+    await listen.waitForCount(/closed udp:\/\/127\.0\.0\.1:\d+ .*idle for 500 ms/, 2);
+  } finally {
+    listen.kill("SIGTERM");
+    const r = await listen.result();
+    assertEquals(r.code, 143, r.stderr);
+    assertEquals(r.text, "");
+  }
+});
+
+Deno.test("listen udp:// --exec without -k: the first peer only, then exit 0 when its child is done", async () => {
+  const listen = spawnSockit([
+    "listen",
+    "udp://127.0.0.1:0",
+    "--sh-exec",
+    'read l; echo "re $l"',
+    "-v",
+  ]);
+  const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    await sock.send(new TextEncoder().encode("one\n"), {
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port,
+    });
+    const [got] = await sock.receive(new Uint8Array(100));
+    assertEquals(decoder.decode(got), "re one\n");
+    const r = await listen.result();
+    assertEquals(r.code, 0, r.stderr);
+    assertMatch(r.stderr, /closed udp:\/\/127\.0\.0\.1:\d+ .*exec \/bin\/sh: closed its output/);
+  } finally {
+    sock.close();
+  }
+});
+
+Deno.test("--allow/--deny hold for UDP sessions: forward and listen --exec drop refused peers", async () => {
+  const python = requireTool("python3");
+  const server = new Deno.Command(python, {
+    args: ["-c", SERVER],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const target = Number((await reader.read()).value?.trim());
+  const forward = spawnSockit([
+    "forward",
+    "udp://127.0.0.1:0",
+    `udp://127.0.0.1:${target}`,
+    "--deny",
+    "127.0.0.2",
+    "-v",
+  ]);
+  const port = Number((await forward.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  const good = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const bad = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.2", port: 0 });
+  try {
+    await bad.send(new TextEncoder().encode("let me in"), to);
+    await forward.waitForStderr(/rejected udp:\/\/127\.0\.0\.2:\d+: denied by --deny 127\.0\.0\.2/);
+    await good.send(new TextEncoder().encode("hello"), to);
+    const [reply] = await good.receive(new Uint8Array(100));
+    assertEquals(decoder.decode(reply), "re:hello");
+    // The refused peer got nothing (and made no session).
+    const none = await Promise.race([
+      bad.receive(new Uint8Array(100)).then(() => "answered", () => "closed"),
+      new Promise<string>((res) => setTimeout(() => res("nothing"), 300)),
+    ]);
+    assertEquals(none, "nothing");
+  } finally {
+    forward.kill("SIGTERM");
+    const r = await forward.result();
+    assertEquals(r.stderr.match(/datagrams from/g)?.length, 1, r.stderr);
+    good.close();
+    bad.close();
+    server.kill("SIGTERM");
+    await server.status;
+    await reader.cancel();
+  }
+  // listen --exec: a peer outside --allow starts no child.
+  const listen = spawnSockit([
+    "listen",
+    "-k",
+    "udp://127.0.0.1:0",
+    "--sh-exec",
+    "cat",
+    "--allow",
+    "127.0.0.1",
+    "-v",
+  ]);
+  const at = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const outsider = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.3", port: 0 });
+  try {
+    await outsider.send(new TextEncoder().encode("run me\n"), { ...to, port: at });
+    await listen.waitForStderr(/rejected udp:\/\/127\.0\.0\.3:\d+: not in any --allow range/);
+  } finally {
+    outsider.close();
+    listen.kill("SIGTERM");
+    const r = await listen.result();
+    assert(!/datagrams from/.test(r.stderr), r.stderr);
   }
 });

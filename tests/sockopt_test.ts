@@ -194,3 +194,26 @@ Deno.test("-o/--output: a transcript of the payload both ways; --append adds", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--ttl and --keepalive=IDLE on a server apply to each accepted connection (--trace)", async () => {
+  const server = spawnSockit([
+    "echo",
+    "127.0.0.1:0",
+    "--ttl",
+    "5",
+    "--keepalive=45",
+    "--trace",
+    "-v",
+  ]);
+  const port = await server.listeningPort();
+  try {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(encoder.encode("x"));
+    await conn.read(new Uint8Array(1));
+    await server.waitForStderr(/setsockopt\(IP_TTL, 5\) = 0/);
+    await server.waitForStderr(/setsockopt\(TCP_KEEPIDLE, 45\) = 0/);
+  } finally {
+    server.kill("SIGTERM");
+    await server.result();
+  }
+});

@@ -31,7 +31,7 @@ async def handler(ws, path=None):
         if isinstance(message, str) and message.startswith("close:"):
             await ws.close(code=int(message[6:]), reason="bye")
             return
-        await ws.send(message)
+        await ws.send(repr(message) if "repr" in sys.argv else message)
 async def main():
     async with websockets.serve(handler, "127.0.0.1", 0, max_size=None,
                                 subprotocols=["chat.v1"] if "proto" in sys.argv else None) as server:
@@ -107,6 +107,29 @@ Deno.test("ws: connect to python websockets — text lines with UTF-8, empty lin
   assertEquals(r.text, "hello\nwörld ✓\n\nlast\n");
   assertMatch(r.stderr, /WebSocket with 127\.0\.0\.1:\d+: 101 \//);
   assertMatch(r.stderr, /close code 1000/);
+});
+
+Deno.test("--crlf: each WebSocket text message ends in CRLF (python sees it); TLS gets CRLF too", async () => {
+  await using server = pythonServer("repr");
+  const port = Number(await server.line());
+  const r = await runSockit(["connect", `ws://127.0.0.1:${port}/`, "--crlf"], {
+    stdin: encoder.encode("EHLO x\nQUIT\n"),
+  });
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.text, "'EHLO x\\r\\n'\n'QUIT\\r\\n'\n");
+  // Without --crlf a message is the line without its end.
+  const plain = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+    stdin: encoder.encode("EHLO x\n"),
+  });
+  assertEquals(plain.text, "'EHLO x'\n");
+  // Over TLS: the bytes the server reads.
+  const tls = spawnSockit(["listen", "tls://127.0.0.1:0", "-v"]);
+  const tlsPort = await tls.listeningPort();
+  const c = await runSockit(["connect", `tls://127.0.0.1:${tlsPort}`, "--insecure", "--crlf"], {
+    stdin: encoder.encode("EHLO x\nQUIT\n"),
+  });
+  assertEquals(c.code, 0, c.stderr);
+  assertEquals((await tls.result()).text, "EHLO x\r\nQUIT\r\n");
 });
 
 Deno.test("ws: connect --binary carries 16 MiB through python websockets, sha256-equal", async () => {

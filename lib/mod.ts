@@ -34,7 +34,13 @@ export { parseCidr } from "./cidr.ts";
 export type { AccessRules, Cidr } from "./cidr.ts";
 export { Connection } from "./conn.ts";
 export { DatagramSide } from "./datagram.ts";
-export type { DatagramMode, DatagramSideOptions, DatagramSocket, PeerSession } from "./datagram.ts";
+export type {
+  DatagramMode,
+  DatagramSideOptions,
+  DatagramSocket,
+  MulticastOptions,
+  PeerSession,
+} from "./datagram.ts";
 export { Dialogue } from "./dialogue.ts";
 export type { PendingExpect, Step } from "./dialogue.ts";
 export { httpExchange, parseHttpUrl } from "./http.ts";
@@ -98,6 +104,7 @@ export type {
   WebSocketOptions,
   WebSocketServerOptions,
 } from "./websocket.ts";
-export type { SocketOptions } from "./conn.ts";
+export type { KeepaliveTimings, SocketOptions } from "./conn.ts";
+export type { SourceAddress } from "./node_conn.ts";
 export { waitFor } from "./wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";

@@ -267,11 +267,11 @@ export class ChildStream implements Duplex, Disposable {
  * import { ChildStream, ChildDatagrams } from "./exec.ts";
  * import assert from "node:assert/strict";
  *
- * const child = new ChildDatagrams(new ChildStream({ argv: ["tr", "a-z", "A-Z"] }), 1472, 100);
+ * const child = new ChildDatagrams(new ChildStream({ argv: ["cat"] }), 1472, 100);
  * await child.send(new TextEncoder().encode("hi"));
  * const buf = new Uint8Array(8);
  * const [n] = await child.receive(buf);
- * assert.equal(new TextDecoder().decode(buf.subarray(0, n)), "HI");
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, n)), "hi");
  * child.close();
  * await child.closed;
  * ```
@@ -297,7 +297,8 @@ export class ChildDatagrams implements DatagramSocket {
     this.address = child.label;
     this.maxDatagram = maxDatagram;
     this.#grace = grace;
-    this.closed = child.released;
+    // Once it has exited, its pipes are released too.
+    this.closed = child.released.then(() => child.close());
   }
 
   /** One read of the child's output, as one datagram from the "peer" (the child). */

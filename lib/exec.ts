@@ -356,7 +356,7 @@ export function checkRunPermission(program: string): void {
 /**
  * The environment a child gets for its connection: `SOCKIT_REMOTE_ADDR`,
  * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT`,
- * `SOCKIT_PROTO` (`tcp`, `tls` or `unix`; a Unix peer has an empty address).
+ * `SOCKIT_PROTO` (`tcp`, `tls` or `unix`, or `proto`: `udp`, `unixgram`; a Unix peer has an empty address).
  *
  * @example Usage
  * ```ts
@@ -380,6 +380,7 @@ export function connectionEnv(
   remote: Deno.Addr,
   local: Deno.Addr,
   tls = false,
+  proto?: string,
 ): Record<string, string> {
   // A Unix peer is often unnamed (no path: empty), and an abstract name
   // starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
@@ -394,13 +395,7 @@ export function connectionEnv(
     SOCKIT_REMOTE_PORT: remotePort,
     SOCKIT_LOCAL_ADDR: localAddr,
     SOCKIT_LOCAL_PORT: localPort,
-    SOCKIT_PROTO: "path" in remote
-      ? (remote.transport === "unixpacket" ? "unixgram" : "unix")
-      : remote.transport === "udp"
-      ? "udp"
-      : tls
-      ? "tls"
-      : "tcp",
+    SOCKIT_PROTO: proto ?? ("path" in remote ? "unix" : tls ? "tls" : "tcp"),
   };
 }
 

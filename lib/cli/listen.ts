@@ -367,7 +367,10 @@ async function execPerPeer(
     socket,
     (peer) =>
       new ChildDatagrams(
-        new ChildStream({ argv, env: connectionEnv(peer, local) }),
+        new ChildStream({
+          argv,
+          env: connectionEnv(peer, local, false, transportOf(options.endpoint).scheme),
+        }),
         socket.maxDatagram,
         options.grace,
       ),

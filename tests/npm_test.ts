@@ -131,6 +131,8 @@ async function checkLauncher(t: Deno.TestContext, launcher: string[], execve: bo
 Deno.test("npm: pack, install -g into a prefix, run the installed sockit", async (t) => {
   requireTool("npm");
   requireTool("node");
+  requireTool("ps");
+  requireTool("setpriv"); // The Node 20 launcher's guard against orphans.
   const dir = await Deno.makeTempDir({ prefix: "sockit-npm-" });
   try {
     const tgz = (await ok([

@@ -3,12 +3,17 @@
  * next to nothing to do — `sockit --version`, `sockit --help`, and
  * `sockit connect --send x` to a port that listens (the first byte's cost) —
  * beside `deno run` of an empty file (the floor for anything run by Deno)
- * and `nc -N`. Runs interleaved, medians with the range, CPU (user+sys, from
- * `/usr/bin/time`) beside wall time.
+ * and `nc -N`. With npm on the machine, also the npm package
+ * (`tools/npm_pack.ts`, installed into a temporary prefix): `deno run` of its
+ * bundle, and its `sockit` command through the Node launcher — this
+ * machine's `node`, and the Node named by `$NODE_EXECVE` (22.15+, where the
+ * launcher becomes Deno through `process.execve`). Runs interleaved, medians
+ * with the range, CPU (user+sys, from `/usr/bin/time`) beside wall time.
  *
  * @module
  */
 
+import { denoRunArgs, npmPack } from "../tools/npm_pack.ts";
 import { median, type Row, sh, sockitShell, which } from "./util.ts";
 
 /** Options of {@linkcode benchStartup}. */
@@ -23,6 +28,56 @@ interface Variant {
   wall: number[];
   cpu: number[];
   target?: (me: number, floor: number) => string;
+  /** Compared with this variant's median: at most `ms` more. */
+  over?: { name: string; ms: number };
+}
+
+/** Packs the npm package and installs it into `dir/prefix`; the commands to compare. */
+async function npmVariants(dir: string, port: number): Promise<Variant[]> {
+  const tgz = await npmPack(dir);
+  const install = await sh(
+    `npm install -g --prefer-offline --no-fund --no-audit --prefix ${dir}/prefix ${tgz}`,
+  ).output();
+  if (!install.success) throw new Error(`npm install: ${decoder.decode(install.stderr)}`);
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const pkg = `${dir}/prefix/lib/node_modules/sockit`;
+  const bundle = `${Deno.execPath()} ${denoRunArgs(config).join(" ")} ${pkg}/bundle/main.js`;
+  const node = decoder.decode((await sh("node --version").output()).stdout).trim();
+  const launchers: [string, string][] = [[`npm sockit (node ${node})`, `${dir}/prefix/bin/sockit`]];
+  const execve = Deno.env.get("NODE_EXECVE");
+  if (execve) {
+    const version = decoder.decode((await sh(`${execve} --version`).output()).stdout).trim();
+    launchers.push([`npm sockit (node ${version}, execve)`, `${execve} ${pkg}/bin/sockit.js`]);
+  }
+  const variants: Variant[] = [
+    { name: "deno run bundle --version", command: `${bundle} --version`, wall: [], cpu: [] },
+    {
+      name: "deno run bundle connect --send x",
+      command: `${bundle} connect 127.0.0.1:${port} --send x`,
+      wall: [],
+      cpu: [],
+    },
+  ];
+  for (const [name, command] of launchers) {
+    const execs = name.includes("execve");
+    variants.push(
+      {
+        name: `${name} --version`,
+        command: `${command} --version`,
+        wall: [],
+        cpu: [],
+        over: execs ? { name: "deno run bundle --version", ms: 10 } : undefined,
+      },
+      {
+        name: `${name} connect --send x`,
+        command: `${command} connect 127.0.0.1:${port} --send x`,
+        wall: [],
+        cpu: [],
+        over: execs ? { name: "deno run bundle connect --send x", ms: 10 } : undefined,
+      },
+    );
+  }
+  return variants;
 }
 
 const decoder = new TextDecoder();
@@ -91,6 +146,7 @@ export async function benchStartup(options: StartupOptions = { runs: 21 }): Prom
           cpu: [],
         }]
         : []),
+      ...(which("npm") && which("node") ? await npmVariants(dir, port) : []),
     ];
     for (let run = 0; run < options.runs; run++) {
       for (let i = 0; i < variants.length; i++) {
@@ -108,6 +164,14 @@ export async function benchStartup(options: StartupOptions = { runs: 21 }): Prom
       }
     }
     const floor = median(variants[0].wall);
+    const over = (v: Variant, limit: { name: string; ms: number }) => {
+      const base = variants.find((other) => other.name === limit.name);
+      if (!base) return "";
+      const extra = (median(v.wall) - median(base.wall)) * 1000;
+      return `≤ +${limit.ms} ms over ${limit.name}: ${extra <= limit.ms ? "met" : "MISSED"} (${
+        extra >= 0 ? "+" : ""
+      }${extra.toFixed(0)} ms)`;
+    };
     const ms = (s: number) => `${(s * 1000).toFixed(0)} ms`;
     return variants.map((v) => ({
       bench: "start to exit",
@@ -116,7 +180,7 @@ export async function benchStartup(options: StartupOptions = { runs: 21 }): Prom
       range: `${ms(Math.min(...v.wall))}–${ms(Math.max(...v.wall))}`,
       cpu: v.cpu.length ? ms(median(v.cpu)) : "-",
       "vs deno run empty": `${(median(v.wall) / floor).toFixed(2)}×`,
-      target: v.target ? v.target(median(v.wall), floor) : "",
+      target: v.target ? v.target(median(v.wall), floor) : v.over ? over(v, v.over) : "",
     }));
   } finally {
     listener.close();

@@ -23,10 +23,24 @@ function print(text: string): void {
 const main = new URL("../main.ts", import.meta.url).pathname;
 const config = new URL("../deno.json", import.meta.url).pathname;
 
-/** Starts `sockit args` with only the permission it needs (loopback TCP). */
+/**
+ * Starts `sockit args` with only the permission it needs (loopback TCP).
+ * `--cached-only`: the npm packages of deno.json are in Deno's cache already
+ * (`deno task` and this script's own start put them there), and without it
+ * each process's first run would fetch their registry metadata again and
+ * print "Download …" lines into the trace, for TLS it never uses.
+ */
 function sockit(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", `--config=${config}`, "--allow-net=127.0.0.1", main, ...args],
+    args: [
+      "run",
+      "--cached-only",
+      "--no-prompt",
+      `--config=${config}`,
+      "--allow-net=127.0.0.1",
+      main,
+      ...args,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -12,8 +12,7 @@ import { concat } from "./bytes.ts";
 import { formatAddr } from "./ip.ts";
 import { SockitError } from "./errors.ts";
 import { findTcpSocketFd, findUnixSocketFd, setIntOption } from "./libc.ts";
-import { NODE_SOCKET } from "./node_conn.ts";
-import type { SourceAddress } from "./node_conn.ts";
+import type { SourceAddress } from "./tcp_libc.ts";
 import type { Duplex } from "./relay.ts";
 import { tlsFailure } from "./tls.ts";
 import type { HandshakeInfo } from "./tls.ts";
@@ -207,7 +206,7 @@ export class Connection implements Duplex, Disposable {
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
     // Bytes given back must be read first: no splice while there are any.
-    if (this.isTls || this.#closed || this.#pending || NODE_SOCKET in this.conn) return undefined;
+    if (this.isTls || this.#closed || this.#pending) return undefined;
     if (this.#fd === null) {
       const local = this.conn.localAddr;
       const remote = this.conn.remoteAddr;

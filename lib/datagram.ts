@@ -33,7 +33,7 @@ import {
   releaseLibc,
 } from "./libc.ts";
 import type { Libc } from "./libc.ts";
-import type { SourceAddress } from "./node_conn.ts";
+import type { SourceAddress } from "./tcp_libc.ts";
 import type { Duplex } from "./relay.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";

@@ -22,7 +22,7 @@ import { socketPath } from "./listener.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import { connectTls } from "./node_tls.ts";
-import { connectFrom } from "./node_conn.ts";
+import { connectFrom } from "./tcp_libc.ts";
 import { isTlsFailure, tlsFailure, upgradeClient } from "./tls.ts";
 import type { TlsClientOptions } from "./tls.ts";
 import { addressFamily, failedCall } from "./trace.ts";
@@ -130,12 +130,12 @@ export function connectTcp(
   });
 }
 
-/** The plain opener: `Deno.connect` to one address (through `node:net` with `--source`). */
+/** The plain opener: `Deno.connect` to one address (through libc with `--source`, which binds first). */
 const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
   const source = ctx.socket?.source;
   let conn: Deno.Conn;
   if (source) {
-    // Deno.connect cannot bind first; node:net can.
+    // Deno.connect cannot bind first; a libc socket can.
     conn = await connectFrom(address, port, source, ctx.signal);
     const local = conn.localAddr as Deno.NetAddr;
     ctx.trace?.(`#${ctx.id}`, `bind(${formatHost(local.hostname)}:${local.port}) = 0`);

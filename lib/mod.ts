@@ -105,6 +105,6 @@ export type {
   WebSocketServerOptions,
 } from "./websocket.ts";
 export type { KeepaliveTimings, SocketOptions } from "./conn.ts";
-export type { SourceAddress } from "./node_conn.ts";
+export type { SourceAddress } from "./tcp_libc.ts";
 export { waitFor } from "./wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";

@@ -1,8 +1,6 @@
 /**
  * A `node:net` or `node:tls` socket shaped as the `Deno.Conn` the relay
- * uses, and the one thing sockit dials through `node:net`: a TCP
- * connection from a chosen source address or port (`--source`, nc's
- * `-s`/`-p`), which `Deno.connect` cannot bind.
+ * uses (`node_tls.ts` hands it the plaintext side of a TLS socket).
  *
  * What the socket receives waits in an {@linkcode Inbox} until the relay
  * reads it. A plain socket is paused while the inbox holds
@@ -15,14 +13,7 @@
  */
 
 import type { Socket } from "node:net";
-import { errnoError, SockitError, toSockitError } from "./errors.ts";
-import { formatHost } from "./ip.ts";
-
-/**
- * Marks a `Deno.Conn` made by {@linkcode nodeConn}: node reads its
- * descriptor, so nothing else may (no `splice(2)` on it).
- */
-export const NODE_SOCKET: unique symbol = Symbol("sockit.nodeSocket");
+import { errnoError } from "./errors.ts";
 
 /** Bytes the inbox holds before a plain socket is paused. */
 export const INBOX_HIGH = 1 << 20;
@@ -158,8 +149,7 @@ function denoError(err: Error): Error {
 /**
  * `socket` as a `Deno.Conn`: reads from its inbox, writes resolve once
  * node has taken the bytes (and `flushed()` has), `closeWrite()` ends the
- * write side. A plain `node:net` socket also answers `setNoDelay` and
- * `setKeepAlive`, as a `Deno.TcpConn` does.
+ * write side.
  *
  * @example Usage
  * ```ts
@@ -192,7 +182,6 @@ export function nodeConn(socket: NodeSocket, options: NodeConnOptions): Deno.Con
   socket.on("close", () => inbox.end());
   socket.on("error", (err: Error) => inbox.fail(denoError(err)));
   const conn = {
-    [NODE_SOCKET]: true,
     localAddr: options.localAddr,
     remoteAddr: options.remoteAddr,
     read: (p: Uint8Array) => inbox.read(p),
@@ -217,106 +206,6 @@ export function nodeConn(socket: NodeSocket, options: NodeConnOptions): Deno.Con
       socket.destroy();
       inbox.end();
     },
-    ...(options.inbox === undefined && plain.setNoDelay
-      ? {
-        setNoDelay: (on = true) => void plain.setNoDelay!(on),
-        setKeepAlive: (on = true) => void plain.setKeepAlive!(on),
-      }
-      : {}),
   };
   return conn as unknown as Deno.Conn;
-}
-
-/** A local address to connect from: either part may be left to the system. */
-export interface SourceAddress {
-  /** The local IP address (default: the one the route gives). */
-  host?: string;
-  /** The local port (default: an ephemeral one). */
-  port?: number;
-  /** A Unix datagram client's own path (default: a temporary one). */
-  path?: string;
-}
-
-/** A failure to bind the source address, in words (`bind 192.0.2.1:0: …`, with a hint). */
-function bindFailure(err: Error, source: SourceAddress): SockitError {
-  const from = `${formatHost(source.host ?? "*")}:${source.port ?? 0}`;
-  const cause = denoError(err);
-  const error = toSockitError(cause, "bind", from);
-  const taken = cause instanceof Deno.errors.AddrInUse;
-  return new SockitError(taken ? error.reason : `${error.reason} (not an address of this host?)`, {
-    op: "bind",
-    address: from,
-    code: error.code,
-    hint: taken
-      ? "--source: that local port is taken (or still in TIME_WAIT); leave the port out"
-      : "--source: give an address of this host, of the target's family",
-    cause: err,
-  });
-}
-
-/**
- * Connects to `hostname:port` (an IP address) from `source`, through
- * `node:net` (which binds before it connects). Rejects with the Deno error
- * of the failure (`AddrInUse`, `ConnectionRefused`, …), or with
- * `signal.reason` when it aborts.
- *
- * @example Usage
- * ```ts
- * import { connectFrom } from "./node_conn.ts";
- * import assert from "node:assert/strict";
- *
- * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const conn = await connectFrom("127.0.0.1", listener.addr.port, { host: "127.0.0.2" });
- * const server = await listener.accept();
- * assert.equal((server.remoteAddr as Deno.NetAddr).hostname, "127.0.0.2");
- * conn.close();
- * server.close();
- * listener.close();
- * ```
- */
-export async function connectFrom(
-  hostname: string,
-  port: number,
-  source: SourceAddress,
-  signal?: AbortSignal,
-): Promise<Deno.Conn> {
-  signal?.throwIfAborted();
-  const net = await import("node:net");
-  const socket = net.connect({
-    host: hostname,
-    port,
-    localAddress: source.host,
-    localPort: source.port,
-    allowHalfOpen: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    const done = (err?: unknown) => {
-      signal?.removeEventListener("abort", onAbort);
-      socket.off("connect", onConnect);
-      socket.off("error", onError);
-      if (err === undefined) return resolve();
-      socket.destroy();
-      reject(err);
-    };
-    const onConnect = () => done();
-    const onError = (err: Error) =>
-      done(
-        (err as { syscall?: string }).syscall === "bind"
-          ? bindFailure(err, source)
-          : denoError(err),
-      );
-    const onAbort = () => done(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    socket.once("connect", onConnect);
-    socket.once("error", onError);
-  });
-  const addr = (host: string | undefined, p: number | undefined): Deno.NetAddr => ({
-    transport: "tcp",
-    hostname: host ?? "",
-    port: p ?? 0,
-  });
-  return nodeConn(socket, {
-    localAddr: addr(socket.localAddress, socket.localPort),
-    remoteAddr: addr(socket.remoteAddress, socket.remotePort),
-  });
 }

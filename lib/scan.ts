@@ -18,7 +18,7 @@
 import { nextConnectionId } from "./conn.ts";
 import { directDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
-import type { SourceAddress } from "./node_conn.ts";
+import type { SourceAddress } from "./tcp_libc.ts";
 import {
   errnoError,
   ExitCode,
@@ -128,7 +128,7 @@ export interface ScanOptions {
    * says the target refused or could not be reached. Default concurrency 16.
    */
   dialer?: Dialer;
-  /** Probe from this local address (`--source`): each probe then binds first, through `node:net`. */
+  /** Probe from this local address (`--source`): each probe then binds first, through libc. */
   source?: SourceAddress;
 }
 

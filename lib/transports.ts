@@ -143,7 +143,7 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
     summary: "TLS over TCP",
     defaultHost: LOOPBACK,
     // Deno's TLS verifies over a Deno socket; node:tls does what it cannot (--insecure, a client
-    // certificate, TLS over the node socket that --source needs).
+    // certificate, TLS over the libc socket that --source needs).
     dialer: (base, options) =>
       options.tls?.insecure || options.tls?.cert || options.socket?.source
         ? nodeTlsDialer(base, options.tls ?? {})

@@ -2,6 +2,8 @@
  * `--source ADDR[:PORT]` (nc's `-s`/`-p`): the address a client connects
  * from, as real servers see it — a Python TCP and UDP server, a sockit TLS
  * server, socat's Unix datagram receiver — and the `bind` call strace sees.
+ * Half-close both ways: a server that ends its side first still receives
+ * everything sent after.
  * Scans from a source address; the usage errors.
  */
 
@@ -139,7 +141,7 @@ Deno.test("--source: TCP and UDP servers see the chosen address and port; TLS go
   assertMatch(s.stderr, /connection from 127\.0\.0\.5:\d+/);
 });
 
-Deno.test("--source: bytes both ways intact through node:net (8 MiB each way)", async () => {
+Deno.test("--source: bytes both ways intact through the libc socket (8 MiB each way)", async () => {
   const size = 8 << 20;
   const down = crypto.getRandomValues(new Uint8Array(65536));
   const file = await Deno.makeTempFile();
@@ -162,6 +164,45 @@ Deno.test("--source: bytes both ways intact through node:net (8 MiB each way)", 
   }
 });
 
+Deno.test("--source: a server that ends its side first still gets everything sent after", async () => {
+  const server = new Deno.Command(requireTool("python3"), {
+    args: [
+      "-c",
+      `
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+c.shutdown(socket.SHUT_WR)
+n = 0
+while True:
+    d = c.recv(65536)
+    if not d: break
+    n += len(d)
+print(n, flush=True)
+`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) text += (await reader.read()).value ?? "";
+  const port = Number(text.trim());
+  const size = 4 << 20;
+  const r = await runSockit(["connect", `127.0.0.1:${port}`, "--source", "127.0.0.2"], {
+    stdin: new Uint8Array(size),
+  });
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  await server.status;
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(Number(text.trim().split("\n")[1]), size);
+});
+
 Deno.test("--source: the bind strace sees, and --trace names", async () => {
   const strace = requireTool("strace");
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -176,7 +217,7 @@ Deno.test("--source: the bind strace sees, and --trace names", async () => {
       log,
       "-e",
       "trace=bind,connect",
-      ...sockitCommand(["--allow-net"]),
+      ...sockitCommand(["--allow-net", "--allow-ffi"]),
       "connect",
       `127.0.0.1:${listener.addr.port}`,
       "--source",
@@ -284,5 +325,15 @@ Deno.test("--source: mistakes are usage errors in one line", async () => {
   // A source address this host does not have: said in words, exit 1.
   const r = await runSockit(["connect", "127.0.0.1:9", "--source", "192.0.2.1"]);
   assertEquals(r.code, 1);
-  assertMatch(r.stderr, /^sockit: bind 192\.0\.2\.1:0: .*not an address of this host/);
+  assertMatch(
+    r.stderr,
+    /^sockit: bind 192\.0\.2\.1:0: cannot assign requested address\n.*hint: --source: give an address of this host/,
+  );
+  // Binding first goes through libc: without --allow-ffi, exit 126 naming the flag.
+  const denied = await runSockit(["connect", "127.0.0.1:9", "--source", "127.0.0.2"], {
+    process: true,
+    perms: ["--allow-net"],
+  });
+  assertEquals(denied.code, 126, denied.stderr);
+  assertMatch(denied.stderr, /--source binds before it connects, through libc: grant --allow-ffi/);
 });

@@ -28,7 +28,7 @@ import { EXEC_GRACE, runListen } from "./listen.ts";
 import type { ListenCommandOptions } from "./listen.ts";
 import { sourceFamily, sourceFlag } from "./values.ts";
 import { scanSource } from "./scan.ts";
-import type { SourceAddress } from "../node_conn.ts";
+import type { SourceAddress } from "../tcp_libc.ts";
 
 /** nc's options that take a value. */
 const WITH_VALUE = new Set([..."IiMmOPpqsTVWwXx"]);

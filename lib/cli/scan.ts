@@ -23,7 +23,7 @@ import {
   sourceFamily,
   sourceFlag,
 } from "./values.ts";
-import type { SourceAddress } from "../node_conn.ts";
+import type { SourceAddress } from "../tcp_libc.ts";
 import { proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
 
@@ -160,7 +160,7 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
             : path === "proxy"
             ? `probing through the proxy ${options.proxy?.text}: a port is open when its tunnel opens`
             : path === "source"
-            ? `probing from ${options.source?.host} through node:net (it binds before connecting)`
+            ? `probing from ${options.source?.host}: libc sockets that bind before they connect`
             : "probing with Deno.connect (libc needs --allow-ffi)",
           { path },
         ),

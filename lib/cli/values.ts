@@ -20,7 +20,7 @@ import type { WebSocketMode, WebSocketOptions } from "../websocket.ts";
 import { formatHost, ipFamily, isIPv6 } from "../ip.ts";
 import type { KeepaliveTimings, SocketOptions } from "../conn.ts";
 import type { MulticastOptions } from "../datagram.ts";
-import type { SourceAddress } from "../node_conn.ts";
+import type { SourceAddress } from "../tcp_libc.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
 import type { Step } from "../dialogue.ts";

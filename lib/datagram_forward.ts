@@ -122,7 +122,7 @@ export async function forwardDatagrams(
         if (stopped) break;
         throw err;
       }
-      const key = formatAddr(from);
+      const key = listener.formatPeer?.(from) ?? formatAddr(from);
       let session = sessions.get(key);
       if (!session) {
         const why = options.access ? refusal(options.access, from.hostname) : undefined;

@@ -20,6 +20,25 @@ while True:
     s.sendto(b"re:" + data, addr)
 `;
 
+/** The Python UDP server ("re:" + each datagram) as a peer: its port, and a stop by its PID. */
+async function replyServer(): Promise<{ port: number } & AsyncDisposable> {
+  const server = new Deno.Command(requireTool("python3"), {
+    args: ["-c", SERVER],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await reader.read()).value?.trim());
+  return {
+    port,
+    async [Symbol.asyncDispose]() {
+      server.kill("SIGTERM");
+      await server.status;
+      await reader.cancel().catch(() => {});
+    },
+  };
+}
+
 /** 20 clients × 5 exchanges through the forwarder; prints how many replies were right. */
 const CLIENTS = `
 import socket, sys
@@ -40,10 +59,8 @@ print(good, flush=True)
 
 Deno.test("forward udp://: 20 clients × 5 exchanges answered to the right client; sessions expire when idle", async () => {
   const python = requireTool("python3");
-  const server = new Deno.Command(python, { args: ["-c", SERVER], stdout: "piped", stderr: "null" })
-    .spawn();
-  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const port = Number((await reader.read()).value!.trim());
+  await using server = await replyServer();
+  const port = server.port;
   const forward = spawnSockit([
     "forward",
     "udp://127.0.0.1:0",
@@ -70,9 +87,6 @@ Deno.test("forward udp://: 20 clients × 5 exchanges answered to the right clien
   } finally {
     forward.kill("SIGTERM");
     await forward.result();
-    server.kill("SIGTERM");
-    await reader.cancel().catch(() => {});
-    await server.status;
   }
 });
 
@@ -222,14 +236,8 @@ Deno.test("listen udp:// --exec without -k: the first peer only, then exit 0 whe
 });
 
 Deno.test("--allow/--deny hold for UDP sessions: forward and listen --exec drop refused peers", async () => {
-  const python = requireTool("python3");
-  const server = new Deno.Command(python, {
-    args: ["-c", SERVER],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const target = Number((await reader.read()).value?.trim());
+  await using server = await replyServer();
+  const target = server.port;
   const forward = spawnSockit([
     "forward",
     "udp://127.0.0.1:0",
@@ -260,9 +268,6 @@ Deno.test("--allow/--deny hold for UDP sessions: forward and listen --exec drop 
     assertEquals(r.stderr.match(/datagrams from/g)?.length, 1, r.stderr);
     good.close();
     bad.close();
-    server.kill("SIGTERM");
-    await server.status;
-    await reader.cancel();
   }
   // listen --exec: a peer outside --allow starts no child.
   const listen = spawnSockit([
@@ -285,5 +290,34 @@ Deno.test("--allow/--deny hold for UDP sessions: forward and listen --exec drop 
     listen.kill("SIGTERM");
     const r = await listen.result();
     assert(!/datagrams from/.test(r.stderr), r.stderr);
+  }
+});
+
+Deno.test("forward unixgram:PATH udp://TARGET: a Unix datagram client's requests reach UDP, replies come back", async () => {
+  await using server = await replyServer();
+  const target = server.port;
+  const dir = await Deno.makeTempDir();
+  const forward = spawnSockit([
+    "forward",
+    `unixgram:${dir}/in.sock`,
+    `udp://127.0.0.1:${target}`,
+    "-v",
+  ]);
+  try {
+    await forward.waitForStderr(/listening on unixgram:/);
+    const r = await runSockit([
+      "connect",
+      `unixgram:${dir}/in.sock`,
+      "--send",
+      "ask",
+      "--idle-timeout",
+      "500ms",
+    ]);
+    assertEquals([r.code, r.text], [0, "re:ask"], r.stderr);
+  } finally {
+    forward.kill("SIGTERM");
+    const f = await forward.result();
+    assertMatch(f.stderr, /datagrams from \/\S+\/client\.sock → udp:\/\/127\.0\.0\.1:\d+/);
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -11,7 +11,7 @@
 import { concat } from "./bytes.ts";
 import { formatAddr } from "./ip.ts";
 import { SockitError } from "./errors.ts";
-import { findTcpSocketFd, findUnixSocketFd, setIntOption } from "./libc.ts";
+import { ffiAvailable, findTcpSocketFd, findUnixSocketFd, setIntOption } from "./libc.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
 import type { Duplex } from "./relay.ts";
 import { tlsFailure } from "./tls.ts";
@@ -314,6 +314,33 @@ export interface SocketOptions {
   ttl?: number;
   /** Connect from this local address and/or port (`--source`; a client's only). */
   source?: SourceAddress;
+}
+
+/**
+ * Fails with exit 126 when `options` need libc (keepalive timings, `--ttl`)
+ * and `--allow-ffi` was not granted: a server says so when it starts, not
+ * at its first client.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkSocketOptions } from "./conn.ts";
+ *
+ * checkSocketOptions({ nodelay: true }); // nothing through libc: never throws
+ * ```
+ */
+export function checkSocketOptions(options: SocketOptions | undefined): void {
+  const needs = options?.ttl !== undefined
+    ? "--ttl"
+    : typeof options?.keepalive === "object"
+    ? "--keepalive timings"
+    : undefined;
+  if (needs && !ffiAvailable()) {
+    throw new SockitError(`${needs} go through libc, which needs --allow-ffi`, {
+      op: "setsockopt",
+      code: "ENOTCAPABLE",
+      exitCode: 126,
+    });
+  }
 }
 
 /**

@@ -180,6 +180,8 @@ export async function forwardDatagrams(
               return;
             }
             created.last = performance.now();
+            // Stopping: the listener is closed, nothing can go back.
+            if (stopped) continue;
             try {
               await listener.send(back.subarray(0, m), created.peer);
               info.sent += m;

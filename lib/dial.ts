@@ -148,7 +148,12 @@ const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
     }, ctx.signal);
   }
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
-  applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
+  try {
+    applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
 };
 

@@ -254,13 +254,19 @@ export class ChildStream implements Duplex, Disposable {
   }
 }
 
+/** Bytes of datagrams a child may have waiting for its stdin before more are dropped. */
+export const CHILD_INPUT_QUEUE = 256 * 1024;
+
 /**
  * A child as the far end of a datagram session (`listen udp:// --exec`,
  * socat's `UDP-RECVFROM,fork`): each datagram from the peer is written to
  * the child's stdin as it is, and each read of its stdout (at most
- * `maxDatagram` bytes) is one datagram back. When the child closes its
- * output, `receive()` rejects and the session ends; `close()` closes the
- * child's input, lets it answer for `grace` ms, then ends it.
+ * `maxDatagram` bytes) is one datagram back. Writes to the child never hold
+ * up the caller: they queue (at most {@linkcode CHILD_INPUT_QUEUE} bytes;
+ * past that, datagrams are dropped, as UDP drops them, and `send()` rejects
+ * once to say so). When the child closes its output, `receive()` rejects
+ * and the session ends. `close()` closes the child's input and ends the
+ * child `grace` ms later at the latest (at once when `signal` aborts).
  *
  * @example Usage
  * ```ts
@@ -283,30 +289,44 @@ export class ChildDatagrams implements DatagramSocket {
   readonly address: string;
   /** The largest datagram sent back. */
   readonly maxDatagram: number;
-  /** Resolves once the child has exited. */
+  /** Resolves once the child has exited (and its pipes are released). */
   readonly closed: Promise<void>;
   #child: ChildStream;
   #grace: number;
   #closing = false;
-  #outputEnded = false;
+  #writing: Promise<unknown> = Promise.resolve();
+  #queued = 0;
+  #dropping = false;
+  #deadline?: ReturnType<typeof setTimeout>;
+  #signal?: AbortSignal;
+  #onAbort = () => this.#child.close();
 
-  /** Wraps a running child; `grace` is `--grace` in ms (Infinity: until it exits). */
-  constructor(child: ChildStream, maxDatagram: number, grace: number) {
+  /**
+   * Wraps a running child; `grace` is `--grace` in ms (Infinity: until it
+   * exits); `signal` (the command's) ends it at once.
+   */
+  constructor(child: ChildStream, maxDatagram: number, grace: number, signal?: AbortSignal) {
     this.#child = child;
     this.tag = child.label;
     this.address = child.label;
     this.maxDatagram = maxDatagram;
     this.#grace = grace;
-    // Once it has exited, its pipes are released too.
-    this.closed = child.released.then(() => child.close());
+    this.#signal = signal;
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.closed = child.released.then(() => {
+      clearTimeout(this.#deadline);
+      signal?.removeEventListener("abort", this.#onAbort);
+      child.close();
+    });
+    if (signal?.aborted) child.close();
   }
 
   /** One read of the child's output, as one datagram from the "peer" (the child). */
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
     const n = await this.#child.read(buf.subarray(0, this.maxDatagram));
     if (n === null) {
-      this.#outputEnded = true;
-      if (this.#closing) this.#child.close();
+      // Its output is over: nothing more to wait for.
+      this.#child.close();
       throw new SockitError(this.#closing ? "ended" : "closed its output", {
         op: this.#child.label,
       });
@@ -314,17 +334,39 @@ export class ChildDatagrams implements DatagramSocket {
     return [n, { transport: "udp", hostname: "", port: 0 }];
   }
 
-  /** Writes one datagram's bytes to the child's input. */
+  /** Queues one datagram's bytes for the child's input; rejects once when it drops some. */
   send(data: Uint8Array): Promise<number> {
-    return this.#child.write(data);
+    if (this.#closing) return Promise.resolve(0);
+    if (this.#queued + data.length > CHILD_INPUT_QUEUE) {
+      if (this.#dropping) return Promise.resolve(0);
+      this.#dropping = true;
+      return Promise.reject(
+        new SockitError(
+          `not reading its input: datagrams dropped while ${CHILD_INPUT_QUEUE / 1024} KiB wait`,
+          { op: this.#child.label },
+        ),
+      );
+    }
+    const copy = data.slice();
+    this.#queued += copy.length;
+    this.#writing = this.#writing.then(() => this.#child.write(copy)).finally(() => {
+      this.#queued -= copy.length;
+      if (this.#queued === 0) this.#dropping = false;
+    });
+    return Promise.resolve(copy.length);
   }
 
-  /** Closes the child's input; after `grace` ms of silence (or its end of output) it is ended. */
+  /** Closes the child's input (after what is queued); ends the child `grace` ms later at most. */
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
-    if (this.#outputEnded) return this.#child.close();
-    this.#child.closeWrite().finally(() => this.#child.cancelRead(this.#grace));
+    this.#writing.finally(() => this.#child.closeWrite());
+    // What it writes promptly still goes back; a child that goes on is ended at the grace.
+    this.#child.cancelRead(this.#grace);
+    if (Number.isFinite(this.#grace)) {
+      this.#deadline = setTimeout(() => this.#child.close(), this.#grace);
+    }
+    if (this.#signal?.aborted) this.#child.close();
   }
 }
 

@@ -136,7 +136,12 @@ export class Listener implements Disposable {
     }
     const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
-    applySocketOptions(conn, this.#socket, this.#trace, stream.tag);
+    try {
+      applySocketOptions(conn, this.#socket, this.#trace, stream.tag);
+    } catch (err) {
+      stream.close();
+      throw err;
+    }
     return stream;
   }
 

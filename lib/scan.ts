@@ -500,8 +500,16 @@ export async function scan(
     return await scanThroughDialer(
       hostname,
       ports,
-      (target, ctx) => direct(target, { ...ctx, socket: { source } }),
-      { concurrency: 64, ...options },
+      async (target, ctx) => {
+        const conn = await direct(target, { ...ctx, socket: { source } });
+        // A socket given the probed port as its own connected to itself: not an open port.
+        if (conn.localAddress === conn.remoteAddress) {
+          conn.close();
+          throw new SockitError("a self-connect", { op: "scan", code: "ECONNREFUSED" });
+        }
+        return conn;
+      },
+      { ...options, concurrency: options.concurrency ?? 64 },
     );
   }
   checkNetPermission(hostname, ports);

@@ -199,6 +199,8 @@ export async function connectFrom(
         if (c.getpeername(fd, probe, new Uint8Array(plen.buffer)) === 0) break;
       }
     }
+    // Connected just as the caller gave up: it is not wanted any more.
+    if (signal?.aborted) throw signal.reason;
     return new LibcTcpConn(c, sock) as unknown as Deno.Conn;
   } catch (err) {
     sock.close();

@@ -20,7 +20,7 @@ import { bindDatagram, connectDatagram } from "./datagram.ts";
 import type { DatagramSocket, MulticastOptions } from "./datagram.ts";
 import { nodeTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
-import { toSockitError, UsageError } from "./errors.ts";
+import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
 import { listenTcp, listenUnix } from "./listener.ts";
 import type { Listener, ListenerOptions } from "./listener.ts";
@@ -228,7 +228,13 @@ export const TRANSPORTS: Readonly<Record<string, Transport>> = {
       }
       if (!options.multicast) return socket;
       try {
-        await socket.multicast?.(options.multicast);
+        if (!socket.multicast) {
+          throw new SockitError(
+            "--multicast-ttl/--multicast-loop on a client go through libc, which needs --allow-ffi",
+            { op: "setsockopt", code: "ENOTCAPABLE", exitCode: 126 },
+          );
+        }
+        await socket.multicast(options.multicast);
       } catch (err) {
         socket.close();
         throw err;

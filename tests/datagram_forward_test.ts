@@ -321,3 +321,48 @@ Deno.test("forward unixgram:PATH udp://TARGET: a Unix datagram client's requests
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("listen -k udp:// --exec: a child that reads nothing holds up no one; SIGTERM ends a chatty child at once", async () => {
+  const listen = spawnSockit([
+    "listen",
+    "-k",
+    "udp://127.0.0.1:0",
+    "--sh-exec",
+    'read l; case $l in slow*) sleep 30;; chatty*) while :; do echo tick; sleep 0.05; done;; *) echo "re $l";; esac',
+    "-v",
+  ]);
+  const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  const slow = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const chatty = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const quick = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    // 840 KB to a child asleep, paced so that the kernel drops none: more than its pipe and
+    // sockit's queue for it hold.
+    await slow.send(new TextEncoder().encode("slow\n"), to);
+    const big = new Uint8Array(1400).fill(120);
+    for (let i = 0; i < 600; i++) {
+      await slow.send(big, to);
+      if (i % 20 === 19) await new Promise((res) => setTimeout(res, 2));
+    }
+    await listen.waitForStderr(/not reading its input: datagrams dropped/);
+    await chatty.send(new TextEncoder().encode("chatty\n"), to);
+    const [tick] = await chatty.receive(new Uint8Array(100));
+    assertEquals(decoder.decode(tick), "tick\n");
+    // Another peer is served all the same.
+    await quick.send(new TextEncoder().encode("hi\n"), to);
+    const [reply] = await quick.receive(new Uint8Array(100));
+    assertEquals(decoder.decode(reply), "re hi\n");
+  } finally {
+    const stopped = performance.now();
+    listen.kill("SIGTERM");
+    const r = await listen.result();
+    assertEquals(r.code, 143, r.stderr);
+    const took = performance.now() - stopped;
+    assert(took < 3000, `SIGTERM took ${Math.round(took)} ms to end the server`);
+    assertEquals(r.stderr.match(/datagrams dropped/g)?.length, 1, r.stderr);
+    slow.close();
+    chatty.close();
+    quick.close();
+  }
+});

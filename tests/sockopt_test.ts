@@ -217,3 +217,28 @@ Deno.test("--ttl and --keepalive=IDLE on a server apply to each accepted connect
     await server.result();
   }
 });
+
+Deno.test("libc socket options without --allow-ffi: a server says so at start (126); nothing is left open", async () => {
+  for (const option of [["--ttl", "5"], ["--keepalive=60"]]) {
+    const r = await runSockit(["listen", "127.0.0.1:0", ...option], {
+      process: true,
+      perms: ["--allow-net"],
+    });
+    assertEquals(r.code, 126, r.stderr);
+    assertMatch(r.stderr, /go through libc, which needs --allow-ffi/);
+  }
+  // A client: the connection it made is closed, exit 126.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept().then(async (conn) => {
+    const n = await conn.read(new Uint8Array(8)).catch(() => null);
+    conn.close();
+    return n;
+  });
+  const r = await runSockit(["connect", `127.0.0.1:${listener.addr.port}`, "--keepalive=60"], {
+    process: true,
+    perms: ["--allow-net"],
+  });
+  assertEquals(r.code, 126, r.stderr);
+  assertEquals(await accepted, null);
+  listener.close();
+});

@@ -373,6 +373,7 @@ async function execPerPeer(
         }),
         socket.maxDatagram,
         options.grace,
+        ctx.signal,
       ),
     {
       signal: ctx.signal,

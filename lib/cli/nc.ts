@@ -216,12 +216,13 @@ export function parseNcArgs(argv: string[]): NcOptions {
   // A client's -s ADDR and -p PORT: where it binds before it connects (-U -u: its own path).
   const sourceText = opts.get("s") as string | undefined;
   const sourcePort = opts.get("p") as string | undefined;
-  const ipSource = () =>
-    sourceText === undefined && sourcePort === undefined ? undefined : sourceFlag({
-      source: `${sourceText === undefined ? "" : formatHost(sourceText)}${
+  const bare = sourceText?.replace(/^\[(.*)\]$/, "$1");
+  const ipSource = (target?: Endpoint) =>
+    bare === undefined && sourcePort === undefined ? undefined : sourceFlag({
+      source: `${bare === undefined ? "" : formatHost(bare)}${
         sourcePort === undefined ? "" : `:${port(sourcePort, "port")}`
       }`,
-    });
+    }, target);
   if (has("z")) {
     if (has("l")) throw new UsageError("nc options -l and -z do not mix");
     const [host, ...ports] = positionals;
@@ -237,7 +238,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
       mode: "scan",
       proxy,
       source: scanSource({
-        ...(sourceText !== undefined ? { source: formatHost(sourceText) } : {}),
+        ...(sourceText !== undefined ? { source: formatHost(bare!) } : {}),
         ...(proxy ? { proxy: "" } : {}),
       }),
       scan: { host: numericHost(host), ports: parsePorts(ports.join(",")), udp },
@@ -260,14 +261,13 @@ export function parseNcArgs(argv: string[]): NcOptions {
       if (positionals.length > 1) {
         throw new UsageError("nc -l -p PORT takes at most a host besides");
       }
-      host = positionals[0] ??
-        (typeof opts.get("s") === "string" ? opts.get("s") as string : undefined);
+      host = positionals[0] ?? bare;
       p = port(given, "port");
     } else {
       if (positionals.length === 0 || positionals.length > 2) {
         throw new UsageError("nc -l needs a port (nc -l [host] port)");
       }
-      host = positionals.length === 2 ? positionals[0] : undefined;
+      host = positionals.length === 2 ? positionals[0] : bare;
       p = port(positionals[positionals.length - 1], "port");
     }
     return {
@@ -296,13 +296,8 @@ export function parseNcArgs(argv: string[]): NcOptions {
   const [host, portText] = positionals;
   const hostname = numericHost(host.replace(/^\[(.*)\]$/, "$1"));
   // A port range as a client (nc host 20-30) tries them in turn, as nc does; sockit takes the first.
-  return {
-    ...common,
-    mode: "connect",
-    proxy,
-    source: ipSource(),
-    endpoint: parseEndpoint(`${scheme}://${formatHost(hostname)}:${port(portText, "port")}`),
-  };
+  const endpoint = parseEndpoint(`${scheme}://${formatHost(hostname)}:${port(portText, "port")}`);
+  return { ...common, mode: "connect", proxy, source: ipSource(endpoint), endpoint };
 }
 
 /** `sockit nc`. */

@@ -11,6 +11,7 @@
 import type { Endpoint } from "../address.ts";
 import type { ForwardDatagramsOptions } from "../datagram_forward.ts";
 import { formatAddr } from "../ip.ts";
+import { checkSocketOptions } from "../conn.ts";
 import type { SocketOptions } from "../conn.ts";
 import type { Listener } from "../listener.ts";
 import { listen } from "../open.ts";
@@ -49,6 +50,7 @@ export async function openServer(
   options: OpenServerOptions,
   reporter: Reporter,
 ): Promise<Listener> {
+  checkSocketOptions(options.socket);
   const tls = options.tls ? await serverCertificate(options.tls, reporter) : undefined;
   let listener: Listener;
   try {

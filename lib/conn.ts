@@ -378,7 +378,9 @@ export function applySocketOptions(
     if (fd === undefined || !setIntOption(fd, level, option, value)) {
       trace?.(tag, `setsockopt(${name}, ${value}) = -1`);
       throw new SockitError(
-        `cannot set ${name} (${flag}): it goes through libc, which needs --allow-ffi`,
+        ffiAvailable()
+          ? `cannot set ${name} (${flag}): the connection's descriptor was not found`
+          : `cannot set ${name} (${flag}): it goes through libc, which needs --allow-ffi`,
         {
           op: "setsockopt",
           address: formatAddr(conn.remoteAddr),

@@ -365,6 +365,8 @@ export class ChildDatagrams implements DatagramSocket {
     this.#child.cancelRead(this.#grace);
     if (Number.isFinite(this.#grace)) {
       this.#deadline = setTimeout(() => this.#child.close(), this.#grace);
+      // Cleared when the child exits (or now, if it has already).
+      this.closed.then(() => clearTimeout(this.#deadline));
     }
     if (this.#signal?.aborted) this.#child.close();
   }

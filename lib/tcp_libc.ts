@@ -212,14 +212,16 @@ export async function connectFrom(
 function bindFailure(errno: number, from: string): SockitError {
   const cause = errnoError(errno);
   const error = toSockitError(cause, "bind", from);
-  const taken = cause instanceof Deno.errors.AddrInUse;
+  const hint = cause instanceof Deno.errors.AddrInUse
+    ? "--source: that local port is taken (or still in TIME_WAIT); leave the port out"
+    : cause instanceof Deno.errors.PermissionDenied
+    ? "--source: ports below 1024 need root (or CAP_NET_BIND_SERVICE)"
+    : "--source: give an address of this host, of the target's family";
   return new SockitError(error.reason, {
     op: "bind",
     address: from,
     code: error.code,
-    hint: taken
-      ? "--source: that local port is taken (or still in TIME_WAIT); leave the port out"
-      : "--source: give an address of this host, of the target's family",
+    hint,
     cause,
   });
 }

@@ -328,7 +328,7 @@ Deno.test("listen -k udp:// --exec: a child that reads nothing holds up no one; 
     "-k",
     "udp://127.0.0.1:0",
     "--sh-exec",
-    'read l; case $l in slow*) sleep 30;; chatty*) while :; do echo tick; sleep 0.05; done;; *) echo "re $l";; esac',
+    'read l; case $l in slow*) exec sleep 30;; chatty*) while :; do echo tick; sleep 0.05; done;; *) echo "re $l";; esac',
     "-v",
   ]);
   const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);

@@ -54,7 +54,10 @@ const sections = [
   "proxy",
   "ws",
 ];
-const chosen = new Set(positionals.length ? positionals : sections);
+// `start` is the name the npm issue used for the start-up section.
+const chosen = new Set(
+  (positionals.length ? positionals : sections).map((s) => s === "start" ? "startup" : s),
+);
 const unknown = [...chosen].filter((s) => !sections.includes(s));
 if (unknown.length) {
   throw new Error(`unknown section ${unknown.join(", ")} (sections: ${sections.join(", ")})`);

@@ -2,9 +2,9 @@
  * A TCP connection made through libc, for what `Deno.connect` cannot do:
  * bind a source address or port before connecting (`--source`, nc's
  * `-s`/`-p`). socket(), bind(), a non-blocking connect() waited on with
- * poll(), then recv()/send() with `MSG_DONTWAIT`, waiting with poll() on a
- * helper thread only when the socket is not ready — the event loop never
- * blocks. Half-close is the kernel's (`shutdown(SHUT_WR)`), and the
+ * epoll, then recv()/send() with `MSG_DONTWAIT`, waiting (in the one epoll
+ * set of `epoll.ts`) only when the socket is not ready — the event loop
+ * never blocks, and idle connections hold no thread. Half-close is the kernel's (`shutdown(SHUT_WR)`), and the
  * descriptor is an ordinary TCP socket, so `splice(2)` moves its bytes as it
  * does a Deno one's. Linux only, and only with `--allow-ffi`.
  *
@@ -13,6 +13,7 @@
 
 import { errnoError, SockitError, toSockitError } from "./errors.ts";
 import { formatHost, isIPv6 } from "./ip.ts";
+import { forget, READABLE, waitFor, WRITABLE } from "./epoll.ts";
 import {
   acquireLibc,
   C,
@@ -20,7 +21,6 @@ import {
   encodeSockaddr,
   ffiAvailable,
   lastErrno,
-  PolledFd,
   releaseLibc,
 } from "./libc.ts";
 import type { Libc } from "./libc.ts";
@@ -44,8 +44,6 @@ const SHUT_WR = 1;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const SO_KEEPALIVE = 9;
-/** How long one poll waits before it looks whether the socket was closed, in ms. */
-const POLL_SLICE = 250;
 
 /** The local or peer address of `fd` as a Deno address. */
 function addressOf(c: Libc, fd: number, peer: boolean): Deno.NetAddr {
@@ -60,26 +58,27 @@ class LibcTcpConn {
   readonly localAddr: Deno.NetAddr;
   readonly remoteAddr: Deno.NetAddr;
   #c: Libc;
-  #sock: PolledFd;
+  #fd: number;
+  #closed = false;
 
-  constructor(c: Libc, sock: PolledFd) {
+  constructor(c: Libc, fd: number) {
     this.#c = c;
-    this.#sock = sock;
-    this.localAddr = addressOf(c, sock.fd, false);
-    this.remoteAddr = addressOf(c, sock.fd, true);
+    this.#fd = fd;
+    this.localAddr = addressOf(c, fd, false);
+    this.remoteAddr = addressOf(c, fd, true);
   }
 
   async read(p: Uint8Array): Promise<number | null> {
     for (;;) {
-      if (this.#sock.done) return null;
-      const n = Number(this.#c.recv(this.#sock.fd, p, BigInt(p.length), C.MSG_DONTWAIT));
+      if (this.#closed) return null;
+      const n = Number(this.#c.recv(this.#fd, p, BigInt(p.length), C.MSG_DONTWAIT));
       if (n > 0) return n;
       if (n === 0) return p.length === 0 ? 0 : null;
       const errno = lastErrno(this.#c);
       if (errno === EINTR) continue;
       if (errno !== C.EAGAIN) throw errnoError(errno);
       try {
-        await this.#sock.wait(POLL_SLICE);
+        await waitFor(this.#fd, READABLE);
       } catch {
         return null; // Closed here.
       }
@@ -88,27 +87,29 @@ class LibcTcpConn {
 
   async write(p: Uint8Array): Promise<number> {
     for (;;) {
-      if (this.#sock.done) throw new Deno.errors.BadResource("the connection is closed");
+      if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
       const n = Number(
-        this.#c.send(this.#sock.fd, p, BigInt(p.length), C.MSG_DONTWAIT | MSG_NOSIGNAL),
+        this.#c.send(this.#fd, p, BigInt(p.length), C.MSG_DONTWAIT | MSG_NOSIGNAL),
       );
       if (n >= 0) return n;
       const errno = lastErrno(this.#c);
       if (errno === EINTR) continue;
       if (errno !== C.EAGAIN) throw errnoError(errno);
-      await this.#sock.wait(POLL_SLICE, C.POLLOUT);
+      await waitFor(this.#fd, WRITABLE);
     }
   }
 
   closeWrite(): Promise<void> {
-    if (!this.#sock.done && this.#c.shutdown(this.#sock.fd, SHUT_WR) < 0) {
+    if (!this.#closed && this.#c.shutdown(this.#fd, SHUT_WR) < 0) {
       return Promise.reject(errnoError(lastErrno(this.#c)));
     }
     return Promise.resolve();
   }
 
   close(): void {
-    this.#sock.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    closeFd(this.#c, this.#fd);
   }
 
   setNoDelay(on = true): void {
@@ -121,10 +122,17 @@ class LibcTcpConn {
 
   #option(level: number, name: number, value: number): void {
     const v = new Int32Array([value]);
-    if (this.#c.setsockopt(this.#sock.fd, level, name, new Uint8Array(v.buffer), 4) < 0) {
+    if (this.#c.setsockopt(this.#fd, level, name, new Uint8Array(v.buffer), 4) < 0) {
       throw errnoError(lastErrno(this.#c));
     }
   }
+}
+
+/** Out of the epoll set (its waits end), closed, libc released. */
+function closeFd(c: Libc, fd: number): void {
+  forget(fd);
+  c.close(fd);
+  releaseLibc();
 }
 
 /**
@@ -172,7 +180,6 @@ export async function connectFrom(
     releaseLibc();
     throw err;
   }
-  const sock = new PolledFd(c, fd);
   try {
     const local = encodeSockaddr(source.host ?? (v6 ? "::" : "0.0.0.0"), source.port ?? 0);
     if (c.bind(fd, local, local.length) < 0) throw bindFailure(lastErrno(c), from);
@@ -181,29 +188,23 @@ export async function connectFrom(
       const errno = lastErrno(c);
       if (errno !== EINPROGRESS) throw errnoError(errno);
       // Connected (or refused) when it can be written to.
+      await waitFor(fd, WRITABLE, signal);
       const pending = new Int32Array(1);
       const len = new Uint32Array([4]);
-      for (;;) {
-        if (signal?.aborted) throw signal.reason;
-        await sock.wait(POLL_SLICE, C.POLLOUT);
-        c.getsockopt(
-          fd,
-          C.SOL_SOCKET,
-          C.SO_ERROR,
-          new Uint8Array(pending.buffer),
-          new Uint8Array(len.buffer),
-        );
-        if (pending[0] !== 0) throw errnoError(pending[0]);
-        const probe = new Uint8Array(28);
-        const plen = new Uint32Array([28]);
-        if (c.getpeername(fd, probe, new Uint8Array(plen.buffer)) === 0) break;
-      }
+      c.getsockopt(
+        fd,
+        C.SOL_SOCKET,
+        C.SO_ERROR,
+        new Uint8Array(pending.buffer),
+        new Uint8Array(len.buffer),
+      );
+      if (pending[0] !== 0) throw errnoError(pending[0]);
     }
     // Connected just as the caller gave up: it is not wanted any more.
     if (signal?.aborted) throw signal.reason;
-    return new LibcTcpConn(c, sock) as unknown as Deno.Conn;
+    return new LibcTcpConn(c, fd) as unknown as Deno.Conn;
   } catch (err) {
-    sock.close();
+    closeFd(c, fd);
     throw err;
   }
 }

@@ -209,7 +209,17 @@ export function forget(fd: number): void {
   wake();
 }
 
-/** Resolves once the helper thread has returned (nothing waits any more). */
+/**
+ * Resolves once the helper thread has returned (nothing waits any more):
+ * what a test awaits before its resource checks.
+ *
+ * @example Usage
+ * ```ts
+ * import { idle } from "./epoll.ts";
+ *
+ * await idle(); // nothing waits here: at once
+ * ```
+ */
 export function idle(): Promise<void> {
   return running ?? Promise.resolve();
 }

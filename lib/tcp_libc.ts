@@ -145,6 +145,7 @@ function closeFd(c: Libc, fd: number): void {
  * @example Usage
  * ```ts
  * import { connectFrom } from "./tcp_libc.ts";
+ * import { idle } from "./epoll.ts";
  * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -154,6 +155,7 @@ function closeFd(c: Libc, fd: number): void {
  * conn.close();
  * server.close();
  * listener.close();
+ * await idle(); // the epoll set is closed once nothing waits
  * ```
  */
 export async function connectFrom(

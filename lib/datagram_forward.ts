@@ -87,15 +87,21 @@ export async function forwardDatagrams(
   let served = false;
   let lastRejected: string | undefined;
 
-  const end = async (key: string, reason?: string) => {
+  // Sessions being ended (their upstream closing): the forwarder ends after all of them.
+  const ending = new Set<Promise<void>>();
+  const end = (key: string, reason?: string): Promise<void> => {
     const session = sessions.get(key);
-    if (!session) return;
+    if (!session) return Promise.resolve();
     sessions.delete(key);
     session.upstream.close();
-    await session.reading;
-    await session.upstream.closed;
-    options.onClosed?.({ ...session.info, ...(reason ? { reason } : {}) });
-    if (options.once) stop();
+    const done = (async () => {
+      await session.reading;
+      await session.upstream.closed;
+      options.onClosed?.({ ...session.info, ...(reason ? { reason } : {}) });
+      if (options.once) stop();
+    })();
+    ending.add(done);
+    return done.finally(() => ending.delete(done));
   };
 
   const sweep = setInterval(() => {
@@ -209,6 +215,8 @@ export async function forwardDatagrams(
     options.signal.removeEventListener("abort", stop);
     listener.close();
     await Promise.all([...sessions.keys()].map((key) => end(key, "stopped")));
+    // And those that were ending already (a child that closed its output as we stopped).
+    await Promise.all([...ending]);
     await listener.closed;
   }
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { idle } from "../epoll.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { exitCodeOf, SockitError, UsageError } from "../errors.ts";
 import { schemePrefix, TRANSPORTS } from "../transports.ts";
@@ -165,11 +166,21 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       const better = explainUsage(err.message, command.name, rest, longFlags);
       throw better ? new UsageError(better) : err;
     }
-    return await command.run(options, ctx);
+    const code = await command.run(options, ctx);
+    // Libc sockets closed in the command's last moments: their epoll thread returns first.
+    await settled();
+    return code;
   } catch (err) {
     if (err instanceof UsageError) return reporter.usage(err);
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
     // Anything else is a bug or an unexpected runtime failure: one line, no stack.
     return reporter.fail(err, name ?? "sockit");
   }
+}
+
+/** Waits (a second at most) for the epoll helper of libc sockets to return. */
+async function settled(): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([idle(), new Promise<void>((resolve) => timer = setTimeout(resolve, 1000))]);
+  clearTimeout(timer);
 }

@@ -40,7 +40,6 @@ export const C = {
   SOL_SOCKET: 1,
   SO_ERROR: 4,
   POLLIN: 1,
-  POLLOUT: 4,
   MSG_DONTWAIT: 0x40,
   EAGAIN: 11,
   SHUT_RDWR: 2,
@@ -371,7 +370,8 @@ export class PolledFd {
   #c: Libc;
   #fd: number;
   #done = false;
-  #polling = 0;
+  #polling = false;
+  #pollfd = new Uint8Array(8);
   #onRelease?: () => void;
 
   /** Owns `fd` (opened with `c`, which it releases); `onRelease` runs after the descriptor is closed. */
@@ -379,6 +379,9 @@ export class PolledFd {
     this.#c = c;
     this.#fd = fd;
     this.#onRelease = onRelease;
+    const view = new DataView(this.#pollfd.buffer);
+    view.setInt32(0, fd, true);
+    view.setInt16(4, C.POLLIN, true);
   }
 
   /** The descriptor (-1 once closed). */
@@ -391,22 +394,14 @@ export class PolledFd {
     return this.#done;
   }
 
-  /**
-   * Waits up to `ms` for input (or for `events`: `C.POLLOUT`, room to
-   * write); throws `Interrupted` once closed. Two waits may be in flight at
-   * once (a reader and a writer).
-   */
-  async wait(ms: number, events: number = C.POLLIN): Promise<void> {
+  /** Waits up to `ms` for input; throws `Interrupted` once closed. */
+  async wait(ms: number): Promise<void> {
     if (this.#done) throw new Deno.errors.Interrupted("operation canceled");
-    const pollfd = new Uint8Array(8);
-    const view = new DataView(pollfd.buffer);
-    view.setInt32(0, this.#fd, true);
-    view.setInt16(4, events, true);
-    this.#polling++;
-    await this.#c.poll(pollfd, 1n, ms);
-    this.#polling--;
+    this.#polling = true;
+    await this.#c.poll(this.#pollfd, 1n, ms);
+    this.#polling = false;
     if (this.#done) {
-      if (this.#polling === 0) this.#release();
+      this.#release();
       throw new Deno.errors.Interrupted("operation canceled");
     }
   }
@@ -415,7 +410,7 @@ export class PolledFd {
   close(): boolean {
     if (this.#done) return false;
     this.#done = true;
-    if (this.#polling === 0) this.#release();
+    if (!this.#polling) this.#release();
     return true;
   }
 

@@ -10,7 +10,7 @@
  * `Duplex` that this module drives, and hands the plaintext to an inbox that
  * the relay reads as a `Deno.Conn`. Flow control is done at the ciphertext
  * end: the duplex reads from the socket only while the inbox holds less than
- * `INBOX_HIGH` bytes (`node_conn.ts`), so a slow reader holds up the peer through
+ * {@linkcode INBOX_HIGH} bytes, so a slow reader holds up the peer through
  * TCP and memory stays bounded. (Pausing the node TLS socket instead would
  * lose its end of stream in Deno, which is why it is never paused.)
  *
@@ -21,7 +21,9 @@ import type { TLSSocket } from "node:tls";
 import type { Duplex as NodeDuplex } from "node:stream";
 import { SockitError } from "./errors.ts";
 import type { HandshakeInfo, TlsClientOptions } from "./tls.ts";
-import { Inbox, nodeConn } from "./node_conn.ts";
+
+/** Plaintext the inbox holds before the socket is read no further. */
+export const INBOX_HIGH = 1 << 20;
 
 /** Ciphertext read from the socket at a time. */
 const CHUNK = 64 * 1024;
@@ -52,6 +54,69 @@ export interface AcceptTlsOptions {
   timeout?: number;
   /** Give up (and close the connection) when this aborts. */
   signal?: AbortSignal;
+}
+
+/** Plaintext received and not yet read, with the wake-ups both ends wait on. */
+class Inbox {
+  #chunks: Uint8Array[] = [];
+  #offset = 0;
+  #queued = 0;
+  #ended = false;
+  #failure?: Error;
+  #dataWaiter?: () => void;
+  #roomWaiter?: () => void;
+
+  push(chunk: Uint8Array): void {
+    this.#chunks.push(chunk);
+    this.#queued += chunk.length;
+    this.#wakeReader();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wakeReader();
+    this.#wakeWriter();
+  }
+
+  fail(err: Error): void {
+    this.#failure ??= err;
+    this.end();
+  }
+
+  /** Resolves when there is room for more (or nobody will read any more). */
+  room(): Promise<void> {
+    if (this.#queued < INBOX_HIGH || this.#ended) return Promise.resolve();
+    return new Promise((resolve) => (this.#roomWaiter = resolve));
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#failure) throw this.#failure;
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => (this.#dataWaiter = resolve));
+    }
+    const head = this.#chunks[0];
+    const n = Math.min(p.length, head.length - this.#offset);
+    p.set(head.subarray(this.#offset, this.#offset + n));
+    this.#offset += n;
+    this.#queued -= n;
+    if (this.#offset === head.length) {
+      this.#chunks.shift();
+      this.#offset = 0;
+    }
+    if (this.#queued < INBOX_HIGH / 2) this.#wakeWriter();
+    return n;
+  }
+
+  #wakeReader(): void {
+    this.#dataWaiter?.();
+    this.#dataWaiter = undefined;
+  }
+
+  #wakeWriter(): void {
+    this.#roomWaiter?.();
+    this.#roomWaiter = undefined;
+  }
 }
 
 /** Whether a failed `closeWrite` only means the peer has gone already. */
@@ -128,6 +193,46 @@ async function rawDuplex(
         ? Promise.resolve()
         : new Promise<void>((resolve) => idle.push(resolve)),
   });
+}
+
+/** The plaintext side of `socket` as a `Deno.Conn`, with `raw`'s addresses. */
+function plainConn(
+  socket: TLSSocket,
+  raw: Deno.Conn,
+  inbox: Inbox,
+  flushed: () => Promise<void>,
+): Deno.Conn {
+  socket.on("data", (chunk: Uint8Array) => inbox.push(chunk));
+  socket.on("end", () => inbox.end());
+  socket.on("close", () => inbox.end());
+  socket.on("error", (err: Error) => inbox.fail(err));
+  const conn = {
+    localAddr: raw.localAddr,
+    remoteAddr: raw.remoteAddr,
+    read: (p: Uint8Array) => inbox.read(p),
+    async write(p: Uint8Array): Promise<number> {
+      if (socket.destroyed) throw new Deno.errors.BrokenPipe("connection closed");
+      await new Promise<void>((resolve, reject) =>
+        // The relay reuses its buffer: hand node a copy.
+        socket.write(p.slice(), (err) => (err ? reject(err) : resolve()))
+      );
+      // Written means on the socket, as with any Deno.Conn.
+      await flushed();
+      return p.length;
+    },
+    closeWrite(): Promise<void> {
+      if (socket.destroyed || socket.writableEnded) return Promise.resolve();
+      return new Promise((resolve) => {
+        socket.once("close", () => resolve());
+        socket.end(() => resolve());
+      });
+    },
+    close(): void {
+      socket.destroy();
+      inbox.end();
+    },
+  };
+  return conn as unknown as Deno.Conn;
 }
 
 /**
@@ -267,15 +372,7 @@ export async function acceptTls(
       throw Object.assign(new Error(`client certificate not accepted: ${code}`), { code });
     }
   }
-  return {
-    conn: nodeConn(socket, {
-      localAddr: raw.localAddr,
-      remoteAddr: raw.remoteAddr,
-      inbox,
-      flushed: duplex.flushed,
-    }),
-    info: nodeHandshake(socket),
-  };
+  return { conn: plainConn(socket, raw, inbox, duplex.flushed), info: nodeHandshake(socket) };
 }
 
 /**
@@ -342,13 +439,5 @@ export async function connectTls(
     } as import("node:tls").ConnectionOptions,
   );
   await settle(socket, "secureConnect", { signal });
-  return {
-    conn: nodeConn(socket, {
-      localAddr: raw.localAddr,
-      remoteAddr: raw.remoteAddr,
-      inbox,
-      flushed: duplex.flushed,
-    }),
-    info: nodeHandshake(socket),
-  };
+  return { conn: plainConn(socket, raw, inbox, duplex.flushed), info: nodeHandshake(socket) };
 }

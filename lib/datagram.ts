@@ -31,6 +31,7 @@ import {
   lastErrno,
   lastError,
   releaseLibc,
+  setsockoptInt,
 } from "./libc.ts";
 import type { Libc } from "./libc.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
@@ -291,10 +292,9 @@ class ConnectedSocket implements DatagramSocket {
     ];
     for (const [[name, text], value] of settings) {
       if (value === undefined) continue;
-      const v = new Int32Array([value]);
-      const ok = this.#c.setsockopt(this.#fd, names.level, name, new Uint8Array(v.buffer), 4) === 0;
-      const err = ok ? undefined : lastError(this.#c);
-      this.#trace?.(this.tag, `setsockopt(${text}, ${value}) = ${ok ? 0 : failedCall(err)}`);
+      const errno = setsockoptInt(this.#c, this.#fd, names.level, name, value);
+      const err = errno ? errnoError(errno) : undefined;
+      this.#trace?.(this.tag, `setsockopt(${text}, ${value}) = ${err ? failedCall(err) : 0}`);
       if (err) return Promise.reject(toSockitError(err, "setsockopt", this.address));
     }
     return Promise.resolve();
@@ -483,9 +483,8 @@ export function connectDatagram(
     trace?.(tag, `bind(${from}) = 0`);
   }
   if (options.broadcast) {
-    const on = new Int32Array([1]);
-    const ok = c.setsockopt(fd, C.SOL_SOCKET, 6, /* SO_BROADCAST */ new Uint8Array(on.buffer), 4);
-    trace?.(tag, `setsockopt(SO_BROADCAST, 1) = ${ok === 0 ? 0 : failedCall(lastError(c))}`);
+    const errno = setsockoptInt(c, fd, C.SOL_SOCKET, C.SO_BROADCAST, 1);
+    trace?.(tag, `setsockopt(SO_BROADCAST, 1) = ${errno ? failedCall(errnoError(errno)) : 0}`);
   }
   const sa = encodeSockaddr(hostname, port);
   if (c.connect(fd, sa, sa.length) < 0) {

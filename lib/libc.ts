@@ -39,6 +39,15 @@ export const C = {
   SOCK_CLOEXEC: 0o2000000,
   SOL_SOCKET: 1,
   SO_ERROR: 4,
+  SO_BROADCAST: 6,
+  SO_KEEPALIVE: 9,
+  SOCK_STREAM: 1,
+  SOCK_NONBLOCK: 0o4000,
+  IPPROTO_TCP: 6,
+  TCP_NODELAY: 1,
+  EINPROGRESS: 115,
+  MSG_NOSIGNAL: 0x4000,
+  SHUT_WR: 1,
   POLLIN: 1,
   MSG_DONTWAIT: 0x40,
   EAGAIN: 11,
@@ -341,11 +350,30 @@ export function setIntOption(fd: number, level: number, name: number, value: num
   if (!ffiAvailable()) return false;
   const c = acquireLibc();
   try {
-    const v = new Int32Array([value]);
-    return c.setsockopt(fd, level, name, new Uint8Array(v.buffer), 4) === 0;
+    return setsockoptInt(c, fd, level, name, value) === 0;
   } finally {
     releaseLibc();
   }
+}
+
+/**
+ * `setsockopt(fd, level, name, int)` with libc already at hand: 0, or the
+ * errno of the failure.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const errno = setsockoptInt(c, fd, C.SOL_SOCKET, C.SO_BROADCAST, 1);
+ * ```
+ */
+export function setsockoptInt(
+  c: Libc,
+  fd: number,
+  level: number,
+  name: number,
+  value: number,
+): number {
+  const v = new Int32Array([value]);
+  return c.setsockopt(fd, level, name, new Uint8Array(v.buffer), 4) === 0 ? 0 : lastErrno(c);
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   ffiAvailable,
   lastErrno,
   releaseLibc,
+  setsockoptInt,
 } from "./libc.ts";
 import type { Libc } from "./libc.ts";
 
@@ -34,16 +35,6 @@ export interface SourceAddress {
   /** A Unix datagram client's own path (default: a temporary one). */
   path?: string;
 }
-
-// Linux values.
-const SOCK_STREAM_NONBLOCK_CLOEXEC = 1 | 0o4000 | 0o2000000;
-const EINPROGRESS = 115;
-const EINTR = 4;
-const MSG_NOSIGNAL = 0x4000;
-const SHUT_WR = 1;
-const IPPROTO_TCP = 6;
-const TCP_NODELAY = 1;
-const SO_KEEPALIVE = 9;
 
 /** The local or peer address of `fd` as a Deno address. */
 function addressOf(c: Libc, fd: number, peer: boolean): Deno.NetAddr {
@@ -75,7 +66,7 @@ class LibcTcpConn {
       if (n > 0) return n;
       if (n === 0) return p.length === 0 ? 0 : null;
       const errno = lastErrno(this.#c);
-      if (errno === EINTR) continue;
+      if (errno === C.EINTR) continue;
       if (errno !== C.EAGAIN) throw errnoError(errno);
       try {
         await waitFor(this.#fd, READABLE);
@@ -89,18 +80,18 @@ class LibcTcpConn {
     for (;;) {
       if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
       const n = Number(
-        this.#c.send(this.#fd, p, BigInt(p.length), C.MSG_DONTWAIT | MSG_NOSIGNAL),
+        this.#c.send(this.#fd, p, BigInt(p.length), C.MSG_DONTWAIT | C.MSG_NOSIGNAL),
       );
       if (n >= 0) return n;
       const errno = lastErrno(this.#c);
-      if (errno === EINTR) continue;
+      if (errno === C.EINTR) continue;
       if (errno !== C.EAGAIN) throw errnoError(errno);
       await waitFor(this.#fd, WRITABLE);
     }
   }
 
   closeWrite(): Promise<void> {
-    if (!this.#closed && this.#c.shutdown(this.#fd, SHUT_WR) < 0) {
+    if (!this.#closed && this.#c.shutdown(this.#fd, C.SHUT_WR) < 0) {
       return Promise.reject(errnoError(lastErrno(this.#c)));
     }
     return Promise.resolve();
@@ -113,18 +104,16 @@ class LibcTcpConn {
   }
 
   setNoDelay(on = true): void {
-    this.#option(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+    this.#option(C.IPPROTO_TCP, C.TCP_NODELAY, on ? 1 : 0);
   }
 
   setKeepAlive(on = true): void {
-    this.#option(C.SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
+    this.#option(C.SOL_SOCKET, C.SO_KEEPALIVE, on ? 1 : 0);
   }
 
   #option(level: number, name: number, value: number): void {
-    const v = new Int32Array([value]);
-    if (this.#c.setsockopt(this.#fd, level, name, new Uint8Array(v.buffer), 4) < 0) {
-      throw errnoError(lastErrno(this.#c));
-    }
+    const errno = setsockoptInt(this.#c, this.#fd, level, name, value);
+    if (errno) throw errnoError(errno);
   }
 }
 
@@ -176,7 +165,11 @@ export async function connectFrom(
   signal?.throwIfAborted();
   const c = acquireLibc();
   const v6 = isIPv6(hostname);
-  const fd = c.socket(v6 ? C.AF_INET6 : C.AF_INET, SOCK_STREAM_NONBLOCK_CLOEXEC, 0);
+  const fd = c.socket(
+    v6 ? C.AF_INET6 : C.AF_INET,
+    C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC,
+    0,
+  );
   if (fd < 0) {
     const err = errnoError(lastErrno(c));
     releaseLibc();
@@ -188,7 +181,7 @@ export async function connectFrom(
     const sa = encodeSockaddr(hostname, port);
     if (c.connect(fd, sa, sa.length) < 0) {
       const errno = lastErrno(c);
-      if (errno !== EINPROGRESS) throw errnoError(errno);
+      if (errno !== C.EINPROGRESS) throw errnoError(errno);
       // Connected (or refused) when it can be written to.
       await waitFor(fd, WRITABLE, signal);
       const pending = new Int32Array(1);

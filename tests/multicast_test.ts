@@ -8,7 +8,7 @@
 
 import { assertEquals, assertMatch } from "./assert.ts";
 import { requireTool, runSockit, sockitCommand } from "./helpers.ts";
-import { privateNamespace, runArgv } from "./netns.ts";
+import { privateNamespace, runArgv, straced } from "./netns.ts";
 
 /**
  * The script run in the namespace: multicast on loopback; a sockit
@@ -109,18 +109,10 @@ Deno.test("--broadcast: SO_BROADCAST before connect (strace); socat hears loopba
 });
 
 Deno.test("--keepalive=IDLE,INTERVAL,COUNT: the three setsockopt calls strace sees", async () => {
-  const strace = requireTool("strace");
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = (async () => (await listener.accept()).close())();
-  const log = await Deno.makeTempFile();
   try {
-    const r = await runArgv([
-      strace,
-      "-f",
-      "-o",
-      log,
-      "-e",
-      "trace=setsockopt",
+    const { kernel, ...r } = await straced("setsockopt", [
       ...sockitCommand(["--allow-net", "--allow-ffi"]),
       "connect",
       `127.0.0.1:${listener.addr.port}`,
@@ -128,7 +120,6 @@ Deno.test("--keepalive=IDLE,INTERVAL,COUNT: the three setsockopt calls strace se
       "--trace",
     ]);
     assertEquals(r.code, 0, r.stderr);
-    const kernel = await Deno.readTextFile(log);
     assertMatch(kernel, /setsockopt\(\d+, SOL_SOCKET, SO_KEEPALIVE, \[1\], 4\) = 0/);
     assertMatch(kernel, /setsockopt\(\d+, SOL_TCP, TCP_KEEPIDLE, \[60\], 4\) = 0/);
     assertMatch(kernel, /setsockopt\(\d+, SOL_TCP, TCP_KEEPINTVL, \[10\], 4\) = 0/);
@@ -137,7 +128,6 @@ Deno.test("--keepalive=IDLE,INTERVAL,COUNT: the three setsockopt calls strace se
   } finally {
     listener.close();
     await accepting.catch(() => {});
-    await Deno.remove(log);
   }
 });
 

@@ -169,3 +169,21 @@ export async function runArgv(
   }).output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
+
+/**
+ * Runs `argv` to the end under `strace -f -e trace=TRACE`: its exit code
+ * and output, and what strace saw (`kernel`).
+ */
+export async function straced(
+  trace: string,
+  argv: string[],
+): Promise<ArgvResult & { kernel: string }> {
+  const strace = requireTool("strace");
+  const log = await Deno.makeTempFile({ prefix: "sockit-strace-" });
+  try {
+    const r = await runArgv([strace, "-f", "-o", log, "-e", `trace=${trace}`, ...argv]);
+    return { ...r, kernel: await Deno.readTextFile(log) };
+  } finally {
+    await Deno.remove(log);
+  }
+}

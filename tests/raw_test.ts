@@ -6,7 +6,7 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { customCommand, requireTool, runSockit, sockitCommand, spawnSockit } from "./helpers.ts";
-import { Lab, privateNamespace, requireRoot, runArgv } from "./netns.ts";
+import { Lab, privateNamespace, requireRoot, runArgv, straced } from "./netns.ts";
 import { checksum, describeIcmp, echoRequest, parseIcmp } from "../lib/icmp.ts";
 import { decodeSockaddr, encodeSockaddr } from "../lib/libc.ts";
 import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
@@ -159,31 +159,19 @@ Deno.test("ping --json: events with the documented fields; --ttl; -q", async () 
 
 Deno.test("ping --trace: the calls strace sees (socket, setsockopt, sendto, recvmsg)", async () => {
   requireRoot();
-  const strace = requireTool("strace");
-  const log = await Deno.makeTempFile({ prefix: "sockit-strace-ping-" });
-  try {
-    const r = await runArgv([
-      strace,
-      "-f",
-      "-o",
-      log,
-      "-e",
-      "trace=network",
-      ...sockit(["ping", "-c", "1", "127.0.0.1", "--trace"]),
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-    const kernel = await Deno.readTextFile(log);
-    const calls = (text: string) =>
-      ["socket", "setsockopt", "sendto", "recvmsg"].filter((c) =>
-        new RegExp(`\\b${c}\\(`).test(text)
-      );
-    assertMatch(r.stderr, /socket\(AF_INET, SOCK_RAW, IPPROTO_ICMP\) = \d+/);
-    assertMatch(kernel, /socket\(AF_INET, SOCK_RAW(\|SOCK_CLOEXEC)?, IPPROTO_ICMP\) = \d+/);
-    assertEquals(calls(r.stderr), calls(kernel));
-    assertEquals(calls(r.stderr), ["socket", "setsockopt", "sendto", "recvmsg"]);
-  } finally {
-    await Deno.remove(log);
-  }
+  const { kernel, ...r } = await straced(
+    "network",
+    sockit(["ping", "-c", "1", "127.0.0.1", "--trace"]),
+  );
+  assertEquals(r.code, 0, r.stderr);
+  const calls = (text: string) =>
+    ["socket", "setsockopt", "sendto", "recvmsg"].filter((c) =>
+      new RegExp(`\\b${c}\\(`).test(text)
+    );
+  assertMatch(r.stderr, /socket\(AF_INET, SOCK_RAW, IPPROTO_ICMP\) = \d+/);
+  assertMatch(kernel, /socket\(AF_INET, SOCK_RAW(\|SOCK_CLOEXEC)?, IPPROTO_ICMP\) = \d+/);
+  assertEquals(calls(r.stderr), calls(kernel));
+  assertEquals(calls(r.stderr), ["socket", "setsockopt", "sendto", "recvmsg"]);
 });
 
 Deno.test("ping: SIGINT prints the statistics, then exit 130", async () => {

@@ -13,7 +13,7 @@ import {
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
-import { runArgv } from "./netns.ts";
+import { straced } from "./netns.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -66,13 +66,7 @@ Deno.test("--nodelay, --keepalive, --ttl, --reuseport: the setsockopt calls stra
   })();
   const log = await Deno.makeTempFile();
   try {
-    const r = await runArgv([
-      strace,
-      "-f",
-      "-o",
-      log,
-      "-e",
-      "trace=setsockopt",
+    const { kernel, ...r } = await straced("setsockopt", [
       ...sockitCommand(["--allow-net", "--allow-ffi"]),
       "connect",
       `127.0.0.1:${listener.addr.port}`,
@@ -83,7 +77,6 @@ Deno.test("--nodelay, --keepalive, --ttl, --reuseport: the setsockopt calls stra
       "--trace",
     ]);
     assertEquals(r.code, 0, r.stderr);
-    const kernel = await Deno.readTextFile(log);
     assertMatch(kernel, /setsockopt\(\d+, SOL_TCP, TCP_NODELAY, \[1\], 4\) = 0/);
     assertMatch(kernel, /setsockopt\(\d+, SOL_SOCKET, SO_KEEPALIVE, \[1\], 4\) = 0/);
     assertMatch(r.stderr, /setsockopt\(TCP_NODELAY, 1\) = 0/);

@@ -9,7 +9,7 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { freePort, requireTool, runSockit, sockitCommand, spawnSockit } from "./helpers.ts";
-import { runArgv } from "./netns.ts";
+import { straced } from "./netns.ts";
 
 const decoder = new TextDecoder();
 
@@ -204,19 +204,11 @@ print(n, flush=True)
 });
 
 Deno.test("--source: the bind strace sees, and --trace names", async () => {
-  const strace = requireTool("strace");
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = (async () => (await listener.accept()).close())();
-  const log = await Deno.makeTempFile();
   try {
     const port = freePort("127.0.0.7");
-    const r = await runArgv([
-      strace,
-      "-f",
-      "-o",
-      log,
-      "-e",
-      "trace=bind,connect",
+    const { kernel, ...r } = await straced("bind,connect", [
       ...sockitCommand(["--allow-net", "--allow-ffi"]),
       "connect",
       `127.0.0.1:${listener.addr.port}`,
@@ -225,7 +217,6 @@ Deno.test("--source: the bind strace sees, and --trace names", async () => {
       "--trace",
     ]);
     assertEquals(r.code, 0, r.stderr);
-    const kernel = await Deno.readTextFile(log);
     assertMatch(
       kernel,
       new RegExp(
@@ -236,7 +227,6 @@ Deno.test("--source: the bind strace sees, and --trace names", async () => {
   } finally {
     listener.close();
     await accepting.catch(() => {});
-    await Deno.remove(log);
   }
 });
 

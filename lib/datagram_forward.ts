@@ -48,7 +48,7 @@ export interface ForwardDatagramsOptions {
   /** `--allow` / `--deny`: datagrams from a client they refuse are dropped. */
   access?: AccessRules;
   /** A client's datagrams were dropped by `access` (said once per run of datagrams from it). */
-  onRejected?: (client: Deno.NetAddr, why: string) => void;
+  onRejected?: (client: string, why: string) => void;
   /** What the upstream is called in a session's end reason (default `target`). */
   upstreamName?: string;
   /** Stop after the first session has ended (a server without `-k`). */
@@ -133,7 +133,7 @@ export async function forwardDatagrams(
       if (!session) {
         const why = options.access ? refusal(options.access, from.hostname) : undefined;
         if (why) {
-          if (lastRejected !== key) options.onRejected?.(from, why);
+          if (lastRejected !== key) options.onRejected?.(key, why);
           lastRejected = key;
           continue;
         }

@@ -12,13 +12,13 @@ import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import type { Connection } from "../conn.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
-import { DATAGRAM_SESSION_IDLE, forwardDatagrams } from "../datagram_forward.ts";
+import { forwardDatagrams } from "../datagram_forward.ts";
 import { connect, connectAddress, openDatagram } from "../open.ts";
 import { proxyDialer } from "../proxy.ts";
 import type { ProxySpec } from "../proxy.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { isTls, requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
+import { isTls, requireEndpoint, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -31,7 +31,7 @@ import {
 } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { datagramSessionEvents, openServer, serveOptions } from "./serve.ts";
+import { datagramSessions, openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
 import {
@@ -293,7 +293,6 @@ async function forwardDatagramSessions(
       multicast: multicast?.join && { join: multicast.join },
     });
     reporter.listening(listener.address, options.listen.transport);
-    const prefix = schemePrefix(transportOf(options.listen));
     await forwardDatagrams(
       listener,
       () =>
@@ -304,18 +303,7 @@ async function forwardDatagramSessions(
           multicast: multicast && { ttl: multicast.ttl, loop: multicast.loop },
           broadcast,
         }),
-      {
-        signal: ctx.signal,
-        idleTimeout: options.idleTimeout ?? DATAGRAM_SESSION_IDLE,
-        maxSessions: options.maxConns,
-        access: options.access,
-        ...datagramSessionEvents(
-          reporter,
-          prefix,
-          listener.address,
-          (client) => `datagrams from ${client} → ${targetName}`,
-        ),
-      },
+      datagramSessions(listener, options.listen, options, ctx, reporter, targetName),
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);

@@ -12,7 +12,7 @@ import { formatEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { DatagramSide } from "../datagram.ts";
 import type { DatagramSocket } from "../datagram.ts";
-import { DATAGRAM_SESSION_IDLE, forwardDatagrams } from "../datagram_forward.ts";
+import { forwardDatagrams } from "../datagram_forward.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
 import {
   checkRunPermission,
@@ -41,7 +41,7 @@ import type { CommandContext } from "./context.ts";
 import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { datagramSessionEvents, openServer, serveOptions } from "./serve.ts";
+import { datagramSessions, openServer, serveOptions } from "./serve.ts";
 import { prepareStdio, runSession } from "./session.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
@@ -357,7 +357,6 @@ async function execPerPeer(
   ctx: CommandContext,
   reporter: Reporter,
 ): Promise<number> {
-  const prefix = schemePrefix(transportOf(options.endpoint));
   // The socket's own address, for the child's SOCKIT_LOCAL_* variables.
   const at = /^\[?(.*?)\]?:(\d+)$/.exec(socket.address);
   const local: Deno.Addr = at
@@ -376,18 +375,9 @@ async function execPerPeer(
         ctx.signal,
       ),
     {
-      signal: ctx.signal,
-      idleTimeout: options.idleTimeout ?? DATAGRAM_SESSION_IDLE,
-      maxSessions: options.maxConns,
-      access: options.access,
+      ...datagramSessions(socket, options.endpoint, options, ctx, reporter, `exec ${argv[0]}`),
       once: !options.keepOpen,
       upstreamName: `exec ${argv[0]}`,
-      ...datagramSessionEvents(
-        reporter,
-        prefix,
-        socket.address,
-        (client) => `datagrams from ${client} → exec ${argv[0]}`,
-      ),
     },
   );
   if (options.keepOpen) reporter.totals();

@@ -165,20 +165,7 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
           { path },
         ),
     });
-    if (!options.quiet) {
-      const text = open.map((r) =>
-        options.json
-          ? jsonLine("port", {
-            host: options.host,
-            address,
-            port: r.port,
-            state: r.state,
-            latencyMs: r.latencyMs,
-          })
-          : `${r.port}\n`
-      ).join("");
-      await ctx.stdout.write(new TextEncoder().encode(text));
-    }
+    await printPorts(open, options, ctx, address);
     reporter.event(
       "scanned",
       `scanned ${options.ports.length} port${options.ports.length === 1 ? "" : "s"} of ` +
@@ -199,6 +186,29 @@ export async function runScan(options: ScanCommandOptions, ctx: CommandContext):
       err instanceof UsageError ? err : toSockitError(err, "scan", options.host),
     );
   }
+}
+
+/** The ports found, one a line on stdout (JSON objects with `--json`); nothing with `-q`. */
+async function printPorts(
+  found: Array<{ port: number; state: string; latencyMs?: number }>,
+  options: ScanCommandOptions,
+  ctx: CommandContext,
+  address: string,
+): Promise<void> {
+  if (options.quiet) return;
+  const text = found.map((r) =>
+    options.json
+      ? jsonLine("port", {
+        host: options.host,
+        address,
+        port: r.port,
+        state: r.state,
+        // A UDP probe has no connect time.
+        latencyMs: r.latencyMs ?? null,
+      })
+      : `${r.port}\n`
+  ).join("");
+  await ctx.stdout.write(new TextEncoder().encode(text));
 }
 
 /** `scan -u`: the ports that did not refuse, with their state. */
@@ -224,20 +234,7 @@ async function runUdpScan(
     concurrency: options.concurrency,
     signal: ctx.signal,
   });
-  if (!options.quiet) {
-    const text = results.map((r) =>
-      options.json
-        ? jsonLine("port", {
-          host: options.host,
-          address,
-          port: r.port,
-          state: r.state,
-          latencyMs: null,
-        })
-        : `${r.port}\n`
-    ).join("");
-    await ctx.stdout.write(new TextEncoder().encode(text));
-  }
+  await printPorts(results, options, ctx, address);
   const open = results.filter((r) => r.state === "open").length;
   reporter.event(
     "scanned",

@@ -9,8 +9,10 @@
  */
 
 import type { Endpoint } from "../address.ts";
+import type { DatagramSocket } from "../datagram.ts";
+import { DATAGRAM_SESSION_IDLE } from "../datagram_forward.ts";
 import type { ForwardDatagramsOptions } from "../datagram_forward.ts";
-import { formatAddr } from "../ip.ts";
+import { schemePrefix, transportOf } from "../transports.ts";
 import { checkSocketOptions } from "../conn.ts";
 import type { SocketOptions } from "../conn.ts";
 import type { Listener } from "../listener.ts";
@@ -98,29 +100,36 @@ export function serveOptions(
 }
 
 /**
- * What a datagram server of sessions (`forward udp://`, `listen udp://
- * --exec`) tells: each new client, each refused one, each session's end
- * with its figures, warnings. `describe` names a new client's session.
+ * The options of a datagram server of sessions (`forward udp://`, `listen
+ * udp:// --exec`) from its limits: the command's signal, `--idle-timeout`
+ * per session (default 30 s), `--max-conns`, `--allow/--deny`, and what it
+ * tells — each new client (`datagrams from CLIENT → to`), each refused one,
+ * each session's end with its figures, warnings.
  *
  * @example Usage
  * ```ts ignore
- * await forwardDatagrams(socket, open, { signal, ...datagramSessionEvents(reporter, "udp://", socket.address, (c) => `datagrams from ${c}`) });
+ * await forwardDatagrams(socket, open, datagramSessions(socket, endpoint, options, ctx, reporter, "udp://10.0.0.5:53"));
  * ```
  */
-export function datagramSessionEvents(
+export function datagramSessions(
+  listener: DatagramSocket,
+  endpoint: Endpoint,
+  limits: ServerLimits,
+  ctx: CommandContext,
   reporter: Reporter,
-  prefix: string,
-  localAddress: string,
-  describe: (client: string) => string,
-): Pick<ForwardDatagramsOptions, "onSession" | "onRejected" | "onClosed" | "onWarning"> {
+  to: string,
+): ForwardDatagramsOptions {
+  const prefix = schemePrefix(transportOf(endpoint));
+  const localAddress = listener.address;
   return {
+    signal: ctx.signal,
+    idleTimeout: limits.idleTimeout ?? DATAGRAM_SESSION_IDLE,
+    maxSessions: limits.maxConns,
+    access: limits.access,
     onSession: (client) =>
-      reporter.event("peer", describe(client), { remote: `${prefix}${client}` }),
+      reporter.event("peer", `datagrams from ${client} → ${to}`, { remote: `${prefix}${client}` }),
     onRejected: (client, why) =>
-      reporter.rejected(
-        { id: 0, remoteAddress: `${prefix}${formatAddr(client)}`, localAddress },
-        why,
-      ),
+      reporter.rejected({ id: 0, remoteAddress: `${prefix}${client}`, localAddress }, why),
     onClosed: (info) =>
       reporter.closed({ id: 0, remoteAddress: `${prefix}${info.client}`, localAddress }, {
         sent: info.sent,

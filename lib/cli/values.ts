@@ -24,6 +24,7 @@ import type { SourceAddress } from "../tcp_libc.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import type { Transport } from "../transports.ts";
 import type { Step } from "../dialogue.ts";
+import { flagName, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, ParsedFlags } from "./flags.ts";
 
 /**
@@ -340,15 +341,8 @@ export function websocketFlags(
   endpoints: Endpoint[],
   mode: WebSocketMode,
 ): WebSocketCommandOptions | undefined {
-  const names = [
-    "binary",
-    "protocol",
-    "origin",
-    "close-delay",
-    "ping-interval",
-    "ping-timeout",
-    "max-message",
-  ];
+  // `--header` is also HTTP's (wait): only the others say "WebSocket".
+  const names = WEBSOCKET_FLAGS.map(flagName).filter((name) => name !== "header");
   const any = endpoints.some((e) => transportOf(e).address === "url");
   const given = names.find((n) => values[n] !== undefined);
   if (!any) {

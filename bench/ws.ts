@@ -9,6 +9,7 @@
  * @module
  */
 
+import { NODE_PEERS } from "../tools/peers.ts";
 import {
   freeTcpPort,
   median,
@@ -29,7 +30,7 @@ export interface WsBenchOptions {
   size: number;
 }
 
-const NODE_PATH = "/usr/share/nodejs";
+const NODE_PATH = NODE_PEERS;
 
 /** The Node client: ping-pong for `seconds`, then bulk `size` bytes; prints JSON. */
 const CLIENT = `

@@ -367,7 +367,7 @@ export function requireTool(name: string): string {
     }
   }
   throw new Error(
-    `MISSING TOOL: this test needs "${name}" on PATH (apt-get install it; .ci/run does)`,
+    `MISSING TOOL: this test needs "${name}" on PATH (deno task peers installs it; deno task peers --list shows every peer)`,
   );
 }
 

@@ -36,3 +36,9 @@ Deno.test("layout: schemes are compared only in the transport table", () => {
 Deno.test("layout: code cites no document outside the repository", () => {
   assertEquals(offenders([...sources("lib"), "main.ts"], /DESIGN( §|\.md)/), []);
 });
+
+Deno.test("layout: tests/README.md says what each test file needs (deno task gen-docs)", async () => {
+  const { testsReadme } = await import("../tools/gen_tests_readme.ts");
+  const text = Deno.readTextFileSync(`${ROOT}tests/README.md`);
+  assertEquals(text, testsReadme(), "tests/README.md is stale: run `deno task gen-docs`");
+});

@@ -6,6 +6,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { NODE_PEERS, SYSTEM_PYTHON } from "../tools/peers.ts";
 import {
   freePort,
   localhostCertificate,
@@ -20,8 +21,8 @@ import {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** python3-websockets is installed for the system Python, not for a pyenv one first on PATH. */
-const PYTHON = "/usr/bin/python3";
-const NODE_PATH = "/usr/share/nodejs";
+const PYTHON = SYSTEM_PYTHON;
+const NODE_PATH = NODE_PEERS;
 
 /** A Python `websockets` server: echoes; "close:CODE" closes with CODE; prints its port. */
 const PY_SERVER = `

@@ -509,3 +509,76 @@ Deno.test("ping: a reply with a bad ICMP checksum is shown (BAD CHECKSUM!) and n
   const done = events.find((e) => e.event === "done")!;
   assertEquals([done.received, done.corrupted, done.duplicates], [0, 1, 0]);
 });
+
+Deno.test("lab: traceroute stops at a router's !H / !X as traceroute -n does, but HOST was not reached (exit 1)", async () => {
+  await using lab = await Lab.create();
+  // B has no way on to 127.3/24 (host unreachable) and refuses 127.4/24 (administratively).
+  // B sends these from ip_error(), limited per source to a burst of 5 and then 1/s by the
+  // host-wide net.ipv4.route.error_cost/error_burst (no namespace has its own): each run below
+  // sends one probe that meets them — traceroute(8) -N 1, one at a time — 3 in all.
+  await lab.exec(lab.b, ["ip", "route", "add", "unreachable", "127.3.0.0/24"]);
+  await lab.exec(lab.b, ["ip", "route", "add", "prohibit", "127.4.0.0/24"]);
+  const hops = (text: string) =>
+    text.split("\n").slice(1).filter(Boolean).map((l) => l.replace(/ +[\d.]+ ms/g, ""));
+  const args = ["-n", "-q", "1", "-m", "5", "127.3.0.2"];
+  const theirs = await runArgv(
+    lab.inside(lab.a, [requireTool("traceroute"), "-N", "1", ...args, "-w", "2"]),
+  );
+  const mine = await runArgv(lab.inside(lab.a, sockit(["traceroute", ...args, "-w", "2s", "-v"])));
+  assertEquals(hops(mine.stdout), hops(theirs.stdout));
+  assertEquals(hops(mine.stdout), [` 1  ${Lab.B} !H`]);
+  // Before: exit 0 and reached: true, as if HOST had answered.
+  assertEquals(mine.code, 1, mine.stderr);
+  assertMatch(mine.stderr, /127\.3\.0\.2 not reached: 127\.1\.0\.2 answered !H at hop 1/);
+  const json = await runArgv(
+    lab.inside(lab.a, sockit(["traceroute", "-q", "1", "-w", "2s", "127.4.0.2", "--json", "-v"])),
+  );
+  assertEquals(json.code, 1, json.stderr);
+  assertMatch(json.stderr, /127\.4\.0\.2 not reached: 127\.1\.0\.2 answered !X at hop 1/);
+  const events = jsonEvents(json.stdout);
+  assertEquals(events.map((e) => e.event), ["traceroute", "hop", "traced"]);
+  const [probe] = events[1].probes as { from: string; mark: string }[];
+  assertEquals([probe.from, probe.mark], [Lab.B, "!X"]);
+  assertEquals(events[2].reached, false);
+});
+
+Deno.test("traceroute and ping to 0.0.0.0, :: and ::ffff:127.0.0.1: the local host, as traceroute(8) and iputils", async () => {
+  requireRoot();
+  // Before: traceroute printed only * (replies quote 127.0.0.1, not 0.0.0.0; ICMPv6 never
+  // reaches a v4-mapped address) for 30 hops × 3 probes × 5 s, then exit 1.
+  for (const host of ["0.0.0.0", "::", "::ffff:127.0.0.1"]) {
+    const args = ["-n", "-q", "1", "-m", "3", host];
+    const [mine, theirs] = await Promise.all([
+      runArgv(sockit(["traceroute", ...args, "-w", "2s"])),
+      runArgv([requireTool("traceroute"), ...args, "-w", "2"]),
+    ]);
+    assertEquals(mine.code, 0, `${host}: ${mine.stderr}`);
+    const noTimes = (text: string) => text.replace(/ +[\d.]+ ms/g, "");
+    assertEquals(noTimes(mine.stdout), noTimes(theirs.stdout), host);
+  }
+  // ping: 0.0.0.0 and :: as iputils prints them (PING 0.0.0.0 (127.0.0.1), PING ::(::)).
+  for (const host of ["0.0.0.0", "::"]) {
+    const args = ["-c", "2", "-i", "0.2", host];
+    const [mine, theirs] = await Promise.all([
+      runArgv(sockit(["ping", ...args])),
+      runArgv([requireTool("ping"), ...args]),
+    ]);
+    assertEquals(mine.code, 0, `${host}: ${mine.stderr}`);
+    assertEquals(shape(mine.stdout), shape(theirs.stdout), host);
+  }
+  // iputils sends ICMPv6 to ::ffff:127.0.0.1 and loses every request; sockit pings the IPv4
+  // address it carries, as traceroute(8) traces it: the lines of iputils' ping 127.0.0.1.
+  const [mapped, plain] = await Promise.all([
+    runArgv(sockit(["ping", "-c", "2", "-i", "0.2", "::ffff:127.0.0.1"])),
+    runArgv([requireTool("ping"), "-c", "2", "-i", "0.2", "127.0.0.1"]),
+  ]);
+  assertEquals(mapped.code, 0, mapped.stderr);
+  assertEquals(
+    shape(mapped.stdout),
+    shape(plain.stdout).replace("PING 127.0.0.1 ", "PING ::ffff:127.0.0.1 ")
+      .replace("--- 127.0.0.1 ", "--- ::ffff:127.0.0.1 "),
+  );
+  // -6 with a v4-mapped address: a usage error (traceroute(8) and iputils exit 2 too).
+  const six = await runSockit(["traceroute", "-6", "::ffff:127.0.0.1"], { perms: FFI });
+  assertEquals(six.code, 2, six.stderr);
+});

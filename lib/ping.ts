@@ -8,12 +8,27 @@
  */
 
 import { SockitError, UsageError } from "./errors.ts";
-import { describeIcmp, echoRequest, ICMP4, ICMP6, parseIcmp } from "./icmp.ts";
-import { familyOf, isDenied, RawSocket, rawSocketDenied } from "./raw.ts";
+import {
+  checksum,
+  describeIcmp,
+  echoRequest,
+  ICMP4,
+  ICMP6,
+  ipv4HeaderLength,
+  parseIcmp,
+} from "./icmp.ts";
+import { familyOf, isDenied, probeAddress, RawSocket, rawSocketDenied } from "./raw.ts";
 import type { TraceFn } from "./trace.ts";
 
 /** The shortest interval without a raw socket, as iputils allows a user (a flood needs privileges). */
 export const USER_INTERVAL_FLOOR_MS = 2;
+
+/**
+ * The receive buffer: room for the largest datagram (an IPv4 packet, or an
+ * ICMPv6 message, is at most 65535 bytes), so that a reply longer than the
+ * request is read, and reported, whole.
+ */
+const RECEIVE_BUFFER = 65536;
 
 /** Which kind of ICMP socket was used. */
 export type IcmpSocketKind = "raw" | "dgram";
@@ -46,6 +61,7 @@ export interface PingOptions {
 export type PingEvent =
   | {
     type: "start";
+    /** Where the requests go (`127.0.0.1` for `0.0.0.0`, the IPv4 address of `::ffff:a.b.c.d`). */
     address: string;
     family: 4 | 6;
     socket: IcmpSocketKind;
@@ -60,6 +76,12 @@ export type PingEvent =
     ttl?: number;
     rttMs: number;
     duplicate: boolean;
+    /**
+     * The ICMP checksum is wrong (a raw IPv4 socket; the kernel drops such
+     * replies before an ICMP datagram socket or an ICMPv6 socket sees them).
+     * Not counted as received, as iputils does (`(BAD CHECKSUM!)`).
+     */
+    badChecksum?: true;
   }
   | {
     type: "error";
@@ -92,6 +114,8 @@ export interface PingSummary {
   errors: number;
   /** Replies that came again for an answered request. */
   duplicates: number;
+  /** Echo replies with a wrong checksum (iputils' `+N corrupted`), not counted as received. */
+  corrupted: number;
   /** From the first request to the end. */
   elapsedMs: number;
   /** Present when a reply came. */
@@ -118,7 +142,9 @@ export function openIcmpSocket(
 }
 
 /**
- * Pings `address` (an IP literal) and resolves to the totals.
+ * Pings `host` (an IP literal) and resolves to the totals. The
+ * unspecified address (`0.0.0.0`, `::`) is the local host, an IPv4-mapped
+ * IPv6 address the IPv4 address ({@linkcode probeAddress}).
  *
  * @example Usage
  * ```ts ignore
@@ -127,7 +153,8 @@ export function openIcmpSocket(
  * console.log(summary.received); // 3
  * ```
  */
-export async function ping(address: string, options: PingOptions = {}): Promise<PingSummary> {
+export async function ping(host: string, options: PingOptions = {}): Promise<PingSummary> {
+  const address = probeAddress(host);
   const family = familyOf(address);
   const count = options.count ?? Infinity;
   const interval = options.interval ?? 1000;
@@ -148,17 +175,21 @@ export async function ping(address: string, options: PingOptions = {}): Promise<
   const withHeader = family === 4 && socket.type === "raw";
   // A datagram socket's identifier is its port, given by the kernel at the first send.
   let id = socket.type === "raw" ? (Deno.pid ^ (performance.now() * 1000)) & 0xffff : 0;
+  // The send time of each sequence number, and which are answered — as iputils' table: a
+  // sequence number is 16 bits, so after 65,535 requests the numbers come round, and sending
+  // one again clears its mark (else each reply from then on would count as a duplicate).
   const sent = new Map<number, bigint>();
-  const answered = new Set<number>();
+  const answered = new Uint8Array(0x10000);
   const rtts: number[] = [];
   const summary: PingSummary = {
     transmitted: 0,
     received: 0,
     errors: 0,
     duplicates: 0,
+    corrupted: 0,
     elapsedMs: 0,
   };
-  const buf = new Uint8Array(Math.max(2048, size + 128));
+  const buf = new Uint8Array(RECEIVE_BUFFER);
   const started = performance.now();
   let nextSend = started;
   let lastSend = started;
@@ -170,6 +201,7 @@ export async function ping(address: string, options: PingOptions = {}): Promise<
     if (summary.transmitted < count && now >= nextSend) {
       const seq = (summary.transmitted + 1) & 0xffff;
       const packet = echoRequest(family, id, seq, size);
+      answered[seq] = 0;
       sent.set(seq, socket.now());
       try {
         socket.sendTo(packet, address);
@@ -189,24 +221,29 @@ export async function ping(address: string, options: PingOptions = {}): Promise<
       nextSend = interval > 0 ? nextSend + interval : now + 10;
       continue;
     }
-    const outstanding = summary.transmitted - answered.size;
+    const outstanding = summary.transmitted - summary.received - summary.errors;
     if (summary.transmitted >= count && (outstanding <= 0 || now - lastSend >= timeout)) break;
     let until = summary.transmitted < count ? nextSend : lastSend + timeout;
     if (options.deadline !== undefined) until = Math.min(until, started + options.deadline);
     const message = await socket.receiveMessage(buf, Math.max(0, until - now), signal);
     if (!message) continue;
-    const icmp = parseIcmp(family, buf.subarray(0, message.length), withHeader);
+    const bytes = buf.subarray(0, message.length);
+    const icmp = parseIcmp(family, bytes, withHeader);
     if (!icmp) continue;
+    // Only a raw IPv4 socket delivers ICMP the kernel has not checked (its checksum covers the
+    // ICMP message alone); ICMPv6 and ICMP datagram sockets never see a bad one.
+    const badChecksum = withHeader && checksum(bytes.subarray(ipv4HeaderLength(bytes))) !== 0;
     if (icmp.kind === "echo-reply") {
       if (socket.type === "raw" && icmp.id !== id) continue;
       const seq = icmp.seq!;
       const at = sent.get(seq);
       if (at === undefined) continue;
       const rttMs = Number((message.receivedNs ?? socket.now()) - at) / 1e6;
-      const duplicate = answered.has(seq);
-      if (duplicate) summary.duplicates++;
+      const duplicate = !badChecksum && answered[seq] === 1;
+      if (badChecksum) summary.corrupted++;
+      else if (duplicate) summary.duplicates++;
       else {
-        answered.add(seq);
+        answered[seq] = 1;
         summary.received++;
         rtts.push(rttMs);
       }
@@ -218,14 +255,18 @@ export async function ping(address: string, options: PingOptions = {}): Promise<
         ...(icmp.ttl ?? message.ttl) !== undefined ? { ttl: icmp.ttl ?? message.ttl } : {},
         rttMs,
         duplicate,
+        ...badChecksum ? { badChecksum } : {},
       });
+      if (badChecksum) continue;
       if (interval === 0) nextSend = performance.now();
     } else if (icmp.kind === "time-exceeded" || icmp.kind === "unreachable") {
       const quoted = icmp.quoted;
-      if (!quoted || quoted.id !== id || quoted.destination !== address) continue;
+      if (
+        badChecksum || !quoted || quoted.id !== id || quoted.destination !== address.split("%")[0]
+      ) continue;
       const seq = quoted.seq!;
-      if (!sent.has(seq) || answered.has(seq)) continue;
-      answered.add(seq);
+      if (!sent.has(seq) || answered[seq] === 1) continue;
+      answered[seq] = 1;
       summary.errors++;
       options.onEvent?.({
         type: "error",

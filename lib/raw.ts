@@ -15,7 +15,7 @@
  */
 
 import { errnoError, SockitError, UsageError } from "./errors.ts";
-import { formatHost, isIPv6 } from "./ip.ts";
+import { formatHost, formatIPv6, ipv6Groups, isIPv6 } from "./ip.ts";
 import {
   acquireLibc,
   C,
@@ -514,4 +514,52 @@ function isLoopback(address: string): boolean {
 /** The IP family of an address literal. */
 export function familyOf(address: string): 4 | 6 {
   return isIPv6(address) ? 6 : 4;
+}
+
+/**
+ * An IP literal as it goes on the wire: an IPv4-mapped IPv6 address
+ * (`::ffff:127.0.0.1`) is the IPv4 address it carries — no ICMPv6 message
+ * reaches one, and traceroute(8) sends IPv4 there — and other IPv6 text is
+ * made canonical, as the addresses of received messages are written.
+ *
+ * @example Usage
+ * ```ts
+ * import { unmappedAddress } from "./raw.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(unmappedAddress("::ffff:127.0.0.1"), "127.0.0.1");
+ * assert.equal(unmappedAddress("0:0::1"), "::1");
+ * assert.equal(unmappedAddress("10.0.0.1"), "10.0.0.1");
+ * ```
+ */
+export function unmappedAddress(address: string): string {
+  if (!isIPv6(address)) return address;
+  const groups = ipv6Groups(address);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
+  }
+  const zone = address.indexOf("%");
+  return formatIPv6(groups) + (zone === -1 ? "" : address.slice(zone));
+}
+
+/**
+ * Where ICMP probes for `address` go and where their answers come from:
+ * {@linkcode unmappedAddress}, and the unspecified address (`0.0.0.0`, `::`)
+ * as the local host (`127.0.0.1`, `::1`) — where the kernel delivers a
+ * datagram sent to it, as ping and traceroute(8) find.
+ *
+ * @example Usage
+ * ```ts
+ * import { probeAddress } from "./raw.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(probeAddress("0.0.0.0"), "127.0.0.1");
+ * assert.equal(probeAddress("::"), "::1");
+ * assert.equal(probeAddress("::ffff:0.0.0.0"), "127.0.0.1");
+ * ```
+ */
+export function probeAddress(address: string): string {
+  const unmapped = unmappedAddress(address);
+  if (unmapped === "0.0.0.0") return "127.0.0.1";
+  return unmapped.split("%")[0] === "::" ? "::1" : unmapped;
 }

@@ -3,13 +3,15 @@
  * and the ICMP errors they cause read from a raw ICMP socket — "time
  * exceeded" from each router on the way, "port unreachable" from the
  * destination itself. A reply is matched to its probe by the UDP ports that
- * the error quotes. The command's lines are `cli/traceroute.ts`.
+ * the error quotes. Any "unreachable" ends the trace, as with traceroute(8);
+ * only one from the destination means it was reached. The command's lines
+ * are `cli/traceroute.ts`.
  *
  * @module
  */
 
 import { ICMP4, ICMP6, parseIcmp } from "./icmp.ts";
-import { familyOf, isDenied, RawSocket, rawSocketDenied } from "./raw.ts";
+import { familyOf, isDenied, probeAddress, RawSocket, rawSocketDenied } from "./raw.ts";
 import type { TraceFn } from "./trace.ts";
 
 /** Options of {@linkcode traceroute}. */
@@ -54,10 +56,16 @@ export interface Hop {
 
 /** The result of a trace. */
 export interface TracerouteResult {
-  /** Whether the destination answered. */
+  /**
+   * Whether the destination answered (its "port unreachable", as a rule).
+   * An unreachable from a router on the way (`!H`, `!N`, `!X`…) ends the
+   * trace but is not the destination answering.
+   */
   reached: boolean;
   /** The hops tried. */
   hops: Hop[];
+  /** The unreachable that ended the trace: its hop, who sent it, its mark (none for a port). */
+  endedBy?: { ttl: number; from: string; mark?: string };
 }
 
 /** traceroute's marks for an ICMP unreachable code (IPv4, IPv6). */
@@ -73,8 +81,10 @@ function unreachableMark(family: 4 | 6, code: number): string | undefined {
 }
 
 /**
- * Traces the route to `address` (an IP literal). Needs a raw ICMP socket
+ * Traces the route to `host` (an IP literal). Needs a raw ICMP socket
  * (root or CAP_NET_RAW): it throws the 126 error naming them otherwise.
+ * The unspecified address (`0.0.0.0`, `::`) is the local host, an
+ * IPv4-mapped IPv6 address the IPv4 address ({@linkcode probeAddress}).
  *
  * @example Usage
  * ```ts ignore
@@ -82,9 +92,12 @@ function unreachableMark(family: 4 | 6, code: number): string | undefined {
  * ```
  */
 export async function traceroute(
-  address: string,
+  host: string,
   options: TracerouteOptions = {},
 ): Promise<TracerouteResult> {
+  const address = probeAddress(host);
+  // Received and quoted addresses are written without a zone.
+  const bare = address.split("%")[0];
   const family = familyOf(address);
   const maxHops = options.maxHops ?? 30;
   const queries = options.queries ?? 3;
@@ -109,8 +122,9 @@ export async function traceroute(
   const buf = new Uint8Array(2048);
   const hops: Hop[] = [];
   let reached = false;
+  let endedBy: TracerouteResult["endedBy"];
   let localPort = 0;
-  for (let ttl = options.firstHop ?? 1; ttl <= maxHops && !reached; ttl++) {
+  for (let ttl = options.firstHop ?? 1; ttl <= maxHops && !endedBy; ttl++) {
     if (options.signal?.aborted) break;
     udp.setTtl(ttl);
     const hop: Hop = { ttl, probes: [] };
@@ -131,14 +145,15 @@ export async function traceroute(
         const quoted = reply?.quoted;
         if (
           !quoted || quoted.protocol !== 17 || quoted.sourcePort !== localPort ||
-          quoted.destinationPort !== probePort || quoted.destination !== address
+          quoted.destinationPort !== probePort || quoted.destination !== bare
         ) continue;
         probe.from = message.from;
         probe.rttMs = Number((message.receivedNs ?? icmp.now()) - sentAt) / 1e6;
         if (reply.kind === "unreachable") {
           const mark = unreachableMark(family, reply.code);
           if (mark) probe.mark = mark;
-          reached = true;
+          endedBy ??= { ttl, from: message.from, ...mark ? { mark } : {} };
+          if (message.from === bare) reached = true;
         }
         break;
       }
@@ -147,5 +162,5 @@ export async function traceroute(
     hops.push(hop);
     options.onHop?.(hop);
   }
-  return { reached, hops };
+  return { reached, hops, ...endedBy ? { endedBy } : {} };
 }

@@ -133,6 +133,41 @@ export class Lab implements AsyncDisposable {
 }
 
 /**
+ * A network namespace of its own for several processes at once (a fake
+ * peer and the tool under test): loopback up, `sysctls` (`key=value`) set;
+ * removed on dispose.
+ */
+export class Namespace implements AsyncDisposable {
+  private constructor(readonly name: string) {}
+
+  /** Makes the namespace. */
+  static async create(sysctls: string[] = []): Promise<Namespace> {
+    requireRoot();
+    const ip = requireTool("ip");
+    const ns = new Namespace(`sk${Deno.pid % 100000}n${labs++}`);
+    await run([ip, "netns", "add", ns.name]);
+    try {
+      await run(ns.inside([ip, "link", "set", "lo", "up"]));
+      if (sysctls.length) await run(ns.inside(["sysctl", "-qw", ...sysctls]));
+      return ns;
+    } catch (err) {
+      await ns[Symbol.asyncDispose]();
+      throw err;
+    }
+  }
+
+  /** The command line that runs `argv` in it (`ip netns exec` execs `argv`: same PID). */
+  inside(argv: string[]): string[] {
+    return ["ip", "netns", "exec", this.name, ...argv];
+  }
+
+  /** Removes it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await run(["ip", "netns", "del", this.name]).catch(() => {});
+  }
+}
+
+/**
  * The command line that runs `argv` in a private network namespace of its
  * own (`unshare -n`), loopback up, after `sysctls` (`key=value`) are set
  * there.

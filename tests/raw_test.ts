@@ -6,7 +6,7 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { customCommand, requireTool, runSockit, sockitCommand, spawnSockit } from "./helpers.ts";
-import { Lab, privateNamespace, requireRoot, runArgv, straced } from "./netns.ts";
+import { Lab, Namespace, privateNamespace, requireRoot, runArgv, straced } from "./netns.ts";
 import { checksum, describeIcmp, echoRequest, parseIcmp } from "../lib/icmp.ts";
 import { decodeSockaddr, encodeSockaddr } from "../lib/libc.ts";
 import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
@@ -27,6 +27,7 @@ const SCHEMA: Record<string, string[]> = {
     "received",
     "errors",
     "duplicates",
+    "corrupted",
     "lossPercent",
     "timeMs",
   ],
@@ -372,4 +373,212 @@ Deno.test("ip://: interoperates with socat IP4-SENDTO and IP4-RECV", async () =>
   listener.kill("SIGTERM");
   const got = await listener.result();
   assertEquals(got.text, "from socat\n");
+});
+
+// ---- fixes: sequence wrap, reply size, checksums, unreachable routers, unspecified hosts ------
+
+/** iputils' lines with the times taken out (and iputils' flood-only `ipg/ewma` figures). */
+const shape = (text: string) =>
+  text.replace(/time[= ][\d.]+ ?ms/g, "time=T").replace(/time \d+ms/g, "time T")
+    .replace(/= [\d./]+ ms(, ipg\/ewma [\d./]+ ms)?/, "= R ms");
+
+Deno.test("ping -c 70000 -i 0: sequence numbers come round after 65535 without counting duplicates, as iputils", async () => {
+  requireRoot();
+  // Before: the answered set was never cleared, so from request 65,537 on every reply was a
+  // duplicate (65536 received, +4464 duplicates) and ping waited -W for answers already in.
+  const args = ["-c", "70000", "-i", "0", "-q", "127.0.0.1"];
+  const started = performance.now();
+  const mine = await runArgv(sockit(["ping", ...args, "-W", "2s"]));
+  const took = performance.now() - started;
+  const theirs = await runArgv([requireTool("ping"), ...args, "-W", "2"]);
+  assertEquals(mine.code, 0, mine.stderr);
+  assertMatch(
+    mine.stdout,
+    /^70000 packets transmitted, 70000 received, 0% packet loss, time \d+ms$/m,
+  );
+  assertEquals(shape(mine.stdout), shape(theirs.stdout));
+  // A bound on a hang, not a speed target (~1 s here; the -W wait alone was 2 s before).
+  assert(took < 15_000, `took ${took} ms`);
+});
+
+/**
+ * A fake peer in `ns`: a Python raw socket that answers each echo request
+ * (the kernel's own answer is off: icmp_echo_ignore_all) as `plan[seq - 1]`
+ * says — `good`, `bad` (a wrong checksum), `size=N` (N data bytes, the
+ * request's pattern continued). Stopped by its PID.
+ */
+async function echoSpoofer(ns: Namespace, plan: string[]): Promise<AsyncDisposable> {
+  const [command, ...args] = ns.inside([requireTool("python3"), "-c", SPOOFER, ...plan]);
+  const child = new Deno.Command(command, {
+    args,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  assertEquals((await reader.read()).value?.trim(), "ready");
+  return {
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await child.status;
+      await reader.cancel().catch(() => {});
+    },
+  };
+}
+
+const SPOOFER = `
+import socket, struct, sys
+plan = sys.argv[1:]
+def csum(b):
+    if len(b) % 2: b += b"\\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+print("ready", flush=True)
+while True:
+    pkt, (src, _) = s.recvfrom(65535)
+    icmp = pkt[(pkt[0] & 15) * 4:]
+    if icmp[0] != 8: continue
+    how = plan[(struct.unpack("!H", icmp[6:8])[0] - 1) % len(plan)]
+    data = icmp[8:]
+    if how.startswith("size="):
+        n = int(how[5:])
+        data = (data + bytes(i & 255 for i in range(len(data), n)))[:n]
+    reply = bytearray(b"\\0\\0\\0\\0" + icmp[4:8] + data)
+    struct.pack_into("!H", reply, 2, csum(bytes(reply)) ^ (0x5555 if how == "bad" else 0))
+    s.sendto(reply, (src, 0))
+`;
+
+Deno.test("ping: a reply is read whole — -s 60000 as iputils, and a 60008-byte reply to a 64-byte request", async () => {
+  requireRoot();
+  const [mine, theirs] = await Promise.all([
+    runArgv(sockit(["ping", "-c", "1", "-s", "60000", "127.0.0.1"])),
+    runArgv([requireTool("ping"), "-c", "1", "-s", "60000", "127.0.0.1"]),
+  ]);
+  assertEquals(mine.code, 0, mine.stderr);
+  assertEquals(shape(mine.stdout), shape(theirs.stdout));
+  assertMatch(mine.stdout, /^60008 bytes from 127\.0\.0\.1: icmp_seq=1 ttl=64 time=/m);
+  // A peer that answers with more than was asked: before, the 2048-byte buffer cut it to
+  // "2028 bytes" (2048 less the IP header).
+  await using ns = await Namespace.create(["net.ipv4.icmp_echo_ignore_all=1"]);
+  await using _peer = await echoSpoofer(ns, ["size=60000"]);
+  const big = await runArgv(ns.inside(sockit(["ping", "-c", "1", "-W", "2s", "127.0.0.1"])));
+  assertEquals(big.code, 0, big.stderr);
+  assertMatch(big.stdout, /^60008 bytes from 127\.0\.0\.1: icmp_seq=1 ttl=64 time=[\d.]+ ms$/m);
+});
+
+Deno.test("ping: a reply with a bad ICMP checksum is shown (BAD CHECKSUM!) and not counted, as iputils", async () => {
+  requireRoot();
+  await using ns = await Namespace.create(["net.ipv4.icmp_echo_ignore_all=1"]);
+  const args = ["-c", "2", "-i", "0.2", "127.0.0.1"];
+  let mine, theirs;
+  {
+    await using _peer = await echoSpoofer(ns, ["bad", "good"]);
+    mine = await runArgv(ns.inside(sockit(["ping", ...args, "-W", "0.5s"])));
+    theirs = await runArgv(ns.inside([requireTool("ping"), ...args, "-W", "1"]));
+  }
+  assertEquals(mine.code, 0, mine.stderr);
+  const lines = mine.stdout.split("\n");
+  assertMatch(
+    lines[1],
+    /^64 bytes from 127\.0\.0\.1: icmp_seq=1 ttl=64 time=[\d.]+ ms \(BAD CHECKSUM!\)$/,
+  );
+  assertMatch(lines[2], /^64 bytes from 127\.0\.0\.1: icmp_seq=2 ttl=64 time=[\d.]+ ms$/);
+  assertMatch(
+    mine.stdout,
+    /^2 packets transmitted, 1 received, \+1 corrupted, 50% packet loss, time \d+ms$/m,
+  );
+  // iputils checks the checksum since 20240905 (bacf1b7, "fix IPv4 checksum check always
+  // succeeding once again"); an older one prints the same lines without the mark and counts it.
+  if (/BAD CHECKSUM/.test(theirs.stdout)) assertEquals(shape(mine.stdout), shape(theirs.stdout));
+  else {
+    const replies = (text: string) =>
+      shape(text).split("\n").filter((l) => / bytes from /.test(l)).map((l) =>
+        l.replace(" (BAD CHECKSUM!)", "")
+      );
+    assertEquals(replies(mine.stdout), replies(theirs.stdout));
+  }
+  // --json: the reply says so, the totals count it apart; only bad replies: exit 1.
+  await using _bad = await echoSpoofer(ns, ["bad"]);
+  const json = await runArgv(
+    ns.inside(sockit(["ping", "-c", "1", "-W", "0.5s", "127.0.0.1", "--json"])),
+  );
+  assertEquals(json.code, 1, json.stderr);
+  const events = jsonEvents(json.stdout);
+  assert(events.some((e) => e.event === "reply" && e.badChecksum === true), json.stdout);
+  const done = events.find((e) => e.event === "done")!;
+  assertEquals([done.received, done.corrupted, done.duplicates], [0, 1, 0]);
+});
+
+Deno.test("lab: traceroute stops at a router's !H / !X as traceroute -n does, but HOST was not reached (exit 1)", async () => {
+  await using lab = await Lab.create();
+  // B has no way on to 127.3/24 (host unreachable) and refuses 127.4/24 (administratively).
+  // B sends these from ip_error(), limited per source to a burst of 5 and then 1/s by the
+  // host-wide net.ipv4.route.error_cost/error_burst (no namespace has its own): each run below
+  // sends one probe that meets them — traceroute(8) -N 1, one at a time — 3 in all.
+  await lab.exec(lab.b, ["ip", "route", "add", "unreachable", "127.3.0.0/24"]);
+  await lab.exec(lab.b, ["ip", "route", "add", "prohibit", "127.4.0.0/24"]);
+  const hops = (text: string) =>
+    text.split("\n").slice(1).filter(Boolean).map((l) => l.replace(/ +[\d.]+ ms/g, ""));
+  const args = ["-n", "-q", "1", "-m", "5", "127.3.0.2"];
+  const theirs = await runArgv(
+    lab.inside(lab.a, [requireTool("traceroute"), "-N", "1", ...args, "-w", "2"]),
+  );
+  const mine = await runArgv(lab.inside(lab.a, sockit(["traceroute", ...args, "-w", "2s", "-v"])));
+  assertEquals(hops(mine.stdout), hops(theirs.stdout));
+  assertEquals(hops(mine.stdout), [` 1  ${Lab.B} !H`]);
+  // Before: exit 0 and reached: true, as if HOST had answered.
+  assertEquals(mine.code, 1, mine.stderr);
+  assertMatch(mine.stderr, /127\.3\.0\.2 not reached: 127\.1\.0\.2 answered !H at hop 1/);
+  const json = await runArgv(
+    lab.inside(lab.a, sockit(["traceroute", "-q", "1", "-w", "2s", "127.4.0.2", "--json", "-v"])),
+  );
+  assertEquals(json.code, 1, json.stderr);
+  assertMatch(json.stderr, /127\.4\.0\.2 not reached: 127\.1\.0\.2 answered !X at hop 1/);
+  const events = jsonEvents(json.stdout);
+  assertEquals(events.map((e) => e.event), ["traceroute", "hop", "traced"]);
+  const [probe] = events[1].probes as { from: string; mark: string }[];
+  assertEquals([probe.from, probe.mark], [Lab.B, "!X"]);
+  assertEquals(events[2].reached, false);
+});
+
+Deno.test("traceroute and ping to 0.0.0.0, :: and ::ffff:127.0.0.1: the local host, as traceroute(8) and iputils", async () => {
+  requireRoot();
+  // Before: traceroute printed only * (replies quote 127.0.0.1, not 0.0.0.0; ICMPv6 never
+  // reaches a v4-mapped address) for 30 hops × 3 probes × 5 s, then exit 1.
+  for (const host of ["0.0.0.0", "::", "::ffff:127.0.0.1"]) {
+    const args = ["-n", "-q", "1", "-m", "3", host];
+    const [mine, theirs] = await Promise.all([
+      runArgv(sockit(["traceroute", ...args, "-w", "2s"])),
+      runArgv([requireTool("traceroute"), ...args, "-w", "2"]),
+    ]);
+    assertEquals(mine.code, 0, `${host}: ${mine.stderr}`);
+    const noTimes = (text: string) => text.replace(/ +[\d.]+ ms/g, "");
+    assertEquals(noTimes(mine.stdout), noTimes(theirs.stdout), host);
+  }
+  // ping: 0.0.0.0 and :: as iputils prints them (PING 0.0.0.0 (127.0.0.1), PING ::(::)).
+  for (const host of ["0.0.0.0", "::"]) {
+    const args = ["-c", "2", "-i", "0.2", host];
+    const [mine, theirs] = await Promise.all([
+      runArgv(sockit(["ping", ...args])),
+      runArgv([requireTool("ping"), ...args]),
+    ]);
+    assertEquals(mine.code, 0, `${host}: ${mine.stderr}`);
+    assertEquals(shape(mine.stdout), shape(theirs.stdout), host);
+  }
+  // iputils sends ICMPv6 to ::ffff:127.0.0.1 and loses every request; sockit pings the IPv4
+  // address it carries, as traceroute(8) traces it: the lines of iputils' ping 127.0.0.1.
+  const [mapped, plain] = await Promise.all([
+    runArgv(sockit(["ping", "-c", "2", "-i", "0.2", "::ffff:127.0.0.1"])),
+    runArgv([requireTool("ping"), "-c", "2", "-i", "0.2", "127.0.0.1"]),
+  ]);
+  assertEquals(mapped.code, 0, mapped.stderr);
+  assertEquals(
+    shape(mapped.stdout),
+    shape(plain.stdout).replace("PING 127.0.0.1 ", "PING ::ffff:127.0.0.1 ")
+      .replace("--- 127.0.0.1 ", "--- ::ffff:127.0.0.1 "),
+  );
+  // -6 with a v4-mapped address: a usage error (traceroute(8) and iputils exit 2 too).
+  const six = await runSockit(["traceroute", "-6", "::ffff:127.0.0.1"], { perms: FFI });
+  assertEquals(six.code, 2, six.stderr);
 });

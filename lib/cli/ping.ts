@@ -9,7 +9,7 @@ import { jsonLine } from "../format.ts";
 import { formatHost } from "../ip.ts";
 import { ping } from "../ping.ts";
 import type { PingEvent, PingSummary } from "../ping.ts";
-import { requireRawSockets } from "../raw.ts";
+import { requireRawSockets, unmappedAddress } from "../raw.ts";
 import { resolve } from "../resolve.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
@@ -142,7 +142,9 @@ export function eventLine(event: PingEvent): string | undefined {
   if (event.type === "reply") {
     return `${event.bytes} bytes from ${event.from}: icmp_seq=${event.seq}${
       event.ttl !== undefined ? ` ttl=${event.ttl}` : ""
-    } time=${formatRtt(event.rttMs)} ms${event.duplicate ? " (DUP!)" : ""}`;
+    } time=${formatRtt(event.rttMs)} ms${event.duplicate ? " (DUP!)" : ""}${
+      event.badChecksum ? " (BAD CHECKSUM!)" : ""
+    }`;
   }
   if (event.type === "error") return `From ${event.from} icmp_seq=${event.seq} ${event.message}`;
   return undefined;
@@ -157,7 +159,7 @@ export function eventLine(event: PingEvent): string | undefined {
  * import assert from "node:assert/strict";
  *
  * const text = statisticsText("127.0.0.1", {
- *   transmitted: 2, received: 1, errors: 0, duplicates: 0, elapsedMs: 1001.4,
+ *   transmitted: 2, received: 1, errors: 0, duplicates: 0, corrupted: 0, elapsedMs: 1001.4,
  *   rtt: { minMs: 0.05, avgMs: 0.05, maxMs: 0.05, mdevMs: 0 },
  * });
  * assert.equal(text.split("\n")[2], "2 packets transmitted, 1 received, 50% packet loss, time 1001ms");
@@ -171,6 +173,7 @@ export function statisticsText(host: string, s: PingSummary): string {
     `--- ${host} ping statistics ---`,
     `${s.transmitted} packets transmitted, ${s.received} received` +
     (s.duplicates ? `, +${s.duplicates} duplicates` : "") +
+    (s.corrupted ? `, +${s.corrupted} corrupted` : "") +
     (s.errors ? `, +${s.errors} errors` : "") +
     `, ${lossText}% packet loss, time ${Math.round(s.elapsedMs)}ms`,
   ];
@@ -198,9 +201,15 @@ export async function runPing(options: PingCommandOptions, ctx: CommandContext):
   const encoder = new TextEncoder();
   const out = (text: string) => ctx.stdout.write(encoder.encode(text));
   let address = options.host;
+  let target = address;
   try {
     requireRawSockets("ping", options.host);
-    [address] = await resolve(options.host, { op: "ping", family: options.family });
+    // An IPv4-mapped literal is IPv4 (for -4/-6 too); names resolve as they are.
+    [address] = await resolve(unmappedAddress(options.host), {
+      op: "ping",
+      family: options.family,
+      address: formatHost(options.host),
+    });
     const writes: Promise<unknown>[] = [];
     const summary = await ping(address, {
       count: options.count,
@@ -221,10 +230,13 @@ export async function runPing(options: PingCommandOptions, ctx: CommandContext):
               : `an ICMP datagram socket (net.ipv4.ping_group_range), identifier ${event.id}`,
             { socket: event.socket },
           );
+          // iputils names the address it sends to, but keeps `::` as it is (replies come from ::1).
+          const shown = event.family === 4 ? event.address : address;
+          target = event.address;
           if (options.json) {
             text = jsonLine("ping", {
               host: options.host,
-              address,
+              address: event.address,
               family: event.family,
               socket: event.socket,
               size: event.size,
@@ -232,8 +244,8 @@ export async function runPing(options: PingCommandOptions, ctx: CommandContext):
             });
           } else {
             text = event.family === 6
-              ? `PING ${options.host}(${address}) ${event.size} data bytes\n`
-              : `PING ${options.host} (${address}) ${event.size}(${
+              ? `PING ${options.host}(${shown}) ${event.size} data bytes\n`
+              : `PING ${options.host} (${shown}) ${event.size}(${
                 event.size + 28
               }) bytes of data.\n`;
           }
@@ -253,11 +265,12 @@ export async function runPing(options: PingCommandOptions, ctx: CommandContext):
     if (options.json) {
       await out(jsonLine("done", {
         host: options.host,
-        address,
+        address: target,
         transmitted: summary.transmitted,
         received: summary.received,
         errors: summary.errors,
         duplicates: summary.duplicates,
+        corrupted: summary.corrupted,
         lossPercent: summary.transmitted
           ? round3(((summary.transmitted - summary.received) / summary.transmitted) * 100)
           : 0,

@@ -8,7 +8,7 @@
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { jsonLine } from "../format.ts";
 import { formatHost } from "../ip.ts";
-import { requireRawSockets } from "../raw.ts";
+import { requireRawSockets, unmappedAddress } from "../raw.ts";
 import { resolve } from "../resolve.ts";
 import { traceroute } from "../traceroute.ts";
 import type { Hop } from "../traceroute.ts";
@@ -41,10 +41,11 @@ export const tracerouteCommand: Command<TracerouteCommandOptions> = {
   usage: "[options] HOST",
   description: `Sends UDP probes to HOST with TTL 1, 2, … and prints who answers each hop
 ("time exceeded" from routers, "port unreachable" from HOST), as traceroute -n
-does; * for a probe nobody answered. Reads the answers from a raw ICMP socket:
-needs root or CAP_NET_RAW, and --allow-ffi.
-Exit 0 when HOST answered, 1 when it did not within the hops, 126 without a
-raw socket.`,
+does; * for a probe nobody answered. An unreachable from a router (!H, !N,
+!X…) ends the trace, as it does traceroute's. Reads the answers from a raw
+ICMP socket: needs root or CAP_NET_RAW, and --allow-ffi.
+Exit 0 when HOST answered, 1 when it did not (within the hops, or a router
+said it is unreachable), 126 without a raw socket.`,
   flags: [{
     title: "Options",
     flags: [
@@ -137,7 +138,12 @@ export async function runTraceroute(
   let address = options.host;
   try {
     requireRawSockets("traceroute", options.host);
-    [address] = await resolve(options.host, { op: "traceroute", family: options.family });
+    // An IPv4-mapped literal is IPv4 (for -4/-6 too), as traceroute(8) takes it.
+    [address] = await resolve(unmappedAddress(options.host), {
+      op: "traceroute",
+      family: options.family,
+      address: formatHost(options.host),
+    });
     const family = address.includes(":") ? 6 : 4;
     const size = 32;
     const packet = size + 8 + (family === 6 ? 40 : 20);
@@ -181,7 +187,14 @@ export async function runTraceroute(
     await Promise.all(writes);
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
     if (!result.reached) {
-      reporter.info(`${formatHost(address)} did not answer within ${options.maxHops} hops`);
+      const by = result.endedBy;
+      reporter.info(
+        by
+          ? `${formatHost(address)} not reached: ${by.from} answered ${
+            by.mark ?? "port unreachable"
+          } at hop ${by.ttl}`
+          : `${formatHost(address)} did not answer within ${options.maxHops} hops`,
+      );
     }
     return result.reached ? 0 : 1;
   } catch (err) {

@@ -65,6 +65,7 @@ export const PEERS: readonly Peer[] = [
   { name: "script", kind: "command", package: "bsdutils", why: "a real terminal (pty)" },
   { name: "redis-server", kind: "command", package: "redis-server", why: "a real TCP service" },
   { name: "ps", kind: "command", package: "procps", why: "process trees of the npm launcher" },
+  { name: "sysctl", kind: "command", package: "procps", why: "namespace settings (ICMP, routes)" },
   { name: "microsocks", kind: "command", package: "microsocks", why: "a SOCKS5 server" },
   { name: "danted", kind: "command", package: "dante-server", why: "a SOCKS4/5 server" },
   { name: "tinyproxy", kind: "command", package: "tinyproxy", why: "an HTTP proxy" },

@@ -12,9 +12,10 @@
  * end: the kernel reports an ICMP "port unreachable" as ECONNREFUSED, but
  * only on a *connected* UDP socket, and Deno offers none (`node:dgram`'s
  * `connect()` only remembers the address). So the client socket is made
- * with libc (`libc.ts`) — socket(), connect(), send(), poll()+recv() — when
- * `--allow-ffi` is granted; without it, sockit falls back to an unconnected
- * socket that keeps only the target's replies and cannot see refusals.
+ * with libc (`libc.ts`) — socket(), connect(), send(), recv(), waiting in
+ * the epoll set of `epoll.ts` — when `--allow-ffi` is granted; without it,
+ * sockit falls back to an unconnected socket that keeps only the target's
+ * replies and cannot see refusals.
  *
  * @module
  */

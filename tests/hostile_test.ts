@@ -12,8 +12,10 @@ import {
   decoder,
   encoder,
   readAll,
+  requireTool,
   runSockit,
   sockitCommand,
+  SockitProcess,
   spawnSockit,
   tempSocketDir,
   writeAll,
@@ -265,4 +267,74 @@ Deno.test("hostile: a closed stdout (>&-) is an error at start, not a silent los
   // A server that writes nothing on stdout does not mind.
   const help = await shell(["echo", "--bogus"]);
   assertEquals(help.code, 2, "echo reaches its own usage error");
+});
+
+/** The PIDs of the processes whose parent is `pid` (from /proc/PID/stat). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      // pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ")".
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) children.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return children;
+}
+
+/** One datagram from each of `count` source addresses 127.0.N.M to 127.0.0.1:`port`, paced. */
+async function sourceFlood(port: number, count: number): Promise<void> {
+  const script = `
+import socket, time
+socks = []
+for i in range(${count}):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.%d.%d" % (1 + i // 250, 1 + i % 250), 0))
+    s.sendto(b"hello\\n", ("127.0.0.1", ${port}))
+    socks.append(s)
+    time.sleep(0.002)  # so that the server's receive buffer overflows nowhere
+`;
+  const out = await new Deno.Command(requireTool("python3"), { args: ["-c", script] }).output();
+  if (out.code !== 0) throw new Error(`source flood failed: ${decoder.decode(out.stderr)}`);
+}
+
+Deno.test("hostile: listen -k udp:// --exec holds 100 children by default; new peers beyond are dropped with one warning", async () => {
+  const server = spawnSockit(["listen", "-k", "udp://127.0.0.1:0", "--exec", "cat", "-v"], {
+    process: true,
+    perms: ["--allow-net", "--allow-run"],
+  });
+  const pid = (server as SockitProcess).child.pid;
+  try {
+    const port = Number((await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+    // 300 source addresses in ~1 s used to start 300 children (a `cat` each).
+    await sourceFlood(port, 300);
+    await server.waitForCount(/datagrams from 127\./, 100);
+    await server.waitForStderr(/sessions reached/);
+    await sleep(300);
+    const children = childrenOf(pid).length;
+    assert(children <= 100, `${children} children for 300 peers`);
+    assert(children >= 90, `only ${children} children: the first 100 peers were not all served`);
+  } finally {
+    server.kill("SIGTERM");
+  }
+  const r = await server.result();
+  assertEquals(r.code, 143, r.stderr);
+  // One line, then the count of the others (said when its window closes, or at the end).
+  const lines = r.stderr.split("\n").filter((l) => l.includes("sessions reached"));
+  assert(lines.length >= 2 && lines.length <= 3, `warning lines:\n${lines.join("\n")}`);
+  assertMatch(
+    lines[0],
+    /^sockit: warning: --max-conns 100 sessions reached: dropped a datagram from a new client$/,
+  );
+  const more = lines.slice(1).map((l) => Number(/\((\d+) more times\)$/.exec(l)?.[1]));
+  const dropped = 1 + more.reduce((a, b) => a + b, 0);
+  assert(
+    dropped > 150 && dropped <= 200,
+    `${dropped} datagrams said dropped:\n${lines.join("\n")}`,
+  );
+  assertEquals(r.stderr.match(/datagrams from 127\./g)?.length, 100);
 });

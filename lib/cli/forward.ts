@@ -22,13 +22,7 @@ import { isTls, requireEndpoint, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  MULTICAST_FLAGS,
-  SERVER_FLAGS,
-  SERVER_SOCKET_FLAGS,
-  TRAFFIC_FLAGS,
-  WEBSOCKET_FLAGS,
-} from "./flags.ts";
+import { MULTICAST_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -99,7 +93,13 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
           "proxy",
           "reach TARGET through a proxy (socks5://, socks5h://, socks4://, socks4a://, http://)",
         ],
-        ...SERVER_FLAGS,
+        [
+          "max-conns",
+          "at most N clients at once; more are closed at once (udp://: N sessions, default " +
+          "100; a new client's datagrams beyond them are dropped)",
+        ],
+        "allow",
+        "deny",
         ["idle-timeout", "close a connection pair after DUR without data"],
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
         ["ipv6", "port-only LISTEN binds ::1; TARGET resolves to IPv6"],

@@ -38,7 +38,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -183,7 +183,13 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "grace",
         "broker",
         "stall-timeout",
-        ...SERVER_FLAGS,
+        [
+          "max-conns",
+          "at most N clients at once; more are closed at once (udp:// --exec: N children, " +
+          "default 100; a new peer's datagrams beyond them are dropped)",
+        ],
+        "allow",
+        "deny",
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
         ["no-half-close", "keep the write side open after the end of stdin (or of --send)"],
         "ipv4",

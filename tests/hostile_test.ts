@@ -9,6 +9,7 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
+  CHILD_ENV,
   decoder,
   encoder,
   readAll,
@@ -337,4 +338,64 @@ Deno.test("hostile: listen -k udp:// --exec holds 100 children by default; new p
     `${dropped} datagrams said dropped:\n${lines.join("\n")}`,
   );
   assertEquals(r.stderr.match(/datagrams from 127\./g)?.length, 100);
+});
+
+Deno.test("hostile: forward out of descriptors (ulimit -n 64, 200 clients) says so in a few lines with counts", async () => {
+  const echo = spawnSockit(["echo", "127.0.0.1:0", "-v"]);
+  const echoPort = await echo.listeningPort();
+  const command = sockitCommand(["--allow-net"]);
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const forward = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n 64 && exec ${
+        command.map(quote).join(" ")
+      } forward 127.0.0.1:0 127.0.0.1:${echoPort} -v`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).spawn();
+  let text = "";
+  const stderr = forward.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await stderr.read();
+      if (done) return;
+      text += value;
+    }
+  })();
+  try {
+    let port: string | undefined;
+    for (let i = 0; i < 100 && !port; i++) {
+      port = /listening on 127\.0\.0\.1:(\d+)/.exec(text)?.[1];
+      if (!port) await sleep(50);
+    }
+    assert(port, `forward did not start:\n${text}`);
+    // 200 clients at once, each holding its pair open a moment: far more than 64 descriptors.
+    await Promise.allSettled(Array.from({ length: 200 }, async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+      try {
+        await writeAll(conn, encoder.encode("x"));
+        await sleep(300);
+        await conn.closeWrite();
+        await readAll(conn);
+      } finally {
+        conn.close();
+      }
+    }));
+    await sleep(1100); // the count of repeats is said when its window closes
+  } finally {
+    forward.kill("SIGTERM");
+    assertEquals((await forward.status).code, 143);
+    await reading;
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  // One line per client used to say it (187 lines for 200 clients).
+  const lines = text.split("\n").filter((l) => /forward to .* failed/.test(l));
+  assert(lines.length >= 1 && lines.length <= 8, `${lines.length} lines:\n${lines.join("\n")}`);
+  assertMatch(lines[0], /too many open files; client closed$/);
+  assert(lines.some((l) => /\(\d+ more times\)$/.test(l)), lines.join("\n"));
 });

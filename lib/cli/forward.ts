@@ -11,6 +11,7 @@ import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import type { Connection } from "../conn.ts";
+import { Coalescer } from "../coalesce.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { forwardDatagrams } from "../datagram_forward.ts";
 import { connect, connectAddress, openDatagram } from "../open.ts";
@@ -217,6 +218,8 @@ export async function runForward(
       });
     }
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
+    // A target that fails for many clients (down, or out of descriptors) is one line and a count.
+    using failures = new Coalescer((line) => reporter.warning(line));
     using listener = await openServer(options.listen, {
       family: portOnly ? options.family : undefined,
       tls: options.serverTls,
@@ -240,9 +243,8 @@ export async function runForward(
         client.close();
         if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
         const reason = (err as { reason?: string }).reason ?? (err as Error).message;
-        reporter.warning(
-          `${client.remoteAddress}: forward to ${targetName} failed: ${reason}; client closed`,
-        );
+        const failed = `forward to ${targetName} failed: ${reason}; client closed`;
+        failures.say(failed, `${client.remoteAddress}: ${failed}`);
         reporter.closed(client, {
           sent: 0,
           received: 0,

@@ -16,7 +16,7 @@ import {
   requireTool,
   runSockit,
   sockitCommand,
-  SockitProcess,
+  type SockitProcess,
   spawnSockit,
   tempSocketDir,
   writeAll,
@@ -176,7 +176,7 @@ Deno.test("hostile: a --broker member that stops reading is dropped; the others 
   const got = await reading;
   assertEquals(got, size, "the member that reads got everything");
   await server.waitForStderr(
-    /warning: 127\.0\.0\.1:\d+: dropped from the broker: it read none of the 256 KiB waiting for it for 1 s/,
+    /warning: 127\.0\.0\.1:\d+: dropped from the broker: more than 256 KiB waited for it for 1 s \(--stall-timeout\)/,
   );
   for (const conn of [stalled, reader, sender]) conn.close();
   server.kill("SIGTERM");
@@ -398,4 +398,76 @@ Deno.test("hostile: forward out of descriptors (ulimit -n 64, 200 clients) says 
   assert(lines.length >= 1 && lines.length <= 8, `${lines.length} lines:\n${lines.join("\n")}`);
   assertMatch(lines[0], /too many open files; client closed$/);
   assert(lines.some((l) => /\(\d+ more times\)$/.test(l)), lines.join("\n"));
+});
+
+Deno.test("hostile: a --broker member that stops reading delays no one while it is still a member", async () => {
+  const server = spawnSockit(["listen", "--broker", "127.0.0.1:0", "-v"]); // --stall-timeout 5s
+  const port = await server.listeningPort();
+  const connect = () => Deno.connect({ hostname: "127.0.0.1", port });
+  const stalled = await connect(); // never reads
+  const flooder = await connect();
+  const sender = await connect();
+  const receiver = await connect();
+  const members = [stalled, flooder, sender, receiver];
+  await server.waitForCount(/connection from/, 4);
+  try {
+    // Everything but the stalled member reads all the time; the receiver notes when each
+    // "M<n>\n" arrives (the flood is all "a").
+    const arrived = new Map<number, number>();
+    let flood = 0;
+    const drain = async (conn: Deno.Conn, note: boolean) => {
+      const buf = new Uint8Array(64 * 1024);
+      let marker: string | undefined;
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) return;
+        for (const byte of buf.subarray(0, n)) {
+          if (byte === 0x61) {
+            if (note) flood++;
+          } else if (byte === 0x4d) marker = "";
+          else if (byte === 0x0a && marker !== undefined) {
+            if (note) arrived.set(Number(marker), performance.now());
+            marker = undefined;
+          } else if (marker !== undefined) marker += String.fromCharCode(byte);
+        }
+      }
+    };
+    const draining = [drain(flooder, false), drain(sender, false), drain(receiver, true)];
+    // 16 MiB: far more than the kernel buffers towards the stalled member and its mark.
+    const size = 16 << 20;
+    const started = performance.now();
+    const flooding = writeAll(flooder, new Uint8Array(size).fill(0x61));
+    while (flood < size && performance.now() - started < 10_000) await sleep(20);
+    const took = performance.now() - started;
+    // The hub used to wait for the stalled member up to --stall-timeout (5 s) on every publish.
+    assert(took < 3000, `the flood reached the receiver in ${Math.round(took)} ms`);
+    await flooding;
+    const sent = new Map<number, number>();
+    for (let i = 0; i < 5; i++) {
+      sent.set(i, performance.now());
+      await writeAll(sender, encoder.encode(`M${i}\n`));
+      await sleep(100);
+    }
+    while (arrived.size < 5 && performance.now() - sent.get(4)! < 5000) await sleep(20);
+    for (const [i, at] of sent) {
+      const latency = (arrived.get(i) ?? Infinity) - at;
+      assert(latency < 1000, `message ${i} took ${Math.round(latency)} ms with a member stalled`);
+    }
+    // And the stalled one is dropped once its 5 s are up.
+    await server.waitForStderr(
+      /warning: 127\.0\.0\.1:\d+: dropped from the broker: more than 256 KiB waited for it for 5 s/,
+    );
+    for (const conn of members) conn.close();
+    await Promise.all(draining);
+  } finally {
+    for (const conn of members) {
+      try {
+        conn.close();
+      } catch {
+        // Closed above.
+      }
+    }
+    server.kill("SIGTERM");
+  }
+  assertEquals((await server.result()).code, 143);
 });

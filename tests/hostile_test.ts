@@ -471,3 +471,81 @@ Deno.test("hostile: a --broker member that stops reading delays no one while it 
   }
   assertEquals((await server.result()).code, 143);
 });
+
+/** Unix clients bound to names that are not UTF-8 (abstract `\0\xff…`, and paths with `\xff`). */
+const NON_UTF8_CLIENTS = `
+import os, socket, sys
+path, d, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(b"\\0\\xffsockit-%d-%d" % (os.getpid(), i) if i % 2 else d + b"/c\\xff%d" % i)
+    s.connect(path)
+    socks.append(s)
+closed = 0
+for s in socks:
+    s.settimeout(10)
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except OSError:
+        closed += 1
+print(closed, flush=True)
+`;
+
+Deno.test("hostile: Unix clients with names that are not UTF-8 are closed at once; the next client is served, no descriptor is left", async () => {
+  const dir = tempSocketDir();
+  const path = `${dir}/srv.sock`;
+  const server = spawnSockit(["echo", `unix:${path}`, "-v"], {
+    process: true,
+    perms: [`--allow-read=${dir}`, `--allow-write=${dir}`, `--allow-net=unix:${path}`],
+  });
+  const pid = (server as SockitProcess).child.pid;
+  const fds = () => [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+  const roundTrip = async () => {
+    const started = performance.now();
+    const conn = await Deno.connect({ transport: "unix", path });
+    await writeAll(conn, encoder.encode("ping"));
+    await conn.closeWrite();
+    const got = decoder.decode(await readAll(conn));
+    conn.close();
+    assertEquals(got, "ping");
+    return performance.now() - started;
+  };
+  try {
+    await server.waitForStderr(/listening on/);
+    await roundTrip();
+    await sleep(200);
+    const before = fds();
+    const flood = new Deno.Command(requireTool("python3"), {
+      args: ["-c", NON_UTF8_CLIENTS, path, dir, "100"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await server.waitForStderr(/accept on unix:/);
+    // Each one used to cost a pause for "resource exhaustion" (5 → 100 ms): 9.85 s for 100.
+    const took = await roundTrip();
+    const out = await flood.output();
+    assertEquals(decoder.decode(out.stdout).trim(), "100", decoder.decode(out.stderr));
+    assert(took < 3000, `the client after 100 such clients waited ${Math.round(took)} ms`);
+    let after = fds();
+    for (let i = 0; i < 20 && after > before; i++) {
+      await sleep(100);
+      after = fds();
+    }
+    assertEquals(after, before, "descriptors after 100 clients Deno could not accept");
+    await sleep(1100); // the count of repeats is said when its window closes
+  } finally {
+    server.kill("SIGTERM");
+  }
+  const r = await server.result();
+  assertEquals(r.code, 143, r.stderr);
+  const lines = r.stderr.split("\n").filter((l) => l.includes("not UTF-8"));
+  assert(lines.length >= 1 && lines.length <= 6, `lines:\n${lines.join("\n")}`);
+  assertMatch(
+    lines[0],
+    /^sockit: warning: accept on unix:\S+: a client bound to a name that is not UTF-8 was closed \(Deno cannot accept it\): "(\\0\\xFF|\/\S+\\xFF)/,
+  );
+  assertMatch(r.stderr, /\(\d+ more times\)/);
+  Deno.removeSync(dir, { recursive: true });
+});

@@ -578,6 +578,7 @@ export const PEER_SESSIONS = 4096;
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram, DatagramSide } from "./datagram.ts";
+ * import { idle } from "./epoll.ts";
  * import { relay } from "./relay.ts";
  * import assert from "node:assert/strict";
  *
@@ -592,6 +593,7 @@ export const PEER_SESSIONS = 4096;
  * client.close();
  * server.close();
  * await echoed.catch(() => {});
+ * await idle(); // the epoll set is closed once nothing waits
  * ```
  */
 export class DatagramSide implements Duplex, Disposable {

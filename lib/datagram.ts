@@ -12,9 +12,10 @@
  * end: the kernel reports an ICMP "port unreachable" as ECONNREFUSED, but
  * only on a *connected* UDP socket, and Deno offers none (`node:dgram`'s
  * `connect()` only remembers the address). So the client socket is made
- * with libc (`libc.ts`) — socket(), connect(), send(), poll()+recv() — when
- * `--allow-ffi` is granted; without it, sockit falls back to an unconnected
- * socket that keeps only the target's replies and cannot see refusals.
+ * with libc (`libc.ts`) — socket(), connect(), send(), recv(), waiting in
+ * the epoll set of `epoll.ts` — when `--allow-ffi` is granted; without it,
+ * sockit falls back to an unconnected socket that keeps only the target's
+ * replies and cannot see refusals.
  *
  * @module
  */
@@ -36,6 +37,7 @@ import {
 import type { Libc } from "./libc.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
 import type { Duplex } from "./relay.ts";
+import { forget, READABLE, waitFor, WRITABLE } from "./epoll.ts";
 import { addressFamily, failedCall } from "./trace.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -233,20 +235,23 @@ export function bindDatagram(
   }
 }
 
-/** A UDP socket connected with connect(2): refusals by ICMP are reported. */
+/**
+ * A UDP socket connected with connect(2): refusals by ICMP are reported.
+ * recv()/send() with `MSG_DONTWAIT`, waiting in the one epoll set of
+ * `epoll.ts` only when the socket is not ready: a poll() per waiting socket
+ * held one of Deno's blocking threads each, so a forwarder with a hundred
+ * sessions left new clients unanswered for seconds.
+ */
 class ConnectedSocket implements DatagramSocket {
   readonly address: string;
   readonly maxDatagram: number;
   readonly tag: string;
-  #released = Promise.withResolvers<void>();
-  readonly closed: Promise<void> = this.#released.promise;
+  readonly closed: Promise<void> = Promise.resolve();
   #c: Libc;
   #fd: number;
   #peer: Deno.NetAddr;
   #trace?: TraceFn;
   #closed = false;
-  #polling = false;
-  #pollfd = new Uint8Array(8);
 
   constructor(
     c: Libc,
@@ -267,9 +272,6 @@ class ConnectedSocket implements DatagramSocket {
     c.getsockname(fd, local, new Uint8Array(len.buffer));
     const { hostname, port } = decodeSockaddr(local);
     this.address = `${formatHost(hostname)}:${port}`;
-    const view = new DataView(this.#pollfd.buffer);
-    view.setInt32(0, fd, true);
-    view.setInt16(4, C.POLLIN, true);
     this.#family = family;
   }
 
@@ -300,77 +302,65 @@ class ConnectedSocket implements DatagramSocket {
     return Promise.resolve();
   }
 
-  /** A pending error (e.g. ECONNREFUSED from an ICMP port unreachable), cleared by reading it. */
-  #pendingError(): number {
-    const value = new Int32Array(1);
-    const len = new Uint32Array([4]);
-    this.#c.getsockopt(
-      this.#fd,
-      C.SOL_SOCKET,
-      C.SO_ERROR,
-      new Uint8Array(value.buffer),
-      new Uint8Array(len.buffer),
-    );
-    return value[0];
-  }
-
   async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
     for (;;) {
       if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
-      this.#polling = true;
-      // poll() runs on a helper thread; close() wakes it (shutdown), the timeout is a backstop.
-      const ready = await this.#c.poll(this.#pollfd, 1n, 1000);
-      this.#polling = false;
-      if (this.#closed) {
-        this.#release();
+      const n = Number(this.#c.recv(this.#fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
+      if (n >= 0) {
+        this.#trace?.(this.tag, `recv(${buf.length}) = ${n}`);
+        return [n, this.#peer];
+      }
+      const errno = lastErrno(this.#c);
+      if (errno === C.EINTR) continue;
+      if (errno !== C.EAGAIN) {
+        // ECONNREFUSED: an ICMP port unreachable came back for what was sent.
+        const err = errnoError(errno);
+        this.#trace?.(this.tag, `recv(${buf.length}) = ${failedCall(err)}`);
+        throw err;
+      }
+      try {
+        await waitFor(this.#fd, READABLE);
+      } catch {
+        // Taken out of the set: closed here.
         throw new Deno.errors.Interrupted("operation canceled");
       }
-      if (ready <= 0) continue;
-      const pending = this.#pendingError();
-      if (pending) {
-        const err = errnoError(pending);
-        this.#trace?.(this.tag, `recv(${buf.length}) = ${failedCall(err)}`);
-        throw err;
-      }
-      const n = Number(this.#c.recv(this.#fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
-      if (n < 0) {
-        if (lastErrno(this.#c) === C.EAGAIN) continue;
-        const err = lastError(this.#c);
-        this.#trace?.(this.tag, `recv(${buf.length}) = ${failedCall(err)}`);
-        throw err;
-      }
-      this.#trace?.(this.tag, `recv(${buf.length}) = ${n}`);
-      return [n, this.#peer];
+      // Ready, or failed: a pending error is what the next recv() says.
     }
   }
 
-  send(data: Uint8Array): Promise<number> {
-    if (this.#closed) return Promise.reject(new Deno.errors.Interrupted("operation canceled"));
-    const n = Number(this.#c.send(this.#fd, data, BigInt(data.length), 0));
-    if (n < 0) {
-      const err = lastError(this.#c);
-      this.#trace?.(this.tag, `send(${data.length}) = ${failedCall(err)}`);
-      return Promise.reject(err);
+  async send(data: Uint8Array): Promise<number> {
+    for (;;) {
+      if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
+      const n = Number(this.#c.send(this.#fd, data, BigInt(data.length), C.MSG_DONTWAIT));
+      if (n >= 0) {
+        this.#trace?.(this.tag, `send(${data.length}) = ${n}`);
+        return n;
+      }
+      const errno = lastErrno(this.#c);
+      if (errno === C.EINTR) continue;
+      if (errno !== C.EAGAIN) {
+        const err = errnoError(errno);
+        this.#trace?.(this.tag, `send(${data.length}) = ${failedCall(err)}`);
+        throw err;
+      }
+      // The send buffer is full: wait for room in the epoll set, not in the event loop.
+      try {
+        await waitFor(this.#fd, WRITABLE);
+      } catch {
+        throw new Deno.errors.Interrupted("operation canceled");
+      }
     }
-    this.#trace?.(this.tag, `send(${data.length}) = ${n}`);
-    return Promise.resolve(n);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#trace?.(this.tag, "close()");
-    // A poll in flight still uses the descriptor: wake it; it is closed when that returns.
-    if (this.#polling) this.#c.shutdown(this.#fd, C.SHUT_RDWR);
-    else this.#release();
-  }
-
-  #release(): void {
-    if (this.#fd < 0) return;
+    // Out of the epoll set first (its waits end), then closed.
+    forget(this.#fd);
     this.#c.close(this.#fd);
     this.#fd = -1;
     releaseLibc();
-    this.#released.resolve();
   }
 }
 
@@ -431,6 +421,7 @@ export function canConnectDatagram(): boolean {
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram } from "./datagram.ts";
+ * import { idle } from "./epoll.ts";
  * import assert from "node:assert/strict";
  *
  * const server = bindDatagram("127.0.0.1", 0);
@@ -444,6 +435,7 @@ export function canConnectDatagram(): boolean {
  * assert.equal(new TextDecoder().decode(buf.subarray(0, m)), "hi");
  * client.close();
  * server.close();
+ * await idle(); // the epoll set is closed once nothing waits
  * ```
  */
 export function connectDatagram(
@@ -586,6 +578,7 @@ export const PEER_SESSIONS = 4096;
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram, DatagramSide } from "./datagram.ts";
+ * import { idle } from "./epoll.ts";
  * import { relay } from "./relay.ts";
  * import assert from "node:assert/strict";
  *
@@ -600,6 +593,7 @@ export const PEER_SESSIONS = 4096;
  * client.close();
  * server.close();
  * await echoed.catch(() => {});
+ * await idle(); // the epoll set is closed once nothing waits
  * ```
  */
 export class DatagramSide implements Duplex, Disposable {

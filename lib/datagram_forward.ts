@@ -9,6 +9,7 @@
 
 import type { DatagramSocket } from "./datagram.ts";
 import { RECEIVE_BUFFER } from "./datagram.ts";
+import { Coalescer } from "./coalesce.ts";
 import { toSockitError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
 import { formatAddr } from "./ip.ts";
@@ -37,7 +38,11 @@ export interface ForwardDatagramsOptions {
   signal: AbortSignal;
   /** A session ends after this many ms without a datagram either way (default 30 s). */
   idleTimeout?: number;
-  /** At most this many sessions at once; a new client's datagrams beyond it are dropped. */
+  /**
+   * At most this many sessions at once (default {@linkcode DATAGRAM_MAX_SESSIONS});
+   * a new client's datagrams beyond it are dropped, said through `onWarning`
+   * once with a count per second.
+   */
   maxSessions?: number;
   /** A new client showed up. */
   onSession?: (client: string) => void;
@@ -57,6 +62,13 @@ export interface ForwardDatagramsOptions {
 
 /** The idle time of a session, by default. */
 export const DATAGRAM_SESSION_IDLE = 30_000;
+
+/**
+ * Sessions at once, by default (ncat's connection limit): each holds an
+ * upstream socket or a child process, and a datagram from a new (or forged)
+ * source address is all it takes to open one.
+ */
+export const DATAGRAM_MAX_SESSIONS = 100;
 
 interface Session {
   info: DatagramSessionInfo;
@@ -82,8 +94,10 @@ export async function forwardDatagrams(
   options: ForwardDatagramsOptions,
 ): Promise<void> {
   const idle = options.idleTimeout ?? DATAGRAM_SESSION_IDLE;
+  const maxSessions = options.maxSessions ?? DATAGRAM_MAX_SESSIONS;
   const sessions = new Map<string, Session>();
-  let refusedWarned = false;
+  // A flood of new clients beyond the cap is one line and a count, not one line each.
+  using dropped = new Coalescer((line) => options.onWarning?.(line));
   let served = false;
   let lastRejected: string | undefined;
 
@@ -139,16 +153,12 @@ export async function forwardDatagrams(
         }
         // A server without -k serves its first peer only.
         if (options.once && served) continue;
-        if (options.maxSessions !== undefined && sessions.size >= options.maxSessions) {
-          if (!refusedWarned) {
-            options.onWarning?.(
-              `--max-conns ${options.maxSessions} sessions reached: datagrams from new clients are dropped`,
-            );
-            refusedWarned = true;
-          }
+        if (sessions.size >= maxSessions) {
+          dropped.say(
+            `--max-conns ${maxSessions} sessions reached: dropped a datagram from a new client`,
+          );
           continue;
         }
-        refusedWarned = false;
         let upstream: DatagramSocket;
         try {
           upstream = await openUpstream(from);

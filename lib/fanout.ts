@@ -1,12 +1,17 @@
 /**
- * One-to-many delivery with backpressure: what one side publishes is queued
- * for every subscriber (optionally except the publisher), in order. A
- * publisher waits while any subscriber has more than `highWater` bytes
- * queued, so a slow reader slows the publisher instead of growing memory.
- * With `stallLimit`, a subscriber that stays above the mark that long is
- * dropped instead (its queue is freed and `onDropped` says so), so one
- * reader that stops cannot freeze the others. Used by `listen -k` (stdin to
- * every client) and `--broker` (each client to all the others).
+ * One-to-many delivery: what one side publishes is queued for every
+ * subscriber (optionally except the publisher), in order. Two policies for
+ * a subscriber that reads slowly:
+ *
+ * - backpressure (no `stallLimit`): a publisher waits while any subscriber
+ *   has more than `highWater` bytes queued, so a slow reader slows the
+ *   publisher instead of growing memory (`listen -k`: stdin to every
+ *   client);
+ * - drop (`stallLimit`): a publisher never waits; each subscriber has its
+ *   own queue, and one that stays above `highWater` for `stallLimit` ms, or
+ *   ever holds more than `maxQueued`, is dropped (its queue is freed and
+ *   `onDropped` says why), so one reader that stops cannot delay the others
+ *   at all (`--broker`: each client to all the others).
  *
  * @module
  */
@@ -15,16 +20,30 @@ import type { Input } from "./stdio.ts";
 
 /** Options of {@linkcode Fanout}. */
 export interface FanoutOptions {
-  /** Bytes a subscriber may have queued before publishers wait (default 1 MiB). */
+  /**
+   * Bytes a subscriber may have queued before publishers wait, or (with
+   * `stallLimit`) before its time runs (default 1 MiB).
+   */
   highWater?: number;
   /**
-   * A subscriber above `highWater` for this many ms is dropped, so that
-   * publishers go on; default: never (publishers wait for it).
+   * Publishers never wait; a subscriber above `highWater` for this many ms
+   * is dropped. Default: never dropped (publishers wait for it).
    */
   stallLimit?: number;
-  /** Called with a subscriber that was dropped (after its `read()` ends). */
-  onDropped?: (sub: Subscription) => void;
+  /**
+   * With `stallLimit`: a subscriber with more than this many bytes queued is
+   * dropped at once (default 64 × `highWater`): what bounds its memory.
+   */
+  maxQueued?: number;
+  /** Called with a subscriber that was dropped (its `read()` ends), and why. */
+  onDropped?: (sub: Subscription, why: DropReason) => void;
 }
+
+/**
+ * Why a subscriber was dropped: above the high-water mark for the stall
+ * limit (`stalled`), or above `maxQueued` (`overflow`).
+ */
+export type DropReason = "stalled" | "overflow";
 
 /**
  * A publish/subscribe hub for byte chunks.
@@ -71,40 +90,45 @@ export class Fanout {
   }
 
   /**
-   * Queues a copy of `chunk` for every subscriber but `from`, then waits
-   * until no subscriber is above the high-water mark.
+   * Queues a copy of `chunk` for every subscriber but `from`; then, without
+   * a `stallLimit`, waits until no subscriber is above the high-water mark.
    */
   async publish(chunk: Uint8Array, from?: Subscription): Promise<void> {
     if (this.#ended) return;
     const copy = chunk.slice();
-    for (const sub of this.#subscribers) if (sub !== from) sub.push(copy);
     const limit = this.#options.stallLimit;
+    for (const sub of this.#subscribers) {
+      if (sub === from) continue;
+      sub.push(copy);
+      if (limit !== undefined) this.#watch(sub, limit);
+    }
+    if (limit !== undefined) return;
     for (;;) {
-      const over = [...this.#subscribers].filter((s) => s !== from && s.queued > this.#highWater);
-      if (over.length === 0) return;
-      let wait = Infinity;
-      if (limit !== undefined) {
-        const now = performance.now();
-        for (const sub of over) {
-          const since = sub.overSince ??= now;
-          if (now - since >= limit) this.#drop(sub);
-          else wait = Math.min(wait, since + limit - now);
-        }
-        if (wait === Infinity) continue; // every one over the mark was dropped
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#space.push(resolve);
-        if (wait !== Infinity) timer = setTimeout(resolve, Math.ceil(wait));
-      });
-      clearTimeout(timer);
+      const over = [...this.#subscribers].some((s) => s !== from && s.queued > this.#highWater);
+      if (!over) return;
+      await new Promise<void>((resolve) => this.#space.push(resolve));
     }
   }
 
-  #drop(sub: Subscription): void {
+  /** Drop policy: starts `sub`'s clock when it goes above the mark; drops it when due. */
+  #watch(sub: Subscription, limit: number): void {
+    if (sub.queued > (this.#options.maxQueued ?? this.#highWater * 64)) {
+      this.#drop(sub, "overflow");
+      return;
+    }
+    if (sub.queued <= this.#highWater || sub.stallTimer !== undefined) return;
+    const over = () => {
+      sub.stallTimer = undefined;
+      if (!this.#subscribers.has(sub) || sub.queued <= this.#highWater) return;
+      this.#drop(sub, "stalled");
+    };
+    sub.stallTimer = setTimeout(over, limit);
+  }
+
+  #drop(sub: Subscription, why: DropReason): void {
     this.#subscribers.delete(sub);
     sub.drop();
-    this.#options.onDropped?.(sub);
+    this.#options.onDropped?.(sub, why);
   }
 
   /** No more data: every subscriber reads what is queued, then end of input. */
@@ -118,7 +142,8 @@ export class Fanout {
   /** @internal A subscriber consumed data or left: publishers may go on. */
   drained(sub: Subscription, leaving: boolean): void {
     if (leaving) this.#subscribers.delete(sub);
-    else if (sub.queued <= this.#highWater) sub.overSince = undefined;
+    // Below the mark again (or gone): its clock stops.
+    if (leaving || sub.queued <= this.#highWater) sub.stopClock();
     this.#wake();
   }
 
@@ -141,8 +166,8 @@ export class Subscription implements Input {
   #lingering = false;
   #dropped = false;
   #waiter?: () => void;
-  /** @internal Since when (`performance.now()`) it has been above the hub's mark. */
-  overSince?: number;
+  /** @internal Drop policy: runs while it is above the hub's mark. */
+  stallTimer?: ReturnType<typeof setTimeout>;
 
   /** @internal Use {@linkcode Fanout.subscribe}. */
   constructor(hub: Fanout, done: boolean) {
@@ -160,8 +185,15 @@ export class Subscription implements Input {
     return this.#dropped;
   }
 
+  /** @internal Stops the stall clock. */
+  stopClock(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
   /** @internal Dropped by the hub: the queue is freed and reading ends. */
   drop(): void {
+    this.stopClock();
     this.#dropped = true;
     this.#done = true;
     this.#queue = [];
@@ -180,6 +212,7 @@ export class Subscription implements Input {
 
   /** @internal The hub has ended. */
   finish(): void {
+    this.stopClock();
     this.#done = true;
     this.#waiter?.();
   }

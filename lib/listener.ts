@@ -130,9 +130,8 @@ export class Listener implements Disposable {
       conn = await this.#listener.accept();
     } catch (err) {
       if (!this.#closed) this.#trace?.(this.tag, `accept() = ${failedCall(err)}`);
-      throw this.#closed
-        ? new SockitError("listener closed", { op: "accept" })
-        : toSockitError(err, "accept", this.address);
+      if (this.#closed) throw new SockitError("listener closed", { op: "accept" });
+      throw PeerNameError.from(err, this.address) ?? toSockitError(err, "accept", this.address);
     }
     const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
@@ -181,6 +180,34 @@ export class Listener implements Disposable {
   /** Closes the listener. */
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/**
+ * Deno's accept of a Unix client bound to a name that is not UTF-8
+ * (`\0\xff…`, a path with `\xff`) fails with InvalidData after it has
+ * taken the connection off the queue and closed it: a failure of that
+ * client alone.
+ */
+export class PeerNameError extends SockitError {
+  /** The client's name, escaped as Deno writes it (`\0\xFF…`). */
+  readonly peer: string;
+
+  /** The error for `err` when it is such a failure, else `undefined`. */
+  static from(err: unknown, address: string): PeerNameError | undefined {
+    if (!(err instanceof Deno.errors.InvalidData)) return undefined;
+    const name = /"(.*)" is not valid UTF-8/s.exec(err.message)?.[1];
+    return name === undefined ? undefined : new PeerNameError(name, address, err);
+  }
+
+  private constructor(peer: string, address: string, cause: unknown) {
+    super("a client bound to a name that is not UTF-8 was closed (Deno cannot accept it)", {
+      op: "accept",
+      address,
+      code: "EILSEQ",
+      cause,
+    });
+    this.peer = peer;
   }
 }
 

@@ -17,7 +17,7 @@ import { exitCodeOf, toSockitError } from "./errors.ts";
 import type { SockitError } from "./errors.ts";
 import type { Events } from "./events.ts";
 import { formatDuration } from "./format.ts";
-import type { Listener } from "./listener.ts";
+import { type Listener, PeerNameError } from "./listener.ts";
 import { tlsFailure } from "./tls.ts";
 
 /** Handles one accepted connection; resolves to its exit code. */
@@ -210,6 +210,14 @@ export async function serve(
         if (signal.aborted || listener.closed) break;
         const errno = acceptErrno(err);
         const reason = (err as SockitError).reason ?? (err as Error).message;
+        if (err instanceof PeerNameError) {
+          // Deno closed that one client: the next is accepted at once.
+          coalescer.say(
+            `accept on ${listener.address}: ${reason}`,
+            `accept on ${listener.address}: ${reason}: "${err.peer}"`,
+          );
+          continue;
+        }
         // A client that reset before it was accepted concerns only itself (said with -v).
         if (CONNECTION_ERRORS.has(errno)) {
           notes.say(

@@ -9,11 +9,14 @@
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
+  CHILD_ENV,
   decoder,
   encoder,
   readAll,
+  requireTool,
   runSockit,
   sockitCommand,
+  type SockitProcess,
   spawnSockit,
   tempSocketDir,
   writeAll,
@@ -173,7 +176,7 @@ Deno.test("hostile: a --broker member that stops reading is dropped; the others 
   const got = await reading;
   assertEquals(got, size, "the member that reads got everything");
   await server.waitForStderr(
-    /warning: 127\.0\.0\.1:\d+: dropped from the broker: it read none of the 256 KiB waiting for it for 1 s/,
+    /warning: 127\.0\.0\.1:\d+: dropped from the broker: more than 256 KiB waited for it for 1 s \(--stall-timeout\)/,
   );
   for (const conn of [stalled, reader, sender]) conn.close();
   server.kill("SIGTERM");
@@ -265,4 +268,284 @@ Deno.test("hostile: a closed stdout (>&-) is an error at start, not a silent los
   // A server that writes nothing on stdout does not mind.
   const help = await shell(["echo", "--bogus"]);
   assertEquals(help.code, 2, "echo reaches its own usage error");
+});
+
+/** The PIDs of the processes whose parent is `pid` (from /proc/PID/stat). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      // pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ")".
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) children.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return children;
+}
+
+/** One datagram from each of `count` source addresses 127.0.N.M to 127.0.0.1:`port`, paced. */
+async function sourceFlood(port: number, count: number): Promise<void> {
+  const script = `
+import socket, time
+socks = []
+for i in range(${count}):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.%d.%d" % (1 + i // 250, 1 + i % 250), 0))
+    s.sendto(b"hello\\n", ("127.0.0.1", ${port}))
+    socks.append(s)
+    time.sleep(0.002)  # so that the server's receive buffer overflows nowhere
+`;
+  const out = await new Deno.Command(requireTool("python3"), { args: ["-c", script] }).output();
+  if (out.code !== 0) throw new Error(`source flood failed: ${decoder.decode(out.stderr)}`);
+}
+
+Deno.test("hostile: listen -k udp:// --exec holds 100 children by default; new peers beyond are dropped with one warning", async () => {
+  const server = spawnSockit(["listen", "-k", "udp://127.0.0.1:0", "--exec", "cat", "-v"], {
+    process: true,
+    perms: ["--allow-net", "--allow-run"],
+  });
+  const pid = (server as SockitProcess).child.pid;
+  try {
+    const port = Number((await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+    // 300 source addresses in ~1 s used to start 300 children (a `cat` each).
+    await sourceFlood(port, 300);
+    await server.waitForCount(/datagrams from 127\./, 100);
+    await server.waitForStderr(/sessions reached/);
+    await sleep(300);
+    const children = childrenOf(pid).length;
+    assert(children <= 100, `${children} children for 300 peers`);
+    assert(children >= 90, `only ${children} children: the first 100 peers were not all served`);
+  } finally {
+    server.kill("SIGTERM");
+  }
+  const r = await server.result();
+  assertEquals(r.code, 143, r.stderr);
+  // One line, then the count of the others (said when its window closes, or at the end).
+  const lines = r.stderr.split("\n").filter((l) => l.includes("sessions reached"));
+  assert(lines.length >= 2 && lines.length <= 3, `warning lines:\n${lines.join("\n")}`);
+  assertMatch(
+    lines[0],
+    /^sockit: warning: --max-conns 100 sessions reached: dropped a datagram from a new client$/,
+  );
+  const more = lines.slice(1).map((l) => Number(/\((\d+) more times\)$/.exec(l)?.[1]));
+  const dropped = 1 + more.reduce((a, b) => a + b, 0);
+  assert(
+    dropped > 150 && dropped <= 200,
+    `${dropped} datagrams said dropped:\n${lines.join("\n")}`,
+  );
+  assertEquals(r.stderr.match(/datagrams from 127\./g)?.length, 100);
+});
+
+Deno.test("hostile: forward out of descriptors (ulimit -n 64, 200 clients) says so in a few lines with counts", async () => {
+  const echo = spawnSockit(["echo", "127.0.0.1:0", "-v"]);
+  const echoPort = await echo.listeningPort();
+  const command = sockitCommand(["--allow-net"]);
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const forward = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n 64 && exec ${
+        command.map(quote).join(" ")
+      } forward 127.0.0.1:0 127.0.0.1:${echoPort} -v`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).spawn();
+  let text = "";
+  const stderr = forward.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await stderr.read();
+      if (done) return;
+      text += value;
+    }
+  })();
+  try {
+    let port: string | undefined;
+    for (let i = 0; i < 100 && !port; i++) {
+      port = /listening on 127\.0\.0\.1:(\d+)/.exec(text)?.[1];
+      if (!port) await sleep(50);
+    }
+    assert(port, `forward did not start:\n${text}`);
+    // 200 clients at once, each holding its pair open a moment: far more than 64 descriptors.
+    await Promise.allSettled(Array.from({ length: 200 }, async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+      try {
+        await writeAll(conn, encoder.encode("x"));
+        await sleep(300);
+        await conn.closeWrite();
+        await readAll(conn);
+      } finally {
+        conn.close();
+      }
+    }));
+    await sleep(1100); // the count of repeats is said when its window closes
+  } finally {
+    forward.kill("SIGTERM");
+    assertEquals((await forward.status).code, 143);
+    await reading;
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  // One line per client used to say it (187 lines for 200 clients).
+  const lines = text.split("\n").filter((l) => /forward to .* failed/.test(l));
+  assert(lines.length >= 1 && lines.length <= 8, `${lines.length} lines:\n${lines.join("\n")}`);
+  assertMatch(lines[0], /too many open files; client closed$/);
+  assert(lines.some((l) => /\(\d+ more times\)$/.test(l)), lines.join("\n"));
+});
+
+Deno.test("hostile: a --broker member that stops reading delays no one while it is still a member", async () => {
+  const server = spawnSockit(["listen", "--broker", "127.0.0.1:0", "-v"]); // --stall-timeout 5s
+  const port = await server.listeningPort();
+  const connect = () => Deno.connect({ hostname: "127.0.0.1", port });
+  const stalled = await connect(); // never reads
+  const flooder = await connect();
+  const sender = await connect();
+  const receiver = await connect();
+  const members = [stalled, flooder, sender, receiver];
+  await server.waitForCount(/connection from/, 4);
+  try {
+    // Everything but the stalled member reads all the time; the receiver notes when each
+    // "M<n>\n" arrives (the flood is all "a").
+    const arrived = new Map<number, number>();
+    let flood = 0;
+    const drain = async (conn: Deno.Conn, note: boolean) => {
+      const buf = new Uint8Array(64 * 1024);
+      let marker: string | undefined;
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) return;
+        for (const byte of buf.subarray(0, n)) {
+          if (byte === 0x61) {
+            if (note) flood++;
+          } else if (byte === 0x4d) marker = "";
+          else if (byte === 0x0a && marker !== undefined) {
+            if (note) arrived.set(Number(marker), performance.now());
+            marker = undefined;
+          } else if (marker !== undefined) marker += String.fromCharCode(byte);
+        }
+      }
+    };
+    const draining = [drain(flooder, false), drain(sender, false), drain(receiver, true)];
+    // 16 MiB: far more than the kernel buffers towards the stalled member and its mark.
+    const size = 16 << 20;
+    const started = performance.now();
+    const flooding = writeAll(flooder, new Uint8Array(size).fill(0x61));
+    while (flood < size && performance.now() - started < 10_000) await sleep(20);
+    const took = performance.now() - started;
+    // The hub used to wait for the stalled member up to --stall-timeout (5 s) on every publish.
+    assert(took < 3000, `the flood reached the receiver in ${Math.round(took)} ms`);
+    await flooding;
+    const sent = new Map<number, number>();
+    for (let i = 0; i < 5; i++) {
+      sent.set(i, performance.now());
+      await writeAll(sender, encoder.encode(`M${i}\n`));
+      await sleep(100);
+    }
+    while (arrived.size < 5 && performance.now() - sent.get(4)! < 5000) await sleep(20);
+    for (const [i, at] of sent) {
+      const latency = (arrived.get(i) ?? Infinity) - at;
+      assert(latency < 1000, `message ${i} took ${Math.round(latency)} ms with a member stalled`);
+    }
+    // And the stalled one is dropped once its 5 s are up.
+    await server.waitForStderr(
+      /warning: 127\.0\.0\.1:\d+: dropped from the broker: more than 256 KiB waited for it for 5 s/,
+    );
+    for (const conn of members) conn.close();
+    await Promise.all(draining);
+  } finally {
+    for (const conn of members) {
+      try {
+        conn.close();
+      } catch {
+        // Closed above.
+      }
+    }
+    server.kill("SIGTERM");
+  }
+  assertEquals((await server.result()).code, 143);
+});
+
+/** Unix clients bound to names that are not UTF-8 (abstract `\0\xff…`, and paths with `\xff`). */
+const NON_UTF8_CLIENTS = `
+import os, socket, sys
+path, d, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(b"\\0\\xffsockit-%d-%d" % (os.getpid(), i) if i % 2 else d + b"/c\\xff%d" % i)
+    s.connect(path)
+    socks.append(s)
+closed = 0
+for s in socks:
+    s.settimeout(10)
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except OSError:
+        closed += 1
+print(closed, flush=True)
+`;
+
+Deno.test("hostile: Unix clients with names that are not UTF-8 are closed at once; the next client is served, no descriptor is left", async () => {
+  const dir = tempSocketDir();
+  const path = `${dir}/srv.sock`;
+  const server = spawnSockit(["echo", `unix:${path}`, "-v"], {
+    process: true,
+    perms: [`--allow-read=${dir}`, `--allow-write=${dir}`, `--allow-net=unix:${path}`],
+  });
+  const pid = (server as SockitProcess).child.pid;
+  const fds = () => [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+  const roundTrip = async () => {
+    const started = performance.now();
+    const conn = await Deno.connect({ transport: "unix", path });
+    await writeAll(conn, encoder.encode("ping"));
+    await conn.closeWrite();
+    const got = decoder.decode(await readAll(conn));
+    conn.close();
+    assertEquals(got, "ping");
+    return performance.now() - started;
+  };
+  try {
+    await server.waitForStderr(/listening on/);
+    await roundTrip();
+    await sleep(200);
+    const before = fds();
+    const flood = new Deno.Command(requireTool("python3"), {
+      args: ["-c", NON_UTF8_CLIENTS, path, dir, "100"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await server.waitForStderr(/accept on unix:/);
+    // Each one used to cost a pause for "resource exhaustion" (5 → 100 ms): 9.85 s for 100.
+    const took = await roundTrip();
+    const out = await flood.output();
+    assertEquals(decoder.decode(out.stdout).trim(), "100", decoder.decode(out.stderr));
+    assert(took < 3000, `the client after 100 such clients waited ${Math.round(took)} ms`);
+    let after = fds();
+    for (let i = 0; i < 20 && after > before; i++) {
+      await sleep(100);
+      after = fds();
+    }
+    assertEquals(after, before, "descriptors after 100 clients Deno could not accept");
+    await sleep(1100); // the count of repeats is said when its window closes
+  } finally {
+    server.kill("SIGTERM");
+  }
+  const r = await server.result();
+  assertEquals(r.code, 143, r.stderr);
+  const lines = r.stderr.split("\n").filter((l) => l.includes("not UTF-8"));
+  assert(lines.length >= 1 && lines.length <= 6, `lines:\n${lines.join("\n")}`);
+  assertMatch(
+    lines[0],
+    /^sockit: warning: accept on unix:\S+: a client bound to a name that is not UTF-8 was closed \(Deno cannot accept it\): "(\\0\\xFF|\/\S+\\xFF)/,
+  );
+  assertMatch(r.stderr, /\(\d+ more times\)/);
+  Deno.removeSync(dir, { recursive: true });
 });

@@ -170,8 +170,9 @@ export const FLAGS = {
   "stall-timeout": {
     type: "string",
     value: "DUR",
-    help: "with --broker: a member with 256 KiB waiting for it that reads none of it for DUR is " +
-      "dropped, so it cannot hold up the others (default 5s; 0: never)",
+    help: "with --broker: a member with more than 256 KiB waiting for it for DUR (or 16 MiB at " +
+      "once) is dropped; the others never wait for it (default 5s; 0: never dropped, and the " +
+      "others wait)",
   },
   broker: {
     type: "boolean",

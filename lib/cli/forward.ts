@@ -11,6 +11,7 @@ import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import type { Connection } from "../conn.ts";
+import { Coalescer } from "../coalesce.ts";
 import { exitCodeOf, UsageError } from "../errors.ts";
 import { forwardDatagrams } from "../datagram_forward.ts";
 import { connect, connectAddress, openDatagram } from "../open.ts";
@@ -22,13 +23,7 @@ import { isTls, requireEndpoint, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  MULTICAST_FLAGS,
-  SERVER_FLAGS,
-  SERVER_SOCKET_FLAGS,
-  TRAFFIC_FLAGS,
-  WEBSOCKET_FLAGS,
-} from "./flags.ts";
+import { MULTICAST_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -99,7 +94,13 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
           "proxy",
           "reach TARGET through a proxy (socks5://, socks5h://, socks4://, socks4a://, http://)",
         ],
-        ...SERVER_FLAGS,
+        [
+          "max-conns",
+          "at most N clients at once; more are closed at once (udp://: N sessions, default " +
+          "100; a new client's datagrams beyond them are dropped)",
+        ],
+        "allow",
+        "deny",
         ["idle-timeout", "close a connection pair after DUR without data"],
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
         ["ipv6", "port-only LISTEN binds ::1; TARGET resolves to IPv6"],
@@ -217,6 +218,8 @@ export async function runForward(
       });
     }
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
+    // A target that fails for many clients (down, or out of descriptors) is one line and a count.
+    using failures = new Coalescer((line) => reporter.warning(line));
     using listener = await openServer(options.listen, {
       family: portOnly ? options.family : undefined,
       tls: options.serverTls,
@@ -240,9 +243,8 @@ export async function runForward(
         client.close();
         if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
         const reason = (err as { reason?: string }).reason ?? (err as Error).message;
-        reporter.warning(
-          `${client.remoteAddress}: forward to ${targetName} failed: ${reason}; client closed`,
-        );
+        const failed = `forward to ${targetName} failed: ${reason}; client closed`;
+        failures.say(failed, `${client.remoteAddress}: ${failed}`);
         reporter.closed(client, {
           sent: 0,
           received: 0,

@@ -38,7 +38,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -108,11 +108,14 @@ const STREAM_ONLY = ["exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
 /** What a datagram server with a child per peer (`--exec`) still refuses. */
 const NOT_FOR_DATAGRAM_EXEC = ["broker", "send", "send-file", "expect", "send-only", "recv-only"];
 
-/** How long a `--broker` member may hold up the others, by default. */
+/** How long a `--broker` member may stay above its mark before it is dropped, by default. */
 export const BROKER_STALL = 5000;
 
-/** How much a `--broker` member may have waiting for it before the others wait. */
+/** How much a `--broker` member may have waiting for it before its stall clock runs. */
 const BROKER_HIGH_WATER = 256 * 1024;
+
+/** How much may wait for a `--broker` member at most: beyond it, it is dropped at once. */
+const BROKER_QUEUE_MAX = 16 << 20;
 
 /** `--stall-timeout DUR`: only with `--broker`; 0 for never. */
 function stallFlag(values: FlagValues): number | undefined {
@@ -183,7 +186,13 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "grace",
         "broker",
         "stall-timeout",
-        ...SERVER_FLAGS,
+        [
+          "max-conns",
+          "at most N clients at once; more are closed at once (udp:// --exec: N children, " +
+          "default 100; a new peer's datagrams beyond them are dropped)",
+        ],
+        "allow",
+        "deny",
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
         ["no-half-close", "keep the write side open after the end of stdin (or of --send)"],
         "ipv4",
@@ -435,14 +444,19 @@ function connectionHandler(
     const members = new Map<Subscription, Connection>();
     const hub = new Fanout({
       highWater: BROKER_HIGH_WATER,
+      // Each member has its own queue and writer; the others never wait for it.
       stallLimit: options.stallTimeout,
-      onDropped: (sub) => {
+      maxQueued: BROKER_QUEUE_MAX,
+      onDropped: (sub, why) => {
         const conn = members.get(sub);
         if (!conn) return;
         reporter.warning(
-          `${conn.remoteAddress}: dropped from the broker: it read none of the ` +
-            `${formatBytes(BROKER_HIGH_WATER)} waiting for it for ` +
-            `${formatDuration(options.stallTimeout!)} (--stall-timeout)`,
+          `${conn.remoteAddress}: dropped from the broker: ` +
+            (why === "stalled"
+              ? `more than ${formatBytes(BROKER_HIGH_WATER)} waited for it for ` +
+                `${formatDuration(options.stallTimeout!)} (--stall-timeout)`
+              : `${formatBytes(BROKER_QUEUE_MAX)} waited for it (it reads slower than the ` +
+                "others send)"),
         );
         conn.close();
       },

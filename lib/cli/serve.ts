@@ -10,7 +10,7 @@
 
 import type { Endpoint } from "../address.ts";
 import type { DatagramSocket } from "../datagram.ts";
-import { DATAGRAM_SESSION_IDLE } from "../datagram_forward.ts";
+import { DATAGRAM_MAX_SESSIONS, DATAGRAM_SESSION_IDLE } from "../datagram_forward.ts";
 import type { ForwardDatagramsOptions } from "../datagram_forward.ts";
 import { schemePrefix, transportOf } from "../transports.ts";
 import { checkSocketOptions } from "../conn.ts";
@@ -102,7 +102,8 @@ export function serveOptions(
 /**
  * The options of a datagram server of sessions (`forward udp://`, `listen
  * udp:// --exec`) from its limits: the command's signal, `--idle-timeout`
- * per session (default 30 s), `--max-conns`, `--allow/--deny`, and what it
+ * per session (default 30 s), `--max-conns` (default 100 sessions),
+ * `--allow/--deny`, and what it
  * tells — each new client (`datagrams from CLIENT → to`), each refused one,
  * each session's end with its figures, warnings.
  *
@@ -124,7 +125,7 @@ export function datagramSessions(
   return {
     signal: ctx.signal,
     idleTimeout: limits.idleTimeout ?? DATAGRAM_SESSION_IDLE,
-    maxSessions: limits.maxConns,
+    maxSessions: limits.maxConns ?? DATAGRAM_MAX_SESSIONS,
     access: limits.access,
     onSession: (client) =>
       reporter.event("peer", `datagrams from ${client} → ${to}`, { remote: `${prefix}${client}` }),

@@ -20,8 +20,23 @@ import { formatDuration } from "./format.ts";
 import type { Listener } from "./listener.ts";
 import { tlsFailure } from "./tls.ts";
 
-/** Handles one accepted connection; resolves to its exit code. */
-export type ConnectionHandler = (conn: Connection) => Promise<number>;
+/**
+ * Handles one accepted connection; resolves to its exit code. `slot` lets
+ * it say that the connection is still in an opening phase of its own (a
+ * proxy client's request), as a TLS handshake is.
+ */
+export type ConnectionHandler = (conn: Connection, slot: ConnectionSlot) => Promise<number>;
+
+/** What a handler may tell the accept loop about the `--max-conns` slot its connection holds. */
+export interface ConnectionSlot {
+  /**
+   * The connection is in (`true`) or past (`false`) an opening phase that
+   * the handler bounds in time (under {@linkcode ServeOptions.handshakeTimeout}):
+   * while it is, a newcomer beyond `--max-conns` waits for the slot rather
+   * than being closed at once, as for a TLS handshake.
+   */
+  opening(on: boolean): void;
+}
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {
@@ -33,8 +48,9 @@ export interface ServeOptions {
   once?: boolean;
   /**
    * At most this many connections at once; more are accepted and closed at
-   * once — except while a slot is held by a TLS handshake, when a newcomer
-   * waits (up to the handshake timeout) for a slot.
+   * once — except while a slot is held by a TLS handshake (or a handler's
+   * opening phase, {@linkcode ConnectionSlot}), when a newcomer waits (up to
+   * the handshake timeout) for a slot.
    */
   maxConns?: number;
   /** Most a TLS client may take to finish its handshake, in ms (0: no limit); default {@linkcode HANDSHAKE_TIMEOUT}. */
@@ -109,7 +125,7 @@ export async function serve(
   const { events, signal } = options;
   const handshakeTimeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT;
   const active = new Set<Promise<void>>();
-  /** Connections still in their TLS handshake (they hold a `--max-conns` slot). */
+  /** Connections still in their TLS handshake or another opening phase (they hold a `--max-conns` slot). */
   const handshaking = new Set<Connection>();
   /** Connections waiting for a slot that a handshake holds, with when they give up. */
   const waiting: Array<{ conn: Connection; timer: ReturnType<typeof setTimeout> }> = [];
@@ -120,8 +136,12 @@ export async function serve(
 
   const start = (conn: Connection) => {
     events?.accepted?.(conn);
+    let opened: Connection | undefined;
+    const slot: ConnectionSlot = {
+      opening: (on) => void (on ? handshaking.add(opened!) : handshaking.delete(opened!)),
+    };
     const task: Promise<void> = secure(conn)
-      .then((secured) => (secured ? handler(secured) : 1))
+      .then((secured) => (secured ? handler(opened = secured, slot) : 1))
       .then((code) => void (lastCode = code))
       .catch((err) => {
         const error = toSockitError(err, "serve", conn.remoteAddress);
@@ -132,6 +152,7 @@ export async function serve(
         }
       })
       .finally(() => {
+        if (opened) handshaking.delete(opened);
         active.delete(task);
         admitWaiting();
       });

@@ -151,7 +151,8 @@ export async function ask(
 
 /**
  * A listener that counts who connects (and closes each at once): a service
- * the proxy must never reach. Listens on 127.0.0.1 and ::1 on one port.
+ * the proxy must never reach. Listens on 127.0.0.1 and ::1 on one port, or
+ * on the addresses given (on `port`, when given).
  */
 export class Canary implements Disposable {
   readonly port: number;
@@ -160,16 +161,19 @@ export class Canary implements Disposable {
   #listeners: Deno.Listener[];
   #serving: Promise<void>[];
 
-  constructor() {
+  constructor(hostnames = ["127.0.0.1", "::1"], port = 0) {
     for (let tries = 0;; tries++) {
-      const v4 = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const first = Deno.listen({ hostname: hostnames[0], port });
+      const listeners = [first];
       try {
-        const v6 = Deno.listen({ hostname: "::1", port: v4.addr.port });
-        this.#listeners = [v4, v6];
+        for (const hostname of hostnames.slice(1)) {
+          listeners.push(Deno.listen({ hostname, port: first.addr.port }));
+        }
+        this.#listeners = listeners;
         break;
       } catch (err) {
-        v4.close();
-        if (tries > 20) throw err;
+        for (const l of listeners) l.close();
+        if (tries > 20 || port !== 0) throw err;
       }
     }
     this.port = (this.#listeners[0].addr as Deno.NetAddr).port;

@@ -50,7 +50,7 @@ export interface ServeOptions {
    * At most this many connections at once; more are accepted and closed at
    * once — except while a slot is held by a TLS handshake (or a handler's
    * opening phase, {@linkcode ConnectionSlot}), when a newcomer waits (up to
-   * the handshake timeout) for a slot.
+   * the handshake timeout, and a second) for a slot.
    */
   maxConns?: number;
   /** Most a TLS client may take to finish its handshake, in ms (0: no limit); default {@linkcode HANDSHAKE_TIMEOUT}. */
@@ -66,6 +66,15 @@ export interface ServeOptions {
 
 /** Most a TLS client may take to finish its handshake, by default (`--handshake-timeout`). */
 export const HANDSHAKE_TIMEOUT = 10_000;
+
+/**
+ * How much longer than the handshake timeout a newcomer waits for a slot.
+ * The slots' holders all started before it, so their own timeouts end them
+ * within the handshake timeout — but a waiter's timer of exactly that length
+ * races their timers and the closing that follows, and could turn the
+ * newcomer away just as a slot frees up.
+ */
+const SLOT_WAIT_GRACE = 1000;
 
 /**
  * Accept failures that are about the connection being accepted (it was
@@ -261,7 +270,7 @@ export async function serve(
             if (at >= 0) waiting.splice(at, 1);
             events?.rejected?.(conn, `--max-conns ${options.maxConns} reached`);
             conn.close();
-          }, handshakeTimeout);
+          }, handshakeTimeout + SLOT_WAIT_GRACE);
           waiting.push({ conn, timer });
           continue;
         }

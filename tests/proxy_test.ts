@@ -1027,13 +1027,14 @@ async function proxyBeyondLoopback(
 ): Promise<{ stderr: string; codes: number[] }> {
   const harness = `
 import json, os, subprocess, sys, threading, time, http.server
-subprocess.run(["ip", "link", "add", "sk0", "type", "veth", "peer", "name", "sk1"], check=True)
-subprocess.run(["ip", "addr", "add", "10.77.0.1/24", "dev", "sk0"], check=True)
-subprocess.run(["ip", "link", "set", "sk0", "up"], check=True)
-subprocess.run(["ip", "link", "set", "sk1", "up"], check=True)
+spec = json.loads(os.environ["SPEC"])
+ip = spec["ip"]
+subprocess.run([ip, "link", "add", "sk0", "type", "veth", "peer", "name", "sk1"], check=True)
+subprocess.run([ip, "addr", "add", "10.77.0.1/24", "dev", "sk0"], check=True)
+subprocess.run([ip, "link", "set", "sk0", "up"], check=True)
+subprocess.run([ip, "link", "set", "sk1", "up"], check=True)
 web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
 threading.Thread(target=web.serve_forever, daemon=True).start()
-spec = json.loads(os.environ["SPEC"])
 proxy = subprocess.Popen(spec["argv"], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 lines = []
 deadline = time.time() + 20
@@ -1048,7 +1049,7 @@ port = line.rsplit(":", 1)[1].strip()
 codes = []
 for mode, url in spec["requests"]:
     url = url.replace("WEB", str(web.server_address[1]))
-    r = subprocess.run(["curl", "-sf", "-o", "/dev/null", "--max-time", "5", mode, "10.77.0.1:" + port, url])
+    r = subprocess.run([spec["curl"], "-sf", "-o", "/dev/null", "--max-time", "5", mode, "10.77.0.1:" + port, url])
     codes.append(r.returncode)
 proxy.terminate()
 rest = proxy.stderr.read()
@@ -1056,16 +1057,15 @@ proxy.wait(timeout=10)
 print(json.dumps({"stderr": "".join(lines) + rest, "codes": codes}))
 `;
   const argv = [...sockitCommand(NET), "proxy", "10.77.0.1:0", "-v", ...args];
-  const out = await new Deno.Command(
-    privateNamespace([], [requireTool("python3"), "-c", harness])[0],
-    {
-      args: privateNamespace([], [requireTool("python3"), "-c", harness]).slice(1),
-      env: { ...CHILD_ENV, SPEC: JSON.stringify({ argv, requests }) },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    },
-  ).output();
+  const [command, ...rest] = privateNamespace([], [requireTool("python3"), "-c", harness]);
+  const spec = { argv, requests, ip: requireTool("ip"), curl: requireTool("curl") };
+  const out = await new Deno.Command(command, {
+    args: rest,
+    env: { ...CHILD_ENV, SPEC: JSON.stringify(spec) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   assertEquals(out.code, 0, decoder.decode(out.stderr));
   return JSON.parse(decoder.decode(out.stdout));
 }

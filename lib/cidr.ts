@@ -113,6 +113,59 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
   return (bytes[whole] & mask) === (cidr.bytes[whole] & mask);
 }
 
+/**
+ * Whether the range `inner` lies wholly inside `outer`.
+ *
+ * @example Usage
+ * ```ts
+ * import { cidrWithin, parseCidr } from "./cidr.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert(cidrWithin(parseCidr("127.0.0.1"), parseCidr("127.0.0.0/8")));
+ * assert(!cidrWithin(parseCidr("0.0.0.0/0"), parseCidr("127.0.0.0/8")));
+ * ```
+ */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  return inner.family === outer.family && inner.prefix >= outer.prefix &&
+    cidrContains(outer, inner.address);
+}
+
+/**
+ * The addresses a connection to `address` may reach, each normalised, for
+ * checking a destination against rules: the address itself; for the
+ * unspecified addresses (`0.0.0.0/8`, `::`, and their IPv4-mapped forms),
+ * which connect to the local host, also `127.0.0.1` and `::1`; for an IPv6
+ * address that carries an IPv4 one (IPv4-compatible `::a.b.c.d`, NAT64
+ * `64:ff9b::a.b.c.d`), also that IPv4 address (and what it reaches). A zone
+ * id is dropped. Anything that is not an IP literal is given back as it is.
+ *
+ * @example Usage
+ * ```ts
+ * import { reachedAddresses } from "./cidr.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(reachedAddresses("::ffff:0.0.0.0"), ["0.0.0.0", "127.0.0.1", "::1"]);
+ * assert.deepEqual(reachedAddresses("::"), ["::", "127.0.0.1", "::1"]);
+ * assert.deepEqual(reachedAddresses("::1%lo"), ["::1"]);
+ * assert.deepEqual(reachedAddresses("::127.0.0.1"), ["::127.0.0.1", "127.0.0.1"]);
+ * assert.deepEqual(reachedAddresses("10.1.2.3"), ["10.1.2.3"]);
+ * ```
+ */
+export function reachedAddresses(address: string): string[] {
+  const ip = normalizeIp(address);
+  if (!ip) return [address];
+  const [family, text] = ip;
+  if (family === 4) return text.startsWith("0.") ? [text, "127.0.0.1", "::1"] : [text];
+  const g = ipv6Groups(text);
+  const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  if (zeros(0, 8)) return [text, "127.0.0.1", "::1"];
+  const compatible = zeros(0, 6) && !(g[6] === 0 && g[7] === 1);
+  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
+  if (!compatible && !nat64) return [text];
+  const carried = [g[6] >> 8, g[6] & 255, g[7] >> 8, g[7] & 255].join(".");
+  return [text, ...reachedAddresses(carried)];
+}
+
 /** The bytes of a normalised address: 4 for IPv4, 16 for IPv6. */
 function ipBytes(family: 4 | 6, address: string): Uint8Array {
   if (family === 4) return Uint8Array.from(address.split(".").map(Number));

@@ -79,7 +79,7 @@ export type { IcmpSocketKind, PingEvent, PingOptions, PingSummary, RttSummary } 
 export { formatPorts, parsePorts, scan } from "./scan.ts";
 export type { PortResult, ScanOptions } from "./scan.ts";
 export { serve } from "./server.ts";
-export type { ConnectionHandler, ServeOptions } from "./server.ts";
+export type { ConnectionHandler, ConnectionSlot, ServeOptions } from "./server.ts";
 export { ephemeralCertificate } from "./tls.ts";
 export type { CertificateInfo, HandshakeInfo, TlsCertificate, TlsClientOptions } from "./tls.ts";
 export type { TraceFn } from "./trace.ts";

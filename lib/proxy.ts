@@ -75,11 +75,12 @@ const DEFAULT_PORTS: Record<ProxyScheme, number> = {
  * );
  * assert.equal(parseProxyUrl("http://proxy.example").port, 3128);
  * assert.throws(() => parseProxyUrl("ftp://x:1"), /unknown proxy scheme "ftp"/);
+ * assert.throws(() => parseProxyUrl("socks5://u:s3cret@h:99999"), /"socks5:\/\/u:\*\*\*@h:99999"/);
  * ```
  */
 export function parseProxyUrl(text: string): ProxySpec {
   const fail = (why: string): never => {
-    throw new UsageError(`option --proxy ${JSON.stringify(text)}: ${why}`);
+    throw new UsageError(`option --proxy ${JSON.stringify(maskUrlPassword(text))}: ${why}`);
   };
   const m = /^([a-z0-9]+):\/\//i.exec(text);
   if (!m) fail("expected a URL such as socks5h://127.0.0.1:1080 or http://proxy:3128");
@@ -123,6 +124,28 @@ export function parseProxyUrl(text: string): ProxySpec {
     password,
     text: `${scheme}://${auth}${formatHost(host)}:${port}`,
   };
+}
+
+/**
+ * A URL as it may be shown: whatever lies between the first `:` after
+ * `scheme://` and the last `@` (the password, however malformed the rest)
+ * becomes `***`.
+ *
+ * @example Usage
+ * ```ts
+ * import { maskUrlPassword } from "./proxy.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(maskUrlPassword("http://u:p@ss/w@d@proxy:3128"), "http://u:***@proxy:3128");
+ * assert.equal(maskUrlPassword("socks5://proxy:1080"), "socks5://proxy:1080");
+ * ```
+ */
+export function maskUrlPassword(text: string): string {
+  const from = text.indexOf("://") + 3;
+  const at = text.lastIndexOf("@");
+  if (from < 3 || at < from) return text;
+  const colon = text.indexOf(":", from);
+  return colon === -1 || colon > at ? text : `${text.slice(0, colon + 1)}***${text.slice(at)}`;
 }
 
 /** A failure of the proxy itself or of the handshake with it (exit 1). */

@@ -14,11 +14,11 @@
  */
 
 import { concat, writeAll } from "./bytes.ts";
-import { cidrContains, parseCidr } from "./cidr.ts";
+import { cidrContains, cidrWithin, parseCidr, reachedAddresses } from "./cidr.ts";
 import type { Cidr } from "./cidr.ts";
 import type { Connection } from "./conn.ts";
 import { directDialer } from "./dial.ts";
-import { toSockitError, UsageError } from "./errors.ts";
+import { SockitError, toSockitError, UsageError } from "./errors.ts";
 import { formatHost, isIPv4, isIPv6 } from "./ip.ts";
 import { headerEnd } from "./proxy.ts";
 import { resolve } from "./resolve.ts";
@@ -33,6 +33,8 @@ import {
   untilAborted,
 } from "./socks.ts";
 import type { TraceFn } from "./trace.ts";
+import type { Duplex } from "./relay.ts";
+import { BodyFraming, OneRequest } from "./http_body.ts";
 
 /** The protocols a client may speak to the proxy. */
 export type ProxyProtocol = "socks5" | "socks4" | "socks4a" | "http-connect" | "http";
@@ -55,7 +57,28 @@ export interface TargetRules {
   allow: TargetRule[];
   /** A target that matches one is refused. */
   deny: TargetRule[];
+  /**
+   * Refused unless an `--allow-target` address rule that lies inside one of
+   * them names the target: {@linkcode LOCAL_TARGETS} when the proxy listens
+   * beyond loopback.
+   */
+  local?: TargetRule[];
 }
+
+/**
+ * What a proxy that listens beyond loopback refuses unless `--allow-target`
+ * names it: the local host (loopback, and the unspecified addresses, which
+ * connect to it) and link-local addresses (`169.254.169.254`, a cloud's
+ * metadata service, is one).
+ */
+export const LOCAL_TARGETS: readonly string[] = [
+  "127.0.0.0/8",
+  "::1",
+  "0.0.0.0/8",
+  "::",
+  "169.254.0.0/16",
+  "fe80::/10",
+];
 
 /**
  * Parses a target rule: `10.0.0.0/8`, `127.0.0.1`, `[::1]`, `example.com`,
@@ -117,7 +140,11 @@ function ruleMatches(rule: TargetRule, name: string, address: string, port: numb
 
 /**
  * Why the rules refuse `address` (resolved from `name`) at `port`, or
- * `undefined` when they allow it.
+ * `undefined` when they allow it. The address is checked in every form it
+ * reaches ({@linkcode reachedAddresses}): `0.0.0.0` and `::` as the local
+ * host (`127.0.0.1` and `::1`), `::ffff:a.b.c.d` and the other IPv6 forms
+ * that carry an IPv4 address as that address too. A deny of any form
+ * refuses; an allow list must admit every form.
  *
  * @example Usage
  * ```ts
@@ -135,11 +162,25 @@ export function targetRefusal(
   address: string,
   port: number,
 ): string | undefined {
-  const denied = rules.deny.find((r) => ruleMatches(r, name, address, port));
-  if (denied) return `denied by --deny-target ${denied.text}`;
-  if (rules.allow.length && !rules.allow.some((r) => ruleMatches(r, name, address, port))) {
-    return "not in any --allow-target";
+  const forms = reachedAddresses(address);
+  const via = (form: string) => (form === forms[0] ? "" : ` (${address} reaches ${form})`);
+  for (const form of forms) {
+    const denied = rules.deny.find((r) => ruleMatches(r, name, form, port));
+    if (denied) return `denied by --deny-target ${denied.text}${via(form)}`;
   }
+  for (const form of forms) {
+    const local = rules.local?.find((r) => ruleMatches(r, name, form, port));
+    const named = local &&
+      rules.allow.some((r) =>
+        r.cidr && cidrWithin(r.cidr, local.cidr!) && ruleMatches(r, name, form, port)
+      );
+    if (local && !named) {
+      return `denied by default: ${local.text}${via(form)} is local and the proxy listens ` +
+        "beyond loopback (an --allow-target address opens it)";
+    }
+  }
+  const allowed = (form: string) => rules.allow.some((r) => ruleMatches(r, name, form, port));
+  if (rules.allow.length && !forms.every(allowed)) return "not in any --allow-target";
   return undefined;
 }
 
@@ -151,8 +192,18 @@ export interface ProxyServerOptions {
   targets?: TargetRules;
   /** Give up connecting to a target after this many ms (default 10 s). */
   connectTimeout?: number;
-  /** The client's request must be in within this many ms (default 10 s). */
+  /** The client's request must be in within this many ms (default {@linkcode REQUEST_TIMEOUT}). */
   requestTimeout?: number;
+  /**
+   * Called once the request is in (before resolving and connecting): the
+   * end of the phase a silent client could hold a `--max-conns` slot in.
+   */
+  onRequest?: () => void;
+  /**
+   * Called when a plain HTTP client sends more after its request (a
+   * pipelined second request), which is dropped: one request per connection.
+   */
+  onDropped?: (bytes: number) => void;
   /** Resolve target names to IPv4 or IPv6 only. */
   family?: 4 | 6;
   /** Stops everything (the server's signal). */
@@ -181,8 +232,12 @@ export interface Proxied {
   request: ProxyRequest;
   /** The target's address, as connected. */
   address: string;
-  /** The connection to the target. */
-  target: Connection;
+  /**
+   * The target, as the relay is to use it: the connection, or for a plain
+   * HTTP request the connection behind a filter that passes that one
+   * request (head and body) and drops whatever the client sends after it.
+   */
+  target: Duplex;
 }
 
 /** A request that was refused (the client has had the protocol's refusal). */
@@ -197,6 +252,12 @@ export class ProxyRefusal extends Error {
     this.request = request;
   }
 }
+
+/**
+ * How long a client may take to send its whole request, by default: short,
+ * so that clients which connect and say nothing free their slots soon.
+ */
+export const REQUEST_TIMEOUT = 5_000;
 
 /** The largest request header (HTTP) or message (SOCKS) the proxy reads. */
 const MAX_REQUEST = 16 * 1024;
@@ -220,7 +281,7 @@ export async function acceptProxyRequest(
   client: Connection,
   options: ProxyServerOptions,
 ): Promise<Proxied> {
-  const timeout = options.requestTimeout ?? 10_000;
+  const timeout = options.requestTimeout ?? REQUEST_TIMEOUT;
   const signal = AbortSignal.any([options.signal, AbortSignal.timeout(timeout)]);
   // Only the request is under the request timeout; connecting has its own.
   let request: Awaited<ReturnType<typeof readRequest>>;
@@ -238,7 +299,8 @@ export async function acceptProxyRequest(
     }
     throw err;
   }
-  const { ask, answer, leftover, forTarget } = request;
+  options.onRequest?.();
+  const { ask, answer, leftover, forTarget, framing } = request;
   const refuse = async (kind: Refusal, reason: string): Promise<never> => {
     await answer.refuse(kind).catch(() => {});
     throw new ProxyRefusal(reason, ask);
@@ -296,7 +358,10 @@ export async function acceptProxyRequest(
   }
   // A rewritten request head goes first, through the relay, so that it is counted.
   client.unread(forTarget ? concat(forTarget, leftover) : leftover);
-  return { request: ask, address: target.remoteAddress, target };
+  const side = framing
+    ? new OneRequest(target, forTarget!.length, framing, options.onDropped)
+    : target;
+  return { request: ask, address: target.remoteAddress, target: side };
 }
 
 /** Why a request was refused, in the terms each protocol can say. */
@@ -326,6 +391,8 @@ interface ParsedRequest {
   leftover: Uint8Array;
   /** Bytes for the target before the relay starts (a rewritten HTTP request head). */
   forTarget?: Uint8Array;
+  /** A plain HTTP request's body framing: what of the client's bytes is that request's. */
+  framing?: BodyFraming;
 }
 
 async function readRequest(
@@ -384,15 +451,21 @@ async function socks5Request(
       if (b.length < 3 + b[1]) return undefined;
       return 3 + b[1] + b[2 + b[1]];
     });
+    // RFC 1929: VER (1) ULEN UNAME PLEN PASSWD.
+    const version = got[0];
     user = decoder.decode(got.subarray(2, 2 + got[1]));
     const pass = decoder.decode(got.subarray(3 + got[1], 3 + got[1] + got[2 + got[1]]));
     got = got.subarray(3 + got[1] + got[2 + got[1]]);
-    const ok = options.users!.get(user) === pass;
+    const ok = version === 1 && options.users!.get(user) === pass;
     await writeAll(client, new Uint8Array([1, ok ? 0 : 1]));
-    trace(`socks5 username/password (user ${JSON.stringify(user)}) = ${ok ? "ok" : "refused"}`);
-    if (!ok) {
-      throw new ProxyRefusal(`authentication failed for user ${JSON.stringify(user)} (SOCKS5)`);
+    const who = userText(user, options.users);
+    trace(`socks5 username/password (${who}) = ${ok ? "ok" : "refused"}`);
+    if (version !== 1) {
+      throw new ProxyRefusal(
+        `authentication failed: username/password version ${version}, not 1 (SOCKS5, RFC 1929)`,
+      );
     }
+    if (!ok) throw new ProxyRefusal(`authentication failed for ${who} (SOCKS5)`);
   }
   let address: { host: string; port: number; length: number } | undefined;
   [got] = await readUntil(client, got, (b) => {
@@ -411,6 +484,10 @@ async function socks5Request(
         ...encodeSocks5Address(bound?.hostname ?? "0.0.0.0", bound?.port ?? 0),
       ]),
     );
+  if (got[0] !== SOCKS5.VERSION) {
+    await reply(1);
+    throw new ProxyRefusal(`request version ${got[0]}, not 5 (SOCKS5)`);
+  }
   if (got[1] !== SOCKS5.CONNECT || address!.length === -1) {
     const code = got[1] !== SOCKS5.CONNECT ? 7 : 8;
     await reply(code);
@@ -468,7 +545,9 @@ async function socks4Request(
   const host = is4a
     ? decoder.decode(got.subarray(userEnd + 1, end - 1))
     : [...got.subarray(4, 8)].join(".");
-  const user = decoder.decode(got.subarray(8, userEnd)) || undefined;
+  // A user id is free text, and some put user:password in it: shown up to its colon.
+  const userId = decoder.decode(got.subarray(8, userEnd));
+  const user = userId ? maskSecret(userId) : undefined;
   const ask: ProxyRequest = { protocol: is4a ? "socks4a" : "socks4", host, port, user };
   const reply = (code: number) =>
     writeAll(client, new Uint8Array([0, code, port >> 8, port & 0xff, 0, 0, 0, 0]));
@@ -497,17 +576,24 @@ async function socks4Request(
   };
 }
 
-/** Hop-by-hop headers a proxy does not pass on (RFC 9110 §7.6.1), besides those `Connection` names. */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "upgrade",
-]);
+/**
+ * Hop-by-hop headers a proxy does not pass on (RFC 9110 §7.6.1), besides
+ * those `Connection` names and every `Proxy-*` header.
+ */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "te", "trailer", "upgrade"]);
+
+/** A header line as RFC 9112 §5 has it: a token, a colon, the value (no control characters). */
+// deno-lint-ignore no-control-regex
+const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([^\x00-\x08\x0a-\x1f\x7f]*?)[\t ]*$/;
+
+/** Why a header line is refused, in words. */
+function badHeaderLine(line: string): string {
+  if (/^[\t ]/.test(line)) return "a folded header line (obs-fold)";
+  if (/^[^:\s]+[\t ]+:/.test(line)) return "whitespace before the colon of a header";
+  if (!line.includes(":")) return "a header line without a colon";
+  if (/^[^:]*[^!#$%&'*+.^_`|~0-9A-Za-z-][^:]*:/.test(line)) return "a bad header name";
+  return "a control character in a header value";
+}
 
 async function httpRequest(
   client: Connection,
@@ -533,21 +619,30 @@ async function httpRequest(
   const head = decoder.decode(got.subarray(0, end));
   const leftover = got.subarray(end + 4);
   const [requestLine, ...headerLines] = head.split("\r\n");
-  const m = /^([A-Za-z]+) (\S+) HTTP\/(\d\.\d)$/.exec(requestLine);
   const bad = async (why: string): Promise<never> => {
     await respond("400 Bad Request").catch(() => {});
     throw new ProxyRefusal(why);
   };
+  // A lone CR or LF ends a line for some parsers and not for others: a way to
+  // slip a header past the proxy (RFC 9112 §2.2 lets a recipient refuse it).
+  if (/[\r\n]/.test(requestLine) || headerLines.some((line) => /[\r\n]/.test(line))) {
+    return await bad("a bare CR or LF in the request header (lines end in CRLF)");
+  }
+  const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/(\d\.\d)$/.exec(requestLine);
   if (!m) return await bad(`not a proxy request: ${JSON.stringify(requestLine.slice(0, 60))}`);
   const [, method, target, version] = m;
-  const headers = headerLines.map((line) => {
-    const colon = line.indexOf(":");
-    return [line.slice(0, colon).trim(), line.slice(colon + 1).trim()] as [string, string];
-  });
-  const header = (name: string) => headers.find(([k]) => k.toLowerCase() === name)?.[1];
+  const headers: [string, string][] = [];
+  for (const line of headerLines) {
+    const h = HEADER_LINE.exec(line);
+    if (!h) return await bad(badHeaderLine(line));
+    headers.push([h[1], h[2]]);
+  }
+  const all = (name: string) => headers.filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
+  const header = (name: string) => all(name)[0];
   let host: string;
   let port: number;
   let forTarget: Uint8Array | undefined;
+  let framing: BodyFraming | undefined;
   const connect = method.toUpperCase() === "CONNECT";
   if (connect) {
     const a = /^(?:\[([^\]]+)\]|([^:/]+)):(\d+)$/.exec(target);
@@ -570,13 +665,34 @@ async function httpRequest(
     }
     host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     port = url.port ? Number(url.port) : 80;
-    // Origin form to the target, hop-by-hop headers dropped, one request per connection.
+    // The body's end, as the origin will find it (RFC 9112 §6.3); anything
+    // ambiguous is refused rather than guessed.
+    const lengths = all("content-length");
+    const codings = all("transfer-encoding").join(",").split(",").map((c) => c.trim().toLowerCase())
+      .filter(Boolean);
+    if (codings.length) {
+      if (lengths.length) return await bad("both Transfer-Encoding and Content-Length");
+      if (version === "1.0") return await bad("Transfer-Encoding in an HTTP/1.0 request");
+      if (codings.at(-1) !== "chunked") {
+        return await bad("a Transfer-Encoding that does not end in chunked");
+      }
+      framing = new BodyFraming("chunked");
+    } else if (lengths.length) {
+      if (new Set(lengths).size > 1 || !/^\d{1,15}$/.test(lengths[0])) {
+        return await bad(`a bad Content-Length (${JSON.stringify(lengths.join(", "))})`);
+      }
+      framing = new BodyFraming(Number(lengths[0]));
+    } else framing = new BodyFraming(0);
+    // Origin form to the target, hop-by-hop and Proxy-* headers dropped, one
+    // request per connection.
     const named = new Set(
-      (header("connection") ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean),
+      all("connection").join(",").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean),
     );
-    const kept = headers.filter(([k]) =>
-      !HOP_BY_HOP.has(k.toLowerCase()) && !named.has(k.toLowerCase()) && k.toLowerCase() !== "host"
-    );
+    const kept = headers.filter(([k]) => {
+      const name = k.toLowerCase();
+      return !HOP_BY_HOP.has(name) && !named.has(name) && !name.startsWith("proxy-") &&
+        name !== "host";
+    });
     const lines = [
       `${method} ${url.pathname}${url.search} HTTP/${version}`,
       `Host: ${url.host}`,
@@ -587,7 +703,7 @@ async function httpRequest(
   }
   const ask: ProxyRequest = { protocol: connect ? "http-connect" : "http", host, port };
   if ((options.users?.size ?? 0) > 0) {
-    const credentials = /^Basic\s+(\S+)$/i.exec(header("proxy-authorization") ?? "")?.[1];
+    const credentials = /^Basic +(\S+)$/i.exec(header("proxy-authorization") ?? "")?.[1];
     let user: string | undefined;
     let pass: string | undefined;
     try {
@@ -596,7 +712,7 @@ async function httpRequest(
           Uint8Array.from(atob(credentials), (c) => c.charCodeAt(0)),
         )
         : undefined;
-      if (text !== undefined) {
+      if (text?.includes(":")) {
         [user, pass] = [text.slice(0, text.indexOf(":")), text.slice(text.indexOf(":") + 1)];
       }
     } catch {
@@ -611,7 +727,7 @@ async function httpRequest(
       throw new ProxyRefusal(
         user === undefined
           ? "authentication required: no Proxy-Authorization (HTTP Basic)"
-          : `authentication failed for user ${JSON.stringify(user)} (HTTP Basic)`,
+          : `authentication failed for ${userText(user, options.users)} (HTTP Basic)`,
         ask,
       );
     }
@@ -631,6 +747,7 @@ async function httpRequest(
     ask,
     leftover,
     forTarget,
+    framing,
     answer: {
       granted: async () => {
         if (connect) {
@@ -646,9 +763,23 @@ async function httpRequest(
   };
 }
 
+/** Text with a colon in it (`user:password` in a SOCKS4 user id) shown up to the colon. */
+function maskSecret(text: string): string {
+  const colon = text.indexOf(":");
+  return colon === -1 ? text : `${text.slice(0, colon)}:***`;
+}
+
 /**
- * Parses `--auth user:pass` values (and the lines of an `--auth-file`) into
- * users and passwords.
+ * A user name for messages: a configured user by name; any other name is
+ * not shown (a password typed into the user field, or a probe).
+ */
+function userText(user: string, users?: Map<string, string>): string {
+  return users?.has(user) ? `user ${JSON.stringify(user)}` : "an unknown user";
+}
+
+/**
+ * Parses `--auth user:pass` values into users and passwords. A value is
+ * never echoed in the error: it may be a password.
  *
  * @example Usage
  * ```ts
@@ -656,22 +787,71 @@ async function httpRequest(
  * import assert from "node:assert/strict";
  *
  * assert.equal(parseUsers(["alice:s3:cret"]).get("alice"), "s3:cret");
- * assert.throws(() => parseUsers(["nobody"]), /user:pass/);
+ * assert.throws(() => parseUsers([":s3cret"]), (e: Error) => /user:pass/.test(e.message) && !/s3cret/.test(e.message));
  * ```
  */
 export function parseUsers(entries: string[]): Map<string, string> {
   const users = new Map<string, string>();
   for (const entry of entries) {
+    const why = userEntryProblem(entry);
+    if (why) throw new UsageError(`option --auth needs user:pass: ${why}`);
     const colon = entry.indexOf(":");
-    if (colon < 1) {
-      throw new UsageError(`option --auth needs user:pass, not ${JSON.stringify(entry)}`);
+    users.set(entry.slice(0, colon), entry.slice(colon + 1));
+  }
+  return users;
+}
+
+/** What is wrong with a `user:pass` entry, or `undefined`. */
+function userEntryProblem(entry: string): string | undefined {
+  const colon = entry.indexOf(":");
+  if (colon === -1) return "no colon in the value";
+  if (colon === 0) return "no user name before the colon";
+  const bytes = (text: string) => encoder.encode(text).length;
+  if (bytes(entry.slice(0, colon)) > 255 || bytes(entry.slice(colon + 1)) > 255) {
+    return "user and password are at most 255 bytes each (RFC 1929)";
+  }
+  return undefined;
+}
+
+/**
+ * Parses the text of an `--auth-file`: one `user:pass` a line, blank lines
+ * and `#` comments skipped. A file without a single user is an error (exit
+ * 1, as a certificate file without a certificate): taken as "no users" it
+ * would run an open proxy. A bad line is named by its number, never shown.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseAuthFile } from "./proxy_server.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(parseAuthFile("users", "# staff\nbob:hunter2\n").get("bob"), "hunter2");
+ * assert.throws(() => parseAuthFile("users", "# nobody yet\n"), /no users in it/);
+ * assert.throws(() => parseAuthFile("users", "bob:x\nhunter2\n"), /line 2: not user:pass \(no colon/);
+ * ```
+ */
+export function parseAuthFile(path: string, text: string): Map<string, string> {
+  const users = new Map<string, string>();
+  const lines = text.split("\n");
+  for (const [at, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const why = userEntryProblem(line);
+    if (why) {
+      throw new SockitError(`line ${at + 1}: not user:pass (${why})`, {
+        op: "read users",
+        address: path,
+        code: "EINVAL",
+      });
     }
-    const user = entry.slice(0, colon);
-    const pass = entry.slice(colon + 1);
-    if (user.length > 255 || pass.length > 255) {
-      throw new UsageError("option --auth: user and password are at most 255 bytes each");
-    }
-    users.set(user, pass);
+    const colon = line.indexOf(":");
+    users.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  if (users.size === 0) {
+    throw new SockitError("no users in it (one user:pass a line): the proxy would be open", {
+      op: "read users",
+      address: path,
+      code: "EINVAL",
+    });
   }
   return users;
 }

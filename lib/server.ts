@@ -20,8 +20,23 @@ import { formatDuration } from "./format.ts";
 import { type Listener, PeerNameError } from "./listener.ts";
 import { tlsFailure } from "./tls.ts";
 
-/** Handles one accepted connection; resolves to its exit code. */
-export type ConnectionHandler = (conn: Connection) => Promise<number>;
+/**
+ * Handles one accepted connection; resolves to its exit code. `slot` lets
+ * it say that the connection is still in an opening phase of its own (a
+ * proxy client's request), as a TLS handshake is.
+ */
+export type ConnectionHandler = (conn: Connection, slot: ConnectionSlot) => Promise<number>;
+
+/** What a handler may tell the accept loop about the `--max-conns` slot its connection holds. */
+export interface ConnectionSlot {
+  /**
+   * The connection is in (`true`) or past (`false`) an opening phase that
+   * the handler bounds in time (under {@linkcode ServeOptions.handshakeTimeout}):
+   * while it is, a newcomer beyond `--max-conns` waits for the slot rather
+   * than being closed at once, as for a TLS handshake.
+   */
+  opening(on: boolean): void;
+}
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {
@@ -33,8 +48,9 @@ export interface ServeOptions {
   once?: boolean;
   /**
    * At most this many connections at once; more are accepted and closed at
-   * once — except while a slot is held by a TLS handshake, when a newcomer
-   * waits (up to the handshake timeout) for a slot.
+   * once — except while a slot is held by a TLS handshake (or a handler's
+   * opening phase, {@linkcode ConnectionSlot}), when a newcomer waits (up to
+   * the handshake timeout, and a second) for a slot.
    */
   maxConns?: number;
   /** Most a TLS client may take to finish its handshake, in ms (0: no limit); default {@linkcode HANDSHAKE_TIMEOUT}. */
@@ -50,6 +66,15 @@ export interface ServeOptions {
 
 /** Most a TLS client may take to finish its handshake, by default (`--handshake-timeout`). */
 export const HANDSHAKE_TIMEOUT = 10_000;
+
+/**
+ * How much longer than the handshake timeout a newcomer waits for a slot.
+ * The slots' holders all started before it, so their own timeouts end them
+ * within the handshake timeout — but a waiter's timer of exactly that length
+ * races their timers and the closing that follows, and could turn the
+ * newcomer away just as a slot frees up.
+ */
+const SLOT_WAIT_GRACE = 1000;
 
 /**
  * Accept failures that are about the connection being accepted (it was
@@ -109,7 +134,7 @@ export async function serve(
   const { events, signal } = options;
   const handshakeTimeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT;
   const active = new Set<Promise<void>>();
-  /** Connections still in their TLS handshake (they hold a `--max-conns` slot). */
+  /** Connections still in their TLS handshake or another opening phase (they hold a `--max-conns` slot). */
   const handshaking = new Set<Connection>();
   /** Connections waiting for a slot that a handshake holds, with when they give up. */
   const waiting: Array<{ conn: Connection; timer: ReturnType<typeof setTimeout> }> = [];
@@ -120,8 +145,12 @@ export async function serve(
 
   const start = (conn: Connection) => {
     events?.accepted?.(conn);
+    let opened: Connection | undefined;
+    const slot: ConnectionSlot = {
+      opening: (on) => void (on ? handshaking.add(opened!) : handshaking.delete(opened!)),
+    };
     const task: Promise<void> = secure(conn)
-      .then((secured) => (secured ? handler(secured) : 1))
+      .then((secured) => (secured ? handler(opened = secured, slot) : 1))
       .then((code) => void (lastCode = code))
       .catch((err) => {
         const error = toSockitError(err, "serve", conn.remoteAddress);
@@ -132,6 +161,7 @@ export async function serve(
         }
       })
       .finally(() => {
+        if (opened) handshaking.delete(opened);
         active.delete(task);
         admitWaiting();
       });
@@ -248,7 +278,7 @@ export async function serve(
             if (at >= 0) waiting.splice(at, 1);
             events?.rejected?.(conn, `--max-conns ${options.maxConns} reached`);
             conn.close();
-          }, handshakeTimeout);
+          }, handshakeTimeout + SLOT_WAIT_GRACE);
           waiting.push({ conn, timer });
           continue;
         }

@@ -1,12 +1,15 @@
 /**
  * The deeper fuzz run: `deno task fuzz` runs `FUZZ_RUNS` generated command
- * lines (default 20,000) from `FUZZ_SEED` (default: the time), prints the
- * exit codes seen and every rule broken, and exits 1 if any was.
+ * lines (default 20,000) and `PROXY_FUZZ_RUNS` mutated proxy requests
+ * against `sockit proxy` (default 5,000) from `FUZZ_SEED` (default: the
+ * time), prints the exit codes and outcomes seen and every rule broken,
+ * and exits 1 if any was.
  *
  * @module
  */
 
 import { fuzz } from "../tests/fuzz.ts";
+import { fuzzProxy } from "../tests/fuzz_proxy.ts";
 
 const runs = Number(Deno.env.get("FUZZ_RUNS") ?? 20_000);
 const seed = Number(Deno.env.get("FUZZ_SEED") ?? Date.now() % 2 ** 31);
@@ -20,4 +23,14 @@ for (const failure of result.failures) out(`BROKEN ${failure}`);
 out(
   result.failures.length ? `${result.failures.length} broke a rule` : "every run kept every rule",
 );
-Deno.exit(result.failures.length ? 1 : 0);
+const proxyRuns = Number(Deno.env.get("PROXY_FUZZ_RUNS") ?? 5_000);
+const proxyStarted = performance.now();
+const proxy = await fuzzProxy({ runs: proxyRuns, seed, concurrency: 16, batch: 50 });
+const proxySeconds = ((performance.now() - proxyStarted) / 1000).toFixed(1);
+out(`proxy fuzz: ${proxy.runs} requests, seed ${seed}, ${proxySeconds} s`);
+out(`outcomes: ${JSON.stringify(proxy.outcomes)}; well-formed probes: ${proxy.probes}`);
+for (const failure of proxy.failures) out(`BROKEN ${failure}`);
+out(
+  proxy.failures.length ? `${proxy.failures.length} broke a rule` : "every request kept every rule",
+);
+Deno.exit(result.failures.length || proxy.failures.length ? 1 : 0);

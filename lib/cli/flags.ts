@@ -304,7 +304,8 @@ export const FLAGS = {
   "auth-file": {
     type: "string",
     value: "PATH",
-    help: "users and passwords, one user:pass a line (# comments)",
+    help:
+      "users and passwords, one user:pass a line (# comments); a file without users is an error",
   },
   "allow-target": {
     type: "string",
@@ -322,7 +323,7 @@ export const FLAGS = {
   "request-timeout": {
     type: "string",
     value: "DUR",
-    help: "close a client whose request is not complete after DUR (default 10s)",
+    help: "close a client whose request is not complete after DUR (default 5s)",
   },
   // ICMP: ping and traceroute.
   count: { type: "string", short: "c", value: "N", help: "stop after N echo requests" },

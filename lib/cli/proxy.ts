@@ -11,8 +11,17 @@ import type { SocketOptions } from "../conn.ts";
 import { formatEndpoint, parseEndpoint } from "../address.ts";
 import type { Endpoint } from "../address.ts";
 import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
+import { cidrContains, parseCidr } from "../cidr.ts";
 import { formatHost } from "../ip.ts";
-import { acceptProxyRequest, parseTargetRule, parseUsers, ProxyRefusal } from "../proxy_server.ts";
+import {
+  acceptProxyRequest,
+  LOCAL_TARGETS,
+  parseAuthFile,
+  parseTargetRule,
+  parseUsers,
+  ProxyRefusal,
+  REQUEST_TIMEOUT,
+} from "../proxy_server.ts";
 import type { TargetRules } from "../proxy_server.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
@@ -61,7 +70,9 @@ SOCKS4 and SOCKS4a, HTTP CONNECT, and plain HTTP proxying of absolute-URI reques
 (GET http://host/path), told apart by the first bytes. Targets are resolved by the
 proxy and checked against --allow-target/--deny-target after resolving. A refused
 request gets its protocol's refusal (SOCKS5 reply 2, SOCKS4 0x5B, HTTP 403/407).
-Keeps running until SIGINT/SIGTERM.`,
+0.0.0.0 and :: are the local host to the rules. Listening beyond loopback, local
+and link-local targets (127.0.0.0/8, ::1, 169.254.0.0/16, fe80::/10) are refused
+unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.`,
   flags: [
     {
       title: "Options",
@@ -99,7 +110,7 @@ Keeps running until SIGINT/SIGTERM.`,
     const rules = (name: string) =>
       ((values[name] as string[] | undefined) ?? []).map(parseTargetRule);
     const connectTimeout = durationFlag(values, "connect-timeout", true) ?? 10_000;
-    const requestTimeout = durationFlag(values, "request-timeout") ?? 10_000;
+    const requestTimeout = durationFlag(values, "request-timeout") ?? REQUEST_TIMEOUT;
     if (requestTimeout <= 0) throw new UsageError("option --request-timeout must be more than 0");
     return {
       ...globals,
@@ -117,9 +128,9 @@ Keeps running until SIGINT/SIGTERM.`,
   run: runProxy,
 };
 
-/** The users of `--auth` and `--auth-file`. */
+/** The users of `--auth` and `--auth-file` (a file without users is an error). */
 async function users(options: ProxyCommandOptions): Promise<Map<string, string>> {
-  const entries = [...options.auth];
+  const users = parseUsers(options.auth);
   if (options.authFile !== undefined) {
     let text: string;
     try {
@@ -127,12 +138,18 @@ async function users(options: ProxyCommandOptions): Promise<Map<string, string>>
     } catch (err) {
       throw toSockitError(err, "read", options.authFile);
     }
-    entries.push(
-      ...text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#")),
-    );
+    for (const [user, pass] of parseAuthFile(options.authFile, text)) users.set(user, pass);
   }
-  return parseUsers(entries);
+  return users;
 }
+
+/** Whether a listener's address is loopback (or a Unix socket): reachable from this host only. */
+function loopbackOnly(addr: Deno.Addr): boolean {
+  if (!("hostname" in addr)) return true;
+  return LOOPBACK.some((range) => cidrContains(range, addr.hostname));
+}
+
+const LOOPBACK = [parseCidr("127.0.0.0/8"), parseCidr("::1")];
 
 /**
  * Runs `sockit proxy` until a signal; returns 130/143 then.
@@ -151,17 +168,37 @@ export async function runProxy(options: ProxyCommandOptions, ctx: CommandContext
       family: portOnly ? options.family : undefined,
       ...options.sockets,
     }, reporter);
-    await serve(listener, async (client) => {
+    // Beyond loopback, the host's own services and link-local ones (a cloud's
+    // metadata) are refused unless --allow-target names them.
+    const exposed = !loopbackOnly(listener.addr);
+    const targets: TargetRules = exposed
+      ? { ...options.targets, local: LOCAL_TARGETS.map(parseTargetRule) }
+      : options.targets;
+    const { allow, deny } = options.targets;
+    const open = accounts.size === 0 && options.access.allow.length === 0;
+    if (exposed && open && allow.length === 0 && deny.length === 0) {
+      reporter.warning(
+        `an open proxy on ${listener.address}: anyone who reaches it may use it ` +
+          "(no --auth, no --allow/--allow-target; local and link-local targets are refused)",
+      );
+    }
+    await serve(listener, async (client, slot) => {
       let tunnel;
+      slot.opening(true);
       try {
         tunnel = await acceptProxyRequest(client, {
           users: accounts,
-          targets: options.targets,
+          targets,
           connectTimeout: options.connectTimeout,
           requestTimeout: options.requestTimeout,
           family: options.family,
           signal: ctx.signal,
           trace: reporter.traceFn,
+          onRequest: () => slot.opening(false),
+          onDropped: () =>
+            reporter.info(
+              `${client.remoteAddress}: bytes after its plain HTTP request dropped (one request a connection)`,
+            ),
         });
       } catch (err) {
         client.close();
@@ -220,7 +257,7 @@ export async function runProxy(options: ProxyCommandOptions, ctx: CommandContext
         events: reporter,
         report: (err) => reporter.warnFailure(err),
       });
-    }, serveOptions(options, ctx, reporter));
+    }, { ...serveOptions(options, ctx, reporter), handshakeTimeout: options.requestTimeout });
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

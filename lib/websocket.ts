@@ -154,7 +154,8 @@ export class WebSocketSide extends Connection {
   #endError?: Error;
   #lastReceive = performance.now();
   #lastPong = performance.now();
-  #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Pending timers, each with the resolver of the sleep waiting on it (close() resolves them). */
+  #timers = new Map<ReturnType<typeof setTimeout>, (() => void) | undefined>();
   #pinger?: ReturnType<typeof setInterval>;
   #closed = false;
 
@@ -503,10 +504,10 @@ export class WebSocketSide extends Connection {
     const delay = this.#options.closeDelay ?? CLOSE_DELAY;
     for (;;) {
       const quiet = performance.now() - this.#lastReceive;
-      if (quiet >= delay || this.#ended) break;
+      if (quiet >= delay || this.#ended || this.#closed) break;
       await this.#sleep(delay - quiet);
     }
-    if (this.#closeSent || this.#ended) return;
+    if (this.#closeSent || this.#ended || this.#closed) return;
     this.#closeSent = true;
     this.#say("close(1000) sent: end of input");
     await this.#send(OP.CLOSE, closePayload(1000, ""));
@@ -515,16 +516,18 @@ export class WebSocketSide extends Connection {
       this.#timers.delete(timer);
       if (!this.#ended) this.#inner.close();
     }, CLOSE_WAIT);
-    this.#timers.add(timer);
+    this.#timers.set(timer, undefined);
   }
 
+  /** Resolves after `ms`, or at once when the side is closed (its timer is cleared then). */
   #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
         resolve();
       }, ms);
-      this.#timers.add(timer);
+      this.#timers.set(timer, resolve);
     });
   }
 
@@ -563,7 +566,11 @@ export class WebSocketSide extends Connection {
     this.#closed = true;
     this.#ended = true;
     if (this.#pinger !== undefined) clearInterval(this.#pinger);
-    for (const timer of this.#timers) clearTimeout(timer);
+    // A sleep whose timer is cleared must still end: closeWrite() waits on one (the close delay).
+    for (const [timer, wake] of this.#timers) {
+      clearTimeout(timer);
+      wake?.();
+    }
     this.#timers.clear();
     this.#inner.close();
   }

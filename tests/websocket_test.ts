@@ -13,6 +13,8 @@ import {
   requireTool,
   runSockit,
   sha256,
+  type SockitResult,
+  type SockitRun,
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
@@ -464,5 +466,70 @@ Deno.test("ws: through --proxy (socks5h via sockit proxy), the upgrade goes thro
     proxy.kill("SIGTERM");
     const p = await proxy.result();
     assertMatch(p.stderr, /→ localhost:\d+ \(127\.0\.0\.1:\d+\) by socks5/);
+  }
+});
+
+/**
+ * A run's result, or a failure naming the hang when it takes longer than
+ * `ms` (the process is killed with SIGKILL: a hang may ignore SIGTERM).
+ */
+async function within(run: SockitRun, ms: number, what: string): Promise<SockitResult> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((resolve) => timer = setTimeout(() => resolve("hung"), ms));
+  const r = await Promise.race([run.result(), hung]);
+  clearTimeout(timer);
+  if (r !== "hung") return r;
+  try {
+    run.kill("SIGKILL");
+    await run.result();
+  } catch {
+    // In-process: a hung command cannot be killed; the test fails (and leaks) as it must.
+    run.kill("SIGTERM");
+  }
+  throw new Error(`${what}: still running after ${ms} ms; stderr:\n${run.stderr}`);
+}
+
+Deno.test("ws: connect --send --expect ends at the match against python websockets and sockit echo (it hung)", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const echoPort = await echo.listeningPort();
+  try {
+    for (const target of [port, echoPort]) {
+      const run = spawnSockit(
+        [
+          "connect",
+          `ws://127.0.0.1:${target}/`,
+          "--send",
+          "hi",
+          "--expect",
+          "hi",
+          "--timeout",
+          "2s",
+        ],
+        { process: true, perms: ["--allow-net"] },
+      );
+      const r = await within(run, 10_000, `connect --expect to ${target}`);
+      assertEquals([r.code, r.text], [0, "hi\n"], r.stderr);
+    }
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: the peer's Close 4001 after stdin ended is exit 1 naming 4001, in-process and as a process (it hung)", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  for (const process of [false, true]) {
+    const run = spawnSockit(["connect", `ws://127.0.0.1:${port}/`, "--trace"], {
+      stdin: "close:4001\n",
+      process,
+      perms: ["--allow-net"],
+    });
+    const r = await within(run, 10_000, `4001 after the end of stdin (process: ${process})`);
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, /closed by peer: 4001 bye/);
+    assertMatch(r.stderr, /close\(4001\) sent in answer/);
   }
 });

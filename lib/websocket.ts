@@ -124,6 +124,8 @@ export class WebSocketSide extends Connection {
   closeCode?: number;
   /** The peer's close reason. */
   closeReason?: string;
+  /** The end of what is read is the Close handshake: nothing can be sent after it. */
+  readonly endIsClose = true;
   #inner: Connection;
   #client: boolean;
   #mode: WebSocketMode;

@@ -533,3 +533,22 @@ Deno.test("ws: the peer's Close 4001 after stdin ended is exit 1 naming 4001, in
     assertMatch(r.stderr, /close\(4001\) sent in answer/);
   }
 });
+
+Deno.test("ws: after the Close handshake connect ends at once with the close code's status, stdin still open", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  for (const [code, status] of [[1000, 0], [4001, 1]]) {
+    const run = spawnSockit(["connect", `ws://127.0.0.1:${port}/`, "-v"], {
+      stdin: "piped",
+      process: true,
+      perms: ["--allow-net"],
+    });
+    const writer = run.stdin.getWriter();
+    await writer.write(encoder.encode(`one\nclose:${code}\n`));
+    writer.releaseLock();
+    // stdin stays open (as from `sleep 12 |`): the peer's Close alone ends the session.
+    const r = await within(run, 5_000, `Close ${code} with stdin open`);
+    assertEquals([r.code, r.text], [status, "one\n"], r.stderr);
+    assertMatch(r.stderr, new RegExp(`close code ${code}`));
+  }
+});

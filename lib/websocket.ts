@@ -159,7 +159,11 @@ export class WebSocketSide extends Connection {
   /** Pending timers, each with the resolver of the sleep waiting on it (close() resolves them). */
   #timers = new Map<ReturnType<typeof setTimeout>, (() => void) | undefined>();
   #pinger?: ReturnType<typeof setInterval>;
+  #pinging = false;
   #closed = false;
+  // Whose turn it is to write (see #acquire).
+  #busy = false;
+  #waiting: Array<(granted: boolean) => void> = [];
 
   /** Wraps `inner` after the upgrade; `raw` is what was read past the handshake. */
   constructor(
@@ -291,7 +295,7 @@ export class WebSocketSide extends Connection {
       if (!(await this.#fill(length))) return this.#dropped();
       this.#mask = mask;
       this.#maskAt = 0;
-      return this.#control(opcode, this.#unmask(this.#take(length).slice()));
+      return await this.#control(opcode, this.#unmask(this.#take(length).slice()));
     }
     if (opcode !== OP.CONT && opcode !== OP.TEXT && opcode !== OP.BINARY) {
       return this.#fail(1002, `an unknown opcode ${opcode}`);
@@ -358,11 +362,17 @@ export class WebSocketSide extends Connection {
     if (messageDone) this.#inMessage = false;
   }
 
-  /** A control frame. */
-  #control(opcode: number, payload: Uint8Array): void {
+  /**
+   * A control frame. The pong (and the Close in answer) is written before
+   * reading goes on: a peer that pings without reading what comes back
+   * meets TCP's backpressure like any writer, instead of a queue of pongs
+   * that grows without bound.
+   */
+  async #control(opcode: number, payload: Uint8Array): Promise<void> {
     if (opcode === OP.PING) {
       this.#say(`ping(${payload.length}) received; pong sent`);
-      if (!this.#closeSent) this.#send(OP.PONG, payload).catch(() => {});
+      // A pong that cannot be written: the socket failed, which reading says next.
+      if (!this.#closeSent) await this.#send(OP.PONG, payload).catch(() => {});
       return;
     }
     if (opcode === OP.PONG) {
@@ -389,7 +399,7 @@ export class WebSocketSide extends Connection {
     if (!this.#closeSent) {
       this.#closeSent = true;
       this.#say(`close(${code === 1005 ? "" : code}) sent in answer`);
-      this.#send(OP.CLOSE, code === 1005 ? new Uint8Array(0) : payload.subarray(0, 2))
+      await this.#send(OP.CLOSE, code === 1005 ? new Uint8Array(0) : payload.subarray(0, 2))
         .catch(() => {});
     }
     this.#ended = true;
@@ -432,8 +442,43 @@ export class WebSocketSide extends Connection {
 
   // ---- writing -------------------------------------------------------------------
 
-  /** One frame out: header, mask (client), payload. */
+  /**
+   * The right to write to the socket, in turn: frames from the relay's writes,
+   * pongs and Closes from reading, pings from the timer never interleave
+   * (a frame written in several writes would be cut by another). Resolves at
+   * once when free (`undefined`: no await needed); rejects once closed.
+   */
+  #acquire(): Promise<void> | undefined {
+    if (this.#closed) return Promise.reject(closedError());
+    if (!this.#busy) {
+      this.#busy = true;
+      return undefined;
+    }
+    return new Promise((resolve, reject) =>
+      this.#waiting.push((granted) => granted ? resolve() : reject(closedError()))
+    );
+  }
+
+  /** Hands the socket to the next writer waiting. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next(true);
+    else this.#busy = false;
+  }
+
+  /** One frame out, in turn: header, mask (client), payload. */
   async #send(opcode: number, payload: Uint8Array, fin = true): Promise<void> {
+    const turn = this.#acquire();
+    if (turn) await turn;
+    try {
+      await writeAll(this.#inner, this.#frame(opcode, payload, fin));
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** A whole frame as bytes: header, mask (client), payload. */
+  #frame(opcode: number, payload: Uint8Array, fin: boolean): Uint8Array {
     const length = payload.length;
     const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
     const head = new Uint8Array(2 + ext + (this.#client ? 4 : 0));
@@ -448,7 +493,7 @@ export class WebSocketSide extends Connection {
       head.set(mask, 2 + ext);
       body = xorMask(payload, mask, 0);
     }
-    await writeAll(this.#inner, concat(head, body));
+    return concat(head, body);
   }
 
   /** Writes `p` as messages (see the mode); resolves to `p.length`. */
@@ -534,7 +579,8 @@ export class WebSocketSide extends Connection {
   }
 
   #ping(): void {
-    if (this.#closeSent || this.#ended) return;
+    // One ping at a time: a socket that is slow to take them does not queue more.
+    if (this.#closeSent || this.#ended || this.#pinging) return;
     const timeout = this.#options.pingTimeout;
     if (
       timeout && performance.now() - this.#lastPong > timeout + (this.#options.pingInterval ?? 0)
@@ -549,7 +595,8 @@ export class WebSocketSide extends Connection {
       return;
     }
     this.#say("ping(0) sent");
-    this.#send(OP.PING, new Uint8Array(0)).catch(() => {});
+    this.#pinging = true;
+    this.#send(OP.PING, new Uint8Array(0)).catch(() => {}).finally(() => this.#pinging = false);
   }
 
   /** No splice: frames are not bytes. */
@@ -574,6 +621,8 @@ export class WebSocketSide extends Connection {
       wake?.();
     }
     this.#timers.clear();
+    // Writers waiting for their turn fail now (a pong awaited by read(), a Close, a ping).
+    for (const next of this.#waiting.splice(0)) next(false);
     this.#inner.close();
   }
 }
@@ -597,6 +646,10 @@ function xorMask(bytes: Uint8Array, mask: Uint8Array, at: number): Uint8Array {
   for (let i = 0; i < words; i++) out32[i] ^= word;
   for (let i = words * 4; i < out.length; i++) out[i] ^= m[i & 3];
   return out;
+}
+
+function closedError(): Error {
+  return new Deno.errors.BrokenPipe("the WebSocket is closed");
 }
 
 function validCloseCode(code: number): boolean {

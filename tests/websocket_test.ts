@@ -13,6 +13,7 @@ import {
   requireTool,
   runSockit,
   sha256,
+  type SockitProcess,
   type SockitResult,
   type SockitRun,
   spawnSockit,
@@ -550,5 +551,122 @@ Deno.test("ws: after the Close handshake connect ends at once with the close cod
     const r = await within(run, 5_000, `Close ${code} with stdin open`);
     assertEquals([r.code, r.text], [status, "one\n"], r.stderr);
     assertMatch(r.stderr, new RegExp(`close code ${code}`));
+  }
+});
+
+/**
+ * A raw WebSocket client (Python, no library) that upgrades, then sends
+ * masked frames — `FRAME` (hex) repeated — for `SECONDS` without ever
+ * reading; prints the bytes it got to send.
+ */
+const PY_FLOOD = `
+import select, socket, sys, time
+port, frame, secs = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), float(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+head = b""
+while not head.endswith(b"\\r\\n\\r\\n"):
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 101"), head
+s.setblocking(False)
+batch = memoryview(frame * max(1, 65536 // len(frame)))
+off = sent = 0
+end = time.time() + secs
+while time.time() < end:
+    if not select.select([], [s], [], 0.2)[1]:
+        continue
+    try:
+        n = s.send(batch[off:])
+    except BlockingIOError:
+        continue
+    off = (off + n) % len(batch)
+    sent += n
+print(sent, flush=True)
+s.close()
+`;
+
+/** A masked client frame: opcode, FIN, payload. */
+function maskedFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
+  const mask = [0x37, 0xfa, 0x21, 0x3d];
+  const n = payload.length;
+  const ext = n < 126 ? [0x80 | n] : n < 65536 ? [0x80 | 126, n >> 8, n & 0xff] : [
+    0x80 | 127,
+    0,
+    0,
+    0,
+    0,
+    (n >>> 24) & 0xff,
+    (n >>> 16) & 0xff,
+    (n >>> 8) & 0xff,
+    n & 0xff,
+  ];
+  const out = new Uint8Array(1 + ext.length + 4 + n);
+  out.set([(fin ? 0x80 : 0) | opcode, ...ext, ...mask]);
+  for (let i = 0; i < n; i++) out[1 + ext.length + 4 + i] = payload[i] ^ mask[i & 3];
+  return out;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** VmRSS of a process, in MiB. */
+function rssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+}
+
+Deno.test("ws: a client flooding pings without reading does not grow echo's or forward's memory; others are served", async () => {
+  const ping = maskedFrame(0x9, new Uint8Array(125).fill(0x78));
+  const tcpEcho = spawnSockit(["echo", "127.0.0.1:0", "-v"]);
+  const tcpPort = await tcpEcho.listeningPort();
+  try {
+    for (
+      const args of [["echo", "ws://127.0.0.1:0/"], [
+        "forward",
+        "ws://127.0.0.1:0/",
+        `127.0.0.1:${tcpPort}`,
+      ]]
+    ) {
+      const server = spawnSockit([...args, "-v"], { process: true, perms: ["--allow-net"] });
+      const port = await server.listeningPort();
+      const pid = (server as SockitProcess).child.pid;
+      try {
+        const before = rssMiB(pid);
+        const flood = new Deno.Command(PYTHON, {
+          args: ["-c", PY_FLOOD, String(port), hex(ping), "8"],
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        let peak = before;
+        const sampling = (async () => {
+          for (let i = 0; i < 40; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            peak = Math.max(peak, rssMiB(pid));
+          }
+        })();
+        const out = await flood.output();
+        await sampling;
+        assert(out.success, decoder.decode(out.stderr));
+        assert(
+          peak - before < 200,
+          `${args[0]}: RSS ${before.toFixed(0)} → ${peak.toFixed(0)} MiB under a ping flood ` +
+            `(${decoder.decode(out.stdout).trim()} B of pings sent)`,
+        );
+        const next = await runSockit(["connect", `ws://127.0.0.1:${port}/`, "--binary"], {
+          stdin: encoder.encode("still served\n"),
+        });
+        assertEquals([next.code, next.text], [0, "still served\n"], next.stderr);
+      } finally {
+        server.kill("SIGTERM");
+        await server.result();
+      }
+    }
+  } finally {
+    tcpEcho.kill("SIGTERM");
+    await tcpEcho.result();
   }
 });

@@ -23,7 +23,7 @@
 import { createHash } from "node:crypto";
 import { concat, writeAll } from "./bytes.ts";
 import { Connection } from "./conn.ts";
-import { SockitError, UsageError } from "./errors.ts";
+import { SockitError } from "./errors.ts";
 import { headerEnd } from "./proxy.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -90,7 +90,11 @@ export const CLOSE_DELAY = 250;
 /** How long to wait for the peer's Close after sending ours. */
 const CLOSE_WAIT = 5000;
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-const MAX_HEAD = 16 * 1024;
+/**
+ * The largest HTTP head of an upgrade, request or answer (as Node's default):
+ * a server answers a bigger one with 431, a client gives up.
+ */
+export const MAX_HEAD = 16 * 1024;
 
 const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 } as const;
 const encoder = new TextEncoder();
@@ -661,15 +665,39 @@ function closePayload(code: number, reason: string): Uint8Array {
   return concat(new Uint8Array([code >> 8, code & 0xff]), encoder.encode(reason));
 }
 
-/** Reads an HTTP head from `conn`: its text and the bytes after it. */
-async function readHead(conn: Connection): Promise<[string, Uint8Array]> {
+/** An HTTP head that cannot be taken: the status a server answers it with, and why. */
+class HeadError extends Error {
+  constructor(readonly status: string, message: string) {
+    super(message);
+    this.name = "HeadError";
+  }
+}
+
+/** An HTTP head taken apart: the start line and each field by lower-case name. */
+interface Head {
+  start: string;
+  /** Values with the spaces around them removed; a repeated field's values joined by ", ". */
+  fields: Map<string, string>;
+}
+
+/**
+ * Reads an HTTP head of at most {@linkcode MAX_HEAD} bytes from `conn` and
+ * takes it apart; resolves to it and the bytes read past it. Each byte is
+ * looked at a bounded number of times (no pattern that backtracks).
+ */
+async function readHead(conn: Connection, what: string): Promise<[Head, Uint8Array]> {
   let buf: Uint8Array = new Uint8Array(0);
+  let from = 0;
   for (;;) {
-    const end = headerEnd(buf);
-    if (end !== -1) {
-      return [new TextDecoder().decode(buf.subarray(0, end)), buf.slice(end + 4)];
+    const found = headerEnd(buf.subarray(from));
+    if (found !== -1 && from + found + 4 <= MAX_HEAD) {
+      const end = from + found;
+      return [parseHead(new TextDecoder().decode(buf.subarray(0, end))), buf.slice(end + 4)];
     }
-    if (buf.length > MAX_HEAD) throw new UsageError("an HTTP head over 16 KiB");
+    if (found !== -1 || buf.length >= MAX_HEAD) {
+      throw new HeadError("431 Request Header Fields Too Large", `${what} head over 16 KiB`);
+    }
+    from = Math.max(0, buf.length - 3);
     const chunk = new Uint8Array(4096);
     const n = await conn.read(chunk);
     if (n === null) throw new Deno.errors.UnexpectedEof("closed during the WebSocket upgrade");
@@ -677,9 +705,58 @@ async function readHead(conn: Connection): Promise<[string, Uint8Array]> {
   }
 }
 
-function headerOf(head: string, name: string): string | undefined {
-  const m = new RegExp(`^${name}:[ \\t]*(.*?)[ \\t]*$`, "im").exec(head);
-  return m?.[1];
+/** A header field's name: an HTTP token. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** The lines of a head, split once; a line that is not `Name: value` is a 400. */
+function parseHead(text: string): Head {
+  const lines = text.split("\r\n");
+  const fields = new Map<string, string>();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(":");
+    // No colon, a space before it, or a folded line (obsolete, refused as RFC 9112 allows).
+    if (colon < 1 || !TOKEN.test(line.slice(0, colon))) {
+      throw new HeadError(
+        "400 Bad Request",
+        `a malformed header line: ${JSON.stringify(line.slice(0, 40))}`,
+      );
+    }
+    const name = line.slice(0, colon).toLowerCase();
+    const value = trimSpaces(line, colon + 1);
+    const had = fields.get(name);
+    fields.set(name, had === undefined ? value : `${had}, ${value}`);
+  }
+  return { start: lines[0], fields };
+}
+
+/** `line` from `at`, without the spaces and tabs around it. */
+function trimSpaces(line: string, at: number): string {
+  let start = at;
+  let end = line.length;
+  while (start < end && (line[start] === " " || line[start] === "\t")) start++;
+  while (end > start && (line[end - 1] === " " || line[end - 1] === "\t")) end--;
+  return line.slice(start, end);
+}
+
+/**
+ * Reads and drops what a refused client still sends, for at most `ms` and
+ * `max` bytes, so that closing does not reset the connection before the
+ * client has read the refusal (unread input makes close() send a RST).
+ */
+async function drain(conn: Connection, ms: number, max: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeUp = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), ms));
+  const buf = new Uint8Array(16384);
+  try {
+    for (let got = 0; got < max;) {
+      const n = await Promise.race([conn.read(buf).catch(() => null), timeUp]);
+      if (n === null) return;
+      got += n;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -712,12 +789,19 @@ export async function websocketClient(
   if (options.origin) lines.push(`Origin: ${options.origin}`);
   for (const [k, v] of options.headers ?? []) lines.push(`${k}: ${v}`);
   await writeAll(conn, encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
-  const [head, rest] = await readHead(conn);
-  const status = head.split("\r\n")[0];
-  const code = Number(/^HTTP\/1\.\d (\d{3})/.exec(status)?.[1]);
-  options.trace?.(conn.tag, `websocket upgrade GET ${resource} = ${status}`);
   const fail = (why: string) =>
     new SockitError(why, { op: "connect", address: conn.remoteAddress, code: "EUPGRADE" });
+  let head: Head;
+  let rest: Uint8Array;
+  try {
+    [head, rest] = await readHead(conn, "a");
+  } catch (err) {
+    if (!(err instanceof HeadError)) throw err;
+    throw fail(`the server's answer to the WebSocket upgrade has ${err.message}`);
+  }
+  const status = head.start;
+  const code = Number(/^HTTP\/1\.\d (\d{3})/.exec(status)?.[1]);
+  options.trace?.(conn.tag, `websocket upgrade GET ${resource} = ${status}`);
   if (code !== 101) {
     throw fail(
       `the server answered ${
@@ -725,10 +809,10 @@ export async function websocketClient(
       } to the WebSocket upgrade`,
     );
   }
-  if (headerOf(head, "sec-websocket-accept") !== acceptKey(key)) {
+  if (head.fields.get("sec-websocket-accept") !== acceptKey(key)) {
     throw fail("the server's Sec-WebSocket-Accept is wrong: not a WebSocket server");
   }
-  const protocol = headerOf(head, "sec-websocket-protocol");
+  const protocol = head.fields.get("sec-websocket-protocol");
   if (protocol && !(options.protocols ?? []).includes(protocol)) {
     throw fail(`the server chose a subprotocol not offered: ${protocol}`);
   }
@@ -762,17 +846,30 @@ export async function websocketServer(
   conn: Connection,
   options: WebSocketServerOptions,
 ): Promise<WebSocketSide> {
-  const [head, rest] = await readHead(conn);
-  const requestLine = head.split("\r\n")[0];
+  let requestLine = "";
   const refuse = async (status: string, reason: string, extra = ""): Promise<never> => {
     const body = `${status}\n`;
     const response = `HTTP/1.1 ${status}\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${
       encoder.encode(body).length
     }\r\nConnection: close\r\n\r\n${body}`;
     await conn.write(encoder.encode(response)).catch(() => {});
-    options.trace?.(conn.tag, `websocket upgrade ${requestLine} = ${status}`);
+    options.trace?.(conn.tag, `websocket upgrade ${requestLine || "(head not read)"} = ${status}`);
+    if (/^4(?:00|31) /.test(status)) {
+      // The client may still be sending its head: let it read the answer before the close.
+      await conn.closeWrite().catch(() => {});
+      await drain(conn, 1000, 1 << 20);
+    }
     throw new UpgradeRefused(status, reason);
   };
+  let head: Head;
+  let rest: Uint8Array;
+  try {
+    [head, rest] = await readHead(conn, "a request");
+  } catch (err) {
+    if (!(err instanceof HeadError)) throw err;
+    return await refuse(err.status, err.message);
+  }
+  requestLine = head.start;
   const m = /^GET (\S+) HTTP\/1\.1$/.exec(requestLine);
   if (!m) {
     return await refuse(
@@ -781,8 +878,8 @@ export async function websocketServer(
     );
   }
   const resource = m[1];
-  const upgrade = headerOf(head, "upgrade")?.toLowerCase();
-  const connection = headerOf(head, "connection")?.toLowerCase() ?? "";
+  const upgrade = head.fields.get("upgrade")?.toLowerCase();
+  const connection = head.fields.get("connection")?.toLowerCase() ?? "";
   if (upgrade !== "websocket" || !/\bupgrade\b/.test(connection)) {
     return await refuse(
       "426 Upgrade Required",
@@ -790,8 +887,8 @@ export async function websocketServer(
       "Upgrade: websocket\r\nConnection: Upgrade\r\n",
     );
   }
-  const key = headerOf(head, "sec-websocket-key");
-  if (headerOf(head, "sec-websocket-version") !== "13" || !key) {
+  const key = head.fields.get("sec-websocket-key");
+  if (head.fields.get("sec-websocket-version") !== "13" || !key) {
     return await refuse(
       "426 Upgrade Required",
       "not WebSocket version 13",
@@ -802,7 +899,7 @@ export async function websocketServer(
   if (options.path && options.path !== "/" && path !== options.path) {
     return await refuse("404 Not Found", `path ${path} (this server serves ${options.path})`);
   }
-  const offered = (headerOf(head, "sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
+  const offered = (head.fields.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
     .filter(Boolean);
   const protocol = options.protocols?.find((p) => offered.includes(p));
   const response = [

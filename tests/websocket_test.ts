@@ -670,3 +670,85 @@ Deno.test("ws: a client flooding pings without reading does not grow echo's or f
     await tcpEcho.result();
   }
 });
+
+/** Sends `request` on a new connection; resolves to the status line the server answers. */
+async function statusOf(port: number, request: string): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(request)).catch(() => {});
+  let got = "";
+  const buf = new Uint8Array(4096);
+  while (!got.includes("\r\n")) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    got += decoder.decode(buf.subarray(0, n));
+  }
+  return got.split("\r\n")[0];
+}
+
+const UPGRADE_HEAD = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+Deno.test("ws: upgrade heads are parsed in linear time; an oversize head gets 431, a malformed one 400; others are served", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"], {
+    process: true,
+    perms: ["--allow-net"],
+  });
+  const port = await echo.listeningPort();
+  try {
+    // Values that cost a backtracking header regex ~0.6 s each (here 8 at once).
+    const heavy = `${UPGRADE_HEAD}Sec-WebSocket-Protocol: a${" \t".repeat(7500)}b\r\n\r\n`;
+    const attackers = Array.from({ length: 8 }, () => statusOf(port, heavy));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    const r = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("served\n"),
+    });
+    const took = performance.now() - started;
+    assertEquals([r.code, r.text], [0, "served\n"], r.stderr);
+    assert(took < 2500, `another client's upgrade and echo took ${took.toFixed(0)} ms`);
+    for (const status of await Promise.all(attackers)) assertMatch(status, /^HTTP\/1\.1 101 /);
+    // Over the 16 KiB bound: 431; a header line without a colon, or folded: 400.
+    const huge = `${UPGRADE_HEAD}X-Big: ${"y".repeat(20_000)}\r\n\r\n`;
+    assertMatch(await statusOf(port, huge), /^HTTP\/1\.1 431 /);
+    assertMatch(await statusOf(port, `${UPGRADE_HEAD}Bogus line\r\n\r\n`), /^HTTP\/1\.1 400 /);
+    assertMatch(
+      await statusOf(port, `${UPGRADE_HEAD}X-A: 1\r\n folded\r\n\r\n`),
+      /^HTTP\/1\.1 400 /,
+    );
+    assertMatch(await statusOf(port, `${UPGRADE_HEAD}X A: 1\r\n\r\n`), /^HTTP\/1\.1 400 /);
+    const after = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("still served\n"),
+    });
+    assertEquals([after.code, after.text], [0, "still served\n"], after.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  assertMatch(echo.stderr, /WebSocket upgrade failed: a request head over 16 KiB/);
+  assertMatch(echo.stderr, /WebSocket upgrade failed: a malformed header line/);
+});
+
+Deno.test("ws: connect refuses a server's oversize or malformed answer to the upgrade in words", async () => {
+  for (
+    const [answer, why] of [
+      [`HTTP/1.1 101 Switching Protocols\r\nX-Big: ${"y".repeat(20_000)}\r\n\r\n`, /over 16 KiB/],
+      ["HTTP/1.1 101 Switching Protocols\r\nno colon here\r\n\r\n", /malformed header line/],
+    ] as const
+  ) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const serving = (async () => {
+      using conn = await listener.accept();
+      await conn.read(new Uint8Array(4096));
+      await conn.write(encoder.encode(answer)).catch(() => {});
+      await conn.read(new Uint8Array(4096)).catch(() => null);
+    })();
+    const r = await runSockit(["connect", `ws://127.0.0.1:${listener.addr.port}/`], {
+      stdin: "null",
+    });
+    listener.close();
+    await serving;
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, why);
+    assertEquals(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+  }
+});

@@ -24,6 +24,7 @@ import { createHash } from "node:crypto";
 import { concat, writeAll } from "./bytes.ts";
 import { Connection } from "./conn.ts";
 import { SockitError } from "./errors.ts";
+import { formatDuration } from "./format.ts";
 import { headerEnd } from "./proxy.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -49,6 +50,12 @@ export interface WebSocketOptions {
   pingTimeout?: number;
   /** The largest message accepted, in bytes (default 64 MiB): a bigger one is closed with 1009. */
   maxMessage?: number;
+  /**
+   * How long a message may stay open, from its first frame, in ms (default
+   * {@linkcode MAX_MESSAGE_TIME}): a frame that comes later while it is
+   * still open is answered with Close 1008.
+   */
+  maxMessageTime?: number;
   /** Subprotocols: offered (client) or accepted (server), in order of preference. */
   protocols?: string[];
   /** Prints the handshake and each control frame (`--trace`). */
@@ -85,6 +92,13 @@ export interface UpgradeInfo {
 
 /** The largest message by default. */
 export const MAX_MESSAGE = 64 * 2 ** 20;
+/**
+ * The most frames one message may come in (its first and its
+ * continuations): one more is answered with Close 1009.
+ */
+export const MAX_FRAGMENTS = 65536;
+/** How long a message may stay open by default, in ms (5 minutes). */
+export const MAX_MESSAGE_TIME = 5 * 60_000;
 /** The default quiet time before Close at the end of input. */
 export const CLOSE_DELAY = 250;
 /** How long to wait for the peer's Close after sending ours. */
@@ -150,6 +164,8 @@ export class WebSocketSide extends Connection {
   // The message being read.
   #messageOpcode = 0;
   #messageSize = 0;
+  #fragments = 0;
+  #messageStart = 0;
   #inMessage = false;
   #decoder?: TextDecoder;
   // The message being written in echo mode.
@@ -294,6 +310,13 @@ export class WebSocketSide extends Connection {
     const mask = masked ? this.#raw.slice(headerSize - 4, headerSize) : undefined;
     this.#take(headerSize);
     headerSize = 0;
+    if (this.#inMessage) {
+      // A message cannot be held open for ever, by frames that carry nothing or by pings.
+      const limit = this.#options.maxMessageTime ?? MAX_MESSAGE_TIME;
+      if (performance.now() - this.#messageStart > limit) {
+        return this.#fail(1008, `a message still open after ${formatDuration(limit)}`);
+      }
+    }
     if (opcode >= 8) {
       if (!fin || length > 125) return this.#fail(1002, "a fragmented or oversized control frame");
       if (!(await this.#fill(length))) return this.#dropped();
@@ -310,10 +333,15 @@ export class WebSocketSide extends Connection {
     if (opcode !== OP.CONT && this.#inMessage) {
       return this.#fail(1002, "a new message before the last one ended");
     }
+    if (opcode === OP.CONT && ++this.#fragments > MAX_FRAGMENTS) {
+      return this.#fail(1009, `a message in more than ${MAX_FRAGMENTS} fragments`);
+    }
     if (opcode !== OP.CONT) {
       this.#inMessage = true;
       this.#messageOpcode = opcode;
       this.#messageSize = 0;
+      this.#fragments = 1;
+      this.#messageStart = performance.now();
       this.#frameFirst = true;
       this.#decoder = opcode === OP.TEXT ? new TextDecoder("utf-8", { fatal: true }) : undefined;
     }

@@ -19,6 +19,8 @@ import {
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
+import { Connection } from "../lib/conn.ts";
+import { websocketServer } from "../lib/websocket.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -751,4 +753,98 @@ Deno.test("ws: connect refuses a server's oversize or malformed answer to the up
     assertMatch(r.stderr, why);
     assertEquals(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
   }
+});
+
+/** Reads a connection until EOF or `ms`, then closes it; resolves to what came. */
+async function readFor(conn: Deno.Conn, ms: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let closed = false;
+  const timer = setTimeout(() => (closed = true, conn.close()), ms);
+  const buf = new Uint8Array(65536);
+  try {
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+    }
+  } finally {
+    clearTimeout(timer);
+    if (!closed) conn.close();
+  }
+  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0);
+  return out;
+}
+
+/** The frames in `bytes` (a server's: unmasked) as [opcode, fin, payload]. */
+function framesOf(bytes: Uint8Array): Array<[number, boolean, Uint8Array]> {
+  const out: Array<[number, boolean, Uint8Array]> = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i + 2 <= bytes.length;) {
+    let n = bytes[i + 1] & 0x7f;
+    let at = i + 2;
+    if (n === 126) [n, at] = [view.getUint16(i + 2), i + 4];
+    else if (n === 127) [n, at] = [Number(view.getBigUint64(i + 2)), i + 10];
+    if (at + n > bytes.length) break;
+    out.push([bytes[i] & 0x0f, (bytes[i] & 0x80) !== 0, bytes.subarray(at, at + n)]);
+    i = at + n;
+  }
+  return out;
+}
+
+/** The close code of the Close frame among `frames` (-1: none). */
+function closeCodeOf(frames: Array<[number, boolean, Uint8Array]>): number {
+  const close = frames.find(([op]) => op === 8);
+  return close ? (close[2][0] << 8) | close[2][1] : -1;
+}
+
+Deno.test("ws: a message kept open by empty continuation frames is closed 1009 after 65536 fragments", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const conn = await rawClient(port);
+    const empty = maskedFrame(0x0, new Uint8Array(0), false);
+    const batch = new Uint8Array(empty.length * 10_000);
+    for (let i = 0; i < 10_000; i++) batch.set(empty, i * empty.length);
+    const writing = (async () => {
+      await conn.write(maskedFrame(0x1, encoder.encode("a"), false));
+      for (let i = 0; i < 7; i++) {
+        for (let at = 0; at < batch.length;) at += await conn.write(batch.subarray(at));
+      }
+    })().catch(() => {});
+    const frames = framesOf(await readFor(conn, 10_000));
+    await writing;
+    assertEquals(closeCodeOf(frames), 1009);
+    const fine = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("next\n"),
+    });
+    assertEquals([fine.code, fine.text], [0, "next\n"], fine.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  assertMatch(echo.stderr, /a message in more than 65536 fragments \(closed with 1009\)/);
+});
+
+Deno.test("ws: a message still open after maxMessageTime is closed 1008 (library option)", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const conn = Connection.from(await listener.accept());
+    const ws = await websocketServer(conn, { mode: "binary", maxMessageTime: 300 });
+    const buf = new Uint8Array(1024);
+    try {
+      for (;;) if (await ws.read(buf) === null) return "ended";
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      ws.close();
+    }
+  })();
+  const conn = await rawClient(listener.addr.port);
+  await conn.write(maskedFrame(0x2, new Uint8Array([1]), false));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await conn.write(maskedFrame(0x0, new Uint8Array([2]), true)).catch(() => 0);
+  const frames = framesOf(await readFor(conn, 5_000));
+  assertEquals(closeCodeOf(frames), 1008);
+  assertMatch(await serving, /a message still open after 300 ms \(closed with 1008\)/);
 });

@@ -9,9 +9,17 @@
  * Messages and bytes: in `text` mode each input line is one text message
  * (binary when the line is not UTF-8) and each text message read gets a
  * `\n`; in `binary` mode each write is one binary message and messages are
- * read as bytes; in `echo` mode every read is part of one message and the
- * matching write goes back as the same part of the same kind of message,
- * so boundaries and types survive an echo.
+ * read as bytes. Relaying frames — `echo` mode, and two sides paired with
+ * {@linkcode WebSocketSide.pair} (`forward ws:// ws://`) — every read is a
+ * piece of one frame (an empty frame is a read of 0 bytes: see
+ * `Duplex.messages`) and the matching write sends it on as the same piece
+ * of the same frame: the header with the frame's opcode, FIN bit and length
+ * before its first bytes, the rest as it comes. Kinds, boundaries and
+ * fragments survive, and nothing is held back to be joined or cut up.
+ *
+ * Frames, pongs, Closes and pings take turns on the socket, a relayed frame
+ * holding it from its header to its last byte; a pong is written before
+ * reading goes on, so a peer that pings without reading meets backpressure.
  *
  * Deno's own `WebSocket` has no backpressure and cannot run over an
  * existing connection (which `--trace`, `--proxy` and address-by-address
@@ -118,12 +126,36 @@ export function acceptKey(key: string): string {
   return createHash("sha1").update(key + GUID).digest("base64");
 }
 
-/** A chunk waiting to be read, with what it is part of. */
-interface Piece {
-  bytes: Uint8Array;
+/** Where a chunk of payload sits in the frame it came in. */
+interface FramePart {
+  /** The frame's opcode as it came: text, binary, or a continuation. */
   opcode: number;
-  first: boolean;
+  /** The frame's FIN bit: its message ends with it. */
   fin: boolean;
+  /** The frame's payload length. */
+  length: number;
+  /** The chunk begins the frame (a writer starts the frame's header with it). */
+  start: boolean;
+}
+
+/** A chunk waiting to be read, and where it came from. */
+interface Piece extends FramePart {
+  bytes: Uint8Array;
+}
+
+/** What one read took of a frame (relaying frames: echo, or two paired sides). */
+interface Segment extends FramePart {
+  /** Bytes read. */
+  size: number;
+}
+
+/** The frame being written piece by piece as it is read from the source. */
+interface OpenFrame {
+  /** Payload bytes still to come. */
+  left: number;
+  /** A client's mask for it, and where in the mask the next byte is. */
+  mask?: Uint8Array;
+  at: number;
 }
 
 /**
@@ -152,7 +184,15 @@ export class WebSocketSide extends Connection {
   #raw: Uint8Array;
   #scratch = new Uint8Array(65536);
   #out: Piece[] = [];
-  #segments: { length: number; opcode: number; first: boolean; fin: boolean }[] = [];
+  /**
+   * Relaying frames: the side whose reads this side writes out frame by frame,
+   * as they came (itself in echo mode; the other side of a `forward ws:// ws://`).
+   */
+  #source?: WebSocketSide;
+  /** Each read's place in its frame, while frames are relayed from here. */
+  #segments: Segment[] = [];
+  /** Relaying frames: the frame being written, until its last byte is out. */
+  #open?: OpenFrame;
   #line: Uint8Array[] = [];
   // The frame being read.
   #left = 0;
@@ -160,7 +200,8 @@ export class WebSocketSide extends Connection {
   #maskAt = 0;
   #frameOpcode = 0;
   #frameFin = true;
-  #frameFirst = true;
+  #frameLength = 0;
+  #frameStart = true;
   // The message being read.
   #messageOpcode = 0;
   #messageSize = 0;
@@ -168,8 +209,6 @@ export class WebSocketSide extends Connection {
   #messageStart = 0;
   #inMessage = false;
   #decoder?: TextDecoder;
-  // The message being written in echo mode.
-  #echoOpcode: number = OP.BINARY;
   #closeSent = false;
   #closeReceived = false;
   #ended = false;
@@ -205,9 +244,35 @@ export class WebSocketSide extends Connection {
     this.#mode = options.mode ?? "text";
     this.#options = options;
     this.#trace = options.trace;
+    if (this.#mode === "echo") this.#source = this;
     if (options.pingInterval) {
       this.#pinger = setInterval(() => this.#ping(), options.pingInterval);
     }
+  }
+
+  /**
+   * Makes `a` and `b` relay each other's frames as they came: each message's
+   * kind, boundaries and fragments, empty ones included (`forward ws://
+   * ws://`). Does nothing unless both are WebSocket sides.
+   *
+   * @example Usage
+   * ```ts ignore
+   * WebSocketSide.pair(client, target);
+   * await relay(client, target);
+   * ```
+   */
+  static pair(a: Connection, b: Connection): void {
+    if (!(a instanceof WebSocketSide) || !(b instanceof WebSocketSide) || a === b) return;
+    a.#source = b;
+    b.#source = a;
+  }
+
+  /**
+   * Whether reads and writes are parts of frames relayed as they came (see
+   * `Duplex.messages`): an empty frame is a read of 0 bytes, not nothing.
+   */
+  get messages(): boolean {
+    return this.#source !== undefined;
   }
 
   /** The peer, as `ws://` names it in messages. */
@@ -254,17 +319,12 @@ export class WebSocketSide extends Connection {
       if (piece) {
         const n = Math.min(p.length, piece.bytes.length);
         p.set(piece.bytes.subarray(0, n));
-        const whole = n === piece.bytes.length;
-        if (this.#mode === "echo") {
-          this.#segments.push({
-            length: n,
-            opcode: piece.opcode,
-            first: piece.first,
-            fin: whole && piece.fin,
-          });
+        if (this.#source) {
+          const { opcode, fin, length, start } = piece;
+          this.#segments.push({ size: n, opcode, fin, length, start });
         }
-        if (whole) this.#out.shift();
-        else this.#out[0] = { ...piece, bytes: piece.bytes.subarray(n), first: false };
+        if (n === piece.bytes.length) this.#out.shift();
+        else this.#out[0] = { ...piece, bytes: piece.bytes.subarray(n), start: false };
         return n;
       }
       if (this.#ended) {
@@ -342,7 +402,6 @@ export class WebSocketSide extends Connection {
       this.#messageSize = 0;
       this.#fragments = 1;
       this.#messageStart = performance.now();
-      this.#frameFirst = true;
       this.#decoder = opcode === OP.TEXT ? new TextDecoder("utf-8", { fatal: true }) : undefined;
     }
     if (this.#messageSize + length > (this.#options.maxMessage ?? MAX_MESSAGE)) {
@@ -351,6 +410,8 @@ export class WebSocketSide extends Connection {
     this.#messageSize += length;
     this.#frameOpcode = opcode;
     this.#frameFin = fin;
+    this.#frameLength = length;
+    this.#frameStart = true;
     this.#left = length;
     this.#mask = mask;
     this.#maskAt = 0;
@@ -378,18 +439,22 @@ export class WebSocketSide extends Connection {
         return;
       }
     }
-    const text = this.#messageOpcode === OP.TEXT;
-    const bytes = this.#mode === "text" && text && messageDone
-      ? concat(chunk, new Uint8Array([10]))
-      : chunk;
-    if (bytes.length || (this.#mode === "echo" && messageDone)) {
-      this.#out.push({
-        bytes,
-        opcode: this.#messageOpcode,
-        first: this.#frameFirst,
-        fin: messageDone,
-      });
-      this.#frameFirst = false;
+    const part = {
+      opcode: this.#frameOpcode,
+      fin: this.#frameFin,
+      length: this.#frameLength,
+      start: this.#frameStart,
+    };
+    this.#frameStart = false;
+    if (this.#source) {
+      // Relaying frames: every piece, an empty frame's too, is a read of its own.
+      this.#out.push({ bytes: chunk, ...part });
+    } else {
+      const text = this.#messageOpcode === OP.TEXT;
+      const bytes = this.#mode === "text" && text && messageDone
+        ? concat(chunk, new Uint8Array([10]))
+        : chunk;
+      if (bytes.length) this.#out.push({ bytes, ...part });
     }
     if (messageDone) this.#inMessage = false;
   }
@@ -458,13 +523,19 @@ export class WebSocketSide extends Connection {
   /** A protocol violation by the peer: Close with `code`, then the session fails. */
   #fail(code: number, what: string): void {
     this.#ended = true;
-    this.#say(`close(${code}) sent: ${what}`);
-    this.#endError = new SockitError(`the peer sent ${what} (closed with ${code})`, {
+    // Relaying a frame half-way (its rest was to follow): no Close can be sent after it.
+    const cut = this.#open !== undefined && !this.#closeSent;
+    const how = cut
+      ? "closed without a Close frame: one of ours was half sent"
+      : `closed with ${code}`;
+    this.#say(cut ? `close(): ${what}; ${how}` : `close(${code}) sent: ${what}`);
+    this.#endError = new SockitError(`the peer sent ${what} (${how})`, {
       op: "websocket",
       address: this.remoteAddress,
       code: `WS${code}`,
     });
-    if (!this.#closeSent) {
+    if (cut) this.#inner.close();
+    else if (!this.#closeSent) {
       this.#closeSent = true;
       this.#send(OP.CLOSE, closePayload(code, ""))
         .catch(() => {})
@@ -511,21 +582,64 @@ export class WebSocketSide extends Connection {
 
   /** A whole frame as bytes: header, mask (client), payload. */
   #frame(opcode: number, payload: Uint8Array, fin: boolean): Uint8Array {
-    const length = payload.length;
-    const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
-    const head = new Uint8Array(2 + ext + (this.#client ? 4 : 0));
-    head[0] = (fin ? 0x80 : 0) | opcode;
-    head[1] = (this.#client ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
-    const view = new DataView(head.buffer);
-    if (ext === 2) view.setUint16(2, length);
-    if (ext === 8) view.setBigUint64(2, BigInt(length));
-    let body = payload;
-    if (this.#client) {
-      const mask = crypto.getRandomValues(new Uint8Array(4));
-      head.set(mask, 2 + ext);
-      body = xorMask(payload, mask, 0);
+    const mask = this.#client ? crypto.getRandomValues(new Uint8Array(4)) : undefined;
+    return concat(
+      frameHead(opcode, fin, payload.length, mask),
+      mask ? xorMask(payload, mask, 0) : payload,
+    );
+  }
+
+  /**
+   * Writes `p`, read from the source side, frame by frame as it was read: a
+   * frame's header (with the length it came with) before its first bytes,
+   * the rest of its payload as it follows, so no frame is cut up or joined.
+   */
+  async #relayFrames(p: Uint8Array): Promise<number> {
+    const segments = this.#source!.#segments;
+    let at = 0;
+    do {
+      const seg = segments.shift();
+      if (!seg) {
+        // Bytes not read from the source (a library user's write): one binary message.
+        await this.#send(OP.BINARY, p.subarray(at));
+        return p.length;
+      }
+      const part = p.subarray(at, at + seg.size);
+      at += part.length;
+      await this.#writePart(seg, part);
+    } while (at < p.length);
+    return p.length;
+  }
+
+  /** One piece of a relayed frame; the socket is this frame's from its header to its last byte. */
+  async #writePart(seg: Segment, part: Uint8Array): Promise<void> {
+    let open = this.#open;
+    let bytes: Uint8Array;
+    if (seg.start) {
+      if (open) throw new Error("a frame began before the one being written ended");
+      const turn = this.#acquire();
+      if (turn) await turn;
+      const mask = this.#client ? crypto.getRandomValues(new Uint8Array(4)) : undefined;
+      open = this.#open = { left: seg.length, mask, at: 0 };
+      const head = frameHead(seg.opcode, seg.fin, seg.length, mask);
+      bytes = part.length ? concat(head, mask ? xorMask(part, mask, 0) : part) : head;
+    } else {
+      if (!open) throw new Error("a frame's bytes without its header");
+      bytes = open.mask ? xorMask(part, open.mask, open.at) : part;
     }
-    return concat(head, body);
+    open.at = (open.at + part.length) & 3;
+    open.left -= part.length;
+    try {
+      await writeAll(this.#inner, bytes);
+    } catch (err) {
+      this.#open = undefined;
+      this.#release();
+      throw err;
+    }
+    if (open.left === 0) {
+      this.#open = undefined;
+      this.#release();
+    }
   }
 
   /** Writes `p` as messages (see the mode); resolves to `p.length`. */
@@ -533,19 +647,9 @@ export class WebSocketSide extends Connection {
     if (this.#closeSent || this.#closeReceived || this.#ended) {
       throw new Deno.errors.BrokenPipe("the WebSocket is closing: the peer takes no more messages");
     }
-    if (this.#mode === "binary") await this.#send(OP.BINARY, p);
-    else if (this.#mode === "echo") {
-      let at = 0;
-      while (at < p.length || (p.length === 0 && at === 0)) {
-        const seg = this.#segments.shift() ??
-          { length: p.length - at, opcode: this.#echoOpcode, first: true, fin: true };
-        const part = p.subarray(at, at + seg.length);
-        if (seg.first) this.#echoOpcode = seg.opcode;
-        await this.#send(seg.first ? seg.opcode : OP.CONT, part, seg.fin);
-        at += part.length;
-        if (p.length === 0) break;
-      }
-    } else {
+    if (this.#source) return await this.#relayFrames(p);
+    if (this.#mode !== "text") await this.#send(OP.BINARY, p);
+    else {
       let start = 0;
       for (let i = 0; i < p.length; i++) {
         if (p[i] !== 10) continue;
@@ -577,7 +681,12 @@ export class WebSocketSide extends Connection {
    * still coming in are not cut short), then the peer's Close is awaited.
    */
   override async closeWrite(): Promise<void> {
-    if (this.#closeSent || this.#ended) return;
+    if (this.#closeSent || this.#ended || this.#closed) return;
+    if (this.#open) {
+      // The source ended in the middle of a frame being relayed: no Close can follow it.
+      this.close();
+      return;
+    }
     if (this.#mode === "text" && this.#line.length) await this.#sendLine();
     if (this.#options.noCloseOnEof) return;
     const delay = this.#options.closeDelay ?? CLOSE_DELAY;
@@ -588,8 +697,14 @@ export class WebSocketSide extends Connection {
     }
     if (this.#closeSent || this.#ended || this.#closed) return;
     this.#closeSent = true;
-    this.#say("close(1000) sent: end of input");
-    await this.#send(OP.CLOSE, closePayload(1000, ""));
+    // Relaying another WebSocket (forward ws:// ws://): its peer's close code goes on.
+    const from = this.#source !== this ? this.#source : undefined;
+    const code = from?.closeCode !== undefined && validCloseCode(from.closeCode)
+      ? from.closeCode
+      : 1000;
+    const reason = code === 1000 ? "" : from?.closeReason ?? "";
+    this.#say(`close(${code}) sent: end of input`);
+    await this.#send(OP.CLOSE, closePayload(code, reason));
     // The peer answers with its Close; one that does not is hung up on.
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
@@ -678,6 +793,19 @@ function xorMask(bytes: Uint8Array, mask: Uint8Array, at: number): Uint8Array {
   for (let i = 0; i < words; i++) out32[i] ^= word;
   for (let i = words * 4; i < out.length; i++) out[i] ^= m[i & 3];
   return out;
+}
+
+/** A frame's header: FIN and opcode, length, and a client's mask. */
+function frameHead(opcode: number, fin: boolean, length: number, mask?: Uint8Array): Uint8Array {
+  const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const head = new Uint8Array(2 + ext + (mask ? 4 : 0));
+  head[0] = (fin ? 0x80 : 0) | opcode;
+  head[1] = (mask ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
+  const view = new DataView(head.buffer);
+  if (ext === 2) view.setUint16(2, length);
+  if (ext === 8) view.setBigUint64(2, BigInt(length));
+  if (mask) head.set(mask, 2 + ext);
+  return head;
 }
 
 function closedError(): Error {

@@ -238,13 +238,14 @@ Deno.test("ws: echo keeps message boundaries and types for node ws (16 MiB binar
       ws.on("pong", () => { pong = true; });
       ws.on("message", (m, binary) => {
         got.push(binary ? "b" + m.length + ":" + crypto.createHash("sha256").update(m).digest("hex").slice(0, 16) : "t:" + m.toString());
-        if (got.length === 2) ws.close(1000);
+        if (got.length === 3) ws.close(1000);
       });
       ws.on("close", (code) => console.log(JSON.stringify({ got, code, pong,
         want: "b" + big.length + ":" + crypto.createHash("sha256").update(big).digest("hex").slice(0, 16) })));
     `);
     const { got, code, pong, want } = JSON.parse(out);
-    assertEquals(got, ["t:text ✓", want]);
+    // The empty message too (it used to stay behind until a next message flushed it).
+    assertEquals(got, ["t:text ✓", want, "b0:e3b0c44298fc1c14"]);
     assertEquals([code, pong], [1000, true]);
   } finally {
     echo.kill("SIGTERM");
@@ -847,4 +848,184 @@ Deno.test("ws: a message still open after maxMessageTime is closed 1008 (library
   const frames = framesOf(await readFor(conn, 5_000));
   assertEquals(closeCodeOf(frames), 1008);
   assertMatch(await serving, /a message still open after 300 ms \(closed with 1008\)/);
+});
+
+Deno.test("ws: echo sends an empty message back at once, on its own, before the next; 1,000 empty ones all come back", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const out = await node(`
+      const WebSocket = require("ws");
+      const ws = new WebSocket("ws://127.0.0.1:${port}/");
+      const got = [];
+      let wake = null;
+      const next = (ms) => new Promise((resolve) => {
+        const timer = setTimeout(() => { wake = null; resolve("none"); }, ms);
+        wake = (m) => { clearTimeout(timer); wake = null; resolve(m); };
+      });
+      let empties = 0;
+      ws.on("message", (m, binary) => {
+        const seen = (binary ? "b:" : "t:") + m.toString();
+        if (wake) wake(seen); else if (seen === "b:") empties++; else got.push("late " + seen);
+      });
+      ws.on("open", async () => {
+        ws.send("");
+        got.push(await next(3000));
+        ws.send("abc");
+        got.push(await next(3000));
+        for (let i = 0; i < 1000; i++) ws.send(Buffer.alloc(0));
+        const until = Date.now() + 5000;
+        while (empties < 1000 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        ws.close(1000);
+      });
+      ws.on("close", (code) => console.log(JSON.stringify({ got, empties, code })));
+    `);
+    assertEquals(JSON.parse(out), { got: ["t:", "t:abc"], empties: 1000, code: 1000 });
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: echo gives frames back as they came — one 4 MiB frame is one frame; fragments ending in an empty FIN frame", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const big = randomBytes(4 * 2 ** 20);
+    const conn = await rawClient(port);
+    const frames = [
+      maskedFrame(0x2, big),
+      maskedFrame(0x1, encoder.encode("x".repeat(2 ** 20)), false),
+      maskedFrame(0x0, encoder.encode("y".repeat(3 * 2 ** 20)), false),
+      maskedFrame(0x0, new Uint8Array(0), true),
+      maskedFrame(0x8, new Uint8Array([0x03, 0xe8])),
+    ];
+    const writing = (async () => {
+      for (const frame of frames) {
+        for (let at = 0; at < frame.length;) at += await conn.write(frame.subarray(at));
+      }
+    })();
+    const back = framesOf(await readFor(conn, 20_000));
+    await writing;
+    assertEquals(
+      back.map(([op, fin, payload]) => [op, fin, payload.length]),
+      [[2, true, 4 * 2 ** 20], [1, false, 2 ** 20], [0, false, 3 * 2 ** 20], [0, true, 0], [
+        8,
+        true,
+        2,
+      ]],
+    );
+    assertEquals(sha256(back[0][2]), sha256(big));
+    // Python's websockets sends an iterable as fragments and an empty final frame.
+    const py = await new Deno.Command(PYTHON, {
+      args: [
+        "-c",
+        `
+import asyncio, hashlib, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:${port}/", max_size=None) as ws:
+        chunks = [bytes([i]) * 65536 for i in range(64)]
+        await ws.send(chunks)
+        try:
+            back = await asyncio.wait_for(ws.recv(), 5)
+        except asyncio.TimeoutError:
+            back = b"timeout"
+        print(len(back), hashlib.sha256(back).hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest())
+asyncio.run(main())
+`,
+      ],
+      stdout: "piped",
+    }).output();
+    assertEquals(decoder.decode(py.stdout).trim(), `${4 * 2 ** 20} True`);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: forward ws:// → ws:// keeps each message's kind and boundaries both ways, empty ones included", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const echoPort = await echo.listeningPort();
+  const forward = spawnSockit([
+    "forward",
+    "ws://127.0.0.1:0/",
+    `ws://127.0.0.1:${echoPort}/`,
+    "-v",
+  ]);
+  const port = await forward.listeningPort();
+  try {
+    const out = await node(`
+      const WebSocket = require("ws");
+      const crypto = require("crypto");
+      const big = crypto.randomBytes(3 * 1024 * 1024);
+      const ws = new WebSocket("ws://127.0.0.1:${port}/");
+      const got = [];
+      const sent = ["text ✓", Buffer.from([0, 1, 2]), "", Buffer.alloc(0), big, "end"];
+      ws.on("open", () => { for (const m of sent) ws.send(m); });
+      ws.on("message", (m, binary) => {
+        got.push((binary ? "b" : "t") + m.length + ":" + crypto.createHash("sha256").update(m).digest("hex").slice(0, 12));
+        if (got.length === sent.length) ws.close(1000);
+      });
+      ws.on("close", (code) => console.log(JSON.stringify({ got, code, want: sent.map((m) =>
+        (typeof m === "string" ? "t" : "b") + Buffer.from(m).length + ":" +
+        crypto.createHash("sha256").update(m).digest("hex").slice(0, 12)) })));
+    `);
+    const { got, code, want } = JSON.parse(out);
+    assertEquals([got, code], [want, 1000]);
+  } finally {
+    for (const run of [forward, echo]) {
+      run.kill("SIGTERM");
+      await run.result();
+    }
+  }
+});
+
+Deno.test("ws: listen writes an empty text message as its newline, a big one whole", async () => {
+  const listen = spawnSockit(["listen", "ws://127.0.0.1:0/", "-v"], { stdin: "null" });
+  const port = await listen.listeningPort();
+  await using client = new Peer([
+    PYTHON,
+    "-c",
+    `
+import asyncio, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:${port}/") as ws:
+        await ws.send("")
+        await ws.send("z" * 300000)
+        await ws.send("")
+        await ws.wait_closed()
+    print("done", flush=True)
+asyncio.run(main())
+`,
+  ]);
+  assertEquals(await client.line(), "done");
+  const r = await listen.result();
+  assertEquals([r.code, r.text], [0, `\n${"z".repeat(300000)}\n\n`], r.stderr);
+});
+
+Deno.test("ws: echo closes a connection whose text frame turns out not UTF-8 after part of it was echoed", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const conn = await rawClient(port);
+    const payload = new Uint8Array(100_000).fill(0x61);
+    payload.set([0xc3, 0x28], payload.length - 2);
+    const frame = maskedFrame(0x1, payload);
+    const cut = frame.length - 30_000;
+    for (let at = 0; at < cut;) at += await conn.write(frame.subarray(at, cut));
+    // The first part is echoed before the rest (and the bad bytes) come.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await conn.write(frame.subarray(cut)).catch(() => 0);
+    const back = await readFor(conn, 5_000);
+    assert(back.length > 1000 && back.length < 100_000, `${back.length} B came back`);
+    assertEquals(framesOf(back).length, 0, "a whole frame came back");
+    const fine = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("next\n"),
+    });
+    assertEquals([fine.code, fine.text], [0, "next\n"], fine.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  assertMatch(echo.stderr, /not UTF-8 \(closed without a Close frame: one of ours was half sent\)/);
 });

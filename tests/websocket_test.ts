@@ -2,7 +2,8 @@
  * WebSocket endpoints (`ws://`, `wss://`) against real peers: Python's
  * `websockets` (the system `/usr/bin/python3`, python3-websockets) and
  * Node's `ws` (node-ws), both ways; forward in both directions; TLS; bad
- * requests and bad frames.
+ * requests and bad frames; how sessions end; hostile clients (ping floods,
+ * huge heads, endless fragments); frames relayed as they came.
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";

@@ -50,6 +50,13 @@ export interface Duplex {
    * on as an empty write; "no data" is "no datagram" in messages.
    */
   readonly datagrams?: boolean;
+  /**
+   * Each read is a piece of a message (a WebSocket frame's payload, as it
+   * came): a read of 0 bytes is still one — an empty frame that ends a
+   * message, or an empty message — and is passed on as an empty write to a
+   * side that takes messages too (to a byte stream it is nothing).
+   */
+  readonly messages?: boolean;
   /** Resolves once the side is fully released after `close()` (a read in flight has returned). */
   readonly released?: Promise<void>;
   /**
@@ -403,7 +410,8 @@ export class Relay {
         return;
       }
       if (n === null) break;
-      if (n === 0 && !src.datagrams) continue;
+      // An empty read is an event only where it is a datagram, or a message's end between messages.
+      if (n === 0 && !src.datagrams && !(src.messages && dst.messages)) continue;
       if (counted) this.#lastActivity = performance.now();
       const chunk = n === buf.length ? buf : buf.subarray(0, n);
       this.#writing++;

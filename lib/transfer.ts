@@ -25,6 +25,12 @@ export interface Peer extends Duplex, PeerInfo {
   /** A WebSocket's close code, once the session ended (1005: none given, 1006: no Close frame). */
   readonly closeCode?: number;
   /**
+   * Its end of input is the end of the connection both ways (a WebSocket's
+   * Close handshake): nothing can be sent to it after that, so a session
+   * bridged to it ends there, whatever its input is doing.
+   */
+  readonly endIsClose?: boolean;
+  /**
    * A datagram side that counts per peer: the figures of each, so that the
    * transfer reports one `closed` per peer instead of one for the socket.
    */

@@ -9,9 +9,17 @@
  * Messages and bytes: in `text` mode each input line is one text message
  * (binary when the line is not UTF-8) and each text message read gets a
  * `\n`; in `binary` mode each write is one binary message and messages are
- * read as bytes; in `echo` mode every read is part of one message and the
- * matching write goes back as the same part of the same kind of message,
- * so boundaries and types survive an echo.
+ * read as bytes. Relaying frames — `echo` mode, and two sides paired with
+ * {@linkcode WebSocketSide.pair} (`forward ws:// ws://`) — every read is a
+ * piece of one frame (an empty frame is a read of 0 bytes: see
+ * `Duplex.messages`) and the matching write sends it on as the same piece
+ * of the same frame: the header with the frame's opcode, FIN bit and length
+ * before its first bytes, the rest as it comes. Kinds, boundaries and
+ * fragments survive, and nothing is held back to be joined or cut up.
+ *
+ * Frames, pongs, Closes and pings take turns on the socket, a relayed frame
+ * holding it from its header to its last byte; a pong is written before
+ * reading goes on, so a peer that pings without reading meets backpressure.
  *
  * Deno's own `WebSocket` has no backpressure and cannot run over an
  * existing connection (which `--trace`, `--proxy` and address-by-address
@@ -23,7 +31,8 @@
 import { createHash } from "node:crypto";
 import { concat, writeAll } from "./bytes.ts";
 import { Connection } from "./conn.ts";
-import { SockitError, UsageError } from "./errors.ts";
+import { SockitError } from "./errors.ts";
+import { formatDuration } from "./format.ts";
 import { headerEnd } from "./proxy.ts";
 import type { TraceFn } from "./trace.ts";
 
@@ -49,6 +58,12 @@ export interface WebSocketOptions {
   pingTimeout?: number;
   /** The largest message accepted, in bytes (default 64 MiB): a bigger one is closed with 1009. */
   maxMessage?: number;
+  /**
+   * How long a message may stay open, from its first frame, in ms (default
+   * {@linkcode MAX_MESSAGE_TIME}): a frame that comes later while it is
+   * still open is answered with Close 1008.
+   */
+  maxMessageTime?: number;
   /** Subprotocols: offered (client) or accepted (server), in order of preference. */
   protocols?: string[];
   /** Prints the handshake and each control frame (`--trace`). */
@@ -85,12 +100,23 @@ export interface UpgradeInfo {
 
 /** The largest message by default. */
 export const MAX_MESSAGE = 64 * 2 ** 20;
+/**
+ * The most frames one message may come in (its first and its
+ * continuations): one more is answered with Close 1009.
+ */
+export const MAX_FRAGMENTS = 65536;
+/** How long a message may stay open by default, in ms (5 minutes). */
+export const MAX_MESSAGE_TIME = 5 * 60_000;
 /** The default quiet time before Close at the end of input. */
 export const CLOSE_DELAY = 250;
 /** How long to wait for the peer's Close after sending ours. */
 const CLOSE_WAIT = 5000;
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-const MAX_HEAD = 16 * 1024;
+/**
+ * The largest HTTP head of an upgrade, request or answer (as Node's default):
+ * a server answers a bigger one with 431, a client gives up.
+ */
+export const MAX_HEAD = 16 * 1024;
 
 const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 } as const;
 const encoder = new TextEncoder();
@@ -100,12 +126,36 @@ export function acceptKey(key: string): string {
   return createHash("sha1").update(key + GUID).digest("base64");
 }
 
-/** A chunk waiting to be read, with what it is part of. */
-interface Piece {
-  bytes: Uint8Array;
+/** Where a chunk of payload sits in the frame it came in. */
+interface FramePart {
+  /** The frame's opcode as it came: text, binary, or a continuation. */
   opcode: number;
-  first: boolean;
+  /** The frame's FIN bit: its message ends with it. */
   fin: boolean;
+  /** The frame's payload length. */
+  length: number;
+  /** The chunk begins the frame (a writer starts the frame's header with it). */
+  start: boolean;
+}
+
+/** A chunk waiting to be read, and where it came from. */
+interface Piece extends FramePart {
+  bytes: Uint8Array;
+}
+
+/** What one read took of a frame (relaying frames: echo, or two paired sides). */
+interface Segment extends FramePart {
+  /** Bytes read. */
+  size: number;
+}
+
+/** The frame being written piece by piece as it is read from the source. */
+interface OpenFrame {
+  /** Payload bytes still to come. */
+  left: number;
+  /** A client's mask for it, and where in the mask the next byte is. */
+  mask?: Uint8Array;
+  at: number;
 }
 
 /**
@@ -124,6 +174,8 @@ export class WebSocketSide extends Connection {
   closeCode?: number;
   /** The peer's close reason. */
   closeReason?: string;
+  /** The end of what is read is the Close handshake: nothing can be sent after it. */
+  readonly endIsClose = true;
   #inner: Connection;
   #client: boolean;
   #mode: WebSocketMode;
@@ -132,7 +184,15 @@ export class WebSocketSide extends Connection {
   #raw: Uint8Array;
   #scratch = new Uint8Array(65536);
   #out: Piece[] = [];
-  #segments: { length: number; opcode: number; first: boolean; fin: boolean }[] = [];
+  /**
+   * Relaying frames: the side whose reads this side writes out frame by frame,
+   * as they came (itself in echo mode; the other side of a `forward ws:// ws://`).
+   */
+  #source?: WebSocketSide;
+  /** Each read's place in its frame, while frames are relayed from here. */
+  #segments: Segment[] = [];
+  /** Relaying frames: the frame being written, until its last byte is out. */
+  #open?: OpenFrame;
   #line: Uint8Array[] = [];
   // The frame being read.
   #left = 0;
@@ -140,23 +200,29 @@ export class WebSocketSide extends Connection {
   #maskAt = 0;
   #frameOpcode = 0;
   #frameFin = true;
-  #frameFirst = true;
+  #frameLength = 0;
+  #frameStart = true;
   // The message being read.
   #messageOpcode = 0;
   #messageSize = 0;
+  #fragments = 0;
+  #messageStart = 0;
   #inMessage = false;
   #decoder?: TextDecoder;
-  // The message being written in echo mode.
-  #echoOpcode: number = OP.BINARY;
   #closeSent = false;
   #closeReceived = false;
   #ended = false;
   #endError?: Error;
   #lastReceive = performance.now();
   #lastPong = performance.now();
-  #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Pending timers, each with the resolver of the sleep waiting on it (close() resolves them). */
+  #timers = new Map<ReturnType<typeof setTimeout>, (() => void) | undefined>();
   #pinger?: ReturnType<typeof setInterval>;
+  #pinging = false;
   #closed = false;
+  // Whose turn it is to write (see #acquire).
+  #busy = false;
+  #waiting: Array<(granted: boolean) => void> = [];
 
   /** Wraps `inner` after the upgrade; `raw` is what was read past the handshake. */
   constructor(
@@ -178,9 +244,35 @@ export class WebSocketSide extends Connection {
     this.#mode = options.mode ?? "text";
     this.#options = options;
     this.#trace = options.trace;
+    if (this.#mode === "echo") this.#source = this;
     if (options.pingInterval) {
       this.#pinger = setInterval(() => this.#ping(), options.pingInterval);
     }
+  }
+
+  /**
+   * Makes `a` and `b` relay each other's frames as they came: each message's
+   * kind, boundaries and fragments, empty ones included (`forward ws://
+   * ws://`). Does nothing unless both are WebSocket sides.
+   *
+   * @example Usage
+   * ```ts ignore
+   * WebSocketSide.pair(client, target);
+   * await relay(client, target);
+   * ```
+   */
+  static pair(a: Connection, b: Connection): void {
+    if (!(a instanceof WebSocketSide) || !(b instanceof WebSocketSide) || a === b) return;
+    a.#source = b;
+    b.#source = a;
+  }
+
+  /**
+   * Whether reads and writes are parts of frames relayed as they came (see
+   * `Duplex.messages`): an empty frame is a read of 0 bytes, not nothing.
+   */
+  get messages(): boolean {
+    return this.#source !== undefined;
   }
 
   /** The peer, as `ws://` names it in messages. */
@@ -227,17 +319,12 @@ export class WebSocketSide extends Connection {
       if (piece) {
         const n = Math.min(p.length, piece.bytes.length);
         p.set(piece.bytes.subarray(0, n));
-        const whole = n === piece.bytes.length;
-        if (this.#mode === "echo") {
-          this.#segments.push({
-            length: n,
-            opcode: piece.opcode,
-            first: piece.first,
-            fin: whole && piece.fin,
-          });
+        if (this.#source) {
+          const { opcode, fin, length, start } = piece;
+          this.#segments.push({ size: n, opcode, fin, length, start });
         }
-        if (whole) this.#out.shift();
-        else this.#out[0] = { ...piece, bytes: piece.bytes.subarray(n), first: false };
+        if (n === piece.bytes.length) this.#out.shift();
+        else this.#out[0] = { ...piece, bytes: piece.bytes.subarray(n), start: false };
         return n;
       }
       if (this.#ended) {
@@ -283,12 +370,19 @@ export class WebSocketSide extends Connection {
     const mask = masked ? this.#raw.slice(headerSize - 4, headerSize) : undefined;
     this.#take(headerSize);
     headerSize = 0;
+    if (this.#inMessage) {
+      // A message cannot be held open for ever, by frames that carry nothing or by pings.
+      const limit = this.#options.maxMessageTime ?? MAX_MESSAGE_TIME;
+      if (performance.now() - this.#messageStart > limit) {
+        return this.#fail(1008, `a message still open after ${formatDuration(limit)}`);
+      }
+    }
     if (opcode >= 8) {
       if (!fin || length > 125) return this.#fail(1002, "a fragmented or oversized control frame");
       if (!(await this.#fill(length))) return this.#dropped();
       this.#mask = mask;
       this.#maskAt = 0;
-      return this.#control(opcode, this.#unmask(this.#take(length).slice()));
+      return await this.#control(opcode, this.#unmask(this.#take(length).slice()));
     }
     if (opcode !== OP.CONT && opcode !== OP.TEXT && opcode !== OP.BINARY) {
       return this.#fail(1002, `an unknown opcode ${opcode}`);
@@ -299,11 +393,15 @@ export class WebSocketSide extends Connection {
     if (opcode !== OP.CONT && this.#inMessage) {
       return this.#fail(1002, "a new message before the last one ended");
     }
+    if (opcode === OP.CONT && ++this.#fragments > MAX_FRAGMENTS) {
+      return this.#fail(1009, `a message in more than ${MAX_FRAGMENTS} fragments`);
+    }
     if (opcode !== OP.CONT) {
       this.#inMessage = true;
       this.#messageOpcode = opcode;
       this.#messageSize = 0;
-      this.#frameFirst = true;
+      this.#fragments = 1;
+      this.#messageStart = performance.now();
       this.#decoder = opcode === OP.TEXT ? new TextDecoder("utf-8", { fatal: true }) : undefined;
     }
     if (this.#messageSize + length > (this.#options.maxMessage ?? MAX_MESSAGE)) {
@@ -312,6 +410,8 @@ export class WebSocketSide extends Connection {
     this.#messageSize += length;
     this.#frameOpcode = opcode;
     this.#frameFin = fin;
+    this.#frameLength = length;
+    this.#frameStart = true;
     this.#left = length;
     this.#mask = mask;
     this.#maskAt = 0;
@@ -339,27 +439,37 @@ export class WebSocketSide extends Connection {
         return;
       }
     }
-    const text = this.#messageOpcode === OP.TEXT;
-    const bytes = this.#mode === "text" && text && messageDone
-      ? concat(chunk, new Uint8Array([10]))
-      : chunk;
-    if (bytes.length || (this.#mode === "echo" && messageDone)) {
-      this.#out.push({
-        bytes,
-        opcode: this.#messageOpcode,
-        first: this.#frameFirst,
-        fin: messageDone,
-      });
-      this.#frameFirst = false;
+    const part = {
+      opcode: this.#frameOpcode,
+      fin: this.#frameFin,
+      length: this.#frameLength,
+      start: this.#frameStart,
+    };
+    this.#frameStart = false;
+    if (this.#source) {
+      // Relaying frames: every piece, an empty frame's too, is a read of its own.
+      this.#out.push({ bytes: chunk, ...part });
+    } else {
+      const text = this.#messageOpcode === OP.TEXT;
+      const bytes = this.#mode === "text" && text && messageDone
+        ? concat(chunk, new Uint8Array([10]))
+        : chunk;
+      if (bytes.length) this.#out.push({ bytes, ...part });
     }
     if (messageDone) this.#inMessage = false;
   }
 
-  /** A control frame. */
-  #control(opcode: number, payload: Uint8Array): void {
+  /**
+   * A control frame. The pong (and the Close in answer) is written before
+   * reading goes on: a peer that pings without reading what comes back
+   * meets TCP's backpressure like any writer, instead of a queue of pongs
+   * that grows without bound.
+   */
+  async #control(opcode: number, payload: Uint8Array): Promise<void> {
     if (opcode === OP.PING) {
       this.#say(`ping(${payload.length}) received; pong sent`);
-      if (!this.#closeSent) this.#send(OP.PONG, payload).catch(() => {});
+      // A pong that cannot be written: the socket failed, which reading says next.
+      if (!this.#closeSent) await this.#send(OP.PONG, payload).catch(() => {});
       return;
     }
     if (opcode === OP.PONG) {
@@ -386,7 +496,7 @@ export class WebSocketSide extends Connection {
     if (!this.#closeSent) {
       this.#closeSent = true;
       this.#say(`close(${code === 1005 ? "" : code}) sent in answer`);
-      this.#send(OP.CLOSE, code === 1005 ? new Uint8Array(0) : payload.subarray(0, 2))
+      await this.#send(OP.CLOSE, code === 1005 ? new Uint8Array(0) : payload.subarray(0, 2))
         .catch(() => {});
     }
     this.#ended = true;
@@ -413,13 +523,19 @@ export class WebSocketSide extends Connection {
   /** A protocol violation by the peer: Close with `code`, then the session fails. */
   #fail(code: number, what: string): void {
     this.#ended = true;
-    this.#say(`close(${code}) sent: ${what}`);
-    this.#endError = new SockitError(`the peer sent ${what} (closed with ${code})`, {
+    // Relaying a frame half-way (its rest was to follow): no Close can be sent after it.
+    const cut = this.#open !== undefined && !this.#closeSent;
+    const how = cut
+      ? "closed without a Close frame: one of ours was half sent"
+      : `closed with ${code}`;
+    this.#say(cut ? `close(): ${what}; ${how}` : `close(${code}) sent: ${what}`);
+    this.#endError = new SockitError(`the peer sent ${what} (${how})`, {
       op: "websocket",
       address: this.remoteAddress,
       code: `WS${code}`,
     });
-    if (!this.#closeSent) {
+    if (cut) this.#inner.close();
+    else if (!this.#closeSent) {
       this.#closeSent = true;
       this.#send(OP.CLOSE, closePayload(code, ""))
         .catch(() => {})
@@ -429,23 +545,101 @@ export class WebSocketSide extends Connection {
 
   // ---- writing -------------------------------------------------------------------
 
-  /** One frame out: header, mask (client), payload. */
-  async #send(opcode: number, payload: Uint8Array, fin = true): Promise<void> {
-    const length = payload.length;
-    const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
-    const head = new Uint8Array(2 + ext + (this.#client ? 4 : 0));
-    head[0] = (fin ? 0x80 : 0) | opcode;
-    head[1] = (this.#client ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
-    const view = new DataView(head.buffer);
-    if (ext === 2) view.setUint16(2, length);
-    if (ext === 8) view.setBigUint64(2, BigInt(length));
-    let body = payload;
-    if (this.#client) {
-      const mask = crypto.getRandomValues(new Uint8Array(4));
-      head.set(mask, 2 + ext);
-      body = xorMask(payload, mask, 0);
+  /**
+   * The right to write to the socket, in turn: frames from the relay's writes,
+   * pongs and Closes from reading, pings from the timer never interleave
+   * (a frame written in several writes would be cut by another). Resolves at
+   * once when free (`undefined`: no await needed); rejects once closed.
+   */
+  #acquire(): Promise<void> | undefined {
+    if (this.#closed) return Promise.reject(closedError());
+    if (!this.#busy) {
+      this.#busy = true;
+      return undefined;
     }
-    await writeAll(this.#inner, concat(head, body));
+    return new Promise((resolve, reject) =>
+      this.#waiting.push((granted) => granted ? resolve() : reject(closedError()))
+    );
+  }
+
+  /** Hands the socket to the next writer waiting. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next(true);
+    else this.#busy = false;
+  }
+
+  /** One frame out, in turn: header, mask (client), payload. */
+  async #send(opcode: number, payload: Uint8Array, fin = true): Promise<void> {
+    const turn = this.#acquire();
+    if (turn) await turn;
+    try {
+      await writeAll(this.#inner, this.#frame(opcode, payload, fin));
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** A whole frame as bytes: header, mask (client), payload. */
+  #frame(opcode: number, payload: Uint8Array, fin: boolean): Uint8Array {
+    const mask = this.#client ? crypto.getRandomValues(new Uint8Array(4)) : undefined;
+    return concat(
+      frameHead(opcode, fin, payload.length, mask),
+      mask ? xorMask(payload, mask, 0) : payload,
+    );
+  }
+
+  /**
+   * Writes `p`, read from the source side, frame by frame as it was read: a
+   * frame's header (with the length it came with) before its first bytes,
+   * the rest of its payload as it follows, so no frame is cut up or joined.
+   */
+  async #relayFrames(p: Uint8Array): Promise<number> {
+    const segments = this.#source!.#segments;
+    let at = 0;
+    do {
+      const seg = segments.shift();
+      if (!seg) {
+        // Bytes not read from the source (a library user's write): one binary message.
+        await this.#send(OP.BINARY, p.subarray(at));
+        return p.length;
+      }
+      const part = p.subarray(at, at + seg.size);
+      at += part.length;
+      await this.#writePart(seg, part);
+    } while (at < p.length);
+    return p.length;
+  }
+
+  /** One piece of a relayed frame; the socket is this frame's from its header to its last byte. */
+  async #writePart(seg: Segment, part: Uint8Array): Promise<void> {
+    let open = this.#open;
+    let bytes: Uint8Array;
+    if (seg.start) {
+      if (open) throw new Error("a frame began before the one being written ended");
+      const turn = this.#acquire();
+      if (turn) await turn;
+      const mask = this.#client ? crypto.getRandomValues(new Uint8Array(4)) : undefined;
+      open = this.#open = { left: seg.length, mask, at: 0 };
+      const head = frameHead(seg.opcode, seg.fin, seg.length, mask);
+      bytes = part.length ? concat(head, mask ? xorMask(part, mask, 0) : part) : head;
+    } else {
+      if (!open) throw new Error("a frame's bytes without its header");
+      bytes = open.mask ? xorMask(part, open.mask, open.at) : part;
+    }
+    open.at = (open.at + part.length) & 3;
+    open.left -= part.length;
+    try {
+      await writeAll(this.#inner, bytes);
+    } catch (err) {
+      this.#open = undefined;
+      this.#release();
+      throw err;
+    }
+    if (open.left === 0) {
+      this.#open = undefined;
+      this.#release();
+    }
   }
 
   /** Writes `p` as messages (see the mode); resolves to `p.length`. */
@@ -453,19 +647,9 @@ export class WebSocketSide extends Connection {
     if (this.#closeSent || this.#closeReceived || this.#ended) {
       throw new Deno.errors.BrokenPipe("the WebSocket is closing: the peer takes no more messages");
     }
-    if (this.#mode === "binary") await this.#send(OP.BINARY, p);
-    else if (this.#mode === "echo") {
-      let at = 0;
-      while (at < p.length || (p.length === 0 && at === 0)) {
-        const seg = this.#segments.shift() ??
-          { length: p.length - at, opcode: this.#echoOpcode, first: true, fin: true };
-        const part = p.subarray(at, at + seg.length);
-        if (seg.first) this.#echoOpcode = seg.opcode;
-        await this.#send(seg.first ? seg.opcode : OP.CONT, part, seg.fin);
-        at += part.length;
-        if (p.length === 0) break;
-      }
-    } else {
+    if (this.#source) return await this.#relayFrames(p);
+    if (this.#mode !== "text") await this.#send(OP.BINARY, p);
+    else {
       let start = 0;
       for (let i = 0; i < p.length; i++) {
         if (p[i] !== 10) continue;
@@ -497,39 +681,53 @@ export class WebSocketSide extends Connection {
    * still coming in are not cut short), then the peer's Close is awaited.
    */
   override async closeWrite(): Promise<void> {
-    if (this.#closeSent || this.#ended) return;
+    if (this.#closeSent || this.#ended || this.#closed) return;
+    if (this.#open) {
+      // The source ended in the middle of a frame being relayed: no Close can follow it.
+      this.close();
+      return;
+    }
     if (this.#mode === "text" && this.#line.length) await this.#sendLine();
     if (this.#options.noCloseOnEof) return;
     const delay = this.#options.closeDelay ?? CLOSE_DELAY;
     for (;;) {
       const quiet = performance.now() - this.#lastReceive;
-      if (quiet >= delay || this.#ended) break;
+      if (quiet >= delay || this.#ended || this.#closed) break;
       await this.#sleep(delay - quiet);
     }
-    if (this.#closeSent || this.#ended) return;
+    if (this.#closeSent || this.#ended || this.#closed) return;
     this.#closeSent = true;
-    this.#say("close(1000) sent: end of input");
-    await this.#send(OP.CLOSE, closePayload(1000, ""));
+    // Relaying another WebSocket (forward ws:// ws://): its peer's close code goes on.
+    const from = this.#source !== this ? this.#source : undefined;
+    const code = from?.closeCode !== undefined && validCloseCode(from.closeCode)
+      ? from.closeCode
+      : 1000;
+    const reason = code === 1000 ? "" : from?.closeReason ?? "";
+    this.#say(`close(${code}) sent: end of input`);
+    await this.#send(OP.CLOSE, closePayload(code, reason));
     // The peer answers with its Close; one that does not is hung up on.
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       if (!this.#ended) this.#inner.close();
     }, CLOSE_WAIT);
-    this.#timers.add(timer);
+    this.#timers.set(timer, undefined);
   }
 
+  /** Resolves after `ms`, or at once when the side is closed (its timer is cleared then). */
   #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
         resolve();
       }, ms);
-      this.#timers.add(timer);
+      this.#timers.set(timer, resolve);
     });
   }
 
   #ping(): void {
-    if (this.#closeSent || this.#ended) return;
+    // One ping at a time: a socket that is slow to take them does not queue more.
+    if (this.#closeSent || this.#ended || this.#pinging) return;
     const timeout = this.#options.pingTimeout;
     if (
       timeout && performance.now() - this.#lastPong > timeout + (this.#options.pingInterval ?? 0)
@@ -544,7 +742,8 @@ export class WebSocketSide extends Connection {
       return;
     }
     this.#say("ping(0) sent");
-    this.#send(OP.PING, new Uint8Array(0)).catch(() => {});
+    this.#pinging = true;
+    this.#send(OP.PING, new Uint8Array(0)).catch(() => {}).finally(() => this.#pinging = false);
   }
 
   /** No splice: frames are not bytes. */
@@ -563,8 +762,14 @@ export class WebSocketSide extends Connection {
     this.#closed = true;
     this.#ended = true;
     if (this.#pinger !== undefined) clearInterval(this.#pinger);
-    for (const timer of this.#timers) clearTimeout(timer);
+    // A sleep whose timer is cleared must still end: closeWrite() waits on one (the close delay).
+    for (const [timer, wake] of this.#timers) {
+      clearTimeout(timer);
+      wake?.();
+    }
     this.#timers.clear();
+    // Writers waiting for their turn fail now (a pong awaited by read(), a Close, a ping).
+    for (const next of this.#waiting.splice(0)) next(false);
     this.#inner.close();
   }
 }
@@ -590,6 +795,23 @@ function xorMask(bytes: Uint8Array, mask: Uint8Array, at: number): Uint8Array {
   return out;
 }
 
+/** A frame's header: FIN and opcode, length, and a client's mask. */
+function frameHead(opcode: number, fin: boolean, length: number, mask?: Uint8Array): Uint8Array {
+  const ext = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const head = new Uint8Array(2 + ext + (mask ? 4 : 0));
+  head[0] = (fin ? 0x80 : 0) | opcode;
+  head[1] = (mask ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
+  const view = new DataView(head.buffer);
+  if (ext === 2) view.setUint16(2, length);
+  if (ext === 8) view.setBigUint64(2, BigInt(length));
+  if (mask) head.set(mask, 2 + ext);
+  return head;
+}
+
+function closedError(): Error {
+  return new Deno.errors.BrokenPipe("the WebSocket is closed");
+}
+
 function validCloseCode(code: number): boolean {
   if (code >= 3000 && code <= 4999) return true;
   return [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014].includes(code);
@@ -599,15 +821,39 @@ function closePayload(code: number, reason: string): Uint8Array {
   return concat(new Uint8Array([code >> 8, code & 0xff]), encoder.encode(reason));
 }
 
-/** Reads an HTTP head from `conn`: its text and the bytes after it. */
-async function readHead(conn: Connection): Promise<[string, Uint8Array]> {
+/** An HTTP head that cannot be taken: the status a server answers it with, and why. */
+class HeadError extends Error {
+  constructor(readonly status: string, message: string) {
+    super(message);
+    this.name = "HeadError";
+  }
+}
+
+/** An HTTP head taken apart: the start line and each field by lower-case name. */
+interface Head {
+  start: string;
+  /** Values with the spaces around them removed; a repeated field's values joined by ", ". */
+  fields: Map<string, string>;
+}
+
+/**
+ * Reads an HTTP head of at most {@linkcode MAX_HEAD} bytes from `conn` and
+ * takes it apart; resolves to it and the bytes read past it. Each byte is
+ * looked at a bounded number of times (no pattern that backtracks).
+ */
+async function readHead(conn: Connection, what: string): Promise<[Head, Uint8Array]> {
   let buf: Uint8Array = new Uint8Array(0);
+  let from = 0;
   for (;;) {
-    const end = headerEnd(buf);
-    if (end !== -1) {
-      return [new TextDecoder().decode(buf.subarray(0, end)), buf.slice(end + 4)];
+    const found = headerEnd(buf.subarray(from));
+    if (found !== -1 && from + found + 4 <= MAX_HEAD) {
+      const end = from + found;
+      return [parseHead(new TextDecoder().decode(buf.subarray(0, end))), buf.slice(end + 4)];
     }
-    if (buf.length > MAX_HEAD) throw new UsageError("an HTTP head over 16 KiB");
+    if (found !== -1 || buf.length >= MAX_HEAD) {
+      throw new HeadError("431 Request Header Fields Too Large", `${what} head over 16 KiB`);
+    }
+    from = Math.max(0, buf.length - 3);
     const chunk = new Uint8Array(4096);
     const n = await conn.read(chunk);
     if (n === null) throw new Deno.errors.UnexpectedEof("closed during the WebSocket upgrade");
@@ -615,9 +861,58 @@ async function readHead(conn: Connection): Promise<[string, Uint8Array]> {
   }
 }
 
-function headerOf(head: string, name: string): string | undefined {
-  const m = new RegExp(`^${name}:[ \\t]*(.*?)[ \\t]*$`, "im").exec(head);
-  return m?.[1];
+/** A header field's name: an HTTP token. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** The lines of a head, split once; a line that is not `Name: value` is a 400. */
+function parseHead(text: string): Head {
+  const lines = text.split("\r\n");
+  const fields = new Map<string, string>();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(":");
+    // No colon, a space before it, or a folded line (obsolete, refused as RFC 9112 allows).
+    if (colon < 1 || !TOKEN.test(line.slice(0, colon))) {
+      throw new HeadError(
+        "400 Bad Request",
+        `a malformed header line: ${JSON.stringify(line.slice(0, 40))}`,
+      );
+    }
+    const name = line.slice(0, colon).toLowerCase();
+    const value = trimSpaces(line, colon + 1);
+    const had = fields.get(name);
+    fields.set(name, had === undefined ? value : `${had}, ${value}`);
+  }
+  return { start: lines[0], fields };
+}
+
+/** `line` from `at`, without the spaces and tabs around it. */
+function trimSpaces(line: string, at: number): string {
+  let start = at;
+  let end = line.length;
+  while (start < end && (line[start] === " " || line[start] === "\t")) start++;
+  while (end > start && (line[end - 1] === " " || line[end - 1] === "\t")) end--;
+  return line.slice(start, end);
+}
+
+/**
+ * Reads and drops what a refused client still sends, for at most `ms` and
+ * `max` bytes, so that closing does not reset the connection before the
+ * client has read the refusal (unread input makes close() send a RST).
+ */
+async function drain(conn: Connection, ms: number, max: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeUp = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), ms));
+  const buf = new Uint8Array(16384);
+  try {
+    for (let got = 0; got < max;) {
+      const n = await Promise.race([conn.read(buf).catch(() => null), timeUp]);
+      if (n === null) return;
+      got += n;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -650,12 +945,19 @@ export async function websocketClient(
   if (options.origin) lines.push(`Origin: ${options.origin}`);
   for (const [k, v] of options.headers ?? []) lines.push(`${k}: ${v}`);
   await writeAll(conn, encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
-  const [head, rest] = await readHead(conn);
-  const status = head.split("\r\n")[0];
-  const code = Number(/^HTTP\/1\.\d (\d{3})/.exec(status)?.[1]);
-  options.trace?.(conn.tag, `websocket upgrade GET ${resource} = ${status}`);
   const fail = (why: string) =>
     new SockitError(why, { op: "connect", address: conn.remoteAddress, code: "EUPGRADE" });
+  let head: Head;
+  let rest: Uint8Array;
+  try {
+    [head, rest] = await readHead(conn, "a");
+  } catch (err) {
+    if (!(err instanceof HeadError)) throw err;
+    throw fail(`the server's answer to the WebSocket upgrade has ${err.message}`);
+  }
+  const status = head.start;
+  const code = Number(/^HTTP\/1\.\d (\d{3})/.exec(status)?.[1]);
+  options.trace?.(conn.tag, `websocket upgrade GET ${resource} = ${status}`);
   if (code !== 101) {
     throw fail(
       `the server answered ${
@@ -663,10 +965,10 @@ export async function websocketClient(
       } to the WebSocket upgrade`,
     );
   }
-  if (headerOf(head, "sec-websocket-accept") !== acceptKey(key)) {
+  if (head.fields.get("sec-websocket-accept") !== acceptKey(key)) {
     throw fail("the server's Sec-WebSocket-Accept is wrong: not a WebSocket server");
   }
-  const protocol = headerOf(head, "sec-websocket-protocol");
+  const protocol = head.fields.get("sec-websocket-protocol");
   if (protocol && !(options.protocols ?? []).includes(protocol)) {
     throw fail(`the server chose a subprotocol not offered: ${protocol}`);
   }
@@ -700,17 +1002,30 @@ export async function websocketServer(
   conn: Connection,
   options: WebSocketServerOptions,
 ): Promise<WebSocketSide> {
-  const [head, rest] = await readHead(conn);
-  const requestLine = head.split("\r\n")[0];
+  let requestLine = "";
   const refuse = async (status: string, reason: string, extra = ""): Promise<never> => {
     const body = `${status}\n`;
     const response = `HTTP/1.1 ${status}\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${
       encoder.encode(body).length
     }\r\nConnection: close\r\n\r\n${body}`;
     await conn.write(encoder.encode(response)).catch(() => {});
-    options.trace?.(conn.tag, `websocket upgrade ${requestLine} = ${status}`);
+    options.trace?.(conn.tag, `websocket upgrade ${requestLine || "(head not read)"} = ${status}`);
+    if (/^4(?:00|31) /.test(status)) {
+      // The client may still be sending its head: let it read the answer before the close.
+      await conn.closeWrite().catch(() => {});
+      await drain(conn, 1000, 1 << 20);
+    }
     throw new UpgradeRefused(status, reason);
   };
+  let head: Head;
+  let rest: Uint8Array;
+  try {
+    [head, rest] = await readHead(conn, "a request");
+  } catch (err) {
+    if (!(err instanceof HeadError)) throw err;
+    return await refuse(err.status, err.message);
+  }
+  requestLine = head.start;
   const m = /^GET (\S+) HTTP\/1\.1$/.exec(requestLine);
   if (!m) {
     return await refuse(
@@ -719,8 +1034,8 @@ export async function websocketServer(
     );
   }
   const resource = m[1];
-  const upgrade = headerOf(head, "upgrade")?.toLowerCase();
-  const connection = headerOf(head, "connection")?.toLowerCase() ?? "";
+  const upgrade = head.fields.get("upgrade")?.toLowerCase();
+  const connection = head.fields.get("connection")?.toLowerCase() ?? "";
   if (upgrade !== "websocket" || !/\bupgrade\b/.test(connection)) {
     return await refuse(
       "426 Upgrade Required",
@@ -728,8 +1043,8 @@ export async function websocketServer(
       "Upgrade: websocket\r\nConnection: Upgrade\r\n",
     );
   }
-  const key = headerOf(head, "sec-websocket-key");
-  if (headerOf(head, "sec-websocket-version") !== "13" || !key) {
+  const key = head.fields.get("sec-websocket-key");
+  if (head.fields.get("sec-websocket-version") !== "13" || !key) {
     return await refuse(
       "426 Upgrade Required",
       "not WebSocket version 13",
@@ -740,7 +1055,7 @@ export async function websocketServer(
   if (options.path && options.path !== "/" && path !== options.path) {
     return await refuse("404 Not Found", `path ${path} (this server serves ${options.path})`);
   }
-  const offered = (headerOf(head, "sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
+  const offered = (head.fields.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim())
     .filter(Boolean);
   const protocol = options.protocols?.find((p) => offered.includes(p));
   const response = [

@@ -2,7 +2,8 @@
  * WebSocket endpoints (`ws://`, `wss://`) against real peers: Python's
  * `websockets` (the system `/usr/bin/python3`, python3-websockets) and
  * Node's `ws` (node-ws), both ways; forward in both directions; TLS; bad
- * requests and bad frames.
+ * requests and bad frames; how sessions end; hostile clients (ping floods,
+ * huge heads, endless fragments); frames relayed as they came.
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
@@ -14,9 +15,14 @@ import {
   requireTool,
   runSockit,
   sha256,
+  type SockitProcess,
+  type SockitResult,
+  type SockitRun,
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
+import { Connection } from "../lib/conn.ts";
+import { websocketServer } from "../lib/websocket.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -234,13 +240,14 @@ Deno.test("ws: echo keeps message boundaries and types for node ws (16 MiB binar
       ws.on("pong", () => { pong = true; });
       ws.on("message", (m, binary) => {
         got.push(binary ? "b" + m.length + ":" + crypto.createHash("sha256").update(m).digest("hex").slice(0, 16) : "t:" + m.toString());
-        if (got.length === 2) ws.close(1000);
+        if (got.length === 3) ws.close(1000);
       });
       ws.on("close", (code) => console.log(JSON.stringify({ got, code, pong,
         want: "b" + big.length + ":" + crypto.createHash("sha256").update(big).digest("hex").slice(0, 16) })));
     `);
     const { got, code, pong, want } = JSON.parse(out);
-    assertEquals(got, ["t:text ✓", want]);
+    // The empty message too (it used to stay behind until a next message flushed it).
+    assertEquals(got, ["t:text ✓", want, "b0:e3b0c44298fc1c14"]);
     assertEquals([code, pong], [1000, true]);
   } finally {
     echo.kill("SIGTERM");
@@ -466,4 +473,561 @@ Deno.test("ws: through --proxy (socks5h via sockit proxy), the upgrade goes thro
     const p = await proxy.result();
     assertMatch(p.stderr, /→ localhost:\d+ \(127\.0\.0\.1:\d+\) by socks5/);
   }
+});
+
+/**
+ * A run's result, or a failure naming the hang when it takes longer than
+ * `ms` (the process is killed with SIGKILL: a hang may ignore SIGTERM).
+ */
+async function within(run: SockitRun, ms: number, what: string): Promise<SockitResult> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((resolve) => timer = setTimeout(() => resolve("hung"), ms));
+  const r = await Promise.race([run.result(), hung]);
+  clearTimeout(timer);
+  if (r !== "hung") return r;
+  try {
+    run.kill("SIGKILL");
+    await run.result();
+  } catch {
+    // In-process: a hung command cannot be killed; the test fails (and leaks) as it must.
+    run.kill("SIGTERM");
+  }
+  throw new Error(`${what}: still running after ${ms} ms; stderr:\n${run.stderr}`);
+}
+
+Deno.test("ws: connect --send --expect ends at the match against python websockets and sockit echo (it hung)", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const echoPort = await echo.listeningPort();
+  try {
+    for (const target of [port, echoPort]) {
+      const run = spawnSockit(
+        [
+          "connect",
+          `ws://127.0.0.1:${target}/`,
+          "--send",
+          "hi",
+          "--expect",
+          "hi",
+          "--timeout",
+          "2s",
+        ],
+        { process: true, perms: ["--allow-net"] },
+      );
+      const r = await within(run, 10_000, `connect --expect to ${target}`);
+      assertEquals([r.code, r.text], [0, "hi\n"], r.stderr);
+    }
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: the peer's Close 4001 after stdin ended is exit 1 naming 4001, in-process and as a process (it hung)", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  for (const process of [false, true]) {
+    const run = spawnSockit(["connect", `ws://127.0.0.1:${port}/`, "--trace"], {
+      stdin: "close:4001\n",
+      process,
+      perms: ["--allow-net"],
+    });
+    const r = await within(run, 10_000, `4001 after the end of stdin (process: ${process})`);
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, /closed by peer: 4001 bye/);
+    assertMatch(r.stderr, /close\(4001\) sent in answer/);
+  }
+});
+
+Deno.test("ws: after the Close handshake connect ends at once with the close code's status, stdin still open", async () => {
+  await using server = pythonServer();
+  const port = Number(await server.line());
+  for (const [code, status] of [[1000, 0], [4001, 1]]) {
+    const run = spawnSockit(["connect", `ws://127.0.0.1:${port}/`, "-v"], {
+      stdin: "piped",
+      process: true,
+      perms: ["--allow-net"],
+    });
+    const writer = run.stdin.getWriter();
+    await writer.write(encoder.encode(`one\nclose:${code}\n`));
+    writer.releaseLock();
+    // stdin stays open (as from `sleep 12 |`): the peer's Close alone ends the session.
+    const r = await within(run, 5_000, `Close ${code} with stdin open`);
+    assertEquals([r.code, r.text], [status, "one\n"], r.stderr);
+    assertMatch(r.stderr, new RegExp(`close code ${code}`));
+  }
+});
+
+/**
+ * A raw WebSocket client (Python, no library) that upgrades, then sends
+ * masked frames — `FRAME` (hex) repeated — for `SECONDS` without ever
+ * reading; prints the bytes it got to send.
+ */
+const PY_FLOOD = `
+import select, socket, sys, time
+port, frame, secs = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), float(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+head = b""
+while not head.endswith(b"\\r\\n\\r\\n"):
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 101"), head
+s.setblocking(False)
+batch = memoryview(frame * max(1, 65536 // len(frame)))
+off = sent = 0
+end = time.time() + secs
+while time.time() < end:
+    if not select.select([], [s], [], 0.2)[1]:
+        continue
+    try:
+        n = s.send(batch[off:])
+    except BlockingIOError:
+        continue
+    off = (off + n) % len(batch)
+    sent += n
+print(sent, flush=True)
+s.close()
+`;
+
+/** A masked client frame: opcode, FIN, payload. */
+function maskedFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
+  const mask = [0x37, 0xfa, 0x21, 0x3d];
+  const n = payload.length;
+  const ext = n < 126 ? [0x80 | n] : n < 65536 ? [0x80 | 126, n >> 8, n & 0xff] : [
+    0x80 | 127,
+    0,
+    0,
+    0,
+    0,
+    (n >>> 24) & 0xff,
+    (n >>> 16) & 0xff,
+    (n >>> 8) & 0xff,
+    n & 0xff,
+  ];
+  const out = new Uint8Array(1 + ext.length + 4 + n);
+  out.set([(fin ? 0x80 : 0) | opcode, ...ext, ...mask]);
+  for (let i = 0; i < n; i++) out[1 + ext.length + 4 + i] = payload[i] ^ mask[i & 3];
+  return out;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** VmRSS of a process, in MiB. */
+function rssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+}
+
+Deno.test("ws: a client flooding pings without reading does not grow echo's or forward's memory; others are served", async () => {
+  const ping = maskedFrame(0x9, new Uint8Array(125).fill(0x78));
+  const tcpEcho = spawnSockit(["echo", "127.0.0.1:0", "-v"]);
+  const tcpPort = await tcpEcho.listeningPort();
+  try {
+    for (
+      const args of [["echo", "ws://127.0.0.1:0/"], [
+        "forward",
+        "ws://127.0.0.1:0/",
+        `127.0.0.1:${tcpPort}`,
+      ]]
+    ) {
+      const server = spawnSockit([...args, "-v"], { process: true, perms: ["--allow-net"] });
+      const port = await server.listeningPort();
+      const pid = (server as SockitProcess).child.pid;
+      try {
+        const before = rssMiB(pid);
+        const flood = new Deno.Command(PYTHON, {
+          args: ["-c", PY_FLOOD, String(port), hex(ping), "8"],
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        let peak = before;
+        const sampling = (async () => {
+          for (let i = 0; i < 40; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            peak = Math.max(peak, rssMiB(pid));
+          }
+        })();
+        const out = await flood.output();
+        await sampling;
+        assert(out.success, decoder.decode(out.stderr));
+        assert(
+          peak - before < 200,
+          `${args[0]}: RSS ${before.toFixed(0)} → ${peak.toFixed(0)} MiB under a ping flood ` +
+            `(${decoder.decode(out.stdout).trim()} B of pings sent)`,
+        );
+        const next = await runSockit(["connect", `ws://127.0.0.1:${port}/`, "--binary"], {
+          stdin: encoder.encode("still served\n"),
+        });
+        assertEquals([next.code, next.text], [0, "still served\n"], next.stderr);
+      } finally {
+        server.kill("SIGTERM");
+        await server.result();
+      }
+    }
+  } finally {
+    tcpEcho.kill("SIGTERM");
+    await tcpEcho.result();
+  }
+});
+
+/** Sends `request` on a new connection; resolves to the status line the server answers. */
+async function statusOf(port: number, request: string): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(request)).catch(() => {});
+  let got = "";
+  const buf = new Uint8Array(4096);
+  while (!got.includes("\r\n")) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    got += decoder.decode(buf.subarray(0, n));
+  }
+  return got.split("\r\n")[0];
+}
+
+const UPGRADE_HEAD = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+Deno.test("ws: upgrade heads are parsed in linear time; an oversize head gets 431, a malformed one 400; others are served", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"], {
+    process: true,
+    perms: ["--allow-net"],
+  });
+  const port = await echo.listeningPort();
+  try {
+    // Values that cost a backtracking header regex ~0.6 s each (here 8 at once).
+    const heavy = `${UPGRADE_HEAD}Sec-WebSocket-Protocol: a${" \t".repeat(7500)}b\r\n\r\n`;
+    const attackers = Array.from({ length: 8 }, () => statusOf(port, heavy));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    const r = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("served\n"),
+    });
+    const took = performance.now() - started;
+    assertEquals([r.code, r.text], [0, "served\n"], r.stderr);
+    assert(took < 2500, `another client's upgrade and echo took ${took.toFixed(0)} ms`);
+    for (const status of await Promise.all(attackers)) assertMatch(status, /^HTTP\/1\.1 101 /);
+    // Over the 16 KiB bound: 431; a header line without a colon, or folded: 400.
+    const huge = `${UPGRADE_HEAD}X-Big: ${"y".repeat(20_000)}\r\n\r\n`;
+    assertMatch(await statusOf(port, huge), /^HTTP\/1\.1 431 /);
+    assertMatch(await statusOf(port, `${UPGRADE_HEAD}Bogus line\r\n\r\n`), /^HTTP\/1\.1 400 /);
+    assertMatch(
+      await statusOf(port, `${UPGRADE_HEAD}X-A: 1\r\n folded\r\n\r\n`),
+      /^HTTP\/1\.1 400 /,
+    );
+    assertMatch(await statusOf(port, `${UPGRADE_HEAD}X A: 1\r\n\r\n`), /^HTTP\/1\.1 400 /);
+    const after = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("still served\n"),
+    });
+    assertEquals([after.code, after.text], [0, "still served\n"], after.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  assertMatch(echo.stderr, /WebSocket upgrade failed: a request head over 16 KiB/);
+  assertMatch(echo.stderr, /WebSocket upgrade failed: a malformed header line/);
+});
+
+Deno.test("ws: connect refuses a server's oversize or malformed answer to the upgrade in words", async () => {
+  for (
+    const [answer, why] of [
+      [`HTTP/1.1 101 Switching Protocols\r\nX-Big: ${"y".repeat(20_000)}\r\n\r\n`, /over 16 KiB/],
+      ["HTTP/1.1 101 Switching Protocols\r\nno colon here\r\n\r\n", /malformed header line/],
+    ] as const
+  ) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const serving = (async () => {
+      using conn = await listener.accept();
+      await conn.read(new Uint8Array(4096));
+      await conn.write(encoder.encode(answer)).catch(() => {});
+      await conn.read(new Uint8Array(4096)).catch(() => null);
+    })();
+    const r = await runSockit(["connect", `ws://127.0.0.1:${listener.addr.port}/`], {
+      stdin: "null",
+    });
+    listener.close();
+    await serving;
+    assertEquals(r.code, 1, r.stderr);
+    assertMatch(r.stderr, why);
+    assertEquals(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
+  }
+});
+
+/** Reads a connection until EOF or `ms`, then closes it; resolves to what came. */
+async function readFor(conn: Deno.Conn, ms: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let closed = false;
+  const timer = setTimeout(() => (closed = true, conn.close()), ms);
+  const buf = new Uint8Array(65536);
+  try {
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+    }
+  } finally {
+    clearTimeout(timer);
+    if (!closed) conn.close();
+  }
+  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  chunks.reduce((at, c) => (out.set(c, at), at + c.length), 0);
+  return out;
+}
+
+/** The frames in `bytes` (a server's: unmasked) as [opcode, fin, payload]. */
+function framesOf(bytes: Uint8Array): Array<[number, boolean, Uint8Array]> {
+  const out: Array<[number, boolean, Uint8Array]> = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i + 2 <= bytes.length;) {
+    let n = bytes[i + 1] & 0x7f;
+    let at = i + 2;
+    if (n === 126) [n, at] = [view.getUint16(i + 2), i + 4];
+    else if (n === 127) [n, at] = [Number(view.getBigUint64(i + 2)), i + 10];
+    if (at + n > bytes.length) break;
+    out.push([bytes[i] & 0x0f, (bytes[i] & 0x80) !== 0, bytes.subarray(at, at + n)]);
+    i = at + n;
+  }
+  return out;
+}
+
+/** The close code of the Close frame among `frames` (-1: none). */
+function closeCodeOf(frames: Array<[number, boolean, Uint8Array]>): number {
+  const close = frames.find(([op]) => op === 8);
+  return close ? (close[2][0] << 8) | close[2][1] : -1;
+}
+
+Deno.test("ws: a message kept open by empty continuation frames is closed 1009 after 65536 fragments", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const conn = await rawClient(port);
+    const empty = maskedFrame(0x0, new Uint8Array(0), false);
+    const batch = new Uint8Array(empty.length * 10_000);
+    for (let i = 0; i < 10_000; i++) batch.set(empty, i * empty.length);
+    const writing = (async () => {
+      await conn.write(maskedFrame(0x1, encoder.encode("a"), false));
+      for (let i = 0; i < 7; i++) {
+        for (let at = 0; at < batch.length;) at += await conn.write(batch.subarray(at));
+      }
+    })().catch(() => {});
+    const frames = framesOf(await readFor(conn, 10_000));
+    await writing;
+    assertEquals(closeCodeOf(frames), 1009);
+    const fine = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("next\n"),
+    });
+    assertEquals([fine.code, fine.text], [0, "next\n"], fine.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  assertMatch(echo.stderr, /a message in more than 65536 fragments \(closed with 1009\)/);
+});
+
+Deno.test("ws: a message still open after maxMessageTime is closed 1008 (library option)", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const conn = Connection.from(await listener.accept());
+    const ws = await websocketServer(conn, { mode: "binary", maxMessageTime: 300 });
+    const buf = new Uint8Array(1024);
+    try {
+      for (;;) if (await ws.read(buf) === null) return "ended";
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      ws.close();
+    }
+  })();
+  const conn = await rawClient(listener.addr.port);
+  await conn.write(maskedFrame(0x2, new Uint8Array([1]), false));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await conn.write(maskedFrame(0x0, new Uint8Array([2]), true)).catch(() => 0);
+  const frames = framesOf(await readFor(conn, 5_000));
+  assertEquals(closeCodeOf(frames), 1008);
+  assertMatch(await serving, /a message still open after 300 ms \(closed with 1008\)/);
+});
+
+Deno.test("ws: echo sends an empty message back at once, on its own, before the next; 1,000 empty ones all come back", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const out = await node(`
+      const WebSocket = require("ws");
+      const ws = new WebSocket("ws://127.0.0.1:${port}/");
+      const got = [];
+      let wake = null;
+      const next = (ms) => new Promise((resolve) => {
+        const timer = setTimeout(() => { wake = null; resolve("none"); }, ms);
+        wake = (m) => { clearTimeout(timer); wake = null; resolve(m); };
+      });
+      let empties = 0;
+      ws.on("message", (m, binary) => {
+        const seen = (binary ? "b:" : "t:") + m.toString();
+        if (wake) wake(seen); else if (seen === "b:") empties++; else got.push("late " + seen);
+      });
+      ws.on("open", async () => {
+        ws.send("");
+        got.push(await next(3000));
+        ws.send("abc");
+        got.push(await next(3000));
+        for (let i = 0; i < 1000; i++) ws.send(Buffer.alloc(0));
+        const until = Date.now() + 5000;
+        while (empties < 1000 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        ws.close(1000);
+      });
+      ws.on("close", (code) => console.log(JSON.stringify({ got, empties, code })));
+    `);
+    assertEquals(JSON.parse(out), { got: ["t:", "t:abc"], empties: 1000, code: 1000 });
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: echo gives frames back as they came — one 4 MiB frame is one frame; fragments ending in an empty FIN frame", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const big = randomBytes(4 * 2 ** 20);
+    const conn = await rawClient(port);
+    const frames = [
+      maskedFrame(0x2, big),
+      maskedFrame(0x1, encoder.encode("x".repeat(2 ** 20)), false),
+      maskedFrame(0x0, encoder.encode("y".repeat(3 * 2 ** 20)), false),
+      maskedFrame(0x0, new Uint8Array(0), true),
+      maskedFrame(0x8, new Uint8Array([0x03, 0xe8])),
+    ];
+    const writing = (async () => {
+      for (const frame of frames) {
+        for (let at = 0; at < frame.length;) at += await conn.write(frame.subarray(at));
+      }
+    })();
+    const back = framesOf(await readFor(conn, 20_000));
+    await writing;
+    assertEquals(
+      back.map(([op, fin, payload]) => [op, fin, payload.length]),
+      [[2, true, 4 * 2 ** 20], [1, false, 2 ** 20], [0, false, 3 * 2 ** 20], [0, true, 0], [
+        8,
+        true,
+        2,
+      ]],
+    );
+    assertEquals(sha256(back[0][2]), sha256(big));
+    // Python's websockets sends an iterable as fragments and an empty final frame.
+    const py = await new Deno.Command(PYTHON, {
+      args: [
+        "-c",
+        `
+import asyncio, hashlib, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:${port}/", max_size=None) as ws:
+        chunks = [bytes([i]) * 65536 for i in range(64)]
+        await ws.send(chunks)
+        try:
+            back = await asyncio.wait_for(ws.recv(), 5)
+        except asyncio.TimeoutError:
+            back = b"timeout"
+        print(len(back), hashlib.sha256(back).hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest())
+asyncio.run(main())
+`,
+      ],
+      stdout: "piped",
+    }).output();
+    assertEquals(decoder.decode(py.stdout).trim(), `${4 * 2 ** 20} True`);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+});
+
+Deno.test("ws: forward ws:// → ws:// keeps each message's kind and boundaries both ways, empty ones included", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const echoPort = await echo.listeningPort();
+  const forward = spawnSockit([
+    "forward",
+    "ws://127.0.0.1:0/",
+    `ws://127.0.0.1:${echoPort}/`,
+    "-v",
+  ]);
+  const port = await forward.listeningPort();
+  try {
+    const out = await node(`
+      const WebSocket = require("ws");
+      const crypto = require("crypto");
+      const big = crypto.randomBytes(3 * 1024 * 1024);
+      const ws = new WebSocket("ws://127.0.0.1:${port}/");
+      const got = [];
+      const sent = ["text ✓", Buffer.from([0, 1, 2]), "", Buffer.alloc(0), big, "end"];
+      ws.on("open", () => { for (const m of sent) ws.send(m); });
+      ws.on("message", (m, binary) => {
+        got.push((binary ? "b" : "t") + m.length + ":" + crypto.createHash("sha256").update(m).digest("hex").slice(0, 12));
+        if (got.length === sent.length) ws.close(1000);
+      });
+      ws.on("close", (code) => console.log(JSON.stringify({ got, code, want: sent.map((m) =>
+        (typeof m === "string" ? "t" : "b") + Buffer.from(m).length + ":" +
+        crypto.createHash("sha256").update(m).digest("hex").slice(0, 12)) })));
+    `);
+    const { got, code, want } = JSON.parse(out);
+    assertEquals([got, code], [want, 1000]);
+  } finally {
+    for (const run of [forward, echo]) {
+      run.kill("SIGTERM");
+      await run.result();
+    }
+  }
+});
+
+Deno.test("ws: listen writes an empty text message as its newline, a big one whole", async () => {
+  const listen = spawnSockit(["listen", "ws://127.0.0.1:0/", "-v"], { stdin: "null" });
+  const port = await listen.listeningPort();
+  await using client = new Peer([
+    PYTHON,
+    "-c",
+    `
+import asyncio, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:${port}/") as ws:
+        await ws.send("")
+        await ws.send("z" * 300000)
+        await ws.send("")
+        await ws.wait_closed()
+    print("done", flush=True)
+asyncio.run(main())
+`,
+  ]);
+  assertEquals(await client.line(), "done");
+  const r = await listen.result();
+  assertEquals([r.code, r.text], [0, `\n${"z".repeat(300000)}\n\n`], r.stderr);
+});
+
+Deno.test("ws: echo closes a connection whose text frame turns out not UTF-8 after part of it was echoed", async () => {
+  const echo = spawnSockit(["echo", "ws://127.0.0.1:0/", "-v"]);
+  const port = await echo.listeningPort();
+  try {
+    const conn = await rawClient(port);
+    const payload = new Uint8Array(100_000).fill(0x61);
+    payload.set([0xc3, 0x28], payload.length - 2);
+    const frame = maskedFrame(0x1, payload);
+    const cut = frame.length - 30_000;
+    for (let at = 0; at < cut;) at += await conn.write(frame.subarray(at, cut));
+    // The first part is echoed before the rest (and the bad bytes) come.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await conn.write(frame.subarray(cut)).catch(() => 0);
+    const back = await readFor(conn, 5_000);
+    assert(back.length > 1000 && back.length < 100_000, `${back.length} B came back`);
+    assertEquals(framesOf(back).length, 0, "a whole frame came back");
+    const fine = await runSockit(["connect", `ws://127.0.0.1:${port}/`], {
+      stdin: encoder.encode("next\n"),
+    });
+    assertEquals([fine.code, fine.text], [0, "next\n"], fine.stderr);
+  } finally {
+    echo.kill("SIGTERM");
+    await echo.result();
+  }
+  assertMatch(echo.stderr, /not UTF-8 \(closed without a Close frame: one of ours was half sent\)/);
 });

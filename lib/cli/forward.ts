@@ -20,6 +20,7 @@ import type { ProxySpec } from "../proxy.ts";
 import { serve } from "../server.ts";
 import { SERVER_BUFFER, transfer } from "../transfer.ts";
 import { isTls, requireEndpoint, transportOf } from "../transports.ts";
+import { WebSocketSide } from "../websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -256,6 +257,8 @@ export async function runForward(
       reporter.connected(target);
       if (target.handshake) reporter.tls(target, target.handshake);
       reporter.upgraded(target);
+      // WebSocket to WebSocket: frames go on as they came (kinds, boundaries, empty ones).
+      WebSocketSide.pair(client, target);
       return await transfer(client, target, {
         signal: ctx.signal,
         idleTimeout: options.idleTimeout,

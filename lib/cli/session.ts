@@ -70,7 +70,9 @@ export interface SessionOptions extends Pick<TransferOptions, "idleTimeout" | "h
  * - `listen`: when its client leaves (as `nc -l`), once the input pauses for
  *   {@linkcode SESSION_LINGER} ms — at once from a terminal.
  *
- * `--send-only` never reads the socket, so the end of input ends it.
+ * `--send-only` never reads the socket, so the end of input ends it. A peer
+ * whose end is a full close (`Peer.endIsClose`: a WebSocket's Close) ends
+ * any session at once, in {@linkcode runSession}.
  *
  * @example Usage
  * ```ts
@@ -160,6 +162,9 @@ export async function runSession(
   }
   const ending = options.quitAfterInput !== undefined
     ? { endOnEof: "b" as const, linger: options.quitAfterInput }
+    : options.role && peer.endIsClose && !options.sendOnly
+    // A WebSocket's Close ends both directions: input still to come has nowhere to go.
+    ? { endOnEof: "a" as const, linger: 0 }
     : options.role
     ? endRule(options.role, ctx.stdinIsTerminal === true, options)
     : { endOnEof: options.endOnEof, linger: options.linger };

@@ -55,6 +55,14 @@ export interface Command<T> {
   parse(parsed: ParsedFlags, rest?: string[]): T;
   /** Runs the command; resolves to its exit code. */
   run(options: T, ctx: CommandContext): Promise<number>;
+  /**
+   * The whole command's time limit in ms (`--timeout` of a server, ping or
+   * traceroute), which `main` enforces: when it passes, the command's signal
+   * aborts with a `TimeoutError`, the command stops as on a signal, and the
+   * exit code is 124. Commands whose `--timeout` means something of their
+   * own (connect, wait, scan) handle it themselves.
+   */
+  deadline?(options: T): number | undefined;
   /** Whether what follows `--` is the command's own (a command to run). */
   passThrough?: boolean;
   /** It writes nothing on stdout (`echo`, `forward`): a closed stdout does not stop it. */

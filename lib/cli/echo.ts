@@ -20,7 +20,13 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import {
+  LIFETIME_FLAG,
+  SERVER_FLAGS,
+  SERVER_SOCKET_FLAGS,
+  TRAFFIC_FLAGS,
+  WEBSOCKET_FLAGS,
+} from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
@@ -79,6 +85,7 @@ UDP: every datagram goes back to its sender.`,
       flags: [
         ...SERVER_FLAGS,
         ["idle-timeout", "close a connection after DUR without data"],
+        LIFETIME_FLAG,
         "ipv4",
         "ipv6",
       ],
@@ -112,6 +119,7 @@ UDP: every datagram goes back to its sender.`,
     };
   },
   run: runEcho,
+  deadline: (options) => options.lifetime,
 };
 
 /**

@@ -24,7 +24,13 @@ import { WebSocketSide } from "../websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { MULTICAST_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import {
+  LIFETIME_FLAG,
+  MULTICAST_FLAGS,
+  SERVER_SOCKET_FLAGS,
+  TRAFFIC_FLAGS,
+  WEBSOCKET_FLAGS,
+} from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -103,6 +109,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
         "allow",
         "deny",
         ["idle-timeout", "close a connection pair after DUR without data"],
+        LIFETIME_FLAG,
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
         ["ipv6", "port-only LISTEN binds ::1; TARGET resolves to IPv6"],
       ],
@@ -191,6 +198,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     };
   },
   run: runForward,
+  deadline: (options) => options.lifetime,
 };
 
 /**

@@ -38,7 +38,7 @@ import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -194,6 +194,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "allow",
         "deny",
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
+        LIFETIME_FLAG,
         ["no-half-close", "keep the write side open after the end of stdin (or of --send)"],
         "ipv4",
         "ipv6",
@@ -254,6 +255,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     };
   },
   run: runListen,
+  deadline: (options) => options.lifetime,
 };
 
 /**

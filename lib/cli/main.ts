@@ -8,7 +8,9 @@
 
 import { idle } from "../epoll.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { exitCodeOf, SockitError, UsageError } from "../errors.ts";
+import { exitCodeOf, SockitError, TimeoutError, UsageError } from "../errors.ts";
+import { Deadline } from "../deadline.ts";
+import { formatDuration } from "../format.ts";
 import { schemePrefix, TRANSPORTS } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { flagUses, helpText, parseCommand } from "./command.ts";
@@ -166,10 +168,24 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       const better = explainUsage(err.message, command.name, rest, longFlags);
       throw better ? new UsageError(better) : err;
     }
-    const code = await command.run(options, ctx);
-    // Libc sockets closed in the command's last moments: their epoll thread returns first.
+    const limit = command.deadline?.(options);
+    if (limit === undefined) {
+      const code = await command.run(options, ctx);
+      // Libc sockets closed in the command's last moments: their epoll thread returns first.
+      await settled();
+      return code;
+    }
+    // The whole command's --timeout: its signal aborts as a signal would, with a TimeoutError.
+    using deadline = new Deadline(
+      limit,
+      () => new TimeoutError(`timed out after ${formatDuration(limit)}`, { op: name }),
+      ctx.signal,
+    );
+    const code = await command.run(options, { ...ctx, signal: deadline.signal });
     await settled();
-    return code;
+    return deadline.expired && !ctx.signal.aborted
+      ? reporter.fail(deadline.signal.reason, name)
+      : code;
   } catch (err) {
     if (err instanceof UsageError) return reporter.usage(err);
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);

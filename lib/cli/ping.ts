@@ -14,6 +14,7 @@ import { resolve } from "../resolve.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
+import { LIFETIME_FLAG } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { countFlag, durationFlag, familyFlag } from "./values.ts";
 
@@ -29,6 +30,8 @@ export interface PingCommandOptions extends GlobalOptions {
   timeout: number;
   /** `-w` in ms. */
   deadline?: number;
+  /** `--timeout`: the whole command's limit in ms (exit 124). */
+  lifetime?: number;
   /** `-s`: data bytes (default 56). */
   size: number;
   /** `--ttl`. */
@@ -60,6 +63,7 @@ socket, 130/143 when interrupted (after the statistics).`,
       ],
       "reply-timeout",
       "deadline",
+      LIFETIME_FLAG,
       "size",
       "ttl",
       "socket",
@@ -109,6 +113,7 @@ socket, 130/143 when interrupted (after the statistics).`,
       interval,
       timeout,
       deadline: durationFlag(values, "deadline", true),
+      lifetime: durationFlag(values, "timeout", true),
       size,
       ttl,
       socket,
@@ -116,6 +121,7 @@ socket, 130/143 when interrupted (after the statistics).`,
     };
   },
   run: runPing,
+  deadline: (options) => options.lifetime,
 };
 
 /**

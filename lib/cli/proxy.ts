@@ -29,7 +29,7 @@ import { requireEndpoint } from "../transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { durationFlag, familyFlag, serverLimits, socketFlags } from "./values.ts";
@@ -85,6 +85,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
         "request-timeout",
         ...SERVER_FLAGS,
         ["idle-timeout", "close a tunnel after DUR without data either way"],
+        LIFETIME_FLAG,
         ["ipv4", "resolve target names to IPv4 only"],
         ["ipv6", "resolve target names to IPv6 only"],
       ],
@@ -126,6 +127,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
     };
   },
   run: runProxy,
+  deadline: (options) => options.lifetime,
 };
 
 /** The users of `--auth` and `--auth-file` (a file without users is an error). */

@@ -256,6 +256,8 @@ export interface ServerLimits {
   access: AccessRules;
   /** Per-connection idle timeout in ms. */
   idleTimeout?: number;
+  /** The whole server's time limit in ms (`--timeout`): then it stops, exit 124. */
+  lifetime?: number;
 }
 
 /**
@@ -278,6 +280,7 @@ export function serverLimits(values: FlagValues): ServerLimits {
     maxConns,
     access: { allow: list("allow"), deny: list("deny") },
     idleTimeout: durationFlag(values, "idle-timeout", true),
+    lifetime: durationFlag(values, "timeout", true),
   };
 }
 

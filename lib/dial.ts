@@ -268,12 +268,19 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
     const name = options.serverName ?? target.host;
     const tag = `#${ctx.id}`;
     try {
-      const upgraded = await upgradeClient(plain.conn as Deno.TcpConn, name, options);
+      const upgraded = await upgradeClient(
+        plain.conn as Deno.TcpConn,
+        name,
+        options,
+        ctx.signal,
+      );
       const alpn = upgraded.info.alpn ? `, alpn ${upgraded.info.alpn}` : "";
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = ok${alpn}`);
       return plain.secured(upgraded.conn, upgraded.info);
     } catch (err) {
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = -1 ${(err as Error).message}`);
+      // Cut by the deadline or a signal: that is the reason, not a TLS failure.
+      if (ctx.signal.aborted) throw ctx.signal.reason;
       throw tlsFailure(err, plain.remoteAddress);
     }
   };

@@ -8,14 +8,16 @@
  *
  * Every target is tried once per interval, all at once. An attempt has its
  * own limit (so one that hangs — a SYN nobody acknowledges — cannot eat the
- * whole timeout) and never outlives the deadline; a connection that
+ * whole timeout; a cut attempt says how long it waited, and that the SYN
+ * went unanswered only when its connect was seen waiting for one) and never outlives the deadline; a connection that
  * succeeds is closed at once. The last failure of each target is kept, for
  * the message when the time is up.
  *
  * @module
  */
 
-import type { Dialer } from "./dial.ts";
+import { directDialer, plainOpener } from "./dial.ts";
+import type { AddressOpener, Dialer } from "./dial.ts";
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
 import { Deadline, delay } from "./deadline.ts";
@@ -23,9 +25,10 @@ import { exitCodeOf, SockitError, toSockitError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
 import { httpExchange, parseHttpUrl } from "./http.ts";
 import type { HttpRequest } from "./http.ts";
-import { connect, connectAddress } from "./open.ts";
+import { connect, connectAddress, dialTarget } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
+import { ipFamily } from "./ip.ts";
 import { isTls } from "./transports.ts";
 import type { Pattern } from "./pattern.ts";
 
@@ -133,16 +136,63 @@ function attemptOf(target: WaitTarget, options: WaitOptions): Attempt {
   }
   if ("url" in target) return (signal) => httpAttempt(target.url, options, signal);
   return async (signal) => {
-    const conn = await connect(target, {
-      family: options.family,
-      signal,
-      lookup: options.lookup,
-      base: options.base,
-    });
+    // Watch each TCP connect (without a proxy): when the attempt is cut, what
+    // it was waiting for decides the words.
+    let answer: unknown;
+    let opened = false;
+    let synUnanswered = 0;
+    const watched: AddressOpener = async (...args) => {
+      const since = performance.now();
+      opened = true;
+      answer = undefined;
+      try {
+        return await plainOpener(...args);
+      } catch (err) {
+        if (err === signal.reason) synUnanswered = performance.now() - since;
+        else answer = err;
+        throw err;
+      }
+    };
+    let conn;
+    try {
+      conn = await connect(target, {
+        family: options.family,
+        signal,
+        lookup: options.lookup,
+        base: options.base ?? ("path" in target ? undefined : directDialer(watched)),
+      });
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      // The answer came, just after the cut: it is the attempt's result.
+      if (answer !== undefined) throw toSockitError(answer, "connect", "");
+      if (options.base || "path" in target) throw new AttemptCut("");
+      const dialled = dialTarget(target, "connect", options.family);
+      if (!opened && "host" in dialled && ipFamily(dialled.host) === undefined) {
+        throw new AttemptCut("name not resolved");
+      }
+      throw new AttemptCut(synUnanswered >= SYN_UNANSWERED ? "SYN not acknowledged" : "");
+    }
     conn.close();
     return { ready: true, detail: "accepted a connection" };
   };
 }
+
+/**
+ * An attempt cut by its limit before an answer came, and what it was
+ * waiting for, when that is known (`SYN not acknowledged`).
+ */
+class AttemptCut extends Error {
+  constructor(readonly waitingFor: string) {
+    super(waitingFor || "cut short");
+  }
+}
+
+/**
+ * How long a connect must have gone without a SYN-ACK or a reset before a
+ * cut attempt says the SYN was not acknowledged (a refusal comes back in
+ * a round trip; sooner, the attempt was merely cut before any answer).
+ */
+const SYN_UNANSWERED = 200;
 
 /** Requests `url`, following redirects, and judges the final answer. */
 async function httpAttempt(
@@ -241,6 +291,10 @@ export async function waitFor(
         () => new SockitError("the attempt's time is up", { op: "wait", code: "ETIMEDOUT" }),
         stop,
       );
+      let cutAfter = 0;
+      limit.signal.addEventListener("abort", () => cutAfter = performance.now() - attemptStarted, {
+        once: true,
+      });
       try {
         const found = await attempt(limit.signal);
         ready = found.ready;
@@ -250,15 +304,17 @@ export async function waitFor(
         // Usage errors and denied permissions will not heal by waiting.
         const code = exitCodeOf(err);
         if (code === 2 || code === 126) throw err;
-        // An attempt cut short has no answer of its own: say what it waited for — unless
-        // the deadline cut it as it began, when the attempt before it says more.
-        const cutShort = limit.signal.aborted;
-        const waited = performance.now() - attemptStarted;
+        // An attempt cut short has no answer of its own: say how long it waited, and for
+        // what when that is known — unless the deadline cut it as it began, when the attempt
+        // before it says more.
+        const cutShort = limit.signal.aborted &&
+          (err === limit.signal.reason || err instanceof AttemptCut);
         if (!cutShort) result.lastError = toSockitError(err, "connect", address).reason;
-        else if (limit.expired || !result.lastError || waited >= attemptLimit / 2) {
-          result.lastError = "url" in target || "file" in target
-            ? `no answer within ${formatDuration(waited)}`
-            : "no answer (SYN not acknowledged)";
+        else if (limit.expired || !result.lastError || cutAfter >= attemptLimit / 2) {
+          const waitingFor = err instanceof AttemptCut && err.waitingFor;
+          result.lastError = `no answer within ${
+            formatDuration(limit.expired ? attemptLimit : cutAfter)
+          }${waitingFor ? ` (${waitingFor})` : ""}`;
         }
         if (stop.aborted) break;
       }

@@ -13,6 +13,7 @@ import {
   runSockit,
   tempSocketDir,
 } from "./helpers.ts";
+import { waitFor } from "../lib/wait.ts";
 
 /**
  * A Python HTTP server on 127.0.0.1 (HTTPS with `cert`/`key`): `/flaky`
@@ -242,6 +243,57 @@ time.sleep(30)
   await python.status;
   await reader.cancel();
   assertEquals(r.code, 124);
-  assertEquals(JSON.parse(r.text.trim()).lastError, "no answer (SYN not acknowledged)");
-  assertMatch(r.stderr, /not ready: 127\.0\.0\.1:\d+ \(no answer \(SYN not acknowledged\)\)/);
+  assertMatch(
+    JSON.parse(r.text.trim()).lastError,
+    /^no answer within \d+ ms \(SYN not acknowledged\)$/,
+  );
+  assertMatch(
+    r.stderr,
+    /not ready: 127\.0\.0\.1:\d+ \(no answer within \d+ ms \(SYN not acknowledged\)\)/,
+  );
+});
+
+Deno.test("wait: an attempt cut before any answer could come never claims an unacknowledged SYN", async () => {
+  const port = freePort();
+  // Cut at 1 ms, by the attempt's limit or by the deadline, on a port that refuses: the
+  // refusal is named when it came, else the time the attempt had — never a SYN.
+  for (
+    const limits of [
+      ["--timeout", "1ms"],
+      ["--timeout", "0.3ms"],
+      ["--attempt-timeout", "1ms", "--timeout", "300ms"],
+    ]
+  ) {
+    // A process, as users run it: its first connect takes long enough to be cut.
+    const r = await runSockit(["wait", `127.0.0.1:${port}`, ...limits, "--json"], {
+      process: true,
+    });
+    assertEquals(r.code, 124, r.stderr);
+    const { lastError } = JSON.parse(r.text.trim());
+    assertMatch(lastError, /^(connection refused|no answer within \d+ ms)$/, limits.join(" "));
+  }
+});
+
+Deno.test("wait: an attempt cut while the name is being resolved says so, and ends on time", async () => {
+  // A resolver that answers after 1.5 s (a silent DNS server): the attempt and the
+  // deadline still end on time, and the words say what the attempt was waiting for.
+  const late: Promise<void>[] = [];
+  const lookup = () => {
+    const { promise, resolve } = Promise.withResolvers<string[]>();
+    late.push(
+      new Promise<void>((done) => setTimeout(() => (resolve(["127.0.0.1"]), done()), 1500)),
+    );
+    return promise;
+  };
+  const started = performance.now();
+  const [result] = await waitFor([{ transport: "tcp", hostname: "db.invalid", port: 5432 }], {
+    timeout: 400,
+    attemptTimeout: 250,
+    lookup,
+  });
+  const took = performance.now() - started;
+  await Promise.all(late);
+  assert(took < 1400, `waitFor ended after ${Math.round(took)} ms, with its 400 ms timeout`);
+  assertEquals(result.ready, false);
+  assertMatch(result.lastError ?? "", /^no answer within \d+ ms \(name not resolved\)$/);
 });

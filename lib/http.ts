@@ -4,7 +4,8 @@
  * verification, `--cacert`, `--insecure`, client certificates, Unix
  * sockets and later proxies apply as for every other connection), the
  * status line and headers read back, and the body when asked for (up to
- * {@linkcode MAX_BODY}). Redirects are the caller's to follow.
+ * {@linkcode MAX_BODY}). Redirects are the caller's to follow; {@linkcode redirectTarget}
+ * says where one may lead.
  *
  * @module
  */
@@ -72,6 +73,91 @@ export function parseHttpUrl(text: string): HttpTarget {
     host: url.port ? `${formatHost(hostname)}:${port}` : formatHost(hostname),
     path,
   };
+}
+
+/**
+ * The origin of a target: scheme, host and port (`https://example.com:443`),
+ * or the socket of an `http+unix:` URL (`unix:/run/app.sock`). Headers the
+ * user gave go only to the origin they were given for.
+ *
+ * @example Usage
+ * ```ts
+ * import { originOf, parseHttpUrl } from "./http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(originOf(parseHttpUrl("https://Example.com/a")), "https://example.com:443");
+ * assert.equal(originOf(parseHttpUrl("http+unix://%2Frun%2Fapp.sock/up")), "unix:/run/app.sock");
+ * ```
+ */
+export function originOf(target: HttpTarget): string {
+  const endpoint = target.endpoint;
+  if ("path" in endpoint) return `unix:${endpoint.path}`;
+  const scheme = endpoint.transport === "tls" ? "https" : "http";
+  return `${scheme}://${formatHost(endpoint.hostname ?? "")}:${endpoint.port}`;
+}
+
+/** Where a redirect leads, or why it is not followed. */
+export type Redirect = { target: HttpTarget } | { refused: string };
+
+/** Text from a server, fit for a message: no control characters, at most 200 characters. */
+function shown(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const plain = text.replace(/[\x00-\x1f\x7f]/g, "?");
+  return plain.length > 200 ? `${plain.slice(0, 200)}…` : plain;
+}
+
+/**
+ * Where a redirect from `from` to `location` (its `Location` header, maybe
+ * relative) leads — or why it is not followed: to another scheme than
+ * `http://` and `https://`, down from `https://` to `http://`, into a Unix
+ * socket (an `http+unix:` URL is followed only on the socket it came from),
+ * or to a URL that is not one sockit can request.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseHttpUrl, redirectTarget } from "./http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const from = parseHttpUrl("https://a.example/health");
+ * const next = redirectTarget(from, "/ready");
+ * assert.ok("target" in next && next.target.url === "https://a.example/ready");
+ * assert.ok("refused" in redirectTarget(from, "http://a.example/ready"));
+ * assert.ok("refused" in redirectTarget(from, "http+unix://%2Fvar%2Frun%2Fdocker.sock/"));
+ * assert.ok("refused" in redirectTarget(from, "ftp://a.example/"));
+ * ```
+ */
+export function redirectTarget(from: HttpTarget, location: string): Redirect {
+  const where = shown(location);
+  let url: URL;
+  try {
+    url = new URL(location, from.url);
+  } catch {
+    return { refused: `its Location ${JSON.stringify(where)} is not a URL` };
+  }
+  const leaving = "path" in from.endpoint
+    ? "http+unix:"
+    : from.endpoint.transport === "tls"
+    ? "https:"
+    : "http:";
+  const to = url.protocol;
+  if (to !== "http:" && to !== "https:" && to !== "http+unix:") {
+    return { refused: `${where} is another scheme (only http:// and https:// are followed)` };
+  }
+  if (leaving === "https:" && to === "http:") {
+    return { refused: `${where} leaves https:// for http://` };
+  }
+  let target: HttpTarget;
+  try {
+    target = parseHttpUrl(url.href);
+  } catch (err) {
+    return {
+      refused: `${where}: ${(err as Error).message.replace(/^cannot parse URL ".*": /s, "")}`,
+    };
+  }
+  if (to === "http+unix:" && originOf(target) !== originOf(from)) {
+    return { refused: `${where} leads into a Unix socket` };
+  }
+  return { target };
 }
 
 /** A request. */

@@ -23,7 +23,7 @@ import type { Endpoint } from "./address.ts";
 import { Deadline, delay } from "./deadline.ts";
 import { exitCodeOf, SockitError, toSockitError } from "./errors.ts";
 import { formatDuration } from "./format.ts";
-import { httpExchange, parseHttpUrl } from "./http.ts";
+import { httpExchange, originOf, parseHttpUrl, redirectTarget } from "./http.ts";
 import type { HttpRequest } from "./http.ts";
 import { connect, connectAddress, dialTarget } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
@@ -86,7 +86,7 @@ export interface WaitResult {
   lastStatus?: string;
 }
 
-/** How many redirects are followed. */
+/** How many redirects an attempt follows (curl's --max-redirs is 50; a health check needs few). */
 const MAX_REDIRECTS = 10;
 
 /** Default limit of one attempt. */
@@ -194,16 +194,25 @@ class AttemptCut extends Error {
  */
 const SYN_UNANSWERED = 200;
 
-/** Requests `url`, following redirects, and judges the final answer. */
+/**
+ * Requests `url`, following redirects (at most {@linkcode MAX_REDIRECTS}),
+ * and judges the final answer. The user's headers (`-H`) go only to the
+ * origin of `url`: a redirect elsewhere — another host, port or scheme —
+ * is requested without them, as curl does with credentials (here every
+ * `-H`, since any of them may be one: `X-Api-Key`, `Cookie`, …). A redirect
+ * that {@linkcode redirectTarget} refuses (another scheme, https:// to
+ * http://, into a Unix socket) is not followed: the attempt ends with the
+ * 3xx and says why.
+ */
 async function httpAttempt(
   url: string,
   options: WaitOptions,
   signal: AbortSignal,
 ): Promise<{ ready: boolean; detail?: string; status?: string }> {
   const accepted = options.status ?? ["2xx"];
-  let next = url;
+  let target = parseHttpUrl(url);
+  const home = originOf(target);
   for (let hop = 0;; hop++) {
-    const target = parseHttpUrl(next);
     using conn = await connect(target.endpoint, {
       family: options.family,
       signal,
@@ -215,7 +224,11 @@ async function httpAttempt(
     signal.addEventListener("abort", onAbort, { once: true });
     let response;
     try {
-      response = await httpExchange(conn, target, { ...options.request, readBody: !!options.body });
+      response = await httpExchange(conn, target, {
+        ...options.request,
+        headers: originOf(target) === home ? options.request?.headers : undefined,
+        readBody: !!options.body,
+      });
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       throw err;
@@ -226,9 +239,24 @@ async function httpAttempt(
     const location = response.headers.get("location");
     if (
       !statusAccepted(response.status, accepted) && response.status >= 300 &&
-      response.status < 400 && location && hop < MAX_REDIRECTS
+      response.status < 400 && location !== undefined
     ) {
-      next = new URL(location, next.replace(/^http\+unix:/, "http:")).href;
+      if (hop === MAX_REDIRECTS) {
+        return {
+          ready: false,
+          detail: `answered ${status} after ${MAX_REDIRECTS} redirects; no more are followed`,
+          status,
+        };
+      }
+      const next = redirectTarget(target, location);
+      if ("refused" in next) {
+        return {
+          ready: false,
+          detail: `answered ${status}; not followed: ${next.refused}`,
+          status,
+        };
+      }
+      target = next.target;
       continue;
     }
     if (!statusAccepted(response.status, accepted)) {

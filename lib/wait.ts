@@ -22,8 +22,8 @@ import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
 import { Deadline, delay } from "./deadline.ts";
 import { exitCodeOf, SockitError, toSockitError } from "./errors.ts";
-import { formatDuration } from "./format.ts";
-import { httpExchange, originOf, parseHttpUrl, redirectTarget } from "./http.ts";
+import { formatBytes, formatDuration } from "./format.ts";
+import { httpExchange, MAX_BODY, originOf, parseHttpUrl, redirectTarget } from "./http.ts";
 import type { HttpRequest } from "./http.ts";
 import { connect, connectAddress, dialTarget } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
@@ -265,7 +265,9 @@ async function httpAttempt(
     if (options.body && !options.body.test(response.body ?? "")) {
       return {
         ready: false,
-        detail: `answered ${status}, but the body does not match ${options.body}`,
+        detail: `answered ${status}, but the body does not match ${options.body}${
+          response.truncated ? ` (in its first ${formatBytes(MAX_BODY)}, as much as is read)` : ""
+        }`,
         status,
       };
     }

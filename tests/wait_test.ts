@@ -11,6 +11,7 @@ import {
   localhostCertificate,
   requireTool,
   runSockit,
+  SockitProcess,
   tempSocketDir,
 } from "./helpers.ts";
 import { waitFor } from "../lib/wait.ts";
@@ -475,5 +476,94 @@ Deno.test("wait: redirects keep -H headers on their origin, never downgrade http
   } finally {
     await servers.stop();
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** The peak VmRSS (KiB) of a running process, sampled every 50 ms until `done` settles. */
+async function peakRss(pid: number, done: Promise<unknown>): Promise<number> {
+  let peak = 0;
+  let finished = false;
+  done.finally(() => finished = true);
+  while (!finished) {
+    try {
+      const kib = Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1]);
+      if (kib > peak) peak = kib;
+    } catch {
+      break; // It has ended.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return peak;
+}
+
+Deno.test("wait http://: a server that sends endless headers, or a chunk of terabytes, costs an attempt, not memory", async () => {
+  // /headers: a status line, then header lines without end; /chunked: a chunk that claims
+  // 0xfffffffffff bytes, then data without end. Each as fast as Python sends.
+  const script = `
+import socket, threading
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        request = c.recv(65536)
+        if b" /headers " in request:
+            c.sendall(b"HTTP/1.1 200 OK\\r\\n")
+            n = 0
+            while True:
+                c.sendall(b"".join(b"X-H%d: %s\\r\\n" % (n + i, b"v" * 40) for i in range(20000)))
+                n += 20000
+        c.sendall(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\nfffffffffff\\r\\n")
+        block = b"a" * (1 << 20)
+        while True: c.sendall(block)
+    except OSError:
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+`;
+  const python = new Deno.Command(requireTool("python3"), {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = python.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await reader.read()).value?.trim());
+  try {
+    for (
+      const [path, extra, words] of [
+        [
+          "/headers",
+          [],
+          /^the response's head \(status line and headers\) is longer than 100 KiB$/,
+        ],
+        [
+          "/chunked",
+          ["--body", "nope"],
+          /^answered 200 OK, but the body does not match \/nope\/ \(in its first 1 MiB, as much as is read\)$/,
+        ],
+      ] as const
+    ) {
+      const run = new SockitProcess([
+        "wait",
+        `http://127.0.0.1:${port}${path}`,
+        ...extra,
+        "--timeout",
+        "3s",
+        "--json",
+      ]);
+      const finished = run.result();
+      const peak = await peakRss(run.child.pid, finished);
+      const r = await finished;
+      assertEquals(r.code, 124, r.stderr);
+      assertMatch(JSON.parse(r.text.trim()).lastError, words);
+      // Deno itself takes some 60 MiB; before the bounds, 3 s of this took 200–600 MiB.
+      assert(peak < 150 * 1024, `${path}: peak RSS ${Math.round(peak / 1024)} MiB`);
+    }
+  } finally {
+    python.kill("SIGTERM");
+    await python.status;
+    await reader.cancel();
   }
 });

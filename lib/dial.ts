@@ -90,7 +90,10 @@ const CANCEL_GRACE = 250;
  * abort is passed on only after a grace, in which a connect that completes
  * is closed here; one that is still going then (a SYN nobody answers) has
  * nothing to lose. The promise settles once the connect has, so nothing is
- * left running after it.
+ * left running after it. It rejects with `signal.reason` when the connect
+ * succeeded or was cancelled after the abort; a connect that failed on its
+ * own (refused, unreachable) rejects with that failure even after the
+ * abort, so that a caller can tell an answer from silence.
  *
  * @example Usage
  * ```ts
@@ -122,7 +125,7 @@ export function connectTcp(
       throw signal.reason;
     },
     (err) => {
-      throw signal.aborted ? signal.reason : err;
+      throw cancel.signal.aborted ? signal.reason : err;
     },
   ).finally(() => {
     clearTimeout(timer);
@@ -130,8 +133,31 @@ export function connectTcp(
   });
 }
 
-/** The plain opener: `Deno.connect` to one address (through libc with `--source`, which binds first). */
-const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
+/**
+ * The plain opener, a direct dialer's default: `Deno.connect` to one
+ * address (through libc with `--source`, which binds first), with the
+ * socket options of `ctx` applied.
+ *
+ * @example Usage
+ * ```ts
+ * import { plainOpener } from "./dial.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using conn = await plainOpener("127.0.0.1", listener.addr.port, "localhost", {
+ *   id: 1,
+ *   signal: new AbortController().signal,
+ * });
+ * assert.equal(conn.remoteAddress, `127.0.0.1:${listener.addr.port}`);
+ * listener.close();
+ * ```
+ */
+export async function plainOpener(
+  address: string,
+  port: number,
+  _host: string,
+  ctx: DialContext,
+): Promise<Connection> {
   const source = ctx.socket?.source;
   let conn: Deno.Conn;
   if (source) {
@@ -155,7 +181,25 @@ const plainOpener: AddressOpener = async (address, port, _host, ctx) => {
     throw err;
   }
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
-};
+}
+
+/**
+ * `work`, or `signal.reason` as soon as `signal` aborts. For what cannot be
+ * cancelled — a name lookup (getaddrinfo runs to its own end, seconds when
+ * a DNS server is silent) — so that a deadline or a signal still ends the
+ * dial on time; the work's late result is dropped.
+ */
+function abandonOnAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  const { promise, resolve, reject } = Promise.withResolvers<T>();
+  const onAbort = () => reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  return promise;
+}
 
 /**
  * The first link of every IP chain: resolves the host and tries its
@@ -180,17 +224,20 @@ export function directDialer(open: AddressOpener = plainOpener): Dialer {
     if ("path" in target) throw new UsageError(`${targetText(target)}: not an IP target`);
     const tag = `#${ctx.id}`;
     const named = `${formatHost(target.host)}:${target.port}`;
-    const candidates = await resolve(target.host, {
-      op: "connect",
-      address: named,
-      // A --source address picks the family of the addresses worth trying.
-      family: ctx.family ??
-        (ctx.socket?.source?.host ? ipFamily(ctx.socket.source.host) : undefined),
-      lookup: ctx.lookup,
-      trace: ctx.trace,
-      tag,
-      deferWithoutPermission: true,
-    });
+    const candidates = await abandonOnAbort(
+      resolve(target.host, {
+        op: "connect",
+        address: named,
+        // A --source address picks the family of the addresses worth trying.
+        family: ctx.family ??
+          (ctx.socket?.source?.host ? ipFamily(ctx.socket.source.host) : undefined),
+        lookup: ctx.lookup,
+        trace: ctx.trace,
+        tag,
+        deferWithoutPermission: true,
+      }),
+      ctx.signal,
+    );
     let lastError: unknown;
     for (const [i, address] of candidates.entries()) {
       const where = `${formatHost(address)}:${target.port}`;
@@ -268,12 +315,19 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
     const name = options.serverName ?? target.host;
     const tag = `#${ctx.id}`;
     try {
-      const upgraded = await upgradeClient(plain.conn as Deno.TcpConn, name, options);
+      const upgraded = await upgradeClient(
+        plain.conn as Deno.TcpConn,
+        name,
+        options,
+        ctx.signal,
+      );
       const alpn = upgraded.info.alpn ? `, alpn ${upgraded.info.alpn}` : "";
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = ok${alpn}`);
       return plain.secured(upgraded.conn, upgraded.info);
     } catch (err) {
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = -1 ${(err as Error).message}`);
+      // Cut by the deadline or a signal: that is the reason, not a TLS failure.
+      if (ctx.signal.aborted) throw ctx.signal.reason;
       throw tlsFailure(err, plain.remoteAddress);
     }
   };

@@ -370,6 +370,12 @@ function denoPeerCertificate(conn: Deno.TlsConn): CertificateInfo | undefined {
  * so that a verification failure is reported here. `host` is what was
  * dialled; `options.serverName` overrides it for SNI and verification.
  *
+ * Deno's `handshake()` takes no signal and waits for the server's answer
+ * for as long as the socket stays open, so a server that accepts and never
+ * answers the ClientHello would hold it for good. When `signal` aborts the
+ * connection is closed, which settles the handshake, and the promise
+ * rejects with `signal.reason`. Whatever fails, `conn` is closed.
+ *
  * @example Usage
  * ```ts
  * import { ephemeralCertificate, upgradeClient } from "./tls.ts";
@@ -384,6 +390,15 @@ function denoPeerCertificate(conn: Deno.TlsConn): CertificateInfo | undefined {
  * assert.equal(info.alpn, null);
  * (await accepting).conn.close();
  * conn.close();
+ *
+ * // A server that never answers: the signal ends the handshake.
+ * const silent = listener.accept();
+ * const stuck = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * await assert.rejects(
+ *   upgradeClient(stuck, "localhost", {}, AbortSignal.timeout(100)),
+ *   { name: "TimeoutError" },
+ * );
+ * (await silent).close();
  * listener.close();
  * ```
  */
@@ -391,22 +406,42 @@ export async function upgradeClient(
   conn: Deno.TcpConn,
   host: string,
   options: TlsClientOptions,
+  signal?: AbortSignal,
 ): Promise<{ conn: Deno.TlsConn; info: HandshakeInfo }> {
-  const tls = await Deno.startTls(conn, {
-    hostname: options.serverName ?? host,
-    caCerts: options.caCerts,
-    alpnProtocols: options.alpn,
-  });
-  try {
-    const { alpnProtocol } = await tls.handshake();
-    return { conn: tls, info: { alpn: alpnProtocol, peer: denoPeerCertificate(tls) } };
-  } catch (err) {
+  const closeQuietly = (c: Deno.Conn) => {
     try {
-      tls.close();
+      c.close();
     } catch {
       // Closed already.
     }
+  };
+  if (signal?.aborted) {
+    closeQuietly(conn);
+    throw signal.reason;
+  }
+  let tls: Deno.TlsConn;
+  try {
+    tls = await Deno.startTls(conn, {
+      hostname: options.serverName ?? host,
+      caCerts: options.caCerts,
+      alpnProtocols: options.alpn,
+    });
+  } catch (err) {
+    closeQuietly(conn);
     throw err;
+  }
+  // Closing the connection is the one way to end a pending handshake.
+  const onAbort = () => closeQuietly(tls);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const { alpnProtocol } = await tls.handshake();
+    if (signal?.aborted) throw signal.reason;
+    return { conn: tls, info: { alpn: alpnProtocol, peer: denoPeerCertificate(tls) } };
+  } catch (err) {
+    closeQuietly(tls);
+    throw signal?.aborted ? signal.reason : err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 

@@ -8,24 +8,27 @@
  *
  * Every target is tried once per interval, all at once. An attempt has its
  * own limit (so one that hangs — a SYN nobody acknowledges — cannot eat the
- * whole timeout) and never outlives the deadline; a connection that
+ * whole timeout; a cut attempt says how long it waited, and that the SYN
+ * went unanswered only when its connect was seen waiting for one) and never outlives the deadline; a connection that
  * succeeds is closed at once. The last failure of each target is kept, for
  * the message when the time is up.
  *
  * @module
  */
 
-import type { Dialer } from "./dial.ts";
+import { directDialer, plainOpener } from "./dial.ts";
+import type { AddressOpener, Dialer } from "./dial.ts";
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint } from "./address.ts";
 import { Deadline, delay } from "./deadline.ts";
 import { exitCodeOf, SockitError, toSockitError } from "./errors.ts";
-import { formatDuration } from "./format.ts";
-import { httpExchange, parseHttpUrl } from "./http.ts";
+import { formatBytes, formatDuration } from "./format.ts";
+import { httpExchange, MAX_BODY, originOf, parseHttpUrl, redirectTarget } from "./http.ts";
 import type { HttpRequest } from "./http.ts";
-import { connect, connectAddress } from "./open.ts";
+import { connect, connectAddress, dialTarget } from "./open.ts";
 import type { Lookup } from "./resolve.ts";
 import type { TlsClientOptions } from "./tls.ts";
+import { ipFamily } from "./ip.ts";
 import { isTls } from "./transports.ts";
 import type { Pattern } from "./pattern.ts";
 
@@ -83,7 +86,7 @@ export interface WaitResult {
   lastStatus?: string;
 }
 
-/** How many redirects are followed. */
+/** How many redirects an attempt follows (curl's --max-redirs is 50; a health check needs few). */
 const MAX_REDIRECTS = 10;
 
 /** Default limit of one attempt. */
@@ -133,27 +136,83 @@ function attemptOf(target: WaitTarget, options: WaitOptions): Attempt {
   }
   if ("url" in target) return (signal) => httpAttempt(target.url, options, signal);
   return async (signal) => {
-    const conn = await connect(target, {
-      family: options.family,
-      signal,
-      lookup: options.lookup,
-      base: options.base,
-    });
+    // Watch each TCP connect (without a proxy): when the attempt is cut, what
+    // it was waiting for decides the words.
+    let answer: unknown;
+    let opened = false;
+    let synUnanswered = 0;
+    const watched: AddressOpener = async (...args) => {
+      const since = performance.now();
+      opened = true;
+      answer = undefined;
+      try {
+        return await plainOpener(...args);
+      } catch (err) {
+        if (err === signal.reason) synUnanswered = performance.now() - since;
+        else answer = err;
+        throw err;
+      }
+    };
+    let conn;
+    try {
+      conn = await connect(target, {
+        family: options.family,
+        signal,
+        lookup: options.lookup,
+        base: options.base ?? ("path" in target ? undefined : directDialer(watched)),
+      });
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      // The answer came, just after the cut: it is the attempt's result.
+      if (answer !== undefined) throw toSockitError(answer, "connect", "");
+      if (options.base || "path" in target) throw new AttemptCut("");
+      const dialled = dialTarget(target, "connect", options.family);
+      if (!opened && "host" in dialled && ipFamily(dialled.host) === undefined) {
+        throw new AttemptCut("name not resolved");
+      }
+      throw new AttemptCut(synUnanswered >= SYN_UNANSWERED ? "SYN not acknowledged" : "");
+    }
     conn.close();
     return { ready: true, detail: "accepted a connection" };
   };
 }
 
-/** Requests `url`, following redirects, and judges the final answer. */
+/**
+ * An attempt cut by its limit before an answer came, and what it was
+ * waiting for, when that is known (`SYN not acknowledged`).
+ */
+class AttemptCut extends Error {
+  constructor(readonly waitingFor: string) {
+    super(waitingFor || "cut short");
+  }
+}
+
+/**
+ * How long a connect must have gone without a SYN-ACK or a reset before a
+ * cut attempt says the SYN was not acknowledged (a refusal comes back in
+ * a round trip; sooner, the attempt was merely cut before any answer).
+ */
+const SYN_UNANSWERED = 200;
+
+/**
+ * Requests `url`, following redirects (at most {@linkcode MAX_REDIRECTS}),
+ * and judges the final answer. The user's headers (`-H`) go only to the
+ * origin of `url`: a redirect elsewhere — another host, port or scheme —
+ * is requested without them, as curl does with credentials (here every
+ * `-H`, since any of them may be one: `X-Api-Key`, `Cookie`, …). A redirect
+ * that {@linkcode redirectTarget} refuses (another scheme, https:// to
+ * http://, into a Unix socket) is not followed: the attempt ends with the
+ * 3xx and says why.
+ */
 async function httpAttempt(
   url: string,
   options: WaitOptions,
   signal: AbortSignal,
 ): Promise<{ ready: boolean; detail?: string; status?: string }> {
   const accepted = options.status ?? ["2xx"];
-  let next = url;
+  let target = parseHttpUrl(url);
+  const home = originOf(target);
   for (let hop = 0;; hop++) {
-    const target = parseHttpUrl(next);
     using conn = await connect(target.endpoint, {
       family: options.family,
       signal,
@@ -165,7 +224,11 @@ async function httpAttempt(
     signal.addEventListener("abort", onAbort, { once: true });
     let response;
     try {
-      response = await httpExchange(conn, target, { ...options.request, readBody: !!options.body });
+      response = await httpExchange(conn, target, {
+        ...options.request,
+        headers: originOf(target) === home ? options.request?.headers : undefined,
+        readBody: !!options.body,
+      });
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       throw err;
@@ -176,9 +239,24 @@ async function httpAttempt(
     const location = response.headers.get("location");
     if (
       !statusAccepted(response.status, accepted) && response.status >= 300 &&
-      response.status < 400 && location && hop < MAX_REDIRECTS
+      response.status < 400 && location !== undefined
     ) {
-      next = new URL(location, next.replace(/^http\+unix:/, "http:")).href;
+      if (hop === MAX_REDIRECTS) {
+        return {
+          ready: false,
+          detail: `answered ${status} after ${MAX_REDIRECTS} redirects; no more are followed`,
+          status,
+        };
+      }
+      const next = redirectTarget(target, location);
+      if ("refused" in next) {
+        return {
+          ready: false,
+          detail: `answered ${status}; not followed: ${next.refused}`,
+          status,
+        };
+      }
+      target = next.target;
       continue;
     }
     if (!statusAccepted(response.status, accepted)) {
@@ -187,7 +265,9 @@ async function httpAttempt(
     if (options.body && !options.body.test(response.body ?? "")) {
       return {
         ready: false,
-        detail: `answered ${status}, but the body does not match ${options.body}`,
+        detail: `answered ${status}, but the body does not match ${options.body}${
+          response.truncated ? ` (in its first ${formatBytes(MAX_BODY)}, as much as is read)` : ""
+        }`,
         status,
       };
     }
@@ -241,6 +321,10 @@ export async function waitFor(
         () => new SockitError("the attempt's time is up", { op: "wait", code: "ETIMEDOUT" }),
         stop,
       );
+      let cutAfter = 0;
+      limit.signal.addEventListener("abort", () => cutAfter = performance.now() - attemptStarted, {
+        once: true,
+      });
       try {
         const found = await attempt(limit.signal);
         ready = found.ready;
@@ -250,15 +334,17 @@ export async function waitFor(
         // Usage errors and denied permissions will not heal by waiting.
         const code = exitCodeOf(err);
         if (code === 2 || code === 126) throw err;
-        // An attempt cut short has no answer of its own: say what it waited for — unless
-        // the deadline cut it as it began, when the attempt before it says more.
-        const cutShort = limit.signal.aborted;
-        const waited = performance.now() - attemptStarted;
+        // An attempt cut short has no answer of its own: say how long it waited, and for
+        // what when that is known — unless the deadline cut it as it began, when the attempt
+        // before it says more.
+        const cutShort = limit.signal.aborted &&
+          (err === limit.signal.reason || err instanceof AttemptCut);
         if (!cutShort) result.lastError = toSockitError(err, "connect", address).reason;
-        else if (limit.expired || !result.lastError || waited >= attemptLimit / 2) {
-          result.lastError = "url" in target || "file" in target
-            ? `no answer within ${formatDuration(waited)}`
-            : "no answer (SYN not acknowledged)";
+        else if (limit.expired || !result.lastError || cutAfter >= attemptLimit / 2) {
+          const waitingFor = err instanceof AttemptCut && err.waitingFor;
+          result.lastError = `no answer within ${
+            formatDuration(limit.expired ? attemptLimit : cutAfter)
+          }${waitingFor ? ` (${waitingFor})` : ""}`;
         }
         if (stop.aborted) break;
       }

@@ -782,23 +782,17 @@ Deno.test("servers: with --allow-env for the tokio variable, a server runs in a 
 // ---- exec children and their descendants --------------------------------------------------
 
 /**
- * Live processes whose argv is `sleep SECONDS` (a zombie has no command
- * line, so only processes that still run are found): the grandchild a test
- * started, named by its unique `SECONDS`.
+ * Live processes whose command line is `sleep SECONDS` (`ps`: Deno asks
+ * --allow-all for /proc; a zombie shows as `[sleep] <defunct>`, so only
+ * processes that still run are found): the grandchild a test started,
+ * named by its unique `SECONDS`.
  */
 function sleepers(seconds: string): number[] {
-  const found: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    let argv: string[];
-    try {
-      argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
-    } catch {
-      continue; // It ended while we looked.
-    }
-    if (argv[0].endsWith("sleep") && argv[1] === seconds) found.push(Number(entry.name));
-  }
-  return found;
+  const out = new Deno.Command("ps", { args: ["-eo", "pid=,args="], stderr: "null" }).outputSync();
+  return decoder.decode(out.stdout).split("\n").flatMap((line) => {
+    const m = /^\s*(\d+) (.*)$/.exec(line);
+    return m && m[2] === `sleep ${seconds}` ? [Number(m[1])] : [];
+  });
 }
 
 /** Waits (bounded) until `check` holds; returns whether it did. */
@@ -882,4 +876,20 @@ Deno.test("exec: a child ended at --grace after its client left takes its descen
   const r = await endsWithAll(server, ["30.125", "30.126"]).finally(() => conn.close());
   assertEquals(r.code, 0, r.stderr);
   assertMatch(r.stderr, /still running and silent 100 ms after the client's end of input/);
+});
+
+Deno.test("exec: the same signal twice within 0.5 s is one stop (Ctrl-C that the npm launcher passes on too): children still ended", async () => {
+  // A child that ignores SIGTERM holds the shutdown for 2 s (then SIGKILL); a second
+  // signal 100 ms after the first is the same stop, not "exit at once" (which would leave it).
+  const server = new SockitProcess(
+    ["listen", "-k", "127.0.0.1:0", "-v", "--sh-exec", "trap '' TERM; exec sleep 30.131"],
+    { perms: [...NET, "--allow-run"] },
+  );
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: await server.listeningPort() });
+  assert(await eventually(() => sleepers("30.131").length === 1), "the child started");
+  server.kill("SIGINT");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  server.kill("SIGINT");
+  const r = await endsWithAll(server, ["30.131"]).finally(() => conn.close());
+  assertEquals(r.code, 130, r.stderr);
 });

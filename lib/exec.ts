@@ -9,6 +9,11 @@
  * that stops reading its input (exits early, or closes stdin) does not cut
  * its output short either: further input is discarded.
  *
+ * Each child runs in a session of its own (`setsid`, through
+ * `Deno.Command`'s `detached`), so its pid is the id of a process group
+ * that holds it and every descendant that did not leave it: ending the
+ * child signals that whole group, and nothing it started outlives it.
+ *
  * @module
  */
 
@@ -75,8 +80,25 @@ export function splitCommand(text: string): string[] {
   return words;
 }
 
-/** How long a child has after SIGTERM before it gets SIGKILL. */
+/** How long a child and its descendants have after SIGTERM before they get SIGKILL. */
 export const KILL_AFTER = 2000;
+
+/** How often, while ending a child, sockit looks whether its process group is gone. */
+const GROUP_POLL = 50;
+
+/**
+ * How often sockit looks whether what a child left running when it exited
+ * is still there (until the session ends it).
+ */
+const LEFTOVER_POLL = 1000;
+
+/** Resolves after `ms`, or as soon as `early` settles; leaves no timer behind. */
+async function pause(ms: number, early?: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const slept = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  await (early ? Promise.race([slept, early.then(() => {}, () => {})]) : slept);
+  clearTimeout(timer);
+}
 
 /** Options of {@linkcode ChildStream}. */
 export interface ChildOptions {
@@ -89,7 +111,9 @@ export interface ChildOptions {
 /**
  * A child process as a {@linkcode Duplex}: `read()` is its stdout,
  * `write()` its stdin, `closeWrite()` closes its stdin, `close()` ends it
- * (SIGTERM) if it still runs. Its stderr is sockit's stderr.
+ * and everything it started: SIGTERM to its process group, SIGKILL
+ * {@linkcode KILL_AFTER} ms later to what is left. Its stderr is sockit's
+ * stderr; it has no controlling terminal (a session of its own).
  *
  * @example Usage
  * ```ts
@@ -125,6 +149,11 @@ export class ChildStream implements Duplex, Disposable {
   #cancelled = Promise.withResolvers<void>();
   #endedRunning = false;
   #silenced = false;
+  #ending?: Promise<void>;
+  #watch?: Promise<void>;
+  #groupGone = false;
+  #childOnly = false;
+  #closeRequested = Promise.withResolvers<void>();
 
   /** Starts the child. Throws like `Deno.Command.spawn()` (e.g. NotFound, NotCapable). */
   constructor(options: ChildOptions) {
@@ -136,9 +165,12 @@ export class ChildStream implements Duplex, Disposable {
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
+      // setsid(): a process group (and session) of its own, with the child's pid as its id.
+      detached: true,
     }).spawn();
     this.status = this.process.status.then((status) => {
       this.#exited = true;
+      this.#watch = this.#watchLeftovers();
       return status;
     });
     this.#reader = this.process.stdout.getReader();
@@ -218,34 +250,108 @@ export class ChildStream implements Duplex, Disposable {
     return this.#silenced && this.#endedRunning;
   }
 
-  /** Ends the child if it still runs, and releases its pipes. */
+  /**
+   * Ends the child if it still runs, with every process it left in its
+   * group (background jobs included), and releases its pipes.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (!this.#exited) {
-      try {
-        this.process.kill("SIGTERM");
-        this.#endedRunning = true;
-        // A child that ignores SIGTERM is killed after a grace period.
-        const kill = setTimeout(() => {
-          try {
-            this.process.kill("SIGKILL");
-          } catch {
-            // It exited just now.
-          }
-        }, KILL_AFTER);
-        this.status.finally(() => clearTimeout(kill));
-      } catch {
-        // It exited meanwhile.
-      }
-    }
+    this.#endedRunning = !this.#exited;
+    this.#closeRequested.resolve();
+    this.#ending = this.#endGroup();
     this.#reader.cancel().catch(() => {});
     if (!this.#inputGone) this.#writer.abort().catch(() => {});
   }
 
-  /** Resolves once the child has exited (the relay waits for it after `close()`). */
+  /**
+   * Sends `signal` to the child's process group; false once the group is
+   * gone. Where Deno lets sockit signal its child but no process group
+   * (`--allow-run=PROG`), to the child alone.
+   */
+  #signal(signal: Deno.Signal): boolean {
+    if (this.#childOnly) {
+      if (this.#exited) return false;
+      try {
+        this.process.kill(signal);
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    if (this.#groupGone) return false;
+    try {
+      Deno.kill(-this.process.pid, signal);
+      return true;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotCapable) {
+        this.#childOnly = true;
+        return this.#signal(signal);
+      }
+      // ESRCH: no process is left in it (EPERM: none that sockit may signal).
+      this.#groupGone = true;
+      return false;
+    }
+  }
+
+  /** Whether a process is left in the child's group (one that has exited counts until reaped). */
+  #groupAlive(): boolean {
+    if (this.#childOnly) return !this.#exited;
+    if (this.#groupGone) return false;
+    try {
+      // Signal 0: the look kill(2) offers, delivering nothing (Deno takes it as a number).
+      Deno.kill(-this.process.pid, 0 as unknown as Deno.Signal);
+      return true;
+    } catch (err) {
+      // A runtime that refuses signal 0: SIGCONT does nothing to a running process.
+      if (err instanceof TypeError) return this.#signal("SIGCONT");
+      if (err instanceof Deno.errors.NotCapable) {
+        this.#childOnly = true;
+        return !this.#exited;
+      }
+      this.#groupGone = true;
+      return false;
+    }
+  }
+
+  /**
+   * After the child has exited: what it left running in its group keeps the
+   * group's id from being given to another process only while it runs, so
+   * sockit looks now and then, and never signals the group once it is gone.
+   */
+  async #watchLeftovers(): Promise<void> {
+    while (!this.#closed && this.#groupAlive()) {
+      await pause(LEFTOVER_POLL, this.#closeRequested.promise);
+    }
+  }
+
+  /**
+   * SIGTERM to the group (and SIGCONT, so that a stopped process sees it);
+   * then, until the group is gone, a look every {@linkcode GROUP_POLL} ms —
+   * and SIGKILL to whatever is left {@linkcode KILL_AFTER} ms after the
+   * SIGTERM. A process that has exited counts until it is reaped (an
+   * orphan's zombie waits for init), so this may take the whole time.
+   */
+  async #endGroup(): Promise<void> {
+    if (!this.#signal("SIGTERM")) return;
+    this.#signal("SIGCONT");
+    const deadline = Date.now() + KILL_AFTER;
+    // The child first: Deno reaps it, and it leaves the group.
+    await pause(KILL_AFTER, this.status);
+    while (Date.now() < deadline && this.#groupAlive()) {
+      await pause(Math.min(GROUP_POLL, deadline - Date.now()));
+    }
+    this.#signal("SIGKILL");
+    await this.status.catch(() => {});
+  }
+
+  /**
+   * Resolves once the child has exited and, after {@linkcode ChildStream.close},
+   * its group has been ended (the relay waits for it after `close()`).
+   */
   get released(): Promise<void> {
-    return this.status.then(() => {}, () => {});
+    const group = () => Promise.all([this.#ending, this.#watch]);
+    return this.status.then(group, group).then(() => {}, () => {});
   }
 
   /** Ends the child and releases its pipes (`using child = …`). */
@@ -313,10 +419,12 @@ export class ChildDatagrams implements DatagramSocket {
     this.#grace = grace;
     this.#signal = signal;
     signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.closed = child.released.then(() => {
+    this.closed = child.status.then(() => {}, () => {}).then(() => {
       clearTimeout(this.#deadline);
       signal?.removeEventListener("abort", this.#onAbort);
+      // What the child left running in its group ends with it.
       child.close();
+      return child.released;
     });
     if (signal?.aborted) child.close();
   }

@@ -37,6 +37,12 @@ export interface PayloadOptions {
 export interface Payload extends Duplex {
   /** The size of what is sent, when known (texts and files), for a progress ETA. */
   readonly sendTotal?: number;
+  /**
+   * Whether what is sent is read from the input stream (false for the sends
+   * of a dialogue, `--send`/`--send-file`, and for `--recv-only`): the
+   * session's end follows the input's kind only then.
+   */
+  readonly fromInput: boolean;
 }
 
 /** The bytes to send, with a way to stop reading them. */
@@ -202,6 +208,7 @@ export async function sendDatagrams(steps: readonly Step[], max: number): Promis
  * const buf = new Uint8Array(16);
  * assert.equal(await payload.read(buf), 6);
  * assert.equal(payload.sendTotal, 6);
+ * assert.equal(payload.fromInput, false);
  * payload.close();
  * ```
  */
@@ -220,6 +227,7 @@ export async function openPayload(options: PayloadOptions): Promise<Payload> {
   return {
     label: "stdio",
     sendTotal,
+    fromInput: !options.recvOnly && !dialogue,
     readSize: max,
     datagrams: max !== undefined,
     read: (p) => source.read(p),

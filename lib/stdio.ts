@@ -574,22 +574,24 @@ export class StdoutWriter implements Output {
 }
 
 /**
- * Whether this process was started with stdout closed (`cmd >&-`). Deno,
- * like every Rust program, then opens `/dev/null` read-write on fd 1, so
- * writes succeed and vanish; a shell's `> /dev/null` opens it write-only.
+ * Whether stdout is `/dev/null` open read-write — which is what a process
+ * started with stdout closed (`cmd >&-`) has, as Deno, like every Rust
+ * program, then opens `/dev/null` read-write on fd 1; but also what
+ * Python's `subprocess.DEVNULL` and `1<>/dev/null` give, and nothing tells
+ * the two apart. So it is a reason for a note, never for refusing to run.
  * The open mode is read with `fcntl` (with `--allow-ffi`) or from
  * `/proc/self/fdinfo/1` (Deno lets only `--allow-all` read it); `false`
  * where sockit cannot tell.
  *
  * @example Usage
  * ```ts
- * import { stdoutClosed } from "./stdio.ts";
+ * import { stdoutMayBeClosed } from "./stdio.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(typeof stdoutClosed(), "boolean");
+ * assert.equal(typeof stdoutMayBeClosed(), "boolean");
  * ```
  */
-export function stdoutClosed(): boolean {
+export function stdoutMayBeClosed(): boolean {
   try {
     if (Deno.stdout.isTerminal()) return false;
     const fd1 = describeStdout();

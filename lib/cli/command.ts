@@ -65,7 +65,7 @@ export interface Command<T> {
   deadline?(options: T): number | undefined;
   /** Whether what follows `--` is the command's own (a command to run). */
   passThrough?: boolean;
-  /** It writes nothing on stdout (`echo`, `forward`): a closed stdout does not stop it. */
+  /** It writes nothing on stdout (`echo`, `forward`): no note that stdout may be closed. */
   noStdout?: boolean;
   /**
    * A command with a command line of its own (`sockit nc`, getopt style):

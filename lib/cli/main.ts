@@ -8,7 +8,7 @@
 
 import { idle } from "../epoll.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { exitCodeOf, SockitError, TimeoutError, UsageError } from "../errors.ts";
+import { exitCodeOf, TimeoutError, UsageError } from "../errors.ts";
 import { Deadline } from "../deadline.ts";
 import { formatDuration } from "../format.ts";
 import { schemePrefix, TRANSPORTS } from "../transports.ts";
@@ -19,7 +19,7 @@ import type { CommandContext } from "./context.ts";
 import { echoCommand } from "./echo.ts";
 import { flagName, FLAGS, OUTPUT_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import { asksForHelp } from "./quick.ts";
-import type { FlagSpec } from "./flags.ts";
+import type { FlagSpec, GlobalOptions } from "./flags.ts";
 import { forwardCommand } from "./forward.ts";
 import { listenCommand } from "./listen.ts";
 import { ncCommand } from "./nc.ts";
@@ -148,17 +148,6 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
     }
     // Help first: whatever else the line says, it is not checked.
     if (asksForHelp(rest)) return await print(ctx, helpText(command));
-    if (ctx.stdoutClosed && !command.noStdout) {
-      // Received bytes would be written nowhere, and nobody would know.
-      return reporter.fail(
-        new SockitError("stdout is closed (>&-): what arrives could not be written", {
-          op: name,
-          code: "EBADF",
-          hint: "redirect stdout to a file, or to /dev/null to discard what arrives",
-        }),
-        name,
-      );
-    }
     let options: unknown;
     try {
       options = parseCommand(command, rest);
@@ -167,6 +156,14 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       const longFlags = flagUses(command).map(flagName);
       const better = explainUsage(err.message, command.name, rest, longFlags);
       throw better ? new UsageError(better) : err;
+    }
+    if (ctx.stdoutMayBeClosed && !command.noStdout) {
+      // A closed stdout (>&-) cannot be told from Python's DEVNULL: both run, and -v says so.
+      const { verbose, json, quiet } = options as Partial<GlobalOptions>;
+      new Reporter(ctx.stderr, { verbose, json, quiet, command: command.name }).info(
+        "stdout is /dev/null opened read-write (as a closed stdout, >&-, also is): " +
+          "what arrives is discarded",
+      );
     }
     const limit = command.deadline?.(options);
     if (limit === undefined) {

@@ -13,7 +13,7 @@ import {
   startStdioWorker,
   StdinReader,
   type StdioWorker,
-  stdoutClosed,
+  stdoutMayBeClosed,
   StdoutWriter,
 } from "../stdio.ts";
 
@@ -58,7 +58,7 @@ export async function runProcess(argv: string[], signal: AbortSignal): Promise<n
       }
     },
     noColor: Deno.noColor,
-    stdoutClosed: stdoutClosed(),
+    stdoutMayBeClosed: stdoutMayBeClosed(),
   });
   try {
     await stdout.flush();

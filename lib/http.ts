@@ -92,8 +92,8 @@ export function parseHttpUrl(text: string): HttpTarget {
 export function originOf(target: HttpTarget): string {
   const endpoint = target.endpoint;
   if ("path" in endpoint) return `unix:${endpoint.path}`;
-  const scheme = endpoint.transport === "tls" ? "https" : "http";
-  return `${scheme}://${formatHost(endpoint.hostname ?? "")}:${endpoint.port}`;
+  const scheme = new URL(target.url).protocol;
+  return `${scheme}//${formatHost(endpoint.hostname ?? "")}:${endpoint.port}`;
 }
 
 /** Where a redirect leads, or why it is not followed. */
@@ -134,11 +134,7 @@ export function redirectTarget(from: HttpTarget, location: string): Redirect {
   } catch {
     return { refused: `its Location ${JSON.stringify(where)} is not a URL` };
   }
-  const leaving = "path" in from.endpoint
-    ? "http+unix:"
-    : from.endpoint.transport === "tls"
-    ? "https:"
-    : "http:";
+  const leaving = new URL(from.url).protocol;
   const to = url.protocol;
   if (to !== "http:" && to !== "https:" && to !== "http+unix:") {
     return { refused: `${where} is another scheme (only http:// and https:// are followed)` };

@@ -24,7 +24,7 @@ if (quick !== undefined) {
 const [{ fairRuntime, FAIR_IO_VARIABLE, hostStdioWorkers, runProcess }, { SignalInterrupt }] =
   await Promise.all([
     import("./lib/cli/process.ts"),
-    import("./lib/errors.ts"),
+    import("./lib/base/errors.ts"),
   ]);
 
 // A server runs in a worker whose runtime serves many busy sockets fairly.

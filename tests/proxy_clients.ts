@@ -5,7 +5,7 @@
  * `--proxy` normalise what they send; these send what they are given.
  */
 
-import { encodeSocks5Address } from "../lib/socks.ts";
+import { encodeSocks5Address } from "../lib/protocols/socks.ts";
 import { encoder } from "./helpers.ts";
 
 /** The five ways a client asks `sockit proxy` for a target. */

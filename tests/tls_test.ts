@@ -18,8 +18,8 @@ import {
   spawnSockit,
   writeAll,
 } from "./helpers.ts";
-import { acceptTls, connectTls } from "../lib/node_tls.ts";
-import { ephemeralCertificate } from "../lib/tls.ts";
+import { acceptTls, connectTls } from "../lib/protocols/node_tls.ts";
+import { ephemeralCertificate } from "../lib/protocols/tls.ts";
 
 const SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1";
 const LEAF = [

@@ -14,7 +14,7 @@ import {
   SockitProcess,
   tempSocketDir,
 } from "./helpers.ts";
-import { waitFor } from "../lib/wait.ts";
+import { waitFor } from "../lib/tools/wait.ts";
 
 /**
  * A Python HTTP server on 127.0.0.1 (HTTPS with `cert`/`key`): `/flaky`

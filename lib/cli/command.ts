@@ -9,7 +9,7 @@
 
 import type { CommandContext } from "./context.ts";
 import { textSinkOf } from "./context.ts";
-import { toSockitError } from "../errors.ts";
+import { toSockitError } from "../base/errors.ts";
 import { flagName, FLAGS, OUTPUT_FLAGS } from "./flags.ts";
 import type {
   FlagGroup,

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Input, Output } from "../stdio.ts";
+import type { Input, Output } from "../engine/stdio.ts";
 import type { TextSink } from "./report.ts";
 
 /** Something written to synchronously: a file, `Deno.stdout`, `Deno.stderr`. */

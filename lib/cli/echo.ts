@@ -7,16 +7,16 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { DatagramSide } from "../datagram.ts";
-import { exitCodeOf, toSockitError } from "../errors.ts";
-import { formatAddr } from "../ip.ts";
-import { openDatagram } from "../open.ts";
-import { serve } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { DatagramSide } from "../net/datagram.ts";
+import { exitCodeOf, toSockitError } from "../base/errors.ts";
+import { formatAddr } from "../net/ip.ts";
+import { openDatagram } from "../net/open.ts";
+import { serve } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

@@ -9,7 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../base/errors.ts";
 
 /** One flag. */
 export interface FlagSpec {

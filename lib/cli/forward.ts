@@ -7,20 +7,20 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint, parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import type { Connection } from "../conn.ts";
-import { Coalescer } from "../coalesce.ts";
-import { exitCodeOf, UsageError } from "../errors.ts";
-import { forwardDatagrams } from "../datagram_forward.ts";
-import { connect, connectAddress, openDatagram } from "../open.ts";
-import { proxyDialer } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
-import { serve } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { isTls, requireEndpoint, transportOf } from "../transports.ts";
-import { WebSocketSide } from "../websocket.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import type { Connection } from "../net/conn.ts";
+import { Coalescer } from "../engine/coalesce.ts";
+import { exitCodeOf, UsageError } from "../base/errors.ts";
+import { forwardDatagrams } from "../net/datagram_forward.ts";
+import { connect, connectAddress, openDatagram } from "../net/open.ts";
+import { proxyDialer } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
+import { serve } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { isTls, requireEndpoint, transportOf } from "../net/transports.ts";
+import { WebSocketSide } from "../protocols/websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

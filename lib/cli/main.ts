@@ -6,12 +6,12 @@
  * @module
  */
 
-import { idle } from "../epoll.ts";
+import { idle } from "../sys/epoll.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { exitCodeOf, TimeoutError, UsageError } from "../errors.ts";
-import { Deadline } from "../deadline.ts";
-import { formatDuration } from "../format.ts";
-import { schemePrefix, TRANSPORTS } from "../transports.ts";
+import { exitCodeOf, TimeoutError, UsageError } from "../base/errors.ts";
+import { Deadline } from "../engine/deadline.ts";
+import { formatDuration } from "../base/format.ts";
+import { schemePrefix, TRANSPORTS } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { flagUses, helpText, parseCommand } from "./command.ts";
 import { connectCommand } from "./connect.ts";

@@ -4,13 +4,13 @@
  * @module
  */
 
-import { exitCodeOf, SockitError, UsageError } from "../errors.ts";
-import { jsonLine } from "../format.ts";
-import { formatHost } from "../ip.ts";
-import { ping } from "../ping.ts";
-import type { PingEvent, PingSummary } from "../ping.ts";
-import { requireRawSockets, unmappedAddress } from "../raw.ts";
-import { resolve } from "../resolve.ts";
+import { exitCodeOf, SockitError, UsageError } from "../base/errors.ts";
+import { jsonLine } from "../base/format.ts";
+import { formatHost } from "../net/ip.ts";
+import { ping } from "../tools/ping.ts";
+import type { PingEvent, PingSummary } from "../tools/ping.ts";
+import { requireRawSockets, unmappedAddress } from "../net/raw.ts";
+import { resolve } from "../net/resolve.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

@@ -15,7 +15,7 @@ import {
   type StdioWorker,
   stdoutMayBeClosed,
   StdoutWriter,
-} from "../stdio.ts";
+} from "../engine/stdio.ts";
 
 /**
  * Runs `argv` with the process's stdio until it ends or `signal` aborts;

@@ -7,12 +7,12 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint, parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
-import { cidrContains, parseCidr } from "../cidr.ts";
-import { formatHost } from "../ip.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
+import { cidrContains, parseCidr } from "../net/cidr.ts";
+import { formatHost } from "../net/ip.ts";
 import {
   acceptProxyRequest,
   LOCAL_TARGETS,
@@ -21,11 +21,11 @@ import {
   parseUsers,
   ProxyRefusal,
   REQUEST_TIMEOUT,
-} from "../proxy_server.ts";
-import type { TargetRules } from "../proxy_server.ts";
-import { serve } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint } from "../transports.ts";
+} from "../tools/proxy_server.ts";
+import type { TargetRules } from "../tools/proxy_server.ts";
+import { serve } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { requireEndpoint } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

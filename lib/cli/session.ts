@@ -8,12 +8,12 @@
  * @module
  */
 
-import { Dialogue } from "../dialogue.ts";
-import type { Step } from "../dialogue.ts";
-import { openPayload } from "../payload.ts";
-import type { Input } from "../stdio.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import type { Peer, TransferOptions } from "../transfer.ts";
+import { Dialogue } from "../engine/dialogue.ts";
+import type { Step } from "../engine/dialogue.ts";
+import { openPayload } from "../engine/payload.ts";
+import type { Input } from "../engine/stdio.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import type { Peer, TransferOptions } from "../engine/transfer.ts";
 import type { CommandContext } from "./context.ts";
 import type { Reporter } from "./report.ts";
 import { compilePatterns } from "./values.ts";

@@ -5,13 +5,13 @@
  * @module
  */
 
-import { exitCodeOf, UsageError } from "../errors.ts";
-import { jsonLine } from "../format.ts";
-import { formatHost } from "../ip.ts";
-import { requireRawSockets, unmappedAddress } from "../raw.ts";
-import { resolve } from "../resolve.ts";
-import { traceroute } from "../traceroute.ts";
-import type { Hop } from "../traceroute.ts";
+import { exitCodeOf, UsageError } from "../base/errors.ts";
+import { jsonLine } from "../base/format.ts";
+import { formatHost } from "../net/ip.ts";
+import { requireRawSockets, unmappedAddress } from "../net/raw.ts";
+import { resolve } from "../net/resolve.ts";
+import { traceroute } from "../tools/traceroute.ts";
+import type { Hop } from "../tools/traceroute.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

@@ -1,5 +1,5 @@
 /**
- * sockit as a library: the endpoint grammar and its transport table,
+ * sockit as a library: the endpoint grammar and its scheme table,
  * connecting, listening and datagram sockets, the one relay and the
  * transfer engine built on it, servers, `waitFor` and `scan` — what a Deno
  * script needs to start a service, wait for it and talk to it. See
@@ -28,8 +28,16 @@
  * @module
  */
 
-export { formatEndpoint, parseEndpoint } from "./net/address.ts";
-export type { Endpoint, NetEndpoint, PathEndpoint, Role, Scheme } from "./net/address.ts";
+export { formatEndpoint, parseEndpoint, requireEndpoint, transportOf } from "./net/address.ts";
+export type {
+  Endpoint,
+  EndpointNeeds,
+  HostPortEndpoint,
+  HostProtocolEndpoint,
+  NetEndpoint,
+  PathEndpoint,
+  UrlEndpoint,
+} from "./net/address.ts";
 export { parseCidr } from "./net/cidr.ts";
 export type { AccessRules, Cidr } from "./net/cidr.ts";
 export { Connection } from "./net/conn.ts";
@@ -96,15 +104,16 @@ export type {
 export type { TraceFn } from "./engine/trace.ts";
 export { transfer } from "./engine/transfer.ts";
 export type { Peer, TransferOptions } from "./engine/transfer.ts";
-export { requireEndpoint, transportOf, TRANSPORTS } from "./net/transports.ts";
+export { SCHEMES } from "./net/schemes.ts";
 export type {
   AddressForm,
-  DialerOptions,
-  EndpointNeeds,
-  OpenOptions,
+  OptionGroup,
+  Role,
+  Scheme,
+  SchemeDescriptor,
   TlsSupport,
-  Transport,
-} from "./net/transports.ts";
+} from "./net/schemes.ts";
+export type { DialerOptions, OpenOptions } from "./net/transports.ts";
 export { traceroute } from "./tools/traceroute.ts";
 export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./tools/traceroute.ts";
 export { websocketClient, websocketServer, WebSocketSide } from "./protocols/websocket.ts";

@@ -157,7 +157,7 @@ Deno.test("wait: localhost finds a server on 127.0.0.1 (and the library finds on
   const { waitFor } = await import("../lib/mod.ts");
   const v6 = Deno.listen({ hostname: "::1", port: 0 });
   const [result] = await waitFor(
-    [{ transport: "tcp", hostname: "localhost", port: v6.addr.port }],
+    [{ form: "host-port", scheme: "tcp", hostname: "localhost", port: v6.addr.port }],
     {
       timeout: 3000,
       lookup: () => Promise.resolve(["127.0.0.1", "::1"]),
@@ -199,8 +199,9 @@ Deno.test("wait: the library never leaks a connection past its deadline", async 
   // A listener that never accepts: connects complete in the kernel's queue.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const results = await waitFor(
-    [{ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port }, {
-      transport: "tcp",
+    [{ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port: listener.addr.port }, {
+      form: "host-port",
+      scheme: "tcp",
       hostname: "127.0.0.1",
       port: freePort(),
     }],

@@ -98,11 +98,17 @@ Deno.test("icmp: replies parsed from captured packets (time exceeded, port unrea
 
 Deno.test("ip://: the endpoint grammar", async () => {
   assertEquals(parseEndpoint("ip://127.0.0.1/253"), {
-    transport: "ip",
+    form: "host-protocol",
+    scheme: "ip",
     hostname: "127.0.0.1",
-    port: 253,
+    protocol: 253,
   });
-  assertEquals(parseEndpoint("ip://[::1]/253"), { transport: "ip", hostname: "::1", port: 253 });
+  assertEquals(parseEndpoint("ip://[::1]/253"), {
+    form: "host-protocol",
+    scheme: "ip",
+    hostname: "::1",
+    protocol: 253,
+  });
   assertEquals(formatEndpoint(parseEndpoint("ip://::1/253")), "ip://[::1]/253");
   for (
     const [bad, why] of [

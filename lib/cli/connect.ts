@@ -7,6 +7,7 @@
  * @module
  */
 
+import { requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { canConnectDatagram, DatagramSide } from "../net/datagram.ts";
 import { exitCodeOf, UsageError } from "../base/errors.ts";
@@ -17,7 +18,7 @@ import type { SocketOptions } from "../net/conn.ts";
 import { checkSendFiles, sendFiles } from "../engine/payload.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

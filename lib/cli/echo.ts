@@ -8,7 +8,7 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint } from "../net/address.ts";
+import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { DatagramSide } from "../net/datagram.ts";
 import { exitCodeOf, toSockitError } from "../base/errors.ts";
@@ -16,7 +16,7 @@ import { formatAddr } from "../net/ip.ts";
 import { openDatagram } from "../net/open.ts";
 import { serve } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -179,7 +179,7 @@ async function echoDatagrams(
     trace: reporter.traceFn,
     ...options.datagram,
   });
-  reporter.listening(socket.address, options.endpoint.transport);
+  reporter.listening(socket.address, options.endpoint.scheme);
   const prefix = schemePrefix(transportOf(options.endpoint));
   const side = new DatagramSide(socket, {
     mode: "reply",

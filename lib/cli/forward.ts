@@ -8,7 +8,14 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import {
+  formatEndpoint,
+  isTls,
+  parseEndpoint,
+  requireEndpoint,
+  schemeList,
+  transportOf,
+} from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import type { Connection } from "../net/conn.ts";
 import { Coalescer } from "../engine/coalesce.ts";
@@ -19,7 +26,6 @@ import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
 import { serve } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { isTls, requireEndpoint, transportOf } from "../net/transports.ts";
 import { WebSocketSide } from "../protocols/websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
@@ -174,7 +180,9 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       key: isTls(listenAt) ? undefined : values.key,
     };
     if (values.alpn !== undefined && !isTls(listenAt) && !isTls(target)) {
-      throw new UsageError("option --alpn needs TLS: a tls:// endpoint");
+      throw new UsageError(
+        `option --alpn needs TLS: a ${schemeList((row) => row.tls === "always")} endpoint`,
+      );
     }
     if ("port" in target && target.port === 0) {
       throw new UsageError(
@@ -190,7 +198,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       ...serverLimits(values),
       connectTimeout: durationFlag(values, "connect-timeout", true) ?? 10_000,
       // -4/-6 also steer the target's resolution: a Unix LISTEN takes them too.
-      family: familyFlag(values, transportOf(listenAt).address === "path" ? undefined : listenAt),
+      family: familyFlag(values, transportOf(listenAt).inet ? listenAt : undefined),
       serverTls: tlsServerFlags(serverValues, listenAt).flags,
       clientTls: tlsClientFlags(clientValues, target).flags,
       proxy: proxyFlag(values, target),
@@ -305,7 +313,7 @@ async function forwardDatagramSessions(
       // The listener joins the groups; TTL, loop and broadcast are the target's.
       multicast: multicast?.join && { join: multicast.join },
     });
-    reporter.listening(listener.address, options.listen.transport);
+    reporter.listening(listener.address, options.listen.scheme);
     await forwardDatagrams(
       listener,
       () =>

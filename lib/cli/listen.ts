@@ -8,7 +8,7 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint } from "../net/address.ts";
+import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { DatagramSide } from "../net/datagram.ts";
 import type { DatagramSocket } from "../net/datagram.ts";
@@ -34,7 +34,7 @@ import type { Duplex } from "../engine/relay.ts";
 import { serve } from "../engine/server.ts";
 import type { ConnectionHandler } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -323,7 +323,7 @@ async function listenDatagram(
     trace: reporter.traceFn,
     ...options.datagram,
   });
-  reporter.listening(socket.address, options.endpoint.transport);
+  reporter.listening(socket.address, options.endpoint.scheme);
   if (options.exec) return await execPerPeer(socket, options.exec, options, ctx, reporter);
   // --send greets each new peer; without it, stdin goes to the latest peer.
   const greeting = options.steps
@@ -368,18 +368,13 @@ async function execPerPeer(
   ctx: CommandContext,
   reporter: Reporter,
 ): Promise<number> {
-  // The socket's own address, for the child's SOCKIT_LOCAL_* variables.
-  const at = /^\[?(.*?)\]?:(\d+)$/.exec(socket.address);
-  const local: Deno.Addr = at
-    ? { transport: "udp", hostname: at[1], port: Number(at[2]) }
-    : { transport: "unixpacket", path: socket.address.replace(/^unixgram:/, "") };
   await forwardDatagrams(
     socket,
     (peer) =>
       new ChildDatagrams(
         new ChildStream({
           argv,
-          env: connectionEnv(peer, local, false, transportOf(options.endpoint).scheme),
+          env: connectionEnv(peer, socket.localAddr, protoOf(options.endpoint)),
         }),
         socket.maxDatagram,
         options.grace,
@@ -417,7 +412,7 @@ function connectionHandler(
       try {
         child = new ChildStream({
           argv,
-          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr, conn.isTls),
+          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr, protoOf(options.endpoint)),
         });
       } catch (err) {
         conn.close();
@@ -556,4 +551,10 @@ function brokerPort(hub: Fanout): Duplex & { inbox: Subscription } {
     cancelRead: () => inbox.cancel(),
     close: () => inbox.cancel(),
   };
+}
+
+/** The protocol a child's `SOCKIT_PROTO` names: the socket's own (`tcp` under `ws://`). */
+function protoOf(endpoint: Endpoint): string {
+  const row = transportOf(endpoint);
+  return row.over ?? row.scheme;
 }

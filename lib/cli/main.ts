@@ -11,7 +11,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { exitCodeOf, TimeoutError, UsageError } from "../base/errors.ts";
 import { Deadline } from "../engine/deadline.ts";
 import { formatDuration } from "../base/format.ts";
-import { schemePrefix, TRANSPORTS } from "../net/transports.ts";
+import { SCHEMES } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { flagUses, helpText, parseCommand } from "./command.ts";
 import { connectCommand } from "./connect.ts";
@@ -61,17 +61,7 @@ export function mainHelp(): string {
     }`;
     return `${left.padEnd(21)}${spec.help}`;
   };
-  const schemes = Object.values(TRANSPORTS).map((row) =>
-    `  ${schemePrefix(row)}${
-      {
-        path: "/path",
-        "host-port": "host:port",
-        "host-protocol": "host/proto",
-        url: "host:port/path",
-      }[row.address]
-    }`.padEnd(21) +
-    row.summary
-  );
+  const schemes = Object.values(SCHEMES).map((row) => `  ${row.syntax}`.padEnd(21) + row.summary);
   return `sockit ${VERSION}: the socket call sequence as a command-line tool
 
 Usage: sockit <command> [options] <endpoints…>

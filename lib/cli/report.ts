@@ -17,7 +17,7 @@ import { HexDumper } from "../engine/hexdump.ts";
 import type { CertificateInfo, HandshakeInfo } from "../protocols/tls.ts";
 import type { TraceFn } from "../engine/trace.ts";
 import type { UpgradeInfo } from "../protocols/websocket.ts";
-import { DEFAULT_SCHEME } from "../net/transports.ts";
+import { DEFAULT_SCHEME } from "../net/schemes.ts";
 import { jsonFormat, linePrefix, textFormat } from "./event_format.ts";
 import type { EventFormat } from "./event_format.ts";
 import { ProgressLine } from "./progress.ts";

@@ -53,6 +53,8 @@ export interface DatagramSocket {
   readonly tag: string;
   /** The local address, formatted. */
   readonly address: string;
+  /** The local address, where the socket has one to give (a bound UDP or Unix socket). */
+  readonly localAddr?: Deno.Addr;
   /** The largest datagram this socket's family carries. */
   readonly maxDatagram: number;
   /** Receives one datagram into `buf`; resolves to its size and sender. */
@@ -100,6 +102,7 @@ let lastSocketId = 0;
 /** A datagram socket from `Deno.listenDatagram`. */
 class BoundSocket implements DatagramSocket {
   readonly address: string;
+  readonly localAddr: Deno.Addr;
   readonly maxDatagram: number;
   readonly tag: string;
   readonly closed: Promise<void> = Promise.resolve();
@@ -109,6 +112,7 @@ class BoundSocket implements DatagramSocket {
 
   constructor(conn: Deno.DatagramConn, family: 4 | 6, tag: string, trace?: TraceFn) {
     this.#conn = conn;
+    this.localAddr = conn.addr;
     this.address = formatAddr(conn.addr);
     this.maxDatagram = MAX_DATAGRAM[family];
     this.#trace = trace;

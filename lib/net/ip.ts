@@ -9,6 +9,8 @@
  * @module
  */
 
+import { schemePrefix, SCHEMES } from "./schemes.ts";
+
 const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
 const IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
 const GROUP = /^[0-9a-fA-F]{1,4}$/;
@@ -118,9 +120,45 @@ export function formatHost(hostname: string): string {
  * ```
  */
 export function formatAddr(addr: Deno.Addr): string {
-  if ("path" in addr) return `unix:${printablePath(addr.path)}`;
+  // A Unix stream address is written as the `unix` row writes its endpoints.
+  if ("path" in addr) return `${schemePrefix(SCHEMES.unix)}${printablePath(addr.path)}`;
   if ("hostname" in addr) return `${formatHost(addr.hostname)}:${addr.port}`;
   return `vsock:${addr.cid}:${addr.port}`;
+}
+
+/**
+ * Whether a Unix socket path as sockit writes it names a Linux abstract
+ * socket (`@name`: no file; the kernel forgets it with its last
+ * descriptor). This, {@linkcode socketPath} and {@linkcode printablePath}
+ * are the one place that knows the `@name` ↔ `\0name` convention.
+ *
+ * @example Usage
+ * ```ts
+ * import { isAbstract } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(isAbstract("@app"));
+ * assert.ok(!isAbstract("/run/app.sock"));
+ * ```
+ */
+export function isAbstract(path: string): boolean {
+  return path.startsWith("@");
+}
+
+/**
+ * The path as the kernel takes it: `@name` is the abstract name `\0name`.
+ *
+ * @example Usage
+ * ```ts
+ * import { socketPath } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(socketPath("@app"), "\0app");
+ * assert.equal(socketPath("/run/app.sock"), "/run/app.sock");
+ * ```
+ */
+export function socketPath(path: string): string {
+  return isAbstract(path) ? `\0${path.slice(1)}` : path;
 }
 
 /**

@@ -5,8 +5,8 @@
  * (`node_tls.ts`, so that one that times out really closes its socket), and
  * takes care of Unix socket files (a stale one is replaced; the one it made
  * is removed).
- * Which of these an endpoint gets is the transport table's business
- * (`transports.ts`).
+ * Which of these an endpoint gets is its transport module's business
+ * (`tcp_transport.ts`, `unix_transport.ts`).
  *
  * @module
  */
@@ -16,7 +16,7 @@ import type { SocketOptions } from "./conn.ts";
 import { acceptTls } from "../protocols/node_tls.ts";
 import type { AcceptTlsOptions, ServerTls } from "../protocols/node_tls.ts";
 import { SockitError, toSockitError } from "../base/errors.ts";
-import { formatAddr, formatHost } from "./ip.ts";
+import { formatAddr, formatHost, isAbstract, socketPath } from "./ip.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -81,7 +81,7 @@ export class Listener implements Disposable {
   /** The bound address as Deno reports it. */
   readonly addr: Deno.Addr;
   /** The scheme of the endpoint it listens on (`tcp`, `tls`, `unix`). */
-  readonly transport: string;
+  readonly scheme: string;
   /** The certificate it serves TLS with: accepted connections still need {@linkcode Listener.secure}. */
   readonly tls?: ServerTls;
   /**
@@ -111,7 +111,7 @@ export class Listener implements Disposable {
     this.#listener = listener;
     this.addr = listener.addr;
     this.address = formatAddr(listener.addr);
-    this.transport = options.scheme;
+    this.scheme = options.scheme;
     this.tls = options.tls;
     this.#unixPath = options.unixPath;
     this.#trace = options.trace;
@@ -355,28 +355,4 @@ export async function listenUnix(path: string, options: ListenerOptions = {}): P
   } catch (err) {
     throw toSockitError(err, "listen", address);
   }
-}
-
-/**
- * Whether a Unix socket path names a Linux abstract socket (`@name`: no
- * file; the kernel forgets it with its last descriptor).
- */
-export function isAbstract(path: string): boolean {
-  return path.startsWith("@");
-}
-
-/**
- * The path as the kernel takes it: `@name` is the abstract name `\0name`.
- *
- * @example Usage
- * ```ts
- * import { socketPath } from "./listener.ts";
- * import assert from "node:assert/strict";
- *
- * assert.equal(socketPath("@app"), "\0app");
- * assert.equal(socketPath("/run/app.sock"), "/run/app.sock");
- * ```
- */
-export function socketPath(path: string): string {
-  return isAbstract(path) ? `\0${path.slice(1)}` : path;
 }

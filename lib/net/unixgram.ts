@@ -16,7 +16,7 @@ import { RECEIVE_BUFFER } from "./datagram.ts";
 import { errnoError, SockitError, toSockitError } from "../base/errors.ts";
 import { acquireLibc, C, ffiAvailable, lastErrno, PolledFd, releaseLibc } from "../sys/libc.ts";
 import type { Libc } from "../sys/libc.ts";
-import { isAbstract, socketPath } from "./listener.ts";
+import { isAbstract, socketPath } from "./ip.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -45,6 +45,7 @@ function pathOf(addr: Uint8Array, length: number): string {
 class UnixDatagramSocket implements DatagramSocket {
   readonly tag: string;
   readonly address: string;
+  readonly localAddr: Deno.UnixAddr;
   readonly maxDatagram = RECEIVE_BUFFER;
   #c: Libc;
   #sock: PolledFd;
@@ -67,6 +68,7 @@ class UnixDatagramSocket implements DatagramSocket {
     this.#path = path;
     this.tag = tag;
     this.address = `unixgram:${path}`;
+    this.localAddr = { transport: "unixpacket", path: socketPath(path) };
     this.#peer = options.peer;
     this.#removeDir = options.removeDir;
     this.#trace = options.trace;

@@ -9,7 +9,7 @@
  */
 
 import { errnoError } from "../base/errors.ts";
-import { formatIPv6, ipv6Groups, isIPv4 } from "../net/ip.ts";
+import { formatIPv6, ipv6Groups, isIPv4, socketPath } from "../net/ip.ts";
 
 /** Address families, socket types and flags used with these calls (Linux values). */
 export const C = {
@@ -298,7 +298,7 @@ export function findUnixSocketFd(
       const path = bytes.subarray(2, 2 + Math.max(0, size));
       const text = want ?? "";
       if (text === "") return size <= 0 || path[0] === 0 && size === 1;
-      const expected = encoder.encode(text.startsWith("@") ? `\0${text.slice(1)}` : text);
+      const expected = encoder.encode(socketPath(text));
       // A pathname address may end with its NUL.
       const used = path[path.length - 1] === 0 && expected[expected.length - 1] !== 0
         ? path.subarray(0, path.length - 1)

@@ -18,6 +18,7 @@
  */
 
 import { ExitCode, SockitError, UsageError } from "../base/errors.ts";
+import { printablePath } from "../net/ip.ts";
 import type { DatagramSocket } from "../net/datagram.ts";
 import type { Duplex } from "../engine/relay.ts";
 
@@ -507,8 +508,10 @@ export function checkRunPermission(program: string): void {
 
 /**
  * The environment a child gets for its connection: `SOCKIT_REMOTE_ADDR`,
- * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT`,
- * `SOCKIT_PROTO` (`tcp`, `tls` or `unix`, or `proto`: `udp`, `unixgram`; a Unix peer has an empty address).
+ * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT` (a Unix
+ * peer has an empty port, an unnamed one an empty address, an abstract one
+ * `@name`), and `SOCKIT_PROTO`: the socket's protocol as its scheme names it
+ * (`tcp`, `tls`, `unix`, `udp`, `unixgram`).
  *
  * @example Usage
  * ```ts
@@ -518,28 +521,28 @@ export function checkRunPermission(program: string): void {
  * const env = connectionEnv(
  *   { transport: "tcp", hostname: "127.0.0.1", port: 5000 },
  *   { transport: "tcp", hostname: "127.0.0.1", port: 8888 },
+ *   "tcp",
  * );
  * assert.deepEqual([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
  * // An unnamed Unix peer (Deno gives no path), and an abstract name.
  * const unix = connectionEnv(
  *   { transport: "unix", path: null as unknown as string },
  *   { transport: "unix", path: "\0app" },
+ *   "unix",
  * );
  * assert.deepEqual([unix.SOCKIT_REMOTE_ADDR, unix.SOCKIT_LOCAL_ADDR], ["", "@app"]);
  * ```
  */
 export function connectionEnv(
   remote: Deno.Addr,
-  local: Deno.Addr,
-  tls = false,
-  proto?: string,
+  local: Deno.Addr | undefined,
+  proto: string,
 ): Record<string, string> {
-  // A Unix peer is often unnamed (no path: empty), and an abstract name
-  // starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
-  const part = (addr: Deno.Addr): [string, string] =>
-    "hostname" in addr
+  // An abstract name starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
+  const part = (addr: Deno.Addr | undefined): [string, string] =>
+    addr && "hostname" in addr
       ? [addr.hostname, String(addr.port)]
-      : [("path" in addr ? addr.path ?? "" : "").replace(/^\0/, "@").replaceAll("\0", ""), ""];
+      : [addr && "path" in addr && addr.path ? printablePath(addr.path) : "", ""];
   const [remoteAddr, remotePort] = part(remote);
   const [localAddr, localPort] = part(local);
   return {
@@ -547,7 +550,7 @@ export function connectionEnv(
     SOCKIT_REMOTE_PORT: remotePort,
     SOCKIT_LOCAL_ADDR: localAddr,
     SOCKIT_LOCAL_PORT: localPort,
-    SOCKIT_PROTO: proto ?? ("path" in remote ? "unix" : tls ? "tls" : "tcp"),
+    SOCKIT_PROTO: proto,
   };
 }
 

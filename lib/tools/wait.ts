@@ -18,7 +18,7 @@
 
 import { directDialer, plainOpener } from "../net/dial.ts";
 import type { AddressOpener, Dialer } from "../net/dial.ts";
-import { formatEndpoint } from "../net/address.ts";
+import { formatEndpoint, isTls } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { Deadline, delay } from "../engine/deadline.ts";
 import { exitCodeOf, SockitError, toSockitError } from "../base/errors.ts";
@@ -35,7 +35,6 @@ import { connect, connectAddress, dialTarget } from "../net/open.ts";
 import type { Lookup } from "../net/resolve.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
 import { ipFamily } from "../net/ip.ts";
-import { isTls } from "../net/transports.ts";
 import type { Pattern } from "../engine/pattern.ts";
 
 /** Something to wait for: an endpoint, an HTTP(S) URL, or a file. */

@@ -297,16 +297,25 @@ export function pathEndpoint(scheme: Scheme, path: string): PathEndpoint {
  */
 export function formatEndpoint(endpoint: Endpoint): string {
   const scheme = endpoint.scheme;
-  if (endpoint.form === "path") {
-    // A path starting with "//" needs the scheme:// form to read back the same.
-    return endpoint.path.startsWith("//")
-      ? `${scheme}://${endpoint.path}`
-      : `${scheme}:${endpoint.path}`;
+  let written: string;
+  switch (endpoint.form) {
+    case "path":
+      // A path starting with "//" needs the scheme:// form to read back the same.
+      return endpoint.path.startsWith("//")
+        ? `${scheme}://${endpoint.path}`
+        : `${scheme}:${endpoint.path}`;
+    case "host-protocol":
+      written = endpoint.hostname === undefined
+        ? String(endpoint.protocol)
+        : formatAuthority(endpoint, endpoint.hostname);
+      break;
+    case "url":
+    case "host-port":
+      written = endpoint.hostname === undefined
+        ? String(endpoint.port)
+        : formatAuthority(endpoint, endpoint.hostname);
+      if ("resource" in endpoint) written += endpoint.resource ?? "";
   }
-  const authority = endpoint.hostname === undefined
-    ? String(endpoint.form === "host-protocol" ? endpoint.protocol : endpoint.port)
-    : formatAuthority(endpoint, endpoint.hostname);
-  const written = endpoint.form === "url" ? authority + (endpoint.resource ?? "") : authority;
   return scheme === DEFAULT_SCHEME ? written : `${scheme}://${written}`;
 }
 

@@ -21,7 +21,6 @@ import { formatHost, ipFamily, socketPath } from "./ip.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import { connectTls } from "../protocols/node_tls.ts";
-import { connectFrom } from "./tcp_libc.ts";
 import { isTlsFailure, tlsFailure, upgradeClient } from "../protocols/tls.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
@@ -160,7 +159,8 @@ export async function plainOpener(
   const source = ctx.socket?.source;
   let conn: Deno.Conn;
   if (source) {
-    // Deno.connect cannot bind first; a libc socket can.
+    // Deno.connect cannot bind first; a libc socket can (loaded only for this).
+    const { connectFrom } = await import("./tcp_libc.ts");
     conn = await connectFrom(address, port, source, ctx.signal);
     const local = conn.localAddr as Deno.NetAddr;
     ctx.trace?.(`#${ctx.id}`, `bind(${formatHost(local.hostname)}:${local.port}) = 0`);

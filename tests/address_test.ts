@@ -158,8 +158,31 @@ const unixEndpoint = fc.record({
     .filter((p) => !p.includes("\0") && new TextEncoder().encode(p).length <= 107)
     .filter((p) => !p.startsWith("//") || p.length > 2),
 }).map((e) => ({ ...e, abstract: e.path.startsWith("@") }));
+const urlEndpoint = fc.record({
+  form: fc.constant("url" as const),
+  scheme: fc.constantFrom("ws", "wss"),
+  hostname: fc.option(hostname, { nil: undefined }),
+  port,
+  resource: fc.option(fc.stringMatching(/^\/[A-Za-z0-9/?=&._-]{0,20}$/), { nil: undefined }),
+}).map(({ hostname, resource, ...rest }) => ({
+  ...rest,
+  ...(hostname === undefined ? {} : { hostname }),
+  ...(resource === undefined ? {} : { resource }),
+}));
+const ipEndpoint = fc.record({
+  form: fc.constant("host-protocol" as const),
+  scheme: fc.constant("ip"),
+  hostname,
+  protocol: fc.integer({ min: 1, max: 255 }),
+});
 // fast-check builds null-prototype records; endpoints are plain objects.
-const endpoint: fc.Arbitrary<Endpoint> = fc.oneof(netEndpoint, unixEndpoint).map((e) => ({ ...e }));
+const endpoint: fc.Arbitrary<Endpoint> = fc.oneof(
+  netEndpoint,
+  unixEndpoint,
+  urlEndpoint,
+  ipEndpoint,
+)
+  .map((e) => ({ ...e }));
 
 Deno.test("property: parse ∘ format is the identity on endpoints", () => {
   fc.assert(
@@ -276,4 +299,30 @@ Deno.test("property: an unknown scheme is reported as one, never as a bad port o
     }),
     { numRuns: 2000 },
   );
+});
+
+Deno.test("parseEndpoint: each address form has its own fields (protocol, resource, abstract)", () => {
+  const table: Array<[string, Endpoint]> = [
+    ["ip://10.0.0.1/253", {
+      form: "host-protocol",
+      scheme: "ip",
+      hostname: "10.0.0.1",
+      protocol: 253,
+    }],
+    ["ws://h:8080/chat?room=1", {
+      form: "url",
+      scheme: "ws",
+      hostname: "h",
+      port: 8080,
+      resource: "/chat?room=1",
+    }],
+    ["wss://h", { form: "url", scheme: "wss", hostname: "h", port: 443 }],
+    ["ws://h?x=1", { form: "url", scheme: "ws", hostname: "h", port: 80, resource: "/?x=1" }],
+    ["unix:@app", { form: "path", scheme: "unix", path: "@app", abstract: true }],
+    ["unixgram:/dev/log", { form: "path", scheme: "unixgram", path: "/dev/log", abstract: false }],
+  ];
+  for (const [input, expected] of table) {
+    assertEquals(parseEndpoint(input), expected, input);
+    assertEquals(parseEndpoint(formatEndpoint(expected)), expected, input);
+  }
 });

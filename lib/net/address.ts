@@ -448,7 +448,7 @@ export interface EndpointNeeds {
   /** It connects to the endpoint, or listens on it (every scheme does both). */
   role: Role;
   /** Only this kind of socket (default: either). */
-  kind?: Kind;
+  kind?: "stream" | "datagram";
   /** Only this address form (e.g. `host-port` for `scan`). */
   address?: AddressForm;
   /** Not a transport that is always TLS (`wait` checks that a port accepts, no more). */

@@ -135,11 +135,11 @@ export async function connect(
   // TLS settings mean TLS: `--tls` on a plain endpoint, or a usage error where TLS cannot go.
   if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const address = connectAddress(endpoint, options.family);
-  const opener = await streamOpener(endpoint);
+  const row = transportOf(endpoint);
+  // The row says what it is before its module is loaded.
+  const opener = row.kind === "stream" ? await streamOpener(endpoint) : undefined;
   if (!opener) {
-    throw new UsageError(
-      `${address}: ${schemePrefix(transportOf(endpoint))} is not a stream to connect to`,
-    );
+    throw new UsageError(`${address}: ${schemePrefix(row)} is not a stream to connect to`);
   }
   using deadline = connectDeadline(options.timeout, address, options.signal);
   const ctx: DialContext = {
@@ -178,9 +178,9 @@ export async function connect(
  */
 export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Promise<Listener> {
   if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
-  const opener = await streamOpener(endpoint);
+  const row = transportOf(endpoint);
+  const opener = row.kind === "stream" ? await streamOpener(endpoint) : undefined;
   if (!opener) {
-    const row = transportOf(endpoint);
     throw new UsageError(
       `${schemePrefix(row)}: a ${row.kind} socket does not listen for connections`,
     );
@@ -207,11 +207,12 @@ export async function openDatagram(
   role: Role,
   options: OpenOptions = {},
 ): Promise<DatagramSocket> {
-  const opener = await datagramOpener(endpoint);
+  const row = transportOf(endpoint);
+  const opener = row.kind === "datagram" ? await datagramOpener(endpoint) : undefined;
   if (!opener) {
     throw new UsageError(
       `${connectAddress(endpoint, options.family)}: ${
-        schemePrefix(transportOf(endpoint))
+        schemePrefix(row)
       } is a stream, not datagrams`,
     );
   }

@@ -38,13 +38,6 @@ export type TlsSupport =
   | { unsupported: string };
 
 /**
- * The host of an endpoint written without one, per role: `loopback` is the
- * loopback address (`127.0.0.1`, or `::1` with `-6`); `localhost` is the
- * name, or the loopback address of the family with `-4`/`-6`.
- */
-export type DefaultHost = "loopback" | "localhost";
-
-/**
  * The option groups a scheme takes (names only): `tls-client` and
  * `tls-server` (the TLS flags of each side, `--tls` included), `websocket`,
  * `socket` (TCP options: `--nodelay`, `--keepalive`, `--ttl`,
@@ -66,7 +59,7 @@ export interface SchemeDescriptor {
   /** The scheme as written (`tcp`, `udp`, `tls`, `unix`). */
   readonly scheme: Scheme;
   /** Byte stream or datagrams. */
-  readonly kind: Kind;
+  readonly kind: "stream" | "datagram";
   /** What follows the scheme. */
   readonly address: AddressForm;
   /**
@@ -78,8 +71,12 @@ export interface SchemeDescriptor {
   readonly tls: TlsSupport;
   /** The scheme this one is a layer over (`ws` over `tcp`): the socket's own protocol. */
   readonly over?: Scheme;
-  /** The host of the port-only form, per role (IP rows). */
-  readonly defaultHost?: Readonly<Record<Role, DefaultHost>>;
+  /**
+   * The host of the port-only form, per role (IP rows): `loopback` is the
+   * loopback address (`127.0.0.1`, or `::1` with `-6`); `localhost` is the
+   * name, or the loopback address of the family with `-4`/`-6`.
+   */
+  readonly defaultHost?: Readonly<Record<Role, "loopback" | "localhost">>;
   /** The port when none is written (`url` rows: 80 for `ws://`, 443 for `wss://`). */
   readonly defaultPort?: number;
   /** How an endpoint is written, for help texts (`tcp://host:port`). */

@@ -292,7 +292,7 @@ async function httpAttempt(
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const [result] = await waitFor(
- *   [{ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port }],
+ *   [{ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port: listener.addr.port }],
  *   { timeout: 2000 },
  * );
  * assert(result.ready);

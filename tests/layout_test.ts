@@ -45,7 +45,12 @@ const TRANSPORT_MODULES: Record<SchemeName, string[]> = {
     "lib/net/listener.ts",
     "lib/net/tcp_libc.ts",
   ],
-  tls: ["lib/net/tcp_transport.ts", "lib/protocols/tls.ts", "lib/protocols/node_tls.ts"],
+  tls: [
+    "lib/net/tcp_transport.ts",
+    "lib/protocols/tls.ts",
+    "lib/protocols/node_tls.ts",
+    "lib/protocols/tls_stream.ts",
+  ],
   ws: ["lib/protocols/websocket_transport.ts", "lib/protocols/websocket.ts"],
   wss: ["lib/protocols/websocket_transport.ts"],
   udp: ["lib/net/udp_transport.ts", "lib/net/datagram.ts"],
@@ -56,12 +61,10 @@ const TRANSPORT_MODULES: Record<SchemeName, string[]> = {
 
 /**
  * Words that are schemes only by coincidence, in the one context where they
- * are something else: a Deno address's socket type (endpoints say `scheme:`),
- * and the name of the TLS handshake event.
+ * are something else: a Deno address's socket type (endpoints say `scheme:`).
  */
 const NOT_A_SCHEME: Array<[RegExp, string]> = [
   [/\btransport: "\w+"/, "a Deno.Addr's socket type"],
-  [/\.event\("tls"/, "the TLS handshake event's name"],
 ];
 
 /** The code of lib/ (and main.ts) outside the grammar and the transport modules. */

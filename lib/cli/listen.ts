@@ -22,7 +22,7 @@ import {
   findProgram,
   splitCommand,
 } from "../tools/exec.ts";
-import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { Fanout } from "../engine/fanout.ts";
 import type { Subscription } from "../engine/fanout.ts";
 import { formatBytes, formatDuration } from "../base/format.ts";
@@ -412,7 +412,7 @@ function connectionHandler(
       try {
         child = new ChildStream({
           argv,
-          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr, protoOf(options.endpoint)),
+          env: connectionEnv(conn.remoteAddr, conn.localAddr, protoOf(options.endpoint)),
         });
       } catch (err) {
         conn.close();
@@ -438,7 +438,7 @@ function connectionHandler(
     };
   }
   if (options.broker) {
-    const members = new Map<Subscription, Connection>();
+    const members = new Map<Subscription, Stream>();
     const hub = new Fanout({
       highWater: BROKER_HIGH_WATER,
       // Each member has its own queue and writer; the others never wait for it.

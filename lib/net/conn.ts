@@ -1,9 +1,10 @@
 /**
  * The connection type every stream transport produces: a connected socket
- * (TCP, Unix or TLS, accepted or dialled) as a {@linkcode Duplex} for the
+ * (TCP or Unix, accepted or dialled) as a {@linkcode Stream} for the
  * relay, with its number, its addresses as text, and `--trace` of every
  * read, write and shutdown. Dialers (`dial.ts`) and listeners
- * (`listener.ts`) hand these out; nothing else wraps a `Deno.Conn`.
+ * (`listener.ts`) hand these out, and the layers over a socket (TLS,
+ * WebSocket) hold one; nothing else wraps a `Deno.Conn`.
  *
  * @module
  */
@@ -13,9 +14,7 @@ import { formatAddr } from "./ip.ts";
 import { SockitError } from "../base/errors.ts";
 import { ffiAvailable, findTcpSocketFd, findUnixSocketFd, setIntOption } from "../sys/libc.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
-import type { Duplex } from "../engine/relay.ts";
-import { tlsFailure } from "../protocols/tls.ts";
-import type { HandshakeInfo } from "../protocols/tls.ts";
+import type { Stream } from "./stream.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -42,13 +41,6 @@ export interface ConnectionOptions {
   id?: number;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
-  /**
-   * A TLS connection: a peer that closes without close_notify ends the
-   * stream like EOF (see {@linkcode Connection.uncleanClose}).
-   */
-  tls?: boolean;
-  /** What the TLS handshake negotiated, when it is done already. */
-  handshake?: HandshakeInfo;
   /** The peer as it is named in messages, when not the socket's peer (a tunnel's target). */
   remoteAddress?: string;
 }
@@ -73,7 +65,7 @@ export interface ConnectionOptions {
  * assert.equal(await server.read(buf), null);
  * ```
  */
-export class Connection implements Duplex, Disposable {
+export class Connection implements Stream {
   /** The underlying Deno connection. */
   readonly conn: Deno.Conn;
   /** Connection number, for events and traces. */
@@ -86,12 +78,6 @@ export class Connection implements Duplex, Disposable {
   readonly remoteAddress: string;
   /** When the connection was opened (`performance.now()`). */
   readonly openedAt: number = performance.now();
-  /** Whether this is a TLS connection. */
-  readonly isTls: boolean;
-  /** What the TLS handshake negotiated, once known. */
-  handshake?: HandshakeInfo;
-  /** Set when a TLS peer closed without close_notify (read as EOF). */
-  uncleanClose = false;
   /** Prints each socket operation (`--trace`), when set. */
   readonly trace?: TraceFn;
   #closed = false;
@@ -108,26 +94,7 @@ export class Connection implements Duplex, Disposable {
     this.tag = `#${this.id}`;
     this.localAddress = formatAddr(conn.localAddr);
     this.remoteAddress = options.remoteAddress ?? formatAddr(conn.remoteAddr);
-    this.isTls = options.tls === true;
-    this.handshake = options.handshake;
     this.trace = options.trace;
-    if (this.isTls) {
-      // Only TLS pays for the extra promise per read.
-      const read = this.read.bind(this);
-      this.read = async (p: Uint8Array) => {
-        try {
-          return await read(p);
-        } catch (err) {
-          // A TLS alert (the server wanted a client certificate, …) in words.
-          if (/fatal alert/.test((err as Error)?.message)) {
-            throw tlsFailure(err, this.remoteAddress);
-          }
-          if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
-          this.uncleanClose = true;
-          return null;
-        }
-      };
-    }
   }
 
   /** Wraps a connection, tracing every operation when `options.trace` is set. */
@@ -146,6 +113,16 @@ export class Connection implements Duplex, Disposable {
   /** Whether {@linkcode Connection.close} was called. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The socket's local address, as Deno gives it. */
+  get localAddr(): Deno.Addr {
+    return this.conn.localAddr;
+  }
+
+  /** The socket's peer address, as Deno gives it. */
+  get remoteAddr(): Deno.Addr {
+    return this.conn.remoteAddr;
   }
 
   /** Reads into `p`; `null` at end of input. Bytes given back with {@linkcode unread} come first. */
@@ -189,24 +166,10 @@ export class Connection implements Duplex, Disposable {
     }
   }
 
-  /**
-   * The same connection after a TLS handshake over it (`conn` is the
-   * plaintext side): the same number and trace, marked as TLS.
-   */
-  secured(conn: Deno.Conn, handshake: HandshakeInfo): Connection {
-    return Connection.from(conn, {
-      id: this.id,
-      trace: this.trace,
-      tls: true,
-      handshake,
-      remoteAddress: this.remoteAddress,
-    });
-  }
-
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
     // Bytes given back must be read first: no splice while there are any.
-    if (this.isTls || this.#closed || this.#pending) return undefined;
+    if (this.#closed || this.#pending) return undefined;
     if (this.#fd === null) {
       const local = this.conn.localAddr;
       const remote = this.conn.remoteAddr;

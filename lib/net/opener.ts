@@ -8,7 +8,7 @@
  */
 
 import type { Endpoint, Role } from "./address.ts";
-import type { SocketOptions } from "./conn.ts";
+import type { Connection, SocketOptions } from "./conn.ts";
 import type { DatagramSocket, MulticastOptions } from "./datagram.ts";
 import type { Dialer } from "./dial.ts";
 import type { Listener, ListenerOptions } from "./listener.ts";
@@ -43,7 +43,7 @@ export interface OpenOptions extends ListenerOptions {
 /** How a stream transport connects and listens. */
 export interface StreamOpener {
   /** The dialer chain for `endpoint` on top of `base` (the direct dialer, or a proxy). */
-  dialer(base: Dialer, endpoint: Endpoint, options: DialerOptions): Dialer;
+  dialer(base: Dialer<Connection>, endpoint: Endpoint, options: DialerOptions): Dialer;
   /** Binds and listens. */
   listen(endpoint: Endpoint, options: OpenOptions): Promise<Listener>;
 }

@@ -7,6 +7,7 @@
  */
 
 import type { HostPortEndpoint, UrlEndpoint } from "./address.ts";
+import type { Connection } from "./conn.ts";
 import { nodeTlsDialer, tlsDialer } from "./dial.ts";
 import type { Dialer } from "./dial.ts";
 import { UsageError } from "../base/errors.ts";
@@ -26,7 +27,7 @@ import { bindHost } from "./resolve.ts";
  * const dial = tlsOver(directDialer(), { tls: { serverName: "example.com" } });
  * ```
  */
-export function tlsOver(base: Dialer, options: DialerOptions): Dialer {
+export function tlsOver(base: Dialer<Connection>, options: DialerOptions): Dialer {
   return options.tls?.insecure || options.tls?.cert || options.socket?.source
     ? nodeTlsDialer(base, options.tls ?? {})
     : tlsDialer(base, options.tls ?? {});

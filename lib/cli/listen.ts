@@ -10,7 +10,7 @@
 import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { DatagramSide } from "../net/datagram.ts";
+import { DatagramSide, formatPeer } from "../net/datagram.ts";
 import type { DatagramSocket } from "../net/datagram.ts";
 import { forwardDatagrams } from "../net/datagram_forward.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
@@ -321,6 +321,7 @@ async function listenDatagram(
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
+    reusePort: options.sockets?.reusePort,
     ...options.datagram,
   });
   reporter.listening(socket.address, options.endpoint.transport);
@@ -340,7 +341,7 @@ async function listenDatagram(
     perPeer: true,
     greeting,
     onPeer: (peer) => {
-      const remote = side.formatPeer(peer);
+      const remote = formatPeer(peer);
       reporter.event("peer", `datagrams from ${remote}`, { remote });
     },
   });

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { applySocketOptions, Connection } from "./conn.ts";
+import { Connection, setConnectionOptions, type StreamSocket } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { delay } from "../engine/deadline.ts";
 import { SockitError, toSockitError, UsageError } from "../base/errors.ts";
@@ -159,12 +159,15 @@ export async function plainOpener(
   ctx: DialContext,
 ): Promise<Connection> {
   const source = ctx.socket?.source;
-  let conn: Deno.Conn;
+  let conn: StreamSocket;
   if (source) {
     // Deno.connect cannot bind first; a libc socket can.
-    conn = await connectFrom(address, port, source, ctx.signal);
-    const local = conn.localAddr as Deno.NetAddr;
-    ctx.trace?.(`#${ctx.id}`, `bind(${formatHost(local.hostname)}:${local.port}) = 0`);
+    const libc = await connectFrom(address, port, source, ctx.signal);
+    ctx.trace?.(
+      `#${ctx.id}`,
+      `bind(${formatHost(libc.localAddr.hostname)}:${libc.localAddr.port}) = 0`,
+    );
+    conn = libc;
   } else {
     conn = await connectTcp({
       hostname: address,
@@ -175,9 +178,10 @@ export async function plainOpener(
   }
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
   try {
-    applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
+    setConnectionOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
   } catch (err) {
     conn.close();
+    await conn.released;
     throw err;
   }
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });

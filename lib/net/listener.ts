@@ -11,7 +11,7 @@
  * @module
  */
 
-import { applySocketOptions, Connection } from "./conn.ts";
+import { Connection, setConnectionOptions } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { acceptTls } from "../protocols/node_tls.ts";
 import type { AcceptTlsOptions, ServerTls } from "../protocols/node_tls.ts";
@@ -136,7 +136,7 @@ export class Listener implements Disposable {
     const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     try {
-      applySocketOptions(conn, this.#socket, this.#trace, stream.tag);
+      setConnectionOptions(conn, this.#socket, this.#trace, stream.tag);
     } catch (err) {
       stream.close();
       throw err;

@@ -4,72 +4,64 @@
  * receive is pending ("socket already in use"), which a relay always has.
  * `listen` binds the path; `connect` binds a temporary path of its own (so
  * that the peer can answer, as `nc -U -u` does), removed when the socket
- * closes, and hears its target only. A peer is carried in the address's
- * `hostname` (its path; empty for an unbound sender, which cannot be
- * answered). Needs `--allow-ffi` (Linux).
+ * closes, and hears its target only. A peer is a Unix address (its path, or
+ * an abstract name; empty for an unbound sender, which cannot be answered).
+ * Waits are in the one epoll set (`sys/epoll.ts`). Needs `--allow-ffi`
+ * (Linux).
  *
  * @module
  */
 
-import type { DatagramSocket } from "./datagram.ts";
-import { RECEIVE_BUFFER } from "./datagram.ts";
-import { errnoError, SockitError, toSockitError } from "../base/errors.ts";
-import { acquireLibc, C, ffiAvailable, lastErrno, PolledFd, releaseLibc } from "../sys/libc.ts";
-import type { Libc } from "../sys/libc.ts";
-import { isAbstract, socketPath } from "./listener.ts";
+import type { DatagramSocket, PeerAddress } from "./datagram.ts";
+import { formatPeer, RECEIVE_BUFFER } from "./datagram.ts";
+import { SockitError, toSockitError } from "../base/errors.ts";
+import { C } from "../sys/constants.ts";
+import { READABLE } from "../sys/epoll.ts";
+import { ffiAvailable, lastError } from "../sys/libc.ts";
+import {
+  decodeSockaddr,
+  encodeSockaddr,
+  SOCKADDR_SIZE,
+  type UnixAddress,
+} from "../sys/sockaddr.ts";
+import { LibcSocket } from "../sys/socket.ts";
+import { isAbstract } from "./listener.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
 let lastId = 0;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
-/** `struct sockaddr_un` for a path (`@name`: abstract, without the trailing NUL). */
-function sockaddrUn(path: string): Uint8Array {
-  const bytes = encoder.encode(socketPath(path));
-  const out = new Uint8Array(2 + bytes.length + (isAbstract(path) ? 0 : 1));
-  new DataView(out.buffer).setUint16(0, C.AF_UNIX, true);
-  out.set(bytes, 2);
-  return out;
-}
-
-/** The path in a `sockaddr_un` of `length` bytes (`@name` for abstract, "" when unnamed). */
-function pathOf(addr: Uint8Array, length: number): string {
-  if (length <= 2) return "";
-  const raw = addr.subarray(2, length);
-  if (raw[0] === 0) return `@${decoder.decode(raw.subarray(1))}`;
-  const end = raw.indexOf(0);
-  return decoder.decode(end === -1 ? raw : raw.subarray(0, end));
+/** A `unixgram:` path as a socket address (`@name`: abstract). */
+function unixAddress(path: string): UnixAddress {
+  return isAbstract(path)
+    ? { family: "unix", path: path.slice(1), abstract: true }
+    : { family: "unix", path, abstract: false };
 }
 
 class UnixDatagramSocket implements DatagramSocket {
   readonly tag: string;
   readonly address: string;
   readonly maxDatagram = RECEIVE_BUFFER;
-  #c: Libc;
-  #sock: PolledFd;
+  #sock: LibcSocket;
   #path: string;
-  #peer?: string;
-  #removeDir?: string;
+  #peer?: UnixAddress;
   #trace?: TraceFn;
-  #from = new Uint8Array(110);
+  #from = new Uint8Array(SOCKADDR_SIZE);
   #fromLength = new Uint32Array(1);
 
   constructor(
-    c: Libc,
-    fd: number,
+    sock: LibcSocket,
     path: string,
     tag: string,
     options: { peer?: string; removeDir?: string; trace?: TraceFn },
   ) {
-    this.#c = c;
-    this.#sock = new PolledFd(c, fd, () => this.#removeFiles());
+    this.#sock = sock;
     this.#path = path;
     this.tag = tag;
     this.address = `unixgram:${path}`;
-    this.#peer = options.peer;
-    this.#removeDir = options.removeDir;
+    this.#peer = options.peer === undefined ? undefined : unixAddress(options.peer);
     this.#trace = options.trace;
+    sock.onClose(() => removeFiles(path, options.removeDir));
   }
 
   /** Resolves once the descriptor is closed (and its files removed). */
@@ -77,12 +69,13 @@ class UnixDatagramSocket implements DatagramSocket {
     return this.#sock.closed;
   }
 
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
+    const c = this.#sock.c;
     for (;;) {
       if (this.#sock.done) throw new Deno.errors.Interrupted("operation canceled");
       this.#fromLength[0] = this.#from.length;
       const n = Number(
-        this.#c.recvfrom(
+        c.recvfrom(
           this.#sock.fd,
           buf,
           BigInt(buf.length),
@@ -92,23 +85,27 @@ class UnixDatagramSocket implements DatagramSocket {
         ),
       );
       if (n >= 0) {
-        const path = pathOf(this.#from, this.#fromLength[0]);
-        this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${n} unixgram:${path || "(unnamed)"}`);
+        const decoded = decodeSockaddr(this.#from, this.#fromLength[0]);
+        const from: UnixAddress = decoded?.family === "unix"
+          ? decoded
+          : { family: "unix", path: "", abstract: false };
+        this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${n} unixgram:${formatPeer(from)}`);
         // A connected side hears only its target.
-        if (this.#peer !== undefined && path !== this.#peer) continue;
-        return [n, { transport: "udp", hostname: path, port: 0 }];
+        const peer = this.#peer;
+        if (peer && (from.path !== peer.path || from.abstract !== peer.abstract)) continue;
+        return [n, from];
       }
-      const errno = lastErrno(this.#c);
-      if (errno !== C.EAGAIN && errno !== C.EINTR) {
-        throw toSockitError(errnoError(errno), "recv", this.address);
+      const err = lastError(c);
+      if (err.errno !== C.EAGAIN && err.errno !== C.EINTR) {
+        throw toSockitError(err, "recv", this.address);
       }
-      await this.#sock.wait(100);
+      await this.#sock.wait(READABLE);
     }
   }
 
-  send(data: Uint8Array, to?: Deno.NetAddr): Promise<number> {
-    const path = to?.hostname ?? this.#peer;
-    if (!path) {
+  send(data: Uint8Array, to?: PeerAddress): Promise<number> {
+    const peer = to?.family === "unix" ? to : this.#peer;
+    if (!peer || peer.path === "") {
       return Promise.reject(
         new SockitError("the sender has no address (an unbound socket): it cannot be answered", {
           op: "send",
@@ -117,46 +114,49 @@ class UnixDatagramSocket implements DatagramSocket {
         }),
       );
     }
-    const sa = sockaddrUn(path);
-    const n = Number(this.#c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
-    if (n < 0) {
-      const err = errnoError(lastErrno(this.#c));
-      this.#trace?.(this.tag, `sendto(${data.length}, unixgram:${path}) = ${failedCall(err)}`);
-      return Promise.reject(toSockitError(err, "send", `unixgram:${path}`));
+    const name = `unixgram:${formatPeer(peer)}`;
+    let sa: Uint8Array;
+    try {
+      sa = encodeSockaddr(peer);
+    } catch (err) {
+      return Promise.reject(toSockitError(err, "send", name));
     }
-    this.#trace?.(this.tag, `sendto(${data.length}, unixgram:${path}) = ${n}`);
+    const c = this.#sock.c;
+    const n = Number(c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
+    if (n < 0) {
+      const err = lastError(c);
+      this.#trace?.(this.tag, `sendto(${data.length}, ${name}) = ${failedCall(err)}`);
+      return Promise.reject(toSockitError(err, "send", name));
+    }
+    this.#trace?.(this.tag, `sendto(${data.length}, ${name}) = ${n}`);
     return Promise.resolve(n);
-  }
-
-  formatPeer(addr: Deno.NetAddr): string {
-    return addr.hostname || "(unnamed)";
   }
 
   close(): void {
     if (this.#sock.close()) this.#trace?.(this.tag, "close()");
   }
+}
 
-  /** Removes the socket's file (not an abstract one's) and the client's temporary directory. */
-  #removeFiles(): void {
-    if (!isAbstract(this.#path)) {
-      try {
-        Deno.removeSync(this.#path);
-      } catch {
-        // Gone already.
-      }
+/** Removes a socket's file (not an abstract one's) and a client's temporary directory. */
+function removeFiles(path: string, dir?: string): void {
+  if (!isAbstract(path)) {
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // Gone already.
     }
-    if (this.#removeDir) {
-      try {
-        Deno.removeSync(this.#removeDir);
-      } catch {
-        // Not empty or gone: leave it.
-      }
+  }
+  if (dir) {
+    try {
+      Deno.removeSync(dir);
+    } catch {
+      // Not empty or gone: leave it.
     }
   }
 }
 
 /** socket(AF_UNIX, SOCK_DGRAM) + bind(path), traced. */
-function open(path: string, tag: string, trace?: TraceFn): [Libc, number] {
+function open(path: string, tag: string, trace?: TraceFn): LibcSocket {
   if (!ffiAvailable()) {
     throw new SockitError("Unix datagram sockets go through libc, which needs --allow-ffi", {
       op: "bind",
@@ -165,24 +165,24 @@ function open(path: string, tag: string, trace?: TraceFn): [Libc, number] {
       exitCode: 126,
     });
   }
-  const c = acquireLibc();
-  const fd = c.socket(C.AF_UNIX, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
-  trace?.(tag, `socket(AF_UNIX, SOCK_DGRAM) = ${fd}`);
-  if (fd < 0) {
-    const err = errnoError(lastErrno(c));
-    releaseLibc();
+  let sock: LibcSocket;
+  try {
+    sock = LibcSocket.open(C.AF_UNIX, C.SOCK_DGRAM, 0);
+  } catch (err) {
+    trace?.(tag, `socket(AF_UNIX, SOCK_DGRAM) = ${failedCall(err)}`);
     throw toSockitError(err, "bind", `unixgram:${path}`);
   }
-  const sa = sockaddrUn(path);
-  if (c.bind(fd, sa, sa.length) < 0) {
-    const err = errnoError(lastErrno(c));
+  trace?.(tag, `socket(AF_UNIX, SOCK_DGRAM) = ${sock.fd}`);
+  try {
+    sock.bind(unixAddress(path));
+  } catch (err) {
     trace?.(tag, `bind(unixgram:${path}) = ${failedCall(err)}`);
-    c.close(fd);
-    releaseLibc();
+    // Not bound: nothing of it to remove.
+    sock.close();
     throw toSockitError(err, "bind", `unixgram:${path}`);
   }
   trace?.(tag, `bind(unixgram:${path}) = 0`);
-  return [c, fd];
+  return sock;
 }
 
 /**
@@ -196,8 +196,7 @@ function open(path: string, tag: string, trace?: TraceFn): [Libc, number] {
  */
 export function bindUnixDatagram(path: string, options: { trace?: TraceFn } = {}): DatagramSocket {
   const tag = `G${++lastId}`;
-  const [c, fd] = open(path, tag, options.trace);
-  return new UnixDatagramSocket(c, fd, path, tag, options);
+  return new UnixDatagramSocket(open(path, tag, options.trace), path, tag, options);
 }
 
 /**
@@ -216,19 +215,19 @@ export function connectUnixDatagram(
 ): DatagramSocket {
   const tag = `G${++lastId}`;
   if (options.bindPath !== undefined) {
-    const [c, fd] = open(options.bindPath, tag, options.trace);
-    return new UnixDatagramSocket(c, fd, options.bindPath, tag, { ...options, peer: target });
+    const sock = open(options.bindPath, tag, options.trace);
+    return new UnixDatagramSocket(sock, options.bindPath, tag, { ...options, peer: target });
   }
   const dir = Deno.makeTempDirSync({ prefix: "sockit-" });
   const path = `${dir}/client.sock`;
-  let opened: [Libc, number];
+  let sock: LibcSocket;
   try {
-    opened = open(path, tag, options.trace);
+    sock = open(path, tag, options.trace);
   } catch (err) {
     Deno.removeSync(dir, { recursive: true });
     throw err;
   }
-  return new UnixDatagramSocket(opened[0], opened[1], path, tag, {
+  return new UnixDatagramSocket(sock, path, tag, {
     ...options,
     peer: target,
     removeDir: dir,

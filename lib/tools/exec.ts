@@ -18,7 +18,7 @@
  */
 
 import { ExitCode, SockitError, UsageError } from "../base/errors.ts";
-import type { DatagramSocket } from "../net/datagram.ts";
+import type { DatagramSocket, PeerAddress } from "../net/datagram.ts";
 import type { Duplex } from "../engine/relay.ts";
 
 /**
@@ -430,7 +430,7 @@ export class ChildDatagrams implements DatagramSocket {
   }
 
   /** One read of the child's output, as one datagram from the "peer" (the child). */
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
     const n = await this.#child.read(buf.subarray(0, this.maxDatagram));
     if (n === null) {
       // Its output is over: nothing more to wait for.
@@ -439,7 +439,7 @@ export class ChildDatagrams implements DatagramSocket {
         op: this.#child.label,
       });
     }
-    return [n, { transport: "udp", hostname: "", port: 0 }];
+    return [n, { family: "child", pid: this.#child.process.pid }];
   }
 
   /** Queues one datagram's bytes for the child's input; rejects once when it drops some. */
@@ -529,25 +529,34 @@ export function checkRunPermission(program: string): void {
  * ```
  */
 export function connectionEnv(
-  remote: Deno.Addr,
-  local: Deno.Addr,
+  remote: Deno.Addr | PeerAddress,
+  local: Deno.Addr | PeerAddress,
   tls = false,
   proto?: string,
 ): Record<string, string> {
   // A Unix peer is often unnamed (no path: empty), and an abstract name
   // starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
-  const part = (addr: Deno.Addr): [string, string] =>
-    "hostname" in addr
-      ? [addr.hostname, String(addr.port)]
-      : [("path" in addr ? addr.path ?? "" : "").replace(/^\0/, "@").replaceAll("\0", ""), ""];
+  const part = (addr: Deno.Addr | PeerAddress): [string, string] => {
+    if ("hostname" in addr) return [addr.hostname, String(addr.port)];
+    if ("transport" in addr) {
+      const path = "path" in addr ? addr.path ?? "" : "";
+      return [path.replace(/^\0/, "@").replaceAll("\0", ""), ""];
+    }
+    if (addr.family === "child") return ["", ""];
+    if (addr.family === "unix") {
+      return [(addr.abstract ? `@${addr.path}` : addr.path).replaceAll("\0", ""), ""];
+    }
+    return [addr.address, String("port" in addr ? addr.port : addr.protocol)];
+  };
   const [remoteAddr, remotePort] = part(remote);
   const [localAddr, localPort] = part(local);
+  const unix = "transport" in remote ? "path" in remote : remote.family === "unix";
   return {
     SOCKIT_REMOTE_ADDR: remoteAddr,
     SOCKIT_REMOTE_PORT: remotePort,
     SOCKIT_LOCAL_ADDR: localAddr,
     SOCKIT_LOCAL_PORT: localPort,
-    SOCKIT_PROTO: proto ?? ("path" in remote ? "unix" : tls ? "tls" : "tcp"),
+    SOCKIT_PROTO: proto ?? (unix ? "unix" : tls ? "tls" : "tcp"),
   };
 }
 

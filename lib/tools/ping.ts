@@ -160,7 +160,7 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   const interval = options.interval ?? 1000;
   const timeout = options.timeout ?? 10_000;
   const size = options.size ?? 56;
-  using socket = openIcmpSocket(address, options.socket ?? "auto", options.trace);
+  await using socket = openIcmpSocket(address, options.socket ?? "auto", options.trace);
   if (interval < USER_INTERVAL_FLOOR_MS && socket.type === "dgram") {
     throw new UsageError(
       `an interval below ${USER_INTERVAL_FLOOR_MS}ms (a flood) needs a raw socket: root or CAP_NET_RAW, as with iputils`,

@@ -111,13 +111,13 @@ export async function traceroute(
     if (isDenied(err)) throw rawSocketDenied("traceroute", address, false);
     throw err;
   }
-  using _icmp = icmp;
+  await using _icmp = icmp;
   icmp.filterIcmp(
     family === 4
       ? [ICMP4.UNREACHABLE, ICMP4.TIME_EXCEEDED]
       : [ICMP6.UNREACHABLE, ICMP6.TIME_EXCEEDED],
   );
-  using udp = RawSocket.open({ family, protocol: 17, type: "dgram", trace: options.trace });
+  await using udp = RawSocket.open({ family, protocol: 17, type: "dgram", trace: options.trace });
   const payload = new Uint8Array(size);
   const buf = new Uint8Array(2048);
   const hops: Hop[] = [];

@@ -10,19 +10,19 @@
 
 import { concat } from "../base/bytes.ts";
 import { formatAddr } from "./ip.ts";
-import { SockitError } from "../base/errors.ts";
+import { SockitError, toSockitError } from "../base/errors.ts";
 import { ffiAvailable } from "../sys/libc.ts";
 import { findSocketFd, findTcpSocketFd } from "../sys/fd.ts";
 import { applySocketOptions, type Setting, SocketOptionError } from "../sys/sockopt.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
 import type { StreamSocket } from "./stream.ts";
-
-export type { StreamSocket } from "./stream.ts";
 import type { Duplex } from "../engine/relay.ts";
 import { tlsFailure } from "../protocols/tls.ts";
 import type { HandshakeInfo } from "../protocols/tls.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
+
+export type { StreamSocket } from "./stream.ts";
 
 let lastConnectionId = 0;
 
@@ -383,8 +383,8 @@ export function socketSettings(options: SocketOptions, family: 4 | 6): Setting[]
  * each as the `setsockopt` it is: through the socket's own calls where it
  * has them (`TCP_NODELAY`, `SO_KEEPALIVE`), else through libc
  * (`--allow-ffi`) on its descriptor — the libc socket's own, or the one with
- * the connection's two addresses. Throws a {@linkcode SockitError} (exit
- * 126) when an option cannot be set.
+ * the connection's two addresses. An option that cannot be set throws
+ * (see {@linkcode socketOptionFailure}).
  *
  * @example Usage
  * ```ts
@@ -419,13 +419,33 @@ export function setConnectionOptions(
       (call, error) => trace?.(tag, `${call} = ${error ? failedCall(error) : 0}`),
     );
   } catch (err) {
-    if (!(err instanceof SocketOptionError)) throw err;
-    throw new SockitError(err.message, {
-      op: "setsockopt",
-      address: formatAddr(remote),
-      code: err.code,
-      exitCode: err.kind === "failed" ? undefined : 126,
-      cause: err,
-    });
+    throw socketOptionFailure(err, formatAddr(remote));
   }
+}
+
+/**
+ * A socket option that could not be set, as the error to report: the
+ * system's refusal as the failure it is (exit 1), a missing libc or
+ * descriptor as exit 126 naming what is missing. Anything else as it is.
+ *
+ * @example Usage
+ * ```ts
+ * import { socketOptionFailure } from "./conn.ts";
+ * import { SocketOptionError } from "../sys/sockopt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const err = socketOptionFailure(new SocketOptionError("no-ffi", "IP_TTL"), "127.0.0.1:80");
+ * assert.match((err as Error).message, /cannot set IP_TTL \(--ttl\): it goes through libc/);
+ * ```
+ */
+export function socketOptionFailure(err: unknown, address?: string): unknown {
+  if (!(err instanceof SocketOptionError)) return err;
+  if (err.kind === "failed") return toSockitError(err.cause, "setsockopt", address);
+  return new SockitError(err.message, {
+    op: "setsockopt",
+    address,
+    code: err.code,
+    exitCode: 126,
+    cause: err,
+  });
 }

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { nextConnectionId } from "./conn.ts";
+import { nextConnectionId, socketOptionFailure } from "./conn.ts";
 import { errnoError, SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import { formatHost, isIPv6 } from "./ip.ts";
 import { C } from "../sys/constants.ts";
@@ -146,23 +146,6 @@ const MULTICAST_OPTION = {
   4: { ttl: "IP_MULTICAST_TTL", loop: "IP_MULTICAST_LOOP" },
   6: { ttl: "IPV6_MULTICAST_HOPS", loop: "IPV6_MULTICAST_LOOP" },
 } as const;
-
-/**
- * A socket option that could not be set, as the error to report: the
- * system's refusal as the failure it is, a missing libc or descriptor as
- * exit 126.
- */
-export function socketOptionFailure(err: unknown, address?: string): unknown {
-  if (!(err instanceof SocketOptionError)) return err;
-  if (err.kind === "failed") return toSockitError(err.cause, "setsockopt", address);
-  return new SockitError(err.message, {
-    op: "setsockopt",
-    address,
-    code: err.code,
-    exitCode: 126,
-    cause: err,
-  });
-}
 
 function needUnstableNet(): void {
   if (typeof Deno.listenDatagram !== "function") {

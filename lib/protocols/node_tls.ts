@@ -210,7 +210,7 @@ function plainConn(
   return {
     localAddr: raw.localAddr,
     remoteAddr: raw.remoteAddr,
-    // Released with the socket under it (destroying the TLS socket closes that).
+    // Released with the socket under it (closed with this one).
     get released() {
       return raw.released;
     },
@@ -235,6 +235,13 @@ function plainConn(
     close(): void {
       socket.destroy();
       inbox.end();
+      // Destroying the TLS socket closes the one under it, perhaps a tick later: at once
+      // here, so that what it holds (a libc socket's epoll entry) is released now.
+      try {
+        raw.close();
+      } catch {
+        // Closed already.
+      }
     },
   };
 }

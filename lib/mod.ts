@@ -33,6 +33,8 @@ export type { Endpoint, NetEndpoint, PathEndpoint, Role, Scheme } from "./net/ad
 export { parseCidr } from "./net/cidr.ts";
 export type { AccessRules, Cidr } from "./net/cidr.ts";
 export { Connection } from "./net/conn.ts";
+export { StreamLayer } from "./net/stream.ts";
+export type { Stream } from "./net/stream.ts";
 export { DatagramSide } from "./net/datagram.ts";
 export type {
   ChildAddress,
@@ -62,7 +64,17 @@ export {
   UsageError,
 } from "./base/errors.ts";
 export type { SockitErrorOptions } from "./base/errors.ts";
-export type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "./engine/events.ts";
+export { reportLayers } from "./engine/events.ts";
+export type {
+  ChunkTap,
+  ClosedInfo,
+  Counted,
+  Events,
+  LayerEnd,
+  LayerInfo,
+  LayerReport,
+  PeerInfo,
+} from "./engine/events.ts";
 export { ChildStream, splitCommand } from "./tools/exec.ts";
 export type { ChildOptions } from "./tools/exec.ts";
 export { formatAddr, formatHost, isIPv4, isIPv6 } from "./net/ip.ts";
@@ -97,6 +109,7 @@ export type {
   TlsCertificate,
   TlsClientOptions,
 } from "./protocols/tls.ts";
+export { TlsStream } from "./protocols/tls_stream.ts";
 export type { TraceFn } from "./engine/trace.ts";
 export { transfer } from "./engine/transfer.ts";
 export type { Peer, TransferOptions } from "./engine/transfer.ts";

@@ -13,6 +13,7 @@ import { exitCodeOf, UsageError } from "../base/errors.ts";
 import { formatDuration } from "../base/format.ts";
 import { connect, connectAddress, connectDeadline, openDatagram } from "../net/open.ts";
 import type { Step } from "../engine/dialogue.ts";
+import { reportLayers } from "../engine/events.ts";
 import type { SocketOptions } from "../net/conn.ts";
 import { checkSendFiles, sendFiles } from "../engine/payload.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
@@ -251,8 +252,7 @@ async function connectStream(
       }),
   });
   reporter.connected(conn);
-  if (conn.handshake) reporter.tls(conn, conn.handshake);
-  reporter.upgraded(conn);
+  reportLayers(reporter, conn);
   return await runSession(conn, ctx, reporter, {
     signal,
     steps: options.steps,

@@ -10,7 +10,7 @@
 import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, parseEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { Coalescer } from "../engine/coalesce.ts";
 import { exitCodeOf, UsageError } from "../base/errors.ts";
 import { forwardDatagrams } from "../net/datagram_forward.ts";
@@ -18,9 +18,9 @@ import { connect, connectAddress, openDatagram } from "../net/open.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
 import { serve } from "../engine/server.ts";
+import { reportLayers } from "../engine/events.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import { isTls, requireEndpoint, transportOf } from "../net/transports.ts";
-import { WebSocketSide } from "../protocols/websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -236,7 +236,7 @@ export async function runForward(
       ...options.sockets,
     }, reporter);
     await serve(listener, async (client) => {
-      let target: Connection;
+      let target: Stream;
       try {
         target = await connect(options.target, {
           tls: clientTls,
@@ -263,10 +263,7 @@ export async function runForward(
         return 1;
       }
       reporter.connected(target);
-      if (target.handshake) reporter.tls(target, target.handshake);
-      reporter.upgraded(target);
-      // WebSocket to WebSocket: frames go on as they came (kinds, boundaries, empty ones).
-      WebSocketSide.pair(client, target);
+      reportLayers(reporter, target);
       return await transfer(client, target, {
         signal: ctx.signal,
         idleTimeout: options.idleTimeout,

@@ -22,7 +22,7 @@ import {
   findProgram,
   splitCommand,
 } from "../tools/exec.ts";
-import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { Fanout } from "../engine/fanout.ts";
 import type { Subscription } from "../engine/fanout.ts";
 import { formatBytes, formatDuration } from "../base/format.ts";
@@ -34,7 +34,7 @@ import type { Duplex } from "../engine/relay.ts";
 import { serve } from "../engine/server.ts";
 import type { ConnectionHandler } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { isTls, requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -418,7 +418,7 @@ function connectionHandler(
       try {
         child = new ChildStream({
           argv,
-          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr, conn.isTls),
+          env: connectionEnv(conn.remoteAddr, conn.localAddr, isTls(options.endpoint)),
         });
       } catch (err) {
         conn.close();
@@ -444,7 +444,7 @@ function connectionHandler(
     };
   }
   if (options.broker) {
-    const members = new Map<Subscription, Connection>();
+    const members = new Map<Subscription, Stream>();
     const hub = new Fanout({
       highWater: BROKER_HIGH_WATER,
       // Each member has its own queue and writer; the others never wait for it.

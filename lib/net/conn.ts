@@ -1,9 +1,10 @@
 /**
  * The connection type every stream transport produces: a connected socket
- * (TCP, Unix or TLS, accepted or dialled) as a {@linkcode Duplex} for the
+ * (TCP or Unix, accepted or dialled) as a {@linkcode Stream} for the
  * relay, with its number, its addresses as text, and `--trace` of every
  * read, write and shutdown. Dialers (`dial.ts`) and listeners
- * (`listener.ts`) hand these out; nothing else wraps a `Deno.Conn`.
+ * (`listener.ts`) hand these out, and the layers over a socket (TLS,
+ * WebSocket) hold one; nothing else wraps a `Deno.Conn`.
  *
  * @module
  */
@@ -15,14 +16,12 @@ import { ffiAvailable } from "../sys/libc.ts";
 import { findSocketFd, findTcpSocketFd } from "../sys/fd.ts";
 import { applySocketOptions, type Setting, SocketOptionError } from "../sys/sockopt.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
-import type { StreamSocket } from "./stream.ts";
-import type { Duplex } from "../engine/relay.ts";
-import { tlsFailure } from "../protocols/tls.ts";
-import type { HandshakeInfo } from "../protocols/tls.ts";
+import type { Stream } from "./stream.ts";
+import type { StreamSocket } from "./stream_socket.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
-export type { StreamSocket } from "./stream.ts";
+export type { StreamSocket } from "./stream_socket.ts";
 
 let lastConnectionId = 0;
 
@@ -47,13 +46,6 @@ export interface ConnectionOptions {
   id?: number;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
-  /**
-   * A TLS connection: a peer that closes without close_notify ends the
-   * stream like EOF (see {@linkcode Connection.uncleanClose}).
-   */
-  tls?: boolean;
-  /** What the TLS handshake negotiated, when it is done already. */
-  handshake?: HandshakeInfo;
   /** The peer as it is named in messages, when not the socket's peer (a tunnel's target). */
   remoteAddress?: string;
 }
@@ -78,7 +70,7 @@ export interface ConnectionOptions {
  * assert.equal(await server.read(buf), null);
  * ```
  */
-export class Connection implements Duplex, Disposable {
+export class Connection implements Stream {
   /** The socket it wraps. */
   readonly conn: StreamSocket;
   /** Connection number, for events and traces. */
@@ -91,12 +83,6 @@ export class Connection implements Duplex, Disposable {
   readonly remoteAddress: string;
   /** When the connection was opened (`performance.now()`). */
   readonly openedAt: number = performance.now();
-  /** Whether this is a TLS connection. */
-  readonly isTls: boolean;
-  /** What the TLS handshake negotiated, once known. */
-  handshake?: HandshakeInfo;
-  /** Set when a TLS peer closed without close_notify (read as EOF). */
-  uncleanClose = false;
   /** Prints each socket operation (`--trace`), when set. */
   readonly trace?: TraceFn;
   #closed = false;
@@ -113,26 +99,7 @@ export class Connection implements Duplex, Disposable {
     this.tag = `#${this.id}`;
     this.localAddress = formatAddr(conn.localAddr);
     this.remoteAddress = options.remoteAddress ?? formatAddr(conn.remoteAddr);
-    this.isTls = options.tls === true;
-    this.handshake = options.handshake;
     this.trace = options.trace;
-    if (this.isTls) {
-      // Only TLS pays for the extra promise per read.
-      const read = this.read.bind(this);
-      this.read = async (p: Uint8Array) => {
-        try {
-          return await read(p);
-        } catch (err) {
-          // A TLS alert (the server wanted a client certificate, …) in words.
-          if (/fatal alert/.test((err as Error)?.message)) {
-            throw tlsFailure(err, this.remoteAddress);
-          }
-          if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
-          this.uncleanClose = true;
-          return null;
-        }
-      };
-    }
   }
 
   /** Wraps a connection, tracing every operation when `options.trace` is set. */
@@ -151,6 +118,16 @@ export class Connection implements Duplex, Disposable {
   /** Whether {@linkcode Connection.close} was called. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The socket's local address, as Deno gives it. */
+  get localAddr(): Deno.Addr {
+    return this.conn.localAddr;
+  }
+
+  /** The socket's peer address, as Deno gives it. */
+  get remoteAddr(): Deno.Addr {
+    return this.conn.remoteAddr;
   }
 
   /** Reads into `p`; `null` at end of input. Bytes given back with {@linkcode unread} come first. */
@@ -194,24 +171,10 @@ export class Connection implements Duplex, Disposable {
     }
   }
 
-  /**
-   * The same connection after a TLS handshake over it (`conn` is the
-   * plaintext side): the same number and trace, marked as TLS.
-   */
-  secured(conn: StreamSocket, handshake: HandshakeInfo): Connection {
-    return Connection.from(conn, {
-      id: this.id,
-      trace: this.trace,
-      tls: true,
-      handshake,
-      remoteAddress: this.remoteAddress,
-    });
-  }
-
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
     // Bytes given back must be read first: no splice while there are any.
-    if (this.isTls || this.#closed || this.#pending) return undefined;
+    if (this.#closed || this.#pending) return undefined;
     if (this.#fd === null) {
       this.#fd = this.conn.fd ?? findSocketFd(this.conn.localAddr, this.conn.remoteAddr);
       if (this.#fd !== undefined) {

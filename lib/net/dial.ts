@@ -1,9 +1,10 @@
 /**
  * Dialers that compose, in the manner of Go's `x/net/proxy`: a dialer turns
- * a target (host and port, or a Unix path) into a {@linkcode Connection};
- * a layer takes a dialer and returns one that does more over what it
- * dialled. The chain for `tls://host:443` is `tlsDialer(directDialer())`;
- * a proxy or WebSocket client is one more link. Retries and the deadline
+ * a target (host and port, or a Unix path) into a {@linkcode Stream} — a
+ * {@linkcode Connection} for a socket; a layer takes a dialer and returns
+ * one that does more over what it dialled (TLS gives a `TlsStream`). The
+ * chain for `tls://host:443` is `tlsDialer(directDialer())`; a proxy or
+ * WebSocket client is one more link. Retries and the deadline
  * wrap the whole chain ({@linkcode dialWithRetry}).
  *
  * ```
@@ -25,6 +26,9 @@ import { connectTls } from "../protocols/node_tls.ts";
 import { connectFrom } from "./tcp_libc.ts";
 import { isTlsFailure, tlsFailure, upgradeClient } from "../protocols/tls.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
+import { securedStream } from "../protocols/tls_stream.ts";
+import type { TlsStream } from "../protocols/tls_stream.ts";
+import type { Stream } from "./stream.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -49,8 +53,14 @@ export interface DialContext {
   socket?: SocketOptions;
 }
 
-/** Opens a connection to a target. */
-export type Dialer = (target: DialTarget, ctx: DialContext) => Promise<Connection>;
+/**
+ * Opens a connection to a target: a stream of kind `S` (a socket dialer
+ * gives a {@linkcode Connection}; a layer's dialer, a layer over one).
+ */
+export type Dialer<S extends Stream = Stream> = (
+  target: DialTarget,
+  ctx: DialContext,
+) => Promise<S>;
 
 /** Opens one connection to an IP address (the step a direct dialer repeats per address). */
 export type AddressOpener = (
@@ -223,7 +233,7 @@ function abandonOnAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
  * listener.close();
  * ```
  */
-export function directDialer(open: AddressOpener = plainOpener): Dialer {
+export function directDialer(open: AddressOpener = plainOpener): Dialer<Connection> {
   return async (target, ctx) => {
     if ("path" in target) throw new UsageError(`${targetText(target)}: not an IP target`);
     const tag = `#${ctx.id}`;
@@ -308,7 +318,10 @@ export async function unixDialer(target: DialTarget, ctx: DialContext): Promise<
  * using conn = await dial({ host: "localhost", port: 8443 }, ctx);
  * ```
  */
-export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
+export function tlsDialer(
+  inner: Dialer<Connection>,
+  options: TlsClientOptions,
+): Dialer<TlsStream> {
   return async (target, ctx) => {
     if ("path" in target) {
       throw new UsageError(
@@ -327,7 +340,7 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
       );
       const alpn = upgraded.info.alpn ? `, alpn ${upgraded.info.alpn}` : "";
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = ok${alpn}`);
-      return plain.secured(upgraded.conn, upgraded.info);
+      return securedStream(plain, upgraded.conn, upgraded.info);
     } catch (err) {
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = -1 ${(err as Error).message}`);
       // Cut by the deadline or a signal: that is the reason, not a TLS failure.
@@ -349,7 +362,10 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
  * using conn = await dial({ host: "127.0.0.1", port: 8443 }, ctx);
  * ```
  */
-export function nodeTlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
+export function nodeTlsDialer(
+  inner: Dialer<Connection>,
+  options: TlsClientOptions,
+): Dialer<TlsStream> {
   return async (target, ctx) => {
     if ("path" in target) {
       throw new UsageError(`${targetText(target)}: TLS over a Unix socket is not supported`);
@@ -371,7 +387,7 @@ export function nodeTlsDialer(inner: Dialer, options: TlsClientOptions): Dialer 
           info.alpn ? `, alpn ${info.alpn}` : ""
         }`,
       );
-      return plain.secured(conn, info);
+      return securedStream(plain, conn, info);
     } catch (err) {
       plain.close();
       if (ctx.signal.aborted) throw err;
@@ -415,12 +431,12 @@ export interface RetryOptions {
  * assert.deepEqual(failures, ["connection refused"]);
  * ```
  */
-export async function dialWithRetry(
-  dialer: Dialer,
+export async function dialWithRetry<S extends Stream>(
+  dialer: Dialer<S>,
   target: DialTarget,
   ctx: DialContext,
   options: RetryOptions,
-): Promise<Connection> {
+): Promise<S> {
   const attempts = 1 + (options.retry ?? 0);
   let lastError: SockitError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {

@@ -15,6 +15,8 @@ import { Connection, setConnectionOptions } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { acceptTls } from "../protocols/node_tls.ts";
 import type { AcceptTlsOptions, ServerTls } from "../protocols/node_tls.ts";
+import { securedStream } from "../protocols/tls_stream.ts";
+import type { Stream } from "./stream.ts";
 import { SockitError, toSockitError } from "../base/errors.ts";
 import { formatAddr, formatHost } from "./ip.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
@@ -47,6 +49,17 @@ export interface ListenerOptions {
    * removed so that the path could be bound again.
    */
   onStaleSocket?: (path: string) => void;
+}
+
+/**
+ * A protocol upgrade each accepted connection of a listener goes through
+ * after TLS (a WebSocket handshake): the layer it sets up over the stream.
+ */
+export interface ListenerUpgrade {
+  /** The layer, as failures name it (`… upgrade failed: why`). */
+  readonly title: string;
+  /** Sets the layer up over `conn`; rejects (and leaves `conn` to the caller) when it cannot. */
+  open(conn: Stream, options: { signal?: AbortSignal }): Promise<Stream>;
 }
 
 /** What a {@linkcode Listener} accepts from: a Deno listener. */
@@ -88,7 +101,7 @@ export class Listener implements Disposable {
    * A protocol upgrade each accepted connection goes through after TLS (a
    * WebSocket handshake), under the accept loop's handshake time limit.
    */
-  upgrade?: (conn: Connection, options: { signal?: AbortSignal }) => Promise<Connection>;
+  upgrade?: ListenerUpgrade;
   #listener: AcceptSource;
   #unixPath?: string;
   #trace?: TraceFn;
@@ -149,14 +162,14 @@ export class Listener implements Disposable {
    * TLS listener's connections are plain TCP until then). A handshake that
    * fails or outlasts `options.timeout` closes the connection and rejects.
    */
-  async secure(conn: Connection, options: AcceptTlsOptions = {}): Promise<Connection> {
+  async secure(conn: Connection, options: AcceptTlsOptions = {}): Promise<Stream> {
     if (!this.tls) return conn;
     try {
       const { conn: plain, info } = await acceptTls(conn.conn, this.tls, options);
       const alpn = info.alpn ? `, alpn ${info.alpn}` : "";
       const peer = info.peer ? `, client ${info.peer.subject}` : "";
       this.#trace?.(conn.tag, `tls accept = ${info.version ?? "ok"}${alpn}${peer}`);
-      return conn.secured(plain, info);
+      return securedStream(conn, plain, info);
     } catch (err) {
       this.#trace?.(conn.tag, `tls accept = -1 ${(err as Error)?.message}`);
       conn.close();

@@ -11,6 +11,7 @@
 import { formatEndpoint } from "./address.ts";
 import type { Endpoint, NetEndpoint, Role } from "./address.ts";
 import type { Connection, SocketOptions } from "./conn.ts";
+import type { Stream } from "./stream.ts";
 import { nextConnectionId } from "./conn.ts";
 import type { DatagramSocket } from "./datagram.ts";
 import { Deadline } from "../engine/deadline.ts";
@@ -124,7 +125,7 @@ export interface ConnectOptions {
    * The first link of the chain (default: the direct dialer). A proxy dialer
    * goes here; the row's own layers (TLS, …) are added on top.
    */
-  base?: Dialer;
+  base?: Dialer<Connection>;
   /** WebSocket settings, for a `ws://` or `wss://` endpoint (its path is the endpoint's). */
   websocket?: Omit<WebSocketClientOptions, "host" | "resource">;
   /** TCP options (`--nodelay`, `--keepalive`). */
@@ -152,7 +153,7 @@ export interface ConnectOptions {
 export async function connect(
   endpoint: Endpoint,
   options: ConnectOptions = {},
-): Promise<Connection> {
+): Promise<Stream> {
   // TLS settings mean TLS: `--tls` on a plain endpoint, or a usage error where TLS cannot go.
   if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const row = transportOf(endpoint);

@@ -13,7 +13,7 @@
 
 import { errnoError, SockitError, toSockitError } from "../base/errors.ts";
 import { formatHost, isIPv6 } from "./ip.ts";
-import type { StreamSocket } from "./stream.ts";
+import type { StreamSocket } from "./stream_socket.ts";
 import { C } from "../sys/constants.ts";
 import { READABLE, WRITABLE } from "../sys/epoll.ts";
 import { ffiAvailable, lastErrno } from "../sys/libc.ts";

@@ -15,7 +15,7 @@
  */
 
 import type { Endpoint, NetEndpoint, PathEndpoint, Role } from "./address.ts";
-import type { SocketOptions } from "./conn.ts";
+import type { Connection, SocketOptions } from "./conn.ts";
 import { bindDatagram, connectDatagram } from "./datagram.ts";
 import type { DatagramSocket, MulticastOptions } from "./datagram.ts";
 import { nodeTlsDialer, tlsDialer, unixDialer } from "./dial.ts";
@@ -88,7 +88,7 @@ export interface Transport {
   /** The port when none is written (`url` rows: 80 for `ws://`, 443 for `wss://`). */
   readonly defaultPort?: number;
   /** Streams: the dialer chain on top of `base` (the direct dialer, or a proxy). */
-  dialer?(base: Dialer, options: DialerOptions): Dialer;
+  dialer?(base: Dialer<Connection>, options: DialerOptions): Dialer;
   /** Streams: bind and listen. */
   listen?(endpoint: Endpoint, options: OpenOptions): Promise<Listener>;
   /** Datagrams: a socket bound for `listen`, or talking to one peer for `connect`. */

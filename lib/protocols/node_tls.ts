@@ -21,7 +21,7 @@ import type { TLSSocket } from "node:tls";
 import type { Duplex as NodeDuplex } from "node:stream";
 import { SockitError } from "../base/errors.ts";
 import type { HandshakeInfo, TlsClientOptions } from "./tls.ts";
-import type { StreamSocket } from "../net/stream.ts";
+import type { StreamSocket } from "../net/stream_socket.ts";
 
 /** Plaintext the inbox holds before the socket is read no further. */
 export const INBOX_HIGH = 1 << 20;

@@ -53,11 +53,14 @@ export function websocketListener(
   options: { websocket?: WebSocketServerOptions; trace?: WebSocketServerOptions["trace"] },
 ): Listener {
   const path = (endpoint as NetEndpoint).resource?.split("?")[0];
-  listener.upgrade = (conn, { signal }) =>
-    untilAborted(
-      signal ?? new AbortController().signal,
-      conn,
-      websocketServer(conn, { ...options.websocket, path, trace: options.trace }),
-    );
+  listener.upgrade = {
+    title: "WebSocket",
+    open: (conn, { signal }) =>
+      untilAborted(
+        signal ?? new AbortController().signal,
+        conn,
+        websocketServer(conn, { ...options.websocket, path, trace: options.trace }),
+      ),
+  };
   return listener;
 }

@@ -18,6 +18,7 @@
 
 import { directDialer, plainOpener } from "../net/dial.ts";
 import type { AddressOpener, Dialer } from "../net/dial.ts";
+import type { Connection } from "../net/conn.ts";
 import { formatEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { Deadline, delay } from "../engine/deadline.ts";
@@ -57,7 +58,7 @@ export interface WaitOptions {
   /** Restrict name resolution to IPv4 or IPv6. */
   family?: 4 | 6;
   /** The first link of each connection's dialer chain (a proxy's dialer, `--proxy`). */
-  base?: Dialer;
+  base?: Dialer<Connection>;
   /** Stops waiting; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
   /** Called as soon as a target is done (ready, or not when the time is up). */

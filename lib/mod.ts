@@ -79,7 +79,7 @@ export { ChildStream, splitCommand } from "./tools/exec.ts";
 export type { ChildOptions } from "./tools/exec.ts";
 export { formatAddr, formatHost, isIPv4, isIPv6 } from "./net/ip.ts";
 export { Listener } from "./net/listener.ts";
-export type { ListenerOptions, ServerTls } from "./net/listener.ts";
+export type { ListenerOptions, ListenerUpgrade, ServerTls } from "./net/listener.ts";
 export { acceptTls, connectTls } from "./protocols/node_tls.ts";
 export type { AcceptTlsOptions, SecuredConn } from "./protocols/node_tls.ts";
 export { Pattern } from "./engine/pattern.ts";

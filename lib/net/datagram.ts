@@ -41,7 +41,7 @@ import {
   type UnixAddress,
 } from "../sys/sockaddr.ts";
 import { domainOf, LibcSocket } from "../sys/socket.ts";
-import { applySocketOptions, type Setting, SocketOptionError } from "../sys/sockopt.ts";
+import { applySocketOptions, type Setting } from "../sys/sockopt.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
 import type { Duplex } from "../engine/relay.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";

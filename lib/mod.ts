@@ -45,12 +45,16 @@ export { StreamLayer } from "./net/stream.ts";
 export type { Stream } from "./net/stream.ts";
 export { DatagramSide } from "./net/datagram.ts";
 export type {
+  ChildAddress,
   DatagramMode,
   DatagramSideOptions,
   DatagramSocket,
+  IpProtocolAddress,
   MulticastOptions,
+  PeerAddress,
   PeerSession,
 } from "./net/datagram.ts";
+export type { InetAddress, UnixAddress } from "./sys/sockaddr.ts";
 export { Dialogue } from "./engine/dialogue.ts";
 export type { PendingExpect, Step } from "./engine/dialogue.ts";
 export { httpExchange, parseHttpUrl } from "./protocols/http.ts";
@@ -137,7 +141,7 @@ export type {
   WebSocketOptions,
   WebSocketServerOptions,
 } from "./protocols/websocket.ts";
-export type { KeepaliveTimings, SocketOptions } from "./net/conn.ts";
+export type { KeepaliveTimings, SocketOptions, StreamSocket } from "./net/conn.ts";
 export type { SourceAddress } from "./net/tcp_libc.ts";
 export { waitFor } from "./tools/wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./tools/wait.ts";

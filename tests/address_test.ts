@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import fc from "fast-check";
 import { formatEndpoint, parseEndpoint } from "../lib/net/address.ts";
-import { formatAddr, isIPv4, isIPv6 } from "../lib/net/ip.ts";
+import { formatAddr, isIPv4, isIPv6, parseUnixName } from "../lib/net/ip.ts";
 import { requireEndpoint } from "../lib/net/address.ts";
 import { schemeNamed } from "../lib/net/schemes.ts";
 import type { Endpoint } from "../lib/net/address.ts";
@@ -157,7 +157,7 @@ const unixEndpoint = fc.record({
   path: fc.string({ minLength: 1, maxLength: 100, unit: "grapheme-ascii" })
     .filter((p) => !p.includes("\0") && new TextEncoder().encode(p).length <= 107)
     .filter((p) => !p.startsWith("//") || p.length > 2),
-}).map((e) => ({ ...e, abstract: e.path.startsWith("@") }));
+}).map(({ path, ...e }) => ({ ...e, ...parseUnixName(path) }));
 const urlEndpoint = fc.record({
   form: fc.constant("url" as const),
   scheme: fc.constantFrom("ws", "wss"),
@@ -318,7 +318,7 @@ Deno.test("parseEndpoint: each address form has its own fields (protocol, resour
     }],
     ["wss://h", { form: "url", scheme: "wss", hostname: "h", port: 443 }],
     ["ws://h?x=1", { form: "url", scheme: "ws", hostname: "h", port: 80, resource: "/?x=1" }],
-    ["unix:@app", { form: "path", scheme: "unix", path: "@app", abstract: true }],
+    ["unix:@app", { form: "path", scheme: "unix", path: "app", abstract: true }],
     ["unixgram:/dev/log", { form: "path", scheme: "unixgram", path: "/dev/log", abstract: false }],
   ];
   for (const [input, expected] of table) {

@@ -307,6 +307,7 @@ async function forwardDatagramSessions(
     const listener = await openDatagram(options.listen, "listen", {
       family: options.family,
       trace: reporter.traceFn,
+      reusePort: options.sockets?.reusePort,
       // The listener joins the groups; TTL, loop and broadcast are the target's.
       multicast: multicast?.join && { join: multicast.join },
     });

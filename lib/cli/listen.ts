@@ -10,7 +10,7 @@
 import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { DatagramSide } from "../net/datagram.ts";
+import { DatagramSide, formatPeer } from "../net/datagram.ts";
 import type { DatagramSocket } from "../net/datagram.ts";
 import { forwardDatagrams } from "../net/datagram_forward.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
@@ -321,6 +321,7 @@ async function listenDatagram(
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
+    reusePort: options.sockets?.reusePort,
     ...options.datagram,
   });
   reporter.listening(socket.address, options.endpoint.scheme);
@@ -340,7 +341,7 @@ async function listenDatagram(
     perPeer: true,
     greeting,
     onPeer: (peer) => {
-      const remote = side.formatPeer(peer);
+      const remote = formatPeer(peer);
       reporter.event("peer", `datagrams from ${remote}`, { remote });
     },
   });
@@ -374,7 +375,7 @@ async function execPerPeer(
       new ChildDatagrams(
         new ChildStream({
           argv,
-          env: connectionEnv(peer, socket.localAddr, protoOf(options.endpoint)),
+          env: connectionEnv(peer, socket.localAddress, protoOf(options.endpoint)),
         }),
         socket.maxDatagram,
         options.grace,

@@ -17,7 +17,7 @@
  */
 
 import { errnoError, TimeoutError } from "../base/errors.ts";
-import { type SpliceEnd, type SpliceJob, startSplice } from "./stdio.ts";
+import { type SpliceEnd, type SpliceJob, startSplice } from "../sys/splice.ts";
 import { formatDuration } from "../base/format.ts";
 import type { LayerEnd } from "./events.ts";
 

@@ -20,6 +20,7 @@ import { type Events, reportLayers } from "./events.ts";
 import { formatDuration } from "../base/format.ts";
 import { type Listener, PeerNameError } from "../net/listener.ts";
 import { tlsFailure } from "../protocols/tls.ts";
+import { C } from "../sys/constants.ts";
 
 /**
  * Handles one accepted connection (with the listener's layers set up over
@@ -95,9 +96,13 @@ function acceptErrno(err: unknown): string {
   const code = (err as { code?: string })?.code;
   if (code && code !== "EFAIL") return code;
   const n = /os error (\d+)/.exec(String((err as Error)?.message))?.[1];
-  return { "107": "ENOTCONN", "103": "ECONNABORTED", "104": "ECONNRESET", "71": "EPROTO" }[
-    n ?? ""
-  ] ?? code ?? "EFAIL";
+  const names: Record<number, string> = {
+    [C.ENOTCONN]: "ENOTCONN",
+    [C.ECONNABORTED]: "ECONNABORTED",
+    [C.ECONNRESET]: "ECONNRESET",
+    [C.EPROTO]: "EPROTO",
+  };
+  return names[Number(n)] ?? code ?? "EFAIL";
 }
 
 /** The IP address of a connection's peer, or `undefined` for a Unix peer. */

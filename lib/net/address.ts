@@ -25,7 +25,7 @@
  */
 
 import { UsageError } from "../base/errors.ts";
-import { formatHost, isAbstract, isIPv4, isIPv6 } from "./ip.ts";
+import { formatHost, formatUnixName, isIPv4, isIPv6, parseUnixName } from "./ip.ts";
 import { servicePort } from "./services.ts";
 import { DEFAULT_SCHEME, schemeNamed, schemePrefix, SCHEMES } from "./schemes.ts";
 import type { AddressForm, Kind, Role, Scheme, SchemeDescriptor } from "./schemes.ts";
@@ -79,9 +79,9 @@ export interface PathEndpoint {
   form: "path";
   /** The scheme. */
   scheme: Scheme;
-  /** The socket path as written: a file system path, or `@name` for an abstract socket. */
+  /** The file system path, or an abstract socket's name (without its `@`). */
   path: string;
-  /** A Linux abstract socket (`@name`: no file, `\0name` to the kernel). */
+  /** A Linux abstract socket, written `@name` (no file; `\0name` to the kernel). */
   abstract: boolean;
 }
 
@@ -201,7 +201,8 @@ function checkPath(input: string, scheme: Scheme, path: string): PathEndpoint {
   if (new TextEncoder().encode(path).length > MAX_UNIX_PATH_BYTES) {
     fail(input, `${scheme} socket path longer than ${MAX_UNIX_PATH_BYTES} bytes`);
   }
-  return { form: "path", scheme, path, abstract: isAbstract(path) };
+  // `@name` is read here, once: what follows has the name and the flag.
+  return { form: "path", scheme, ...parseUnixName(path) };
 }
 
 function parsePath(input: string, scheme: Scheme, rest: string): PathEndpoint {
@@ -228,7 +229,7 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):(\/\/)?/;
  *
  * assert.deepEqual(parseEndpoint("[::1]:8888"), { form: "host-port", scheme: "tcp", hostname: "::1", port: 8888 });
  * assert.deepEqual(parseEndpoint("tcp:db:5432"), { form: "host-port", scheme: "tcp", hostname: "db", port: 5432 });
- * assert.deepEqual(parseEndpoint("unix:@app"), { form: "path", scheme: "unix", path: "@app", abstract: true });
+ * assert.deepEqual(parseEndpoint("unix:@app"), { form: "path", scheme: "unix", path: "app", abstract: true });
  * assert.deepEqual(parseEndpoint("ip://10.0.0.1/253"), { form: "host-protocol", scheme: "ip", hostname: "10.0.0.1", protocol: 253 });
  * assert.throws(() => parseEndpoint("x:99999"), /cannot parse endpoint "x:99999": port out of range/);
  * assert.throws(() => parseEndpoint("ftp://host:21"), /unknown scheme "ftp"/);
@@ -257,7 +258,7 @@ export function parseEndpoint(input: string): Endpoint {
     // `word:rest` is a host and port unless it can only be a scheme: `//`
     // follows, a path follows, or more colons follow a word that is no
     // IPv6 group (`ftp:host:21`, `sctp:/x`).
-    const pathLike = rest.startsWith("/") || isAbstract(rest);
+    const pathLike = rest.startsWith("/") || parseUnixName(rest).abstract;
     const moreColons = rest.includes(":") && /[^0-9a-f]/i.test(m[1]);
     if (m[2] || pathLike || moreColons) {
       fail(input, `unknown scheme "${name}" (known: ${Object.keys(SCHEMES).join(", ")})`);
@@ -275,7 +276,7 @@ export function parseEndpoint(input: string): Endpoint {
  * import { pathEndpoint } from "./address.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(pathEndpoint("unix", "@app"), { form: "path", scheme: "unix", path: "@app", abstract: true });
+ * assert.deepEqual(pathEndpoint("unix", "@app"), { form: "path", scheme: "unix", path: "app", abstract: true });
  * ```
  */
 export function pathEndpoint(scheme: Scheme, path: string): PathEndpoint {
@@ -299,11 +300,11 @@ export function formatEndpoint(endpoint: Endpoint): string {
   const scheme = endpoint.scheme;
   let written: string;
   switch (endpoint.form) {
-    case "path":
+    case "path": {
+      const path = formatUnixName(endpoint);
       // A path starting with "//" needs the scheme:// form to read back the same.
-      return endpoint.path.startsWith("//")
-        ? `${scheme}://${endpoint.path}`
-        : `${scheme}:${endpoint.path}`;
+      return path.startsWith("//") ? `${scheme}://${path}` : `${scheme}:${path}`;
+    }
     case "host-protocol":
       written = endpoint.hostname === undefined
         ? String(endpoint.protocol)
@@ -438,7 +439,7 @@ export function formatAuthority(endpoint: NetEndpoint, host: string): string {
  */
 export function connectAddress(endpoint: Endpoint, family?: 4 | 6): string {
   const row = transportOf(endpoint);
-  if (endpoint.form === "path") return `${schemePrefix(row)}${endpoint.path}`;
+  if (endpoint.form === "path") return `${schemePrefix(row)}${formatUnixName(endpoint)}`;
   const authority = formatAuthority(endpoint, hostOf(endpoint, "connect", family));
   return row.kind === "datagram" ? `${schemePrefix(row)}${authority}` : authority;
 }

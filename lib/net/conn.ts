@@ -11,12 +11,17 @@
 
 import { concat } from "../base/bytes.ts";
 import { formatAddr } from "./ip.ts";
-import { SockitError } from "../base/errors.ts";
-import { ffiAvailable, findTcpSocketFd, findUnixSocketFd, setIntOption } from "../sys/libc.ts";
+import { SockitError, toSockitError } from "../base/errors.ts";
+import { ffiAvailable } from "../sys/libc.ts";
+import { findSocketFd, findTcpSocketFd } from "../sys/fd.ts";
+import { applySocketOptions, type Setting, SocketOptionError } from "../sys/sockopt.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
 import type { Stream } from "./stream.ts";
+import type { StreamSocket } from "./stream_socket.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
+
+export type { StreamSocket } from "./stream_socket.ts";
 
 let lastConnectionId = 0;
 
@@ -66,8 +71,8 @@ export interface ConnectionOptions {
  * ```
  */
 export class Connection implements Stream {
-  /** The underlying Deno connection. */
-  readonly conn: Deno.Conn;
+  /** The socket it wraps. */
+  readonly conn: StreamSocket;
   /** Connection number, for events and traces. */
   readonly id: number;
   /** `#1`, `#2`, …: the tag of trace lines. */
@@ -88,7 +93,7 @@ export class Connection implements Stream {
   #pending?: Uint8Array;
 
   /** Wraps a connection; see {@linkcode Connection.from} for tracing. */
-  constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
+  constructor(conn: StreamSocket, options: ConnectionOptions = {}) {
     this.conn = conn;
     this.id = options.id ?? nextConnectionId();
     this.tag = `#${this.id}`;
@@ -98,7 +103,7 @@ export class Connection implements Stream {
   }
 
   /** Wraps a connection, tracing every operation when `options.trace` is set. */
-  static from(conn: Deno.Conn, options: ConnectionOptions = {}): Connection {
+  static from(conn: StreamSocket, options: ConnectionOptions = {}): Connection {
     const trace = options.trace;
     return trace
       ? new TracedConnection(conn, { ...options, trace })
@@ -171,13 +176,7 @@ export class Connection implements Stream {
     // Bytes given back must be read first: no splice while there are any.
     if (this.#closed || this.#pending) return undefined;
     if (this.#fd === null) {
-      const local = this.conn.localAddr;
-      const remote = this.conn.remoteAddr;
-      this.#fd = "port" in local && "port" in remote
-        ? findTcpSocketFd(local as Deno.NetAddr, remote as Deno.NetAddr)
-        : "path" in local && "path" in remote
-        ? findUnixSocketFd(local.path ?? null, remote.path ?? null)
-        : undefined;
+      this.#fd = this.conn.fd ?? findSocketFd(this.conn.localAddr, this.conn.remoteAddr);
       if (this.#fd !== undefined) {
         this.trace?.(this.tag, `fd ${this.#fd}: moved by splice(2) from here on`);
       }
@@ -195,6 +194,11 @@ export class Connection implements Stream {
     // Not in the caller's turn: looking for the fd loads libc (a few ms).
     await null;
     return this.#spliceFd();
+  }
+
+  /** Resolves once the socket is released after {@linkcode Connection.close}, when it says. */
+  get released(): Promise<void> | undefined {
+    return this.conn.released;
   }
 
   /** Closes the socket; later calls do nothing. */
@@ -218,7 +222,7 @@ export class Connection implements Stream {
 class TracedConnection extends Connection {
   #trace: TraceFn;
 
-  constructor(conn: Deno.Conn, options: ConnectionOptions & { trace: TraceFn }) {
+  constructor(conn: StreamSocket, options: ConnectionOptions & { trace: TraceFn }) {
     super(conn, options);
     this.#trace = options.trace;
   }
@@ -307,69 +311,104 @@ export function checkSocketOptions(options: SocketOptions | undefined): void {
 }
 
 /**
- * Sets `options` on a TCP connection (others have none of these), tracing
- * each as the `setsockopt` it is. Keepalive timings and the TTL go through
- * libc (`--allow-ffi`): the descriptor is the one with the connection's
- * two addresses.
+ * The settings `options` ask for, in the order they are set; `family` says
+ * which TTL option applies.
  *
  * @example Usage
  * ```ts
- * import { applySocketOptions } from "./conn.ts";
+ * import { socketSettings } from "./conn.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(socketSettings({ nodelay: true, ttl: 7 }, 6), [
+ *   ["TCP_NODELAY", true],
+ *   ["IPV6_UNICAST_HOPS", 7],
+ * ]);
+ * ```
+ */
+export function socketSettings(options: SocketOptions, family: 4 | 6): Setting[] {
+  const settings: Setting[] = [];
+  if (options.nodelay) settings.push(["TCP_NODELAY", true]);
+  if (options.keepalive) {
+    settings.push(["SO_KEEPALIVE", true]);
+    const timings: Partial<KeepaliveTimings> = options.keepalive === true ? {} : options.keepalive;
+    if (timings.idle !== undefined) settings.push(["TCP_KEEPIDLE", timings.idle]);
+    if (timings.interval !== undefined) settings.push(["TCP_KEEPINTVL", timings.interval]);
+    if (timings.count !== undefined) settings.push(["TCP_KEEPCNT", timings.count]);
+  }
+  if (options.ttl !== undefined) {
+    settings.push(family === 6 ? ["IPV6_UNICAST_HOPS", options.ttl] : ["IP_TTL", options.ttl]);
+  }
+  return settings;
+}
+
+/**
+ * Sets `options` on a TCP connection (others have none of these), tracing
+ * each as the `setsockopt` it is: through the socket's own calls where it
+ * has them (`TCP_NODELAY`, `SO_KEEPALIVE`), else through libc
+ * (`--allow-ffi`) on its descriptor — the libc socket's own, or the one with
+ * the connection's two addresses. An option that cannot be set throws
+ * (see {@linkcode socketOptionFailure}).
+ *
+ * @example Usage
+ * ```ts
+ * import { setConnectionOptions } from "./conn.ts";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
- * applySocketOptions(conn, { nodelay: true, keepalive: true });
+ * setConnectionOptions(conn, { nodelay: true, keepalive: true });
  * conn.close();
  * listener.close();
  * ```
  */
-export function applySocketOptions(
-  conn: Deno.Conn,
+export function setConnectionOptions(
+  conn: StreamSocket,
   options: SocketOptions | undefined,
   trace?: TraceFn,
   tag = "",
 ): void {
-  if (!options || !("setNoDelay" in conn)) return;
-  const tcp = conn as Deno.TcpConn;
-  if (options.nodelay) {
-    tcp.setNoDelay(true);
-    trace?.(tag, "setsockopt(TCP_NODELAY, 1) = 0");
+  const local = conn.localAddr;
+  const remote = conn.remoteAddr;
+  if (!options || !("hostname" in local) || !("hostname" in remote)) return;
+  const settings = socketSettings(options, local.hostname.includes(":") ? 6 : 4);
+  try {
+    applySocketOptions(
+      {
+        fd: conn.fd,
+        findFd: () => findTcpSocketFd(local, remote),
+        setNoDelay: conn.setNoDelay?.bind(conn),
+        setKeepAlive: conn.setKeepAlive?.bind(conn),
+      },
+      settings,
+      (call, error) => trace?.(tag, `${call} = ${error ? failedCall(error) : 0}`),
+    );
+  } catch (err) {
+    throw socketOptionFailure(err, formatAddr(remote));
   }
-  let fd: number | undefined;
-  const libcOption = (level: number, option: number, name: string, value: number, flag: string) => {
-    fd ??= findTcpSocketFd(conn.localAddr as Deno.NetAddr, conn.remoteAddr as Deno.NetAddr);
-    if (fd === undefined || !setIntOption(fd, level, option, value)) {
-      trace?.(tag, `setsockopt(${name}, ${value}) = -1`);
-      throw new SockitError(
-        ffiAvailable()
-          ? `cannot set ${name} (${flag}): the connection's descriptor was not found`
-          : `cannot set ${name} (${flag}): it goes through libc, which needs --allow-ffi`,
-        {
-          op: "setsockopt",
-          address: formatAddr(conn.remoteAddr),
-          code: "ENOTCAPABLE",
-          exitCode: 126,
-        },
-      );
-    }
-    trace?.(tag, `setsockopt(${name}, ${value}) = 0`);
-  };
-  if (options.keepalive) {
-    tcp.setKeepAlive(true);
-    trace?.(tag, "setsockopt(SO_KEEPALIVE, 1) = 0");
-    const timings = options.keepalive === true ? {} : options.keepalive;
-    // IPPROTO_TCP: TCP_KEEPIDLE 4, TCP_KEEPINTVL 5, TCP_KEEPCNT 6.
-    const set: Array<[number, string, number | undefined]> = [
-      [4, "TCP_KEEPIDLE", (timings as KeepaliveTimings).idle],
-      [5, "TCP_KEEPINTVL", (timings as KeepaliveTimings).interval],
-      [6, "TCP_KEEPCNT", (timings as KeepaliveTimings).count],
-    ];
-    for (const [option, name, value] of set) {
-      if (value !== undefined) libcOption(6, option, name, value, "--keepalive");
-    }
-  }
-  if (options.ttl !== undefined) {
-    const v6 = (conn.localAddr as Deno.NetAddr).hostname.includes(":");
-    libcOption(v6 ? 41 : 0, v6 ? 16 : 2, v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL", options.ttl, "--ttl");
-  }
+}
+
+/**
+ * A socket option that could not be set, as the error to report: the
+ * system's refusal as the failure it is (exit 1), a missing libc or
+ * descriptor as exit 126 naming what is missing. Anything else as it is.
+ *
+ * @example Usage
+ * ```ts
+ * import { socketOptionFailure } from "./conn.ts";
+ * import { SocketOptionError } from "../sys/sockopt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const err = socketOptionFailure(new SocketOptionError("no-ffi", "IP_TTL"), "127.0.0.1:80");
+ * assert.match((err as Error).message, /cannot set IP_TTL \(--ttl\): it goes through libc/);
+ * ```
+ */
+export function socketOptionFailure(err: unknown, address?: string): unknown {
+  if (!(err instanceof SocketOptionError)) return err;
+  if (err.kind === "failed") return toSockitError(err.cause, "setsockopt", address);
+  return new SockitError(err.message, {
+    op: "setsockopt",
+    address,
+    code: err.code,
+    exitCode: 126,
+    cause: err,
+  });
 }

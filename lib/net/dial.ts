@@ -14,11 +14,12 @@
  * @module
  */
 
-import { applySocketOptions, Connection } from "./conn.ts";
+import { Connection, setConnectionOptions, type StreamSocket } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { delay } from "../engine/deadline.ts";
 import { SockitError, toSockitError, UsageError } from "../base/errors.ts";
-import { formatHost, ipFamily, socketPath } from "./ip.ts";
+import { formatHost, formatUnixName, ipFamily, kernelPath } from "./ip.ts";
+import type { UnixName } from "./ip.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import { connectTls } from "../protocols/node_tls.ts";
@@ -30,8 +31,11 @@ import type { Stream } from "./stream.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
-/** Where a dialer connects: a host (name or IP literal) and port, or a Unix socket path. */
-export type DialTarget = { host: string; port: number } | { path: string };
+/**
+ * Where a dialer connects: a host (name or IP literal) and port, or a Unix
+ * socket path (with `abstract`, a Linux abstract name).
+ */
+export type DialTarget = { host: string; port: number } | { path: string; abstract?: boolean };
 
 /** What one dial gets besides its target. */
 export interface DialContext {
@@ -81,7 +85,14 @@ export type AddressOpener = (
  * ```
  */
 export function targetText(target: DialTarget): string {
-  return "path" in target ? `unix:${target.path}` : `${formatHost(target.host)}:${target.port}`;
+  return "path" in target
+    ? `unix:${formatUnixName(unixName(target))}`
+    : `${formatHost(target.host)}:${target.port}`;
+}
+
+/** A path target's name. */
+function unixName(target: { path: string; abstract?: boolean }): UnixName {
+  return { path: target.path, abstract: target.abstract ?? false };
 }
 
 /**
@@ -167,13 +178,16 @@ export async function plainOpener(
   ctx: DialContext,
 ): Promise<Connection> {
   const source = ctx.socket?.source;
-  let conn: Deno.Conn;
+  let conn: StreamSocket;
   if (source) {
     // Deno.connect cannot bind first; a libc socket can (loaded only for this).
     const { connectFrom } = await import("./tcp_libc.ts");
-    conn = await connectFrom(address, port, source, ctx.signal);
-    const local = conn.localAddr as Deno.NetAddr;
-    ctx.trace?.(`#${ctx.id}`, `bind(${formatHost(local.hostname)}:${local.port}) = 0`);
+    const libc = await connectFrom(address, port, source, ctx.signal);
+    ctx.trace?.(
+      `#${ctx.id}`,
+      `bind(${formatHost(libc.localAddr.hostname)}:${libc.localAddr.port}) = 0`,
+    );
+    conn = libc;
   } else {
     conn = await connectTcp({
       hostname: address,
@@ -184,9 +198,10 @@ export async function plainOpener(
   }
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
   try {
-    applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
+    setConnectionOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
   } catch (err) {
     conn.close();
+    await conn.released;
     throw err;
   }
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
@@ -292,7 +307,7 @@ export async function unixDialer(target: DialTarget, ctx: DialContext): Promise<
   const address = targetText(target);
   ctx.trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
   try {
-    const conn = await Deno.connect({ transport: "unix", path: socketPath(target.path) });
+    const conn = await Deno.connect({ transport: "unix", path: kernelPath(unixName(target)) });
     ctx.trace?.(tag, `connect(${address}) = 0`);
     return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
   } catch (err) {

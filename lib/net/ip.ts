@@ -127,44 +127,93 @@ export function formatAddr(addr: Deno.Addr): string {
 }
 
 /**
- * Whether a Unix socket path as sockit writes it names a Linux abstract
- * socket (`@name`: no file; the kernel forgets it with its last
- * descriptor). This, {@linkcode socketPath} and {@linkcode printablePath}
- * are the one place that knows the `@name` ↔ `\0name` convention.
- *
- * @example Usage
- * ```ts
- * import { isAbstract } from "./ip.ts";
- * import assert from "node:assert/strict";
- *
- * assert.ok(isAbstract("@app"));
- * assert.ok(!isAbstract("/run/app.sock"));
- * ```
+ * A Unix socket's name in parts: a file system path, or a Linux abstract
+ * name (no file; the kernel forgets it with its last descriptor), without
+ * the `@` sockit writes before it or the NUL the kernel puts there.
  */
-export function isAbstract(path: string): boolean {
-  return path.startsWith("@");
+export interface UnixName {
+  /** The path, or the abstract name; `""` for an unnamed socket. */
+  path: string;
+  /** A Linux abstract name. */
+  abstract: boolean;
 }
 
 /**
- * The path as the kernel takes it: `@name` is the abstract name `\0name`.
+ * A Unix socket name as sockit writes it (`@name`: abstract), in parts. This
+ * and {@linkcode formatUnixName} are the one place that reads and writes
+ * the `@`; {@linkcode kernelPath} and {@linkcode kernelName} the kernel's
+ * leading NUL.
  *
  * @example Usage
  * ```ts
- * import { socketPath } from "./ip.ts";
+ * import { parseUnixName } from "./ip.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(socketPath("@app"), "\0app");
- * assert.equal(socketPath("/run/app.sock"), "/run/app.sock");
+ * assert.deepEqual(parseUnixName("@app"), { path: "app", abstract: true });
+ * assert.deepEqual(parseUnixName("/run/app.sock"), { path: "/run/app.sock", abstract: false });
  * ```
  */
-export function socketPath(path: string): string {
-  return isAbstract(path) ? `\0${path.slice(1)}` : path;
+export function parseUnixName(text: string): UnixName {
+  return text.startsWith("@")
+    ? { path: text.slice(1), abstract: true }
+    : { path: text, abstract: false };
 }
 
 /**
- * A Unix socket path as text that can go into messages and environment
- * variables: `(unnamed)` for none, `@name` for an abstract one (its leading
- * NUL), other NUL bytes as `\0`.
+ * A Unix socket name as sockit writes it: the path, or `@name`.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatUnixName } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatUnixName({ path: "app", abstract: true }), "@app");
+ * ```
+ */
+export function formatUnixName(name: UnixName): string {
+  return name.abstract ? `@${name.path}` : name.path;
+}
+
+/**
+ * The path as Deno's calls take it: an abstract name after a NUL byte.
+ *
+ * @example Usage
+ * ```ts
+ * import { kernelPath } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(kernelPath({ path: "app", abstract: true }), "\0app");
+ * assert.equal(kernelPath({ path: "/run/app.sock", abstract: false }), "/run/app.sock");
+ * ```
+ */
+export function kernelPath(name: UnixName): string {
+  return name.abstract ? `\0${name.path}` : name.path;
+}
+
+/**
+ * A path as Deno reports it (`\0name` for an abstract one, `null` or `""`
+ * for an unnamed socket), in parts.
+ *
+ * @example Usage
+ * ```ts
+ * import { kernelName } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(kernelName("\0app"), { path: "app", abstract: true });
+ * assert.deepEqual(kernelName(null), { path: "", abstract: false });
+ * ```
+ */
+export function kernelName(path: string | null | undefined): UnixName {
+  if (!path) return { path: "", abstract: false };
+  return path.startsWith("\0")
+    ? { path: path.slice(1), abstract: true }
+    : { path, abstract: false };
+}
+
+/**
+ * A Unix socket path as Deno reports it, as text that can go into messages
+ * and environment variables: `(unnamed)` for none, `@name` for an abstract
+ * one, other NUL bytes as `\0`.
  *
  * @example Usage
  * ```ts
@@ -177,8 +226,7 @@ export function socketPath(path: string): string {
  */
 export function printablePath(path: string | null | undefined): string {
   if (!path) return "(unnamed)";
-  const text = path.startsWith("\0") ? `@${path.slice(1)}` : path;
-  return text.replaceAll("\0", "\\0");
+  return formatUnixName(kernelName(path)).replaceAll("\0", "\\0");
 }
 
 /**

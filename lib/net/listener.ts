@@ -11,14 +11,15 @@
  * @module
  */
 
-import { applySocketOptions, Connection } from "./conn.ts";
+import { Connection, setConnectionOptions } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { acceptTls } from "../protocols/node_tls.ts";
 import type { AcceptTlsOptions, ServerTls } from "../protocols/node_tls.ts";
 import { securedStream } from "../protocols/tls_stream.ts";
 import type { Stream } from "./stream.ts";
 import { SockitError, toSockitError } from "../base/errors.ts";
-import { formatAddr, formatHost, isAbstract, socketPath } from "./ip.ts";
+import { formatAddr, formatHost, formatUnixName, kernelPath } from "./ip.ts";
+import type { UnixName } from "./ip.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -149,7 +150,7 @@ export class Listener implements Disposable {
     const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     try {
-      applySocketOptions(conn, this.#socket, this.#trace, stream.tag);
+      setConnectionOptions(conn, this.#socket, this.#trace, stream.tag);
     } catch (err) {
       stream.close();
       throw err;
@@ -284,10 +285,10 @@ export function listenTcp(
 }
 
 /**
- * Binds and listens on a Unix socket path. A socket file left behind by a
- * process that no longer listens on it is removed and bound again; a path in
- * use by a live listener, or that is not a socket, is an "address already in
- * use" error.
+ * Binds and listens on a Unix socket path (or an abstract name). A socket
+ * file left behind by a process that no longer listens on it is removed and
+ * bound again; a path in use by a live listener, or that is not a socket, is
+ * an "address already in use" error.
  *
  * @example Usage
  * ```ts
@@ -295,21 +296,24 @@ export function listenTcp(
  * import assert from "node:assert/strict";
  *
  * const dir = Deno.makeTempDirSync();
- * using listener = await listenUnix(`${dir}/s.sock`);
+ * using listener = await listenUnix({ path: `${dir}/s.sock`, abstract: false });
  * assert.equal(listener.address, `unix:${dir}/s.sock`);
  * listener.close();
  * Deno.removeSync(dir);
  * ```
  */
-export async function listenUnix(path: string, options: ListenerOptions = {}): Promise<Listener> {
+export async function listenUnix(
+  name: UnixName,
+  options: ListenerOptions = {},
+): Promise<Listener> {
   const trace = options.trace;
   const tag = `L${++lastListenerId}`;
-  const address = `unix:${path}`;
+  const { path, abstract } = name;
+  const address = `unix:${formatUnixName(name)}`;
   trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
-  const abstract = isAbstract(path);
   const bind = (): Listener => {
     try {
-      const listener = Deno.listen({ transport: "unix", path: socketPath(path) });
+      const listener = Deno.listen({ transport: "unix", path: kernelPath(name) });
       trace?.(tag, `bind(${address}) = 0`);
       trace?.(tag, `listen(backlog=${UNIX_LISTEN_BACKLOG}) = 0`);
       return new Listener(listener, {

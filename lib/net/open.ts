@@ -43,7 +43,7 @@ export { connectAddress } from "./address.ts";
  * ```
  */
 export function dialTarget(endpoint: Endpoint, role: Role, family?: 4 | 6): DialTarget {
-  if ("path" in endpoint) return { path: endpoint.path };
+  if ("path" in endpoint) return { path: endpoint.path, abstract: endpoint.abstract };
   if (!("port" in endpoint)) {
     throw new UsageError(`${formatEndpoint(endpoint)}: not an endpoint to dial`);
   }

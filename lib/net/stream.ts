@@ -139,6 +139,11 @@ export abstract class StreamLayer<S extends Stream = Stream> implements Stream {
     return this.inner.closed;
   }
 
+  /** Resolves once the stream below is released after `close()`, when it says. */
+  get released(): Promise<void> | undefined {
+    return this.inner.released;
+  }
+
   /** Reads into `p`; `null` at end of input. */
   abstract read(p: Uint8Array): Promise<number | null>;
   /** Writes from `p`; resolves to the count written. */

@@ -14,5 +14,5 @@ import type { StreamOpener } from "./opener.ts";
 export const unix: StreamOpener = {
   dialer: () => unixDialer,
   listen: (endpoint, options) =>
-    listenUnix((endpoint as PathEndpoint).path, { ...options, scheme: endpoint.scheme }),
+    listenUnix(endpoint as PathEndpoint, { ...options, scheme: endpoint.scheme }),
 };

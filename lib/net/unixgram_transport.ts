@@ -6,6 +6,7 @@
  * @module
  */
 
+import { pathEndpoint } from "./address.ts";
 import type { PathEndpoint } from "./address.ts";
 import type { DatagramOpener } from "./opener.ts";
 import { bindUnixDatagram, connectUnixDatagram } from "./unixgram.ts";
@@ -13,13 +14,16 @@ import { bindUnixDatagram, connectUnixDatagram } from "./unixgram.ts";
 /** `unixgram:/path`: bound at the path, or connected to it. */
 export const unixgram: DatagramOpener = {
   datagram: (at, role, options) => {
-    const { path } = at as PathEndpoint;
+    const endpoint = at as PathEndpoint;
+    const name = { path: endpoint.path, abstract: endpoint.abstract };
+    // `--source unixgram:PATH`: the grammar reads the client's own path too.
+    const source = options.socket?.source?.path;
     return Promise.resolve(
       role === "listen"
-        ? bindUnixDatagram(path, { trace: options.trace })
-        : connectUnixDatagram(path, {
+        ? bindUnixDatagram(name, { trace: options.trace })
+        : connectUnixDatagram(name, {
           trace: options.trace,
-          bindPath: options.socket?.source?.path,
+          bind: source === undefined ? undefined : pathEndpoint(endpoint.scheme, source),
         }),
     );
   },

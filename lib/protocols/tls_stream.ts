@@ -11,7 +11,7 @@
  * @module
  */
 
-import { Connection } from "../net/conn.ts";
+import { Connection, type StreamSocket } from "../net/conn.ts";
 import { StreamLayer } from "../net/stream.ts";
 import type { LayerEnd, LayerInfo, LayerReport } from "../engine/events.ts";
 import { tlsFailure } from "./tls.ts";
@@ -63,7 +63,7 @@ export function tlsLayerInfo(info: HandshakeInfo): LayerInfo {
  * import { TlsStream } from "./tls_stream.ts";
  * import { acceptTls, connectTls } from "./node_tls.ts";
  * import { ephemeralCertificate } from "./tls.ts";
- * import { Connection } from "../net/conn.ts";
+ * import { Connection, type StreamSocket } from "../net/conn.ts";
  * import assert from "node:assert/strict";
  *
  * const { cert, key } = await ephemeralCertificate();
@@ -152,7 +152,7 @@ export class TlsStream extends StreamLayer<Connection> {
  */
 export function securedStream(
   plain: Connection,
-  conn: Deno.Conn,
+  conn: StreamSocket,
   handshake: HandshakeInfo,
 ): TlsStream {
   const inner = Connection.from(conn, {

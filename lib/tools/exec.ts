@@ -18,8 +18,9 @@
  */
 
 import { ExitCode, SockitError, UsageError } from "../base/errors.ts";
-import { printablePath } from "../net/ip.ts";
-import type { DatagramSocket } from "../net/datagram.ts";
+import type { DatagramSocket, PeerAddress } from "../net/datagram.ts";
+import { formatUnixName, kernelName } from "../net/ip.ts";
+import type { UnixName } from "../net/ip.ts";
 import type { Duplex } from "../engine/relay.ts";
 
 /**
@@ -431,7 +432,7 @@ export class ChildDatagrams implements DatagramSocket {
   }
 
   /** One read of the child's output, as one datagram from the "peer" (the child). */
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
     const n = await this.#child.read(buf.subarray(0, this.maxDatagram));
     if (n === null) {
       // Its output is over: nothing more to wait for.
@@ -440,7 +441,7 @@ export class ChildDatagrams implements DatagramSocket {
         op: this.#child.label,
       });
     }
-    return [n, { transport: "udp", hostname: "", port: 0 }];
+    return [n, { family: "child", pid: this.#child.process.pid }];
   }
 
   /** Queues one datagram's bytes for the child's input; rejects once when it drops some. */
@@ -534,15 +535,20 @@ export function checkRunPermission(program: string): void {
  * ```
  */
 export function connectionEnv(
-  remote: Deno.Addr,
-  local: Deno.Addr | undefined,
+  remote: Deno.Addr | PeerAddress,
+  local: Deno.Addr | PeerAddress | undefined,
   proto: string,
 ): Record<string, string> {
   // An abstract name starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
-  const part = (addr: Deno.Addr | undefined): [string, string] =>
-    addr && "hostname" in addr
-      ? [addr.hostname, String(addr.port)]
-      : [addr && "path" in addr && addr.path ? printablePath(addr.path) : "", ""];
+  const unix = (name: UnixName) => name.path ? formatUnixName(name).replaceAll("\0", "") : "";
+  const part = (addr: Deno.Addr | PeerAddress | undefined): [string, string] => {
+    if (!addr) return ["", ""];
+    if ("hostname" in addr) return [addr.hostname, String(addr.port)];
+    if ("transport" in addr) return [unix(kernelName("path" in addr ? addr.path : null)), ""];
+    if (addr.family === "child") return ["", ""];
+    if (addr.family === "local") return [unix(addr), ""];
+    return [addr.address, String("port" in addr ? addr.port : addr.protocol)];
+  };
   const [remoteAddr, remotePort] = part(remote);
   const [localAddr, localPort] = part(local);
   return {

@@ -46,14 +46,18 @@ export type { Stream } from "./net/stream.ts";
 export { DatagramSide } from "./net/datagram.ts";
 export type {
   ChildAddress,
-  DatagramMode,
   DatagramSideOptions,
   DatagramSocket,
   IpProtocolAddress,
   MulticastOptions,
   PeerAddress,
-  PeerSession,
 } from "./net/datagram.ts";
+export { DatagramListener, DatagramPeer } from "./net/datagram_listener.ts";
+export type {
+  DatagramListenerOptions,
+  FollowOptions,
+  PeerSession,
+} from "./net/datagram_listener.ts";
 export type { InetAddress, UnixAddress } from "./sys/sockaddr.ts";
 export { Dialogue } from "./engine/dialogue.ts";
 export type { PendingExpect, Step } from "./engine/dialogue.ts";
@@ -92,8 +96,15 @@ export { acceptTls, connectTls } from "./protocols/node_tls.ts";
 export type { AcceptTlsOptions, SecuredConn } from "./protocols/node_tls.ts";
 export { Pattern } from "./engine/pattern.ts";
 export type { PatternMatch } from "./engine/pattern.ts";
-export { connect, connectAddress, listen, openDatagram } from "./net/open.ts";
-export type { ConnectOptions } from "./net/open.ts";
+export {
+  connect,
+  connectAddress,
+  connectPeer,
+  listen,
+  listenPeers,
+  openDatagram,
+} from "./net/open.ts";
+export type { ConnectOptions, ConnectPeerOptions, ListenPeersOptions } from "./net/open.ts";
 export { Relay, relay, RelayError } from "./engine/relay.ts";
 export type { Direction, Duplex, RelayOptions } from "./engine/relay.ts";
 export { systemLookup } from "./net/resolve.ts";
@@ -109,7 +120,13 @@ export type {
 export { formatPorts, parsePorts, scan } from "./tools/scan.ts";
 export type { PortResult, ScanOptions } from "./tools/scan.ts";
 export { serve } from "./engine/server.ts";
-export type { ConnectionHandler, ConnectionSlot, ServeOptions } from "./engine/server.ts";
+export type {
+  Client,
+  ConnectionHandler,
+  ConnectionSlot,
+  ServeOptions,
+  ServerListener,
+} from "./engine/server.ts";
 export { ephemeralCertificate } from "./protocols/tls.ts";
 export type {
   CertificateInfo,

@@ -274,7 +274,7 @@ Deno.test("observe: -v messages are one per event, greppable, and -q silences wa
   }
 });
 
-Deno.test("observe: UDP — echo and connect dump each datagram with its peer; echo's --stats at exit", async () => {
+Deno.test("observe: UDP — echo and connect dump each datagram with its peer; echo's --stats per peer", async () => {
   const echo = spawnSockit(["echo", "udp://127.0.0.1:0", "--hex", "--stats", "-v"]);
   const port = Number((await echo.waitForStderr(/listening on 127\.0\.0\.1:(\d+) \(udp\)/))[1]);
   const client = await runSockit(["connect", `udp://127.0.0.1:${port}`, "--hex"], {
@@ -299,14 +299,18 @@ Deno.test("observe: UDP — echo and connect dump each datagram with its peer; e
       r.stderr.includes(`> #${id} udp://127.0.0.1:${clientPort} 4 bytes\n${dump}`),
     r.stderr,
   );
+  // Each sender is the echo's peer, with its own figures (and a total at exit).
   assertMatch(
     r.stderr,
-    new RegExp(`stats udp://127\\.0\\.0\\.1:${port}: sent 4 B \\(.*\\), received 4 B \\(.*\\) in `),
+    new RegExp(
+      `stats udp://127\\.0\\.0\\.1:${clientPort}: sent 4 B \\(.*\\), received 4 B \\(.*\\) in `,
+    ),
   );
   assertMatch(
     r.stderr,
-    new RegExp(`closed udp://127\\.0\\.0\\.1:${port} \\(sent 4 B, received 4 B, `),
+    new RegExp(`closed udp://127\\.0\\.0\\.1:${clientPort} \\(sent 4 B, received 4 B, `),
   );
+  assertMatch(r.stderr, /stats total, 1 connection: sent 4 B .*, received 4 B /);
 });
 
 Deno.test("observe: TCP echo dumps both ways and counts what it sends; -q keeps the --stats asked for", async () => {

@@ -2,30 +2,27 @@
  * `sockit connect ENDPOINT`: connect and bridge stdin/stdout (nc host port),
  * with send/expect checks, timeouts and retries. A datagram endpoint gets
  * a connected socket: each read of stdin is one datagram, and after the
- * input ends the replies are awaited until they pause.
+ * input ends the replies are awaited until they pause (the session's rule
+ * for a peer without half-close).
  *
  * @module
  */
 
-import { requireEndpoint, transportOf } from "../net/address.ts";
+import { requireEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { canConnectDatagram, DatagramSide } from "../net/datagram.ts";
 import { exitCodeOf, UsageError } from "../base/errors.ts";
-import { formatDuration } from "../base/format.ts";
-import { connect, connectAddress, connectDeadline, openDatagram } from "../net/open.ts";
+import { connectAddress, connectDeadline, connectPeer } from "../net/open.ts";
 import type { Step } from "../engine/dialogue.ts";
 import { reportLayers } from "../engine/events.ts";
 import type { SocketOptions } from "../net/conn.ts";
 import { checkSendFiles, sendFiles } from "../engine/payload.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
-import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { CLIENT_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
-import type { Reporter } from "./report.ts";
 import { prepareStdio, runSession } from "./session.ts";
 import { TLS_CLIENT_FLAGS, tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
 import type { TlsClientFlags } from "./tls_flags.ts";
@@ -42,9 +39,6 @@ import {
   websocketFlags,
 } from "./values.ts";
 import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
-
-/** How long `connect udp://` waits for replies after its input ended, by default. */
-export const UDP_REPLY_WAIT = 2000;
 
 /** Parsed options of `sockit connect`. */
 export interface ConnectCommandOptions extends GlobalOptions {
@@ -214,93 +208,46 @@ export async function runConnect(
   using deadline = connectDeadline(options.timeout, address, ctx.signal);
   try {
     await checkSendFiles(sendFiles(options.steps));
-    return transportOf(options.endpoint).kind === "datagram"
-      ? await connectDatagram(options, ctx, reporter, deadline.signal, address)
-      : await connectStream(options, ctx, reporter, deadline.signal);
+    const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
+    prepareStdio(options, ctx);
+    if (options.proxy) {
+      reporter.info(`through the proxy ${options.proxy.text}`, { proxy: options.proxy.text });
+    }
+    const conn = await connectPeer(options.endpoint, {
+      tls,
+      base: options.proxy ? proxyDialer(options.proxy) : undefined,
+      websocket: options.websocket,
+      socket: options.socket,
+      timeout: options.connectTimeout,
+      family: options.family,
+      retry: options.retry,
+      retryDelay: options.retryDelay,
+      signal: deadline.signal,
+      trace: reporter.traceFn,
+      onAttemptFailed: (target, error, willRetry) =>
+        reporter.info(`${error.message}${willRetry ? "; trying again" : ""}`, {
+          address: target,
+          code: error.code,
+        }),
+      ...options.datagram,
+      onNote: (text) => reporter.info(text),
+    });
+    reporter.connected(conn);
+    reportLayers(reporter, conn);
+    return await runSession(conn, ctx, reporter, {
+      signal: deadline.signal,
+      steps: options.steps,
+      sendOnly: options.sendOnly,
+      recvOnly: options.recvOnly,
+      crlf: options.crlf,
+      quitAfterInput: options.quitAfterInput,
+      idleTimeout: options.idleTimeout,
+      role: "connect",
+      halfClose: [true, !options.noHalfClose],
+    });
   } catch (err) {
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
     if (deadline.expired) return reporter.fail(deadline.signal.reason);
     return reporter.fail(err, "connect", address);
   }
-}
-
-async function connectStream(
-  options: ConnectCommandOptions,
-  ctx: CommandContext,
-  reporter: Reporter,
-  signal: AbortSignal,
-): Promise<number> {
-  const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
-  prepareStdio(options, ctx);
-  if (options.proxy) {
-    reporter.info(`through the proxy ${options.proxy.text}`, { proxy: options.proxy.text });
-  }
-  const conn = await connect(options.endpoint, {
-    tls,
-    base: options.proxy ? proxyDialer(options.proxy) : undefined,
-    websocket: options.websocket,
-    socket: options.socket,
-    timeout: options.connectTimeout,
-    family: options.family,
-    retry: options.retry,
-    retryDelay: options.retryDelay,
-    signal,
-    trace: reporter.traceFn,
-    onAttemptFailed: (target, error, willRetry) =>
-      reporter.info(`${error.message}${willRetry ? "; trying again" : ""}`, {
-        address: target,
-        code: error.code,
-      }),
-  });
-  reporter.connected(conn);
-  reportLayers(reporter, conn);
-  return await runSession(conn, ctx, reporter, {
-    signal,
-    steps: options.steps,
-    sendOnly: options.sendOnly,
-    recvOnly: options.recvOnly,
-    crlf: options.crlf,
-    quitAfterInput: options.quitAfterInput,
-    idleTimeout: options.idleTimeout,
-    role: "connect",
-    halfClose: [true, !options.noHalfClose],
-  });
-}
-
-async function connectDatagram(
-  options: ConnectCommandOptions,
-  ctx: CommandContext,
-  reporter: Reporter,
-  signal: AbortSignal,
-  address: string,
-): Promise<number> {
-  const socket = await openDatagram(options.endpoint, "connect", {
-    family: options.family,
-    trace: reporter.traceFn,
-    socket: options.socket,
-    ...options.datagram,
-  });
-  if (!canConnectDatagram()) {
-    reporter.info(
-      "without --allow-ffi the UDP socket is not connected: an ICMP port unreachable (connection refused) goes unnoticed",
-    );
-  }
-  const side = new DatagramSide(socket, {
-    mode: "connected",
-    prefix: schemePrefix(transportOf(options.endpoint)),
-    op: "connect",
-    peerName: address,
-  });
-  reporter.connected(side);
-  // After the input ends, replies are awaited until they pause (the idle time).
-  const code = await runSession(side, ctx, reporter, {
-    signal,
-    steps: options.steps,
-    recvOnly: options.recvOnly,
-    endOnEof: "b",
-    linger: options.idleTimeout ?? UDP_REPLY_WAIT,
-    noMatch: `within ${formatDuration(options.idleTimeout ?? UDP_REPLY_WAIT)} of the last datagram`,
-    maxRecord: side.maxDatagram,
-  });
-  return code;
 }

@@ -1,21 +1,18 @@
 /**
  * `sockit echo ENDPOINT`: an echo server that keeps accepting — the fixture
- * CI scripts start on port 0 and find through the `listening` event. A
- * connection is relayed into itself; a datagram socket sends each datagram
- * back to its sender.
+ * CI scripts start on port 0 and find through the `listening` event. Each
+ * client is relayed into itself: a connection, or a datagram listener's
+ * peer (one sender), whose datagrams so go back to it.
  *
  * @module
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
+import { formatEndpoint, requireEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { DatagramSide, formatPeer } from "../net/datagram.ts";
-import { exitCodeOf, toSockitError } from "../base/errors.ts";
-import { openDatagram } from "../net/open.ts";
+import { exitCodeOf } from "../base/errors.ts";
 import { serve } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -27,7 +24,6 @@ import {
   WEBSOCKET_FLAGS,
 } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
-import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
@@ -35,7 +31,6 @@ import {
   datagramFlags,
   familyFlag,
   oneEndpoint,
-  refuseFlags,
   serverLimits,
   socketFlags,
   websocketFlags,
@@ -101,10 +96,7 @@ UDP: every datagram goes back to its sender.`,
   ],
   parse({ values, positionals, globals }) {
     const given = oneEndpoint(positionals);
-    const row = requireEndpoint(given, { role: "listen" }, "echo", positionals[0]);
-    if (row.kind === "datagram") {
-      refuseFlags(values, ["max-conns", "allow", "deny", "idle-timeout"], row);
-    }
+    requireEndpoint(given, { role: "listen" }, "echo", positionals[0]);
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
@@ -133,9 +125,6 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
   using reporter = makeReporter(options, ctx, "echo");
   const endpoint = options.endpoint;
   try {
-    if (transportOf(endpoint).kind === "datagram") {
-      return await echoDatagrams(options, ctx, reporter);
-    }
     using listener = await openServer(
       endpoint,
       {
@@ -143,6 +132,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
         tls: options.tls,
         websocket: options.websocket,
         ...options.sockets,
+        multicast: options.datagram?.multicast,
       },
       reporter,
     );
@@ -165,37 +155,4 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
     return reporter.fail(err, "echo", formatEndpoint(endpoint));
   }
-}
-
-/** `echo udp://`: every datagram back to its sender, until a signal. */
-async function echoDatagrams(
-  options: EchoCommandOptions,
-  ctx: CommandContext,
-  reporter: Reporter,
-): Promise<number> {
-  const socket = await openDatagram(options.endpoint, "listen", {
-    family: options.family,
-    trace: reporter.traceFn,
-    reusePort: options.sockets?.reusePort,
-    ...options.datagram,
-  });
-  reporter.listening(socket.address, options.endpoint.scheme);
-  const prefix = schemePrefix(transportOf(options.endpoint));
-  const side = new DatagramSide(socket, {
-    mode: "reply",
-    prefix,
-    op: "echo",
-    // One sender that cannot be answered does not stop the server.
-    onSendError: (err, peer) =>
-      reporter.warning(toSockitError(err, "send", formatPeer(peer)).message),
-  });
-  // The socket's figures at exit: a `closed` event (and with --stats, its line).
-  const code = await transfer(side, side, {
-    signal: ctx.signal,
-    closedName: `${prefix}${socket.address}`,
-    events: reporter,
-    // The socket failing is the command failing (one sender is only a warning: above).
-    report: (err) => reporter.fail(err),
-  });
-  return code;
 }

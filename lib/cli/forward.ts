@@ -2,7 +2,8 @@
  * `sockit forward LISTEN TARGET`: a port forwarder (socat TCP-LISTEN,fork
  * TCP:…). Each accepted client gets a new connection to TARGET, relayed both
  * ways through the one transfer engine, each direction half-closed on its
- * own.
+ * own. Datagrams the same way (socat UDP-LISTEN,fork UDP:…): each sender is
+ * a client (the listener's peer), with a socket of its own to TARGET.
  *
  * @module
  */
@@ -17,11 +18,9 @@ import {
   transportOf,
 } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import type { Stream } from "../net/stream.ts";
 import { Coalescer } from "../engine/coalesce.ts";
 import { exitCodeOf, UsageError } from "../base/errors.ts";
-import { forwardDatagrams } from "../net/datagram_forward.ts";
-import { connect, connectAddress, openDatagram } from "../net/open.ts";
+import { connectAddress, connectPeer } from "../net/open.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
 import { serve } from "../engine/server.ts";
@@ -38,8 +37,7 @@ import {
   WEBSOCKET_FLAGS,
 } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
-import type { Reporter } from "./report.ts";
-import { datagramSessions, openServer, serveOptions } from "./serve.ts";
+import { openServer, serveOptions } from "./serve.ts";
 import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
 import {
@@ -223,9 +221,7 @@ export async function runForward(
 ): Promise<number> {
   using reporter = makeReporter(options, ctx, "forward");
   const targetName = connectAddress(options.target, options.family);
-  if (transportOf(options.listen).kind === "datagram") {
-    return await forwardDatagramSessions(options, ctx, reporter, targetName);
-  }
+  reporter.relaysTo = targetName;
   try {
     const clientTls = options.clientTls ? tlsClientOptions(options.clientTls, reporter) : undefined;
     const proxy = options.proxy ? proxyDialer(options.proxy) : undefined;
@@ -235,6 +231,7 @@ export async function runForward(
       });
     }
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
+    const { multicast, broadcast } = options.datagram ?? {};
     // A target that fails for many clients (down, or out of descriptors) is one line and a count.
     using failures = new Coalescer((line) => reporter.warning(line));
     using listener = await openServer(options.listen, {
@@ -242,11 +239,13 @@ export async function runForward(
       tls: options.serverTls,
       websocket: options.websocket,
       ...options.sockets,
+      // The listener joins the groups; TTL, loop and broadcast are the target's.
+      multicast: multicast?.join && { join: multicast.join },
     }, reporter);
     await serve(listener, async (client) => {
-      let target: Stream;
+      let target;
       try {
-        target = await connect(options.target, {
+        target = await connectPeer(options.target, {
           tls: clientTls,
           base: proxy,
           websocket: options.websocket,
@@ -255,6 +254,8 @@ export async function runForward(
           timeout: options.connectTimeout,
           signal: ctx.signal,
           trace: reporter.traceFn,
+          multicast: multicast && { ttl: multicast.ttl, loop: multicast.loop },
+          broadcast,
         });
       } catch (err) {
         client.close();
@@ -283,47 +284,6 @@ export async function runForward(
         report: (err) => reporter.warnFailure(err),
       });
     }, serveOptions(options, ctx, reporter, options.serverTls, options.websocket));
-    reporter.totals();
-    return exitCodeOf(ctx.signal.reason);
-  } catch (err) {
-    if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);
-    return reporter.fail(err, "forward", formatEndpoint(options.listen));
-  }
-}
-
-/**
- * `forward udp://LISTEN udp://TARGET`: a session per client address, each
- * with its own upstream socket, ended after `--idle-timeout` (default 30 s)
- * without datagrams; `--max-conns` caps the sessions.
- */
-async function forwardDatagramSessions(
-  options: ForwardCommandOptions,
-  ctx: CommandContext,
-  reporter: Reporter,
-  targetName: string,
-): Promise<number> {
-  try {
-    const { multicast, broadcast } = options.datagram ?? {};
-    const listener = await openDatagram(options.listen, "listen", {
-      family: options.family,
-      trace: reporter.traceFn,
-      reusePort: options.sockets?.reusePort,
-      // The listener joins the groups; TTL, loop and broadcast are the target's.
-      multicast: multicast?.join && { join: multicast.join },
-    });
-    reporter.listening(listener.address, options.listen.scheme);
-    await forwardDatagrams(
-      listener,
-      () =>
-        openDatagram(options.target, "connect", {
-          family: options.family,
-          trace: reporter.traceFn,
-          socket: options.sockets?.socket,
-          multicast: multicast && { ttl: multicast.ttl, loop: multicast.loop },
-          broadcast,
-        }),
-      datagramSessions(listener, options.listen, options, ctx, reporter, targetName),
-    );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

@@ -1,8 +1,9 @@
 /**
  * `sockit listen ENDPOINT`: bind, listen, accept and bridge each connection
  * with stdin/stdout (nc -l), a child process (`--exec`), or the other
- * clients (`--broker`); `-k` keeps accepting. A datagram endpoint prints
- * what arrives and answers the latest sender.
+ * clients (`--broker`); `-k` keeps accepting. A datagram endpoint's clients
+ * are its senders, a peer each (the listener's); without `-k` its one
+ * session bridged to stdio hears every sender and answers the latest.
  *
  * @module
  */
@@ -10,38 +11,33 @@
 import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { DatagramSide, formatPeer } from "../net/datagram.ts";
-import type { DatagramSocket } from "../net/datagram.ts";
-import { forwardDatagrams } from "../net/datagram_forward.ts";
+import type { FollowOptions } from "../net/datagram_listener.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import {
   checkRunPermission,
-  ChildDatagrams,
+  childSide,
   ChildStream,
   connectionEnv,
   findProgram,
   splitCommand,
 } from "../tools/exec.ts";
-import type { Stream } from "../net/stream.ts";
 import { Fanout } from "../engine/fanout.ts";
 import type { Subscription } from "../engine/fanout.ts";
 import { formatBytes, formatDuration } from "../base/format.ts";
-import { openDatagram } from "../net/open.ts";
 import type { Step } from "../engine/dialogue.ts";
 import { checkSendFiles, sendDatagrams, sendFiles } from "../engine/payload.ts";
 import { Relay } from "../engine/relay.ts";
 import type { Duplex } from "../engine/relay.ts";
 import { serve } from "../engine/server.ts";
-import type { ConnectionHandler } from "../engine/server.ts";
+import type { Client, ConnectionHandler } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { LIFETIME_FLAG, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { datagramSessions, openServer, serveOptions } from "./serve.ts";
+import { openServer, serveOptions } from "./serve.ts";
 import { prepareStdio, runSession } from "./session.ts";
 import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
@@ -285,9 +281,7 @@ export async function runListen(
           exitCode: 127,
         });
       }
-    }
-    if (transportOf(options.endpoint).kind === "datagram") {
-      return await listenDatagram(options, ctx, reporter);
+      reporter.relaysTo = `exec ${options.exec[0]}`;
     }
     using listener = await openServer(
       options.endpoint,
@@ -296,6 +290,9 @@ export async function runListen(
         tls: options.tls,
         websocket: options.websocket,
         ...options.sockets,
+        multicast: options.datagram?.multicast,
+        // One session bridged to stdio: a datagram listener's hears every sender.
+        follow: many || options.exec ? undefined : await follow(options, reporter),
       },
       reporter,
     );
@@ -312,91 +309,25 @@ export async function runListen(
   }
 }
 
-/** `listen udp://`: datagrams to stdout; stdin to the latest peer, until a signal or the idle time. */
-async function listenDatagram(
-  options: ListenCommandOptions,
-  ctx: CommandContext,
-  reporter: Reporter,
-): Promise<number> {
-  const socket = await openDatagram(options.endpoint, "listen", {
-    family: options.family,
-    trace: reporter.traceFn,
-    reusePort: options.sockets?.reusePort,
-    ...options.datagram,
-  });
-  reporter.listening(socket.address, options.endpoint.scheme);
-  if (options.exec) return await execPerPeer(socket, options.exec, options, ctx, reporter);
-  // --send greets each new peer; without it, stdin goes to the latest peer.
-  const greeting = options.steps
-    ? await sendDatagrams(options.steps, socket.maxDatagram).catch((err) => {
-      socket.close();
-      throw err;
-    })
-    : undefined;
-  const side = new DatagramSide(socket, {
-    // -k: stdin goes to every peer heard from in the last minute (ncat -l -u -k).
-    mode: options.keepOpen ? "all-peers" : "latest-peer",
-    prefix: schemePrefix(transportOf(options.endpoint)),
-    op: "listen",
-    perPeer: true,
-    greeting,
-    onPeer: (peer) => {
-      const remote = formatPeer(peer);
-      reporter.event("peer", `datagrams from ${remote}`, { remote });
-    },
-  });
-  const code = await runSession(side, ctx, reporter, {
-    recvOnly: options.recvOnly || greeting !== undefined,
-    idleTimeout: options.idleTimeout,
-    maxRecord: side.maxDatagram,
-    // When no peer came: the socket's own address.
-    closedName: () => side.label,
-  });
-  return code;
-}
-
 /**
- * `listen udp:// --exec`: a child per peer (socat `UDP-RECVFROM,fork`,
- * ncat `-u -l -k --exec`): the peer's datagrams are its stdin, each read of
- * its stdout a datagram back; the session ends when the child closes its
- * output or after `--idle-timeout` (default 30 s) without datagrams. Without
- * `-k` only the first peer is served.
+ * How the one session of `listen` without `-k` takes the senders that come
+ * after the first on a datagram endpoint: each is told (`datagrams from`),
+ * and greeted with `--send`/`--send-file` as the first is.
  */
-async function execPerPeer(
-  socket: DatagramSocket,
-  argv: string[],
-  options: ListenCommandOptions,
-  ctx: CommandContext,
-  reporter: Reporter,
-): Promise<number> {
-  await forwardDatagrams(
-    socket,
-    (peer) =>
-      new ChildDatagrams(
-        new ChildStream({
-          argv,
-          env: connectionEnv(peer, socket.localAddress, protoOf(options.endpoint)),
-        }),
-        socket.maxDatagram,
-        options.grace,
-        ctx.signal,
-      ),
-    {
-      ...datagramSessions(socket, options.endpoint, options, ctx, reporter, `exec ${argv[0]}`),
-      once: !options.keepOpen,
-      upstreamName: `exec ${argv[0]}`,
-    },
-  );
-  if (options.keepOpen) reporter.totals();
-  return ctx.signal.aborted ? exitCodeOf(ctx.signal.reason) : 0;
+async function follow(options: ListenCommandOptions, reporter: Reporter): Promise<FollowOptions> {
+  return {
+    // The sends whole: the peer cuts them to its largest datagram.
+    greeting: options.steps && await sendDatagrams(options.steps, Infinity),
+    onPeer: (peer) => reporter.accepted(peer),
+  };
 }
 
-/** What each accepted connection is bridged with, by mode. */
+/** What each accepted client is bridged with, by mode. */
 function connectionHandler(
   options: ListenCommandOptions,
   ctx: CommandContext,
   reporter: Reporter,
-): ConnectionHandler {
+): ConnectionHandler<Client> {
   const many = options.keepOpen || options.broker;
   const report = (err: unknown) => many ? reporter.warnFailure(err) : reporter.fail(err);
   const common = {
@@ -419,7 +350,11 @@ function connectionHandler(
         conn.close();
         return Promise.resolve(reporter.fail(err, "exec", argv[0]));
       }
-      return transfer(conn, child, {
+      // A datagram peer's child: its output cut into datagrams, its end the session's.
+      const side = childSide(conn, child, {
+        onDropped: (text) => reporter.warning(`${conn.label}: ${text}`),
+      });
+      return transfer(conn, side, {
         ...common,
         // The client's end of input ends the session once the child has
         // been silent for the grace time (or has exited); then it is ended.
@@ -439,7 +374,7 @@ function connectionHandler(
     };
   }
   if (options.broker) {
-    const members = new Map<Subscription, Stream>();
+    const members = new Map<Subscription, Client>();
     const hub = new Fanout({
       highWater: BROKER_HIGH_WATER,
       // Each member has its own queue and writer; the others never wait for it.

@@ -30,7 +30,7 @@ import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { LIFETIME_FLAG, SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
-import { openServer, serveOptions } from "./serve.ts";
+import { openStreamServer, serveOptions } from "./serve.ts";
 import { durationFlag, familyFlag, serverLimits, socketFlags } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
@@ -165,7 +165,7 @@ export async function runProxy(options: ProxyCommandOptions, ctx: CommandContext
   try {
     const accounts = await users(options);
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
-    using listener = await openServer(options.listen, {
+    using listener = await openStreamServer(options.listen, {
       family: portOnly ? options.family : undefined,
       ...options.sockets,
     }, reporter);

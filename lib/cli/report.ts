@@ -87,6 +87,11 @@ export class Reporter implements Events, Disposable {
   #progress?: ProgressLine;
   #totals = new StatsTotals();
   #hex?: HexDumper;
+  /**
+   * Where a server relays each client (`forward`'s target, `listen --exec`'s
+   * program): a datagram peer's line names it (`datagrams from A → B`).
+   */
+  relaysTo?: string;
 
   /** Creates a reporter writing to `sink`. */
   constructor(out: TextSink, options: ReporterOptions = {}) {
@@ -158,8 +163,21 @@ export class Reporter implements Events, Disposable {
     this.event("listening", `listening on ${address}${suffix}`, { address, transport });
   }
 
-  /** A connection was accepted. */
+  /**
+   * A connection was accepted — or a datagram listener's peer (a new
+   * sender): the `peer` event, `datagrams from ADDRESS` (`→ TARGET` when
+   * the server relays it).
+   */
   accepted(peer: PeerInfo): void {
+    if (peer.datagrams) {
+      const to = this.relaysTo ? ` → ${this.relaysTo}` : "";
+      this.event("peer", `datagrams from ${peer.label ?? peer.remoteAddress}${to}`, {
+        conn: peer.id,
+        remote: peer.remoteAddress,
+        local: peer.localAddress,
+      });
+      return;
+    }
     this.event("accepted", `connection from ${peer.remoteAddress}`, {
       conn: peer.id,
       remote: peer.remoteAddress,

@@ -1,24 +1,23 @@
 /**
  * The listener bootstrap every server command shares (`listen`, `echo`,
- * `forward`): the TLS certificate when the endpoint speaks TLS (from
- * `--cert/--key` or made for the run), bind and listen, Deno's complaints
- * about a certificate turned into words, and the `listening` event with
- * the real bound address.
+ * `forward`, `proxy`): the TLS certificate when the endpoint speaks TLS (from
+ * `--cert/--key` or made for the run), bind and listen — a stream listener,
+ * or a datagram listener that hands out a peer per sender — Deno's
+ * complaints about a certificate turned into words, and the `listening`
+ * event with the real bound address.
  *
  * @module
  */
 
-import { transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import type { DatagramSocket } from "../net/datagram.ts";
-import { DATAGRAM_MAX_SESSIONS, DATAGRAM_SESSION_IDLE } from "../net/datagram_forward.ts";
-import type { ForwardDatagramsOptions } from "../net/datagram_forward.ts";
-import { schemePrefix } from "../net/schemes.ts";
+import type { MulticastOptions } from "../net/datagram.ts";
+import type { FollowOptions } from "../net/datagram_listener.ts";
 import { checkSocketOptions } from "../net/conn.ts";
 import type { SocketOptions } from "../net/conn.ts";
 import type { Listener } from "../net/listener.ts";
-import { listen } from "../net/open.ts";
-import type { ServeOptions } from "../engine/server.ts";
+import { listen, listenPeers } from "../net/open.ts";
+import type { ListenPeersOptions } from "../net/open.ts";
+import type { Client, ServeOptions, ServerListener } from "../engine/server.ts";
 import type { CommandContext } from "./context.ts";
 import type { ServerLimits } from "./values.ts";
 import type { Reporter } from "./report.ts";
@@ -38,10 +37,19 @@ export interface OpenServerOptions {
   reusePort?: boolean;
   /** `--nodelay`, `--keepalive` for accepted connections. */
   socket?: SocketOptions;
+  /** `--multicast-join` (and TTL, loop) for a datagram listener's socket. */
+  multicast?: MulticastOptions;
+  /**
+   * A server of one session bridged to stdio (`listen` without `-k`): a
+   * datagram listener hands it what every sender sends (see
+   * `ListenPeersOptions.follow`).
+   */
+  follow?: FollowOptions;
 }
 
 /**
- * Opens the listening socket of a server command and announces it.
+ * Opens the listening socket of a server command — for a stream endpoint,
+ * or a datagram one (a peer per sender) — and announces it.
  *
  * @example Usage
  * ```ts ignore
@@ -52,19 +60,48 @@ export async function openServer(
   endpoint: Endpoint,
   options: OpenServerOptions,
   reporter: Reporter,
+): Promise<ServerListener<Client>> {
+  return await open(endpoint, options, reporter, listenPeers);
+}
+
+/**
+ * {@linkcode openServer} for a server of streams only (`proxy`): the
+ * listener with its Deno address.
+ *
+ * @example Usage
+ * ```ts ignore
+ * using listener = await openStreamServer(endpoint, { family: 4 }, reporter);
+ * ```
+ */
+export async function openStreamServer(
+  endpoint: Endpoint,
+  options: OpenServerOptions,
+  reporter: Reporter,
 ): Promise<Listener> {
+  return await open(endpoint, options, reporter, listen);
+}
+
+async function open<L extends { address: string; scheme: string }>(
+  endpoint: Endpoint,
+  options: OpenServerOptions,
+  reporter: Reporter,
+  listenOn: (endpoint: Endpoint, options: ListenPeersOptions) => Promise<L>,
+): Promise<L> {
   checkSocketOptions(options.socket);
   const tls = options.tls ? await serverCertificate(options.tls, reporter) : undefined;
-  let listener: Listener;
+  let listener: L;
   try {
-    listener = await listen(endpoint, {
+    listener = await listenOn(endpoint, {
       family: options.family,
       trace: reporter.traceFn,
       tls,
       websocket: options.websocket && { ...options.websocket, trace: reporter.traceFn },
       reusePort: options.reusePort,
       socket: options.socket,
+      multicast: options.multicast,
+      follow: options.follow,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
+      onWarning: (text) => reporter.warning(text),
     });
   } catch (err) {
     throw options.tls ? explainTlsListenError(err, options.tls) : err;
@@ -97,48 +134,5 @@ export function serveOptions(
     maxConns: limits.maxConns,
     access: limits.access,
     report: (err) => reporter.fail(err),
-  };
-}
-
-/**
- * The options of a datagram server of sessions (`forward udp://`, `listen
- * udp:// --exec`) from its limits: the command's signal, `--idle-timeout`
- * per session (default 30 s), `--max-conns` (default 100 sessions),
- * `--allow/--deny`, and what it
- * tells — each new client (`datagrams from CLIENT → to`), each refused one,
- * each session's end with its figures, warnings.
- *
- * @example Usage
- * ```ts ignore
- * await forwardDatagrams(socket, open, datagramSessions(socket, endpoint, options, ctx, reporter, "udp://10.0.0.5:53"));
- * ```
- */
-export function datagramSessions(
-  listener: DatagramSocket,
-  endpoint: Endpoint,
-  limits: ServerLimits,
-  ctx: CommandContext,
-  reporter: Reporter,
-  to: string,
-): ForwardDatagramsOptions {
-  const prefix = schemePrefix(transportOf(endpoint));
-  const localAddress = listener.address;
-  return {
-    signal: ctx.signal,
-    idleTimeout: limits.idleTimeout ?? DATAGRAM_SESSION_IDLE,
-    maxSessions: limits.maxConns ?? DATAGRAM_MAX_SESSIONS,
-    access: limits.access,
-    onSession: (client) =>
-      reporter.event("peer", `datagrams from ${client} → ${to}`, { remote: `${prefix}${client}` }),
-    onRejected: (client, why) =>
-      reporter.rejected({ id: 0, remoteAddress: `${prefix}${client}`, localAddress }, why),
-    onClosed: (info) =>
-      reporter.closed({ id: 0, remoteAddress: `${prefix}${info.client}`, localAddress }, {
-        sent: info.sent,
-        received: info.received,
-        durationMs: Math.round(performance.now() - info.since),
-        ...(info.reason ? { reason: info.reason } : {}),
-      }),
-    onWarning: (text) => reporter.warning(text),
   };
 }

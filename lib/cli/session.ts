@@ -3,11 +3,14 @@
  * dialogue) to the peer, the peer's bytes to stdout — through the transfer
  * engine. Shared by `listen` and `connect`, for streams and datagrams. How a
  * session ends is written here once ({@linkcode endRule}); the README's
- * "Sessions, half-close, and how they end" is its table.
+ * "Sessions, half-close, and how they end" is its table. A datagram peer
+ * has no half-close to say that the input ended: a client waits for replies
+ * until they pause ({@linkcode REPLY_WAIT}, or `--idle-timeout`).
  *
  * @module
  */
 
+import { formatDuration } from "../base/format.ts";
 import { Dialogue } from "../engine/dialogue.ts";
 import type { Step } from "../engine/dialogue.ts";
 import { openPayload } from "../engine/payload.ts";
@@ -24,6 +27,12 @@ import { compilePatterns } from "./values.ts";
  * fast pipe on stdin is sent whole and an idle one does not hold it.
  */
 export const SESSION_LINGER = 200;
+
+/**
+ * How long a client of datagrams (`connect udp://`) waits for replies after
+ * its input ended, by default (`--idle-timeout` sets it).
+ */
+export const REPLY_WAIT = 2000;
 
 /** Which command's rules a stream session follows. */
 export type SessionRole = "connect" | "listen";
@@ -44,18 +53,10 @@ export interface SessionOptions extends Pick<TransferOptions, "idleTimeout" | "h
   quitAfterInput?: number;
   /** Read this instead of stdin (a `listen -k` client's share of stdin). */
   input?: Input;
-  /** How the session ends: a stream's rules by command; absent for datagram sessions. */
+  /** How the session ends: the rules of this command's sessions. */
   role?: SessionRole;
-  /** Datagram sessions: end when this side reaches end of input, after a pause of `linger` ms. */
-  endOnEof?: "a" | "b";
-  /** With `endOnEof`: the pause that ends it. */
-  linger?: number;
-  /** The peer takes datagrams of at most this many bytes. */
-  maxRecord?: number;
   /** The peer's name in the `closed` event (a function: its name when the session ends). */
   closedName?: string | (() => string);
-  /** When a failed `--expect` gave up (see `TransferOptions.noMatch`). */
-  noMatch?: string;
   /** One connection of a server: a failure is a warning, not the command's error. */
   warnOnly?: boolean;
 }
@@ -156,13 +157,20 @@ export async function runSession(
       crlf: options.crlf,
       input: options.input ?? ctx.stdin,
       output: ctx.stdout,
-      maxRecord: options.maxRecord,
+      // A datagram peer: each record of the input is one datagram, at most its largest.
+      maxRecord: peer.maxDatagram,
     });
   } catch (err) {
     peer.close();
     return report(err);
   }
-  const ending = options.quitAfterInput !== undefined
+  // A client of datagrams cannot say that its input ended: it waits for replies until they pause.
+  const replyWait = options.role === "connect" && peer.datagrams
+    ? options.idleTimeout ?? REPLY_WAIT
+    : undefined;
+  const ending = replyWait !== undefined
+    ? { endOnEof: "b" as const, linger: replyWait }
+    : options.quitAfterInput !== undefined
     ? { endOnEof: "b" as const, linger: options.quitAfterInput }
     : options.role && peer.endIsClose && !options.sendOnly
     // A WebSocket's Close ends both directions: input still to come has nowhere to go.
@@ -170,11 +178,11 @@ export async function runSession(
     : options.role
     // The payload's source decides, not stdin: a --send-file run from a terminal sends a file.
     ? endRule(options.role, ctx.stdinIsTerminal === true && payload.fromInput, options)
-    : { endOnEof: options.endOnEof, linger: options.linger };
+    : {};
   const code = await transfer(options.sendOnly ? unread(peer) : peer, payload, {
     signal: options.signal ?? ctx.signal,
     dialogue,
-    idleTimeout: options.idleTimeout,
+    idleTimeout: replyWait === undefined ? options.idleTimeout : undefined,
     ...ending,
     // --recv-only sends nothing, and so never says that it is done sending.
     halfClose: options.recvOnly ? [true, false] : options.halfClose,
@@ -183,7 +191,9 @@ export async function runSession(
     splice: !options.warnOnly,
     sendTotal: payload.sendTotal,
     closedName: options.closedName,
-    noMatch: options.noMatch,
+    noMatch: replyWait === undefined
+      ? undefined
+      : `within ${formatDuration(replyWait)} of the last datagram`,
     events: reporter,
     report,
   });

@@ -15,6 +15,13 @@ export interface PeerInfo {
   readonly remoteAddress: string;
   /** The local address, formatted. */
   readonly localAddress: string;
+  /** The peer as messages name it, where that differs from `remoteAddress` (no scheme). */
+  readonly label?: string;
+  /**
+   * Each read is one datagram: a datagram listener's peer (one sender), not
+   * a connection; events call it a peer.
+   */
+  readonly datagrams?: boolean;
 }
 
 /** Byte counts and duration of a finished connection. */
@@ -60,6 +67,11 @@ export interface LayerReport {
 export interface LayerEnd {
   /** Fields the `closed` event carries (a close code the peer sent, say). */
   readonly fields?: Readonly<Record<string, unknown>>;
+  /**
+   * Why the side ended the session itself, when it did: the `closed`
+   * event's reason (`idle for 30 s`, `exec sh: closed its output`).
+   */
+  readonly reason?: string;
   /** The same in words, for the `closed` line. */
   readonly text?: string;
   /** A note on the end, after the side's name (`closed without TLS close_notify …`). */
@@ -92,7 +104,10 @@ export type ChunkTap = (direction: 0 | 1, chunk: Uint8Array) => void;
 export interface Events {
   /** A server listens, on its real bound address. */
   listening?(address: string, transport: string): void;
-  /** A server accepted a connection (it passed `--allow/--deny` and `--max-conns`). */
+  /**
+   * A server accepted a connection, or a datagram listener's peer (it passed
+   * `--allow/--deny` and `--max-conns`).
+   */
   accepted?(peer: PeerInfo): void;
   /** A server closed a client at once, before a byte was read or written. */
   rejected?(peer: PeerInfo, reason: string): void;

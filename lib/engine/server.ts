@@ -1,34 +1,91 @@
 /**
  * The accept loop every server shares (`listen`, `listen -k`, `echo`,
- * `forward`): accept, check `--allow`/`--deny` and `--max-conns` before a
- * byte is read or written, report the connection, hand it to a handler, and
- * keep accepting until told to stop. A connection that fails never stops
- * the server.
+ * `forward`, `proxy`): accept, check `--allow`/`--deny` and `--max-conns`
+ * before a byte is read or written, report the client, hand it to a
+ * handler, and keep accepting until told to stop. A client that fails never
+ * stops the server. Clients are connections from a stream listener, or the
+ * peers a datagram listener hands out, one per sender
+ * (`net/datagram_listener.ts`): the same loop serves both.
  *
  * @module
  */
 
 import type { AccessRules } from "../net/cidr.ts";
 import { refusal } from "../net/cidr.ts";
-import type { Connection } from "../net/conn.ts";
+import type { PeerAddress } from "../net/datagram.ts";
 import type { Stream } from "../net/stream.ts";
+import type { Peer } from "./transfer.ts";
 import { Coalescer } from "./coalesce.ts";
 import { delay } from "./deadline.ts";
 import { exitCodeOf, toSockitError } from "../base/errors.ts";
 import type { SockitError } from "../base/errors.ts";
 import { type Events, reportLayers } from "./events.ts";
 import { formatDuration } from "../base/format.ts";
-import { type Listener, PeerNameError } from "../net/listener.ts";
+import { type ListenerUpgrade, PeerNameError } from "../net/listener.ts";
 import { tlsFailure } from "../protocols/tls.ts";
 import { C } from "../sys/constants.ts";
 
 /**
- * Handles one accepted connection (with the listener's layers set up over
- * it: TLS, an upgrade); resolves to its exit code. `slot` lets it say that
- * the connection is still in an opening phase of its own (a proxy client's
+ * A client as a listener hands it out: a connection (or a layer over one),
+ * or a datagram listener's peer (one sender).
+ */
+export interface Client extends Peer, Disposable {
+  /** When it was accepted (`performance.now()`). */
+  readonly openedAt: number;
+  /** The peer, as messages name it. */
+  readonly label: string;
+  /** The peer's address as the socket gives it: an IP peer's is what `--allow/--deny` check. */
+  readonly remoteAddr: Deno.Addr | PeerAddress;
+  /** The local address as the socket gives it, where it has one. */
+  readonly localAddr?: Deno.Addr | PeerAddress;
+}
+
+/**
+ * What the accept loop serves: a stream listener (`net/listener.ts`), or a
+ * datagram listener that hands out a peer per sender.
+ */
+export interface ServerListener<C extends Client = Client> extends Disposable {
+  /** The bound address, formatted. */
+  readonly address: string;
+  /** Whether it has stopped accepting. */
+  readonly closed: boolean;
+  /** A TLS server's certificate: accepted clients still need {@linkcode ServerListener.secure}. */
+  readonly tls?: unknown;
+  /** A protocol upgrade each accepted client goes through after TLS (a WebSocket handshake). */
+  readonly upgrade?: ListenerUpgrade;
+  /** Completes a TLS server's handshake with a client it accepted. */
+  secure?(conn: NoInfer<C>, options: { timeout?: number; signal?: AbortSignal }): Promise<C>;
+  /**
+   * The next client; rejects once the listener is closed. (A TLS server's
+   * client is what `secure()` makes of it: the type comes from there.)
+   */
+  accept(): Promise<NoInfer<C>>;
+  /** Stops accepting. */
+  close(): void;
+  /** Resolves once its socket is released, after `close()` (and its last client). */
+  readonly released?: Promise<void>;
+  /** Clients at once when the server sets no `maxConns` (a datagram listener's: 100). */
+  readonly maxConns?: number;
+  /**
+   * Told that the server is full (the limit as messages name it) or no longer
+   * (`undefined`), by a listener that has no backlog to hold newcomers in (a
+   * datagram listener drops a new sender's datagrams meanwhile, and says so).
+   */
+  full?(limit: string | undefined): void;
+  /** Told that a client was refused at once (a datagram listener drops the rest of its run). */
+  refused?(conn: C): void;
+}
+
+/**
+ * Handles one accepted client (with the listener's layers set up over it:
+ * TLS, an upgrade); resolves to its exit code. `slot` lets it say that the
+ * client is still in an opening phase of its own (a proxy client's
  * request), as a TLS handshake is.
  */
-export type ConnectionHandler = (conn: Stream, slot: ConnectionSlot) => Promise<number>;
+export type ConnectionHandler<C extends Client = Stream> = (
+  conn: C,
+  slot: ConnectionSlot,
+) => Promise<number>;
 
 /** What a handler may tell the accept loop about the `--max-conns` slot its connection holds. */
 export interface ConnectionSlot {
@@ -53,7 +110,8 @@ export interface ServeOptions {
    * At most this many connections at once; more are accepted and closed at
    * once — except while a slot is held by a TLS handshake (or a handler's
    * opening phase, {@linkcode ConnectionSlot}), when a newcomer waits (up to
-   * the handshake timeout, and a second) for a slot.
+   * the handshake timeout, and a second) for a slot. Default: the
+   * listener's (a datagram listener's 100 peers; no limit for streams).
    */
   maxConns?: number;
   /** Most a TLS client may take to finish its handshake, in ms (0: no limit); default {@linkcode HANDSHAKE_TIMEOUT}. */
@@ -105,10 +163,11 @@ function acceptErrno(err: unknown): string {
   return names[Number(n)] ?? code ?? "EFAIL";
 }
 
-/** The IP address of a connection's peer, or `undefined` for a Unix peer. */
-function peerIp(conn: Connection): string | undefined {
-  const addr = conn.conn.remoteAddr;
-  return "hostname" in addr ? addr.hostname : undefined;
+/** The IP address of a client, or `undefined` for a Unix peer (or a child). */
+function peerIp(conn: Client): string | undefined {
+  const addr = conn.remoteAddr;
+  if ("hostname" in addr) return addr.hostname;
+  return "address" in addr ? addr.address : undefined;
 }
 
 /**
@@ -133,26 +192,35 @@ function peerIp(conn: Connection): string | undefined {
  * assert.deepEqual(await served, 0);
  * ```
  */
-export async function serve(
-  listener: Listener,
-  handler: ConnectionHandler,
+export async function serve<C extends Client>(
+  listener: ServerListener<C>,
+  handler: ConnectionHandler<C>,
   options: ServeOptions,
 ): Promise<number> {
   const { events, signal } = options;
   const handshakeTimeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT;
+  const maxConns = options.maxConns ?? listener.maxConns;
+  const limit = `--max-conns ${maxConns}`;
   const active = new Set<Promise<void>>();
   /** Connections still in their TLS handshake or another opening phase (they hold a `--max-conns` slot). */
-  const handshaking = new Set<Stream>();
+  const handshaking = new Set<C>();
   /** Connections waiting for a slot that a handshake holds, with when they give up. */
-  const waiting: Array<{ conn: Connection; timer: ReturnType<typeof setTimeout> }> = [];
+  const waiting: Array<{ conn: C; timer: ReturnType<typeof setTimeout> }> = [];
   using coalescer = new Coalescer((line) => events?.warning?.(line));
   using notes = new Coalescer((line) => events?.info?.(line));
   let lastCode = 0;
   let backoff = 0;
 
-  const start = (conn: Connection) => {
+  /** Closes a client at once, before a byte moves. */
+  const refuse = (conn: C, reason: string) => {
+    events?.rejected?.(conn, reason);
+    listener.refused?.(conn);
+    conn.close();
+  };
+
+  const start = (conn: C) => {
     events?.accepted?.(conn);
-    let opened: Stream | undefined;
+    let opened: C | undefined;
     const slot: ConnectionSlot = {
       opening: (on) => void (on ? handshaking.add(opened!) : handshaking.delete(opened!)),
     };
@@ -171,27 +239,31 @@ export async function serve(
         if (opened) handshaking.delete(opened);
         active.delete(task);
         admitWaiting();
+        if (maxConns !== undefined && active.size < maxConns) listener.full?.(undefined);
       });
     active.add(task);
+    // A listener without a backlog drops newcomers itself while the server is full.
+    if (maxConns !== undefined && active.size >= maxConns) listener.full?.(limit);
   };
 
   /** A TLS server's handshake, then a protocol upgrade, in the connection's own task. */
-  const secure = async (conn: Connection): Promise<Stream | undefined> => {
+  const secure = async (conn: C): Promise<C | undefined> => {
     const secured = await secureTls(conn);
     const upgrade = listener.upgrade;
+    // Only a stream listener has an upgrade: what it hands out are streams.
     if (!secured || !upgrade) return secured;
     handshaking.add(secured);
-    const limit = handshakeTimeout > 0 && Number.isFinite(handshakeTimeout)
+    const within = handshakeTimeout > 0 && Number.isFinite(handshakeTimeout)
       ? AbortSignal.any([signal, AbortSignal.timeout(handshakeTimeout)])
       : signal;
     try {
-      const layered = await upgrade.open(secured, { signal: limit });
+      const layered = await upgrade.open(secured as unknown as Stream, { signal: within });
       reportLayers(events, layered, secured.layers?.length);
-      return layered;
+      return layered as unknown as C;
     } catch (err) {
       secured.close();
       if (signal.aborted) return undefined;
-      const reason = limit.aborted
+      const reason = within.aborted
         ? `timed out after ${formatDuration(handshakeTimeout)} (--handshake-timeout)`
         : (err as SockitError).reason ?? (err as Error).message;
       coalescer.say(
@@ -205,8 +277,8 @@ export async function serve(
   };
 
   /** A TLS server's handshake, in the connection's own task; undefined when it failed. */
-  const secureTls = async (conn: Connection): Promise<Stream | undefined> => {
-    if (!listener.tls) return conn;
+  const secureTls = async (conn: C): Promise<C | undefined> => {
+    if (!listener.tls || !listener.secure) return conn;
     handshaking.add(conn);
     try {
       const secured = await listener.secure(conn, { timeout: handshakeTimeout, signal });
@@ -229,7 +301,7 @@ export async function serve(
 
   /** Gives a freed slot to the connection that has waited longest. */
   const admitWaiting = () => {
-    while (waiting.length > 0 && !signal.aborted && active.size < options.maxConns!) {
+    while (waiting.length > 0 && !signal.aborted && active.size < maxConns!) {
       const { conn, timer } = waiting.shift()!;
       clearTimeout(timer);
       start(conn);
@@ -240,7 +312,7 @@ export async function serve(
   signal.addEventListener("abort", stop, { once: true });
   try {
     while (!signal.aborted && !listener.closed) {
-      let conn: Connection;
+      let conn: C;
       try {
         conn = await listener.accept();
         backoff = 0;
@@ -271,27 +343,24 @@ export async function serve(
       }
       const why = options.access ? refusal(options.access, peerIp(conn)) : undefined;
       if (why) {
-        events?.rejected?.(conn, why);
-        conn.close();
+        refuse(conn, why);
         continue;
       }
-      if (options.maxConns !== undefined && active.size >= options.maxConns) {
+      if (maxConns !== undefined && active.size >= maxConns) {
         // A slot held by an unfinished handshake frees up within the handshake
         // timeout: wait for it (as many as there are slots), rather than turn
         // a real client away because of clients that never finish.
         const bounded = handshakeTimeout > 0 && Number.isFinite(handshakeTimeout);
-        if (bounded && handshaking.size > 0 && waiting.length < options.maxConns) {
+        if (bounded && handshaking.size > 0 && waiting.length < maxConns) {
           const timer = setTimeout(() => {
             const at = waiting.findIndex((w) => w.conn === conn);
             if (at >= 0) waiting.splice(at, 1);
-            events?.rejected?.(conn, `--max-conns ${options.maxConns} reached`);
-            conn.close();
+            refuse(conn, `${limit} reached`);
           }, handshakeTimeout + SLOT_WAIT_GRACE);
           waiting.push({ conn, timer });
           continue;
         }
-        events?.rejected?.(conn, `--max-conns ${options.maxConns} reached`);
-        conn.close();
+        refuse(conn, `${limit} reached`);
         continue;
       }
       if (options.once) listener.close();
@@ -306,5 +375,6 @@ export async function serve(
     }
   }
   await Promise.all(active);
+  await listener.released;
   return lastCode;
 }

@@ -351,7 +351,14 @@ export class StdinReader implements Input {
 
   /** Reads one chunk as stdin delivered it (see {@linkcode Input.readRecord}). */
   async readRecord(max: number): Promise<Uint8Array | null> {
-    if (this.#ring) throw new Error("stdin is already read as a stream");
+    if (this.#ring) {
+      if (Atomics.load(this.#ring.ctrl, GO) !== 0) {
+        throw new Error("stdin is already read as a stream");
+      }
+      // Prepared but never asked to read (the peer turned out to take datagrams): not needed.
+      this.#ring.worker.terminate();
+      this.#ring = undefined;
+    }
     if (this.#cancelled && !this.#records) return null;
     const r = this.#records ??= this.#startRecords(max);
     while (r.queue.length === 0) {

@@ -44,10 +44,21 @@ export interface Peer extends Duplex, PeerInfo {
    */
   readonly endIsClose?: boolean;
   /**
-   * A datagram side that counts per peer: the figures of each, so that the
-   * transfer reports one `closed` per peer instead of one for the socket.
+   * A peer that stands for several senders (the one session of `listen`
+   * without `-k` on a datagram socket, answering the latest): the figures of
+   * each, so that the transfer reports one `closed` per sender.
    */
   sessions?(): Array<{ remoteAddress: string; sent: number; received: number; since: number }>;
+  /** A datagram peer takes writes of at most this many bytes (the payload cuts its input so). */
+  readonly maxDatagram?: number;
+  /**
+   * Told the transfer's idle time (`undefined`: none was given): a peer that
+   * ends by itself when idle — a datagram listener's peer, which has no close
+   * to wait for — takes it (its own default without one) and says so with
+   * `true`. Its end of input is then the end of the session, not a failure,
+   * and the relay sets no idle timeout of its own.
+   */
+  idle?(ms: number | undefined): boolean;
   /**
    * Told the side it is about to be relayed with: when that side speaks
    * the same framing, each relays the other's reads as they came (frames
@@ -156,11 +167,13 @@ export async function transfer(
     }
     : undefined;
   if (!echoing) peer.pair?.(other);
+  // A peer that ends itself when idle: its end is the session's, and the relay has no idle timer.
+  const endsItself = peer.idle?.(options.idleTimeout) === true;
   const relay = new Relay(peer, other, {
     signal: matched ? AbortSignal.any([options.signal, matched.signal]) : options.signal,
-    idleTimeout: options.idleTimeout,
+    idleTimeout: endsItself ? undefined : options.idleTimeout,
     bufferSize: options.bufferSize,
-    endOnEof: options.endOnEof,
+    endOnEof: options.endOnEof ?? (endsItself ? "a" : undefined),
     linger: options.linger,
     halfClose: options.halfClose,
     splice: options.splice,
@@ -217,12 +230,14 @@ export async function transfer(
   } finally {
     events?.untrack?.(counted);
   }
-  // What the layers say of the end (a TLS peer gone without close_notify, a close code).
+  // What the layers say of the end (a TLS peer gone without close_notify, a close code), and
+  // why a side ended the session itself (a datagram peer idle, a child done).
   const layer = peer.endInfo?.();
-  for (const side of [peer, other]) {
-    const note = (side === peer ? layer : side.endInfo?.())?.note;
-    if (note) events?.info?.(`${side.label} ${note}`);
+  const otherEnd = other.endInfo?.();
+  for (const [side, end] of [[peer, layer], [other, otherEnd]] as const) {
+    if (end?.note) events?.info?.(`${side.label} ${end.note}`);
   }
+  reason ??= layer?.reason ?? otherEnd?.reason;
   const [received, sent] = moved();
   const name = typeof options.closedName === "function" ? options.closedName() : options.closedName;
   const ended = performance.now();

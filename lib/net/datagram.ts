@@ -1,11 +1,9 @@
 /**
- * UDP sockets, and the three ways a datagram socket becomes a side of the
- * one relay ({@linkcode DatagramSide}): read is one datagram received,
- * write is one datagram sent —
- *
- * - `connected` (`connect udp://`): to and from one peer;
- * - `latest-peer` (`listen udp://`): from anyone, to whoever sent last;
- * - `reply` (`echo udp://`): each datagram goes back to its sender.
+ * UDP sockets, and a datagram socket that talks to one peer as a side of
+ * the one relay ({@linkcode DatagramSide}: `connect udp://`, `forward`'s
+ * target): read is one datagram received, write is one datagram sent. A
+ * server's socket becomes a listener that hands out a peer per sender
+ * (`datagram_listener.ts`).
  *
  * Servers bind with Deno's datagram API (`Deno.listenDatagram`, behind
  * `--unstable-net`) — or through libc when `--reuseport` asks for an option
@@ -131,6 +129,8 @@ export interface DatagramSocket {
   readonly closed: Promise<void>;
   /** Joins groups and sets the multicast TTL and loop (UDP sockets). */
   multicast?(options: MulticastOptions): Promise<void>;
+  /** What it cannot do as it was made, worth saying with `-v` (an unconnected client sees no refusals). */
+  readonly note?: string;
 }
 
 /** UDP multicast settings (`--multicast-join`, `--multicast-ttl`, `--multicast-loop`). */
@@ -534,6 +534,8 @@ class LibcDatagramSocket implements DatagramSocket {
 
 /** An unconnected socket that talks to one peer and ignores other senders. */
 class PeerSocket implements DatagramSocket {
+  readonly note =
+    "without --allow-ffi the UDP socket is not connected: an ICMP port unreachable (connection refused) goes unnoticed";
   readonly address: string;
   readonly maxDatagram: number;
   readonly tag: string;
@@ -698,80 +700,43 @@ export function datagramTooLarge(max: number, size: string): UsageError {
   return new UsageError(`a UDP datagram carries at most ${max} bytes; the input gave ${size}`);
 }
 
-/** How a {@linkcode DatagramSide} picks the peer it sends to. */
-export type DatagramMode = "connected" | "latest-peer" | "reply" | "all-peers";
-
 /** Options of {@linkcode DatagramSide}. */
 export interface DatagramSideOptions {
-  /** How the peer is chosen (see the module text). */
-  mode: DatagramMode;
-  /** The scheme as written before addresses (`udp://`), for the names of peers. */
-  prefix: string;
-  /** The operation failures are reported under (`connect`, `listen`, `echo`). */
+  /** The operation failures are reported under (`connect`). */
   op: string;
-  /** The peer's name in messages for a connected socket (`udp://localhost:53`). */
-  peerName?: string;
-  /** Called when a datagram comes from a peer that differs from the previous one. */
-  onPeer?: (peer: PeerAddress) => void;
-  /**
-   * A server's choice: a datagram that cannot be sent is reported here and
-   * dropped, instead of failing the relay.
-   */
-  onSendError?: (error: unknown, peer: PeerAddress) => void;
-  /** Datagrams sent to each new peer when it first shows up (`listen udp:// --send`). */
-  greeting?: Uint8Array[];
-  /** Count bytes per peer (see {@linkcode DatagramSide.sessions}). */
-  perPeer?: boolean;
-  /** `all-peers`: a peer is written to while it was heard from within this many ms (default 60 s). */
-  peerWindow?: number;
+  /** The peer's name in messages and events (`udp://localhost:53`). */
+  peerName: string;
 }
-
-/** What a datagram side exchanged with one peer. */
-export interface PeerSession {
-  /** The peer, formatted. */
-  remoteAddress: string;
-  /** Bytes received from it. */
-  received: number;
-  /** Bytes sent to it. */
-  sent: number;
-  /** When it first showed up (`performance.now()`). */
-  since: number;
-  /** When it was last heard from (`performance.now()`). */
-  last: number;
-}
-
-/** Peers whose figures a side keeps; beyond it the oldest are forgotten. */
-export const PEER_SESSIONS = 4096;
 
 /**
- * A datagram socket as a {@linkcode Duplex} for the relay: `read()` is one
+ * A datagram socket talking to one peer as a {@linkcode Duplex} for the
+ * relay (`connect udp://`, `forward`'s datagram target): `read()` is one
  * datagram (the relay reads with a {@linkcode RECEIVE_BUFFER}-sized buffer,
  * {@linkcode DatagramSide.readSize}), `write()` sends one datagram — one too
- * large for UDP is refused with a usage error naming the limit.
+ * large for the socket is refused with a usage error naming the limit.
  * `closeWrite()` does nothing: datagrams have no half-close.
  * `cancelRead(linger)` ends reading once no datagram has come for `linger`
  * ms (how `connect udp://` waits for replies after its input ended).
  * Failures are reported as failures of `options.op` (`connect
- * udp://host:53: connection refused`).
+ * udp://host:53: connection refused`). A server's side of datagrams is a
+ * listener's peer per sender (`datagram_listener.ts`).
  *
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram, DatagramSide } from "./datagram.ts";
- * import { relay } from "../engine/relay.ts";
  * import assert from "node:assert/strict";
  *
- * // An echo server: datagrams relayed into their own socket go back to their senders.
- * const server = new DatagramSide(bindDatagram("127.0.0.1", 0), { mode: "reply", prefix: "udp://", op: "echo" });
- * const echoed = relay(server, server, {});
- * const client = connectDatagram("127.0.0.1", Number(server.localAddress.split(":")[1]));
- * await client.send(new TextEncoder().encode("ping"));
- * const buf = new Uint8Array(16);
- * const [n] = await client.receive(buf);
- * assert.equal(new TextDecoder().decode(buf.subarray(0, n)), "ping");
- * client.close();
+ * const server = bindDatagram("127.0.0.1", 0);
+ * const port = Number(server.address.split(":")[1]);
+ * using side = new DatagramSide(connectDatagram("127.0.0.1", port), { op: "connect", peerName: `udp://127.0.0.1:${port}` });
+ * await side.write(new TextEncoder().encode("ping"));
+ * const buf = new Uint8Array(65536);
+ * const [n, from] = await server.receive(buf);
+ * await server.send(buf.subarray(0, n), from);
+ * assert.equal(await side.read(buf), 4);
  * server.close();
- * await echoed.catch(() => {});
- * await client.closed; // out of the epoll set, its helper thread gone
+ * side.close();
+ * await side.released; // out of the epoll set, its helper thread gone
  * ```
  */
 export class DatagramSide implements Duplex, Disposable {
@@ -786,21 +751,16 @@ export class DatagramSide implements Duplex, Disposable {
   /** When the side was opened (`performance.now()`). */
   readonly openedAt: number = performance.now();
   #options: DatagramSideOptions;
-  #peer?: PeerAddress;
-  #peerKnown = Promise.withResolvers<void>();
   #pending?: Promise<[number, PeerAddress]>;
   #pendingBuf?: Uint8Array;
   #linger?: number;
   #wake = Promise.withResolvers<void>();
   #closed = false;
-  #sessions = new Map<string, PeerSession>();
-  #peerAddrs = new Map<string, PeerAddress>();
 
   /** Wraps `socket`; the side owns it from now on. */
   constructor(socket: DatagramSocket, options: DatagramSideOptions) {
     this.socket = socket;
     this.#options = options;
-    if (options.mode === "connected") this.#peerKnown.resolve();
   }
 
   /** The local address, formatted. */
@@ -808,25 +768,24 @@ export class DatagramSide implements Duplex, Disposable {
     return this.socket.address;
   }
 
-  /**
-   * The peer with its scheme (`udp://127.0.0.1:5000`): the latest sender, or
-   * the local address while none has come; the name the user gave for a
-   * connected socket. `--hex` labels datagrams with it.
-   */
+  /** The peer's name, as the user gave it (`udp://localhost:53`): `--hex` labels datagrams with it. */
   get remoteAddress(): string {
-    if (this.#options.mode === "connected") return this.#options.peerName ?? "";
-    return `${this.#options.prefix}${this.label}`;
+    return this.#options.peerName;
   }
 
-  /** The peer as a plain address (the local address while none has come): the name in messages. */
+  /** The peer's name in messages. */
   get label(): string {
-    if (this.#options.mode === "connected") return this.#options.peerName ?? "";
-    return this.#peer ? formatPeer(this.#peer) : this.socket.address;
+    return this.#options.peerName;
   }
 
   /** The largest datagram this side carries. */
   get maxDatagram(): number {
     return this.socket.maxDatagram;
+  }
+
+  /** What the socket cannot do as it was made (an unconnected one sees no refusals). */
+  get note(): string | undefined {
+    return this.socket.note;
   }
 
   /** Resolves once the socket is released. */
@@ -868,102 +827,24 @@ export class DatagramSide implements Duplex, Disposable {
       if (result === "quiet") return null;
       if (result === "woken") continue;
       this.#pending = undefined;
-      const [n, from] = result;
+      const [n] = result;
       if (this.#pendingBuf !== p) p.set(this.#pendingBuf!.subarray(0, Math.min(n, p.length)));
-      if (this.#options.mode !== "connected") {
-        if (!this.#peer || !samePeer(this.#peer, from)) {
-          this.#peer = from;
-          this.#options.onPeer?.(from);
-        }
-        this.#peerKnown.resolve();
-        const [session, created] = this.#session(from);
-        if (session) {
-          session.received += n;
-          session.last = performance.now();
-          if (created && this.#options.greeting) await this.#greet(from, session);
-        }
-      }
       return n;
     }
   }
 
-  /**
-   * Sends `p` as one datagram: to the connected peer, or the latest sender
-   * (waiting for the first one to show up).
-   */
+  /** Sends `p` as one datagram to the peer. */
   async write(p: Uint8Array): Promise<number> {
     if (p.length > this.socket.maxDatagram) {
       throw datagramTooLarge(this.socket.maxDatagram, `${p.length} bytes`);
     }
-    await this.#peerKnown.promise;
     if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
-    if (this.#options.mode === "all-peers") return await this.#writeAll(p);
-    const peer = this.#options.mode === "connected" ? undefined : this.#peer;
-    const onError = this.#options.onSendError;
     try {
-      await this.socket.send(p, peer);
-      const [session] = peer ? this.#session(peer) : [undefined];
-      if (session) session.sent += p.length;
+      await this.socket.send(p);
     } catch (err) {
-      if (!onError || !peer) throw this.#named(err);
-      onError(err, peer);
+      throw this.#named(err);
     }
     return p.length;
-  }
-
-  /** `all-peers`: one datagram to every peer heard from within the window. */
-  async #writeAll(p: Uint8Array): Promise<number> {
-    const window = this.#options.peerWindow ?? 60_000;
-    const now = performance.now();
-    for (const [key, session] of this.#sessions) {
-      const peer = this.#peerAddrs.get(key);
-      if (!peer || now - session.last > window) continue;
-      try {
-        await this.socket.send(p, peer);
-        session.sent += p.length;
-      } catch (err) {
-        if (!this.#options.onSendError) throw this.#named(err);
-        this.#options.onSendError(err, peer);
-      }
-    }
-    return p.length;
-  }
-
-  /** The figures of `peer` when counted per peer, and whether it is new (then it is added). */
-  #session(peer: PeerAddress): [PeerSession | undefined, boolean] {
-    if (!this.#options.perPeer) return [undefined, false];
-    const key = formatPeer(peer);
-    const known = this.#sessions.get(key);
-    if (known) return [known, false];
-    if (this.#sessions.size >= PEER_SESSIONS) {
-      const oldest = this.#sessions.keys().next().value!;
-      this.#sessions.delete(oldest);
-      this.#peerAddrs.delete(oldest);
-    }
-    this.#peerAddrs.set(key, peer);
-    const now = performance.now();
-    const session = { remoteAddress: key, received: 0, sent: 0, since: now, last: now };
-    this.#sessions.set(key, session);
-    return [session, true];
-  }
-
-  /** Sends the greeting to a peer that has just shown up. */
-  async #greet(peer: PeerAddress, session: PeerSession): Promise<void> {
-    for (const datagram of this.#options.greeting ?? []) {
-      try {
-        await this.socket.send(datagram, peer);
-        session.sent += datagram.length;
-      } catch (err) {
-        if (!this.#options.onSendError) throw this.#named(err);
-        this.#options.onSendError(err, peer);
-        return;
-      }
-    }
-  }
-
-  /** What was exchanged with each peer (with `perPeer`), oldest first. */
-  sessions(): PeerSession[] {
-    return [...this.#sessions.values()];
   }
 
   /** A failure of the socket as a failure of the command's operation on its address. */
@@ -988,7 +869,6 @@ export class DatagramSide implements Duplex, Disposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#peerKnown.resolve();
     this.socket.close();
     this.#wake.resolve();
   }

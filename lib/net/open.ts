@@ -1,9 +1,12 @@
 /**
- * Opening endpoints — the three things a command does with one — through
- * the opener its scheme registers (`transports.ts`, loaded on first use):
- * {@linkcode connect} a stream (through its dialer chain, with retries and
- * a deadline), {@linkcode listen} for streams, or {@linkcode openDatagram}
- * for a datagram socket. Nothing here knows a scheme by name.
+ * Opening endpoints through the opener its scheme registers
+ * (`transports.ts`, loaded on first use): {@linkcode connect} a stream
+ * (through its dialer chain, with retries and a deadline), {@linkcode listen}
+ * for streams, or {@linkcode openDatagram} for a datagram socket — and what
+ * commands use, whatever the endpoint's kind: {@linkcode connectPeer} (a
+ * stream, or a datagram socket talking to the endpoint) and
+ * {@linkcode listenPeers} (a stream listener, or a datagram listener that
+ * hands out a peer per sender). Nothing here knows a scheme by name.
  *
  * @module
  */
@@ -13,7 +16,8 @@ import type { Endpoint, Role } from "./address.ts";
 import type { Connection, SocketOptions } from "./conn.ts";
 import type { Stream } from "./stream.ts";
 import { nextConnectionId } from "./conn.ts";
-import type { DatagramSocket } from "./datagram.ts";
+import type { DatagramSide, DatagramSocket, MulticastOptions } from "./datagram.ts";
+import type { DatagramListener, FollowOptions } from "./datagram_listener.ts";
 import { Deadline } from "../engine/deadline.ts";
 import { dialWithRetry, directDialer } from "./dial.ts";
 import type { DialContext, Dialer, DialTarget } from "./dial.ts";
@@ -218,4 +222,97 @@ export async function openDatagram(
     );
   }
   return await opener.datagram(endpoint, role, options);
+}
+
+/** Options of {@linkcode connectPeer}: {@linkcode connect}'s, and a datagram socket's. */
+export interface ConnectPeerOptions extends ConnectOptions {
+  /** Multicast TTL and loop of a datagram client. */
+  multicast?: MulticastOptions;
+  /** SO_BROADCAST for a datagram client (`--broadcast`). */
+  broadcast?: boolean;
+  /** Told what the socket cannot do as it was made (an unconnected one sees no refusals). */
+  onNote?: (text: string) => void;
+}
+
+/**
+ * Connects to `endpoint`, whatever its kind: a stream through
+ * {@linkcode connect}, or a datagram socket talking to it, as a
+ * {@linkcode DatagramSide} named as the endpoint was.
+ *
+ * @example Usage
+ * ```ts
+ * import { connectPeer } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const server = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+ * const port = (server.addr as Deno.NetAddr).port;
+ * using peer = await connectPeer({ form: "host-port", scheme: "udp", hostname: "127.0.0.1", port });
+ * assert.equal(peer.remoteAddress, `udp://127.0.0.1:${port}`);
+ * server.close();
+ * ```
+ */
+export async function connectPeer(
+  endpoint: Endpoint,
+  options: ConnectPeerOptions = {},
+): Promise<Stream | DatagramSide> {
+  if (transportOf(endpoint).kind === "stream") return await connect(endpoint, options);
+  const socket = await openDatagram(endpoint, "connect", {
+    family: options.family,
+    lookup: options.lookup,
+    trace: options.trace,
+    socket: options.socket,
+    multicast: options.multicast,
+    broadcast: options.broadcast,
+  });
+  const { DatagramSide } = await import("./datagram.ts");
+  const side = new DatagramSide(socket, {
+    op: "connect",
+    peerName: connectAddress(endpoint, options.family),
+  });
+  if (side.note) options.onNote?.(side.note);
+  return side;
+}
+
+/** Options of {@linkcode listenPeers}: {@linkcode listen}'s, and a datagram listener's. */
+export interface ListenPeersOptions extends OpenOptions {
+  /** A datagram listener's warnings (datagrams dropped). */
+  onWarning?: (text: string) => void;
+  /**
+   * A server of one session bridged to one place (`listen` without `-k`):
+   * a datagram listener hands it what every sender sends, and it answers
+   * the latest (see `DatagramListenerOptions.follow`). Streams: nothing.
+   */
+  follow?: FollowOptions;
+}
+
+/**
+ * Listens on `endpoint`, whatever its kind: a stream listener through
+ * {@linkcode listen}, or a {@linkcode DatagramListener} on a datagram
+ * socket bound to it, handing out a peer per sender.
+ *
+ * @example Usage
+ * ```ts
+ * import { listenPeers } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using listener = await listenPeers({ form: "host-port", scheme: "udp", hostname: "127.0.0.1", port: 0 });
+ * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
+ * listener.close();
+ * await listener.released;
+ * ```
+ */
+export async function listenPeers(
+  endpoint: Endpoint,
+  options: ListenPeersOptions = {},
+): Promise<Listener | DatagramListener> {
+  const row = transportOf(endpoint);
+  if (row.kind === "stream") return await listen(endpoint, options);
+  const socket = await openDatagram(endpoint, "listen", options);
+  const { DatagramListener } = await import("./datagram_listener.ts");
+  return new DatagramListener(socket, {
+    scheme: row.scheme,
+    prefix: schemePrefix(row),
+    onWarning: options.onWarning,
+    follow: options.follow,
+  });
 }

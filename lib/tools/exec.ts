@@ -18,10 +18,12 @@
  */
 
 import { ExitCode, SockitError, UsageError } from "../base/errors.ts";
-import type { DatagramSocket, PeerAddress } from "../net/datagram.ts";
+import type { PeerAddress } from "../net/datagram.ts";
 import { formatUnixName, kernelName } from "../net/ip.ts";
 import type { UnixName } from "../net/ip.ts";
 import type { Duplex } from "../engine/relay.ts";
+import type { LayerEnd } from "../engine/events.ts";
+import type { Peer } from "../engine/transfer.ts";
 
 /**
  * Splits a command line into words like a POSIX shell does for quoting —
@@ -365,121 +367,163 @@ export class ChildStream implements Duplex, Disposable {
 /** Bytes of datagrams a child may have waiting for its stdin before more are dropped. */
 export const CHILD_INPUT_QUEUE = 256 * 1024;
 
+/** Options of {@linkcode ChildDatagrams}. */
+export interface ChildDatagramsOptions {
+  /** The largest datagram its output is cut into (a read of its stdout is one). */
+  maxDatagram: number;
+  /** Called when the child closes its output: the session is over (there is no half-close to pass on). */
+  onEnd?: () => void;
+  /** Datagrams for it were dropped (said once per run of them). */
+  onDropped?: (text: string) => void;
+}
+
 /**
  * A child as the far end of a datagram session (`listen udp:// --exec`,
  * socat's `UDP-RECVFROM,fork`): each datagram from the peer is written to
  * the child's stdin as it is, and each read of its stdout (at most
  * `maxDatagram` bytes) is one datagram back. Writes to the child never hold
- * up the caller: they queue (at most {@linkcode CHILD_INPUT_QUEUE} bytes;
- * past that, datagrams are dropped, as UDP drops them, and `send()` rejects
- * once to say so). When the child closes its output, `receive()` rejects
- * and the session ends. `close()` closes the child's input and ends the
- * child `grace` ms later at the latest (at once when `signal` aborts).
+ * up the relay: they queue (at most {@linkcode CHILD_INPUT_QUEUE} bytes;
+ * past that, datagrams are dropped, as UDP drops them, said once per run
+ * through `onDropped`). When the child closes its output the session is
+ * over: `onEnd` ends it (a datagram peer cannot be told the end) and the
+ * `closed` event says why. `closeWrite()` closes the child's input after
+ * what is queued; `cancelRead(linger)` and `close()` are the child's (ended
+ * `--grace` after the session at the latest, at once on a signal: the relay
+ * does that).
  *
  * @example Usage
  * ```ts
  * import { ChildStream, ChildDatagrams } from "./exec.ts";
  * import assert from "node:assert/strict";
  *
- * const child = new ChildDatagrams(new ChildStream({ argv: ["cat"] }), 1472, 100);
- * await child.send(new TextEncoder().encode("hi"));
- * const buf = new Uint8Array(8);
- * const [n] = await child.receive(buf);
- * assert.equal(new TextDecoder().decode(buf.subarray(0, n)), "hi");
+ * const child = new ChildDatagrams(new ChildStream({ argv: ["cat"] }), { maxDatagram: 1472 });
+ * await child.write(new TextEncoder().encode("hi"));
+ * const buf = new Uint8Array(1472);
+ * const n = await child.read(buf);
+ * assert.equal(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "hi");
+ * await child.closeWrite();
+ * assert.equal(await child.read(buf), null);
  * child.close();
- * await child.closed;
+ * await child.released;
  * ```
  */
-export class ChildDatagrams implements DatagramSocket {
-  /** The trace tag: the child's label. */
-  readonly tag: string;
+export class ChildDatagrams implements Duplex, Disposable {
   /** `exec PROG`. */
-  readonly address: string;
-  /** The largest datagram sent back. */
-  readonly maxDatagram: number;
-  /** Resolves once the child has exited (and its pipes are released). */
-  readonly closed: Promise<void>;
-  #child: ChildStream;
-  #grace: number;
-  #closing = false;
+  readonly label: string;
+  /** The relay reads its output with a buffer of one datagram. */
+  readonly readSize: number;
+  /** The child. */
+  readonly child: ChildStream;
+  #options: ChildDatagramsOptions;
   #writing: Promise<unknown> = Promise.resolve();
   #queued = 0;
   #dropping = false;
-  #deadline?: ReturnType<typeof setTimeout>;
-  #signal?: AbortSignal;
-  #onAbort = () => this.#child.close();
+  #ending = false;
+  #reason?: string;
 
-  /**
-   * Wraps a running child; `grace` is `--grace` in ms (Infinity: until it
-   * exits); `signal` (the command's) ends it at once.
-   */
-  constructor(child: ChildStream, maxDatagram: number, grace: number, signal?: AbortSignal) {
-    this.#child = child;
-    this.tag = child.label;
-    this.address = child.label;
-    this.maxDatagram = maxDatagram;
-    this.#grace = grace;
-    this.#signal = signal;
-    signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.closed = child.status.then(() => {}, () => {}).then(() => {
-      clearTimeout(this.#deadline);
-      signal?.removeEventListener("abort", this.#onAbort);
-      // What the child left running in its group ends with it.
-      child.close();
-      return child.released;
-    });
-    if (signal?.aborted) child.close();
+  /** Wraps a running child. */
+  constructor(child: ChildStream, options: ChildDatagramsOptions) {
+    this.child = child;
+    this.label = child.label;
+    this.readSize = options.maxDatagram;
+    this.#options = options;
   }
 
-  /** One read of the child's output, as one datagram from the "peer" (the child). */
-  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
-    const n = await this.#child.read(buf.subarray(0, this.maxDatagram));
-    if (n === null) {
-      // Its output is over: nothing more to wait for.
-      this.#child.close();
-      throw new SockitError(this.#closing ? "ended" : "closed its output", {
-        op: this.#child.label,
-      });
+  /** One read of the child's output: one datagram for the peer; `null` once it is closed. */
+  async read(p: Uint8Array): Promise<number | null> {
+    const n = await this.child.read(p.subarray(0, this.readSize));
+    if (n === null && !this.#ending) {
+      // Its output is over: so is the session.
+      this.#ending = true;
+      this.#reason = `${this.label}: closed its output`;
+      this.#options.onEnd?.();
     }
-    return [n, { family: "child", pid: this.#child.process.pid }];
+    return n;
   }
 
-  /** Queues one datagram's bytes for the child's input; rejects once when it drops some. */
-  send(data: Uint8Array): Promise<number> {
-    if (this.#closing) return Promise.resolve(0);
-    if (this.#queued + data.length > CHILD_INPUT_QUEUE) {
-      if (this.#dropping) return Promise.resolve(0);
-      this.#dropping = true;
-      return Promise.reject(
-        new SockitError(
-          `not reading its input: datagrams dropped while ${CHILD_INPUT_QUEUE / 1024} KiB wait`,
-          { op: this.#child.label },
-        ),
-      );
+  /** Queues one datagram's bytes for the child's input; drops them while too much waits. */
+  write(p: Uint8Array): Promise<number> {
+    if (this.#queued + p.length > CHILD_INPUT_QUEUE) {
+      if (!this.#dropping) {
+        this.#dropping = true;
+        this.#options.onDropped?.(
+          `${this.label}: not reading its input: datagrams dropped while ` +
+            `${CHILD_INPUT_QUEUE / 1024} KiB wait`,
+        );
+      }
+      return Promise.resolve(p.length);
     }
-    const copy = data.slice();
+    const copy = p.slice();
     this.#queued += copy.length;
-    this.#writing = this.#writing.then(() => this.#child.write(copy)).finally(() => {
+    this.#writing = this.#writing.then(() => this.child.write(copy)).finally(() => {
       this.#queued -= copy.length;
       if (this.#queued === 0) this.#dropping = false;
     });
     return Promise.resolve(copy.length);
   }
 
-  /** Closes the child's input (after what is queued); ends the child `grace` ms later at most. */
-  close(): void {
-    if (this.#closing) return;
-    this.#closing = true;
-    this.#writing.finally(() => this.#child.closeWrite());
-    // What it writes promptly still goes back; a child that goes on is ended at the grace.
-    this.#child.cancelRead(this.#grace);
-    if (Number.isFinite(this.#grace)) {
-      this.#deadline = setTimeout(() => this.#child.close(), this.#grace);
-      // Cleared when the child exits (or now, if it has already).
-      this.closed.then(() => clearTimeout(this.#deadline));
-    }
-    if (this.#signal?.aborted) this.#child.close();
+  /** Closes the child's input, after what is queued. */
+  async closeWrite(): Promise<void> {
+    await this.#writing.catch(() => {});
+    await this.child.closeWrite();
   }
+
+  /** Ends reading once the child's output pauses for `linger` ms (see `ChildStream.cancelRead`). */
+  cancelRead(linger?: number): void {
+    this.#ending = true;
+    this.child.cancelRead(linger);
+  }
+
+  /** Ends the child (and what it started). */
+  close(): void {
+    this.#ending = true;
+    this.child.close();
+  }
+
+  /** Resolves once the child has exited and its group is ended. */
+  get released(): Promise<void> {
+    return this.child.released;
+  }
+
+  /** Why the session ended, when the child ended it. */
+  endInfo(): LayerEnd | undefined {
+    return this.#reason ? { reason: this.#reason } : undefined;
+  }
+
+  /** Ends the child (`using child = …`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * The child as the other side of `peer`: the child itself for a stream; for
+ * a datagram peer, {@linkcode ChildDatagrams} (its output cut into
+ * datagrams, its input queued, its end the session's).
+ *
+ * @example Usage
+ * ```ts
+ * import { ChildStream, childSide } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const child = new ChildStream({ argv: ["true"] });
+ * assert.equal(childSide({}, child), child);
+ * await child.status;
+ * child.close();
+ * ```
+ */
+export function childSide(
+  peer: Pick<Peer, "datagrams" | "maxDatagram" | "cancelRead">,
+  child: ChildStream,
+  options: { onDropped?: (text: string) => void } = {},
+): Duplex {
+  if (!peer.datagrams) return child;
+  return new ChildDatagrams(child, {
+    // A datagram peer says its largest; else the largest any datagram can be.
+    maxDatagram: peer.maxDatagram ?? 65536,
+    onEnd: () => peer.cancelRead?.(),
+    onDropped: options.onDropped,
+  });
 }
 
 /**

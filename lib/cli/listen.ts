@@ -292,7 +292,7 @@ export async function runListen(
         ...options.sockets,
         multicast: options.datagram?.multicast,
         // One session bridged to stdio: a datagram listener's hears every sender.
-        follow: many || options.exec ? undefined : await follow(options, reporter),
+        follow: many || options.exec ? undefined : follow(options, reporter),
       },
       reporter,
     );
@@ -314,10 +314,12 @@ export async function runListen(
  * after the first on a datagram endpoint: each is told (`datagrams from`),
  * and greeted with `--send`/`--send-file` as the first is.
  */
-async function follow(options: ListenCommandOptions, reporter: Reporter): Promise<FollowOptions> {
+function follow(options: ListenCommandOptions, reporter: Reporter): FollowOptions {
+  const steps = options.steps;
+  let greeting: Promise<Uint8Array[]> | undefined;
   return {
-    // The sends whole: the peer cuts them to its largest datagram.
-    greeting: options.steps && await sendDatagrams(options.steps, Infinity),
+    // The sends whole (read once, when a second sender comes): the peer cuts them to its datagrams.
+    greeting: steps && (() => greeting ??= sendDatagrams(steps, Infinity)),
     onPeer: (peer) => reporter.accepted(peer),
   };
 }

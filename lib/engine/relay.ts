@@ -2,7 +2,8 @@
  * The one copy loop. Every command opens two endpoints and relays between
  * them; this is the only place bytes are copied — streams and datagrams
  * alike (a datagram side reads one datagram per `read()` and sends one per
- * `write()`).
+ * `write()`; a datagram server's receive loop only hands each datagram to
+ * the peer of its sender, which a relay then reads like any other side).
  *
  * Each direction is a pump that reads into a reused buffer with `read()` and
  * writes all of it with `write()` before reading again, so nothing read is

@@ -77,8 +77,11 @@ export interface PeerSession {
  * (`listen` without `-k`): see {@linkcode DatagramListenerOptions.follow}.
  */
 export interface FollowOptions {
-  /** Datagrams sent to each sender after the first when it shows up (`--send`). */
-  greeting?: readonly Uint8Array[];
+  /**
+   * What each sender after the first is sent when it shows up (`--send`;
+   * asked for then, so that a file is read only when it is needed).
+   */
+  greeting?: () => Promise<readonly Uint8Array[]>;
   /** Told each change of sender after the first (the first was accepted). */
   onPeer?(peer: PeerInfo): void;
 }
@@ -379,14 +382,15 @@ export class DatagramPeer implements Disposable {
       });
     }
     if (created && follow.options.greeting) {
-      for (const datagram of follow.options.greeting) {
-        // A greeting larger than a datagram goes as consecutive ones.
-        for (let at = 0; at < datagram.length || at === 0; at += this.maxDatagram) {
+      for (const datagram of await follow.options.greeting()) {
+        // One larger than a datagram goes as consecutive ones; an empty one is one.
+        let at = 0;
+        do {
           const part = datagram.subarray(at, at + this.maxDatagram);
           await this.#link.send(part, from);
           sender.sent += part.length;
-          if (datagram.length === 0) break;
-        }
+          at += this.maxDatagram;
+        } while (at < datagram.length);
       }
     }
     return n;

@@ -1,11 +1,15 @@
 /**
- * `forward udp://` against real peers: Python UDP clients and a Python UDP
- * server; a session per client, replies to the right client, sessions that
- * expire after their idle time.
+ * Datagram servers — `forward`, `echo`, `listen -k`, `listen --exec` on
+ * `udp://` — against real peers (Python UDP clients and a Python UDP
+ * server): a session per sender through the one accept loop, replies to the
+ * right client, sessions that expire after their idle time; and the
+ * datagram listener itself (`lib/net/datagram_listener.ts`), as a library.
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { requireTool, runSockit, spawnSockit } from "./helpers.ts";
+import { bindDatagram } from "../lib/net/datagram.ts";
+import { DatagramListener, PEER_QUEUE } from "../lib/net/datagram_listener.ts";
 
 const decoder = new TextDecoder();
 
@@ -444,4 +448,234 @@ Deno.test("forward udp:// with the start task's permissions: 200 client addresse
     forward.kill("SIGTERM");
     assertEquals((await forward.result()).code, 143);
   }
+});
+
+Deno.test("echo udp://: each sender is a session of its own — --idle-timeout ends it quietly, --max-conns caps them", async () => {
+  const echo = spawnSockit([
+    "echo",
+    "udp://127.0.0.1:0",
+    "-v",
+    "--idle-timeout",
+    "300ms",
+    "--max-conns",
+    "1",
+  ]);
+  const port = Number((await echo.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  const a = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const b = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    await a.send(new TextEncoder().encode("one"), to);
+    assertEquals(decoder.decode((await a.receive())[0]), "one");
+    // The one session is taken: a second sender is dropped, said once.
+    await b.send(new TextEncoder().encode("two"), to);
+    await echo.waitForStderr(/warning: --max-conns 1 sessions reached: dropped a datagram/);
+    // a's session ends after 300 ms of quiet (not a failure), which frees the slot for b.
+    const aPort = (a.addr as Deno.NetAddr).port;
+    await echo.waitForStderr(
+      new RegExp(
+        `closed udp://127\\.0\\.0\\.1:${aPort} \\(sent 3 B, received 3 B, [^;]*; idle for 300 ms\\)`,
+      ),
+    );
+    await b.send(new TextEncoder().encode("three"), to);
+    assertEquals(decoder.decode((await b.receive())[0]), "three");
+  } finally {
+    echo.kill("SIGTERM");
+    const r = await echo.result();
+    assertEquals(r.code, 143, r.stderr);
+    assertEquals(r.stderr.match(/datagrams from 127\.0\.0\.1:\d+/g)?.length, 2, r.stderr);
+    assert(!/no datagram for|idle timeout/.test(r.stderr), r.stderr);
+    a.close();
+    b.close();
+  }
+});
+
+Deno.test("listen -k udp://: a sender's session ends after --idle-timeout; the server and the others go on", async () => {
+  const listen = spawnSockit([
+    "listen",
+    "-k",
+    "udp://127.0.0.1:0",
+    "-v",
+    "--idle-timeout",
+    "300ms",
+    "--hex",
+  ]);
+  const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  const a = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const b = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    await a.send(new TextEncoder().encode("from a\n"), to);
+    await listen.waitForStderr(
+      /closed udp:\/\/127\.0\.0\.1:\d+ \(sent 0 B, received 7 B, [^;]*; idle for 300 ms\)/,
+    );
+    // The server did not end with the session (it used to exit 124 here).
+    await b.send(new TextEncoder().encode("from b\n"), to);
+    // Written to stdout (the dump of a chunk comes after it is written).
+    const bPort = (b.addr as Deno.NetAddr).port;
+    await listen.waitForStderr(new RegExp(`< #\\d+ udp://127\\.0\\.0\\.1:${bPort} 7 bytes`));
+  } finally {
+    listen.kill("SIGTERM");
+    const r = await listen.result();
+    assertEquals([r.code, r.text], [143, "from a\nfrom b\n"], r.stderr);
+    a.close();
+    b.close();
+  }
+});
+
+/** A datagram listener on 127.0.0.1 with its warnings gathered, and a way to send to it. */
+function datagramListener(): {
+  listener: DatagramListener;
+  warnings: string[];
+  send(from: Deno.DatagramConn, text: string): Promise<number>;
+} {
+  const warnings: string[] = [];
+  const listener = new DatagramListener(bindDatagram("127.0.0.1", 0), {
+    scheme: "udp",
+    prefix: "udp://",
+    onWarning: (text) => warnings.push(text),
+  });
+  const port = Number(listener.address.split(":")[1]);
+  return {
+    listener,
+    warnings,
+    send: (from, text) =>
+      from.send(new TextEncoder().encode(text), { transport: "udp", hostname: "127.0.0.1", port }),
+  };
+}
+
+/** A UDP socket on 127.0.0.1 that `using` closes. */
+const udpSocket = (): Deno.DatagramConn & Disposable => {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  return Object.assign(conn, { [Symbol.dispose]: () => conn.close() });
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("datagram listener: a peer per sender, each reading its own datagrams; the socket closes with the last peer", async () => {
+  const { listener, send } = datagramListener();
+  using a = udpSocket();
+  using b = udpSocket();
+  await send(a, "a1");
+  await send(b, "b1");
+  await send(a, "a2");
+  const pa = await listener.accept();
+  const pb = await listener.accept();
+  const buf = new Uint8Array(65536);
+  const read = async (peer: typeof pa) => decoder.decode(buf.subarray(0, (await peer.read(buf))!));
+  assertEquals([await read(pa), await read(pa), await read(pb)], ["a1", "a2", "b1"]);
+  assertEquals(pa.remoteAddress, `udp://127.0.0.1:${(a.addr as Deno.NetAddr).port}`);
+  // A closed listener accepts no one more, but its open peers go on.
+  listener.close();
+  await send(b, "b2");
+  assertEquals(await read(pb), "b2");
+  await pb.write(new TextEncoder().encode("to b"));
+  assertEquals(decoder.decode((await b.receive())[0]), "to b");
+  pa.close();
+  pb.close();
+  // The socket went with the last peer.
+  await listener.released;
+});
+
+Deno.test("datagram listener: while full, new senders are dropped with one warning; a refused sender's run is dropped", async () => {
+  const { listener, warnings, send } = datagramListener();
+  using a = udpSocket();
+  using b = udpSocket();
+  using c = udpSocket();
+  await send(a, "a");
+  const pa = await listener.accept();
+  listener.full("--max-conns 1");
+  await send(b, "b1");
+  await send(b, "b2");
+  await sleep(100);
+  assertEquals(warnings, ["--max-conns 1 sessions reached: dropped a datagram from a new client"]);
+  listener.full(undefined);
+  // Refused at once: the rest of c's run of datagrams makes no new peer.
+  await send(c, "c1");
+  const pc = await listener.accept();
+  listener.refused(pc);
+  pc.close();
+  await send(c, "c2");
+  await send(b, "b3");
+  const pb = await listener.accept();
+  const buf = new Uint8Array(65536);
+  assertEquals(decoder.decode(buf.subarray(0, (await pb.read(buf))!)), "b3");
+  for (const peer of [pa, pb]) peer.close();
+  listener.close();
+  await listener.released;
+  // The count of the drops comes when the window closes (here: with the listener).
+  assertEquals(warnings.length, 2, warnings.join("\n"));
+  assertMatch(warnings[1], /\(1 more time\)$/);
+});
+
+Deno.test("datagram listener: a peer that is not read holds at most PEER_QUEUE bytes, then drops with one warning", async () => {
+  const { listener, warnings, send } = datagramListener();
+  using a = udpSocket();
+  const chunk = "x".repeat(8000);
+  await send(a, chunk);
+  const peer = await listener.accept();
+  // Paced so that the kernel drops none: the peer's queue is what overflows.
+  const count = Math.ceil(PEER_QUEUE / 8000) + 10;
+  for (let i = 0; i < count; i++) {
+    await send(a, chunk);
+    if (i % 8 === 7) await sleep(2);
+  }
+  await sleep(100);
+  assertEquals(warnings.length, 1, warnings.join("\n"));
+  assertMatch(warnings[0], /^127\.0\.0\.1:\d+: datagrams dropped: 256 KiB wait to be relayed$/);
+  const buf = new Uint8Array(65536);
+  let read = 0;
+  peer.cancelRead();
+  while ((await peer.read(buf)) !== null) read++;
+  assert(read > 20 && read < count, `${read} of ${count + 1} datagrams read`);
+  peer.close();
+  listener.close();
+  await listener.released;
+});
+
+Deno.test("datagram listener: a peer ends itself when idle (its reason in endInfo); a following peer does not, and answers the latest sender", async () => {
+  const { listener, send } = datagramListener();
+  using a = udpSocket();
+  using b = udpSocket();
+  await send(a, "a");
+  const peer = await listener.accept();
+  assertEquals(peer.idle(100), true);
+  const buf = new Uint8Array(65536);
+  assertEquals(await peer.read(buf), 1);
+  assertEquals(await peer.read(buf), null);
+  assertEquals(peer.endInfo(), { reason: "idle for 100 ms" });
+  peer.close();
+  listener.close();
+  await listener.released;
+
+  const seen: string[] = [];
+  const follows = new DatagramListener(bindDatagram("127.0.0.1", 0), {
+    scheme: "udp",
+    prefix: "udp://",
+    follow: {
+      greeting: () => Promise.resolve([new TextEncoder().encode("hello")]),
+      onPeer: (info) => seen.push(info.label!),
+    },
+  });
+  const port = Number(follows.address.split(":")[1]);
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
+  await a.send(new TextEncoder().encode("first"), to);
+  const one = await follows.accept();
+  // A server of one session: the listener stops accepting, the one peer follows.
+  follows.close();
+  assertEquals(one.idle(100), false);
+  assertEquals(await one.read(buf), 5);
+  await b.send(new TextEncoder().encode("second"), to);
+  assertEquals(await one.read(buf), 6);
+  // The newcomer was greeted, and is who the peer answers now.
+  assertEquals(decoder.decode((await b.receive())[0]), "hello");
+  await one.write(new TextEncoder().encode("to the latest"));
+  assertEquals(decoder.decode((await b.receive())[0]), "to the latest");
+  assertEquals(seen, [`127.0.0.1:${(b.addr as Deno.NetAddr).port}`]);
+  assertEquals(
+    one.sessions().map((s) => [s.received, s.sent]),
+    [[5, 0], [6, 5 + 13]],
+  );
+  one.close();
+  await follows.released;
 });

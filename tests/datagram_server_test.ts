@@ -490,7 +490,7 @@ Deno.test("echo udp://: each sender is a session of its own — --idle-timeout e
   }
 });
 
-Deno.test("listen -k udp://: a sender's session ends after --idle-timeout; the server and the others go on", async () => {
+Deno.test("listen -k udp://: a sender's session ends after --idle-timeout; the server and the others go on; --max-conns caps them", async () => {
   const listen = spawnSockit([
     "listen",
     "-k",
@@ -499,6 +499,8 @@ Deno.test("listen -k udp://: a sender's session ends after --idle-timeout; the s
     "--idle-timeout",
     "300ms",
     "--hex",
+    "--max-conns",
+    "1",
   ]);
   const port = Number((await listen.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/))[1]);
   const to = { transport: "udp" as const, hostname: "127.0.0.1", port };
@@ -506,6 +508,10 @@ Deno.test("listen -k udp://: a sender's session ends after --idle-timeout; the s
   const b = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   try {
     await a.send(new TextEncoder().encode("from a\n"), to);
+    await listen.waitForStderr(/datagrams from 127\.0\.0\.1:\d+/);
+    // One session at once: b is dropped while a's lasts.
+    await b.send(new TextEncoder().encode("too soon\n"), to);
+    await listen.waitForStderr(/warning: --max-conns 1 sessions reached: dropped a datagram/);
     await listen.waitForStderr(
       /closed udp:\/\/127\.0\.0\.1:\d+ \(sent 0 B, received 7 B, [^;]*; idle for 300 ms\)/,
     );

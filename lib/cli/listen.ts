@@ -98,8 +98,14 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   websocket?: WebSocketCommandOptions;
 }
 
-/** The options that need connections: not for a datagram endpoint. */
+/**
+ * What the one session of a datagram endpoint without `-k` refuses: it
+ * hears every sender, so there is no client to admit or turn away.
+ */
 const STREAM_ONLY = ["exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
+
+/** What a datagram server of a session per sender (`-k`) refuses. */
+const NOT_FOR_DATAGRAM_SESSIONS = ["broker"];
 
 /** What a datagram server with a child per peer (`--exec`) still refuses. */
 const NOT_FOR_DATAGRAM_EXEC = ["broker", "send", "send-file", "expect", "send-only", "recv-only"];
@@ -184,8 +190,8 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "stall-timeout",
         [
           "max-conns",
-          "at most N clients at once; more are closed at once (udp:// --exec: N children, " +
-          "default 100; a new peer's datagrams beyond them are dropped)",
+          "at most N clients at once; more are closed at once (udp:// with -k or --exec: N " +
+          "peers, default 100; a new peer's datagrams beyond them are dropped)",
         ],
         "allow",
         "deny",
@@ -226,7 +232,15 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     }
     if (row.kind === "datagram") {
       const exec = values.exec !== undefined || values["sh-exec"] !== undefined;
-      refuseFlags(values, exec ? NOT_FOR_DATAGRAM_EXEC : STREAM_ONLY, row);
+      refuseFlags(
+        values,
+        exec
+          ? NOT_FOR_DATAGRAM_EXEC
+          : values["keep-open"]
+          ? NOT_FOR_DATAGRAM_SESSIONS
+          : STREAM_ONLY,
+        row,
+      );
     }
     const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {

@@ -19,7 +19,7 @@ import {
 } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { Coalescer } from "../engine/coalesce.ts";
-import { exitCodeOf, UsageError } from "../base/errors.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
 import { connectAddress, connectPeer } from "../net/open.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
@@ -281,7 +281,13 @@ export async function runForward(
         splice: "bulk",
         otherName: { read: target.remoteAddress, write: target.remoteAddress },
         events: reporter,
-        report: (err) => reporter.warnFailure(err),
+        // The same failure of many clients' pairs (a target that refuses datagrams) is one line.
+        report: (err) => {
+          if (err instanceof UsageError) return reporter.warnFailure(err);
+          const error = toSockitError(err, "forward", client.remoteAddress);
+          failures.say(error.message);
+          return error.exitCode;
+        },
       });
     }, serveOptions(options, ctx, reporter, options.serverTls, options.websocket));
     reporter.totals();

@@ -427,7 +427,8 @@ function connectionHandler(
     return (conn) => {
       if (!started) {
         started = true;
-        new Relay(stdinSide(ctx), hubPublisher(hub), {
+        // A peer of datagrams: each read of stdin is one datagram for every peer.
+        new Relay(stdinSide(ctx, conn.maxDatagram), hubPublisher(hub), {
           signal: ctx.signal,
           halfClose: [true, false],
         })
@@ -462,11 +463,22 @@ function connectionHandler(
     });
 }
 
-/** The command's stdin as the reading side of a relay. */
-function stdinSide(ctx: CommandContext): Duplex {
+/**
+ * The command's stdin as the reading side of a relay; with `max`, record by
+ * record (one read of stdin each, at most `max` bytes: one datagram).
+ */
+function stdinSide(ctx: CommandContext, max?: number): Duplex {
+  const stdin = ctx.stdin;
   return {
     label: "stdin",
-    read: (p) => ctx.stdin.read(p),
+    readSize: max,
+    datagrams: max !== undefined,
+    read: max === undefined || !stdin.readRecord ? (p) => stdin.read(p) : async (p) => {
+      const record = await stdin.readRecord!(max);
+      if (record === null) return null;
+      p.set(record);
+      return record.length;
+    },
     write: () => Promise.reject(new Error("stdin is read only")),
     closeWrite: () => Promise.resolve(),
     cancelRead: (linger) => ctx.stdin.cancel(linger),

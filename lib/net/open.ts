@@ -297,8 +297,6 @@ export interface ListenPeersOptions extends OpenOptions {
  *
  * using listener = await listenPeers({ form: "host-port", scheme: "udp", hostname: "127.0.0.1", port: 0 });
  * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
- * listener.close();
- * await listener.released;
  * ```
  */
 export async function listenPeers(

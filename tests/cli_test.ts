@@ -100,7 +100,10 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["connect", "127.0.0.1:1", "--send", "bad\\q"], /unknown escape "\\q"/],
 
     [["listen", "udp://127.0.0.1:0", "--tls"], /TLS over UDP \(DTLS\) is not supported/],
-    [["connect", "127.0.0.1:1", "--cacert", "x.pem"], /option --cacert needs TLS/],
+    [
+      ["connect", "127.0.0.1:1", "--cacert", "x.pem"],
+      /option --cacert is for tls:\/\/ or wss:\/\/ endpoints, or --tls/,
+    ],
     [["connect", "127.0.0.1:1", "--color", "sometimes"], /--color must be auto, always or never/],
     [["help", "nope"], /unknown command "nope"/],
     [["connect", "127.0.0.1:0"], /port 0 only means "any free port" when listening/],

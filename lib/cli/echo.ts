@@ -7,56 +7,38 @@
  * @module
  */
 
-import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { DatagramSide, formatPeer } from "../net/datagram.ts";
-import { exitCodeOf, toSockitError } from "../base/errors.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
 import { openDatagram } from "../net/open.ts";
 import { serve } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import { schemePrefix } from "../net/schemes.ts";
+import { REUSEPORT_GROUP, SERVER_SOCKET_FLAGS, SOCKET_GROUP } from "../net/socket_options.ts";
+import { MULTICAST_GROUP } from "../net/udp_options.ts";
+import { TLS_SERVER_GROUP } from "../protocols/tls_options.ts";
+import { WEBSOCKET_GROUP } from "../protocols/websocket_options.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  LIFETIME_FLAG,
-  SERVER_FLAGS,
-  SERVER_SOCKET_FLAGS,
-  TRAFFIC_FLAGS,
-  WEBSOCKET_FLAGS,
-} from "./flags.ts";
-import type { GlobalOptions } from "./flags.ts";
+import { groupSection, LIFETIME_FLAG, SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import type { FlagName, GlobalOptions } from "./flags.ts";
+import { prepareGroups } from "./groups.ts";
+import type { ParsedGroups } from "./groups.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
-import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
-import type { TlsServerFlags } from "./tls_flags.ts";
-import {
-  datagramFlags,
-  familyFlag,
-  oneEndpoint,
-  refuseFlags,
-  serverLimits,
-  socketFlags,
-  websocketFlags,
-} from "./values.ts";
-import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
+import { familyFlag, oneEndpoint, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit echo`. */
 export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
-  /** `--reuseport`, `--nodelay`, `--keepalive`. */
-  sockets?: { socket: SocketOptions; reusePort: boolean };
-  /** UDP: multicast groups to join (and their TTL and loop). */
-  datagram?: DatagramFlags;
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** `-4` / `-6`. */
   family?: 4 | 6;
-  /** TLS server options, when the listener is TLS. */
-  tls?: TlsServerFlags;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
-  websocket?: WebSocketCommandOptions;
+  /** The options of the endpoint's groups (TLS, WebSocket, socket options, multicast, …). */
+  groups: ParsedGroups;
 }
 
 /** `sockit echo`. */
@@ -89,32 +71,39 @@ UDP: every datagram goes back to its sender.`,
         "ipv6",
       ],
     },
-    { title: "TLS", flags: TLS_SERVER_FLAGS },
-    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
-    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
-    { title: "UDP multicast", flags: ["multicast-join", "multicast-ttl", "multicast-loop"] },
+    groupSection(TLS_SERVER_GROUP),
+    groupSection(WEBSOCKET_GROUP),
+    groupSection(REUSEPORT_GROUP, { flags: SERVER_SOCKET_FLAGS, groups: [SOCKET_GROUP] }),
+    groupSection(MULTICAST_GROUP),
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
     'sockit echo 0 --json 2> events.jsonl &   # a fixture; read the port from "listening"',
     "sockit echo udp://127.0.0.1:9999 -v",
   ],
-  parse({ values, positionals, globals }) {
-    const given = oneEndpoint(positionals);
-    const row = requireEndpoint(given, { role: "listen" }, "echo", positionals[0]);
+  endpoints(positionals) {
+    const endpoint = oneEndpoint(positionals);
+    requireEndpoint(endpoint, { role: "listen" }, "echo", positionals[0]);
+    return [{ endpoint, role: "listen", text: positionals[0] }];
+  },
+  partner: "itself",
+  serves: true,
+  parse({ values, given, globals, endpoints: [at] }) {
+    const row = transportOf(at.endpoint);
     if (row.kind === "datagram") {
-      refuseFlags(values, ["max-conns", "allow", "deny", "idle-timeout"], row);
+      // Every datagram goes back at once: there are no connections to limit or end.
+      const refused: FlagName[] = ["max-conns", "allow", "deny", "idle-timeout"];
+      const stray = refused.find((name) => given.has(name));
+      if (stray) {
+        throw new UsageError(`option --${stray} is not supported with ${schemePrefix(row)}`);
+      }
     }
-    const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
-      sockets: socketFlags(values),
-      datagram: datagramFlags(values, [endpoint]),
-      endpoint,
-      family: familyFlag(values, endpoint),
+      endpoint: at.endpoint,
+      groups: at.groups,
+      family: familyFlag(values, at.endpoint),
       ...serverLimits(values),
-      tls,
-      websocket: websocketFlags(values, [endpoint], "echo"),
     };
   },
   run: runEcho,
@@ -138,12 +127,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
     }
     using listener = await openServer(
       endpoint,
-      {
-        family: options.family,
-        tls: options.tls,
-        websocket: options.websocket,
-        ...options.sockets,
-      },
+      { family: options.family, groups: options.groups },
       reporter,
     );
     await serve(
@@ -157,7 +141,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           events: reporter,
           report: (err) => reporter.warnFailure(err),
         }),
-      serveOptions(options, ctx, reporter, options.tls, options.websocket),
+      serveOptions(options, ctx, reporter),
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
@@ -173,11 +157,11 @@ async function echoDatagrams(
   ctx: CommandContext,
   reporter: Reporter,
 ): Promise<number> {
+  const { groups } = await prepareGroups(options.groups, { reporter, role: "listen" });
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
-    reusePort: options.sockets?.reusePort,
-    ...options.datagram,
+    groups,
   });
   reporter.listening(socket.address, options.endpoint.scheme);
   const prefix = schemePrefix(transportOf(options.endpoint));

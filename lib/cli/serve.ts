@@ -1,9 +1,9 @@
 /**
  * The listener bootstrap every server command shares (`listen`, `echo`,
- * `forward`): the TLS certificate when the endpoint speaks TLS (from
- * `--cert/--key` or made for the run), bind and listen, Deno's complaints
- * about a certificate turned into words, and the `listening` event with
- * the real bound address.
+ * `forward`, `proxy`): what the endpoint's option groups need first (a TLS
+ * certificate from `--cert/--key` or made for the run, …), bind and listen
+ * (a failure in the words of the group that caused it), and the
+ * `listening` event with the real bound address.
  *
  * @module
  */
@@ -14,30 +14,21 @@ import type { DatagramSocket } from "../net/datagram.ts";
 import { DATAGRAM_MAX_SESSIONS, DATAGRAM_SESSION_IDLE } from "../net/datagram_forward.ts";
 import type { ForwardDatagramsOptions } from "../net/datagram_forward.ts";
 import { schemePrefix } from "../net/schemes.ts";
-import { checkSocketOptions } from "../net/conn.ts";
-import type { SocketOptions } from "../net/conn.ts";
 import type { Listener } from "../net/listener.ts";
 import { listen } from "../net/open.ts";
 import type { ServeOptions } from "../engine/server.ts";
 import type { CommandContext } from "./context.ts";
+import { prepareGroups } from "./groups.ts";
+import type { ParsedGroups } from "./groups.ts";
 import type { ServerLimits } from "./values.ts";
 import type { Reporter } from "./report.ts";
-import { explainTlsListenError, serverCertificate } from "./tls_flags.ts";
-import type { TlsServerFlags } from "./tls_flags.ts";
-import type { WebSocketServerOptions } from "../protocols/websocket.ts";
 
 /** Options of {@linkcode openServer}. */
 export interface OpenServerOptions {
   /** `-4`/`-6` for the port-only form or a host name. */
   family?: 4 | 6;
-  /** The TLS flags, when the endpoint speaks TLS. */
-  tls?: TlsServerFlags;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
-  websocket?: WebSocketServerOptions;
-  /** `--reuseport`. */
-  reusePort?: boolean;
-  /** `--nodelay`, `--keepalive` for accepted connections. */
-  socket?: SocketOptions;
+  /** The options of the endpoint's groups. */
+  groups?: ParsedGroups;
 }
 
 /**
@@ -53,21 +44,20 @@ export async function openServer(
   options: OpenServerOptions,
   reporter: Reporter,
 ): Promise<Listener> {
-  checkSocketOptions(options.socket);
-  const tls = options.tls ? await serverCertificate(options.tls, reporter) : undefined;
+  const { groups, explain } = await prepareGroups(options.groups ?? {}, {
+    reporter,
+    role: "listen",
+  });
   let listener: Listener;
   try {
     listener = await listen(endpoint, {
       family: options.family,
       trace: reporter.traceFn,
-      tls,
-      websocket: options.websocket && { ...options.websocket, trace: reporter.traceFn },
-      reusePort: options.reusePort,
-      socket: options.socket,
+      groups,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
     });
   } catch (err) {
-    throw options.tls ? explainTlsListenError(err, options.tls) : err;
+    throw explain(err);
   }
   reporter.listening(listener.address, listener.scheme);
   return listener;
@@ -87,13 +77,11 @@ export function serveOptions(
   limits: ServerLimits,
   ctx: CommandContext,
   reporter: Reporter,
-  tls?: TlsServerFlags,
-  websocket?: { handshakeTimeout?: number },
 ): ServeOptions {
   return {
     events: reporter,
     signal: ctx.signal,
-    handshakeTimeout: tls?.handshakeTimeout ?? websocket?.handshakeTimeout,
+    handshakeTimeout: limits.handshakeTimeout,
     maxConns: limits.maxConns,
     access: limits.access,
     report: (err) => reporter.fail(err),

@@ -141,6 +141,7 @@ export type {
   WebSocketOptions,
   WebSocketServerOptions,
 } from "./protocols/websocket.ts";
+export type { WebSocketGroupOptions } from "./protocols/websocket_options.ts";
 export type { KeepaliveTimings, SocketOptions, StreamSocket } from "./net/conn.ts";
 export type { SourceAddress } from "./net/tcp_libc.ts";
 export { waitFor } from "./tools/wait.ts";

@@ -17,19 +17,17 @@ import type { Step } from "../engine/dialogue.ts";
 import { reportLayers } from "../engine/events.ts";
 import { checkSendFiles, sendFiles } from "../engine/payload.ts";
 import { schemePrefix } from "../net/schemes.ts";
-import { SOCKET_GROUP, SOURCE_GROUP, sourceFamily } from "../net/socket_options.ts";
-import { BROADCAST_GROUP, MULTICAST_GROUP } from "../net/udp_options.ts";
+import { sourceFamily } from "../net/socket_options.ts";
 import { PROXY_GROUP } from "../protocols/proxy_options.ts";
-import { TLS_CLIENT_GROUP } from "../protocols/tls_options.ts";
-import { WEBSOCKET_GROUP } from "../protocols/websocket_options.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { groupSection, TRAFFIC_FLAGS } from "./flags.ts";
+import { TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { prepareGroups } from "./groups.ts";
 import type { ParsedGroups } from "./groups.ts";
 import type { Reporter } from "./report.ts";
+import { CLIENT_SECTIONS } from "./sections.ts";
 import { prepareStdio, runSession } from "./session.ts";
 import { dialogueSteps, familyFlag, oneEndpoint } from "./values.ts";
 
@@ -116,14 +114,7 @@ session ends when the server closes its side, once everything is on stdout.`,
       ],
       groups: [PROXY_GROUP],
     },
-    groupSection(TLS_CLIENT_GROUP),
-    groupSection(WEBSOCKET_GROUP),
-    groupSection(SOURCE_GROUP, SOCKET_GROUP),
-    groupSection({
-      title: "UDP multicast and broadcast",
-      flags: ["multicast-ttl", "multicast-loop", "broadcast"],
-      groups: [MULTICAST_GROUP, BROADCAST_GROUP],
-    }),
+    ...CLIENT_SECTIONS,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [

@@ -464,7 +464,11 @@ export interface FlagGroup {
  */
 export function groupSection(
   ...parts: Array<
-    OptionGroup | { title?: string; flags: readonly GroupFlagUse[]; groups: OptionGroup[] }
+    OptionGroup | {
+      title?: string;
+      flags: readonly GroupFlagUse[];
+      groups?: readonly OptionGroup[];
+    }
   >
 ): FlagGroup {
   const flags: FlagUse[] = [];
@@ -477,7 +481,7 @@ export function groupSection(
       if (!Object.hasOwn(FLAGS, name)) throw new TypeError(`undeclared flag --${name}`);
       flags.push(use as FlagUse);
     }
-    groups.push(...("name" in part ? [part] : part.groups));
+    groups.push(...("name" in part ? [part] : part.groups ?? []));
     title ??= part.title;
   }
   return { title: title ?? "Options", flags, groups };

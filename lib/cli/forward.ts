@@ -20,21 +20,13 @@ import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  REUSEPORT_GROUP,
-  SERVER_SOCKET_FLAGS,
-  SOCKET_GROUP,
-  SOURCE_GROUP,
-} from "../net/socket_options.ts";
-import { BROADCAST_GROUP, MULTICAST_FLAGS, MULTICAST_GROUP } from "../net/udp_options.ts";
 import { PROXY_GROUP } from "../protocols/proxy_options.ts";
-import { TLS_CLIENT_GROUP, TLS_SERVER_GROUP } from "../protocols/tls_options.ts";
-import { WEBSOCKET_GROUP } from "../protocols/websocket_options.ts";
-import { groupSection, LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { prepareGroups } from "./groups.ts";
 import type { ParsedGroups } from "./groups.ts";
 import type { Reporter } from "./report.ts";
+import { forwarderSections } from "./sections.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
 import { familyFlag, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
@@ -98,37 +90,26 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       ],
       groups: [PROXY_GROUP],
     },
-    {
-      title: "TLS",
-      flags: [
-        [
-          "cert",
-          "certificate of a tls:// LISTEN (with --key; default: ephemeral, printed with -v); " +
-          "with a plain LISTEN, the client certificate for a tls:// TARGET (mutual TLS)",
+    ...forwarderSections(
+      {
+        title: "TLS",
+        flags: [
+          [
+            "cert",
+            "certificate of a tls:// LISTEN (with --key; default: ephemeral, printed with -v); " +
+            "with a plain LISTEN, the client certificate for a tls:// TARGET (mutual TLS)",
+          ],
+          "key",
+          "client-ca",
+          "handshake-timeout",
+          ["cacert", "trust this certificate too for a tls:// TARGET (repeatable)"],
+          ["servername", "verify the tls:// TARGET as NAME (and send it as SNI)"],
+          ["insecure", "do not verify the tls:// TARGET's certificate"],
+          ["alpn", "ALPN protocol for the TLS side(s) (repeatable)"],
         ],
-        "key",
-        "client-ca",
-        "handshake-timeout",
-        ["cacert", "trust this certificate too for a tls:// TARGET (repeatable)"],
-        ["servername", "verify the tls:// TARGET as NAME (and send it as SNI)"],
-        ["insecure", "do not verify the tls:// TARGET's certificate"],
-        ["alpn", "ALPN protocol for the TLS side(s) (repeatable)"],
-      ],
-      groups: [TLS_SERVER_GROUP, TLS_CLIENT_GROUP],
-    },
-    groupSection(WEBSOCKET_GROUP),
-    groupSection(REUSEPORT_GROUP, { flags: SERVER_SOCKET_FLAGS, groups: [SOCKET_GROUP] }, {
-      flags: [[
-        "source",
-        "connect to the target from this local address and/or port (:PORT alone)",
-      ]],
-      groups: [SOURCE_GROUP],
-    }),
-    groupSection({
-      title: "UDP multicast and broadcast",
-      flags: MULTICAST_FLAGS,
-      groups: [MULTICAST_GROUP],
-    }, BROADCAST_GROUP),
+      },
+      ["source", "connect to the target from this local address and/or port (:PORT alone)"],
+    ),
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [

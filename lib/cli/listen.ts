@@ -34,16 +34,13 @@ import { serve } from "../engine/server.ts";
 import type { ConnectionHandler } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import { schemePrefix } from "../net/schemes.ts";
-import { REUSEPORT_GROUP, SERVER_SOCKET_FLAGS, SOCKET_GROUP } from "../net/socket_options.ts";
-import { MULTICAST_GROUP } from "../net/udp_options.ts";
-import { TLS_SERVER_GROUP } from "../protocols/tls_options.ts";
-import { WEBSOCKET_GROUP } from "../protocols/websocket_options.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { FLAGS, groupSection, LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
+import { FLAGS, LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
 import type { FlagName, FlagValues, GlobalOptions } from "./flags.ts";
 import { prepareGroups } from "./groups.ts";
+import { SERVER_SECTIONS } from "./sections.ts";
 import type { ParsedGroups } from "./groups.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -163,10 +160,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "ipv6",
       ],
     },
-    groupSection(TLS_SERVER_GROUP),
-    groupSection(WEBSOCKET_GROUP),
-    groupSection(REUSEPORT_GROUP, { flags: SERVER_SOCKET_FLAGS, groups: [SOCKET_GROUP] }),
-    groupSection(MULTICAST_GROUP),
+    ...SERVER_SECTIONS,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [

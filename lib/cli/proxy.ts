@@ -27,10 +27,10 @@ import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { REUSEPORT_GROUP, SERVER_SOCKET_FLAGS, SOCKET_GROUP } from "../net/socket_options.ts";
-import { groupSection, LIFETIME_FLAG, SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { ParsedGroups } from "./groups.ts";
+import { SERVER_SOCKET_SECTION } from "./sections.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { familyFlag, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
@@ -90,7 +90,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
         ["ipv6", "resolve target names to IPv6 only"],
       ],
     },
-    groupSection(REUSEPORT_GROUP, { flags: SERVER_SOCKET_FLAGS, groups: [SOCKET_GROUP] }),
+    SERVER_SOCKET_SECTION,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [

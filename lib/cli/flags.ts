@@ -21,6 +21,8 @@ import type { FlagUse as GroupFlagUse, OptionGroup } from "../net/option_group.t
 import { SOCKET_SPECS } from "../net/socket_options.ts";
 import { UDP_SPECS } from "../net/udp_options.ts";
 import { Pattern } from "../engine/pattern.ts";
+import { splitCommand } from "../tools/exec.ts";
+import type { StatusSet } from "../tools/wait.ts";
 import { PROXY_SPECS } from "../protocols/proxy_options.ts";
 import { TLS_SPECS } from "../protocols/tls_options.ts";
 import { WEBSOCKET_SPECS } from "../protocols/websocket_options.ts";
@@ -60,6 +62,61 @@ export function parsePattern(text: string, name: string): Pattern {
   } catch (err) {
     throw patternError(name, text, err);
   }
+}
+
+/** A duration that must be more than 0. */
+function positive(text: string, name: string): number {
+  const ms = duration(text, name);
+  if (ms <= 0) throw new UsageError(`option --${name} must be more than 0`);
+  return ms;
+}
+
+/** `--exec 'PROG ARGS'`: the child's argv (no shell). */
+function execArgv(text: string, name: string): string[] {
+  const argv = splitCommand(text);
+  if (argv.length === 0) {
+    throw new UsageError(`option --${name} needs a command, e.g. --${name} 'tr a-z A-Z'`);
+  }
+  return argv;
+}
+
+/** `--sh-exec 'CMD'`: the child's argv, through the shell. */
+function shellArgv(text: string, name: string): string[] {
+  if (text.trim() === "") throw new UsageError(`option --${name} needs a command`);
+  return ["/bin/sh", "-c", text];
+}
+
+/** `--method NAME`: an HTTP method, upper case. */
+function httpMethod(text: string, name: string): string {
+  if (!/^[A-Za-z]+$/.test(text)) {
+    throw new UsageError(
+      `option --${name} needs a method like GET or HEAD, not ${JSON.stringify(text)}`,
+    );
+  }
+  return text.toUpperCase();
+}
+
+/**
+ * `--status 200,204` or `--status 2xx,3xx`: the statuses that count as ready.
+ *
+ * @example Usage
+ * ```ts
+ * import { statusList } from "./flags.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(statusList("2xx,304"), ["2xx", 304]);
+ * assert.throws(() => statusList("2x"), /--status/);
+ * ```
+ */
+export function statusList(text: string): StatusSet {
+  return text.split(",").map((part) => {
+    const p = part.trim().toLowerCase();
+    if (/^[1-5]xx$/.test(p)) return p as `${1 | 2 | 3 | 4 | 5}xx`;
+    if (/^[1-5]\d\d$/.test(p)) return Number(p);
+    throw new UsageError(
+      `option --status needs codes or classes like 200,204 or 2xx,3xx, not ${JSON.stringify(text)}`,
+    );
+  });
 }
 
 /** `--size BYTES` of an echo request. */
@@ -198,8 +255,14 @@ export const FLAGS = {
     type: "string",
     value: "LIST",
     help: "statuses that count as ready: codes and classes, e.g. 200,204 or 2xx,3xx (default 2xx)",
+    parse: statusList,
   },
-  method: { type: "string", value: "METHOD", help: "the request method (default GET)" },
+  method: {
+    type: "string",
+    value: "METHOD",
+    help: "the request method (default GET)",
+    parse: httpMethod,
+  },
   header: {
     type: "string",
     short: "H",
@@ -227,12 +290,14 @@ export const FLAGS = {
     help:
       "wire each connection to a new child (no shell); the child gets SOCKIT_REMOTE_ADDR/_PORT, " +
       "SOCKIT_LOCAL_ADDR/_PORT, SOCKIT_PROTO in its environment (needs --allow-run)",
+    parse: execArgv,
     conflicts: ["sh-exec", "send", "send-file", "broker", "send-only", "recv-only"],
   },
   "sh-exec": {
     type: "string",
     value: "'CMD'",
     help: "the same through /bin/sh -c",
+    parse: shellArgv,
     conflicts: ["send", "send-file", "broker", "send-only", "recv-only"],
   },
   grace: {
@@ -334,7 +399,7 @@ export const FLAGS = {
     type: "string",
     value: "DUR",
     help: "close a client whose request is not complete after DUR (default 5s)",
-    parse: duration,
+    parse: positive,
   },
   // ICMP: ping and traceroute.
   count: {
@@ -400,7 +465,7 @@ export const FLAGS = {
     short: "w",
     value: "DUR",
     help: "wait this long for the answer to each probe (default 5s)",
-    parse: duration,
+    parse: positive,
     default: 5000,
   },
   port: {

@@ -19,7 +19,6 @@ import {
   ChildStream,
   connectionEnv,
   findProgram,
-  splitCommand,
 } from "../tools/exec.ts";
 import type { Stream } from "../net/stream.ts";
 import { Fanout } from "../engine/fanout.ts";
@@ -38,7 +37,7 @@ import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { FLAGS, LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
-import type { FlagName, FlagValues, GlobalOptions } from "./flags.ts";
+import type { FlagName, GlobalOptions } from "./flags.ts";
 import { prepareGroups } from "./groups.ts";
 import { SERVER_SECTIONS } from "./sections.ts";
 import type { ParsedGroups } from "./groups.ts";
@@ -92,21 +91,6 @@ const BROKER_HIGH_WATER = 256 * 1024;
 
 /** How much may wait for a `--broker` member at most: beyond it, it is dropped at once. */
 const BROKER_QUEUE_MAX = 16 << 20;
-
-function execArgv(values: FlagValues): string[] | undefined {
-  if (typeof values.exec === "string") {
-    const argv = splitCommand(values.exec);
-    if (argv.length === 0) {
-      throw new UsageError("option --exec needs a command, e.g. --exec 'tr a-z A-Z'");
-    }
-    return argv;
-  }
-  if (typeof values["sh-exec"] === "string") {
-    if (values["sh-exec"].trim() === "") throw new UsageError("option --sh-exec needs a command");
-    return ["/bin/sh", "-c", values["sh-exec"]];
-  }
-  return undefined;
-}
 
 /** `sockit listen`. */
 export const listenCommand: Command<ListenCommandOptions> = {
@@ -204,7 +188,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
       ...serverLimits(values),
       family: familyFlag(values, at.endpoint),
       keepOpen: values["keep-open"] === true,
-      exec: execArgv(values),
+      exec: values.exec ?? values["sh-exec"],
       grace: values.grace ?? EXEC_GRACE,
       broker: values.broker === true,
       stallTimeout: values["stall-timeout"],

@@ -113,8 +113,6 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
   parse({ values, globals, endpoints: [at] }) {
     const auth = values.auth ?? [];
     parseUsers(auth);
-    const requestTimeout = values["request-timeout"] ?? REQUEST_TIMEOUT;
-    if (requestTimeout <= 0) throw new UsageError("option --request-timeout must be more than 0");
     return {
       ...globals,
       listen: at.endpoint,
@@ -126,7 +124,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
         deny: (values["deny-target"] ?? []).map(parseTargetRule),
       },
       connectTimeout: values["connect-timeout"] ?? 10_000,
-      requestTimeout,
+      requestTimeout: values["request-timeout"] ?? REQUEST_TIMEOUT,
       ...serverLimits(values),
       family: familyFlag(values),
     };

@@ -78,14 +78,12 @@ said it is unreachable), 126 without a raw socket.`,
     if (!/^[A-Za-z0-9_.:%-]+$/.test(host)) {
       throw new UsageError(`invalid host ${JSON.stringify(args[0])}`);
     }
-    const probeTimeout = values["probe-timeout"]!;
-    if (probeTimeout <= 0) throw new UsageError("option --probe-timeout must be more than 0");
     return {
       ...globals,
       host,
       maxHops: values["max-hops"]!,
       queries: values.queries!,
-      probeTimeout,
+      probeTimeout: values["probe-timeout"]!,
       port: values.port!,
       family: familyFlag(values),
       lifetime: values.timeout || undefined,

@@ -164,6 +164,15 @@ with the last error or status seen. One result line per target goes to stdout as
       throw new UsageError("missing target (e.g. sockit wait 127.0.0.1:5432)");
     }
     const targets = positionals.map(waitTarget);
+    // An address of the other family than -4/-6 is a usage error before any target is tried.
+    for (const target of targets) {
+      const endpoint = "url" in target
+        ? parseHttpUrl(target.url).endpoint
+        : "file" in target
+        ? undefined
+        : target;
+      if (endpoint && "hostname" in endpoint) familyFlag(values, endpoint);
+    }
     if (command !== undefined && command.length === 0) {
       throw new UsageError("nothing after -- to run");
     }

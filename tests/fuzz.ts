@@ -302,8 +302,9 @@ export function placeholderValues(place: FuzzPlace): Record<string, fc.Arbitrary
     TARGET: endpoint,
     HOST: host,
     PORTS: ports,
-    CMD: fc.constantFrom("true", "false", "/no/such/prog", "sh", ""),
-    ARGS: fc.constantFrom("-c", "exit 3", "x", "--", ""),
+    // (Nothing that exits 2 of its own, which would look like a usage error of sockit's.)
+    CMD: fc.constantFrom("true", "false", "/no/such/prog", "echo", ""),
+    ARGS: fc.constantFrom("-n", "exit 3", "x", "--", ""),
     // nc's usage line, in its own words.
     host: fc.oneof(host, fc.constant(`${dir}/nc.sock`)),
     port: ports,

@@ -282,6 +282,7 @@ function settle(
       socket.off(event, onSecure);
       socket.off("error", onError);
       socket.off("close", onClose);
+      socket.off("end", onClose);
       if (err === undefined) return resolve();
       socket.destroy();
       reject(err);
@@ -304,6 +305,9 @@ function settle(
     socket.once(event, onSecure);
     socket.once("error", onError);
     socket.once("close", onClose);
+    // The peer's end of input before the handshake is done: it will never be done. (Over our
+    // half-open duplex, node's socket says "end", not "close", and would wait for the timeout.)
+    socket.once("end", onClose);
   });
 }
 

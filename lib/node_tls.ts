@@ -133,10 +133,12 @@ function peerGone(err: unknown): boolean {
 async function rawDuplex(
   raw: Deno.Conn,
   room: () => Promise<void>,
-): Promise<NodeDuplex & { flushed(): Promise<void> }> {
+): Promise<NodeDuplex & { flushed(): Promise<void>; failure(): Error | undefined }> {
   const { Duplex } = await import("node:stream");
   let pumping = false;
   let writing = 0;
+  // Why reading `raw` failed (a reset): node's socket closes on it without an error.
+  let failure: Error | undefined;
   const idle: Array<() => void> = [];
   const pump = async () => {
     try {
@@ -155,6 +157,7 @@ async function rawDuplex(
         }
       }
     } catch (err) {
+      failure = err as Error;
       duplex.destroy(err as Error);
     }
   };
@@ -188,6 +191,7 @@ async function rawDuplex(
     },
   });
   return Object.assign(duplex, {
+    failure: () => failure,
     flushed: () =>
       writing === 0 || duplex.destroyed
         ? Promise.resolve()
@@ -200,11 +204,17 @@ function plainConn(
   socket: TLSSocket,
   raw: Deno.Conn,
   inbox: Inbox,
-  flushed: () => Promise<void>,
+  duplex: { flushed(): Promise<void>; failure(): Error | undefined },
 ): Deno.Conn {
+  const flushed = duplex.flushed;
   socket.on("data", (chunk: Uint8Array) => inbox.push(chunk));
   socket.on("end", () => inbox.end());
-  socket.on("close", () => inbox.end());
+  // A reset under TLS is a reset, not an end of the stream.
+  socket.on("close", () => {
+    const failure = duplex.failure();
+    if (failure) inbox.fail(failure);
+    else inbox.end();
+  });
   socket.on("error", (err: Error) => inbox.fail(err));
   const conn = {
     localAddr: raw.localAddr,
@@ -376,7 +386,7 @@ export async function acceptTls(
       throw Object.assign(new Error(`client certificate not accepted: ${code}`), { code });
     }
   }
-  return { conn: plainConn(socket, raw, inbox, duplex.flushed), info: nodeHandshake(socket) };
+  return { conn: plainConn(socket, raw, inbox, duplex), info: nodeHandshake(socket) };
 }
 
 /**
@@ -443,5 +453,5 @@ export async function connectTls(
     } as import("node:tls").ConnectionOptions,
   );
   await settle(socket, "secureConnect", { signal });
-  return { conn: plainConn(socket, raw, inbox, duplex.flushed), info: nodeHandshake(socket) };
+  return { conn: plainConn(socket, raw, inbox, duplex), info: nodeHandshake(socket) };
 }

@@ -14,7 +14,10 @@ const ROOT = new URL("../", import.meta.url).pathname;
 
 /** Helpers of tests/ that need something themselves, and what. */
 const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
-  [/\bPythonServer\b|\bresetFlood\(|\bpythonClient\(/, ["python3"]],
+  [
+    /\bPythonServer\b|\bresetFlood\(|\bpythonClient\(|\b(Fault|Silent)Peer\b|\bScriptedWsPeer\b|\bfuzz\(/,
+    ["python3"],
+  ],
   [/\bSYSTEM_PYTHON\b|\/usr\/bin\/python3/, ["python3", "websockets"]],
   [/\bNODE_PEERS\b/, ["node", "ws"]],
   [/\bLab\.create\(|\bNamespace\.create\(/, ["ip", "sysctl", "root", "namespaces"]],

@@ -24,7 +24,7 @@ if (quick !== undefined) {
 const [{ fairRuntime, FAIR_IO_VARIABLE, hostStdioWorkers, runProcess }, { SignalInterrupt }] =
   await Promise.all([
     import("./lib/cli/process.ts"),
-    import("./lib/errors.ts"),
+    import("./lib/base/errors.ts"),
   ]);
 
 // A server runs in a worker whose runtime serves many busy sockets fairly.
@@ -34,11 +34,21 @@ const worker = fairRuntime(Deno.args, workerModule)
   : undefined;
 
 const stopper = new AbortController();
-let signalled = 0;
+/**
+ * One stop may arrive twice within moments: Ctrl-C in a terminal (or a
+ * signal to the process group) reaches Deno, and the npm launcher, which
+ * passes every signal on, sends it again. A repeat this close is the same.
+ */
+const SAME_STOP_MS = 500;
+let firstSignal: number | undefined;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
-    // A second signal while shutting down exits at once.
-    if (signalled++) Deno.exit(signal === "SIGINT" ? 130 : 143);
+    if (firstSignal !== undefined) {
+      if (performance.now() - firstSignal < SAME_STOP_MS) return;
+      // A second signal while shutting down exits at once.
+      Deno.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    firstSignal = performance.now();
     // To the server's worker, and here (where the command runs if the worker could not start).
     worker?.postMessage({ signal });
     stopper.abort(new SignalInterrupt(signal));

@@ -28,26 +28,26 @@
  * @module
  */
 
-export { formatEndpoint, parseEndpoint } from "./address.ts";
-export type { Endpoint, NetEndpoint, PathEndpoint, Role, Scheme } from "./address.ts";
-export { parseCidr } from "./cidr.ts";
-export type { AccessRules, Cidr } from "./cidr.ts";
-export { Connection } from "./conn.ts";
-export { DatagramSide } from "./datagram.ts";
+export { formatEndpoint, parseEndpoint } from "./net/address.ts";
+export type { Endpoint, NetEndpoint, PathEndpoint, Role, Scheme } from "./net/address.ts";
+export { parseCidr } from "./net/cidr.ts";
+export type { AccessRules, Cidr } from "./net/cidr.ts";
+export { Connection } from "./net/conn.ts";
+export { DatagramSide } from "./net/datagram.ts";
 export type {
   DatagramMode,
   DatagramSideOptions,
   DatagramSocket,
   MulticastOptions,
   PeerSession,
-} from "./datagram.ts";
-export { Dialogue } from "./dialogue.ts";
-export type { PendingExpect, Step } from "./dialogue.ts";
-export { httpExchange, parseHttpUrl } from "./http.ts";
-export type { HttpRequest, HttpResponse, HttpTarget } from "./http.ts";
-export { dialWithRetry, directDialer, tlsDialer, unixDialer } from "./dial.ts";
-export type { AddressOpener, DialContext, Dialer, DialTarget, RetryOptions } from "./dial.ts";
-export { parseDuration } from "./duration.ts";
+} from "./net/datagram.ts";
+export { Dialogue } from "./engine/dialogue.ts";
+export type { PendingExpect, Step } from "./engine/dialogue.ts";
+export { httpExchange, parseHttpUrl } from "./protocols/http.ts";
+export type { HttpRequest, HttpResponse, HttpTarget } from "./protocols/http.ts";
+export { dialWithRetry, directDialer, tlsDialer, unixDialer } from "./net/dial.ts";
+export type { AddressOpener, DialContext, Dialer, DialTarget, RetryOptions } from "./net/dial.ts";
+export { parseDuration } from "./base/duration.ts";
 export {
   ExitCode,
   exitCodeOf,
@@ -56,36 +56,47 @@ export {
   TimeoutError,
   toSockitError,
   UsageError,
-} from "./errors.ts";
-export type { SockitErrorOptions } from "./errors.ts";
-export type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "./events.ts";
-export { ChildStream, splitCommand } from "./exec.ts";
-export type { ChildOptions } from "./exec.ts";
-export { formatAddr, formatHost, isIPv4, isIPv6 } from "./ip.ts";
-export { Listener } from "./listener.ts";
-export type { ListenerOptions, ServerTls } from "./listener.ts";
-export { acceptTls, connectTls } from "./node_tls.ts";
-export type { AcceptTlsOptions, SecuredConn } from "./node_tls.ts";
-export { Pattern } from "./pattern.ts";
-export type { PatternMatch } from "./pattern.ts";
-export { connect, connectAddress, listen, openDatagram } from "./open.ts";
-export type { ConnectOptions } from "./open.ts";
-export { Relay, relay, RelayError } from "./relay.ts";
-export type { Direction, Duplex, RelayOptions } from "./relay.ts";
-export { systemLookup } from "./resolve.ts";
-export type { Lookup } from "./resolve.ts";
-export { ping } from "./ping.ts";
-export type { IcmpSocketKind, PingEvent, PingOptions, PingSummary, RttSummary } from "./ping.ts";
-export { formatPorts, parsePorts, scan } from "./scan.ts";
-export type { PortResult, ScanOptions } from "./scan.ts";
-export { serve } from "./server.ts";
-export type { ConnectionHandler, ConnectionSlot, ServeOptions } from "./server.ts";
-export { ephemeralCertificate } from "./tls.ts";
-export type { CertificateInfo, HandshakeInfo, TlsCertificate, TlsClientOptions } from "./tls.ts";
-export type { TraceFn } from "./trace.ts";
-export { transfer } from "./transfer.ts";
-export type { Peer, TransferOptions } from "./transfer.ts";
-export { requireEndpoint, transportOf, TRANSPORTS } from "./transports.ts";
+} from "./base/errors.ts";
+export type { SockitErrorOptions } from "./base/errors.ts";
+export type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "./engine/events.ts";
+export { ChildStream, splitCommand } from "./tools/exec.ts";
+export type { ChildOptions } from "./tools/exec.ts";
+export { formatAddr, formatHost, isIPv4, isIPv6 } from "./net/ip.ts";
+export { Listener } from "./net/listener.ts";
+export type { ListenerOptions, ServerTls } from "./net/listener.ts";
+export { acceptTls, connectTls } from "./protocols/node_tls.ts";
+export type { AcceptTlsOptions, SecuredConn } from "./protocols/node_tls.ts";
+export { Pattern } from "./engine/pattern.ts";
+export type { PatternMatch } from "./engine/pattern.ts";
+export { connect, connectAddress, listen, openDatagram } from "./net/open.ts";
+export type { ConnectOptions } from "./net/open.ts";
+export { Relay, relay, RelayError } from "./engine/relay.ts";
+export type { Direction, Duplex, RelayOptions } from "./engine/relay.ts";
+export { systemLookup } from "./net/resolve.ts";
+export type { Lookup } from "./net/resolve.ts";
+export { ping } from "./tools/ping.ts";
+export type {
+  IcmpSocketKind,
+  PingEvent,
+  PingOptions,
+  PingSummary,
+  RttSummary,
+} from "./tools/ping.ts";
+export { formatPorts, parsePorts, scan } from "./tools/scan.ts";
+export type { PortResult, ScanOptions } from "./tools/scan.ts";
+export { serve } from "./engine/server.ts";
+export type { ConnectionHandler, ConnectionSlot, ServeOptions } from "./engine/server.ts";
+export { ephemeralCertificate } from "./protocols/tls.ts";
+export type {
+  CertificateInfo,
+  HandshakeInfo,
+  TlsCertificate,
+  TlsClientOptions,
+} from "./protocols/tls.ts";
+export type { TraceFn } from "./engine/trace.ts";
+export { transfer } from "./engine/transfer.ts";
+export type { Peer, TransferOptions } from "./engine/transfer.ts";
+export { requireEndpoint, transportOf, TRANSPORTS } from "./net/transports.ts";
 export type {
   AddressForm,
   DialerOptions,
@@ -93,18 +104,18 @@ export type {
   OpenOptions,
   TlsSupport,
   Transport,
-} from "./transports.ts";
-export { traceroute } from "./traceroute.ts";
-export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./traceroute.ts";
-export { websocketClient, websocketServer, WebSocketSide } from "./websocket.ts";
+} from "./net/transports.ts";
+export { traceroute } from "./tools/traceroute.ts";
+export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./tools/traceroute.ts";
+export { websocketClient, websocketServer, WebSocketSide } from "./protocols/websocket.ts";
 export type {
   UpgradeInfo,
   WebSocketClientOptions,
   WebSocketMode,
   WebSocketOptions,
   WebSocketServerOptions,
-} from "./websocket.ts";
-export type { KeepaliveTimings, SocketOptions } from "./conn.ts";
-export type { SourceAddress } from "./tcp_libc.ts";
-export { waitFor } from "./wait.ts";
-export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./wait.ts";
+} from "./protocols/websocket.ts";
+export type { KeepaliveTimings, SocketOptions } from "./net/conn.ts";
+export type { SourceAddress } from "./net/tcp_libc.ts";
+export { waitFor } from "./tools/wait.ts";
+export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./tools/wait.ts";

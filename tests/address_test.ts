@@ -1,10 +1,10 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import fc from "fast-check";
-import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
-import { formatAddr, isIPv4, isIPv6 } from "../lib/ip.ts";
-import { requireEndpoint, TRANSPORTS } from "../lib/transports.ts";
-import type { Endpoint } from "../lib/address.ts";
-import { UsageError } from "../lib/errors.ts";
+import { formatEndpoint, parseEndpoint } from "../lib/net/address.ts";
+import { formatAddr, isIPv4, isIPv6 } from "../lib/net/ip.ts";
+import { requireEndpoint, TRANSPORTS } from "../lib/net/transports.ts";
+import type { Endpoint } from "../lib/net/address.ts";
+import { UsageError } from "../lib/base/errors.ts";
 
 Deno.test("parseEndpoint: every documented form", () => {
   const table: Array<[string, Endpoint]> = [

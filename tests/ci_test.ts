@@ -18,8 +18,8 @@ import {
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
-import { formatPorts, parsePorts } from "../lib/scan.ts";
-import { UsageError } from "../lib/errors.ts";
+import { formatPorts, parsePorts } from "../lib/tools/scan.ts";
+import { UsageError } from "../lib/base/errors.ts";
 
 // ---- wait -----------------------------------------------------------------------
 
@@ -478,7 +478,7 @@ Deno.test("json: stdout stays payload-only for listen and connect", async () => 
 });
 
 Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same listeners and nothing else; a stop leaves no socket", async () => {
-  const { scan } = await import("../lib/scan.ts");
+  const { scan } = await import("../lib/tools/scan.ts");
   for (const hostname of ["127.0.0.1", "::1"]) {
     const [from, to] = quietRange(4000);
     const listeners: Deno.Listener[] = [];

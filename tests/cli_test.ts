@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "./assert.ts";
-import { TRANSPORTS } from "../lib/transports.ts";
+import { TRANSPORTS } from "../lib/net/transports.ts";
 import {
   assertUsageError,
   CHILD_ENV,

@@ -6,9 +6,9 @@
  */
 
 import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
-import { connect, listen } from "../lib/open.ts";
-import { systemLookup } from "../lib/resolve.ts";
-import { SockitError, TimeoutError } from "../lib/errors.ts";
+import { connect, listen } from "../lib/net/open.ts";
+import { systemLookup } from "../lib/net/resolve.ts";
+import { SockitError, TimeoutError } from "../lib/base/errors.ts";
 import { CHILD_ENV, decoder, freePort, readAll, requireTool, sockitCommand } from "./helpers.ts";
 
 Deno.test("connect: tries each address until one accepts (server on IPv4 only)", async () => {

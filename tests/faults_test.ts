@@ -23,7 +23,7 @@ import {
   writeAll,
 } from "./helpers.ts";
 import { PythonServer, resetFlood, SEND_THEN_RESET } from "./peers.ts";
-import { connectTcp } from "../lib/dial.ts";
+import { connectTcp } from "../lib/net/dial.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

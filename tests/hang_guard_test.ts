@@ -39,7 +39,11 @@ interface Ctx {
   tls: { cert: string; key: string };
   /** A directory for Unix sockets. */
   dir: string;
+  /** A socket path of this run's own (each run gets a new one). */
+  path: string;
 }
+
+let runs = 0;
 
 /** One cell: what sockit runs against which silent peer. */
 interface Case {
@@ -66,9 +70,9 @@ async function startedRun(c: Case, ctx: Ctx, extra: string[]): Promise<{
 }> {
   const peers: SilentPeer[] = [];
   let address = "";
+  ctx = { ...ctx, path: `${ctx.dir}/run${++runs}.sock` };
   if (c.server) {
-    const path = `${ctx.dir}/${c.name.replace(/\W+/g, "_")}_${extra.length}.sock`;
-    const peer = await SilentPeer.server(c.server, { path, tls: ctx.tls });
+    const peer = await SilentPeer.server(c.server, { path: ctx.path, tls: ctx.tls });
     peers.push(peer);
     address = peer.address;
   }
@@ -140,7 +144,7 @@ async function signalCell(c: Case, ctx: Ctx): Promise<string | undefined> {
 async function guard(cases: Case[]): Promise<void> {
   if (cases.some((c) => c.root)) requireRoot();
   const dir = tempSocketDir();
-  const ctx: Ctx = { tls: localhostCertificate(dir), dir };
+  const ctx: Ctx = { tls: localhostCertificate(dir), dir, path: "" };
   const cells: Array<() => Promise<string | undefined>> = [];
   for (const c of cases) {
     if (c.timeoutCode !== null) cells.push(() => timeoutCell(c, ctx));
@@ -302,142 +306,121 @@ export const CLIENT_CASES: Case[] = [
 
 /** Servers: listen, echo, forward and proxy, with a client (or a target) silent at each stage. */
 export const SERVER_CASES: Case[] = [
-  { name: "listen tcp, before accepting", args: () => ["listen", "0"], timeoutCode: null },
+  { name: "listen tcp, before accepting", args: () => ["listen", "0"] },
   {
     name: "listen tcp, mid-session",
     client: "connect",
     args: () => ["listen", "0"],
-    timeoutCode: null,
   },
   {
     name: "listen tls, mid-handshake",
     client: "tls-hello",
     args: (_, ctx) => ["listen", "tls://127.0.0.1:0", ...serverTls(ctx)],
-    timeoutCode: null,
   },
   {
     name: "listen ws, mid-upgrade",
     client: "ws-upgrade",
     args: () => ["listen", "ws://127.0.0.1:0/"],
-    timeoutCode: null,
   },
   {
     name: "listen ws, mid-session",
     client: "ws",
     args: () => ["listen", "ws://127.0.0.1:0/"],
-    timeoutCode: null,
   },
   {
     name: "listen udp, mid-session",
     client: "udp",
     args: () => ["listen", "udp://127.0.0.1:0"],
-    timeoutCode: null,
   },
   {
     name: "listen unix, before accepting",
-    args: (_, ctx) => ["listen", `unix:${ctx.dir}/listen.sock`],
-    timeoutCode: null,
+    args: (_, ctx) => ["listen", `unix:${ctx.path}`],
   },
   {
     name: "listen unixgram, before any datagram",
-    args: (_, ctx) => ["listen", `unixgram:${ctx.dir}/listen.gram`],
-    timeoutCode: null,
+    args: (_, ctx) => ["listen", `unixgram:${ctx.path}`],
   },
   {
     name: "listen ip, before any datagram",
     root: true,
     args: () => ["listen", "ip://127.0.0.1/253"],
-    timeoutCode: null,
   },
   {
     name: "echo tcp -k, mid-session",
     client: "connect",
     args: () => ["echo", "0"],
-    timeoutCode: null,
   },
   {
     name: "echo tls, mid-handshake",
     client: "tls-hello",
     args: (_, ctx) => ["echo", "tls://127.0.0.1:0", ...serverTls(ctx)],
-    timeoutCode: null,
   },
   {
     name: "echo wss, mid-handshake",
     client: "tls-hello",
     args: (_, ctx) => ["echo", "wss://127.0.0.1:0/", ...serverTls(ctx)],
-    timeoutCode: null,
   },
   {
     name: "echo ws, mid-upgrade",
     client: "ws-upgrade",
     args: () => ["echo", "ws://127.0.0.1:0/"],
-    timeoutCode: null,
   },
   {
     name: "echo udp, mid-session",
     client: "udp",
     args: () => ["echo", "udp://127.0.0.1:0"],
-    timeoutCode: null,
   },
   {
     name: "forward to a tcp target, mid-session",
     server: "read",
     client: "connect",
     args: (p) => ["forward", "0", `127.0.0.1:${p}`],
-    timeoutCode: null,
   },
   {
     name: "forward to a tls target, mid-handshake",
     server: "read",
     client: "connect",
     args: (p, ctx) => ["forward", "0", `tls://127.0.0.1:${p}`, ...cacert(ctx)],
-    timeoutCode: null,
   },
   {
     name: "forward to a ws target, mid-upgrade",
     server: "ws-upgrade",
     client: "connect",
     args: (p) => ["forward", "0", `ws://127.0.0.1:${p}/`],
-    timeoutCode: null,
   },
   {
     name: "forward through --proxy socks5, mid-proxy-handshake",
     server: "socks5",
     client: "connect",
     args: (p) => ["forward", "0", "127.0.0.1:9", "--proxy", `socks5://127.0.0.1:${p}`],
-    timeoutCode: null,
   },
   {
     name: "forward udp to a silent target",
     server: "udp",
     client: "udp",
     args: (p) => ["forward", "udp://127.0.0.1:0", `udp://127.0.0.1:${p}`],
-    timeoutCode: null,
   },
   {
     name: "proxy, before the request",
     client: "connect",
     args: () => ["proxy", "127.0.0.1:0"],
-    timeoutCode: null,
   },
   {
     name: "proxy, mid-proxy-handshake",
     client: "socks5",
     args: () => ["proxy", "127.0.0.1:0"],
-    timeoutCode: null,
   },
 ];
 
 /** The tools: ping and traceroute wait on ICMP that may never come. */
 export const TOOL_CASES: Case[] = [
-  { name: "ping, no count", root: true, args: () => ["ping", "127.0.0.1"], timeoutCode: null },
+  { name: "ping, no count", root: true, args: () => ["ping", "127.0.0.1"] },
   {
     // The probe's port has a socket that takes it: no port unreachable comes back.
     name: "traceroute to a host that stays silent",
     root: true,
     server: "udp",
     args: (p) => ["traceroute", "-q", "1", "-m", "1", "-w", "30s", "-p", p, "127.0.0.1"],
-    timeoutCode: null,
   },
 ];
 

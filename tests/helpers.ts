@@ -14,8 +14,8 @@ import { createHash } from "node:crypto";
 import { concatBytes } from "../lib/cli/context.ts";
 import type { CommandContext } from "../lib/cli/context.ts";
 import { main } from "../lib/cli/main.ts";
-import { SignalInterrupt } from "../lib/errors.ts";
-import type { Input } from "../lib/stdio.ts";
+import { SignalInterrupt } from "../lib/base/errors.ts";
+import type { Input } from "../lib/engine/stdio.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO_CONFIG = new URL("../deno.json", import.meta.url).pathname;

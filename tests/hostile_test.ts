@@ -3,8 +3,8 @@
  * audit that once stalled or fooled sockit: resets before accept, TLS
  * clients that never finish their handshake, IPv4-mapped `--deny` ranges, a
  * broker member that stops reading, a backtracking `--expect`, warning
- * floods, `--exec` children at SIGTERM and over Unix sockets, and a closed
- * stdout.
+ * floods, `--exec` children at SIGTERM and over Unix sockets, and a stdout
+ * that is /dev/null open read-write (closed at start, or Python's DEVNULL).
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
@@ -12,6 +12,7 @@ import {
   CHILD_ENV,
   decoder,
   encoder,
+  freePort,
   readAll,
   requireTool,
   runSockit,
@@ -252,22 +253,83 @@ Deno.test("hostile: --exec over a Unix socket gets the peer's (empty) address; S
   Deno.removeSync(dir, { recursive: true });
 });
 
-Deno.test("hostile: a closed stdout (>&-) is an error at start, not a silent loss", async () => {
+Deno.test("hostile: a closed stdout (>&-) runs and discards what arrives; -v says so", async () => {
+  // A closed stdout looks exactly like Python's DEVNULL (see the next test): running is the
+  // lesser harm; -v names it.
   const command = sockitCommand(["--allow-net", "--allow-read", "--allow-ffi"]);
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const shell = (args: string[]) =>
-    new Deno.Command("sh", {
-      args: ["-c", `exec ${[...command, ...args].map(quote).join(" ")} >&-`],
-      stderr: "piped",
-      stdin: "null",
-      env: { NO_COLOR: "1" },
-    }).output();
-  const closed = await shell(["listen", "127.0.0.1:0"]);
-  assertEquals(closed.code, 1);
-  assertMatch(decoder.decode(closed.stderr), /^sockit: listen: stdout is closed \(>&-\)/);
-  // A server that writes nothing on stdout does not mind.
-  const help = await shell(["echo", "--bogus"]);
-  assertEquals(help.code, 2, "echo reaches its own usage error");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    await writeAll(conn, encoder.encode("dropped\n"));
+    const got = await readAll(conn);
+    conn.close();
+    return decoder.decode(got);
+  })();
+  const args = ["connect", `127.0.0.1:${listener.addr.port}`, "--send", "sent", "-v"];
+  const closed = await new Deno.Command("sh", {
+    args: ["-c", `exec ${[...command, ...args].map(quote).join(" ")} >&-`],
+    stderr: "piped",
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  listener.close();
+  assertEquals([closed.code, await served], [0, "sent"], decoder.decode(closed.stderr));
+  assertMatch(decoder.decode(closed.stderr), /^sockit: stdout is \/dev\/null opened read-write/);
+});
+
+Deno.test("hostile: Python's subprocess.DEVNULL on stdin, stdout and stderr: connect and listen run", async () => {
+  // DEVNULL opens /dev/null read-write, which once made sockit refuse to run (exit 1).
+  const command = sockitCommand(["--allow-net", "--allow-read", "--allow-ffi"]);
+  const port = freePort();
+  const script = `
+import json, socket, subprocess, sys, threading, time
+SOCKIT = json.loads(sys.argv[1])
+DN = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+out = {}
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1); srv.settimeout(30)
+def serve():
+    conn, _ = srv.accept()
+    conn.sendall(b"welcome\\n")
+    got = b""
+    while True:
+        chunk = conn.recv(4096)
+        if not chunk: break
+        got += chunk
+    out["server got"] = got.decode(); conn.close()
+t = threading.Thread(target=serve, daemon=True); t.start()
+r = subprocess.run(SOCKIT + ["connect", "127.0.0.1:%d" % srv.getsockname()[1], "--send", "hello"], **DN)
+t.join(timeout=None if r.returncode == 0 else 0.1); out["connect"] = r.returncode
+p = subprocess.Popen(SOCKIT + ["listen", "127.0.0.1:${port}", "--send", "hi"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+c = None
+for _ in range(300):
+    if p.poll() is not None: break
+    try:
+        c = socket.create_connection(("127.0.0.1", ${port})); break
+    except ConnectionRefusedError:
+        time.sleep(0.05)
+if c is None:
+    out["listen"] = p.wait(timeout=30); print(json.dumps(out)); sys.exit(0)
+c.sendall(b"from client"); c.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    chunk = c.recv(4096)
+    if not chunk: break
+    got += chunk
+c.close(); out["client got"] = got.decode(); out["listen"] = p.wait(timeout=30)
+print(json.dumps(out))
+`;
+  const out = await new Deno.Command(requireTool("python3"), {
+    args: ["-c", script, JSON.stringify(command)],
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).output();
+  assertEquals(out.code, 0, decoder.decode(out.stderr));
+  assertEquals(JSON.parse(decoder.decode(out.stdout)), {
+    "server got": "hello",
+    connect: 0,
+    "client got": "hi",
+    listen: 0,
+  });
 });
 
 /** The PIDs of the processes whose parent is `pid` (from /proc/PID/stat). */

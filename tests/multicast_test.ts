@@ -12,7 +12,7 @@ import { privateNamespace, runArgv, straced } from "./netns.ts";
 
 /**
  * The script run in the namespace: multicast on loopback; a sockit
- * receiver that joins 239.1.2.3 hears socat; a socat member hears a sockit
+ * receiver that joins 239.1.2.3 hears socat; a socat member (of 239.1.2.4) hears a sockit
  * sender with TTL 2. Prints both results between markers.
  */
 function multicastScript(strace: string, sockit: string[], dir: string): string {
@@ -28,12 +28,13 @@ function multicastScript(strace: string, sockit: string[], dir: string): string 
     `for i in $(seq 100); do grep -q IP_ADD_MEMBERSHIP ${dir}/recv.err 2>/dev/null && break; sleep 0.05; done`,
     "printf 'to the group' | socat - UDP4-DATAGRAM:239.1.2.3:5000",
     // A socat member of the group; the sender is sockit.
-    `timeout 5 socat -u UDP4-RECV:5001,ip-add-membership=239.1.2.3:127.0.0.1 - > ${dir}/member.out &`,
+    // (a group of its own, so the wait below sees socat's join, not the receiver's)
+    `timeout 5 socat -u UDP4-RECV:5001,ip-add-membership=239.1.2.4:127.0.0.1 - > ${dir}/member.out &`,
     "member=$!",
-    "sleep 0.5",
+    "for i in $(seq 100); do ip maddr show dev lo | grep -q 239.1.2.4 && break; sleep 0.05; done",
     `${
       q(strace)
-    } -f -o ${dir}/send.strace -e trace=setsockopt ${run} connect udp://239.1.2.3:5001 ` +
+    } -f -o ${dir}/send.strace -e trace=setsockopt ${run} connect udp://239.1.2.4:5001 ` +
     `--send 'from sockit' --multicast-ttl 2 --multicast-loop=on --idle-timeout 300ms --trace 2> ${dir}/send.err`,
     "wait $member",
     "kill $receiver; wait $receiver",

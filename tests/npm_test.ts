@@ -2,8 +2,9 @@
  * The npm package, as a user gets it: `tools/npm_pack.ts` builds and packs
  * it, `npm install -g --prefix TMP` installs the tarball (with the `deno`
  * package it pins, from npm's cache after the first run), and the installed
- * `TMP/bin/sockit` is checked — version, exit codes, SIGTERM through the
- * launcher, no orphan when the launcher is SIGKILLed, stdin to the socket
+ * `TMP/bin/sockit` is checked — version, exit codes, SIGTERM and SIGINT to the
+ * launcher's PID, Ctrl-C in a terminal and SIGTERM to the process group taken
+ * once (cleanly), no orphan when the launcher is SIGKILLed, stdin to the socket
  * byte for byte, `npx TGZ` — and then the whole smoke suite runs against it
  * (`SOCKIT=TMP/bin/sockit`). The launcher runs under this machine's Node
  * (20 here: Deno is its child) and under Node 22.15 from npm's
@@ -81,10 +82,117 @@ async function listening(command: string[]): Promise<{ child: Deno.ChildProcess;
   return { child, port: Number(text.match(/listening on 127\.0\.0\.1:(\d+)/)![1]) };
 }
 
+/** Whether `pid` has stopped running within `ms`. */
+async function goneWithin(pid: number, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    if (!await alive(pid)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return !await alive(pid);
+}
+
 /** Whether `pid` is running (not gone, not a zombie); /proc through `ps` (Deno asks --allow-all for /proc). */
 async function alive(pid: number): Promise<boolean> {
   const state = (await run(["ps", "-o", "stat=", "-p", String(pid)])).stdout.trim();
   return state !== "" && !state.startsWith("Z");
+}
+
+/** Resolves to `promise`'s value, or to undefined if it takes longer than `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((
+    resolve,
+  ) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Connects to the Unix socket at `path` once something listens there (bounded). */
+async function connectUnix(path: string): Promise<Deno.Conn> {
+  for (let i = 0;; i++) {
+    try {
+      return await Deno.connect({ transport: "unix", path });
+    } catch (err) {
+      // Not there yet, or bound but not yet listening (refused).
+      if (i >= 500) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+/** A shell word. */
+const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+
+/** The pids of the processes whose command line is `sleep SECONDS` (through `ps`: Deno asks --allow-all for /proc). */
+async function sleepers(seconds: string): Promise<number[]> {
+  const out = await run(["ps", "-eo", "pid=,args="]);
+  return out.stdout.split("\n").flatMap((line) => {
+    const m = /^\s*(\d+) (.*)$/.exec(line);
+    return m && m[2] === `sleep ${seconds}` ? [Number(m[1])] : [];
+  });
+}
+
+/**
+ * `sockit listen -k unix:S --sh-exec 'exec sleep SECONDS'` through the
+ * launcher, one client on it, then a stop that reaches Deno directly and
+ * through the launcher: ^C in a terminal, or SIGTERM to the process group.
+ * Taken once, the stop is clean — the child is ended, exit 130 / 143; taken
+ * twice, it would exit at once and leave the child running.
+ */
+async function stopsOnce(launcher: string[], seconds: string, how: "terminal" | "group") {
+  const dir = await Deno.makeTempDir({ prefix: "sockit-npm-stop-" });
+  const socket = `${dir}/s.sock`;
+  const argv = [...launcher, "listen", "-k", `unix:${socket}`, "-v", "--sh-exec"];
+  argv.push(`exec sleep ${seconds}`);
+  // In a terminal the launcher is the session's leader, as under an interactive shell.
+  const child = how === "terminal"
+    ? new Deno.Command("script", {
+      args: ["-q", "-e", "-c", `exec ${argv.map(quote).join(" ")}`, "/dev/null"],
+      env: ENV,
+      stdin: "piped",
+      stdout: "null",
+    }).spawn()
+    : new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      env: ENV,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      detached: true, // A process group of its own, as a shell's job.
+    }).spawn();
+  const writer = how === "terminal" ? child.stdin.getWriter() : undefined;
+  let conn: Deno.Conn | undefined;
+  try {
+    conn = await connectUnix(socket);
+    for (let i = 0; i < 250 && (await sleepers(seconds)).length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assertEquals((await sleepers(seconds)).length, 1, "the child runs");
+    if (writer) await writer.write(new TextEncoder().encode("\x03"));
+    else Deno.kill(-child.pid, "SIGTERM");
+    const status = await within(child.status, 5000);
+    assertEquals(status?.code, how === "terminal" ? 130 : 143, "the exit status");
+    let left = await sleepers(seconds);
+    for (let i = 0; i < 50 && left.length; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      left = await sleepers(seconds);
+    }
+    assertEquals(left, [], "the child was ended: the stop was taken once, cleanly");
+  } finally {
+    conn?.close();
+    await writer?.close().catch(() => {});
+    // After a failed check: nothing is left running (script's end hangs up its terminal).
+    if (await within(child.status, 0) === undefined) {
+      if (how === "group") Deno.kill(-child.pid, "SIGKILL");
+      else child.kill("SIGKILL");
+    }
+    await child.status;
+    for (const pid of await sleepers(seconds)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 /** The checks every launcher must pass; `launcher` is the command that starts sockit. */
@@ -107,6 +215,41 @@ async function checkLauncher(t: Deno.TestContext, launcher: string[], execve: bo
     await child.stdin.close();
     assertEquals([status.code, status.signal], [143, null]);
   });
+
+  await t.step(
+    "SIGINT to the launcher's PID alone ends `sockit listen` with 130 within 2 s, no Deno left",
+    async () => {
+      // Python's Popen.send_signal, `kill -INT PID`, Node's child.kill("SIGINT"): the launcher only.
+      const { child } = await listening(launcher);
+      const deno = execve
+        ? child.pid
+        : Number((await ok(["cat", `/proc/${child.pid}/task/${child.pid}/children`])).trim());
+      child.kill("SIGINT");
+      const status = await within(child.status, 2000);
+      if (status === undefined) child.kill("SIGTERM"); // The SIGINT was lost: end it all the same.
+      await child.status;
+      await child.stdin.close();
+      assertEquals([status?.code, status?.signal], [130, null], "the launcher ended with 130");
+      assertEquals(await goneWithin(deno, 2000), true, `sockit (pid ${deno}) is gone`);
+    },
+  );
+
+  await t.step(
+    "Ctrl-C in a terminal stops it once, cleanly: 130, its --exec child ended",
+    async () => {
+      // ^C written to a pty (script(1)) is the terminal's SIGINT to its foreground process
+      // group: the launcher and Deno, which then hears it twice (once passed on).
+      await stopsOnce(launcher, execve ? "31.201" : "31.202", "terminal");
+    },
+  );
+
+  await t.step(
+    "SIGTERM to its process group stops it once, cleanly: 143, its --exec child ended",
+    async () => {
+      // timeout(1) and a shell's `kill %1` signal the group: Deno hears it, and the launcher too.
+      await stopsOnce(launcher, execve ? "31.203" : "31.204", "group");
+    },
+  );
 
   await t.step("stdin reaches the socket byte for byte", async () => {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

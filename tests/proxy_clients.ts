@@ -5,7 +5,7 @@
  * `--proxy` normalise what they send; these send what they are given.
  */
 
-import { encodeSocks5Address } from "../lib/socks.ts";
+import { encodeSocks5Address } from "../lib/protocols/socks.ts";
 import { encoder } from "./helpers.ts";
 
 /** The five ways a client asks `sockit proxy` for a target. */
@@ -163,17 +163,19 @@ export class Canary implements Disposable {
 
   constructor(hostnames = ["127.0.0.1", "::1"], port = 0) {
     for (let tries = 0;; tries++) {
-      const first = Deno.listen({ hostname: hostnames[0], port });
-      const listeners = [first];
+      // Below the ephemeral range (32768–60999): a port another test took with freePort() and
+      // now connects to, expecting a refusal, is never the canary's.
+      const chosen = port || 20_000 + Math.floor(Math.random() * 12_000);
+      const listeners: Deno.Listener[] = [];
       try {
-        for (const hostname of hostnames.slice(1)) {
-          listeners.push(Deno.listen({ hostname, port: first.addr.port }));
+        for (const hostname of hostnames) {
+          listeners.push(Deno.listen({ hostname, port: chosen }));
         }
         this.#listeners = listeners;
         break;
       } catch (err) {
         for (const l of listeners) l.close();
-        if (tries > 20 || port !== 0) throw err;
+        if (tries > 50 || port !== 0) throw err;
       }
     }
     this.port = (this.#listeners[0].addr as Deno.NetAddr).port;

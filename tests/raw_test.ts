@@ -7,9 +7,9 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { customCommand, requireTool, runSockit, sockitCommand, spawnSockit } from "./helpers.ts";
 import { Lab, Namespace, privateNamespace, requireRoot, runArgv, straced } from "./netns.ts";
-import { checksum, describeIcmp, echoRequest, parseIcmp } from "../lib/icmp.ts";
-import { decodeSockaddr, encodeSockaddr } from "../lib/libc.ts";
-import { formatEndpoint, parseEndpoint } from "../lib/address.ts";
+import { checksum, describeIcmp, echoRequest, parseIcmp } from "../lib/protocols/icmp.ts";
+import { decodeSockaddr, encodeSockaddr } from "../lib/sys/libc.ts";
+import { formatEndpoint, parseEndpoint } from "../lib/net/address.ts";
 
 const FFI = ["--allow-net", "--allow-ffi"];
 const sockit = (args: string[]) => [...sockitCommand(FFI), ...args];

@@ -6,9 +6,9 @@
 
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
-import { Relay, relay, RelayError } from "../lib/relay.ts";
-import { Connection } from "../lib/conn.ts";
-import { TimeoutError } from "../lib/errors.ts";
+import { Relay, relay, RelayError } from "../lib/engine/relay.ts";
+import { Connection } from "../lib/net/conn.ts";
+import { TimeoutError } from "../lib/base/errors.ts";
 import { decoder, encoder, noise, readAll, writeAll } from "./helpers.ts";
 
 /** A connected pair of TCP sockets on loopback: [client, server]. */

@@ -21,6 +21,8 @@ import {
   unixPerms,
   writeAll,
 } from "./helpers.ts";
+import { SockitProcess } from "./helpers.ts";
+import type { SockitResult } from "./helpers.ts";
 
 /** Reads exactly `n` bytes (fails on an early EOF). */
 async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
@@ -775,4 +777,119 @@ Deno.test("servers: with --allow-env for the tokio variable, a server runs in a 
     }
     assertEquals((await shown.result()).code, keep ? 143 : 0);
   }
+});
+
+// ---- exec children and their descendants --------------------------------------------------
+
+/**
+ * Live processes whose command line is `sleep SECONDS` (`ps`: Deno asks
+ * --allow-all for /proc; a zombie shows as `[sleep] <defunct>`, so only
+ * processes that still run are found): the grandchild a test started,
+ * named by its unique `SECONDS`.
+ */
+function sleepers(seconds: string): number[] {
+  const out = new Deno.Command("ps", { args: ["-eo", "pid=,args="], stderr: "null" }).outputSync();
+  return decoder.decode(out.stdout).split("\n").flatMap((line) => {
+    const m = /^\s*(\d+) (.*)$/.exec(line);
+    return m && m[2] === `sleep ${seconds}` ? [Number(m[1])] : [];
+  });
+}
+
+/** Waits (bounded) until `check` holds; returns whether it did. */
+async function eventually(check: () => boolean, ms = 5000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return check();
+}
+
+/**
+ * Waits for sockit's process to exit, at most 5 s from now (a bound on a
+ * hang), then asserts that none of the `sleep SECONDS` processes runs;
+ * any that does is ended, and so is a sockit past the bound.
+ */
+async function endsWithAll(run: SockitProcess, seconds: string[]): Promise<SockitResult> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const exited = await Promise.race([
+    run.child.status.then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), 5000))),
+  ]);
+  clearTimeout(timer);
+  // sockit ends a group before it exits; the kernel may take a moment to tear a SIGKILLed one down.
+  const gone = exited &&
+    await eventually(() => seconds.every((s) => sleepers(s).length === 0), 1000);
+  const left = seconds.flatMap(sleepers);
+  // They hold sockit's stderr open: the run's result waits for them.
+  for (const pid of left) Deno.kill(pid, "SIGKILL");
+  if (!exited) run.kill("SIGKILL");
+  const r = await run.result();
+  assert(exited, "sockit still ran 5 s later");
+  assert(gone, `left running: ${left.length} of sleep ${seconds.join(", ")}`);
+  return r;
+}
+
+Deno.test("exec: SIGTERM to sockit ends every descendant of a child (TCP and UDP), not just the child", async () => {
+  // /bin/sh (dash) forks `sleep` and waits for it: the sleep is sockit's grandchild.
+  const perms = [...NET, "--allow-run"];
+  const tcp = new SockitProcess(
+    ["listen", "-k", "127.0.0.1:0", "-v", "--sh-exec", "sleep 30.123"],
+    { perms },
+  );
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: await tcp.listeningPort() });
+  assert(await eventually(() => sleepers("30.123").length === 1), "the grandchild started");
+  tcp.kill("SIGTERM");
+  const tcpEnd = await endsWithAll(tcp, ["30.123"]).finally(() => conn.close());
+  assertEquals(tcpEnd.code, 143);
+
+  const udp = new SockitProcess(
+    ["listen", "-k", "udp://127.0.0.1:0", "-v", "--sh-exec", "sleep 30.124"],
+    { perms },
+  );
+  const port = await udp.listeningPort();
+  const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  await peer.send(encoder.encode("start one"), { transport: "udp", hostname: "127.0.0.1", port });
+  assert(await eventually(() => sleepers("30.124").length === 1), "the grandchild started");
+  udp.kill("SIGTERM");
+  const udpEnd = await endsWithAll(udp, ["30.124"]).finally(() => peer.close());
+  assertEquals(udpEnd.code, 143);
+});
+
+Deno.test("exec: a child ended at --grace after its client left takes its descendants with it, SIGKILL for those that ignore SIGTERM", async () => {
+  const server = new SockitProcess([
+    "listen",
+    "127.0.0.1:0",
+    "-v",
+    "--grace",
+    "100ms",
+    // A background job that ignores SIGTERM (SIGKILL 2 s later ends it), and a foreground
+    // one the shell waits for.
+    "--sh-exec",
+    "(trap '' TERM; exec sleep 30.125) & sleep 30.126",
+  ], { perms: [...NET, "--allow-run"] });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: await server.listeningPort() });
+  assert(
+    await eventually(() => sleepers("30.125").length + sleepers("30.126").length === 2),
+    "the grandchildren started",
+  );
+  await conn.closeWrite();
+  const r = await endsWithAll(server, ["30.125", "30.126"]).finally(() => conn.close());
+  assertEquals(r.code, 0, r.stderr);
+  assertMatch(r.stderr, /still running and silent 100 ms after the client's end of input/);
+});
+
+Deno.test("exec: the same signal twice within 0.5 s is one stop (Ctrl-C that the npm launcher passes on too): children still ended", async () => {
+  // A child that ignores SIGTERM holds the shutdown for 2 s (then SIGKILL); a second
+  // signal 100 ms after the first is the same stop, not "exit at once" (which would leave it).
+  const server = new SockitProcess(
+    ["listen", "-k", "127.0.0.1:0", "-v", "--sh-exec", "trap '' TERM; exec sleep 30.131"],
+    { perms: [...NET, "--allow-run"] },
+  );
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: await server.listeningPort() });
+  assert(await eventually(() => sleepers("30.131").length === 1), "the child started");
+  server.kill("SIGINT");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  server.kill("SIGINT");
+  const r = await endsWithAll(server, ["30.131"]).finally(() => conn.close());
+  assertEquals(r.code, 130, r.stderr);
 });

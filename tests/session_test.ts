@@ -6,8 +6,21 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { decoder, encoder, exists, readAll, runSockit, spawnSockit, writeAll } from "./helpers.ts";
+import {
+  CHILD_ENV,
+  decoder,
+  encoder,
+  exists,
+  randomBytes,
+  readAll,
+  requireTool,
+  runSockit,
+  sockitCommand,
+  spawnSockit,
+  writeAll,
+} from "./helpers.ts";
 import type { SockitRun } from "./helpers.ts";
+import { PythonServer } from "./peers.ts";
 
 type StdinKind = "terminal" | "pipe" | "file" | "/dev/null";
 const KINDS: StdinKind[] = ["terminal", "pipe", "file", "/dev/null"];
@@ -302,4 +315,85 @@ Deno.test("--send-only sends and is done without reading; --recv-only never touc
   assertEquals([r.code, r.text], [0, "news"]);
   assertEquals([s.code, s.text], [0, ""]);
   assert(!exists("/nonexistent"));
+});
+
+// ---- what is sent decides, not stdin ---------------------------------------------------
+
+/**
+ * A Python server that greets, half-closes (as many protocols do), then
+ * counts what it reads — to EOF, or, with `upTo`, closes after that much.
+ */
+function greetingServer(upTo?: number): PythonServer {
+  return new PythonServer(`
+conn.sendall(b"hi\\n")
+conn.shutdown(socket.SHUT_WR)
+n = 0
+while ${upTo === undefined ? "True" : `n < ${upTo}`}:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    n += len(chunk)
+conn.close()
+print(n, flush=True)
+`);
+}
+
+/** Runs sockit in a real terminal (script(1) gives it a pty); returns its status and the pty's text. */
+async function inTerminal(args: string[]): Promise<{ code: number; text: string }> {
+  const cmd = [...sockitCommand(["--allow-net", "--allow-read"]), ...args]
+    .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const out = await new Deno.Command(requireTool("script"), {
+    args: ["-q", "-e", "-c", cmd, "/dev/null"],
+    stdin: "null",
+    stdout: "piped",
+    env: { ...CHILD_ENV },
+  }).output();
+  return { code: out.code, text: decoder.decode(out.stdout) };
+}
+
+Deno.test("--send-file from a terminal is sent whole to a server that greets and half-closes first", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "sockit-" });
+  const file = `${dir}/big.bin`;
+  const size = 8 * 1024 * 1024;
+  Deno.writeFileSync(file, randomBytes(size));
+  for (const extra of [[], ["--no-half-close"]]) {
+    const server = greetingServer();
+    const r = await inTerminal([
+      "connect",
+      `127.0.0.1:${await server.port()}`,
+      "--send-file",
+      file,
+      ...extra,
+    ]);
+    assertEquals(Number(await server.done()), size, `${extra}: the server counted every byte`);
+    assertEquals(r.code, 0, `${extra}: ${r.text}`);
+    assertMatch(r.text, /^hi\r?\n/);
+  }
+  // listen's rule is the same: its client greets and half-closes first.
+  const listen = spawnSockit(["listen", "127.0.0.1:0", "-v", "--send-file", file], {
+    stdin: "piped",
+    terminal: true,
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: await listen.listeningPort() });
+  await writeAll(conn, encoder.encode("hi\n"));
+  await conn.closeWrite();
+  const got = await readAll(conn);
+  conn.close();
+  const r = await listen.result();
+  await listen.stdin.close().catch(() => {});
+  assertEquals([r.code, got.length], [0, size], r.stderr);
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("--send-file from a terminal that the server stops reading: exit 1, saying it was not delivered", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "sockit-" });
+  const file = `${dir}/big.bin`;
+  Deno.writeFileSync(file, randomBytes(8 * 1024 * 1024));
+  // It reads 64 KiB, then closes with the rest unread (a reset).
+  const server = greetingServer(65536);
+  const r = await inTerminal(["connect", `127.0.0.1:${await server.port()}`, "--send-file", file]);
+  assert(Number(await server.done()) < 8 * 1024 * 1024);
+  assertEquals(r.code, 1, r.text);
+  assertMatch(r.text, /sockit: write 127\.0\.0\.1:\d+: .*of input not delivered/);
+  Deno.removeSync(dir, { recursive: true });
 });

@@ -14,11 +14,12 @@ import {
   readAll,
   requireTool,
   runSockit,
+  SockitProcess,
   spawnSockit,
   writeAll,
 } from "./helpers.ts";
-import { acceptTls, connectTls } from "../lib/node_tls.ts";
-import { ephemeralCertificate } from "../lib/tls.ts";
+import { acceptTls, connectTls } from "../lib/protocols/node_tls.ts";
+import { ephemeralCertificate } from "../lib/protocols/tls.ts";
 
 const SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1";
 const LEAF = [
@@ -830,4 +831,146 @@ Deno.test("tls: a send is delivered even when the reply it expects is already th
     assertEquals(await serving, "x\n", `round ${i}`);
   }
   listener.close();
+});
+
+/**
+ * A TCP server that accepts every connection and never says a word: a TLS
+ * client's ClientHello goes unanswered. `accepted(n)` waits for the nth
+ * connection; it runs until `stop()`.
+ */
+async function silentPeer() {
+  const child = new Deno.Command(requireTool("python3"), {
+    args: [
+      "-c",
+      `
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c); print("accepted", flush=True)
+`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let ended = false;
+  const more = async () => {
+    const { value, done } = await lines.read();
+    if (done) ended = true;
+    text += value ?? "";
+  };
+  while (!text.includes("\n") && !ended) await more();
+  const port = Number(text.split("\n")[0]);
+  return {
+    port,
+    async accepted(count: number) {
+      while ((text.match(/accepted/g)?.length ?? 0) < count && !ended) await more();
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await lines.cancel();
+    },
+  };
+}
+
+/** The run's result, or a failure (and the run ended) when it is still going after `ms`. */
+async function within(run: ReturnType<typeof spawnSockit>, ms: number, what: string) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  const result = await Promise.race([run.result(), late]);
+  clearTimeout(timer);
+  if (result !== "late") return result;
+  run.kill(run instanceof SockitProcess ? "SIGKILL" : "SIGTERM");
+  throw new Error(`${what}: still running after ${ms} ms; stderr:\n${run.stderr}`);
+}
+
+Deno.test("tls: a server that never answers the ClientHello — connect tls://, wss://, wait https:// and forward end at their timeouts", async () => {
+  const peer = await silentPeer();
+  try {
+    const target = `127.0.0.1:${peer.port}`;
+    // --timeout and --connect-timeout bound the handshake: exit 124, the time named.
+    for (
+      const args of [
+        ["connect", `tls://${target}`, "--timeout", "500ms"],
+        ["connect", `tls://${target}`, "--connect-timeout", "500ms"],
+        ["connect", `wss://${target}/`, "--timeout", "500ms"],
+        ["connect", `tls://${target}`, "--insecure", "--timeout", "500ms"],
+      ]
+    ) {
+      const r = await within(spawnSockit(args, { stdin: "piped" }), 10_000, args.join(" "));
+      assertEquals(r.code, 124, `${args.join(" ")}: ${r.stderr}`);
+      assertMatch(r.stderr, /timed out after 500 ms/);
+    }
+    // wait: each attempt is cut at --attempt-timeout, the whole at --timeout.
+    const wait = await within(
+      spawnSockit([
+        "wait",
+        `https://${target}/`,
+        "--attempt-timeout",
+        "250ms",
+        "--timeout",
+        "1s",
+        "--json",
+      ]),
+      10_000,
+      "wait https://",
+    );
+    assertEquals(wait.code, 124, wait.stderr);
+    const result = JSON.parse(wait.text.trim());
+    assert(result.attempts >= 2, `several attempts: ${wait.text}`);
+    assertMatch(result.lastError, /^no answer within/);
+    // forward: each client is closed at --connect-timeout, with a warning.
+    const forward = spawnSockit([
+      "forward",
+      "127.0.0.1:0",
+      `tls://${target}`,
+      "--connect-timeout",
+      "500ms",
+      "-v",
+    ]);
+    const front = await forward.listeningPort();
+    const clients = await Promise.all(
+      [1, 2, 3].map(() => Deno.connect({ hostname: "127.0.0.1", port: front })),
+    );
+    const guard = setTimeout(() => clients.forEach((c) => c.close()), 10_000);
+    const ends = await Promise.all(clients.map((c) => c.read(new Uint8Array(16)).catch(() => -1)));
+    clearTimeout(guard);
+    clients.forEach((c) => c.close());
+    assertEquals(ends, [null, null, null], "each client closed by forward");
+    // One warning line, then the others as a count (the coalescer).
+    await forward.waitForStderr(
+      /forward to 127\.0\.0\.1:\d+ failed: timed out after 500 ms[^\n]*\n(?:.*\n)*.*failed: timed out after 500 ms; client closed \(2 more times\)/,
+    );
+    forward.kill("SIGTERM");
+    assertEquals((await within(forward, 10_000, "forward")).code, 143);
+  } finally {
+    await peer.stop();
+  }
+});
+
+Deno.test("tls: the first SIGTERM ends a TLS client stuck in its handshake (processes: connect tls://, connect wss://, wait https://)", async () => {
+  const peer = await silentPeer();
+  try {
+    const target = `127.0.0.1:${peer.port}`;
+    const runs = [
+      ["connect", `tls://${target}`],
+      ["connect", `wss://${target}/`],
+      ["wait", `https://${target}/`, "--timeout", "0", "--attempt-timeout", "1m"],
+    ];
+    for (const [i, args] of runs.entries()) {
+      const run = spawnSockit(args, { process: true, stdin: "piped" });
+      await peer.accepted(i + 1);
+      // The ClientHello is on its way; the handshake waits for an answer.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      run.kill("SIGTERM");
+      const r = await within(run, 5_000, `SIGTERM to ${args.join(" ")}`);
+      assertEquals(r.code, 143, `${args.join(" ")}: ${r.stderr}`);
+    }
+  } finally {
+    await peer.stop();
+  }
 });

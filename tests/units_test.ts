@@ -2,10 +2,10 @@
 
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import fc from "fast-check";
-import { parseDuration } from "../lib/duration.ts";
-import { decodeEscapes } from "../lib/escapes.ts";
-import { formatBytes, formatDuration, formatRate } from "../lib/format.ts";
-import { exitCodeOf, SignalInterrupt, toSockitError, UsageError } from "../lib/errors.ts";
+import { parseDuration } from "../lib/base/duration.ts";
+import { decodeEscapes } from "../lib/base/escapes.ts";
+import { formatBytes, formatDuration, formatRate } from "../lib/base/format.ts";
+import { exitCodeOf, SignalInterrupt, toSockitError, UsageError } from "../lib/base/errors.ts";
 import { Reporter } from "../lib/cli/report.ts";
 import { parseFlags } from "../lib/cli/flags.ts";
 
@@ -215,8 +215,8 @@ Deno.test("help: generated from the declarations — every flag a command takes 
 Deno.test("units: IP literals are told apart as node:net's isIP does, and CIDRs match as its BlockList does", async () => {
   const { BlockList, isIP } = await import("node:net");
   const fc = (await import("fast-check")).default;
-  const { ipFamily } = await import("../lib/ip.ts");
-  const { cidrContains, normalizeIp, parseCidr } = await import("../lib/cidr.ts");
+  const { ipFamily } = await import("../lib/net/ip.ts");
+  const { cidrContains, normalizeIp, parseCidr } = await import("../lib/net/cidr.ts");
   const hex = fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF"), maxLength: 5 });
   const group = fc.oneof(hex, fc.constantFrom("0", "ffff", "1.2.3.4", "256.1.1.1", "01.1.1.1"));
   const literal = fc.tuple(

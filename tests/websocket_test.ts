@@ -21,8 +21,8 @@ import {
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
-import { Connection } from "../lib/conn.ts";
-import { websocketServer } from "../lib/websocket.ts";
+import { Connection } from "../lib/net/conn.ts";
+import { websocketServer } from "../lib/protocols/websocket.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

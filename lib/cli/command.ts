@@ -9,7 +9,7 @@
 
 import type { CommandContext } from "./context.ts";
 import { textSinkOf } from "./context.ts";
-import { toSockitError } from "../errors.ts";
+import { toSockitError } from "../base/errors.ts";
 import { flagName, FLAGS, OUTPUT_FLAGS } from "./flags.ts";
 import type {
   FlagGroup,
@@ -55,9 +55,17 @@ export interface Command<T> {
   parse(parsed: ParsedFlags, rest?: string[]): T;
   /** Runs the command; resolves to its exit code. */
   run(options: T, ctx: CommandContext): Promise<number>;
+  /**
+   * The whole command's time limit in ms (`--timeout` of a server, ping or
+   * traceroute), which `main` enforces: when it passes, the command's signal
+   * aborts with a `TimeoutError`, the command stops as on a signal, and the
+   * exit code is 124. Commands whose `--timeout` means something of their
+   * own (connect, wait, scan) handle it themselves.
+   */
+  deadline?(options: T): number | undefined;
   /** Whether what follows `--` is the command's own (a command to run). */
   passThrough?: boolean;
-  /** It writes nothing on stdout (`echo`, `forward`): a closed stdout does not stop it. */
+  /** It writes nothing on stdout (`echo`, `forward`): no note that stdout may be closed. */
   noStdout?: boolean;
   /**
    * A command with a command line of its own (`sockit nc`, getopt style):

@@ -7,17 +7,17 @@
  * @module
  */
 
-import type { Endpoint } from "../address.ts";
-import { canConnectDatagram, DatagramSide } from "../datagram.ts";
-import { exitCodeOf, UsageError } from "../errors.ts";
-import { formatDuration } from "../format.ts";
-import { connect, connectAddress, connectDeadline, openDatagram } from "../open.ts";
-import type { Step } from "../dialogue.ts";
-import type { SocketOptions } from "../conn.ts";
-import { checkSendFiles, sendFiles } from "../payload.ts";
-import { proxyDialer } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
+import type { Endpoint } from "../net/address.ts";
+import { canConnectDatagram, DatagramSide } from "../net/datagram.ts";
+import { exitCodeOf, UsageError } from "../base/errors.ts";
+import { formatDuration } from "../base/format.ts";
+import { connect, connectAddress, connectDeadline, openDatagram } from "../net/open.ts";
+import type { Step } from "../engine/dialogue.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { checkSendFiles, sendFiles } from "../engine/payload.ts";
+import { proxyDialer } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

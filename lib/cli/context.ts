@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Input, Output } from "../stdio.ts";
+import type { Input, Output } from "../engine/stdio.ts";
 import type { TextSink } from "./report.ts";
 
 /** Something written to synchronously: a file, `Deno.stdout`, `Deno.stderr`. */
@@ -80,8 +80,11 @@ export interface CommandContext {
   stderrIsTerminal?: boolean;
   /** Whether `NO_COLOR` is set (`Deno.noColor`). */
   noColor?: boolean;
-  /** Whether the process was started with stdout closed (`>&-`): nothing could be written. */
-  stdoutClosed?: boolean;
+  /**
+   * Whether stdout is `/dev/null` open read-write: a stdout closed at start
+   * (`>&-`) looks so, and so does Python's `subprocess.DEVNULL` (a `-v` note).
+   */
+  stdoutMayBeClosed?: boolean;
   /** The terminal's width now, when stderr is one (for `--progress`). */
   stderrColumns?: () => number | undefined;
 }

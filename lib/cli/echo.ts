@@ -7,20 +7,26 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { DatagramSide } from "../datagram.ts";
-import { exitCodeOf, toSockitError } from "../errors.ts";
-import { formatAddr } from "../ip.ts";
-import { openDatagram } from "../open.ts";
-import { serve } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { DatagramSide } from "../net/datagram.ts";
+import { exitCodeOf, toSockitError } from "../base/errors.ts";
+import { formatAddr } from "../net/ip.ts";
+import { openDatagram } from "../net/open.ts";
+import { serve } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import {
+  LIFETIME_FLAG,
+  SERVER_FLAGS,
+  SERVER_SOCKET_FLAGS,
+  TRAFFIC_FLAGS,
+  WEBSOCKET_FLAGS,
+} from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
@@ -79,6 +85,7 @@ UDP: every datagram goes back to its sender.`,
       flags: [
         ...SERVER_FLAGS,
         ["idle-timeout", "close a connection after DUR without data"],
+        LIFETIME_FLAG,
         "ipv4",
         "ipv6",
       ],
@@ -112,6 +119,7 @@ UDP: every datagram goes back to its sender.`,
     };
   },
   run: runEcho,
+  deadline: (options) => options.lifetime,
 };
 
 /**

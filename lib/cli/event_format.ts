@@ -8,8 +8,8 @@
  */
 
 import { styleText } from "node:util";
-import type { SockitError, UsageError } from "../errors.ts";
-import { jsonLine } from "../format.ts";
+import type { SockitError, UsageError } from "../base/errors.ts";
+import { jsonLine } from "../base/format.ts";
 
 /** Turns what happened into the text written on stderr (whole lines). */
 export interface EventFormat {

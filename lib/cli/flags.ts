@@ -9,7 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../base/errors.ts";
 
 /** One flag. */
 export interface FlagSpec {
@@ -447,6 +447,12 @@ export const OUTPUT_FLAGS: FlagName[] = ["verbose", "quiet", "json", "trace", "c
 
 /** The limits every server takes (the idle timeout, whose meaning varies, is listed by each). */
 export const SERVER_FLAGS: FlagUse[] = ["max-conns", "allow", "deny"];
+
+/** `--timeout` where it limits the whole command (servers, ping, traceroute). */
+export const LIFETIME_FLAG: FlagUse = [
+  "timeout",
+  "stop after DUR: close what is open, end every session, exit 124 (default: no limit)",
+];
 
 /** The flags that show the traffic, for every command that relays. */
 export const TRAFFIC_FLAGS: FlagUse[] = [

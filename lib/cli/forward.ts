@@ -7,24 +7,30 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint, parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import type { Connection } from "../conn.ts";
-import { Coalescer } from "../coalesce.ts";
-import { exitCodeOf, UsageError } from "../errors.ts";
-import { forwardDatagrams } from "../datagram_forward.ts";
-import { connect, connectAddress, openDatagram } from "../open.ts";
-import { proxyDialer } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
-import { serve } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { isTls, requireEndpoint, transportOf } from "../transports.ts";
-import { WebSocketSide } from "../websocket.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import type { Connection } from "../net/conn.ts";
+import { Coalescer } from "../engine/coalesce.ts";
+import { exitCodeOf, UsageError } from "../base/errors.ts";
+import { forwardDatagrams } from "../net/datagram_forward.ts";
+import { connect, connectAddress, openDatagram } from "../net/open.ts";
+import { proxyDialer } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
+import { serve } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { isTls, requireEndpoint, transportOf } from "../net/transports.ts";
+import { WebSocketSide } from "../protocols/websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { MULTICAST_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import {
+  LIFETIME_FLAG,
+  MULTICAST_FLAGS,
+  SERVER_SOCKET_FLAGS,
+  TRAFFIC_FLAGS,
+  WEBSOCKET_FLAGS,
+} from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -103,6 +109,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
         "allow",
         "deny",
         ["idle-timeout", "close a connection pair after DUR without data"],
+        LIFETIME_FLAG,
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
         ["ipv6", "port-only LISTEN binds ::1; TARGET resolves to IPv6"],
       ],
@@ -191,6 +198,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     };
   },
   run: runForward,
+  deadline: (options) => options.lifetime,
 };
 
 /**

@@ -7,13 +7,13 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { DatagramSide } from "../datagram.ts";
-import type { DatagramSocket } from "../datagram.ts";
-import { forwardDatagrams } from "../datagram_forward.ts";
-import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { DatagramSide } from "../net/datagram.ts";
+import type { DatagramSocket } from "../net/datagram.ts";
+import { forwardDatagrams } from "../net/datagram_forward.ts";
+import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import {
   checkRunPermission,
   ChildDatagrams,
@@ -21,24 +21,24 @@ import {
   connectionEnv,
   findProgram,
   splitCommand,
-} from "../exec.ts";
-import type { Connection } from "../conn.ts";
-import { Fanout } from "../fanout.ts";
-import type { Subscription } from "../fanout.ts";
-import { formatBytes, formatDuration } from "../format.ts";
-import { openDatagram } from "../open.ts";
-import type { Step } from "../dialogue.ts";
-import { checkSendFiles, sendDatagrams, sendFiles } from "../payload.ts";
-import { Relay } from "../relay.ts";
-import type { Duplex } from "../relay.ts";
-import { serve } from "../server.ts";
-import type { ConnectionHandler } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../transports.ts";
+} from "../tools/exec.ts";
+import type { Connection } from "../net/conn.ts";
+import { Fanout } from "../engine/fanout.ts";
+import type { Subscription } from "../engine/fanout.ts";
+import { formatBytes, formatDuration } from "../base/format.ts";
+import { openDatagram } from "../net/open.ts";
+import type { Step } from "../engine/dialogue.ts";
+import { checkSendFiles, sendDatagrams, sendFiles } from "../engine/payload.ts";
+import { Relay } from "../engine/relay.ts";
+import type { Duplex } from "../engine/relay.ts";
+import { serve } from "../engine/server.ts";
+import type { ConnectionHandler } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { datagramSessions, openServer, serveOptions } from "./serve.ts";
@@ -194,6 +194,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "allow",
         "deny",
         ["idle-timeout", "end a connection after DUR without data (exit 124)"],
+        LIFETIME_FLAG,
         ["no-half-close", "keep the write side open after the end of stdin (or of --send)"],
         "ipv4",
         "ipv6",
@@ -254,6 +255,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     };
   },
   run: runListen,
+  deadline: (options) => options.lifetime,
 };
 
 /**

@@ -6,10 +6,12 @@
  * @module
  */
 
-import { idle } from "../epoll.ts";
+import { idle } from "../sys/epoll.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { exitCodeOf, SockitError, UsageError } from "../errors.ts";
-import { schemePrefix, TRANSPORTS } from "../transports.ts";
+import { exitCodeOf, TimeoutError, UsageError } from "../base/errors.ts";
+import { Deadline } from "../engine/deadline.ts";
+import { formatDuration } from "../base/format.ts";
+import { schemePrefix, TRANSPORTS } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { flagUses, helpText, parseCommand } from "./command.ts";
 import { connectCommand } from "./connect.ts";
@@ -17,7 +19,7 @@ import type { CommandContext } from "./context.ts";
 import { echoCommand } from "./echo.ts";
 import { flagName, FLAGS, OUTPUT_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import { asksForHelp } from "./quick.ts";
-import type { FlagSpec } from "./flags.ts";
+import type { FlagSpec, GlobalOptions } from "./flags.ts";
 import { forwardCommand } from "./forward.ts";
 import { listenCommand } from "./listen.ts";
 import { ncCommand } from "./nc.ts";
@@ -146,17 +148,6 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
     }
     // Help first: whatever else the line says, it is not checked.
     if (asksForHelp(rest)) return await print(ctx, helpText(command));
-    if (ctx.stdoutClosed && !command.noStdout) {
-      // Received bytes would be written nowhere, and nobody would know.
-      return reporter.fail(
-        new SockitError("stdout is closed (>&-): what arrives could not be written", {
-          op: name,
-          code: "EBADF",
-          hint: "redirect stdout to a file, or to /dev/null to discard what arrives",
-        }),
-        name,
-      );
-    }
     let options: unknown;
     try {
       options = parseCommand(command, rest);
@@ -166,10 +157,32 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       const better = explainUsage(err.message, command.name, rest, longFlags);
       throw better ? new UsageError(better) : err;
     }
-    const code = await command.run(options, ctx);
-    // Libc sockets closed in the command's last moments: their epoll thread returns first.
+    if (ctx.stdoutMayBeClosed && !command.noStdout) {
+      // A closed stdout (>&-) cannot be told from Python's DEVNULL: both run, and -v says so.
+      const { verbose, json, quiet } = options as Partial<GlobalOptions>;
+      new Reporter(ctx.stderr, { verbose, json, quiet, command: command.name }).info(
+        "stdout is /dev/null opened read-write (as a closed stdout, >&-, also is): " +
+          "what arrives is discarded",
+      );
+    }
+    const limit = command.deadline?.(options);
+    if (limit === undefined) {
+      const code = await command.run(options, ctx);
+      // Libc sockets closed in the command's last moments: their epoll thread returns first.
+      await settled();
+      return code;
+    }
+    // The whole command's --timeout: its signal aborts as a signal would, with a TimeoutError.
+    using deadline = new Deadline(
+      limit,
+      () => new TimeoutError(`timed out after ${formatDuration(limit)}`, { op: name }),
+      ctx.signal,
+    );
+    const code = await command.run(options, { ...ctx, signal: deadline.signal });
     await settled();
-    return code;
+    return deadline.expired && !ctx.signal.aborted
+      ? reporter.fail(deadline.signal.reason, name)
+      : code;
   } catch (err) {
     if (err instanceof UsageError) return reporter.usage(err);
     if (ctx.signal.aborted) return exitCodeOf(ctx.signal.reason);

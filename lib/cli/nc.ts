@@ -9,15 +9,15 @@
  * @module
  */
 
-import { parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
-import { formatHost, ipFamily } from "../ip.ts";
-import { parseProxyUrl, proxyDialer } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
-import { resolve } from "../resolve.ts";
-import { parsePorts, scan, scanUdp } from "../scan.ts";
-import { transportOf } from "../transports.ts";
+import { parseEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
+import { formatHost, ipFamily } from "../net/ip.ts";
+import { parseProxyUrl, proxyDialer } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
+import { resolve } from "../net/resolve.ts";
+import { parsePorts, scan, scanUdp } from "../tools/scan.ts";
+import { transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import { runConnect } from "./connect.ts";
@@ -28,7 +28,7 @@ import { EXEC_GRACE, runListen } from "./listen.ts";
 import type { ListenCommandOptions } from "./listen.ts";
 import { sourceFamily, sourceFlag } from "./values.ts";
 import { scanSource } from "./scan.ts";
-import type { SourceAddress } from "../tcp_libc.ts";
+import type { SourceAddress } from "../net/tcp_libc.ts";
 
 /** nc's options that take a value. */
 const WITH_VALUE = new Set([..."IiMmOPpqsTVWwXx"]);

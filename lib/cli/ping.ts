@@ -4,16 +4,17 @@
  * @module
  */
 
-import { exitCodeOf, SockitError, UsageError } from "../errors.ts";
-import { jsonLine } from "../format.ts";
-import { formatHost } from "../ip.ts";
-import { ping } from "../ping.ts";
-import type { PingEvent, PingSummary } from "../ping.ts";
-import { requireRawSockets, unmappedAddress } from "../raw.ts";
-import { resolve } from "../resolve.ts";
+import { exitCodeOf, SockitError, UsageError } from "../base/errors.ts";
+import { jsonLine } from "../base/format.ts";
+import { formatHost } from "../net/ip.ts";
+import { ping } from "../tools/ping.ts";
+import type { PingEvent, PingSummary } from "../tools/ping.ts";
+import { requireRawSockets, unmappedAddress } from "../net/raw.ts";
+import { resolve } from "../net/resolve.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
+import { LIFETIME_FLAG } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { countFlag, durationFlag, familyFlag } from "./values.ts";
 
@@ -29,6 +30,8 @@ export interface PingCommandOptions extends GlobalOptions {
   timeout: number;
   /** `-w` in ms. */
   deadline?: number;
+  /** `--timeout`: the whole command's limit in ms (exit 124). */
+  lifetime?: number;
   /** `-s`: data bytes (default 56). */
   size: number;
   /** `--ttl`. */
@@ -60,6 +63,7 @@ socket, 130/143 when interrupted (after the statistics).`,
       ],
       "reply-timeout",
       "deadline",
+      LIFETIME_FLAG,
       "size",
       "ttl",
       "socket",
@@ -109,6 +113,7 @@ socket, 130/143 when interrupted (after the statistics).`,
       interval,
       timeout,
       deadline: durationFlag(values, "deadline", true),
+      lifetime: durationFlag(values, "timeout", true),
       size,
       ttl,
       socket,
@@ -116,6 +121,7 @@ socket, 130/143 when interrupted (after the statistics).`,
     };
   },
   run: runPing,
+  deadline: (options) => options.lifetime,
 };
 
 /**

@@ -13,9 +13,9 @@ import {
   startStdioWorker,
   StdinReader,
   type StdioWorker,
-  stdoutClosed,
+  stdoutMayBeClosed,
   StdoutWriter,
-} from "../stdio.ts";
+} from "../engine/stdio.ts";
 
 /**
  * Runs `argv` with the process's stdio until it ends or `signal` aborts;
@@ -58,7 +58,7 @@ export async function runProcess(argv: string[], signal: AbortSignal): Promise<n
       }
     },
     noColor: Deno.noColor,
-    stdoutClosed: stdoutClosed(),
+    stdoutMayBeClosed: stdoutMayBeClosed(),
   });
   try {
     await stdout.flush();

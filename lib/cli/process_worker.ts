@@ -7,7 +7,7 @@
  */
 
 import { runProcess, stdioWorkersFromMain } from "./process.ts";
-import { SignalInterrupt } from "../errors.ts";
+import { SignalInterrupt } from "../base/errors.ts";
 
 const scope = globalThis as unknown as {
   onmessage: (event: MessageEvent) => void;

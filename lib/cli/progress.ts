@@ -8,8 +8,8 @@
  * @module
  */
 
-import type { Counted } from "../events.ts";
-import { formatBytes, formatDuration } from "../format.ts";
+import type { Counted } from "../engine/events.ts";
+import { formatBytes, formatDuration } from "../base/format.ts";
 
 /** How often the line is redrawn (at most 10 times a second). */
 export const PROGRESS_INTERVAL = 100;

@@ -7,12 +7,12 @@
  * @module
  */
 
-import type { SocketOptions } from "../conn.ts";
-import { formatEndpoint, parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
-import { cidrContains, parseCidr } from "../cidr.ts";
-import { formatHost } from "../ip.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
+import { cidrContains, parseCidr } from "../net/cidr.ts";
+import { formatHost } from "../net/ip.ts";
 import {
   acceptProxyRequest,
   LOCAL_TARGETS,
@@ -21,15 +21,15 @@ import {
   parseUsers,
   ProxyRefusal,
   REQUEST_TIMEOUT,
-} from "../proxy_server.ts";
-import type { TargetRules } from "../proxy_server.ts";
-import { serve } from "../server.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import { requireEndpoint } from "../transports.ts";
+} from "../tools/proxy_server.ts";
+import type { TargetRules } from "../tools/proxy_server.ts";
+import { serve } from "../engine/server.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { requireEndpoint } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { durationFlag, familyFlag, serverLimits, socketFlags } from "./values.ts";
@@ -85,6 +85,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
         "request-timeout",
         ...SERVER_FLAGS,
         ["idle-timeout", "close a tunnel after DUR without data either way"],
+        LIFETIME_FLAG,
         ["ipv4", "resolve target names to IPv4 only"],
         ["ipv6", "resolve target names to IPv6 only"],
       ],
@@ -126,6 +127,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
     };
   },
   run: runProxy,
+  deadline: (options) => options.lifetime,
 };
 
 /** The users of `--auth` and `--auth-file` (a file without users is an error). */

@@ -10,14 +10,14 @@
  * @module
  */
 
-import { exitCodeOf, SockitError, toSockitError, UsageError } from "../errors.ts";
-import type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "../events.ts";
-import { formatBytes, formatDuration } from "../format.ts";
-import { HexDumper } from "../hexdump.ts";
-import type { CertificateInfo, HandshakeInfo } from "../tls.ts";
-import type { TraceFn } from "../trace.ts";
-import type { UpgradeInfo } from "../websocket.ts";
-import { DEFAULT_SCHEME } from "../transports.ts";
+import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
+import type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "../engine/events.ts";
+import { formatBytes, formatDuration } from "../base/format.ts";
+import { HexDumper } from "../engine/hexdump.ts";
+import type { CertificateInfo, HandshakeInfo } from "../protocols/tls.ts";
+import type { TraceFn } from "../engine/trace.ts";
+import type { UpgradeInfo } from "../protocols/websocket.ts";
+import { DEFAULT_SCHEME } from "../net/transports.ts";
 import { jsonFormat, linePrefix, textFormat } from "./event_format.ts";
 import type { EventFormat } from "./event_format.ts";
 import { ProgressLine } from "./progress.ts";

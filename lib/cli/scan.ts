@@ -5,11 +5,11 @@
  * @module
  */
 
-import { exitCodeOf, toSockitError, UsageError } from "../errors.ts";
-import { formatDuration, jsonLine } from "../format.ts";
-import { formatHost } from "../ip.ts";
-import { resolve } from "../resolve.ts";
-import { formatPorts, parsePorts, scan, scanUdp } from "../scan.ts";
+import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
+import { formatDuration, jsonLine } from "../base/format.ts";
+import { formatHost } from "../net/ip.ts";
+import { resolve } from "../net/resolve.ts";
+import { formatPorts, parsePorts, scan, scanUdp } from "../tools/scan.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -23,9 +23,9 @@ import {
   sourceFamily,
   sourceFlag,
 } from "./values.ts";
-import type { SourceAddress } from "../tcp_libc.ts";
-import { proxyDialer } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
+import type { SourceAddress } from "../net/tcp_libc.ts";
+import { proxyDialer } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
 
 /** Parsed options of `sockit scan`. */
 export interface ScanCommandOptions extends GlobalOptions {

@@ -8,22 +8,22 @@
  * @module
  */
 
-import type { Endpoint } from "../address.ts";
-import type { DatagramSocket } from "../datagram.ts";
-import { DATAGRAM_MAX_SESSIONS, DATAGRAM_SESSION_IDLE } from "../datagram_forward.ts";
-import type { ForwardDatagramsOptions } from "../datagram_forward.ts";
-import { schemePrefix, transportOf } from "../transports.ts";
-import { checkSocketOptions } from "../conn.ts";
-import type { SocketOptions } from "../conn.ts";
-import type { Listener } from "../listener.ts";
-import { listen } from "../open.ts";
-import type { ServeOptions } from "../server.ts";
+import type { Endpoint } from "../net/address.ts";
+import type { DatagramSocket } from "../net/datagram.ts";
+import { DATAGRAM_MAX_SESSIONS, DATAGRAM_SESSION_IDLE } from "../net/datagram_forward.ts";
+import type { ForwardDatagramsOptions } from "../net/datagram_forward.ts";
+import { schemePrefix, transportOf } from "../net/transports.ts";
+import { checkSocketOptions } from "../net/conn.ts";
+import type { SocketOptions } from "../net/conn.ts";
+import type { Listener } from "../net/listener.ts";
+import { listen } from "../net/open.ts";
+import type { ServeOptions } from "../engine/server.ts";
 import type { CommandContext } from "./context.ts";
 import type { ServerLimits } from "./values.ts";
 import type { Reporter } from "./report.ts";
 import { explainTlsListenError, serverCertificate } from "./tls_flags.ts";
 import type { TlsServerFlags } from "./tls_flags.ts";
-import type { WebSocketServerOptions } from "../websocket.ts";
+import type { WebSocketServerOptions } from "../protocols/websocket.ts";
 
 /** Options of {@linkcode openServer}. */
 export interface OpenServerOptions {

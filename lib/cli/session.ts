@@ -8,12 +8,12 @@
  * @module
  */
 
-import { Dialogue } from "../dialogue.ts";
-import type { Step } from "../dialogue.ts";
-import { openPayload } from "../payload.ts";
-import type { Input } from "../stdio.ts";
-import { SERVER_BUFFER, transfer } from "../transfer.ts";
-import type { Peer, TransferOptions } from "../transfer.ts";
+import { Dialogue } from "../engine/dialogue.ts";
+import type { Step } from "../engine/dialogue.ts";
+import { openPayload } from "../engine/payload.ts";
+import type { Input } from "../engine/stdio.ts";
+import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import type { Peer, TransferOptions } from "../engine/transfer.ts";
 import type { CommandContext } from "./context.ts";
 import type { Reporter } from "./report.ts";
 import { compilePatterns } from "./values.ts";
@@ -61,7 +61,9 @@ export interface SessionOptions extends Pick<TransferOptions, "idleTimeout" | "h
 }
 
 /**
- * How a stream session ends when the peer ends first:
+ * How a stream session ends when the peer ends first, by what is sent —
+ * `terminal` when it is typed at a terminal (stdin is one and the session
+ * sends stdin; `--send`/`--send-file` are never a terminal):
  *
  * - `connect`, input not a terminal: it does not end there — input keeps
  *   flowing to a peer that only half-closed, until the input ends or a
@@ -166,7 +168,8 @@ export async function runSession(
     // A WebSocket's Close ends both directions: input still to come has nowhere to go.
     ? { endOnEof: "a" as const, linger: 0 }
     : options.role
-    ? endRule(options.role, ctx.stdinIsTerminal === true, options)
+    // The payload's source decides, not stdin: a --send-file run from a terminal sends a file.
+    ? endRule(options.role, ctx.stdinIsTerminal === true && payload.fromInput, options)
     : { endOnEof: options.endOnEof, linger: options.linger };
   const code = await transfer(options.sendOnly ? unread(peer) : peer, payload, {
     signal: options.signal ?? ctx.signal,

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { ClosedInfo } from "../events.ts";
-import { formatBytes, formatDuration, formatRate } from "../format.ts";
+import type { ClosedInfo } from "../engine/events.ts";
+import { formatBytes, formatDuration, formatRate } from "../base/format.ts";
 
 /** A `stats` record: its text line and its JSON fields. */
 export interface StatsRecord {

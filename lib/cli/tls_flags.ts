@@ -7,13 +7,18 @@
  * @module
  */
 
-import { formatEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { SockitError, UsageError } from "../errors.ts";
-import type { ServerTls } from "../listener.ts";
-import { certificateInfo, ephemeralCertificate, loadCaCerts, loadCertificate } from "../tls.ts";
-import type { TlsClientOptions } from "../tls.ts";
-import { isTls, transportOf, withTls } from "../transports.ts";
+import { formatEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { SockitError, UsageError } from "../base/errors.ts";
+import type { ServerTls } from "../net/listener.ts";
+import {
+  certificateInfo,
+  ephemeralCertificate,
+  loadCaCerts,
+  loadCertificate,
+} from "../protocols/tls.ts";
+import type { TlsClientOptions } from "../protocols/tls.ts";
+import { isTls, transportOf, withTls } from "../net/transports.ts";
 import type { FlagUse, FlagValues } from "./flags.ts";
 import { durationFlag } from "./values.ts";
 import type { Reporter } from "./report.ts";

@@ -5,16 +5,17 @@
  * @module
  */
 
-import { exitCodeOf, UsageError } from "../errors.ts";
-import { jsonLine } from "../format.ts";
-import { formatHost } from "../ip.ts";
-import { requireRawSockets, unmappedAddress } from "../raw.ts";
-import { resolve } from "../resolve.ts";
-import { traceroute } from "../traceroute.ts";
-import type { Hop } from "../traceroute.ts";
+import { exitCodeOf, UsageError } from "../base/errors.ts";
+import { jsonLine } from "../base/format.ts";
+import { formatHost } from "../net/ip.ts";
+import { requireRawSockets, unmappedAddress } from "../net/raw.ts";
+import { resolve } from "../net/resolve.ts";
+import { traceroute } from "../tools/traceroute.ts";
+import type { Hop } from "../tools/traceroute.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
+import { LIFETIME_FLAG } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { countFlag, durationFlag, familyFlag } from "./values.ts";
 
@@ -32,6 +33,8 @@ export interface TracerouteCommandOptions extends GlobalOptions {
   port: number;
   /** `-4` / `-6`. */
   family?: 4 | 6;
+  /** `--timeout`: the whole command's limit in ms (exit 124). */
+  lifetime?: number;
 }
 
 /** `sockit traceroute`. */
@@ -52,6 +55,7 @@ said it is unreachable), 126 without a raw socket.`,
       "max-hops",
       "queries",
       "probe-timeout",
+      LIFETIME_FLAG,
       "port",
       "numeric",
       ["ipv4", "resolve HOST to IPv4"],
@@ -82,9 +86,19 @@ said it is unreachable), 126 without a raw socket.`,
     if (port < 1 || port > 65535) throw new UsageError("option --port needs 1–65535");
     const probeTimeout = durationFlag(values, "probe-timeout") ?? 5000;
     if (probeTimeout <= 0) throw new UsageError("option --probe-timeout must be more than 0");
-    return { ...globals, host, maxHops, queries, probeTimeout, port, family: familyFlag(values) };
+    return {
+      ...globals,
+      host,
+      maxHops,
+      queries,
+      probeTimeout,
+      port,
+      family: familyFlag(values),
+      lifetime: durationFlag(values, "timeout", true),
+    };
   },
   run: runTraceroute,
+  deadline: (options) => options.lifetime,
 };
 
 /**

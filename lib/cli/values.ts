@@ -6,24 +6,24 @@
  * @module
  */
 
-import { formatEndpoint, parseEndpoint } from "../address.ts";
-import type { Endpoint } from "../address.ts";
-import { parseCidr } from "../cidr.ts";
-import type { AccessRules } from "../cidr.ts";
-import { parseDuration } from "../duration.ts";
-import { UsageError } from "../errors.ts";
-import { decodeEscapes } from "../escapes.ts";
-import { Pattern } from "../pattern.ts";
-import { parseProxyUrl } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
-import type { WebSocketMode, WebSocketOptions } from "../websocket.ts";
-import { formatHost, ipFamily, isIPv6 } from "../ip.ts";
-import type { KeepaliveTimings, SocketOptions } from "../conn.ts";
-import type { MulticastOptions } from "../datagram.ts";
-import type { SourceAddress } from "../tcp_libc.ts";
-import { schemePrefix, transportOf } from "../transports.ts";
-import type { Transport } from "../transports.ts";
-import type { Step } from "../dialogue.ts";
+import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import type { Endpoint } from "../net/address.ts";
+import { parseCidr } from "../net/cidr.ts";
+import type { AccessRules } from "../net/cidr.ts";
+import { parseDuration } from "../base/duration.ts";
+import { UsageError } from "../base/errors.ts";
+import { decodeEscapes } from "../base/escapes.ts";
+import { Pattern } from "../engine/pattern.ts";
+import { parseProxyUrl } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
+import type { WebSocketMode, WebSocketOptions } from "../protocols/websocket.ts";
+import { formatHost, ipFamily, isIPv6 } from "../net/ip.ts";
+import type { KeepaliveTimings, SocketOptions } from "../net/conn.ts";
+import type { MulticastOptions } from "../net/datagram.ts";
+import type { SourceAddress } from "../net/tcp_libc.ts";
+import { schemePrefix, transportOf } from "../net/transports.ts";
+import type { Transport } from "../net/transports.ts";
+import type { Step } from "../engine/dialogue.ts";
 import { flagName, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, ParsedFlags } from "./flags.ts";
 
@@ -212,7 +212,7 @@ export function exclusive(values: FlagValues, names: string[]): void {
  * @example Usage
  * ```ts
  * import { refuseFlags } from "./values.ts";
- * import { transportOf } from "../transports.ts";
+ * import { transportOf } from "../net/transports.ts";
  * import assert from "node:assert/strict";
  *
  * assert.throws(() => refuseFlags({ "keep-open": true }, ["keep-open"], transportOf("udp")), /--keep-open is not supported with udp:\/\//);
@@ -256,6 +256,8 @@ export interface ServerLimits {
   access: AccessRules;
   /** Per-connection idle timeout in ms. */
   idleTimeout?: number;
+  /** The whole server's time limit in ms (`--timeout`): then it stops, exit 124. */
+  lifetime?: number;
 }
 
 /**
@@ -278,6 +280,7 @@ export function serverLimits(values: FlagValues): ServerLimits {
     maxConns,
     access: { allow: list("allow"), deny: list("deny") },
     idleTimeout: durationFlag(values, "idle-timeout", true),
+    lifetime: durationFlag(values, "timeout", true),
   };
 }
 

@@ -7,15 +7,21 @@
  */
 
 import os from "node:os";
-import { parseEndpoint } from "../address.ts";
-import { exitCodeOf, SockitError, TimeoutError, toSockitError, UsageError } from "../errors.ts";
-import { checkRunPermission } from "../exec.ts";
-import { formatDuration, jsonLine } from "../format.ts";
-import { requireEndpoint } from "../transports.ts";
-import type { HttpRequest } from "../http.ts";
-import { parseHttpUrl } from "../http.ts";
-import { waitFor } from "../wait.ts";
-import type { StatusSet, WaitResult, WaitTarget } from "../wait.ts";
+import { parseEndpoint } from "../net/address.ts";
+import {
+  exitCodeOf,
+  SockitError,
+  TimeoutError,
+  toSockitError,
+  UsageError,
+} from "../base/errors.ts";
+import { checkRunPermission } from "../tools/exec.ts";
+import { formatDuration, jsonLine } from "../base/format.ts";
+import { requireEndpoint } from "../net/transports.ts";
+import type { HttpRequest } from "../protocols/http.ts";
+import { parseHttpUrl } from "../protocols/http.ts";
+import { waitFor } from "../tools/wait.ts";
+import type { StatusSet, WaitResult, WaitTarget } from "../tools/wait.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -23,10 +29,10 @@ import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
 import { tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
 import type { TlsClientFlags } from "./tls_flags.ts";
-import type { Pattern } from "../pattern.ts";
+import type { Pattern } from "../engine/pattern.ts";
 import { compilePatterns, durationFlag, familyFlag, proxyFlag, regexFlag } from "./values.ts";
-import { proxyDialer } from "../proxy.ts";
-import type { ProxySpec } from "../proxy.ts";
+import { proxyDialer } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy.ts";
 
 /** Parsed options of `sockit wait`. */
 export interface WaitCommandOptions extends GlobalOptions {

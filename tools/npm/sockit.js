@@ -5,7 +5,7 @@
 // grants. Where Node has process.execve (22.15+), this process becomes Deno:
 // one PID, signals and exit status as if Deno had been run directly.
 // Otherwise Deno is a child with stdio inherited (this process never touches
-// the data), SIGTERM/SIGHUP are passed on, and its status is ours.
+// the data), SIGINT/SIGTERM/SIGHUP are passed on, and its status is ours.
 "use strict";
 
 const fs = require("node:fs");
@@ -76,11 +76,13 @@ const [file, argv] = process.platform === "linux" && fs.existsSync(setpriv)
   : [deno, args];
 const child = require("node:child_process").spawn(file, argv, { stdio: "inherit", env });
 
-// Ctrl-C reaches Deno from the terminal itself (one process group): passing
-// SIGINT on would make it a second one, which ends sockit at once. So SIGINT is
-// only kept from ending this process before Deno has answered it.
-process.on("SIGINT", () => {});
-for (const signal of ["SIGTERM", "SIGHUP"]) {
+// Every stop signal is passed on, whoever sent it: a `kill -INT` of this PID
+// alone (Python's send_signal, child.kill) reaches Deno only this way. One that
+// reached Deno directly too — Ctrl-C in a terminal, a signal to the process
+// group (timeout(1), job control) — arrives there twice within moments, and
+// sockit takes a repeat that close as the same stop (main.ts), not as the
+// second signal that ends it at once. This process ends with Deno's status.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(signal, () => child.kill(signal));
 }
 child.on("error", (error) => {

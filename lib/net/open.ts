@@ -1,0 +1,243 @@
+/**
+ * Opening endpoints — the three things a command does with one — by
+ * looking up its row in the transport table: {@linkcode connect} a stream
+ * (through the row's dialer chain, with retries and a deadline),
+ * {@linkcode listen} for streams, or {@linkcode openDatagram} for a
+ * datagram socket. Nothing here knows a scheme by name.
+ *
+ * @module
+ */
+
+import { formatEndpoint } from "./address.ts";
+import type { Endpoint, NetEndpoint, Role } from "./address.ts";
+import type { Connection, SocketOptions } from "./conn.ts";
+import { nextConnectionId } from "./conn.ts";
+import type { DatagramSocket } from "./datagram.ts";
+import { Deadline } from "../engine/deadline.ts";
+import { dialWithRetry, directDialer } from "./dial.ts";
+import type { DialContext, Dialer, DialTarget } from "./dial.ts";
+import { type SockitError, TimeoutError, UsageError } from "../base/errors.ts";
+import { formatDuration } from "../base/format.ts";
+import type { Listener } from "./listener.ts";
+import type { Lookup } from "./resolve.ts";
+import type { TlsClientOptions } from "../protocols/tls.ts";
+import type { TraceFn } from "../engine/trace.ts";
+import type { WebSocketClientOptions } from "../protocols/websocket.ts";
+import { formatAuthority, hostOf, schemePrefix, transportOf, withTls } from "./transports.ts";
+import type { OpenOptions } from "./transports.ts";
+
+/**
+ * The address a connection to `endpoint` is reported under: the host as
+ * given (or `localhost` for the port-only form) and port, `udp://` first for
+ * datagrams, or the socket path.
+ *
+ * @example Usage
+ * ```ts
+ * import { connectAddress } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(connectAddress({ transport: "tcp", port: 8888 }), "localhost:8888");
+ * assert.equal(connectAddress({ transport: "udp", hostname: "::1", port: 53 }), "udp://[::1]:53");
+ * assert.equal(connectAddress({ transport: "unix", path: "/s" }), "unix:/s");
+ * ```
+ */
+export function connectAddress(endpoint: Endpoint, family?: 4 | 6): string {
+  const row = transportOf(endpoint);
+  if ("path" in endpoint) return `${row.scheme}:${endpoint.path}`;
+  const authority = formatAuthority(
+    row.address,
+    hostOf(endpoint, "connect", family),
+    endpoint.port,
+  );
+  return row.kind === "datagram" ? `${schemePrefix(row)}${authority}` : authority;
+}
+
+/**
+ * What a dialer is given for `endpoint`: its host (the role's default for
+ * the port-only form) and port, or its path.
+ *
+ * @example Usage
+ * ```ts
+ * import { dialTarget } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(dialTarget({ transport: "tcp", port: 80 }, "connect", 6), { host: "::1", port: 80 });
+ * ```
+ */
+export function dialTarget(endpoint: Endpoint, role: Role, family?: 4 | 6): DialTarget {
+  return "path" in endpoint
+    ? { path: endpoint.path }
+    : { host: hostOf(endpoint, role, family), port: endpoint.port };
+}
+
+/**
+ * The deadline of connecting to `address` (and, for a command, of the whole
+ * session): after `ms` its signal aborts with `connect ADDRESS: timed out
+ * after …` (exit 124).
+ *
+ * @example Usage
+ * ```ts
+ * import { connectDeadline } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using deadline = connectDeadline(5, "127.0.0.1:80");
+ * await new Promise((resolve) => deadline.signal.addEventListener("abort", resolve));
+ * assert.match(String(deadline.signal.reason), /connect 127\.0\.0\.1:80: timed out after 5 ms/);
+ * ```
+ */
+export function connectDeadline(
+  ms: number | undefined,
+  address: string,
+  parent?: AbortSignal,
+): Deadline {
+  return new Deadline(
+    ms,
+    () => new TimeoutError(`timed out after ${formatDuration(ms!)}`, { op: "connect", address }),
+    parent,
+  );
+}
+
+/** Options of {@linkcode connect}. */
+export interface ConnectOptions {
+  /** Restrict name resolution to IPv4 (`4`) or IPv6 (`6`), as `-4`/`-6`. */
+  family?: 4 | 6;
+  /** Give up connecting after this many ms (all attempts together): exit 124. */
+  timeout?: number;
+  /** Attempts after the first one fails (`--retry N`). */
+  retry?: number;
+  /** Pause between attempts in ms (default 1000). */
+  retryDelay?: number;
+  /**
+   * Cancels connecting; the promise rejects with `signal.reason`. A
+   * command's deadline is such a signal (its reason a `TimeoutError`).
+   */
+  signal?: AbortSignal;
+  /** Prints each socket operation (`--trace`). */
+  trace?: TraceFn;
+  /** Called when an address fails and another is tried, or before a retry. */
+  onAttemptFailed?: (address: string, error: SockitError, willRetry: boolean) => void;
+  /** The resolver; the system's by default. */
+  lookup?: Lookup;
+  /** TLS client settings, for an endpoint that speaks TLS. */
+  tls?: TlsClientOptions;
+  /**
+   * The first link of the chain (default: the direct dialer). A proxy dialer
+   * goes here; the row's own layers (TLS, …) are added on top.
+   */
+  base?: Dialer;
+  /** WebSocket settings, for a `ws://` or `wss://` endpoint (its path is the endpoint's). */
+  websocket?: Omit<WebSocketClientOptions, "host" | "resource">;
+  /** TCP options (`--nodelay`, `--keepalive`). */
+  socket?: SocketOptions;
+}
+
+/**
+ * Connects to a stream endpoint through its row's dialer chain. A host
+ * name is resolved and its addresses are tried one by one until one
+ * accepts; with `retry`, the whole round is repeated after `retryDelay`.
+ * Rejects with a {@linkcode SockitError} (a {@linkcode TimeoutError} when
+ * `timeout` expires).
+ *
+ * @example Usage
+ * ```ts
+ * import { connect } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using conn = await connect({ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port });
+ * assert.equal(conn.remoteAddress, `127.0.0.1:${listener.addr.port}`);
+ * listener.close();
+ * ```
+ */
+export async function connect(
+  endpoint: Endpoint,
+  options: ConnectOptions = {},
+): Promise<Connection> {
+  // TLS settings mean TLS: `--tls` on a plain endpoint, or a usage error where TLS cannot go.
+  if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
+  const row = transportOf(endpoint);
+  const address = connectAddress(endpoint, options.family);
+  if (!row.dialer) {
+    throw new UsageError(`${address}: ${schemePrefix(row)} is not a stream to connect to`);
+  }
+  using deadline = connectDeadline(options.timeout, address, options.signal);
+  const ctx: DialContext = {
+    id: nextConnectionId(),
+    signal: deadline.signal,
+    trace: options.trace,
+    family: options.family,
+    lookup: options.lookup,
+    onAttemptFailed: options.onAttemptFailed,
+    socket: options.socket,
+  };
+  const dialer = row.dialer(options.base ?? directDialer(), {
+    tls: options.tls,
+    socket: options.socket,
+    websocket: row.address === "url"
+      ? {
+        ...options.websocket,
+        host: "",
+        resource: (endpoint as NetEndpoint).resource ?? "/",
+      }
+      : undefined,
+  });
+  return await dialWithRetry(dialer, dialTarget(endpoint, "connect", options.family), ctx, {
+    retry: options.retry,
+    retryDelay: options.retryDelay,
+    address,
+  });
+}
+
+/**
+ * Binds and listens on a stream endpoint. The port-only form binds
+ * loopback; port 0 asks the OS for a free port (see `Listener.address`).
+ *
+ * @example Usage
+ * ```ts
+ * import { listen } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using listener = await listen({ transport: "tcp", port: 0 });
+ * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
+ * ```
+ */
+export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Promise<Listener> {
+  if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
+  const row = transportOf(endpoint);
+  if (!row.listen) {
+    throw new UsageError(
+      `${schemePrefix(row)}: a ${row.kind} socket does not listen for connections`,
+    );
+  }
+  return await row.listen(endpoint, options);
+}
+
+/**
+ * A datagram socket for `endpoint`: bound to it (`listen`), or talking to
+ * it (`connect`).
+ *
+ * @example Usage
+ * ```ts
+ * import { openDatagram } from "./open.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const sock = await openDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }, "listen");
+ * assert.match(sock.address, /^127\.0\.0\.1:\d+$/);
+ * sock.close();
+ * ```
+ */
+export async function openDatagram(
+  endpoint: Endpoint,
+  role: Role,
+  options: OpenOptions = {},
+): Promise<DatagramSocket> {
+  const row = transportOf(endpoint);
+  if (!row.datagram) {
+    throw new UsageError(
+      `${connectAddress(endpoint, options.family)}: ${
+        schemePrefix(row)
+      } is a stream, not datagrams`,
+    );
+  }
+  return await row.datagram(endpoint, role, options);
+}

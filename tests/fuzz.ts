@@ -15,9 +15,9 @@ import type { Command } from "../lib/cli/command.ts";
 import { flagName, FLAGS } from "../lib/cli/flags.ts";
 import type { FlagName, FlagSpec } from "../lib/cli/flags.ts";
 import { COMMANDS } from "../lib/cli/main.ts";
-import { ipv6Groups, isIPv4, isIPv6 } from "../lib/ip.ts";
-import { DEFAULT_SCHEME, schemePrefix, TRANSPORTS } from "../lib/transports.ts";
-import type { AddressForm, Transport } from "../lib/transports.ts";
+import { ipv6Groups, isIPv4, isIPv6 } from "../lib/net/ip.ts";
+import { DEFAULT_SCHEME, schemePrefix, TRANSPORTS } from "../lib/net/transports.ts";
+import type { AddressForm, Transport } from "../lib/net/transports.ts";
 import type { SockitResult } from "./helpers.ts";
 import { requireTool, spawnSockit } from "./helpers.ts";
 

@@ -17,7 +17,7 @@ import fc from "fast-check";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { commandLines, coverageGaps, DECLARED, fuzz, missingGenerators } from "./fuzz.ts";
 import { COMMANDS } from "../lib/cli/main.ts";
-import { TRANSPORTS } from "../lib/transports.ts";
+import { TRANSPORTS } from "../lib/net/transports.ts";
 import { fuzzProxy } from "./fuzz_proxy.ts";
 import { customCommand, encoder, runSockit, spawnSockit } from "./helpers.ts";
 import { exchange, frame, fuzzWebSocket, upgradeRequest } from "./fuzz_ws.ts";

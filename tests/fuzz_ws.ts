@@ -27,7 +27,7 @@
  */
 
 import fc from "fast-check";
-import { acceptKey } from "../lib/websocket.ts";
+import { acceptKey } from "../lib/protocols/websocket.ts";
 import type { SockitRun } from "./helpers.ts";
 import { decoder, encoder, spawnSockit } from "./helpers.ts";
 

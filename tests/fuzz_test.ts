@@ -127,6 +127,21 @@ Deno.test("fuzz finding: wait -4 with an IPv6 target among others is a usage err
   }
 });
 
+Deno.test("fuzz finding: echo and listen udp:// with --multicast-ttl/--multicast-loop and no --multicast-join: a usage error before a socket is made", async () => {
+  // It was found once the socket was made and bound: with --trace, 5 lines.
+  for (const command of ["echo", "listen"]) {
+    const r = await runSockit([command, "udp://127.0.0.1:0", "--trace", "--multicast-loop=on"], {
+      stdin: "null",
+    });
+    assertEquals(r.code, 2, r.stderr);
+    assertEquals(
+      r.stderr,
+      "sockit: options --multicast-ttl and --multicast-loop on a server's socket come with " +
+        `--multicast-join\nsockit: hint: try 'sockit ${command} --help'\n`,
+    );
+  }
+});
+
 Deno.test("ws fuzz findings: reserved control opcodes, a Close behind a half-relayed frame, a Close lost as the relay ended", async () => {
   const key = btoa("sockit-findings!");
   const input = (target: 0 | 1, frames: WireFrame[], writes = 1): WsInput => ({

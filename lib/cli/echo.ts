@@ -110,7 +110,7 @@ UDP: every datagram goes back to its sender.`,
     return {
       ...globals,
       sockets: socketFlags(values),
-      datagram: datagramFlags(values, [endpoint]),
+      datagram: datagramFlags(values, [endpoint], { listening: true }),
       endpoint,
       family: familyFlag(values, endpoint),
       ...serverLimits(values),

@@ -236,7 +236,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     return {
       ...globals,
       sockets: socketFlags(values),
-      datagram: datagramFlags(values, [endpoint]),
+      datagram: datagramFlags(values, [endpoint], { listening: true }),
       endpoint,
       steps: dialogueSteps(sequence),
       noHalfClose: values["no-half-close"] === true,

@@ -589,7 +589,9 @@ export interface DatagramFlags {
 
 /**
  * The multicast options and `--broadcast`, which only `udp://` endpoints
- * take.
+ * take. A server's socket (`listening`) sets its multicast TTL and loop
+ * through a membership: without `--multicast-join` they are a usage error
+ * here, before any socket is made.
  *
  * @example Usage
  * ```ts
@@ -598,10 +600,23 @@ export interface DatagramFlags {
  *
  * assert.deepEqual(datagramFlags({ broadcast: true }, [{ transport: "udp", hostname: "255.255.255.255", port: 9 }]), { broadcast: true });
  * assert.throws(() => datagramFlags({ broadcast: true }, [{ transport: "tcp", port: 9 }]), /udp:\/\//);
+ * assert.throws(
+ *   () => datagramFlags({ "multicast-ttl": "2" }, [{ transport: "udp", port: 9 }], { listening: true }),
+ *   /come with --multicast-join/,
+ * );
  * ```
  */
-export function datagramFlags(values: FlagValues, endpoints: Endpoint[]): DatagramFlags {
+export function datagramFlags(
+  values: FlagValues,
+  endpoints: Endpoint[],
+  options: { listening?: boolean } = {},
+): DatagramFlags {
   const multicast = multicastFlags(values);
+  if (options.listening && multicast && !multicast.join) {
+    throw new UsageError(
+      "options --multicast-ttl and --multicast-loop on a server's socket come with --multicast-join",
+    );
+  }
   const broadcast = values.broadcast === true;
   if ((multicast || broadcast) && !endpoints.some((e) => transportOf(e).scheme === "udp")) {
     throw new UsageError(

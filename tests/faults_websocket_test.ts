@@ -36,6 +36,8 @@ interface CloseCase {
   line?: RegExp;
   /** The Close code the peer receives from sockit (null: an empty Close; "none": no Close). */
   answer: number | null | "none";
+  /** sockit's input may all be sent before the peer acts (then nothing was lost). */
+  racesInput?: boolean;
 }
 
 /** The codes of each class a peer may send, and what sockit makes of them. */
@@ -81,6 +83,7 @@ function peerCloses(): CloseCase[] {
         extra: moment.input ? ["--binary"] : [],
         // Input it could not send any more is reported, whatever the code: nothing is lost silently.
         code: moment.input ? 1 : exit,
+        racesInput: moment.input !== undefined,
         line: moment.input
           ? new RegExp(`${closed}|${undelivered}`)
           : exit
@@ -178,12 +181,15 @@ async function runCase(c: CloseCase, role: "connect" | "listen"): Promise<void> 
   await using _ = peer;
   await peer.done();
   const what = `${role}: ${c.name}`;
-  assertEquals(result.code, c.code, `${what}: exit ${result.code}\n${result.stderr}`);
+  // All of the input may be out before the peer's Close comes: then a clean code is a clean end.
+  const clean = c.answer === null || c.answer === 1000 || c.answer === 1001;
+  const codes = c.racesInput && clean ? [c.code, 0] : [c.code];
+  assert(codes.includes(result.code), `${what}: exit ${result.code}\n${result.stderr}`);
   // listen -v also says where it listened and whom it served: the one line is the one that is not.
   const lines = result.stderr.split("\n").filter((l) =>
     l && !/listening on|connection from|WebSocket with|closed 127/.test(l)
   );
-  if (c.line) {
+  if (c.line && !(c.racesInput && result.code === 0)) {
     assertEquals(lines.length, 1, `${what}: ${result.stderr}`);
     assertMatch(lines[0], c.line, what);
   } else assertEquals(lines, [], what);

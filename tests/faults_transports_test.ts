@@ -41,7 +41,8 @@ const IDLE_BOUND_MS = 300 + 2500;
 function faultLines(stderr: string): string[] {
   return stderr.split("\n").filter((l) =>
     l &&
-    !/listening on|connection from|WebSocket with|TLS with|TLS ephemeral|^sockit: closed /.test(l)
+    !/listening on|connection from|WebSocket with|TLS with|TLS ephemeral|^sockit: closed |--insecure: the server's certificate is not verified/
+      .test(l)
   );
 }
 
@@ -70,6 +71,13 @@ const CLIENT_ROWS: ClientRow[] = [
     name: "tls",
     layers: "tls",
     args: (a, cert) => [`tls://localhost:${a}`, "--cacert", cert],
+    handshakeClose: /the peer closed the connection during the TLS handshake$/,
+  },
+  {
+    // --insecure is TLS through node:tls (a destroyed handshake's late error was thrown, uncaught).
+    name: "tls --insecure",
+    layers: "tls",
+    args: (a) => [`tls://127.0.0.1:${a}`, "--insecure"],
     handshakeClose: /the peer closed the connection during the TLS handshake$/,
   },
   {

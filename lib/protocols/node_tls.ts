@@ -294,6 +294,9 @@ function settle(
       socket.off("close", onClose);
       socket.off("end", onClose);
       if (err === undefined) return resolve();
+      // Destroyed mid-handshake, node may still say why ("disconnected before secure TLS
+      // connection"): nobody listens any more, and an error event nobody hears is thrown.
+      socket.on("error", () => {});
       socket.destroy();
       reject(err);
     };

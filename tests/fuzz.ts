@@ -302,8 +302,9 @@ export function placeholderValues(place: FuzzPlace): Record<string, fc.Arbitrary
     TARGET: endpoint,
     HOST: host,
     PORTS: ports,
-    // (Nothing that exits 2 of its own, which would look like a usage error of sockit's.)
-    CMD: fc.constantFrom("true", "false", "/no/such/prog", "echo", ""),
+    // (Nothing that exits 2 of its own, which would look like a usage error of sockit's, and
+    // nothing that writes: the command's output is the test run's.)
+    CMD: fc.constantFrom("true", "false", "/no/such/prog", ""),
     ARGS: fc.constantFrom("-n", "exit 3", "x", "--", ""),
     // nc's usage line, in its own words.
     host: fc.oneof(host, fc.constant(`${dir}/nc.sock`)),
@@ -704,6 +705,8 @@ export interface FuzzOptions {
   stopAfter: number;
   /** A run must end this long after SIGTERM, in ms. */
   endWithin: number;
+  /** Told at once of a run still going `endWithin` after SIGTERM (a hang found). */
+  onHang?: (args: string[]) => void;
 }
 
 /** Runs fuzzed command lines; resolves to the violations found (none: every rule kept). */
@@ -751,7 +754,15 @@ export async function fuzz(
         failures.push(
           `${JSON.stringify(args)}: still running ${options.endWithin} ms after SIGTERM`,
         );
-        await run.result(); // it must end some time; the sanitizers check what it leaves
+        options.onHang?.(args);
+        // It may end late (the sanitizers then check what it leaves), or never: then it is left
+        // running, and the fuzz goes on without it.
+        let gaveUp: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          run.result(),
+          new Promise((resolve) => gaveUp = setTimeout(resolve, 10_000)),
+        ]);
+        clearTimeout(gaveUp);
         continue;
       }
       codes[result.code] = (codes[result.code] ?? 0) + 1;

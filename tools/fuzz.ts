@@ -15,10 +15,18 @@ import { fuzzWebSocket } from "../tests/fuzz_ws.ts";
 
 const runs = Number(Deno.env.get("FUZZ_RUNS") ?? 20_000);
 const seed = Number(Deno.env.get("FUZZ_SEED") ?? Date.now() % 2 ** 31);
-const started = performance.now();
-const result = await fuzz({ runs, seed, concurrency: 8, stopAfter: 150, endWithin: 3000 });
-const seconds = ((performance.now() - started) / 1000).toFixed(1);
 const out = (line: string) => Deno.stdout.writeSync(new TextEncoder().encode(`${line}\n`));
+const started = performance.now();
+const result = await fuzz({
+  runs,
+  seed,
+  concurrency: 8,
+  stopAfter: 150,
+  endWithin: 3000,
+  // A hang is said as it is found (the run goes on without it).
+  onHang: (args) => out(`HANG ${JSON.stringify(args)}`),
+});
+const seconds = ((performance.now() - started) / 1000).toFixed(1);
 out(`fuzz: ${result.runs} command lines, seed ${seed}, ${seconds} s`);
 out(`exit codes: ${JSON.stringify(result.codes)}; stopped by SIGTERM: ${result.stopped}`);
 for (const failure of result.failures) out(`BROKEN ${failure}`);

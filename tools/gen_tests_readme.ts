@@ -22,6 +22,30 @@ const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
   [/\bstraced\(/, ["strace"]],
   [/\brequireRoot\(/, ["root"]],
   [/\blocalhostCertificate\(/, ["openssl"]],
+  // The STARTTLS fixtures (tests/starttls_servers.ts): each server, and what runs it.
+  [/\bSTARTTLS_SERVERS\b/, [
+    "setsid",
+    "setpriv",
+    "postfix",
+    "dovecot",
+    "dovecot-imapd",
+    "dovecot-pop3d",
+    "dovecot-lmtpd",
+    "vsftpd",
+    "prosody",
+    "postgresql",
+    "slapd",
+    "inspircd",
+  ]],
+  [/\bstartSmtp\(/, ["setsid", "postfix"]],
+  [/\bstartImap\(/, ["setsid", "dovecot", "dovecot-imapd"]],
+  [/\bstartPop3\(/, ["setsid", "dovecot", "dovecot-pop3d"]],
+  [/\bstartLmtp\(/, ["setsid", "dovecot", "dovecot-lmtpd"]],
+  [/\bstartFtp\(/, ["setsid", "vsftpd"]],
+  [/\bstartXmpp\(/, ["setsid", "setpriv", "prosody"]],
+  [/\bstartPostgres\(|\bpsqlPath\(/, ["setsid", "setpriv", "postgresql"]],
+  [/\bstartLdap\(/, ["setsid", "slapd"]],
+  [/\bstartIrc\(/, ["setsid", "setpriv", "inspircd"]],
 ];
 
 /**

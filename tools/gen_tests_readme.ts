@@ -57,8 +57,8 @@ const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
  * import { needsOf } from "./gen_tests_readme.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(needsOf('requireTool("socat"); new Lab(); requireTool("curl")'), [
- *   "curl", "ip", "socat", "namespaces", "root",
+ * assert.deepEqual(needsOf('requireTool("socat"); Lab.create(); requireTool("curl")'), [
+ *   "curl", "ip", "socat", "sysctl", "namespaces", "root",
  * ]);
  * ```
  */

@@ -1,5 +1,5 @@
 /**
- * sockit as a library: the endpoint grammar and its transport table,
+ * sockit as a library: the endpoint grammar and its scheme table,
  * connecting, listening and datagram sockets, the one relay and the
  * transfer engine built on it, servers, `waitFor` and `scan` — what a Deno
  * script needs to start a service, wait for it and talk to it. See
@@ -28,19 +28,33 @@
  * @module
  */
 
-export { formatEndpoint, parseEndpoint } from "./net/address.ts";
-export type { Endpoint, NetEndpoint, PathEndpoint, Role, Scheme } from "./net/address.ts";
+export { formatEndpoint, parseEndpoint, requireEndpoint, transportOf } from "./net/address.ts";
+export type {
+  Endpoint,
+  EndpointNeeds,
+  HostPortEndpoint,
+  HostProtocolEndpoint,
+  NetEndpoint,
+  PathEndpoint,
+  UrlEndpoint,
+} from "./net/address.ts";
 export { parseCidr } from "./net/cidr.ts";
 export type { AccessRules, Cidr } from "./net/cidr.ts";
 export { Connection } from "./net/conn.ts";
+export { StreamLayer } from "./net/stream.ts";
+export type { Stream } from "./net/stream.ts";
 export { DatagramSide } from "./net/datagram.ts";
 export type {
+  ChildAddress,
   DatagramMode,
   DatagramSideOptions,
   DatagramSocket,
+  IpProtocolAddress,
   MulticastOptions,
+  PeerAddress,
   PeerSession,
 } from "./net/datagram.ts";
+export type { InetAddress, UnixAddress } from "./sys/sockaddr.ts";
 export { Dialogue } from "./engine/dialogue.ts";
 export type { PendingExpect, Step } from "./engine/dialogue.ts";
 export { httpExchange, parseHttpUrl } from "./protocols/http.ts";
@@ -58,12 +72,22 @@ export {
   UsageError,
 } from "./base/errors.ts";
 export type { SockitErrorOptions } from "./base/errors.ts";
-export type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "./engine/events.ts";
+export { reportLayers } from "./engine/events.ts";
+export type {
+  ChunkTap,
+  ClosedInfo,
+  Counted,
+  Events,
+  LayerEnd,
+  LayerInfo,
+  LayerReport,
+  PeerInfo,
+} from "./engine/events.ts";
 export { ChildStream, splitCommand } from "./tools/exec.ts";
 export type { ChildOptions } from "./tools/exec.ts";
 export { formatAddr, formatHost, isIPv4, isIPv6 } from "./net/ip.ts";
 export { Listener } from "./net/listener.ts";
-export type { ListenerOptions, ServerTls } from "./net/listener.ts";
+export type { ListenerOptions, ListenerUpgrade, ServerTls } from "./net/listener.ts";
 export { acceptTls, connectTls } from "./protocols/node_tls.ts";
 export type { AcceptTlsOptions, SecuredConn } from "./protocols/node_tls.ts";
 export { Pattern } from "./engine/pattern.ts";
@@ -93,18 +117,20 @@ export type {
   TlsCertificate,
   TlsClientOptions,
 } from "./protocols/tls.ts";
+export { TlsStream } from "./protocols/tls_stream.ts";
 export type { TraceFn } from "./engine/trace.ts";
 export { transfer } from "./engine/transfer.ts";
 export type { Peer, TransferOptions } from "./engine/transfer.ts";
-export { requireEndpoint, transportOf, TRANSPORTS } from "./net/transports.ts";
+export { SCHEMES } from "./net/schemes.ts";
 export type {
   AddressForm,
-  DialerOptions,
-  EndpointNeeds,
-  OpenOptions,
+  OptionGroup,
+  Role,
+  Scheme,
+  SchemeDescriptor,
   TlsSupport,
-  Transport,
-} from "./net/transports.ts";
+} from "./net/schemes.ts";
+export type { DialerOptions, OpenOptions } from "./net/transports.ts";
 export { traceroute } from "./tools/traceroute.ts";
 export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./tools/traceroute.ts";
 export { websocketClient, websocketServer, WebSocketSide } from "./protocols/websocket.ts";
@@ -115,7 +141,7 @@ export type {
   WebSocketOptions,
   WebSocketServerOptions,
 } from "./protocols/websocket.ts";
-export type { KeepaliveTimings, SocketOptions } from "./net/conn.ts";
+export type { KeepaliveTimings, SocketOptions, StreamSocket } from "./net/conn.ts";
 export type { SourceAddress } from "./net/tcp_libc.ts";
 export { waitFor } from "./tools/wait.ts";
 export type { StatusSet, WaitOptions, WaitResult, WaitTarget } from "./tools/wait.ts";

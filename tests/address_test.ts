@@ -1,32 +1,58 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import fc from "fast-check";
 import { formatEndpoint, parseEndpoint } from "../lib/net/address.ts";
-import { formatAddr, isIPv4, isIPv6 } from "../lib/net/ip.ts";
-import { requireEndpoint, TRANSPORTS } from "../lib/net/transports.ts";
+import { formatAddr, isIPv4, isIPv6, parseUnixName } from "../lib/net/ip.ts";
+import { requireEndpoint } from "../lib/net/address.ts";
+import { schemeNamed } from "../lib/net/schemes.ts";
 import type { Endpoint } from "../lib/net/address.ts";
 import { UsageError } from "../lib/base/errors.ts";
 
 Deno.test("parseEndpoint: every documented form", () => {
   const table: Array<[string, Endpoint]> = [
-    ["8888", { transport: "tcp", port: 8888 }],
-    ["0", { transport: "tcp", port: 0 }],
-    ["localhost:8888", { transport: "tcp", hostname: "localhost", port: 8888 }],
-    ["1.2.3.4:80", { transport: "tcp", hostname: "1.2.3.4", port: 80 }],
-    ["[::1]:8888", { transport: "tcp", hostname: "::1", port: 8888 }],
-    ["[::]:0", { transport: "tcp", hostname: "::", port: 0 }],
-    ["[fe80::1%eth0]:22", { transport: "tcp", hostname: "fe80::1%eth0", port: 22 }],
-    ["[::ffff:127.0.0.1]:1", { transport: "tcp", hostname: "::ffff:127.0.0.1", port: 1 }],
-    ["tcp://host:65535", { transport: "tcp", hostname: "host", port: 65535 }],
-    ["TCP://host:1", { transport: "tcp", hostname: "host", port: 1 }],
-    ["tcp://8888", { transport: "tcp", port: 8888 }],
-    ["udp://[::1]:53", { transport: "udp", hostname: "::1", port: 53 }],
-    ["tls://example.com:443", { transport: "tls", hostname: "example.com", port: 443 }],
-    ["my-host.example.:80", { transport: "tcp", hostname: "my-host.example.", port: 80 }],
-    ["unix:/tmp/s.sock", { transport: "unix", path: "/tmp/s.sock" }],
-    ["unix:///tmp/s.sock", { transport: "unix", path: "/tmp/s.sock" }],
-    ["unix:relative.sock", { transport: "unix", path: "relative.sock" }],
-    ["unix:/tmp/with space.sock", { transport: "unix", path: "/tmp/with space.sock" }],
-    ["0.0.0.0:8888", { transport: "tcp", hostname: "0.0.0.0", port: 8888 }],
+    ["8888", { form: "host-port", scheme: "tcp", port: 8888 }],
+    ["0", { form: "host-port", scheme: "tcp", port: 0 }],
+    ["localhost:8888", { form: "host-port", scheme: "tcp", hostname: "localhost", port: 8888 }],
+    ["1.2.3.4:80", { form: "host-port", scheme: "tcp", hostname: "1.2.3.4", port: 80 }],
+    ["[::1]:8888", { form: "host-port", scheme: "tcp", hostname: "::1", port: 8888 }],
+    ["[::]:0", { form: "host-port", scheme: "tcp", hostname: "::", port: 0 }],
+    ["[fe80::1%eth0]:22", { form: "host-port", scheme: "tcp", hostname: "fe80::1%eth0", port: 22 }],
+    ["[::ffff:127.0.0.1]:1", {
+      form: "host-port",
+      scheme: "tcp",
+      hostname: "::ffff:127.0.0.1",
+      port: 1,
+    }],
+    ["tcp://host:65535", { form: "host-port", scheme: "tcp", hostname: "host", port: 65535 }],
+    ["TCP://host:1", { form: "host-port", scheme: "tcp", hostname: "host", port: 1 }],
+    ["tcp://8888", { form: "host-port", scheme: "tcp", port: 8888 }],
+    ["udp://[::1]:53", { form: "host-port", scheme: "udp", hostname: "::1", port: 53 }],
+    ["tls://example.com:443", {
+      form: "host-port",
+      scheme: "tls",
+      hostname: "example.com",
+      port: 443,
+    }],
+    ["my-host.example.:80", {
+      form: "host-port",
+      scheme: "tcp",
+      hostname: "my-host.example.",
+      port: 80,
+    }],
+    ["unix:/tmp/s.sock", { form: "path", scheme: "unix", path: "/tmp/s.sock", abstract: false }],
+    ["unix:///tmp/s.sock", { form: "path", scheme: "unix", path: "/tmp/s.sock", abstract: false }],
+    ["unix:relative.sock", {
+      form: "path",
+      scheme: "unix",
+      path: "relative.sock",
+      abstract: false,
+    }],
+    ["unix:/tmp/with space.sock", {
+      form: "path",
+      scheme: "unix",
+      path: "/tmp/with space.sock",
+      abstract: false,
+    }],
+    ["0.0.0.0:8888", { form: "host-port", scheme: "tcp", hostname: "0.0.0.0", port: 8888 }],
   ];
   for (const [input, expected] of table) assertEquals(parseEndpoint(input), expected, input);
 });
@@ -117,7 +143,8 @@ const hostname = fc.oneof(
 );
 const port = fc.integer({ min: 0, max: 65535 });
 const netEndpoint = fc.record({
-  transport: fc.constantFrom("tcp" as const, "udp" as const, "tls" as const),
+  form: fc.constant("host-port" as const),
+  scheme: fc.constantFrom("tcp", "udp", "tls"),
   hostname: fc.option(hostname, { nil: undefined }),
   port,
 }).map((e) => {
@@ -125,13 +152,37 @@ const netEndpoint = fc.record({
   return hostname === undefined ? rest : { ...rest, hostname };
 });
 const unixEndpoint = fc.record({
-  transport: fc.constant("unix" as const),
+  form: fc.constant("path" as const),
+  scheme: fc.constantFrom("unix", "unixgram"),
   path: fc.string({ minLength: 1, maxLength: 100, unit: "grapheme-ascii" })
     .filter((p) => !p.includes("\0") && new TextEncoder().encode(p).length <= 107)
     .filter((p) => !p.startsWith("//") || p.length > 2),
+}).map(({ path, ...e }) => ({ ...e, ...parseUnixName(path) }));
+const urlEndpoint = fc.record({
+  form: fc.constant("url" as const),
+  scheme: fc.constantFrom("ws", "wss"),
+  hostname: fc.option(hostname, { nil: undefined }),
+  port,
+  resource: fc.option(fc.stringMatching(/^\/[A-Za-z0-9/?=&._-]{0,20}$/), { nil: undefined }),
+}).map(({ hostname, resource, ...rest }) => ({
+  ...rest,
+  ...(hostname === undefined ? {} : { hostname }),
+  ...(resource === undefined ? {} : { resource }),
+}));
+const ipEndpoint = fc.record({
+  form: fc.constant("host-protocol" as const),
+  scheme: fc.constant("ip"),
+  hostname,
+  protocol: fc.integer({ min: 1, max: 255 }),
 });
 // fast-check builds null-prototype records; endpoints are plain objects.
-const endpoint: fc.Arbitrary<Endpoint> = fc.oneof(netEndpoint, unixEndpoint).map((e) => ({ ...e }));
+const endpoint: fc.Arbitrary<Endpoint> = fc.oneof(
+  netEndpoint,
+  unixEndpoint,
+  urlEndpoint,
+  ipEndpoint,
+)
+  .map((e) => ({ ...e }));
 
 Deno.test("property: parse ∘ format is the identity on endpoints", () => {
   fc.assert(
@@ -190,16 +241,29 @@ Deno.test("property: any port above 65535 is 'port out of range'", () => {
 
 Deno.test("parseEndpoint: tcp:host:port, udp:…, tls:…, tcp:PORT and host:service", () => {
   const table: Array<[string, Endpoint]> = [
-    ["tcp:db:5432", { transport: "tcp", hostname: "db", port: 5432 }],
-    ["tcp:8888", { transport: "tcp", port: 8888 }],
-    ["TCP:[::1]:80", { transport: "tcp", hostname: "::1", port: 80 }],
-    ["udp:127.0.0.1:53", { transport: "udp", hostname: "127.0.0.1", port: 53 }],
-    ["tls:example.com:443", { transport: "tls", hostname: "example.com", port: 443 }],
-    ["localhost:http", { transport: "tcp", hostname: "localhost", port: 80 }],
-    ["tcp://example.com:https", { transport: "tcp", hostname: "example.com", port: 443 }],
+    ["tcp:db:5432", { form: "host-port", scheme: "tcp", hostname: "db", port: 5432 }],
+    ["tcp:8888", { form: "host-port", scheme: "tcp", port: 8888 }],
+    ["TCP:[::1]:80", { form: "host-port", scheme: "tcp", hostname: "::1", port: 80 }],
+    ["udp:127.0.0.1:53", { form: "host-port", scheme: "udp", hostname: "127.0.0.1", port: 53 }],
+    ["tls:example.com:443", {
+      form: "host-port",
+      scheme: "tls",
+      hostname: "example.com",
+      port: 443,
+    }],
+    ["localhost:http", { form: "host-port", scheme: "tcp", hostname: "localhost", port: 80 }],
+    ["tcp://example.com:https", {
+      form: "host-port",
+      scheme: "tcp",
+      hostname: "example.com",
+      port: 443,
+    }],
   ];
   for (const [input, expected] of table) assertEquals(parseEndpoint(input), expected, input);
-  for (const input of ["ftp://x", "ftp:host:21", "sctp:/x", "http://h:80", "x://"]) {
+  // A name of Object.prototype is no scheme either.
+  for (
+    const input of ["ftp://x", "ftp:host:21", "sctp:/x", "http://h:80", "x://", "constructor:/x"]
+  ) {
     const err = assertThrows(() => parseEndpoint(input), UsageError);
     assert(/unknown scheme "[a-z]+"/.test(err.message), `${input}: ${err.message}`);
   }
@@ -219,7 +283,7 @@ Deno.test("property: scheme:host:port means what scheme://host:port means", () =
 
 Deno.test("property: an unknown scheme is reported as one, never as a bad port or bracket", () => {
   const unknown = fc.stringMatching(/^[a-z][a-z0-9+.-]{1,8}$/).filter((s) =>
-    !(s in TRANSPORTS) && /[g-z]/.test(s)
+    schemeNamed(s) === undefined && /[g-z]/.test(s)
   );
   const rest = fc.oneof(
     hostPort,
@@ -235,4 +299,30 @@ Deno.test("property: an unknown scheme is reported as one, never as a bad port o
     }),
     { numRuns: 2000 },
   );
+});
+
+Deno.test("parseEndpoint: each address form has its own fields (protocol, resource, abstract)", () => {
+  const table: Array<[string, Endpoint]> = [
+    ["ip://10.0.0.1/253", {
+      form: "host-protocol",
+      scheme: "ip",
+      hostname: "10.0.0.1",
+      protocol: 253,
+    }],
+    ["ws://h:8080/chat?room=1", {
+      form: "url",
+      scheme: "ws",
+      hostname: "h",
+      port: 8080,
+      resource: "/chat?room=1",
+    }],
+    ["wss://h", { form: "url", scheme: "wss", hostname: "h", port: 443 }],
+    ["ws://h?x=1", { form: "url", scheme: "ws", hostname: "h", port: 80, resource: "/?x=1" }],
+    ["unix:@app", { form: "path", scheme: "unix", path: "app", abstract: true }],
+    ["unixgram:/dev/log", { form: "path", scheme: "unixgram", path: "/dev/log", abstract: false }],
+  ];
+  for (const [input, expected] of table) {
+    assertEquals(parseEndpoint(input), expected, input);
+    assertEquals(parseEndpoint(formatEndpoint(expected)), expected, input);
+  }
 });

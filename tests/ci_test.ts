@@ -15,9 +15,11 @@ import {
   openSockets,
   requireTool,
   runSockit,
+  sockitCommand,
   spawnSockit,
   tempSocketDir,
 } from "./helpers.ts";
+import { privateNamespace, runArgv } from "./netns.ts";
 import { formatPorts, parsePorts } from "../lib/tools/scan.ts";
 import { UsageError } from "../lib/base/errors.ts";
 
@@ -157,7 +159,7 @@ Deno.test("wait: localhost finds a server on 127.0.0.1 (and the library finds on
   const { waitFor } = await import("../lib/mod.ts");
   const v6 = Deno.listen({ hostname: "::1", port: 0 });
   const [result] = await waitFor(
-    [{ transport: "tcp", hostname: "localhost", port: v6.addr.port }],
+    [{ form: "host-port", scheme: "tcp", hostname: "localhost", port: v6.addr.port }],
     {
       timeout: 3000,
       lookup: () => Promise.resolve(["127.0.0.1", "::1"]),
@@ -199,8 +201,9 @@ Deno.test("wait: the library never leaks a connection past its deadline", async 
   // A listener that never accepts: connects complete in the kernel's queue.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const results = await waitFor(
-    [{ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port }, {
-      transport: "tcp",
+    [{ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port: listener.addr.port }, {
+      form: "host-port",
+      scheme: "tcp",
       hostname: "127.0.0.1",
       port: freePort(),
     }],
@@ -523,4 +526,49 @@ Deno.test("scan: through libc and through Deno.connect, IPv4 and IPv6, the same 
   }
   assertEquals((error as Error)?.message, "stop");
   await assertNoSocketsLeft(before, `probe sockets`);
+});
+
+Deno.test("scan and connect --source to a link-local address with its zone (fe80::1%IF): the scope id reaches the socket", async () => {
+  const python = requireTool("python3");
+  const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+  const sockit = sockitCommand(["--allow-net", "--allow-ffi"]).map(q).join(" ");
+  // A veth pair in a namespace of this test's own; fe80::1 on one end, no DAD wait.
+  const listener = [
+    "import socket, time",
+    "s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)",
+    "s.bind(('fe80::1', 4242, 0, socket.if_nametoindex('sk0')))",
+    "s.listen()",
+    "print('ready', flush=True)",
+    "s.settimeout(20)",
+    // The scan's probe sends nothing; the client's connection says hi.
+    "while True:",
+    "    c, a = s.accept()",
+    "    data = c.recv(16)",
+    "    if data:",
+    "        print('from', a[0], a[3] == socket.if_nametoindex('sk0'), data.decode(), flush=True)",
+    "        break",
+  ].join("\n");
+  const script = [
+    "ip link add sk0 type veth peer name sk1 && ip link set sk0 up && ip link set sk1 up &&",
+    "ip addr add fe80::1/64 dev sk0 nodad || exit 1",
+    `${q(python)} -c ${q(listener)} > listener.out &`,
+    "for i in $(seq 100); do grep -q ready listener.out 2>/dev/null && break; sleep 0.05; done",
+    `${sockit} scan 'fe80::1%sk0' 4240-4244 > scan.out 2> scan.err; echo $? > scan.code`,
+    `${sockit} connect 'tcp:[fe80::1%sk0]:4242' --source '[fe80::1%sk0]' --send hi ` +
+    "--idle-timeout 300ms 2> connect.err; echo $? > connect.code",
+    "wait",
+  ].join("\n");
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await runArgv(privateNamespace([], ["sh", "-c", `cd ${q(dir)} && ${script}`]));
+    assertEquals(r.code, 0, `${r.stdout}${r.stderr}`);
+    const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
+    // Before the scope id was encoded, both failed with "invalid argument".
+    assertEquals((await read("scan.code")).trim(), "0", await read("scan.err"));
+    assertEquals((await read("scan.out")).trim(), "4242");
+    assertEquals((await read("connect.code")).trim(), "0", await read("connect.err"));
+    assertMatch(await read("listener.out"), /^ready\nfrom fe80::1 True hi\n$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

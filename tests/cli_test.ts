@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals, assertMatch, assertNotMatch } from "./assert.ts";
-import { TRANSPORTS } from "../lib/net/transports.ts";
+import { SCHEMES } from "../lib/net/schemes.ts";
 import {
   assertUsageError,
   CHILD_ENV,
@@ -58,8 +58,8 @@ Deno.test("cli: help goes to stdout with exit 0, with examples", async () => {
   const main = await runSockit(["--help"]);
   assertMatch(main.text, /listen/);
   assertMatch(main.text, /connect/);
-  // Every scheme of the transport table is in the top-level help.
-  for (const scheme of Object.keys(TRANSPORTS)) {
+  // Every scheme of the scheme table is in the top-level help.
+  for (const scheme of Object.keys(SCHEMES)) {
     assertMatch(main.text, new RegExp(`^  ${scheme}:`, "m"), `scheme ${scheme} in --help`);
   }
 });

@@ -15,7 +15,7 @@ Deno.test("connect: tries each address until one accepts (server on IPv4 only)",
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
   const lines: string[] = [];
-  const stream = await connect({ transport: "tcp", hostname: "dual.test", port }, {
+  const stream = await connect({ form: "host-port", scheme: "tcp", hostname: "dual.test", port }, {
     lookup: () => Promise.resolve(["::1", "127.0.0.1"]),
     trace: (tag, call) => lines.push(`${tag} ${call}`),
   });
@@ -35,7 +35,8 @@ Deno.test("connect: tries each address until one accepts (server on IPv6 only)",
   const listener = Deno.listen({ hostname: "::1", port: 0 });
   const failed: string[] = [];
   const stream = await connect({
-    transport: "tcp",
+    form: "host-port",
+    scheme: "tcp",
     hostname: "dual.test",
     port: listener.addr.port,
   }, {
@@ -54,7 +55,7 @@ Deno.test("connect: when every address refuses, the error names them all", async
   const port = freePort();
   const err = await assertRejects(
     () =>
-      connect({ transport: "tcp", hostname: "dual.test", port }, {
+      connect({ form: "host-port", scheme: "tcp", hostname: "dual.test", port }, {
         lookup: () => Promise.resolve(["127.0.0.1", "::1"]),
       }),
     SockitError,
@@ -66,7 +67,12 @@ Deno.test("connect: when every address refuses, the error names them all", async
 Deno.test("connect: -4/-6 reach the resolver", async () => {
   const families: Array<4 | 6 | undefined> = [];
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const stream = await connect({ transport: "tcp", hostname: "x.test", port: listener.addr.port }, {
+  const stream = await connect({
+    form: "host-port",
+    scheme: "tcp",
+    hostname: "x.test",
+    port: listener.addr.port,
+  }, {
     family: 4,
     lookup: (_host, family) => {
       families.push(family);
@@ -88,7 +94,7 @@ Deno.test("connect: timeout over retries is a TimeoutError (124)", async () => {
   const port = freePort();
   const err = await assertRejects(
     () =>
-      connect({ transport: "tcp", hostname: "127.0.0.1", port }, {
+      connect({ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port }, {
         retry: 1000,
         retryDelay: 20,
         timeout: 150,
@@ -101,7 +107,7 @@ Deno.test("connect: timeout over retries is a TimeoutError (124)", async () => {
 Deno.test("connect: cancelling with a signal rejects with its reason", async () => {
   const port = freePort();
   const controller = new AbortController();
-  const pending = connect({ transport: "tcp", hostname: "127.0.0.1", port }, {
+  const pending = connect({ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port }, {
     retry: 1000,
     retryDelay: 20,
     signal: controller.signal,
@@ -111,9 +117,9 @@ Deno.test("connect: cancelling with a signal rejects with its reason", async () 
 });
 
 Deno.test("listen: port 0 reports the real port; -6 binds ::1", async () => {
-  const v4 = await listen({ transport: "tcp", port: 0 });
+  const v4 = await listen({ form: "host-port", scheme: "tcp", port: 0 });
   assertMatch(v4.address, /^127\.0\.0\.1:[1-9]\d*$/);
-  const v6 = await listen({ transport: "tcp", port: 0 }, { family: 6 });
+  const v6 = await listen({ form: "host-port", scheme: "tcp", port: 0 }, { family: 6 });
   assertMatch(v6.address, /^\[::1\]:[1-9]\d*$/);
   v4.close();
   v6.close();

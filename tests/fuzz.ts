@@ -16,8 +16,8 @@ import { flagName, FLAGS } from "../lib/cli/flags.ts";
 import type { FlagName, FlagSpec } from "../lib/cli/flags.ts";
 import { COMMANDS } from "../lib/cli/main.ts";
 import { ipv6Groups, isIPv4, isIPv6 } from "../lib/net/ip.ts";
-import { DEFAULT_SCHEME, schemePrefix, TRANSPORTS } from "../lib/net/transports.ts";
-import type { AddressForm, Transport } from "../lib/net/transports.ts";
+import { DEFAULT_SCHEME, schemePrefix, SCHEMES } from "../lib/net/schemes.ts";
+import type { AddressForm, SchemeDescriptor } from "../lib/net/schemes.ts";
 import type { SockitResult } from "./helpers.ts";
 import { requireTool, spawnSockit } from "./helpers.ts";
 
@@ -73,7 +73,7 @@ const HOSTS = {
 
 /**
  * Good and broken examples of an endpoint for each address form of the
- * transport table: `prefix` is the row's scheme as written (`tcp://`,
+ * scheme table: `prefix` is the row's scheme as written (`tcp://`,
  * `unix:`). A transport with a new address form has none until one is
  * written here (the fuzz test says so).
  */
@@ -164,7 +164,7 @@ function waitForms({ dir, live }: FuzzPlace): { good: string[]; broken: string[]
 /** Good and broken endpoints of every transport (and of wait's other targets), by scheme. */
 export function endpointExamples(
   place: FuzzPlace,
-  transports: Readonly<Record<string, Transport>> = TRANSPORTS,
+  transports: Readonly<Record<string, SchemeDescriptor>> = SCHEMES,
 ): Record<string, { good: string[]; broken: string[] }> {
   const out: Record<string, { good: string[]; broken: string[] }> = {};
   for (const row of Object.values(transports)) {
@@ -390,18 +390,18 @@ const BOUNDS: Record<string, string[]> = {
   traceroute: ["-m", "2", "-q", "1", "-w", "0.2"],
 };
 
-/** What the fuzz is generated from: the commands, the flags and the transport table. */
+/** What the fuzz is generated from: the commands, the flags and the scheme table. */
 export interface Declarations {
   /** Commands by name (`COMMANDS`). */
   commands: Record<string, Command<unknown>>;
   /** Flags by long name (`FLAGS`). */
   flags: Record<string, FlagSpec>;
-  /** Transports by scheme (`TRANSPORTS`). */
-  transports: Readonly<Record<string, Transport>>;
+  /** The scheme table (`SCHEMES`). */
+  transports: Readonly<Record<string, SchemeDescriptor>>;
 }
 
 /** sockit's own declarations. */
-export const DECLARED: Declarations = { commands: COMMANDS, flags: FLAGS, transports: TRANSPORTS };
+export const DECLARED: Declarations = { commands: COMMANDS, flags: FLAGS, transports: SCHEMES };
 
 /**
  * Whatever the fuzz has no generator for, in words: a command's usage
@@ -442,7 +442,7 @@ export function coverageGaps(lines: string[][]): string[] {
   for (const name of Object.keys(COMMANDS)) {
     if (!lines.some((l) => l[0] === name)) gaps.push(`command ${name}`);
   }
-  for (const row of Object.values(TRANSPORTS)) {
+  for (const row of Object.values(SCHEMES as Readonly<Record<string, SchemeDescriptor>>)) {
     const spelled = (w: string) => w.toLowerCase().startsWith(`${row.scheme}:`);
     if (!lines.some((l) => l.some(spelled))) gaps.push(`scheme ${row.scheme}`);
   }

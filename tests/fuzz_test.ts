@@ -17,7 +17,7 @@ import fc from "fast-check";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { commandLines, coverageGaps, DECLARED, fuzz, missingGenerators } from "./fuzz.ts";
 import { COMMANDS } from "../lib/cli/main.ts";
-import { TRANSPORTS } from "../lib/net/transports.ts";
+import { SCHEMES } from "../lib/net/schemes.ts";
 import { fuzzProxy } from "./fuzz_proxy.ts";
 import { customCommand, encoder, runSockit, spawnSockit } from "./helpers.ts";
 import { exchange, frame, fuzzWebSocket, upgradeRequest } from "./fuzz_ws.ts";
@@ -37,8 +37,8 @@ Deno.test("fuzz: every command, scheme and flag value has a generator, and the s
     },
     flags: { ...DECLARED.flags, frob: { type: "string" as const, value: "KNOB", help: "" } },
     transports: {
-      ...TRANSPORTS,
-      sctp: { ...TRANSPORTS.tcp, scheme: "sctp", address: "association" as "url" },
+      ...SCHEMES,
+      sctp: { ...SCHEMES.tcp, scheme: "sctp", address: "association" as "url" },
     },
   };
   assertEquals(missingGenerators(place, declared), [

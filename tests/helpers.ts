@@ -404,7 +404,7 @@ export function tempSocketDir(): string {
 }
 
 /** Reads a connection to EOF. */
-export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+export async function readAll(conn: Pick<Deno.Conn, "read">): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(65536);
   for (;;) {
@@ -416,7 +416,7 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
 }
 
 /** Writes all of `bytes` to a connection. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+export async function writeAll(conn: Pick<Deno.Conn, "write">, bytes: Uint8Array): Promise<void> {
   for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 

@@ -8,7 +8,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { customCommand, requireTool, runSockit, sockitCommand, spawnSockit } from "./helpers.ts";
 import { Lab, Namespace, privateNamespace, requireRoot, runArgv, straced } from "./netns.ts";
 import { checksum, describeIcmp, echoRequest, parseIcmp } from "../lib/protocols/icmp.ts";
-import { decodeSockaddr, encodeSockaddr } from "../lib/sys/libc.ts";
+import { decodeSockaddr, encodeInet } from "../lib/sys/sockaddr.ts";
 import { formatEndpoint, parseEndpoint } from "../lib/net/address.ts";
 
 const FFI = ["--allow-net", "--allow-ffi"];
@@ -58,7 +58,11 @@ Deno.test("icmp: checksum, echo requests, sockaddr round trips", () => {
   // An odd length pads with a zero byte.
   assertEquals(checksum(new Uint8Array([0xff])), 0x00ff);
   for (const [host, port] of [["127.1.0.2", 0], ["::1", 58], ["fe80::1:2", 33434]] as const) {
-    assertEquals(decodeSockaddr(encodeSockaddr(host, port)), { hostname: host, port });
+    assertEquals(decodeSockaddr(encodeInet(host, port)), {
+      family: host.includes(":") ? 6 : 4,
+      address: host,
+      port,
+    });
   }
 });
 
@@ -98,11 +102,17 @@ Deno.test("icmp: replies parsed from captured packets (time exceeded, port unrea
 
 Deno.test("ip://: the endpoint grammar", async () => {
   assertEquals(parseEndpoint("ip://127.0.0.1/253"), {
-    transport: "ip",
+    form: "host-protocol",
+    scheme: "ip",
     hostname: "127.0.0.1",
-    port: 253,
+    protocol: 253,
   });
-  assertEquals(parseEndpoint("ip://[::1]/253"), { transport: "ip", hostname: "::1", port: 253 });
+  assertEquals(parseEndpoint("ip://[::1]/253"), {
+    form: "host-protocol",
+    scheme: "ip",
+    hostname: "::1",
+    protocol: 253,
+  });
   assertEquals(formatEndpoint(parseEndpoint("ip://::1/253")), "ip://[::1]/253");
   for (
     const [bad, why] of [

@@ -235,3 +235,51 @@ Deno.test("libc socket options without --allow-ffi: a server says so at start (1
   assertEquals(await accepted, null);
   listener.close();
 });
+
+Deno.test("--reuseport on udp://: two sockit receivers bind one port (SO_REUSEPORT, through libc) and both hear clients", async () => {
+  const port = freePort();
+  const start = () =>
+    spawnSockit(["listen", `udp://127.0.0.1:${port}`, "--reuseport", "--trace", "-v"], {
+      process: true,
+      perms: ["--allow-net", "--allow-ffi"],
+    });
+  const a = start();
+  await a.listeningPort();
+  const b = start();
+  await b.listeningPort();
+  try {
+    // Senders on many source ports: the kernel spreads them over both sockets.
+    for (let i = 0; i < 32; i++) {
+      const client = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      try {
+        await client.send(encoder.encode(`d${i}\n`), {
+          transport: "udp",
+          hostname: "127.0.0.1",
+          port,
+        });
+      } finally {
+        client.close();
+      }
+    }
+    // Both have heard at least one before they are stopped.
+    await a.waitForStderr(/recvfrom\(\d+\) = \d+/);
+    await b.waitForStderr(/recvfrom\(\d+\) = \d+/);
+  } finally {
+    a.kill("SIGTERM");
+    b.kill("SIGTERM");
+  }
+  const [ra, rb] = [await a.result(), await b.result()];
+  for (const r of [ra, rb]) {
+    assertMatch(r.stderr, /setsockopt\(SO_REUSEPORT, 1\) = 0/);
+    assertMatch(r.stderr, /bind\(127\.0\.0\.1:\d+\) = 0/);
+  }
+  const heard = [ra, rb].flatMap((r) => r.text.split("\n").filter(Boolean));
+  assert(heard.length <= 32 && heard.length >= 2, heard.join(","));
+  // Without --allow-ffi it says what it needs, in one line (exit 126).
+  const denied = await runSockit(["listen", "udp://127.0.0.1:0", "--reuseport"], {
+    process: true,
+    perms: ["--allow-net"],
+  });
+  assertEquals(denied.code, 126, denied.stderr);
+  assertMatch(denied.stderr, /--reuseport on udp:\/\/ goes through libc, which needs --allow-ffi/);
+});

@@ -287,7 +287,12 @@ Deno.test("wait: an attempt cut while the name is being resolved says so, and en
     return promise;
   };
   const started = performance.now();
-  const [result] = await waitFor([{ transport: "tcp", hostname: "db.invalid", port: 5432 }], {
+  const [result] = await waitFor([{
+    form: "host-port",
+    scheme: "tcp",
+    hostname: "db.invalid",
+    port: 5432,
+  }], {
     timeout: 400,
     attemptTimeout: 250,
     lookup,

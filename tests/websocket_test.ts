@@ -1031,3 +1031,34 @@ Deno.test("ws: echo closes a connection whose text frame turns out not UTF-8 aft
   }
   assertMatch(echo.stderr, /not UTF-8 \(closed without a Close frame: one of ours was half sent\)/);
 });
+
+Deno.test("ws: an --exec child of a wss:// server gets SOCKIT_PROTO=tls, of a ws:// one tcp", async () => {
+  const dir = tempSocketDir();
+  const { cert, key } = localhostCertificate(dir);
+  try {
+    for (const [scheme, proto] of [["wss", "tls"], ["ws", "tcp"]]) {
+      const tls = scheme === "wss" ? ["--cert", cert, "--key", key] : [];
+      const server = spawnSockit([
+        "listen",
+        `${scheme}://127.0.0.1:0/`,
+        ...tls,
+        "--sh-exec",
+        'echo "$SOCKIT_PROTO"',
+        "-v",
+      ], { perms: ["--allow-net", "--allow-read", "--allow-run"] });
+      const port = await server.listeningPort();
+      try {
+        const client = await runSockit(
+          ["connect", `${scheme}://localhost:${port}/`, ...(tls.length ? ["--cacert", cert] : [])],
+          { stdin: new Uint8Array(0) },
+        );
+        assertEquals([client.code, client.text], [0, `${proto}\n`], client.stderr);
+      } finally {
+        server.kill("SIGTERM");
+        await server.result();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

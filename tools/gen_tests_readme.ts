@@ -25,6 +25,30 @@ const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
   [/\bstraced\(/, ["strace"]],
   [/\brequireRoot\(/, ["root"]],
   [/\blocalhostCertificate\(/, ["openssl"]],
+  // The STARTTLS fixtures (tests/starttls_servers.ts): each server, and what runs it.
+  [/\bSTARTTLS_SERVERS\b/, [
+    "setsid",
+    "setpriv",
+    "postfix",
+    "dovecot",
+    "dovecot-imapd",
+    "dovecot-pop3d",
+    "dovecot-lmtpd",
+    "vsftpd",
+    "prosody",
+    "postgresql",
+    "slapd",
+    "inspircd",
+  ]],
+  [/\bstartSmtp\(/, ["setsid", "postfix"]],
+  [/\bstartImap\(/, ["setsid", "dovecot", "dovecot-imapd"]],
+  [/\bstartPop3\(/, ["setsid", "dovecot", "dovecot-pop3d"]],
+  [/\bstartLmtp\(/, ["setsid", "dovecot", "dovecot-lmtpd"]],
+  [/\bstartFtp\(/, ["setsid", "vsftpd"]],
+  [/\bstartXmpp\(/, ["setsid", "setpriv", "prosody"]],
+  [/\bstartPostgres\(|\bpsqlPath\(/, ["setsid", "setpriv", "postgresql"]],
+  [/\bstartLdap\(/, ["setsid", "slapd"]],
+  [/\bstartIrc\(/, ["setsid", "setpriv", "inspircd"]],
 ];
 
 /**
@@ -36,8 +60,8 @@ const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
  * import { needsOf } from "./gen_tests_readme.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(needsOf('requireTool("socat"); new Lab(); requireTool("curl")'), [
- *   "curl", "ip", "socat", "namespaces", "root",
+ * assert.deepEqual(needsOf('requireTool("socat"); Lab.create(); requireTool("curl")'), [
+ *   "curl", "ip", "socat", "sysctl", "namespaces", "root",
  * ]);
  * ```
  */

@@ -7,17 +7,19 @@
  * @module
  */
 
+import { requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { canConnectDatagram, DatagramSide } from "../net/datagram.ts";
 import { exitCodeOf, UsageError } from "../base/errors.ts";
 import { formatDuration } from "../base/format.ts";
 import { connect, connectAddress, connectDeadline, openDatagram } from "../net/open.ts";
 import type { Step } from "../engine/dialogue.ts";
+import { reportLayers } from "../engine/events.ts";
 import type { SocketOptions } from "../net/conn.ts";
 import { checkSendFiles, sendFiles } from "../engine/payload.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -251,8 +253,7 @@ async function connectStream(
       }),
   });
   reporter.connected(conn);
-  if (conn.handshake) reporter.tls(conn, conn.handshake);
-  reporter.upgraded(conn);
+  reportLayers(reporter, conn);
   return await runSession(conn, ctx, reporter, {
     signal,
     steps: options.steps,

@@ -8,15 +8,14 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint } from "../net/address.ts";
+import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { DatagramSide } from "../net/datagram.ts";
+import { DatagramSide, formatPeer } from "../net/datagram.ts";
 import { exitCodeOf, toSockitError } from "../base/errors.ts";
-import { formatAddr } from "../net/ip.ts";
 import { openDatagram } from "../net/open.ts";
 import { serve } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -177,9 +176,10 @@ async function echoDatagrams(
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
+    reusePort: options.sockets?.reusePort,
     ...options.datagram,
   });
-  reporter.listening(socket.address, options.endpoint.transport);
+  reporter.listening(socket.address, options.endpoint.scheme);
   const prefix = schemePrefix(transportOf(options.endpoint));
   const side = new DatagramSide(socket, {
     mode: "reply",
@@ -187,7 +187,7 @@ async function echoDatagrams(
     op: "echo",
     // One sender that cannot be answered does not stop the server.
     onSendError: (err, peer) =>
-      reporter.warning(toSockitError(err, "send", formatAddr(peer)).message),
+      reporter.warning(toSockitError(err, "send", formatPeer(peer)).message),
   });
   // The socket's figures at exit: a `closed` event (and with --stats, its line).
   const code = await transfer(side, side, {

@@ -8,9 +8,16 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import {
+  formatEndpoint,
+  isTls,
+  parseEndpoint,
+  requireEndpoint,
+  schemeList,
+  transportOf,
+} from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { Coalescer } from "../engine/coalesce.ts";
 import { exitCodeOf, UsageError } from "../base/errors.ts";
 import { forwardDatagrams } from "../net/datagram_forward.ts";
@@ -18,9 +25,8 @@ import { connect, connectAddress, openDatagram } from "../net/open.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
 import { serve } from "../engine/server.ts";
+import { reportLayers } from "../engine/events.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { isTls, requireEndpoint, transportOf } from "../net/transports.ts";
-import { WebSocketSide } from "../protocols/websocket.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -174,7 +180,9 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       key: isTls(listenAt) ? undefined : values.key,
     };
     if (values.alpn !== undefined && !isTls(listenAt) && !isTls(target)) {
-      throw new UsageError("option --alpn needs TLS: a tls:// endpoint");
+      throw new UsageError(
+        `option --alpn needs TLS: a ${schemeList((row) => row.tls === "always")} endpoint`,
+      );
     }
     if ("port" in target && target.port === 0) {
       throw new UsageError(
@@ -190,7 +198,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
       ...serverLimits(values),
       connectTimeout: durationFlag(values, "connect-timeout", true) ?? 10_000,
       // -4/-6 also steer the target's resolution: a Unix LISTEN takes them too.
-      family: familyFlag(values, transportOf(listenAt).address === "path" ? undefined : listenAt),
+      family: familyFlag(values, transportOf(listenAt).inet ? listenAt : undefined),
       serverTls: tlsServerFlags(serverValues, listenAt).flags,
       clientTls: tlsClientFlags(clientValues, target).flags,
       proxy: proxyFlag(values, target),
@@ -236,7 +244,7 @@ export async function runForward(
       ...options.sockets,
     }, reporter);
     await serve(listener, async (client) => {
-      let target: Connection;
+      let target: Stream;
       try {
         target = await connect(options.target, {
           tls: clientTls,
@@ -263,10 +271,7 @@ export async function runForward(
         return 1;
       }
       reporter.connected(target);
-      if (target.handshake) reporter.tls(target, target.handshake);
-      reporter.upgraded(target);
-      // WebSocket to WebSocket: frames go on as they came (kinds, boundaries, empty ones).
-      WebSocketSide.pair(client, target);
+      reportLayers(reporter, target);
       return await transfer(client, target, {
         signal: ctx.signal,
         idleTimeout: options.idleTimeout,
@@ -302,10 +307,11 @@ async function forwardDatagramSessions(
     const listener = await openDatagram(options.listen, "listen", {
       family: options.family,
       trace: reporter.traceFn,
+      reusePort: options.sockets?.reusePort,
       // The listener joins the groups; TTL, loop and broadcast are the target's.
       multicast: multicast?.join && { join: multicast.join },
     });
-    reporter.listening(listener.address, options.listen.transport);
+    reporter.listening(listener.address, options.listen.scheme);
     await forwardDatagrams(
       listener,
       () =>

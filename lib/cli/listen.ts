@@ -8,9 +8,9 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint } from "../net/address.ts";
+import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
-import { DatagramSide } from "../net/datagram.ts";
+import { DatagramSide, formatPeer } from "../net/datagram.ts";
 import type { DatagramSocket } from "../net/datagram.ts";
 import { forwardDatagrams } from "../net/datagram_forward.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
@@ -22,7 +22,7 @@ import {
   findProgram,
   splitCommand,
 } from "../tools/exec.ts";
-import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { Fanout } from "../engine/fanout.ts";
 import type { Subscription } from "../engine/fanout.ts";
 import { formatBytes, formatDuration } from "../base/format.ts";
@@ -34,7 +34,7 @@ import type { Duplex } from "../engine/relay.ts";
 import { serve } from "../engine/server.ts";
 import type { ConnectionHandler } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { requireEndpoint, schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
@@ -321,9 +321,10 @@ async function listenDatagram(
   const socket = await openDatagram(options.endpoint, "listen", {
     family: options.family,
     trace: reporter.traceFn,
+    reusePort: options.sockets?.reusePort,
     ...options.datagram,
   });
-  reporter.listening(socket.address, options.endpoint.transport);
+  reporter.listening(socket.address, options.endpoint.scheme);
   if (options.exec) return await execPerPeer(socket, options.exec, options, ctx, reporter);
   // --send greets each new peer; without it, stdin goes to the latest peer.
   const greeting = options.steps
@@ -340,7 +341,7 @@ async function listenDatagram(
     perPeer: true,
     greeting,
     onPeer: (peer) => {
-      const remote = side.formatPeer(peer);
+      const remote = formatPeer(peer);
       reporter.event("peer", `datagrams from ${remote}`, { remote });
     },
   });
@@ -368,18 +369,13 @@ async function execPerPeer(
   ctx: CommandContext,
   reporter: Reporter,
 ): Promise<number> {
-  // The socket's own address, for the child's SOCKIT_LOCAL_* variables.
-  const at = /^\[?(.*?)\]?:(\d+)$/.exec(socket.address);
-  const local: Deno.Addr = at
-    ? { transport: "udp", hostname: at[1], port: Number(at[2]) }
-    : { transport: "unixpacket", path: socket.address.replace(/^unixgram:/, "") };
   await forwardDatagrams(
     socket,
     (peer) =>
       new ChildDatagrams(
         new ChildStream({
           argv,
-          env: connectionEnv(peer, local, false, transportOf(options.endpoint).scheme),
+          env: connectionEnv(peer, socket.localAddress, protoOf(options.endpoint)),
         }),
         socket.maxDatagram,
         options.grace,
@@ -417,7 +413,7 @@ function connectionHandler(
       try {
         child = new ChildStream({
           argv,
-          env: connectionEnv(conn.conn.remoteAddr, conn.conn.localAddr, conn.isTls),
+          env: connectionEnv(conn.remoteAddr, conn.localAddr, protoOf(options.endpoint)),
         });
       } catch (err) {
         conn.close();
@@ -443,7 +439,7 @@ function connectionHandler(
     };
   }
   if (options.broker) {
-    const members = new Map<Subscription, Connection>();
+    const members = new Map<Subscription, Stream>();
     const hub = new Fanout({
       highWater: BROKER_HIGH_WATER,
       // Each member has its own queue and writer; the others never wait for it.
@@ -556,4 +552,10 @@ function brokerPort(hub: Fanout): Duplex & { inbox: Subscription } {
     cancelRead: () => inbox.cancel(),
     close: () => inbox.cancel(),
   };
+}
+
+/** The protocol a child's `SOCKIT_PROTO` names: the socket's own (`tcp` under `ws://`). */
+function protoOf(endpoint: Endpoint): string {
+  const row = transportOf(endpoint);
+  return row.over ?? row.scheme;
 }

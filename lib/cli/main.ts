@@ -6,12 +6,11 @@
  * @module
  */
 
-import { idle } from "../sys/epoll.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { exitCodeOf, TimeoutError, UsageError } from "../base/errors.ts";
 import { Deadline } from "../engine/deadline.ts";
 import { formatDuration } from "../base/format.ts";
-import { schemePrefix, TRANSPORTS } from "../net/transports.ts";
+import { SCHEMES } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { flagUses, helpText, parseCommand } from "./command.ts";
 import { connectCommand } from "./connect.ts";
@@ -61,17 +60,7 @@ export function mainHelp(): string {
     }`;
     return `${left.padEnd(21)}${spec.help}`;
   };
-  const schemes = Object.values(TRANSPORTS).map((row) =>
-    `  ${schemePrefix(row)}${
-      {
-        path: "/path",
-        "host-port": "host:port",
-        "host-protocol": "host/proto",
-        url: "host:port/path",
-      }[row.address]
-    }`.padEnd(21) +
-    row.summary
-  );
+  const schemes = Object.values(SCHEMES).map((row) => `  ${row.syntax}`.padEnd(21) + row.summary);
   return `sockit ${VERSION}: the socket call sequence as a command-line tool
 
 Usage: sockit <command> [options] <endpoints…>
@@ -166,12 +155,7 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       );
     }
     const limit = command.deadline?.(options);
-    if (limit === undefined) {
-      const code = await command.run(options, ctx);
-      // Libc sockets closed in the command's last moments: their epoll thread returns first.
-      await settled();
-      return code;
-    }
+    if (limit === undefined) return await command.run(options, ctx);
     // The whole command's --timeout: its signal aborts as a signal would, with a TimeoutError.
     using deadline = new Deadline(
       limit,
@@ -179,7 +163,6 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       ctx.signal,
     );
     const code = await command.run(options, { ...ctx, signal: deadline.signal });
-    await settled();
     return deadline.expired && !ctx.signal.aborted
       ? reporter.fail(deadline.signal.reason, name)
       : code;
@@ -189,11 +172,4 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
     // Anything else is a bug or an unexpected runtime failure: one line, no stack.
     return reporter.fail(err, name ?? "sockit");
   }
-}
-
-/** Waits (a second at most) for the epoll helper of libc sockets to return. */
-async function settled(): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([idle(), new Promise<void>((resolve) => timer = setTimeout(resolve, 1000))]);
-  clearTimeout(timer);
 }

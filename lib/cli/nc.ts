@@ -9,7 +9,7 @@
  * @module
  */
 
-import { parseEndpoint } from "../net/address.ts";
+import { parseEndpoint, pathEndpoint, schemeFor, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import { formatHost, ipFamily } from "../net/ip.ts";
@@ -17,7 +17,6 @@ import { parseProxyUrl, proxyDialer } from "../protocols/proxy.ts";
 import type { ProxySpec } from "../protocols/proxy.ts";
 import { resolve } from "../net/resolve.ts";
 import { parsePorts, scan, scanUdp } from "../tools/scan.ts";
-import { transportOf } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import { runConnect } from "./connect.ts";
@@ -170,7 +169,7 @@ function ncProxy(opts: Map<string, string | true>): ProxySpec | undefined {
  * import { parseNcArgs } from "./nc.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(parseNcArgs(["-lvp", "8080"]).endpoint, { transport: "tcp", port: 8080 });
+ * assert.deepEqual(parseNcArgs(["-lvp", "8080"]).endpoint, { form: "host-port", scheme: "tcp", port: 8080 });
  * assert.equal(parseNcArgs(["-zv", "127.0.0.1", "20-30"]).scan?.ports.length, 11);
  * assert.throws(() => parseNcArgs(["-t", "h", "23"]), /-t is not supported by sockit nc/);
  * ```
@@ -181,10 +180,11 @@ export function parseNcArgs(argv: string[]): NcOptions {
   if (has("4") && has("6")) throw new UsageError("nc options -4 and -6 contradict each other");
   const udp = has("u");
   const unix = has("U");
-  // -U -u: a Unix datagram socket (unixgram:).
-  const unixScheme = udp ? "unixgram" : "unix";
+  // -u: datagrams; -U: a socket path (-U -u: a Unix datagram socket, unixgram:).
+  const kind = udp ? "datagram" : "stream";
+  const unixScheme = schemeFor(kind, "path").scheme;
   const family = has("4") ? 4 : has("6") ? 6 : undefined;
-  const scheme = udp ? "udp" : "tcp";
+  const scheme = schemeFor(kind, "host-port").scheme;
   const common = {
     verbose: has("v"),
     quiet: false,
@@ -251,7 +251,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
       return {
         ...common,
         mode: "listen",
-        endpoint: { transport: unixScheme, path: positionals[0] },
+        endpoint: pathEndpoint(unixScheme, positionals[0]),
       };
     }
     const given = opts.get("p");
@@ -273,9 +273,12 @@ export function parseNcArgs(argv: string[]): NcOptions {
     return {
       ...common,
       mode: "listen",
-      endpoint: host === undefined
-        ? { transport: scheme, port: p }
-        : { transport: scheme, hostname: numericHost(host.replace(/^\[(.*)\]$/, "$1")), port: p },
+      endpoint: host === undefined ? { form: "host-port", scheme, port: p } : {
+        form: "host-port",
+        scheme,
+        hostname: numericHost(host.replace(/^\[(.*)\]$/, "$1")),
+        port: p,
+      },
     };
   }
   if (unix) {
@@ -287,7 +290,7 @@ export function parseNcArgs(argv: string[]): NcOptions {
     return {
       ...common,
       mode: "connect",
-      endpoint: { transport: unixScheme, path: positionals[0] },
+      endpoint: pathEndpoint(unixScheme, positionals[0]),
       ...(sourceText !== undefined ? { source: { path: sourceText } } : {}),
     };
   }

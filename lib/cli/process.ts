@@ -8,14 +8,8 @@
 
 import { textSinkOf } from "./context.ts";
 import { main } from "./main.ts";
-import {
-  spawnStdioWorkersWith,
-  startStdioWorker,
-  StdinReader,
-  type StdioWorker,
-  stdoutMayBeClosed,
-  StdoutWriter,
-} from "../engine/stdio.ts";
+import { StdinReader, stdoutMayBeClosed, StdoutWriter } from "../engine/stdio.ts";
+import { spawnWorkersWith, startWorker, type ThreadWorker } from "../sys/worker.ts";
 
 /**
  * Runs `argv` with the process's stdio until it ends or `signal` aborts;
@@ -110,13 +104,13 @@ export function fairRuntime(argv: readonly string[], worker?: URL): boolean {
 
 /** What a command's worker and the main thread say about stdio workers. */
 type HostMessage =
-  | { host: "start"; id: number; name: string }
+  | { host: "start"; id: number; name: string; source: string }
   | { host: "post"; id: number; message: unknown }
   | { host: "terminate"; id: number };
 
 /**
  * In a command's worker: has its stdio workers started by the main thread
- * (see {@linkcode spawnStdioWorkersWith}), which runs them for it through
+ * (see {@linkcode spawnWorkersWith}), which runs them for it through
  * {@linkcode hostStdioWorkers}.
  *
  * @example Usage
@@ -127,17 +121,17 @@ type HostMessage =
 export function stdioWorkersFromMain(parent: {
   postMessage(message: unknown): void;
 }): (event: MessageEvent) => boolean {
-  const proxies = new Map<number, StdioWorker>();
+  const proxies = new Map<number, ThreadWorker>();
   let next = 0;
-  spawnStdioWorkersWith((name) => {
+  spawnWorkersWith((name, source) => {
     const id = next++;
-    const proxy: StdioWorker = {
+    const proxy: ThreadWorker = {
       onmessage: null,
       postMessage: (message) => parent.postMessage({ host: "post", id, message }),
       terminate: () => parent.postMessage({ host: "terminate", id }),
     };
     proxies.set(id, proxy);
-    parent.postMessage({ host: "start", id, name });
+    parent.postMessage({ host: "start", id, name, source });
     return proxy;
   });
   // What the main thread passes on from a stdio worker; true when the message was one.
@@ -161,12 +155,12 @@ export function stdioWorkersFromMain(parent: {
  * ```
  */
 export function hostStdioWorkers(worker: Worker): (event: MessageEvent) => boolean {
-  const running = new Map<number, StdioWorker>();
+  const running = new Map<number, ThreadWorker>();
   return (event) => {
     const data = event.data as HostMessage;
     if (typeof data !== "object" || data === null || !("host" in data)) return false;
     if (data.host === "start") {
-      const started = startStdioWorker(data.name);
+      const started = startWorker(data.name, data.source);
       started.onmessage = (e) => worker.postMessage({ hosted: data.id, message: e.data });
       running.set(data.id, started);
     } else if (data.host === "post") {

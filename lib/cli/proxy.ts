@@ -8,7 +8,7 @@
  */
 
 import type { SocketOptions } from "../net/conn.ts";
-import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import { formatEndpoint, parseEndpoint, requireEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
 import { cidrContains, parseCidr } from "../net/cidr.ts";
@@ -25,7 +25,6 @@ import {
 import type { TargetRules } from "../tools/proxy_server.ts";
 import { serve } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
-import { requireEndpoint } from "../net/transports.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";

@@ -11,13 +11,19 @@
  */
 
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
-import type { ChunkTap, ClosedInfo, Counted, Events, PeerInfo } from "../engine/events.ts";
+import type {
+  ChunkTap,
+  ClosedInfo,
+  Counted,
+  Events,
+  LayerInfo,
+  PeerInfo,
+} from "../engine/events.ts";
 import { formatBytes, formatDuration } from "../base/format.ts";
 import { HexDumper } from "../engine/hexdump.ts";
-import type { CertificateInfo, HandshakeInfo } from "../protocols/tls.ts";
+import type { CertificateInfo } from "../protocols/tls.ts";
 import type { TraceFn } from "../engine/trace.ts";
-import type { UpgradeInfo } from "../protocols/websocket.ts";
-import { DEFAULT_SCHEME } from "../net/transports.ts";
+import { DEFAULT_SCHEME } from "../net/schemes.ts";
 import { jsonFormat, linePrefix, textFormat } from "./event_format.ts";
 import type { EventFormat } from "./event_format.ts";
 import { ProgressLine } from "./progress.ts";
@@ -179,43 +185,17 @@ export class Reporter implements Events, Disposable {
     });
   }
 
-  /** What a TLS handshake negotiated (`-v`): ALPN, version, cipher, the peer's certificate. */
-  tls(peer: PeerInfo, info: HandshakeInfo): void {
-    const parts = [
-      info.version,
-      info.cipher,
-      info.alpn ? `ALPN ${info.alpn}` : "no ALPN",
-      info.peer ? `certificate ${info.peer.subject}, SHA-256 ${info.peer.fingerprint}` : undefined,
-    ].filter(Boolean);
-    this.event("tls", `TLS with ${peer.remoteAddress}: ${parts.join(", ")}`, {
+  /**
+   * A layer over a connection was set up (`-v`), in the layer's own words
+   * (`TLS with 127.0.0.1:443: TLSv1.3, …`): the event is the layer's name,
+   * its JSON fields the layer's.
+   */
+  layer(peer: PeerInfo, name: string, info: LayerInfo): void {
+    this.event(name, `${info.title} with ${peer.remoteAddress}: ${info.text}`, {
       conn: peer.id,
       remote: peer.remoteAddress,
-      alpn: info.alpn,
-      ...(info.version ? { version: info.version } : {}),
-      ...(info.cipher ? { cipher: info.cipher } : {}),
-      ...(info.peer
-        ? { peerSubject: info.peer.subject, peerFingerprint: info.peer.fingerprint }
-        : {}),
+      ...info.fields,
     });
-  }
-
-  /** A connection became a WebSocket (`-v`): status, path, subprotocol. */
-  upgraded(peer: PeerInfo & { readonly upgrade?: UpgradeInfo }): void {
-    const info = peer.upgrade;
-    if (!info) return;
-    this.event(
-      "upgraded",
-      `WebSocket with ${peer.remoteAddress}: ${info.status} ${info.path}${
-        info.protocol ? `, subprotocol ${info.protocol}` : ""
-      }`,
-      {
-        conn: peer.id,
-        remote: peer.remoteAddress,
-        status: info.status,
-        path: info.path,
-        ...(info.protocol ? { protocol: info.protocol } : {}),
-      },
-    );
   }
 
   /** A TLS server's certificate (`-v`): subject, SHA-256 fingerprint, names; ephemeral or from a file. */
@@ -246,14 +226,15 @@ export class Reporter implements Events, Disposable {
         ),
       );
     }
-    const closeCode = info.closeCode;
+    // What the peer's layer said of its end (a close code), after the figures.
+    const { layer, ...figures } = info;
     const detail = `sent ${formatBytes(info.sent)}, received ${formatBytes(info.received)}, ` +
-      formatDuration(info.durationMs) +
-      (closeCode !== undefined ? `, close code ${closeCode}` : "");
+      formatDuration(info.durationMs) + (layer?.text ? `, ${layer.text}` : "");
     this.event("closed", `closed ${remote} (${detail}${info.reason ? `; ${info.reason}` : ""})`, {
       conn: peer.id,
       remote,
-      ...info,
+      ...figures,
+      ...layer?.fields,
     });
   }
 

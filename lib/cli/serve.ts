@@ -8,11 +8,12 @@
  * @module
  */
 
+import { transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import type { DatagramSocket } from "../net/datagram.ts";
 import { DATAGRAM_MAX_SESSIONS, DATAGRAM_SESSION_IDLE } from "../net/datagram_forward.ts";
 import type { ForwardDatagramsOptions } from "../net/datagram_forward.ts";
-import { schemePrefix, transportOf } from "../net/transports.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import { checkSocketOptions } from "../net/conn.ts";
 import type { SocketOptions } from "../net/conn.ts";
 import type { Listener } from "../net/listener.ts";
@@ -68,7 +69,7 @@ export async function openServer(
   } catch (err) {
     throw options.tls ? explainTlsListenError(err, options.tls) : err;
   }
-  reporter.listening(listener.address, listener.transport);
+  reporter.listening(listener.address, listener.scheme);
   return listener;
 }
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { formatEndpoint } from "../net/address.ts";
+import { formatEndpoint, isTls, schemeList, transportOf, withTls } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { SockitError, UsageError } from "../base/errors.ts";
 import type { ServerTls } from "../net/listener.ts";
@@ -18,7 +18,6 @@ import {
   loadCertificate,
 } from "../protocols/tls.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
-import { isTls, transportOf, withTls } from "../net/transports.ts";
 import type { FlagUse, FlagValues } from "./flags.ts";
 import { durationFlag } from "./values.ts";
 import type { Reporter } from "./report.ts";
@@ -91,7 +90,11 @@ function applyTls(
   const tls = isTls(applied);
   const stray = tlsOnly.find((name) => values[name] !== undefined && values[name] !== false);
   if (!tls && stray) {
-    throw new UsageError(`option --${stray} needs TLS: a tls:// endpoint or --tls`);
+    throw new UsageError(
+      `option --${stray} needs TLS: a ${
+        schemeList((row) => row.tls === "always")
+      } endpoint, or --tls`,
+    );
   }
   return { endpoint: applied, tls };
 }
@@ -103,11 +106,12 @@ function applyTls(
  * @example Usage
  * ```ts
  * import { tlsClientFlags } from "./tls_flags.ts";
+ * import { parseEndpoint } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
- * const { flags } = tlsClientFlags({ servername: "localhost" }, { transport: "tls", hostname: "127.0.0.1", port: 443 });
+ * const { flags } = tlsClientFlags({ servername: "localhost" }, parseEndpoint("tls://127.0.0.1:443"));
  * assert.equal(flags?.serverName, "localhost");
- * assert.throws(() => tlsClientFlags({ insecure: true }, { transport: "tcp", port: 80 }), /needs TLS/);
+ * assert.throws(() => tlsClientFlags({ insecure: true }, parseEndpoint("80")), /needs TLS/);
  * ```
  */
 export function tlsClientFlags(
@@ -155,10 +159,11 @@ export function tlsClientFlags(
  * @example Usage
  * ```ts
  * import { tlsServerFlags } from "./tls_flags.ts";
+ * import { parseEndpoint } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(tlsServerFlags({ tls: true }, { transport: "tcp", port: 0 }).flags, { cert: undefined, key: undefined, alpn: undefined });
- * assert.throws(() => tlsServerFlags({ cert: "c.pem" }, { transport: "tls", port: 0 }), /--cert and --key go together/);
+ * assert.deepEqual(tlsServerFlags({ tls: true }, parseEndpoint("0")).flags, { cert: undefined, key: undefined, alpn: undefined });
+ * assert.throws(() => tlsServerFlags({ cert: "c.pem" }, parseEndpoint("tls://0")), /--cert and --key go together/);
  * ```
  */
 export function tlsServerFlags(
@@ -166,7 +171,7 @@ export function tlsServerFlags(
   endpoint: Endpoint,
 ): { endpoint: Endpoint; flags?: TlsServerFlags } {
   // A WebSocket server has a handshake too (its upgrade): the flag is its own then.
-  const websocket = transportOf(endpoint).address === "url";
+  const websocket = transportOf(endpoint).groups.includes("websocket");
   const applied = applyTls(endpoint, values, [
     "cert",
     "key",

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatEndpoint, parseEndpoint } from "../net/address.ts";
+import { formatEndpoint, parseEndpoint, schemeList, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { parseCidr } from "../net/cidr.ts";
 import type { AccessRules } from "../net/cidr.ts";
@@ -21,8 +21,8 @@ import { formatHost, ipFamily, isIPv6 } from "../net/ip.ts";
 import type { KeepaliveTimings, SocketOptions } from "../net/conn.ts";
 import type { MulticastOptions } from "../net/datagram.ts";
 import type { SourceAddress } from "../net/tcp_libc.ts";
-import { schemePrefix, transportOf } from "../net/transports.ts";
-import type { Transport } from "../net/transports.ts";
+import { schemeNamed, schemePrefix, SCHEMES } from "../net/schemes.ts";
+import type { OptionGroup, SchemeDescriptor } from "../net/schemes.ts";
 import type { Step } from "../engine/dialogue.ts";
 import { flagName, WEBSOCKET_FLAGS } from "./flags.ts";
 import type { FlagValues, ParsedFlags } from "./flags.ts";
@@ -35,7 +35,7 @@ import type { FlagValues, ParsedFlags } from "./flags.ts";
  * import { oneEndpoint } from "./values.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(oneEndpoint(["8888"]), { transport: "tcp", port: 8888 });
+ * assert.deepEqual(oneEndpoint(["8888"]), { form: "host-port", scheme: "tcp", port: 8888 });
  * assert.throws(() => oneEndpoint([]), /missing endpoint/);
  * ```
  */
@@ -102,13 +102,14 @@ export function countFlag(values: FlagValues, name: string): number | undefined 
  * @example Usage
  * ```ts
  * import { familyFlag } from "./values.ts";
+ * import { parseEndpoint } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(familyFlag({ ipv6: true }, { transport: "tcp", port: 80 }), 6);
+ * assert.equal(familyFlag({ ipv6: true }, parseEndpoint("80")), 6);
  * assert.equal(familyFlag({}), undefined);
- * assert.throws(() => familyFlag({ ipv4: true }, { transport: "unix", path: "/s" }), /do not mix/);
+ * assert.throws(() => familyFlag({ ipv4: true }, parseEndpoint("unix:/s")), /do not mix/);
  * assert.throws(
- *   () => familyFlag({ ipv6: true }, { transport: "tcp", hostname: "127.0.0.1", port: 80 }),
+ *   () => familyFlag({ ipv6: true }, parseEndpoint("127.0.0.1:80")),
  *   /127\.0\.0\.1:80: an IPv4 address, but -6 was given/,
  * );
  * ```
@@ -116,7 +117,7 @@ export function countFlag(values: FlagValues, name: string): number | undefined 
 export function familyFlag(values: FlagValues, endpoint?: Endpoint): 4 | 6 | undefined {
   if (values.ipv4 && values.ipv6) throw new UsageError("options -4 and -6 contradict each other");
   const family = values.ipv4 ? 4 : values.ipv6 ? 6 : undefined;
-  if (family && endpoint && transportOf(endpoint).address === "path") {
+  if (family && endpoint && !transportOf(endpoint).inet) {
     throw new UsageError(`options -${family} and ${formatEndpoint(endpoint)} do not mix`);
   }
   // An address of the other family is a mistake found here, before anything is opened.
@@ -212,13 +213,13 @@ export function exclusive(values: FlagValues, names: string[]): void {
  * @example Usage
  * ```ts
  * import { refuseFlags } from "./values.ts";
- * import { transportOf } from "../net/transports.ts";
+ * import { transportOf } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
  * assert.throws(() => refuseFlags({ "keep-open": true }, ["keep-open"], transportOf("udp")), /--keep-open is not supported with udp:\/\//);
  * ```
  */
-export function refuseFlags(values: FlagValues, names: string[], row: Transport): void {
+export function refuseFlags(values: FlagValues, names: string[], row: SchemeDescriptor): void {
   const given = names.find((n) => values[n] !== undefined);
   if (given) {
     throw new UsageError(`option --${given} is not supported with ${schemePrefix(row)}`);
@@ -291,25 +292,23 @@ export function serverLimits(values: FlagValues): ServerLimits {
  * @example Usage
  * ```ts
  * import { proxyFlag } from "./values.ts";
+ * import { parseEndpoint } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
  * assert.equal(proxyFlag({ proxy: "socks5h://127.0.0.1:1080" })?.scheme, "socks5h");
- * assert.throws(() => proxyFlag({ proxy: "socks5://p:1" }, { transport: "udp", port: 53 }), /udp:\/\/: --proxy tunnels TCP streams/);
+ * assert.throws(() => proxyFlag({ proxy: "socks5://p:1" }, parseEndpoint("udp://53")), /udp:\/\/: --proxy tunnels TCP streams/);
  * ```
  */
 export function proxyFlag(values: FlagValues, target?: Endpoint): ProxySpec | undefined {
   const text = values.proxy;
   if (typeof text !== "string") return undefined;
   const spec = parseProxyUrl(text);
-  if (target) {
-    const row = transportOf(target);
-    if (row.kind !== "stream" || (row.address !== "host-port" && row.address !== "url")) {
-      throw new UsageError(
-        `${
-          schemePrefix(row)
-        }: --proxy tunnels TCP streams to host:port targets (tcp://, tls://, ws://)`,
-      );
-    }
+  if (target && !takes(target, "proxy")) {
+    throw new UsageError(
+      `${schemePrefix(transportOf(target))}: --proxy tunnels TCP streams to host:port targets (${
+        schemeList((row) => row.groups.includes("proxy"), ", ")
+      })`,
+    );
   }
   return spec;
 }
@@ -332,11 +331,12 @@ export type WebSocketCommandOptions = WebSocketOptions & {
  * @example Usage
  * ```ts
  * import { websocketFlags } from "./values.ts";
+ * import { parseEndpoint } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
- * const ws = { transport: "ws", hostname: "127.0.0.1", port: 80 };
+ * const ws = parseEndpoint("ws://127.0.0.1:80");
  * assert.equal(websocketFlags({ binary: true }, [ws], "text")?.mode, "binary");
- * assert.throws(() => websocketFlags({ binary: true }, [{ transport: "tcp", port: 1 }], "text"), /needs a ws:\/\//);
+ * assert.throws(() => websocketFlags({ binary: true }, [parseEndpoint("1")], "text"), /needs a ws:\/\//);
  * ```
  */
 export function websocketFlags(
@@ -346,10 +346,12 @@ export function websocketFlags(
 ): WebSocketCommandOptions | undefined {
   // `--header` is also HTTP's (wait): only the others say "WebSocket".
   const names = WEBSOCKET_FLAGS.map(flagName).filter((name) => name !== "header");
-  const any = endpoints.some((e) => transportOf(e).address === "url");
+  const any = endpoints.some((e) => takes(e, "websocket"));
   const given = names.find((n) => values[n] !== undefined);
   if (!any) {
-    if (given) throw new UsageError(`option --${given} needs a ws:// or wss:// endpoint`);
+    if (given) {
+      throw new UsageError(`option --${given} needs a ${takers("websocket")} endpoint`);
+    }
     return undefined;
   }
   const maxMessage = countFlag(values, "max-message");
@@ -454,23 +456,24 @@ export function sourceFlag(values: FlagValues, target?: Endpoint): SourceAddress
   const text = values.source;
   if (typeof text !== "string") return undefined;
   const row = target && transportOf(target);
-  if (text.startsWith("unixgram:")) {
-    if (row && row.scheme !== "unixgram") {
-      throw new UsageError(`option --source ${text} is for a unixgram: target`);
+  // A local (Unix-domain) client binds a path, written as an endpoint of its scheme.
+  const local = localSource(text);
+  if (local) {
+    const prefix = schemePrefix(local);
+    if (row && row !== local) {
+      throw new UsageError(`option --source ${text} is for a ${prefix} target`);
     }
-    const path = text.slice("unixgram:".length);
-    if (!path) throw new UsageError("option --source unixgram: needs a path");
+    const path = text.slice(prefix.length);
+    if (!path) throw new UsageError(`option --source ${prefix} needs a path`);
     return { path };
   }
-  if (row && row.address !== "host-port" && row.address !== "url") {
-    throw new UsageError(
-      `option --source is for IP targets (and unixgram:PATH for unixgram:), not ${
-        schemePrefix(row)
-      }`,
+  if (row && !(row.inet && row.groups.includes("source"))) {
+    const paths = Object.values(SCHEMES).filter(isLocalSource).map((r) =>
+      `${schemePrefix(r)}PATH for ${schemePrefix(r)}`
     );
-  }
-  if (row?.scheme === "unixgram") {
-    throw new UsageError(`option --source for a unixgram: target is unixgram:PATH, not ${text}`);
+    throw new UsageError(
+      `option --source is for IP targets (and ${paths.join(", ")}), not ${schemePrefix(row)}`,
+    );
   }
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]*):(\d+)$/.exec(text) ??
     /^(.*)()$/.exec(text)!;
@@ -596,12 +599,13 @@ export interface DatagramFlags {
  * @example Usage
  * ```ts
  * import { datagramFlags } from "./values.ts";
+ * import { parseEndpoint } from "../net/address.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(datagramFlags({ broadcast: true }, [{ transport: "udp", hostname: "255.255.255.255", port: 9 }]), { broadcast: true });
- * assert.throws(() => datagramFlags({ broadcast: true }, [{ transport: "tcp", port: 9 }]), /udp:\/\//);
+ * assert.deepEqual(datagramFlags({ broadcast: true }, [parseEndpoint("udp://255.255.255.255:9")]), { broadcast: true });
+ * assert.throws(() => datagramFlags({ broadcast: true }, [parseEndpoint("9")]), /udp:\/\//);
  * assert.throws(
- *   () => datagramFlags({ "multicast-ttl": "2" }, [{ transport: "udp", port: 9 }], { listening: true }),
+ *   () => datagramFlags({ "multicast-ttl": "2" }, [parseEndpoint("udp://9")], { listening: true }),
  *   /come with --multicast-join/,
  * );
  * ```
@@ -618,10 +622,16 @@ export function datagramFlags(
     );
   }
   const broadcast = values.broadcast === true;
-  if ((multicast || broadcast) && !endpoints.some((e) => transportOf(e).scheme === "udp")) {
-    throw new UsageError(
-      `option --${broadcast ? "broadcast" : "multicast-…"} is for udp:// endpoints`,
-    );
+  for (
+    const [given, group, flag] of [[broadcast, "broadcast", "broadcast"], [
+      multicast,
+      "multicast",
+      "multicast-…",
+    ]] as const
+  ) {
+    if (given && !endpoints.some((e) => takes(e, group))) {
+      throw new UsageError(`option --${flag} is for ${takers(group)} endpoints`);
+    }
   }
   return { ...(multicast ? { multicast } : {}), ...(broadcast ? { broadcast } : {}) };
 }
@@ -630,4 +640,26 @@ export function datagramFlags(
 function isMulticast(host: string): boolean {
   if (ipFamily(host) === 4) return Number(host.split(".")[0]) >> 4 === 14;
   return ipFamily(host) === 6 && /^ff/i.test(host);
+}
+
+/** Whether an endpoint's scheme takes an option group. */
+function takes(endpoint: Endpoint, group: OptionGroup): boolean {
+  return transportOf(endpoint).groups.includes(group);
+}
+
+/** The schemes that take an option group, for a message: `ws:// or wss://`. */
+function takers(group: OptionGroup): string {
+  return schemeList((row) => row.groups.includes(group));
+}
+
+/** A local (Unix-domain) scheme whose clients bind a `--source` path. */
+function isLocalSource(row: SchemeDescriptor): boolean {
+  return !row.inet && row.groups.includes("source");
+}
+
+/** The local scheme a `--source` value is written in (`unixgram:PATH`), if any. */
+function localSource(text: string): SchemeDescriptor | undefined {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(text);
+  const row = m ? schemeNamed(m[1].toLowerCase()) : undefined;
+  return row && isLocalSource(row) ? row : undefined;
 }

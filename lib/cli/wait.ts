@@ -7,7 +7,7 @@
  */
 
 import os from "node:os";
-import { parseEndpoint } from "../net/address.ts";
+import { parseEndpoint, requireEndpoint } from "../net/address.ts";
 import {
   exitCodeOf,
   SockitError,
@@ -17,7 +17,6 @@ import {
 } from "../base/errors.ts";
 import { checkRunPermission } from "../tools/exec.ts";
 import { formatDuration, jsonLine } from "../base/format.ts";
-import { requireEndpoint } from "../net/transports.ts";
 import type { HttpRequest } from "../protocols/http.ts";
 import { parseHttpUrl } from "../protocols/http.ts";
 import { waitFor } from "../tools/wait.ts";
@@ -229,7 +228,7 @@ with the last error or status seen. One result line per target goes to stdout as
       status: typeof values.status === "string" ? statusFlag(values.status) : undefined,
       body: regexFlag(values, "body"),
       tls: https
-        ? tlsClientFlags(values, { transport: "tls", hostname: "localhost", port: 443 }).flags
+        ? tlsClientFlags(values, parseHttpUrl("https://localhost/").endpoint).flags
         : undefined,
       command,
     };

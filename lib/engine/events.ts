@@ -7,9 +7,6 @@
  * @module
  */
 
-import type { HandshakeInfo } from "../protocols/tls.ts";
-import type { UpgradeInfo } from "../protocols/websocket.ts";
-
 /** The peer of a connection or datagram socket, as events name it. */
 export interface PeerInfo {
   /** The connection number (`#1`). */
@@ -30,8 +27,43 @@ export interface ClosedInfo {
   durationMs: number;
   /** Why it ended, when not a normal close (`reset`, `idle timeout`, …). */
   reason?: string;
-  /** A WebSocket's close code. */
-  closeCode?: number;
+  /** What the layer the peer runs over said of its end (see `Duplex.endInfo`). */
+  layer?: LayerEnd;
+}
+
+/**
+ * What a layer over a connection (TLS, for one) settled as it was set up,
+ * as its event reports it. The layer writes all of it: whoever shows it
+ * needs to know nothing of the layer.
+ */
+export interface LayerInfo {
+  /** The layer as the `-v` line names it (`TLS`). */
+  readonly title: string;
+  /** What it settled, in words: `TLSv1.3, TLS_AES_128_GCM_SHA256, no ALPN`. */
+  readonly text: string;
+  /** The same as the fields of the JSON event. */
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+/** One layer's event: its name (`tls`, …) and what the layer settled. */
+export interface LayerReport {
+  /** The event's name. */
+  readonly name: string;
+  /** What the layer settled. */
+  readonly info: LayerInfo;
+}
+
+/**
+ * What a layer says of how its stream ended (see `Duplex.endInfo`): what
+ * the `closed` event adds, and a note worth showing with `-v`.
+ */
+export interface LayerEnd {
+  /** Fields the `closed` event carries (a close code the peer sent, say). */
+  readonly fields?: Readonly<Record<string, unknown>>;
+  /** The same in words, for the `closed` line. */
+  readonly text?: string;
+  /** A note on the end, after the side's name (`closed without TLS close_notify …`). */
+  readonly note?: string;
 }
 
 /** Something whose byte counts a progress line shows: `[received, sent]`. */
@@ -66,10 +98,11 @@ export interface Events {
   rejected?(peer: PeerInfo, reason: string): void;
   /** A client connection is established. */
   connected?(peer: PeerInfo): void;
-  /** What a TLS handshake negotiated. */
-  tls?(peer: PeerInfo, info: HandshakeInfo): void;
-  /** A connection became a WebSocket (`peer.upgrade` says how). */
-  upgraded?(peer: PeerInfo & { readonly upgrade?: UpgradeInfo }): void;
+  /**
+   * A layer over a connection was set up and settled `info`: `tls` (what
+   * the handshake negotiated), or any other layer's event by its name.
+   */
+  layer?(peer: PeerInfo, name: string, info: LayerInfo): void;
   /** A connection (or a datagram socket's session) ended, with its figures. */
   closed?(peer: PeerInfo, info: ClosedInfo): void;
   /** Something went wrong that does not stop the command (one of many connections). */
@@ -82,4 +115,32 @@ export interface Events {
   track?(counted: Counted, total?: number): void;
   /** A transfer that was tracked has ended. */
   untrack?(counted: Counted): void;
+}
+
+/**
+ * Reports the layers `peer` runs over, lowest first, from
+ * the `from`th on: one {@linkcode Events.layer} each.
+ *
+ * @example Usage
+ * ```ts
+ * import { reportLayers } from "./events.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const seen: string[] = [];
+ * const peer = {
+ *   id: 1,
+ *   remoteAddress: "127.0.0.1:443",
+ *   localAddress: "127.0.0.1:5000",
+ *   layers: [{ name: "tls", info: { title: "TLS", text: "TLSv1.3", fields: {} } }],
+ * };
+ * reportLayers({ layer: (_peer, name) => seen.push(name) }, peer);
+ * assert.deepEqual(seen, ["tls"]);
+ * ```
+ */
+export function reportLayers(
+  events: Events | undefined,
+  peer: PeerInfo & { readonly layers?: readonly LayerReport[] },
+  from = 0,
+): void {
+  for (const { name, info } of peer.layers?.slice(from) ?? []) events?.layer?.(peer, name, info);
 }

@@ -17,8 +17,9 @@
  */
 
 import { errnoError, TimeoutError } from "../base/errors.ts";
-import { type SpliceEnd, type SpliceJob, startSplice } from "./stdio.ts";
+import { type SpliceEnd, type SpliceJob, startSplice } from "../sys/splice.ts";
 import { formatDuration } from "../base/format.ts";
+import type { LayerEnd } from "./events.ts";
 
 /** A duplex byte stream: a connection, or stdin/stdout together. */
 export interface Duplex {
@@ -51,7 +52,7 @@ export interface Duplex {
    */
   readonly datagrams?: boolean;
   /**
-   * Each read is a piece of a message (a WebSocket frame's payload, as it
+   * Each read is a piece of a message (a frame's payload, as it
    * came): a read of 0 bytes is still one — an empty frame that ends a
    * message, or an empty message — and is passed on as an empty write to a
    * side that takes messages too (to a byte stream it is nothing).
@@ -66,6 +67,12 @@ export interface Duplex {
   spliceFrom?(): number | undefined;
   /** An fd that `splice(2)` may write this side's output to, once what was written is out. */
   spliceTo?(): Promise<number | undefined>;
+  /**
+   * What the layer this side runs over (TLS, …) says of how it
+   * ended, once the relay is done: the `closed` event carries it. The
+   * relay itself never asks.
+   */
+  endInfo?(): LayerEnd | undefined;
 }
 
 /** Bytes a direction moves through the read/write loop before a `"bulk"` splice may take over. */

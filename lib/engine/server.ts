@@ -11,21 +11,24 @@
 import type { AccessRules } from "../net/cidr.ts";
 import { refusal } from "../net/cidr.ts";
 import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { Coalescer } from "./coalesce.ts";
 import { delay } from "./deadline.ts";
 import { exitCodeOf, toSockitError } from "../base/errors.ts";
 import type { SockitError } from "../base/errors.ts";
-import type { Events } from "./events.ts";
+import { type Events, reportLayers } from "./events.ts";
 import { formatDuration } from "../base/format.ts";
 import { type Listener, PeerNameError } from "../net/listener.ts";
 import { tlsFailure } from "../protocols/tls.ts";
+import { C } from "../sys/constants.ts";
 
 /**
- * Handles one accepted connection; resolves to its exit code. `slot` lets
- * it say that the connection is still in an opening phase of its own (a
- * proxy client's request), as a TLS handshake is.
+ * Handles one accepted connection (with the listener's layers set up over
+ * it: TLS, an upgrade); resolves to its exit code. `slot` lets it say that
+ * the connection is still in an opening phase of its own (a proxy client's
+ * request), as a TLS handshake is.
  */
-export type ConnectionHandler = (conn: Connection, slot: ConnectionSlot) => Promise<number>;
+export type ConnectionHandler = (conn: Stream, slot: ConnectionSlot) => Promise<number>;
 
 /** What a handler may tell the accept loop about the `--max-conns` slot its connection holds. */
 export interface ConnectionSlot {
@@ -40,7 +43,7 @@ export interface ConnectionSlot {
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions {
-  /** Where events (accepted, rejected, tls, warnings) go. */
+  /** Where events (accepted, rejected, layers, warnings) go. */
   events?: Events;
   /** Stops accepting and closes the listener; handlers get it too. */
   signal: AbortSignal;
@@ -93,9 +96,13 @@ function acceptErrno(err: unknown): string {
   const code = (err as { code?: string })?.code;
   if (code && code !== "EFAIL") return code;
   const n = /os error (\d+)/.exec(String((err as Error)?.message))?.[1];
-  return { "107": "ENOTCONN", "103": "ECONNABORTED", "104": "ECONNRESET", "71": "EPROTO" }[
-    n ?? ""
-  ] ?? code ?? "EFAIL";
+  const names: Record<number, string> = {
+    [C.ENOTCONN]: "ENOTCONN",
+    [C.ECONNABORTED]: "ECONNABORTED",
+    [C.ECONNRESET]: "ECONNRESET",
+    [C.EPROTO]: "EPROTO",
+  };
+  return names[Number(n)] ?? code ?? "EFAIL";
 }
 
 /** The IP address of a connection's peer, or `undefined` for a Unix peer. */
@@ -135,7 +142,7 @@ export async function serve(
   const handshakeTimeout = options.handshakeTimeout ?? HANDSHAKE_TIMEOUT;
   const active = new Set<Promise<void>>();
   /** Connections still in their TLS handshake or another opening phase (they hold a `--max-conns` slot). */
-  const handshaking = new Set<Connection>();
+  const handshaking = new Set<Stream>();
   /** Connections waiting for a slot that a handshake holds, with when they give up. */
   const waiting: Array<{ conn: Connection; timer: ReturnType<typeof setTimeout> }> = [];
   using coalescer = new Coalescer((line) => events?.warning?.(line));
@@ -145,7 +152,7 @@ export async function serve(
 
   const start = (conn: Connection) => {
     events?.accepted?.(conn);
-    let opened: Connection | undefined;
+    let opened: Stream | undefined;
     const slot: ConnectionSlot = {
       opening: (on) => void (on ? handshaking.add(opened!) : handshaking.delete(opened!)),
     };
@@ -169,17 +176,18 @@ export async function serve(
   };
 
   /** A TLS server's handshake, then a protocol upgrade, in the connection's own task. */
-  const secure = async (conn: Connection): Promise<Connection | undefined> => {
+  const secure = async (conn: Connection): Promise<Stream | undefined> => {
     const secured = await secureTls(conn);
-    if (!secured || !listener.upgrade) return secured;
+    const upgrade = listener.upgrade;
+    if (!secured || !upgrade) return secured;
     handshaking.add(secured);
     const limit = handshakeTimeout > 0 && Number.isFinite(handshakeTimeout)
       ? AbortSignal.any([signal, AbortSignal.timeout(handshakeTimeout)])
       : signal;
     try {
-      const upgraded = await listener.upgrade(secured, { signal: limit });
-      events?.upgraded?.(upgraded);
-      return upgraded;
+      const layered = await upgrade.open(secured, { signal: limit });
+      reportLayers(events, layered, secured.layers?.length);
+      return layered;
     } catch (err) {
       secured.close();
       if (signal.aborted) return undefined;
@@ -187,8 +195,8 @@ export async function serve(
         ? `timed out after ${formatDuration(handshakeTimeout)} (--handshake-timeout)`
         : (err as SockitError).reason ?? (err as Error).message;
       coalescer.say(
-        `WebSocket upgrade failed: ${reason}`,
-        `${conn.remoteAddress}: WebSocket upgrade failed: ${reason}`,
+        `${upgrade.title} upgrade failed: ${reason}`,
+        `${conn.remoteAddress}: ${upgrade.title} upgrade failed: ${reason}`,
       );
       return undefined;
     } finally {
@@ -197,12 +205,12 @@ export async function serve(
   };
 
   /** A TLS server's handshake, in the connection's own task; undefined when it failed. */
-  const secureTls = async (conn: Connection): Promise<Connection | undefined> => {
+  const secureTls = async (conn: Connection): Promise<Stream | undefined> => {
     if (!listener.tls) return conn;
     handshaking.add(conn);
     try {
       const secured = await listener.secure(conn, { timeout: handshakeTimeout, signal });
-      if (secured.handshake) events?.tls?.(secured, secured.handshake);
+      reportLayers(events, secured);
       return secured;
     } catch (err) {
       if (signal.aborted) return undefined;

@@ -16,7 +16,9 @@
  */
 
 import { rebuildError } from "../base/errors.ts";
-import { acquireLibc, C, ffiAvailable, releaseLibc } from "../sys/libc.ts";
+import { C, type Constants } from "../sys/constants.ts";
+import { withLibc } from "../sys/libc.ts";
+import { spawnWorker, type ThreadWorker, workerSource } from "../sys/worker.ts";
 
 /** A source of bytes (like `Deno.Reader`). */
 export interface ByteReader {
@@ -84,10 +86,11 @@ const RING_BYTES = 1 << 20;
 
 /**
  * The worker's body. It runs in the worker, so it only uses what it is sent:
- * the function's source text becomes the worker script (word indexes are
- * written as numbers for that reason; see the layout above).
+ * the function's source text becomes the worker script, called with the
+ * constants of `sys/constants.ts` (word indexes are written as numbers for
+ * that reason; see the layout above).
  */
-function ringWorker(): void {
+function ringWorker(C: Constants): void {
   const scope = globalThis as unknown as {
     onmessage: (event: MessageEvent) => void;
     postMessage(message: unknown, transfer?: Transferable[]): void;
@@ -118,8 +121,9 @@ function ringWorker(): void {
       Atomics.store(ctrl, 2, 2);
       wakeMain();
     };
+    const eagain = `os error ${C.EAGAIN})`;
     const wouldBlock = (err: unknown) =>
-      (err as Error)?.name === "WouldBlock" || /os error 11\)/.test((err as Error)?.message);
+      (err as Error)?.name === "WouldBlock" || String((err as Error)?.message).includes(eagain);
     if (role === "records") {
       // One message per read(2); at most 64 unconsumed (word 0 counts them).
       for (;;) {
@@ -205,68 +209,19 @@ function ringWorker(): void {
   };
 }
 
-let workerUrl: string | undefined;
+let ringSource: string | undefined;
 
-function workerScript(): string {
-  return workerUrl ??= URL.createObjectURL(
-    new Blob([`(${ringWorker.toString()})()`], { type: "text/javascript" }),
-  );
-}
-
-/** What sockit needs of a stdio worker: a `Worker`, or a stand-in for one on another thread. */
-export interface StdioWorker {
-  /** Messages from the worker. */
-  onmessage: ((event: MessageEvent) => void) | null;
-  /** Sends the worker a message (shared buffers stay shared). */
-  postMessage(message: unknown): void;
-  /** Stops the worker. */
-  terminate(): void;
-}
-
-/**
- * Starts a stdio worker (the synchronous reads and writes of fd 0 and 1),
- * named `name`, on this thread.
- *
- * @example Usage
- * ```ts
- * import { startStdioWorker } from "./stdio.ts";
- *
- * startStdioWorker("sockit-stdout").terminate();
- * ```
- */
-export function startStdioWorker(name: string): StdioWorker {
-  const script = name === "sockit-splice"
-    ? spliceUrl ??= URL.createObjectURL(
-      new Blob([`(${spliceWorker.toString()})()`], { type: "text/javascript" }),
-    )
-    : workerScript();
-  return new Worker(script, { type: "module", name });
-}
-
-let spawnStdioWorker: (name: string) => StdioWorker = startStdioWorker;
-
-/**
- * Has stdio workers started by `spawn` from now on. A command run inside a
- * worker uses it to have them started by the main thread: a worker started
- * by a worker takes Deno ~0.5 s to come up, one started by the main thread
- * ~20 ms.
- *
- * @example Usage
- * ```ts
- * import { spawnStdioWorkersWith, startStdioWorker } from "./stdio.ts";
- *
- * spawnStdioWorkersWith(startStdioWorker);
- * ```
- */
-export function spawnStdioWorkersWith(spawn: (name: string) => StdioWorker): void {
-  spawnStdioWorker = spawn;
+/** Starts a stdio worker (the synchronous reads and writes of fd 0 and 1), named `name`. */
+function startRingWorker(name: string): ThreadWorker {
+  ringSource ??= workerSource(ringWorker);
+  return spawnWorker(name, ringSource);
 }
 
 interface Ring {
   buf: Uint8Array;
   ctrl: Int32Array;
   control: Uint8Array;
-  worker: StdioWorker;
+  worker: ThreadWorker;
 }
 
 /** How big sockit makes a stdin or stdout pipe (Linux's default is 64 KiB). */
@@ -281,21 +236,17 @@ export const PIPE_BYTES = 1 << 20;
  * left as it is.
  */
 function enlargePipe(fd: 0 | 1): void {
-  if (!ffiAvailable()) return;
-  const c = acquireLibc();
-  try {
+  withLibc((c) => {
     const size = c.fcntl(fd, C.F_GETPIPE_SZ, 0);
     if (size > 0 && size < PIPE_BYTES) c.fcntl(fd, C.F_SETPIPE_SZ, PIPE_BYTES);
-  } finally {
-    releaseLibc();
-  }
+  }, undefined);
 }
 
 function startRing(role: "stdin" | "stdout"): Ring {
   enlargePipe(role === "stdin" ? 0 : 1);
   const data = new SharedArrayBuffer(RING_BYTES);
   const control = new SharedArrayBuffer(CONTROL_BYTES);
-  const worker = spawnStdioWorker(`sockit-${role}`);
+  const worker = startRingWorker(`sockit-${role}`);
   worker.postMessage({ data, control, role });
   return {
     buf: new Uint8Array(data),
@@ -418,7 +369,7 @@ export class StdinReader implements Input {
 
   #startRecords(recordSize: number): RecordQueue {
     const control = new SharedArrayBuffer(CONTROL_BYTES);
-    const worker = spawnStdioWorker("sockit-stdin-records");
+    const worker = startRingWorker("sockit-stdin-records");
     const r: RecordQueue = { ctrl: new Int32Array(control), queue: [] };
     worker.onmessage = (event: MessageEvent) => {
       const { record, end, name, message } = event.data as {
@@ -603,19 +554,15 @@ export function stdoutMayBeClosed(): boolean {
 
 /** What fd 1 is (`/proc/self/fd/1`) and how it is open, when sockit may find out. */
 function describeStdout(): { target: string; mode: number } | undefined {
-  if (ffiAvailable()) {
-    // Through libc, which Deno's file permissions do not cover.
-    const c = acquireLibc();
-    try {
-      const flags = c.fcntl(1, C.F_GETFL, 0);
-      const buf = new Uint8Array(256);
-      const n = Number(c.readlink(new TextEncoder().encode("/proc/self/fd/1\0"), buf, 255n));
-      if (flags < 0 || n < 0) return undefined;
-      return { target: new TextDecoder().decode(buf.subarray(0, n)), mode: flags & C.O_ACCMODE };
-    } finally {
-      releaseLibc();
-    }
-  }
+  // Through libc, which Deno's file permissions do not cover.
+  const viaLibc = withLibc((c) => {
+    const flags = c.fcntl(1, C.F_GETFL, 0);
+    const buf = new Uint8Array(256);
+    const n = Number(c.readlink(new TextEncoder().encode("/proc/self/fd/1\0"), buf, 255n));
+    if (flags < 0 || n < 0) return null;
+    return { target: new TextDecoder().decode(buf.subarray(0, n)), mode: flags & C.O_ACCMODE };
+  }, undefined);
+  if (viaLibc !== undefined) return viaLibc ?? undefined;
   // Deno lets only --allow-all read these.
   if (Deno.permissions.querySync({ name: "read" }).state !== "granted") return undefined;
   const flags = /^flags:\s*([0-7]+)/m.exec(Deno.readTextFileSync("/proc/self/fdinfo/1"))?.[1];
@@ -623,202 +570,7 @@ function describeStdout(): { target: string; mode: number } | undefined {
   return { target: Deno.readLinkSync("/proc/self/fd/1"), mode: parseInt(flags, 8) & C.O_ACCMODE };
 }
 
-/**
- * The body of a splice worker: moves bytes from fd `from` to fd `to` with
- * `splice(2)` through a pipe of its own (zero-copy: the bytes never enter
- * user space), until end of input, an error, or the main thread says stop.
- * Both fds are used non-blocking (`SPLICE_F_NONBLOCK`, `poll()` in 50 ms
- * slices), so a stop is seen promptly. Self-contained: its source text is
- * the worker script.
- */
-function spliceWorker(): void {
-  const scope = globalThis as unknown as {
-    onmessage: (event: MessageEvent) => void;
-    postMessage(message: unknown): void;
-    close(): void;
-  };
-  scope.onmessage = (event: MessageEvent) => {
-    const { from, to, ctrl, counts } = event.data as {
-      from: number;
-      to: number;
-      ctrl: Int32Array; // [0]: 0 run, 1 end at the next pause longer than ctrl[1] ms, 2 stop
-      counts: BigInt64Array; // [0]: bytes delivered, [1]: splice calls
-    };
-    const lib = Deno.dlopen(
-      "libc.so.6",
-      {
-        splice: {
-          parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"],
-          result: "isize",
-        },
-        pipe2: { parameters: ["buffer", "i32"], result: "i32" },
-        poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-        fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
-        close: { parameters: ["i32"], result: "i32" },
-        __errno_location: { parameters: [], result: "pointer" },
-      } as const,
-    );
-    const c = lib.symbols;
-    const errno = () => {
-      const ptr = c.__errno_location();
-      return ptr ? new Deno.UnsafePointerView(ptr).getInt32() : 0;
-    };
-    const EAGAIN = 11, EINTR = 4, POLLIN = 1, POLLOUT = 4, MOVE = 1, NONBLOCK = 2;
-    const CHUNK = 1 << 20;
-    const pfd = new Uint8Array(8);
-    const pv = new DataView(pfd.buffer);
-    /** Waits up to `ms` for `fd` to be ready for `events`; true when it is (or hung up). */
-    const ready = (fd: number, events: number, ms: number) => {
-      pv.setInt32(0, fd, true);
-      pv.setInt16(4, events, true);
-      pv.setInt16(6, 0, true);
-      return c.poll(pfd, 1n, ms) > 0;
-    };
-    const fds = new Int32Array(2);
-    let end: { end: string; op?: string; errno?: number } = { end: "eof" };
-    if (c.pipe2(new Uint8Array(fds.buffer), 0o2000000) !== 0) {
-      end = { end: "error", op: "read", errno: errno() };
-    } else {
-      const [pr, pw] = fds;
-      c.fcntl(pw, 1031, CHUNK); // F_SETPIPE_SZ; a smaller pipe only means smaller moves
-      let inPipe = 0;
-      let pausedSince = 0;
-      outer: for (;;) {
-        if (inPipe === 0) {
-          if (Atomics.load(ctrl, 0) === 2) {
-            end = { end: "stopped" };
-            break;
-          }
-          const n = Number(c.splice(from, null, pw, null, BigInt(CHUNK), MOVE | NONBLOCK));
-          if (n > 0) {
-            inPipe = n;
-            pausedSince = 0;
-            Atomics.add(counts, 1, 1n);
-          } else if (n === 0) {
-            break; // end of input
-          } else {
-            const e = errno();
-            if (e === EINTR) continue;
-            if (e !== EAGAIN) {
-              end = { end: "error", op: "read", errno: e };
-              break;
-            }
-            if (Atomics.load(ctrl, 0) === 1) {
-              // Told to end once the input pauses: a pause of ctrl[1] ms ends it.
-              const now = performance.now();
-              pausedSince ||= now;
-              const left = Atomics.load(ctrl, 1) - (now - pausedSince);
-              if (left <= 0 || !ready(from, POLLIN, Math.min(50, Math.ceil(left)))) {
-                if (left <= 0) {
-                  end = { end: "stopped" };
-                  break;
-                }
-              }
-              continue;
-            }
-            ready(from, POLLIN, 50);
-            continue;
-          }
-        }
-        // What was read is delivered, even when told to stop — for at most 250 ms after,
-        // as the read-and-write loop drains its writes in flight.
-        let stopSeen = 0;
-        while (inPipe > 0) {
-          const m = Number(c.splice(pr, null, to, null, BigInt(inPipe), MOVE | NONBLOCK));
-          if (m > 0) {
-            inPipe -= m;
-            Atomics.add(counts, 0, BigInt(m));
-            Atomics.add(counts, 1, 1n);
-            continue;
-          }
-          const e = m < 0 ? errno() : EAGAIN;
-          if (e === EINTR) continue;
-          if (e !== EAGAIN) {
-            end = { end: "error", op: "write", errno: e };
-            break outer;
-          }
-          if (Atomics.load(ctrl, 0) === 2) {
-            stopSeen ||= performance.now();
-            if (performance.now() - stopSeen > 250) {
-              end = { end: "stopped" };
-              break outer;
-            }
-          }
-          ready(to, POLLOUT, 50);
-        }
-      }
-      c.close(pr);
-      c.close(pw);
-    }
-    lib.close();
-    scope.postMessage(end);
-    scope.close();
-  };
-}
-
-let spliceUrl: string | undefined;
-
-/** How a splice ended: end of input, told to stop, or a failed read or write (errno). */
-export type SpliceEnd =
-  | { end: "eof" | "stopped" }
-  | { end: "error"; op: "read" | "write"; errno: number };
-
-/** A running splice: one direction of a relay moved by the kernel. */
-export interface SpliceJob {
-  /** Resolves when the worker has stopped moving bytes (and closed its pipe). */
-  readonly done: Promise<SpliceEnd>;
-  /** Bytes delivered so far. */
-  bytes(): number;
-  /** `splice(2)` calls so far. */
-  calls(): number;
-  /** Ends at the next pause in the input longer than `linger` ms (0: the next pause). */
-  cancel(linger?: number): void;
-  /** Ends as soon as what was read is delivered. */
-  stop(): void;
-}
-
-/**
- * Moves bytes from fd `from` to fd `to` with `splice(2)` in a worker until
- * end of input, an error or {@linkcode SpliceJob.stop}. Needs `--allow-ffi`
- * (see {@linkcode ffiAvailable}); neither fd is closed.
- *
- * @example Usage
- * ```ts ignore
- * const job = startSplice(0, socketFd);
- * const end = await job.done; // { end: "eof" } at the end of stdin
- * ```
- */
-export function startSplice(from: number, to: number): SpliceJob {
-  const ctrl = new Int32Array(new SharedArrayBuffer(8));
-  const counts = new BigInt64Array(new SharedArrayBuffer(16));
-  const worker = spawnStdioWorker("sockit-splice");
-  const done = new Promise<SpliceEnd>((resolve) => {
-    worker.onmessage = (event) => {
-      resolve(event.data as SpliceEnd);
-      worker.terminate();
-    };
-  });
-  worker.postMessage({ from, to, ctrl, counts });
-  return {
-    done,
-    bytes: () => Number(Atomics.load(counts, 0)),
-    calls: () => Number(Atomics.load(counts, 1)),
-    cancel(linger = 0) {
-      if (Atomics.load(ctrl, 0) !== 0) return;
-      Atomics.store(ctrl, 1, Math.max(0, Math.round(linger)));
-      Atomics.store(ctrl, 0, 1);
-    },
-    stop: () => Atomics.store(ctrl, 0, 2),
-  };
-}
-
 /** Whether fd `fd` is a pipe (and libc may be used to find out). */
 export function isPipe(fd: number): boolean {
-  if (!ffiAvailable()) return false;
-  const c = acquireLibc();
-  try {
-    return c.fcntl(fd, C.F_GETPIPE_SZ, 0) > 0;
-  } finally {
-    releaseLibc();
-  }
+  return withLibc((c) => c.fcntl(fd, C.F_GETPIPE_SZ, 0) > 0, false);
 }

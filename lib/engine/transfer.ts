@@ -18,21 +18,28 @@ import {
   toSockitError,
   UsageError,
 } from "../base/errors.ts";
-import type { ChunkTap, Counted, Events, PeerInfo } from "./events.ts";
+import type { ChunkTap, Counted, Events, LayerReport, PeerInfo } from "./events.ts";
 import type { Dialogue, PendingExpect } from "./dialogue.ts";
 import { formatBytes } from "../base/format.ts";
 import { Relay, RelayError } from "./relay.ts";
 import type { Direction, Duplex } from "./relay.ts";
+import type { TraceFn } from "./trace.ts";
 
-/** A peer side of a transfer: a duplex with a number and addresses. */
+/**
+ * A peer side of a transfer: a duplex with a number and addresses. What a
+ * layer over it (TLS, …) has to say about its end comes through
+ * `Duplex.endInfo`; what it settled as it was set up, through `layers`.
+ */
 export interface Peer extends Duplex, PeerInfo {
-  /** Set when a TLS peer closed without close_notify. */
-  readonly uncleanClose?: boolean;
-  /** A WebSocket's close code, once the session ended (1005: none given, 1006: no Close frame). */
-  readonly closeCode?: number;
+  /** `#1`, `#2`, …: the tag of its trace lines. */
+  readonly tag?: string;
+  /** Prints each socket operation (`--trace`): a spliced direction is one line here. */
+  readonly trace?: TraceFn;
+  /** What each layer it runs over settled as it was set up, lowest first (their events). */
+  readonly layers?: readonly LayerReport[];
   /**
-   * Its end of input is the end of the connection both ways (a WebSocket's
-   * Close handshake): nothing can be sent to it after that, so a session
+   * Its end of input is the end of the connection both ways (a layer's
+   * closing handshake): nothing can be sent to it after that, so a session
    * bridged to it ends there, whatever its input is doing.
    */
   readonly endIsClose?: boolean;
@@ -41,6 +48,12 @@ export interface Peer extends Duplex, PeerInfo {
    * transfer reports one `closed` per peer instead of one for the socket.
    */
   sessions?(): Array<{ remoteAddress: string; sent: number; received: number; since: number }>;
+  /**
+   * Told the side it is about to be relayed with: when that side speaks
+   * the same framing, each relays the other's reads as they came (frames
+   * with their kinds and boundaries, empty ones too) instead of as bytes.
+   */
+  pair?(other: Duplex): void;
 }
 
 /** How a transfer runs and ends. */
@@ -142,6 +155,7 @@ export async function transfer(
       if (direction === 0) dialogue.received(chunk);
     }
     : undefined;
+  if (!echoing) peer.pair?.(other);
   const relay = new Relay(peer, other, {
     signal: matched ? AbortSignal.any([options.signal, matched.signal]) : options.signal,
     idleTimeout: options.idleTimeout,
@@ -159,9 +173,8 @@ export async function transfer(
         { splice: true, from, to, bytes: moved.bytes, calls: moved.calls },
       );
       // --trace: the calls as what they are (one line for the direction's many).
-      const traced = peer as Partial<{ trace: (tag: string, text: string) => void; tag: string }>;
-      traced.trace?.(
-        traced.tag ?? "",
+      peer.trace?.(
+        peer.tag ?? "",
         `splice(${from} → ${to}) × ${moved.calls} = ${moved.bytes} bytes`,
       );
     },
@@ -204,12 +217,11 @@ export async function transfer(
   } finally {
     events?.untrack?.(counted);
   }
+  // What the layers say of the end (a TLS peer gone without close_notify, a close code).
+  const layer = peer.endInfo?.();
   for (const side of [peer, other]) {
-    if ((side as Partial<Peer>).uncleanClose) {
-      events?.info?.(
-        `${side.label} closed without TLS close_notify (taken as the end of its stream)`,
-      );
-    }
+    const note = (side === peer ? layer : side.endInfo?.())?.note;
+    if (note) events?.info?.(`${side.label} ${note}`);
   }
   const [received, sent] = moved();
   const name = typeof options.closedName === "function" ? options.closedName() : options.closedName;
@@ -231,7 +243,7 @@ export async function transfer(
       received,
       durationMs: Math.round(relay.elapsed),
       ...(reason ? { reason } : {}),
-      ...(peer.closeCode !== undefined ? { closeCode: peer.closeCode } : {}),
+      ...(layer ? { layer } : {}),
     });
   }
   return code;

@@ -1,23 +1,27 @@
 /**
  * The connection type every stream transport produces: a connected socket
- * (TCP, Unix or TLS, accepted or dialled) as a {@linkcode Duplex} for the
+ * (TCP or Unix, accepted or dialled) as a {@linkcode Stream} for the
  * relay, with its number, its addresses as text, and `--trace` of every
  * read, write and shutdown. Dialers (`dial.ts`) and listeners
- * (`listener.ts`) hand these out; nothing else wraps a `Deno.Conn`.
+ * (`listener.ts`) hand these out, and the layers over a socket (TLS,
+ * WebSocket) hold one; nothing else wraps a `Deno.Conn`.
  *
  * @module
  */
 
 import { concat } from "../base/bytes.ts";
 import { formatAddr } from "./ip.ts";
-import { SockitError } from "../base/errors.ts";
-import { ffiAvailable, findTcpSocketFd, findUnixSocketFd, setIntOption } from "../sys/libc.ts";
+import { SockitError, toSockitError } from "../base/errors.ts";
+import { ffiAvailable } from "../sys/libc.ts";
+import { findSocketFd, findTcpSocketFd } from "../sys/fd.ts";
+import { applySocketOptions, type Setting, SocketOptionError } from "../sys/sockopt.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
-import type { Duplex } from "../engine/relay.ts";
-import { tlsFailure } from "../protocols/tls.ts";
-import type { HandshakeInfo } from "../protocols/tls.ts";
+import type { Stream } from "./stream.ts";
+import type { StreamSocket } from "./stream_socket.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
+
+export type { StreamSocket } from "./stream_socket.ts";
 
 let lastConnectionId = 0;
 
@@ -42,13 +46,6 @@ export interface ConnectionOptions {
   id?: number;
   /** Prints each socket operation (`--trace`). */
   trace?: TraceFn;
-  /**
-   * A TLS connection: a peer that closes without close_notify ends the
-   * stream like EOF (see {@linkcode Connection.uncleanClose}).
-   */
-  tls?: boolean;
-  /** What the TLS handshake negotiated, when it is done already. */
-  handshake?: HandshakeInfo;
   /** The peer as it is named in messages, when not the socket's peer (a tunnel's target). */
   remoteAddress?: string;
 }
@@ -73,9 +70,9 @@ export interface ConnectionOptions {
  * assert.equal(await server.read(buf), null);
  * ```
  */
-export class Connection implements Duplex, Disposable {
-  /** The underlying Deno connection. */
-  readonly conn: Deno.Conn;
+export class Connection implements Stream {
+  /** The socket it wraps. */
+  readonly conn: StreamSocket;
   /** Connection number, for events and traces. */
   readonly id: number;
   /** `#1`, `#2`, …: the tag of trace lines. */
@@ -86,12 +83,6 @@ export class Connection implements Duplex, Disposable {
   readonly remoteAddress: string;
   /** When the connection was opened (`performance.now()`). */
   readonly openedAt: number = performance.now();
-  /** Whether this is a TLS connection. */
-  readonly isTls: boolean;
-  /** What the TLS handshake negotiated, once known. */
-  handshake?: HandshakeInfo;
-  /** Set when a TLS peer closed without close_notify (read as EOF). */
-  uncleanClose = false;
   /** Prints each socket operation (`--trace`), when set. */
   readonly trace?: TraceFn;
   #closed = false;
@@ -102,36 +93,17 @@ export class Connection implements Duplex, Disposable {
   #pending?: Uint8Array;
 
   /** Wraps a connection; see {@linkcode Connection.from} for tracing. */
-  constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
+  constructor(conn: StreamSocket, options: ConnectionOptions = {}) {
     this.conn = conn;
     this.id = options.id ?? nextConnectionId();
     this.tag = `#${this.id}`;
     this.localAddress = formatAddr(conn.localAddr);
     this.remoteAddress = options.remoteAddress ?? formatAddr(conn.remoteAddr);
-    this.isTls = options.tls === true;
-    this.handshake = options.handshake;
     this.trace = options.trace;
-    if (this.isTls) {
-      // Only TLS pays for the extra promise per read.
-      const read = this.read.bind(this);
-      this.read = async (p: Uint8Array) => {
-        try {
-          return await read(p);
-        } catch (err) {
-          // A TLS alert (the server wanted a client certificate, …) in words.
-          if (/fatal alert/.test((err as Error)?.message)) {
-            throw tlsFailure(err, this.remoteAddress);
-          }
-          if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
-          this.uncleanClose = true;
-          return null;
-        }
-      };
-    }
   }
 
   /** Wraps a connection, tracing every operation when `options.trace` is set. */
-  static from(conn: Deno.Conn, options: ConnectionOptions = {}): Connection {
+  static from(conn: StreamSocket, options: ConnectionOptions = {}): Connection {
     const trace = options.trace;
     return trace
       ? new TracedConnection(conn, { ...options, trace })
@@ -146,6 +118,16 @@ export class Connection implements Duplex, Disposable {
   /** Whether {@linkcode Connection.close} was called. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The socket's local address, as Deno gives it. */
+  get localAddr(): Deno.Addr {
+    return this.conn.localAddr;
+  }
+
+  /** The socket's peer address, as Deno gives it. */
+  get remoteAddr(): Deno.Addr {
+    return this.conn.remoteAddr;
   }
 
   /** Reads into `p`; `null` at end of input. Bytes given back with {@linkcode unread} come first. */
@@ -189,32 +171,12 @@ export class Connection implements Duplex, Disposable {
     }
   }
 
-  /**
-   * The same connection after a TLS handshake over it (`conn` is the
-   * plaintext side): the same number and trace, marked as TLS.
-   */
-  secured(conn: Deno.Conn, handshake: HandshakeInfo): Connection {
-    return Connection.from(conn, {
-      id: this.id,
-      trace: this.trace,
-      tls: true,
-      handshake,
-      remoteAddress: this.remoteAddress,
-    });
-  }
-
   /** The socket's fd, for `splice(2)`: plain TCP, with `--allow-ffi`. */
   #spliceFd(): number | undefined {
     // Bytes given back must be read first: no splice while there are any.
-    if (this.isTls || this.#closed || this.#pending) return undefined;
+    if (this.#closed || this.#pending) return undefined;
     if (this.#fd === null) {
-      const local = this.conn.localAddr;
-      const remote = this.conn.remoteAddr;
-      this.#fd = "port" in local && "port" in remote
-        ? findTcpSocketFd(local as Deno.NetAddr, remote as Deno.NetAddr)
-        : "path" in local && "path" in remote
-        ? findUnixSocketFd(local.path ?? null, remote.path ?? null)
-        : undefined;
+      this.#fd = this.conn.fd ?? findSocketFd(this.conn.localAddr, this.conn.remoteAddr);
       if (this.#fd !== undefined) {
         this.trace?.(this.tag, `fd ${this.#fd}: moved by splice(2) from here on`);
       }
@@ -232,6 +194,11 @@ export class Connection implements Duplex, Disposable {
     // Not in the caller's turn: looking for the fd loads libc (a few ms).
     await null;
     return this.#spliceFd();
+  }
+
+  /** Resolves once the socket is released after {@linkcode Connection.close}, when it says. */
+  get released(): Promise<void> | undefined {
+    return this.conn.released;
   }
 
   /** Closes the socket; later calls do nothing. */
@@ -255,7 +222,7 @@ export class Connection implements Duplex, Disposable {
 class TracedConnection extends Connection {
   #trace: TraceFn;
 
-  constructor(conn: Deno.Conn, options: ConnectionOptions & { trace: TraceFn }) {
+  constructor(conn: StreamSocket, options: ConnectionOptions & { trace: TraceFn }) {
     super(conn, options);
     this.#trace = options.trace;
   }
@@ -344,69 +311,104 @@ export function checkSocketOptions(options: SocketOptions | undefined): void {
 }
 
 /**
- * Sets `options` on a TCP connection (others have none of these), tracing
- * each as the `setsockopt` it is. Keepalive timings and the TTL go through
- * libc (`--allow-ffi`): the descriptor is the one with the connection's
- * two addresses.
+ * The settings `options` ask for, in the order they are set; `family` says
+ * which TTL option applies.
  *
  * @example Usage
  * ```ts
- * import { applySocketOptions } from "./conn.ts";
+ * import { socketSettings } from "./conn.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(socketSettings({ nodelay: true, ttl: 7 }, 6), [
+ *   ["TCP_NODELAY", true],
+ *   ["IPV6_UNICAST_HOPS", 7],
+ * ]);
+ * ```
+ */
+export function socketSettings(options: SocketOptions, family: 4 | 6): Setting[] {
+  const settings: Setting[] = [];
+  if (options.nodelay) settings.push(["TCP_NODELAY", true]);
+  if (options.keepalive) {
+    settings.push(["SO_KEEPALIVE", true]);
+    const timings: Partial<KeepaliveTimings> = options.keepalive === true ? {} : options.keepalive;
+    if (timings.idle !== undefined) settings.push(["TCP_KEEPIDLE", timings.idle]);
+    if (timings.interval !== undefined) settings.push(["TCP_KEEPINTVL", timings.interval]);
+    if (timings.count !== undefined) settings.push(["TCP_KEEPCNT", timings.count]);
+  }
+  if (options.ttl !== undefined) {
+    settings.push(family === 6 ? ["IPV6_UNICAST_HOPS", options.ttl] : ["IP_TTL", options.ttl]);
+  }
+  return settings;
+}
+
+/**
+ * Sets `options` on a TCP connection (others have none of these), tracing
+ * each as the `setsockopt` it is: through the socket's own calls where it
+ * has them (`TCP_NODELAY`, `SO_KEEPALIVE`), else through libc
+ * (`--allow-ffi`) on its descriptor — the libc socket's own, or the one with
+ * the connection's two addresses. An option that cannot be set throws
+ * (see {@linkcode socketOptionFailure}).
+ *
+ * @example Usage
+ * ```ts
+ * import { setConnectionOptions } from "./conn.ts";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
- * applySocketOptions(conn, { nodelay: true, keepalive: true });
+ * setConnectionOptions(conn, { nodelay: true, keepalive: true });
  * conn.close();
  * listener.close();
  * ```
  */
-export function applySocketOptions(
-  conn: Deno.Conn,
+export function setConnectionOptions(
+  conn: StreamSocket,
   options: SocketOptions | undefined,
   trace?: TraceFn,
   tag = "",
 ): void {
-  if (!options || !("setNoDelay" in conn)) return;
-  const tcp = conn as Deno.TcpConn;
-  if (options.nodelay) {
-    tcp.setNoDelay(true);
-    trace?.(tag, "setsockopt(TCP_NODELAY, 1) = 0");
+  const local = conn.localAddr;
+  const remote = conn.remoteAddr;
+  if (!options || !("hostname" in local) || !("hostname" in remote)) return;
+  const settings = socketSettings(options, local.hostname.includes(":") ? 6 : 4);
+  try {
+    applySocketOptions(
+      {
+        fd: conn.fd,
+        findFd: () => findTcpSocketFd(local, remote),
+        setNoDelay: conn.setNoDelay?.bind(conn),
+        setKeepAlive: conn.setKeepAlive?.bind(conn),
+      },
+      settings,
+      (call, error) => trace?.(tag, `${call} = ${error ? failedCall(error) : 0}`),
+    );
+  } catch (err) {
+    throw socketOptionFailure(err, formatAddr(remote));
   }
-  let fd: number | undefined;
-  const libcOption = (level: number, option: number, name: string, value: number, flag: string) => {
-    fd ??= findTcpSocketFd(conn.localAddr as Deno.NetAddr, conn.remoteAddr as Deno.NetAddr);
-    if (fd === undefined || !setIntOption(fd, level, option, value)) {
-      trace?.(tag, `setsockopt(${name}, ${value}) = -1`);
-      throw new SockitError(
-        ffiAvailable()
-          ? `cannot set ${name} (${flag}): the connection's descriptor was not found`
-          : `cannot set ${name} (${flag}): it goes through libc, which needs --allow-ffi`,
-        {
-          op: "setsockopt",
-          address: formatAddr(conn.remoteAddr),
-          code: "ENOTCAPABLE",
-          exitCode: 126,
-        },
-      );
-    }
-    trace?.(tag, `setsockopt(${name}, ${value}) = 0`);
-  };
-  if (options.keepalive) {
-    tcp.setKeepAlive(true);
-    trace?.(tag, "setsockopt(SO_KEEPALIVE, 1) = 0");
-    const timings = options.keepalive === true ? {} : options.keepalive;
-    // IPPROTO_TCP: TCP_KEEPIDLE 4, TCP_KEEPINTVL 5, TCP_KEEPCNT 6.
-    const set: Array<[number, string, number | undefined]> = [
-      [4, "TCP_KEEPIDLE", (timings as KeepaliveTimings).idle],
-      [5, "TCP_KEEPINTVL", (timings as KeepaliveTimings).interval],
-      [6, "TCP_KEEPCNT", (timings as KeepaliveTimings).count],
-    ];
-    for (const [option, name, value] of set) {
-      if (value !== undefined) libcOption(6, option, name, value, "--keepalive");
-    }
-  }
-  if (options.ttl !== undefined) {
-    const v6 = (conn.localAddr as Deno.NetAddr).hostname.includes(":");
-    libcOption(v6 ? 41 : 0, v6 ? 16 : 2, v6 ? "IPV6_UNICAST_HOPS" : "IP_TTL", options.ttl, "--ttl");
-  }
+}
+
+/**
+ * A socket option that could not be set, as the error to report: the
+ * system's refusal as the failure it is (exit 1), a missing libc or
+ * descriptor as exit 126 naming what is missing. Anything else as it is.
+ *
+ * @example Usage
+ * ```ts
+ * import { socketOptionFailure } from "./conn.ts";
+ * import { SocketOptionError } from "../sys/sockopt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const err = socketOptionFailure(new SocketOptionError("no-ffi", "IP_TTL"), "127.0.0.1:80");
+ * assert.match((err as Error).message, /cannot set IP_TTL \(--ttl\): it goes through libc/);
+ * ```
+ */
+export function socketOptionFailure(err: unknown, address?: string): unknown {
+  if (!(err instanceof SocketOptionError)) return err;
+  if (err.kind === "failed") return toSockitError(err.cause, "setsockopt", address);
+  return new SockitError(err.message, {
+    op: "setsockopt",
+    address,
+    code: err.code,
+    exitCode: 126,
+    cause: err,
+  });
 }

@@ -8,36 +8,42 @@
  * - `reply` (`echo udp://`): each datagram goes back to its sender.
  *
  * Servers bind with Deno's datagram API (`Deno.listenDatagram`, behind
- * `--unstable-net`). A client should learn that nothing listens at the other
- * end: the kernel reports an ICMP "port unreachable" as ECONNREFUSED, but
- * only on a *connected* UDP socket, and Deno offers none (`node:dgram`'s
- * `connect()` only remembers the address). So the client socket is made
- * with libc (`libc.ts`) — socket(), connect(), send(), recv(), waiting in
- * the epoll set of `epoll.ts` — when `--allow-ffi` is granted; without it,
- * sockit falls back to an unconnected socket that keeps only the target's
- * replies and cannot see refusals.
+ * `--unstable-net`) — or through libc when `--reuseport` asks for an option
+ * that must be set before `bind()`. A client should learn that nothing
+ * listens at the other end: the kernel reports an ICMP "port unreachable"
+ * as ECONNREFUSED, but only on a *connected* UDP socket, and Deno offers
+ * none (`node:dgram`'s `connect()` only remembers the address). So the
+ * client socket is made with libc (`sys/socket.ts`) — socket(), connect(),
+ * send(), recv(), waiting in the one epoll set of `sys/epoll.ts` — when
+ * `--allow-ffi` is granted; without it, sockit falls back to an unconnected
+ * socket that keeps only the target's replies and cannot see refusals.
+ *
+ * Peers are {@linkcode PeerAddress}es, typed by family: an IP address and
+ * port (UDP), an IP address and protocol (`ip://`), a Unix path
+ * (`unixgram:`), a child process (`--exec`).
  *
  * @module
  */
 
-import { nextConnectionId } from "./conn.ts";
+import { nextConnectionId, socketOptionFailure } from "./conn.ts";
 import { errnoError, SockitError, toSockitError, UsageError } from "../base/errors.ts";
-import { formatAddr, formatHost, isIPv6 } from "./ip.ts";
+import { formatHost, isIPv6 } from "./ip.ts";
+import { C } from "../sys/constants.ts";
+import { READABLE, WRITABLE } from "../sys/epoll.ts";
+import { ffiAvailable, lastErrno } from "../sys/libc.ts";
 import {
-  acquireLibc,
-  C,
   decodeSockaddr,
   encodeSockaddr,
-  ffiAvailable,
-  lastErrno,
-  lastError,
-  releaseLibc,
-  setsockoptInt,
-} from "../sys/libc.ts";
-import type { Libc } from "../sys/libc.ts";
+  formatSocketAddress,
+  type InetAddress,
+  inetAddress,
+  SOCKADDR_SIZE,
+  type UnixAddress,
+} from "../sys/sockaddr.ts";
+import { domainOf, LibcSocket } from "../sys/socket.ts";
+import { applySocketOptions, type Setting } from "../sys/sockopt.ts";
 import type { SourceAddress } from "./tcp_libc.ts";
 import type { Duplex } from "../engine/relay.ts";
-import { forget, READABLE, waitFor, WRITABLE } from "../sys/epoll.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -47,24 +53,82 @@ export const MAX_DATAGRAM = { 4: 65507, 6: 65527 } as const;
 /** A receive buffer that no datagram overflows (Deno truncates silently). */
 export const RECEIVE_BUFFER = 65536;
 
-/** A UDP socket, bound or connected. */
+/** An IP address and protocol: the peer of an `ip://` socket. */
+export interface IpProtocolAddress {
+  /** IPv4 or IPv6. */
+  family: 4 | 6;
+  /** The address as text. */
+  address: string;
+  /** The IP protocol number. */
+  protocol: number;
+}
+
+/** A child process as the far end of a datagram session (`--exec`). */
+export interface ChildAddress {
+  /** A child. */
+  family: "child";
+  /** Its process id. */
+  pid: number;
+}
+
+/**
+ * Who a datagram came from or goes to, typed by family: an IP address and
+ * port (UDP), an IP address and protocol (`ip://`), a Unix path
+ * (`unixgram:`; `""` for an unbound sender), or a child process.
+ */
+export type PeerAddress = InetAddress | IpProtocolAddress | UnixAddress | ChildAddress;
+
+/**
+ * A peer as sockit writes it: `127.0.0.1:53`, `[::1]:53`, `127.0.0.1/253`,
+ * a path, `@name`, `(unnamed)`, `pid 42`.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatPeer } from "./datagram.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatPeer({ family: 6, address: "::1", port: 53 }), "[::1]:53");
+ * assert.equal(formatPeer({ family: 4, address: "127.0.0.1", protocol: 253 }), "127.0.0.1/253");
+ * assert.equal(formatPeer({ family: "local", path: "", abstract: false }), "(unnamed)");
+ * ```
+ */
+export function formatPeer(peer: PeerAddress): string {
+  if (peer.family === "child") return `pid ${peer.pid}`;
+  if ("protocol" in peer) return `${formatHost(peer.address)}/${peer.protocol}`;
+  return formatSocketAddress(peer);
+}
+
+/** Whether two peers are the same one. */
+export function samePeer(a: PeerAddress, b: PeerAddress): boolean {
+  if (a.family === "child" || b.family === "child") {
+    return a.family === b.family && (a as ChildAddress).pid === (b as ChildAddress).pid;
+  }
+  if (a.family === "local" || b.family === "local") {
+    return a.family === b.family && (a as UnixAddress).path === (b as UnixAddress).path &&
+      (a as UnixAddress).abstract === (b as UnixAddress).abstract;
+  }
+  return a.family === b.family && a.address === b.address &&
+    ("port" in a ? a.port : a.protocol) === ("port" in b ? b.port : b.protocol);
+}
+
+/** A datagram socket: UDP, raw IP, Unix, or a child's pipes. */
 export interface DatagramSocket {
   /** `U1`, `U2`, …: the tag of its trace lines. */
   readonly tag: string;
   /** The local address, formatted. */
   readonly address: string;
-  /** The largest datagram this socket's family carries. */
+  /** The local address, where the socket has one to give (a bound UDP or Unix socket). */
+  readonly localAddress?: PeerAddress;
+  /** The largest datagram this socket carries. */
   readonly maxDatagram: number;
   /** Receives one datagram into `buf`; resolves to its size and sender. */
-  receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]>;
+  receive(buf: Uint8Array): Promise<[number, PeerAddress]>;
   /** Sends one datagram (to `to`, or to the connected peer). */
-  send(data: Uint8Array, to?: Deno.NetAddr): Promise<number>;
+  send(data: Uint8Array, to?: PeerAddress): Promise<number>;
   /** Closes the socket; a pending `receive()` rejects. */
   close(): void;
-  /** Resolves once the socket is released (a receive in flight has returned). */
+  /** Resolves once the socket is released (out of the epoll set, a receive in flight ended). */
   readonly closed: Promise<void>;
-  /** How a peer is written, when not `host:port` (`ip://` peers are `host/protocol`). */
-  formatPeer?(addr: Deno.NetAddr): string;
   /** Joins groups and sets the multicast TTL and loop (UDP sockets). */
   multicast?(options: MulticastOptions): Promise<void>;
 }
@@ -79,10 +143,10 @@ export interface MulticastOptions {
   loop?: boolean;
 }
 
-/** The setsockopt names (level, option) of the multicast settings, per family. */
+/** The option names of the multicast settings, per family. */
 const MULTICAST_OPTION = {
-  4: { level: 0, ttl: [33, "IP_MULTICAST_TTL"], loop: [34, "IP_MULTICAST_LOOP"] },
-  6: { level: 41, ttl: [18, "IPV6_MULTICAST_HOPS"], loop: [19, "IPV6_MULTICAST_LOOP"] },
+  4: { ttl: "IP_MULTICAST_TTL", loop: "IP_MULTICAST_LOOP" },
+  6: { ttl: "IPV6_MULTICAST_HOPS", loop: "IPV6_MULTICAST_LOOP" },
 } as const;
 
 function needUnstableNet(): void {
@@ -97,26 +161,32 @@ function needUnstableNet(): void {
 
 let lastSocketId = 0;
 
+/** A Deno address as a peer. */
+function peerOf(addr: Deno.NetAddr): InetAddress {
+  return { family: isIPv6(addr.hostname) ? 6 : 4, address: addr.hostname, port: addr.port };
+}
+
 /** A datagram socket from `Deno.listenDatagram`. */
 class BoundSocket implements DatagramSocket {
   readonly address: string;
+  readonly localAddress: InetAddress;
   readonly maxDatagram: number;
   readonly tag: string;
   readonly closed: Promise<void> = Promise.resolve();
   #conn: Deno.DatagramConn;
   #trace?: TraceFn;
   #closed = false;
+  #family: 4 | 6;
 
   constructor(conn: Deno.DatagramConn, family: 4 | 6, tag: string, trace?: TraceFn) {
     this.#conn = conn;
-    this.address = formatAddr(conn.addr);
+    this.localAddress = peerOf(conn.addr as Deno.NetAddr);
+    this.address = formatPeer(this.localAddress);
     this.maxDatagram = MAX_DATAGRAM[family];
     this.#trace = trace;
     this.tag = tag;
     this.#family = family;
   }
-
-  #family: 4 | 6;
 
   /** Deno's own calls: TTL and loop are set through the first membership. */
   async multicast(options: MulticastOptions): Promise<void> {
@@ -143,38 +213,45 @@ class BoundSocket implements DatagramSocket {
     const names = MULTICAST_OPTION[this.#family];
     if (memberships.length === 0) {
       throw new UsageError(
-        `${names.ttl[1]} and ${names.loop[1]} on a server's socket come with --multicast-join`,
+        `${names.ttl} and ${names.loop} on a server's socket come with --multicast-join`,
       );
     }
     if (options.ttl !== undefined) {
       const first = memberships[0];
       if (!("setTTL" in first)) {
-        throw new UsageError(`${names.ttl[1]} on a server's IPv6 socket: Deno has no call for it`);
+        throw new UsageError(`${names.ttl} on a server's IPv6 socket: Deno has no call for it`);
       }
       await first.setTTL(options.ttl);
-      this.#trace?.(this.tag, `setsockopt(${names.ttl[1]}, ${options.ttl}) = 0`);
+      this.#trace?.(this.tag, `setsockopt(${names.ttl}, ${options.ttl}) = 0`);
     }
     if (options.loop !== undefined) {
       await memberships[0].setLoopback(options.loop);
-      this.#trace?.(this.tag, `setsockopt(${names.loop[1]}, ${options.loop ? 1 : 0}) = 0`);
+      this.#trace?.(this.tag, `setsockopt(${names.loop}, ${options.loop ? 1 : 0}) = 0`);
     }
   }
 
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
     const [data, from] = await this.#conn.receive(buf);
-    const addr = from as Deno.NetAddr;
-    this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${data.length} ${formatAddr(addr)}`);
-    return [data.length, addr];
+    const peer = peerOf(from as Deno.NetAddr);
+    this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${data.length} ${formatPeer(peer)}`);
+    return [data.length, peer];
   }
 
-  async send(data: Uint8Array, to?: Deno.NetAddr): Promise<number> {
-    if (!to) throw new Error("a bound datagram socket needs an address to send to");
+  async send(data: Uint8Array, to?: PeerAddress): Promise<number> {
+    if (!to || to.family === "local" || to.family === "child" || !("port" in to)) {
+      throw new Error("a bound UDP socket needs an IP address and port to send to");
+    }
+    const text = formatPeer(to);
     try {
-      const n = await this.#conn.send(data, to);
-      this.#trace?.(this.tag, `sendto(${data.length}, ${formatAddr(to)}) = ${n}`);
+      const n = await this.#conn.send(data, {
+        transport: "udp",
+        hostname: to.address,
+        port: to.port,
+      });
+      this.#trace?.(this.tag, `sendto(${data.length}, ${text}) = ${n}`);
       return n;
     } catch (err) {
-      this.#trace?.(this.tag, `sendto(${data.length}, ${formatAddr(to)}) = ${failedCall(err)}`);
+      this.#trace?.(this.tag, `sendto(${data.length}, ${text}) = ${failedCall(err)}`);
       throw err;
     }
   }
@@ -199,11 +276,18 @@ export interface DatagramOptions {
   source?: SourceAddress;
   /** SO_BROADCAST on a connected socket (Deno's own UDP sockets always have it). */
   broadcast?: boolean;
+  /**
+   * SO_REUSEPORT on a server's socket (`--reuseport`): other sockets may
+   * bind the same port, and the kernel shares the senders out. Set before
+   * `bind()`, so the socket is made through libc (`--allow-ffi`).
+   */
+  reusePort?: boolean;
 }
 
 /**
  * Binds a UDP socket to an IP address (port 0: any free port) with
- * `Deno.listenDatagram`.
+ * `Deno.listenDatagram` — or through libc with `reusePort`, which must be
+ * set before `bind()`.
  *
  * @example Usage
  * ```ts
@@ -220,10 +304,11 @@ export function bindDatagram(
   port: number,
   options: DatagramOptions = {},
 ): DatagramSocket {
-  needUnstableNet();
   const family = isIPv6(hostname) ? 6 : 4;
   const tag = `U${++lastSocketId}`;
   const requested = `${formatHost(hostname)}:${port}`;
+  if (options.reusePort) return bindThroughLibc(hostname, port, family, tag, options);
+  needUnstableNet();
   options.trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
   try {
     const conn = Deno.listenDatagram({ transport: "udp", hostname, port });
@@ -235,51 +320,98 @@ export function bindDatagram(
   }
 }
 
+/** {@linkcode bindDatagram} through libc: socket(), the options, bind(). */
+function bindThroughLibc(
+  hostname: string,
+  port: number,
+  family: 4 | 6,
+  tag: string,
+  options: DatagramOptions,
+): DatagramSocket {
+  const requested = `${formatHost(hostname)}:${port}`;
+  if (!ffiAvailable()) {
+    throw new SockitError("--reuseport on udp:// goes through libc, which needs --allow-ffi", {
+      op: "listen",
+      address: `udp://${requested}`,
+      code: "ENOTCAPABLE",
+      exitCode: 126,
+    });
+  }
+  const trace = options.trace;
+  trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
+  let socket: LibcSocket;
+  try {
+    socket = LibcSocket.open(domainOf(family), C.SOCK_DGRAM, 0);
+  } catch (err) {
+    throw toSockitError(err, "listen", `udp://${requested}`);
+  }
+  try {
+    const settings: Setting[] = [["SO_REUSEPORT", true]];
+    applySocketOptions(socket, settings, (call, error) => {
+      trace?.(tag, `${call} = ${error ? failedCall(error) : 0}`);
+    });
+    try {
+      socket.bind(inetAddress(hostname, port));
+    } catch (err) {
+      trace?.(tag, `bind(${requested}) = ${failedCall(err)}`);
+      throw toSockitError(err, "listen", `udp://${requested}`);
+    }
+    trace?.(tag, `bind(${requested}) = 0`);
+    return new LibcDatagramSocket(socket, family, tag, { trace });
+  } catch (err) {
+    socket.close();
+    throw socketOptionFailure(err, `udp://${requested}`);
+  }
+}
+
 /**
- * A UDP socket connected with connect(2): refusals by ICMP are reported.
- * recv()/send() with `MSG_DONTWAIT`, waiting in the one epoll set of
- * `epoll.ts` only when the socket is not ready: a poll() per waiting socket
- * held one of Deno's blocking threads each, so a forwarder with a hundred
- * sessions left new clients unanswered for seconds.
+ * A UDP socket of libc's: connected with connect(2) (refusals by ICMP are
+ * reported), or bound (a server's, `--reuseport`). recv()/send() with
+ * `MSG_DONTWAIT`, waiting in the one epoll set only when the socket is not
+ * ready: a poll() per waiting socket held one of Deno's blocking threads
+ * each, so a forwarder with a hundred sessions left new clients unanswered
+ * for seconds.
  */
-class ConnectedSocket implements DatagramSocket {
+class LibcDatagramSocket implements DatagramSocket {
   readonly address: string;
+  readonly localAddress?: PeerAddress;
   readonly maxDatagram: number;
   readonly tag: string;
-  readonly closed: Promise<void> = Promise.resolve();
-  #c: Libc;
-  #fd: number;
-  #peer: Deno.NetAddr;
+  #socket: LibcSocket;
+  #peer?: InetAddress;
   #trace?: TraceFn;
-  #closed = false;
+  #family: 4 | 6;
+  #from = new Uint8Array(SOCKADDR_SIZE);
+  #fromLength = new Uint32Array(1);
+  #lastTo?: { peer: InetAddress; sa: Uint8Array };
 
   constructor(
-    c: Libc,
-    fd: number,
-    peer: Deno.NetAddr,
+    socket: LibcSocket,
     family: 4 | 6,
     tag: string,
-    trace?: TraceFn,
+    options: { peer?: InetAddress; trace?: TraceFn },
   ) {
-    this.#c = c;
-    this.#fd = fd;
-    this.#peer = peer;
+    this.#socket = socket;
+    this.#peer = options.peer;
     this.maxDatagram = MAX_DATAGRAM[family];
     this.tag = tag;
-    this.#trace = trace;
-    const local = new Uint8Array(28);
-    const len = new Uint32Array([28]);
-    c.getsockname(fd, local, new Uint8Array(len.buffer));
-    const { hostname, port } = decodeSockaddr(local);
-    this.address = `${formatHost(hostname)}:${port}`;
+    this.#trace = options.trace;
     this.#family = family;
+    this.localAddress = socket.address();
+    this.address = this.localAddress ? formatPeer(this.localAddress) : "";
   }
 
-  #family: 4 | 6;
+  /** Resolves once the descriptor is closed and out of the epoll set. */
+  get closed(): Promise<void> {
+    return this.#socket.closed;
+  }
 
-  /** TTL and loop through setsockopt; a connected socket hears only its peer, so it joins none. */
+  /**
+   * Joins groups (a bound socket: a connected one hears only its peer) and
+   * sets the multicast TTL and loop, through the option table.
+   */
   multicast(options: MulticastOptions): Promise<void> {
-    if (options.join?.length) {
+    if (options.join?.length && this.#peer) {
       return Promise.reject(
         new UsageError(
           "--multicast-join is for a receiver (listen, echo, forward udp://): a connected " +
@@ -287,80 +419,116 @@ class ConnectedSocket implements DatagramSocket {
         ),
       );
     }
-    const names = MULTICAST_OPTION[this.#family];
-    const settings: Array<[readonly [number, string], number | undefined]> = [
-      [names.ttl, options.ttl],
-      [names.loop, options.loop === undefined ? undefined : options.loop ? 1 : 0],
-    ];
-    for (const [[name, text], value] of settings) {
-      if (value === undefined) continue;
-      const errno = setsockoptInt(this.#c, this.#fd, names.level, name, value);
-      const err = errno ? errnoError(errno) : undefined;
-      this.#trace?.(this.tag, `setsockopt(${text}, ${value}) = ${err ? failedCall(err) : 0}`);
-      if (err) return Promise.reject(toSockitError(err, "setsockopt", this.address));
+    const settings: Setting[] = [];
+    for (const { group, iface } of options.join ?? []) {
+      settings.push(
+        isIPv6(group)
+          ? ["IPV6_ADD_MEMBERSHIP", { group, index: Number(iface ?? 0) }]
+          : ["IP_ADD_MEMBERSHIP", { group, iface: iface ?? "0.0.0.0" }],
+      );
     }
-    return Promise.resolve();
+    const names = MULTICAST_OPTION[this.#family];
+    if (options.ttl !== undefined) settings.push([names.ttl, options.ttl]);
+    if (options.loop !== undefined) settings.push([names.loop, options.loop]);
+    try {
+      applySocketOptions(this.#socket, settings, (call, error) => {
+        this.#trace?.(this.tag, `${call} = ${error ? failedCall(error) : 0}`);
+      });
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(socketOptionFailure(err, this.address));
+    }
   }
 
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
+    const c = this.#socket.c;
     for (;;) {
-      if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
-      const n = Number(this.#c.recv(this.#fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
-      if (n >= 0) {
-        this.#trace?.(this.tag, `recv(${buf.length}) = ${n}`);
-        return [n, this.#peer];
+      if (this.#socket.done) throw new Deno.errors.Interrupted("operation canceled");
+      let n: number;
+      if (this.#peer) {
+        n = Number(c.recv(this.#socket.fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
+      } else {
+        this.#fromLength[0] = this.#from.length;
+        n = Number(
+          c.recvfrom(
+            this.#socket.fd,
+            buf,
+            BigInt(buf.length),
+            C.MSG_DONTWAIT,
+            this.#from,
+            new Uint8Array(this.#fromLength.buffer),
+          ),
+        );
       }
-      const errno = lastErrno(this.#c);
+      if (n >= 0) {
+        if (this.#peer) {
+          this.#trace?.(this.tag, `recv(${buf.length}) = ${n}`);
+          return [n, this.#peer];
+        }
+        const from = decodeSockaddr(this.#from, this.#fromLength[0]) as InetAddress;
+        this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${n} ${formatPeer(from)}`);
+        return [n, from];
+      }
+      const errno = lastErrno(c);
       if (errno === C.EINTR) continue;
       if (errno !== C.EAGAIN) {
         // ECONNREFUSED: an ICMP port unreachable came back for what was sent.
         const err = errnoError(errno);
-        this.#trace?.(this.tag, `recv(${buf.length}) = ${failedCall(err)}`);
+        this.#trace?.(
+          this.tag,
+          `${this.#peer ? "recv" : "recvfrom"}(${buf.length}) = ${failedCall(err)}`,
+        );
         throw err;
       }
-      try {
-        await waitFor(this.#fd, READABLE);
-      } catch {
-        // Taken out of the set: closed here.
-        throw new Deno.errors.Interrupted("operation canceled");
-      }
-      // Ready, or failed: a pending error is what the next recv() says.
+      // Not ready: wait in the epoll set (closing here ends the wait with Interrupted).
+      await this.#socket.wait(READABLE);
     }
   }
 
-  async send(data: Uint8Array): Promise<number> {
+  async send(data: Uint8Array, to?: PeerAddress): Promise<number> {
+    const c = this.#socket.c;
+    const peer = this.#peer ? undefined : to;
+    if (
+      !this.#peer &&
+      (!peer || peer.family === "local" || peer.family === "child" || !("port" in peer))
+    ) {
+      throw new Error("a bound UDP socket needs an IP address and port to send to");
+    }
+    let sa: Uint8Array | undefined;
+    if (peer) {
+      const inet = peer as InetAddress;
+      if (this.#lastTo && samePeer(this.#lastTo.peer, inet)) sa = this.#lastTo.sa;
+      else {
+        sa = encodeSockaddr(inet);
+        this.#lastTo = { peer: inet, sa };
+      }
+    }
+    const call = peer ? `sendto(${data.length}, ${formatPeer(peer)})` : `send(${data.length})`;
     for (;;) {
-      if (this.#closed) throw new Deno.errors.Interrupted("operation canceled");
-      const n = Number(this.#c.send(this.#fd, data, BigInt(data.length), C.MSG_DONTWAIT));
+      if (this.#socket.done) throw new Deno.errors.Interrupted("operation canceled");
+      const n = Number(
+        sa
+          ? c.sendto(this.#socket.fd, data, BigInt(data.length), C.MSG_DONTWAIT, sa, sa.length)
+          : c.send(this.#socket.fd, data, BigInt(data.length), C.MSG_DONTWAIT),
+      );
       if (n >= 0) {
-        this.#trace?.(this.tag, `send(${data.length}) = ${n}`);
+        this.#trace?.(this.tag, `${call} = ${n}`);
         return n;
       }
-      const errno = lastErrno(this.#c);
+      const errno = lastErrno(c);
       if (errno === C.EINTR) continue;
       if (errno !== C.EAGAIN) {
         const err = errnoError(errno);
-        this.#trace?.(this.tag, `send(${data.length}) = ${failedCall(err)}`);
+        this.#trace?.(this.tag, `${call} = ${failedCall(err)}`);
         throw err;
       }
       // The send buffer is full: wait for room in the epoll set, not in the event loop.
-      try {
-        await waitFor(this.#fd, WRITABLE);
-      } catch {
-        throw new Deno.errors.Interrupted("operation canceled");
-      }
+      await this.#socket.wait(WRITABLE);
     }
   }
 
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#trace?.(this.tag, "close()");
-    // Out of the epoll set first (its waits end), then closed.
-    forget(this.#fd);
-    this.#c.close(this.#fd);
-    this.#fd = -1;
-    releaseLibc();
+    if (this.#socket.close()) this.#trace?.(this.tag, "close()");
   }
 }
 
@@ -371,9 +539,9 @@ class PeerSocket implements DatagramSocket {
   readonly tag: string;
   readonly closed: Promise<void>;
   #inner: DatagramSocket;
-  #peer: Deno.NetAddr;
+  #peer: InetAddress;
 
-  constructor(inner: DatagramSocket, peer: Deno.NetAddr) {
+  constructor(inner: DatagramSocket, peer: InetAddress) {
     this.#inner = inner;
     this.#peer = peer;
     this.address = inner.address;
@@ -382,10 +550,10 @@ class PeerSocket implements DatagramSocket {
     this.closed = inner.closed;
   }
 
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
     for (;;) {
       const [n, from] = await this.#inner.receive(buf);
-      if (from.port === this.#peer.port && from.hostname === this.#peer.hostname) return [n, from];
+      if (samePeer(from, this.#peer)) return [n, from];
     }
   }
 
@@ -413,15 +581,14 @@ export function canConnectDatagram(): boolean {
 }
 
 /**
- * A UDP socket for talking to one peer (an IP literal): connected through
- * libc when `--allow-ffi` is granted (ICMP port unreachable then rejects
- * `receive()` or `send()` with ConnectionRefused), else an unconnected
- * socket that keeps only the peer's datagrams.
+ * A UDP socket for talking to one peer (an IP literal, `%zone` allowed):
+ * connected through libc when `--allow-ffi` is granted (ICMP port
+ * unreachable then rejects `receive()` or `send()` with ConnectionRefused),
+ * else an unconnected socket that keeps only the peer's datagrams.
  *
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram } from "./datagram.ts";
- * import { idle } from "../sys/epoll.ts";
  * import assert from "node:assert/strict";
  *
  * const server = bindDatagram("127.0.0.1", 0);
@@ -435,7 +602,7 @@ export function canConnectDatagram(): boolean {
  * assert.equal(new TextDecoder().decode(buf.subarray(0, m)), "hi");
  * client.close();
  * server.close();
- * await idle(); // the epoll set is closed once nothing waits
+ * await client.closed; // out of the epoll set, its helper thread gone
  * ```
  */
 export function connectDatagram(
@@ -444,63 +611,75 @@ export function connectDatagram(
   options: DatagramOptions = {},
 ): DatagramSocket {
   const family = isIPv6(hostname) ? 6 : 4;
-  const peer: Deno.NetAddr = { transport: "udp", hostname, port };
   const address = `udp://${formatHost(hostname)}:${port}`;
   const trace = options.trace;
   const source = options.source;
   const sourceHost = source?.host ?? (family === 6 ? "::" : "0.0.0.0");
   if (!canConnectDatagram()) {
     const bound = bindDatagram(sourceHost, source?.port ?? 0, { trace });
-    return new PeerSocket(bound, peer);
+    return new PeerSocket(bound, { family, address: hostname.split("%")[0], port });
   }
-  const tag = `U${++lastSocketId}`;
-  const c = acquireLibc();
-  trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
-  const fd = c.socket(family === 6 ? C.AF_INET6 : C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    const err = lastError(c);
-    releaseLibc();
+  let peer: InetAddress;
+  try {
+    peer = inetAddress(hostname, port);
+  } catch (err) {
     throw toSockitError(err, "connect", address);
   }
+  const tag = `U${++lastSocketId}`;
+  trace?.(tag, `socket(${addressFamily(hostname)}, SOCK_DGRAM)`);
+  let socket: LibcSocket;
+  try {
+    socket = LibcSocket.open(domainOf(family), C.SOCK_DGRAM, 0);
+  } catch (err) {
+    throw toSockitError(err, "connect", address);
+  }
+  const fail = (err: unknown): never => {
+    socket.close();
+    throw err;
+  };
   if (source) {
     const from = `${formatHost(sourceHost)}:${source.port ?? 0}`;
-    const local = encodeSockaddr(sourceHost, source.port ?? 0);
-    if (c.bind(fd, local, local.length) < 0) {
-      const err = lastError(c);
+    try {
+      socket.bind(inetAddress(sourceHost, source.port ?? 0));
+    } catch (err) {
       trace?.(tag, `bind(${from}) = ${failedCall(err)}`);
-      c.close(fd);
-      releaseLibc();
-      throw toSockitError(err, "bind", `udp://${from}`);
+      fail(toSockitError(err, "bind", `udp://${from}`));
     }
     trace?.(tag, `bind(${from}) = 0`);
   }
   if (options.broadcast) {
-    const errno = setsockoptInt(c, fd, C.SOL_SOCKET, C.SO_BROADCAST, 1);
-    trace?.(tag, `setsockopt(SO_BROADCAST, 1) = ${errno ? failedCall(errnoError(errno)) : 0}`);
+    try {
+      applySocketOptions(socket, [["SO_BROADCAST", true]], (call, error) => {
+        trace?.(tag, `${call} = ${error ? failedCall(error) : 0}`);
+      });
+    } catch {
+      // Traced; connect() says what it means.
+    }
   }
-  const sa = encodeSockaddr(hostname, port);
-  if (c.connect(fd, sa, sa.length) < 0) {
-    const err = lastError(c);
-    trace?.(tag, `connect(${formatAddr(peer)}) = ${failedCall(err)}`);
-    c.close(fd);
-    releaseLibc();
+  const errno = socket.connect(peer);
+  const target = formatPeer(peer);
+  if (errno !== 0) {
+    const err = errnoError(errno);
+    trace?.(tag, `connect(${target}) = ${failedCall(err)}`);
     if (err instanceof Deno.errors.PermissionDenied) {
       // Linux refuses a broadcast destination (EACCES) unless SO_BROADCAST is set.
-      throw new SockitError(
-        "permission denied: a broadcast address needs SO_BROADCAST, which was not asked for",
-        {
-          op: "connect",
-          address,
-          code: "EACCES",
-          hint: "add --broadcast (SO_BROADCAST), or send to a host's own address",
-          cause: err,
-        },
+      fail(
+        new SockitError(
+          "permission denied: a broadcast address needs SO_BROADCAST, which was not asked for",
+          {
+            op: "connect",
+            address,
+            code: "EACCES",
+            hint: "add --broadcast (SO_BROADCAST), or send to a host's own address",
+            cause: err,
+          },
+        ),
       );
     }
-    throw toSockitError(err, "connect", address);
+    fail(toSockitError(err, "connect", address));
   }
-  trace?.(tag, `connect(${formatAddr(peer)}) = 0`);
-  return new ConnectedSocket(c, fd, peer, family, tag, trace);
+  trace?.(tag, `connect(${target}) = 0`);
+  return new LibcDatagramSocket(socket, family, tag, { peer, trace });
 }
 
 /**
@@ -533,12 +712,12 @@ export interface DatagramSideOptions {
   /** The peer's name in messages for a connected socket (`udp://localhost:53`). */
   peerName?: string;
   /** Called when a datagram comes from a peer that differs from the previous one. */
-  onPeer?: (peer: Deno.NetAddr) => void;
+  onPeer?: (peer: PeerAddress) => void;
   /**
    * A server's choice: a datagram that cannot be sent is reported here and
    * dropped, instead of failing the relay.
    */
-  onSendError?: (error: unknown, peer: Deno.NetAddr) => void;
+  onSendError?: (error: unknown, peer: PeerAddress) => void;
   /** Datagrams sent to each new peer when it first shows up (`listen udp:// --send`). */
   greeting?: Uint8Array[];
   /** Count bytes per peer (see {@linkcode DatagramSide.sessions}). */
@@ -578,7 +757,6 @@ export const PEER_SESSIONS = 4096;
  * @example Usage
  * ```ts
  * import { bindDatagram, connectDatagram, DatagramSide } from "./datagram.ts";
- * import { idle } from "../sys/epoll.ts";
  * import { relay } from "../engine/relay.ts";
  * import assert from "node:assert/strict";
  *
@@ -593,7 +771,7 @@ export const PEER_SESSIONS = 4096;
  * client.close();
  * server.close();
  * await echoed.catch(() => {});
- * await idle(); // the epoll set is closed once nothing waits
+ * await client.closed; // out of the epoll set, its helper thread gone
  * ```
  */
 export class DatagramSide implements Duplex, Disposable {
@@ -608,15 +786,15 @@ export class DatagramSide implements Duplex, Disposable {
   /** When the side was opened (`performance.now()`). */
   readonly openedAt: number = performance.now();
   #options: DatagramSideOptions;
-  #peer?: Deno.NetAddr;
+  #peer?: PeerAddress;
   #peerKnown = Promise.withResolvers<void>();
-  #pending?: Promise<[number, Deno.NetAddr]>;
+  #pending?: Promise<[number, PeerAddress]>;
   #pendingBuf?: Uint8Array;
   #linger?: number;
   #wake = Promise.withResolvers<void>();
   #closed = false;
   #sessions = new Map<string, PeerSession>();
-  #peerAddrs = new Map<string, Deno.NetAddr>();
+  #peerAddrs = new Map<string, PeerAddress>();
 
   /** Wraps `socket`; the side owns it from now on. */
   constructor(socket: DatagramSocket, options: DatagramSideOptions) {
@@ -643,12 +821,7 @@ export class DatagramSide implements Duplex, Disposable {
   /** The peer as a plain address (the local address while none has come): the name in messages. */
   get label(): string {
     if (this.#options.mode === "connected") return this.#options.peerName ?? "";
-    return this.#peer ? this.formatPeer(this.#peer) : this.socket.address;
-  }
-
-  /** A peer as its socket writes it (`127.0.0.1:53`, `127.0.0.1/253`). */
-  formatPeer(peer: Deno.NetAddr): string {
-    return this.socket.formatPeer?.(peer) ?? formatAddr(peer);
+    return this.#peer ? formatPeer(this.#peer) : this.socket.address;
   }
 
   /** The largest datagram this side carries. */
@@ -673,7 +846,7 @@ export class DatagramSide implements Duplex, Disposable {
       }
       const pending = this.#pending;
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const waits: Promise<"quiet" | "woken" | [number, Deno.NetAddr]>[] = [
+      const waits: Promise<"quiet" | "woken" | [number, PeerAddress]>[] = [
         pending,
         this.#wake.promise.then(() => "woken" as const),
       ];
@@ -682,7 +855,7 @@ export class DatagramSide implements Duplex, Disposable {
           new Promise((resolve) => (timer = setTimeout(() => resolve("quiet"), this.#linger))),
         );
       }
-      let result: "quiet" | "woken" | [number, Deno.NetAddr];
+      let result: "quiet" | "woken" | [number, PeerAddress];
       try {
         result = await Promise.race(waits);
       } catch (err) {
@@ -698,7 +871,7 @@ export class DatagramSide implements Duplex, Disposable {
       const [n, from] = result;
       if (this.#pendingBuf !== p) p.set(this.#pendingBuf!.subarray(0, Math.min(n, p.length)));
       if (this.#options.mode !== "connected") {
-        if (!this.#peer || this.#peer.hostname !== from.hostname || this.#peer.port !== from.port) {
+        if (!this.#peer || !samePeer(this.#peer, from)) {
           this.#peer = from;
           this.#options.onPeer?.(from);
         }
@@ -757,9 +930,9 @@ export class DatagramSide implements Duplex, Disposable {
   }
 
   /** The figures of `peer` when counted per peer, and whether it is new (then it is added). */
-  #session(peer: Deno.NetAddr): [PeerSession | undefined, boolean] {
+  #session(peer: PeerAddress): [PeerSession | undefined, boolean] {
     if (!this.#options.perPeer) return [undefined, false];
-    const key = this.formatPeer(peer);
+    const key = formatPeer(peer);
     const known = this.#sessions.get(key);
     if (known) return [known, false];
     if (this.#sessions.size >= PEER_SESSIONS) {
@@ -775,7 +948,7 @@ export class DatagramSide implements Duplex, Disposable {
   }
 
   /** Sends the greeting to a peer that has just shown up. */
-  async #greet(peer: Deno.NetAddr, session: PeerSession): Promise<void> {
+  async #greet(peer: PeerAddress, session: PeerSession): Promise<void> {
     for (const datagram of this.#options.greeting ?? []) {
       try {
         await this.socket.send(datagram, peer);

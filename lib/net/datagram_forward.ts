@@ -7,12 +7,11 @@
  * @module
  */
 
-import type { DatagramSocket } from "./datagram.ts";
-import { RECEIVE_BUFFER } from "./datagram.ts";
+import type { DatagramSocket, PeerAddress } from "./datagram.ts";
+import { formatPeer, RECEIVE_BUFFER } from "./datagram.ts";
 import { Coalescer } from "../engine/coalesce.ts";
 import { toSockitError } from "../base/errors.ts";
 import { formatDuration } from "../base/format.ts";
-import { formatAddr } from "./ip.ts";
 import { refusal } from "./cidr.ts";
 import type { AccessRules } from "./cidr.ts";
 
@@ -73,7 +72,7 @@ export const DATAGRAM_MAX_SESSIONS = 100;
 interface Session {
   info: DatagramSessionInfo;
   upstream: DatagramSocket;
-  peer: Deno.NetAddr;
+  peer: PeerAddress;
   last: number;
   reading: Promise<void>;
 }
@@ -90,7 +89,7 @@ interface Session {
  */
 export async function forwardDatagrams(
   listener: DatagramSocket,
-  openUpstream: (client: Deno.NetAddr) => DatagramSocket | Promise<DatagramSocket>,
+  openUpstream: (client: PeerAddress) => DatagramSocket | Promise<DatagramSocket>,
   options: ForwardDatagramsOptions,
 ): Promise<void> {
   const idle = options.idleTimeout ?? DATAGRAM_SESSION_IDLE;
@@ -135,17 +134,19 @@ export async function forwardDatagrams(
   try {
     while (!stopped) {
       let n: number;
-      let from: Deno.NetAddr;
+      let from: PeerAddress;
       try {
         [n, from] = await listener.receive(buf);
       } catch (err) {
         if (stopped) break;
         throw err;
       }
-      const key = listener.formatPeer?.(from) ?? formatAddr(from);
+      const key = formatPeer(from);
       let session = sessions.get(key);
       if (!session) {
-        const why = options.access ? refusal(options.access, from.hostname) : undefined;
+        const why = options.access
+          ? refusal(options.access, "address" in from ? from.address : undefined)
+          : undefined;
         if (why) {
           if (lastRejected !== key) options.onRejected?.(key, why);
           lastRejected = key;

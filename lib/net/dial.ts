@@ -1,9 +1,10 @@
 /**
  * Dialers that compose, in the manner of Go's `x/net/proxy`: a dialer turns
- * a target (host and port, or a Unix path) into a {@linkcode Connection};
- * a layer takes a dialer and returns one that does more over what it
- * dialled. The chain for `tls://host:443` is `tlsDialer(directDialer())`;
- * a proxy or WebSocket client is one more link. Retries and the deadline
+ * a target (host and port, or a Unix path) into a {@linkcode Stream} — a
+ * {@linkcode Connection} for a socket; a layer takes a dialer and returns
+ * one that does more over what it dialled (TLS gives a `TlsStream`). The
+ * chain for `tls://host:443` is `tlsDialer(directDialer())`; a proxy or
+ * WebSocket client is one more link. Retries and the deadline
  * wrap the whole chain ({@linkcode dialWithRetry}).
  *
  * ```
@@ -13,23 +14,28 @@
  * @module
  */
 
-import { applySocketOptions, Connection } from "./conn.ts";
+import { Connection, setConnectionOptions, type StreamSocket } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { delay } from "../engine/deadline.ts";
 import { SockitError, toSockitError, UsageError } from "../base/errors.ts";
-import { formatHost, ipFamily } from "./ip.ts";
-import { socketPath } from "./listener.ts";
+import { formatHost, formatUnixName, ipFamily, kernelPath } from "./ip.ts";
+import type { UnixName } from "./ip.ts";
 import { resolve } from "./resolve.ts";
 import type { Lookup } from "./resolve.ts";
 import { connectTls } from "../protocols/node_tls.ts";
-import { connectFrom } from "./tcp_libc.ts";
 import { isTlsFailure, tlsFailure, upgradeClient } from "../protocols/tls.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
+import { securedStream } from "../protocols/tls_stream.ts";
+import type { TlsStream } from "../protocols/tls_stream.ts";
+import type { Stream } from "./stream.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
-/** Where a dialer connects: a host (name or IP literal) and port, or a Unix socket path. */
-export type DialTarget = { host: string; port: number } | { path: string };
+/**
+ * Where a dialer connects: a host (name or IP literal) and port, or a Unix
+ * socket path (with `abstract`, a Linux abstract name).
+ */
+export type DialTarget = { host: string; port: number } | { path: string; abstract?: boolean };
 
 /** What one dial gets besides its target. */
 export interface DialContext {
@@ -49,8 +55,14 @@ export interface DialContext {
   socket?: SocketOptions;
 }
 
-/** Opens a connection to a target. */
-export type Dialer = (target: DialTarget, ctx: DialContext) => Promise<Connection>;
+/**
+ * Opens a connection to a target: a stream of kind `S` (a socket dialer
+ * gives a {@linkcode Connection}; a layer's dialer, a layer over one).
+ */
+export type Dialer<S extends Stream = Stream> = (
+  target: DialTarget,
+  ctx: DialContext,
+) => Promise<S>;
 
 /** Opens one connection to an IP address (the step a direct dialer repeats per address). */
 export type AddressOpener = (
@@ -73,7 +85,14 @@ export type AddressOpener = (
  * ```
  */
 export function targetText(target: DialTarget): string {
-  return "path" in target ? `unix:${target.path}` : `${formatHost(target.host)}:${target.port}`;
+  return "path" in target
+    ? `unix:${formatUnixName(unixName(target))}`
+    : `${formatHost(target.host)}:${target.port}`;
+}
+
+/** A path target's name. */
+function unixName(target: { path: string; abstract?: boolean }): UnixName {
+  return { path: target.path, abstract: target.abstract ?? false };
 }
 
 /**
@@ -159,12 +178,16 @@ export async function plainOpener(
   ctx: DialContext,
 ): Promise<Connection> {
   const source = ctx.socket?.source;
-  let conn: Deno.Conn;
+  let conn: StreamSocket;
   if (source) {
-    // Deno.connect cannot bind first; a libc socket can.
-    conn = await connectFrom(address, port, source, ctx.signal);
-    const local = conn.localAddr as Deno.NetAddr;
-    ctx.trace?.(`#${ctx.id}`, `bind(${formatHost(local.hostname)}:${local.port}) = 0`);
+    // Deno.connect cannot bind first; a libc socket can (loaded only for this).
+    const { connectFrom } = await import("./tcp_libc.ts");
+    const libc = await connectFrom(address, port, source, ctx.signal);
+    ctx.trace?.(
+      `#${ctx.id}`,
+      `bind(${formatHost(libc.localAddr.hostname)}:${libc.localAddr.port}) = 0`,
+    );
+    conn = libc;
   } else {
     conn = await connectTcp({
       hostname: address,
@@ -175,9 +198,10 @@ export async function plainOpener(
   }
   ctx.trace?.(`#${ctx.id}`, `connect(${formatHost(address)}:${port}) = 0`);
   try {
-    applySocketOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
+    setConnectionOptions(conn, ctx.socket, ctx.trace, `#${ctx.id}`);
   } catch (err) {
     conn.close();
+    await conn.released;
     throw err;
   }
   return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
@@ -219,7 +243,7 @@ function abandonOnAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
  * listener.close();
  * ```
  */
-export function directDialer(open: AddressOpener = plainOpener): Dialer {
+export function directDialer(open: AddressOpener = plainOpener): Dialer<Connection> {
   return async (target, ctx) => {
     if ("path" in target) throw new UsageError(`${targetText(target)}: not an IP target`);
     const tag = `#${ctx.id}`;
@@ -283,7 +307,7 @@ export async function unixDialer(target: DialTarget, ctx: DialContext): Promise<
   const address = targetText(target);
   ctx.trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
   try {
-    const conn = await Deno.connect({ transport: "unix", path: socketPath(target.path) });
+    const conn = await Deno.connect({ transport: "unix", path: kernelPath(unixName(target)) });
     ctx.trace?.(tag, `connect(${address}) = 0`);
     return Connection.from(conn, { id: ctx.id, trace: ctx.trace });
   } catch (err) {
@@ -304,7 +328,10 @@ export async function unixDialer(target: DialTarget, ctx: DialContext): Promise<
  * using conn = await dial({ host: "localhost", port: 8443 }, ctx);
  * ```
  */
-export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
+export function tlsDialer(
+  inner: Dialer<Connection>,
+  options: TlsClientOptions,
+): Dialer<TlsStream> {
   return async (target, ctx) => {
     if ("path" in target) {
       throw new UsageError(
@@ -323,7 +350,7 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
       );
       const alpn = upgraded.info.alpn ? `, alpn ${upgraded.info.alpn}` : "";
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = ok${alpn}`);
-      return plain.secured(upgraded.conn, upgraded.info);
+      return securedStream(plain, upgraded.conn, upgraded.info);
     } catch (err) {
       ctx.trace?.(tag, `tls handshake (verified as ${name}) = -1 ${(err as Error).message}`);
       // Cut by the deadline or a signal: that is the reason, not a TLS failure.
@@ -345,7 +372,10 @@ export function tlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
  * using conn = await dial({ host: "127.0.0.1", port: 8443 }, ctx);
  * ```
  */
-export function nodeTlsDialer(inner: Dialer, options: TlsClientOptions): Dialer {
+export function nodeTlsDialer(
+  inner: Dialer<Connection>,
+  options: TlsClientOptions,
+): Dialer<TlsStream> {
   return async (target, ctx) => {
     if ("path" in target) {
       throw new UsageError(`${targetText(target)}: TLS over a Unix socket is not supported`);
@@ -367,7 +397,7 @@ export function nodeTlsDialer(inner: Dialer, options: TlsClientOptions): Dialer 
           info.alpn ? `, alpn ${info.alpn}` : ""
         }`,
       );
-      return plain.secured(conn, info);
+      return securedStream(plain, conn, info);
     } catch (err) {
       plain.close();
       if (ctx.signal.aborted) throw err;
@@ -411,12 +441,12 @@ export interface RetryOptions {
  * assert.deepEqual(failures, ["connection refused"]);
  * ```
  */
-export async function dialWithRetry(
-  dialer: Dialer,
+export async function dialWithRetry<S extends Stream>(
+  dialer: Dialer<S>,
   target: DialTarget,
   ctx: DialContext,
   options: RetryOptions,
-): Promise<Connection> {
+): Promise<S> {
   const attempts = 1 + (options.retry ?? 0);
   let lastError: SockitError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { schemePrefix, SCHEMES } from "./schemes.ts";
+
 const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
 const IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
 const GROUP = /^[0-9a-fA-F]{1,4}$/;
@@ -118,15 +120,100 @@ export function formatHost(hostname: string): string {
  * ```
  */
 export function formatAddr(addr: Deno.Addr): string {
-  if ("path" in addr) return `unix:${printablePath(addr.path)}`;
+  // A Unix stream address is written as the `unix` row writes its endpoints.
+  if ("path" in addr) return `${schemePrefix(SCHEMES.unix)}${printablePath(addr.path)}`;
   if ("hostname" in addr) return `${formatHost(addr.hostname)}:${addr.port}`;
   return `vsock:${addr.cid}:${addr.port}`;
 }
 
 /**
- * A Unix socket path as text that can go into messages and environment
- * variables: `(unnamed)` for none, `@name` for an abstract one (its leading
- * NUL), other NUL bytes as `\0`.
+ * A Unix socket's name in parts: a file system path, or a Linux abstract
+ * name (no file; the kernel forgets it with its last descriptor), without
+ * the `@` sockit writes before it or the NUL the kernel puts there.
+ */
+export interface UnixName {
+  /** The path, or the abstract name; `""` for an unnamed socket. */
+  path: string;
+  /** A Linux abstract name. */
+  abstract: boolean;
+}
+
+/**
+ * A Unix socket name as sockit writes it (`@name`: abstract), in parts. This
+ * and {@linkcode formatUnixName} are the one place that reads and writes
+ * the `@`; {@linkcode kernelPath} and {@linkcode kernelName} the kernel's
+ * leading NUL.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseUnixName } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseUnixName("@app"), { path: "app", abstract: true });
+ * assert.deepEqual(parseUnixName("/run/app.sock"), { path: "/run/app.sock", abstract: false });
+ * ```
+ */
+export function parseUnixName(text: string): UnixName {
+  return text.startsWith("@")
+    ? { path: text.slice(1), abstract: true }
+    : { path: text, abstract: false };
+}
+
+/**
+ * A Unix socket name as sockit writes it: the path, or `@name`.
+ *
+ * @example Usage
+ * ```ts
+ * import { formatUnixName } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatUnixName({ path: "app", abstract: true }), "@app");
+ * ```
+ */
+export function formatUnixName(name: UnixName): string {
+  return name.abstract ? `@${name.path}` : name.path;
+}
+
+/**
+ * The path as Deno's calls take it: an abstract name after a NUL byte.
+ *
+ * @example Usage
+ * ```ts
+ * import { kernelPath } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(kernelPath({ path: "app", abstract: true }), "\0app");
+ * assert.equal(kernelPath({ path: "/run/app.sock", abstract: false }), "/run/app.sock");
+ * ```
+ */
+export function kernelPath(name: UnixName): string {
+  return name.abstract ? `\0${name.path}` : name.path;
+}
+
+/**
+ * A path as Deno reports it (`\0name` for an abstract one, `null` or `""`
+ * for an unnamed socket), in parts.
+ *
+ * @example Usage
+ * ```ts
+ * import { kernelName } from "./ip.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(kernelName("\0app"), { path: "app", abstract: true });
+ * assert.deepEqual(kernelName(null), { path: "", abstract: false });
+ * ```
+ */
+export function kernelName(path: string | null | undefined): UnixName {
+  if (!path) return { path: "", abstract: false };
+  return path.startsWith("\0")
+    ? { path: path.slice(1), abstract: true }
+    : { path, abstract: false };
+}
+
+/**
+ * A Unix socket path as Deno reports it, as text that can go into messages
+ * and environment variables: `(unnamed)` for none, `@name` for an abstract
+ * one, other NUL bytes as `\0`.
  *
  * @example Usage
  * ```ts
@@ -139,8 +226,7 @@ export function formatAddr(addr: Deno.Addr): string {
  */
 export function printablePath(path: string | null | undefined): string {
   if (!path) return "(unnamed)";
-  const text = path.startsWith("\0") ? `@${path.slice(1)}` : path;
-  return text.replaceAll("\0", "\\0");
+  return formatUnixName(kernelName(path)).replaceAll("\0", "\\0");
 }
 
 /**

@@ -5,18 +5,21 @@
  * (`node_tls.ts`, so that one that times out really closes its socket), and
  * takes care of Unix socket files (a stale one is replaced; the one it made
  * is removed).
- * Which of these an endpoint gets is the transport table's business
- * (`transports.ts`).
+ * Which of these an endpoint gets is its transport module's business
+ * (`tcp_transport.ts`, `unix_transport.ts`).
  *
  * @module
  */
 
-import { applySocketOptions, Connection } from "./conn.ts";
+import { Connection, setConnectionOptions } from "./conn.ts";
 import type { SocketOptions } from "./conn.ts";
 import { acceptTls } from "../protocols/node_tls.ts";
 import type { AcceptTlsOptions, ServerTls } from "../protocols/node_tls.ts";
+import { securedStream } from "../protocols/tls_stream.ts";
+import type { Stream } from "./stream.ts";
 import { SockitError, toSockitError } from "../base/errors.ts";
-import { formatAddr, formatHost } from "./ip.ts";
+import { formatAddr, formatHost, formatUnixName, kernelPath } from "./ip.ts";
+import type { UnixName } from "./ip.ts";
 import { addressFamily, failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
@@ -47,6 +50,17 @@ export interface ListenerOptions {
    * removed so that the path could be bound again.
    */
   onStaleSocket?: (path: string) => void;
+}
+
+/**
+ * A protocol upgrade each accepted connection of a listener goes through
+ * after TLS (a WebSocket handshake): the layer it sets up over the stream.
+ */
+export interface ListenerUpgrade {
+  /** The layer, as failures name it (`… upgrade failed: why`). */
+  readonly title: string;
+  /** Sets the layer up over `conn`; rejects (and leaves `conn` to the caller) when it cannot. */
+  open(conn: Stream, options: { signal?: AbortSignal }): Promise<Stream>;
 }
 
 /** What a {@linkcode Listener} accepts from: a Deno listener. */
@@ -81,14 +95,14 @@ export class Listener implements Disposable {
   /** The bound address as Deno reports it. */
   readonly addr: Deno.Addr;
   /** The scheme of the endpoint it listens on (`tcp`, `tls`, `unix`). */
-  readonly transport: string;
+  readonly scheme: string;
   /** The certificate it serves TLS with: accepted connections still need {@linkcode Listener.secure}. */
   readonly tls?: ServerTls;
   /**
    * A protocol upgrade each accepted connection goes through after TLS (a
    * WebSocket handshake), under the accept loop's handshake time limit.
    */
-  upgrade?: (conn: Connection, options: { signal?: AbortSignal }) => Promise<Connection>;
+  upgrade?: ListenerUpgrade;
   #listener: AcceptSource;
   #unixPath?: string;
   #trace?: TraceFn;
@@ -111,7 +125,7 @@ export class Listener implements Disposable {
     this.#listener = listener;
     this.addr = listener.addr;
     this.address = formatAddr(listener.addr);
-    this.transport = options.scheme;
+    this.scheme = options.scheme;
     this.tls = options.tls;
     this.#unixPath = options.unixPath;
     this.#trace = options.trace;
@@ -136,7 +150,7 @@ export class Listener implements Disposable {
     const stream = Connection.from(conn, { trace: this.#trace });
     this.#trace?.(this.tag, `accept() = ${stream.remoteAddress} [${stream.tag}]`);
     try {
-      applySocketOptions(conn, this.#socket, this.#trace, stream.tag);
+      setConnectionOptions(conn, this.#socket, this.#trace, stream.tag);
     } catch (err) {
       stream.close();
       throw err;
@@ -149,14 +163,14 @@ export class Listener implements Disposable {
    * TLS listener's connections are plain TCP until then). A handshake that
    * fails or outlasts `options.timeout` closes the connection and rejects.
    */
-  async secure(conn: Connection, options: AcceptTlsOptions = {}): Promise<Connection> {
+  async secure(conn: Connection, options: AcceptTlsOptions = {}): Promise<Stream> {
     if (!this.tls) return conn;
     try {
       const { conn: plain, info } = await acceptTls(conn.conn, this.tls, options);
       const alpn = info.alpn ? `, alpn ${info.alpn}` : "";
       const peer = info.peer ? `, client ${info.peer.subject}` : "";
       this.#trace?.(conn.tag, `tls accept = ${info.version ?? "ok"}${alpn}${peer}`);
-      return conn.secured(plain, info);
+      return securedStream(conn, plain, info);
     } catch (err) {
       this.#trace?.(conn.tag, `tls accept = -1 ${(err as Error)?.message}`);
       conn.close();
@@ -271,10 +285,10 @@ export function listenTcp(
 }
 
 /**
- * Binds and listens on a Unix socket path. A socket file left behind by a
- * process that no longer listens on it is removed and bound again; a path in
- * use by a live listener, or that is not a socket, is an "address already in
- * use" error.
+ * Binds and listens on a Unix socket path (or an abstract name). A socket
+ * file left behind by a process that no longer listens on it is removed and
+ * bound again; a path in use by a live listener, or that is not a socket, is
+ * an "address already in use" error.
  *
  * @example Usage
  * ```ts
@@ -282,21 +296,24 @@ export function listenTcp(
  * import assert from "node:assert/strict";
  *
  * const dir = Deno.makeTempDirSync();
- * using listener = await listenUnix(`${dir}/s.sock`);
+ * using listener = await listenUnix({ path: `${dir}/s.sock`, abstract: false });
  * assert.equal(listener.address, `unix:${dir}/s.sock`);
  * listener.close();
  * Deno.removeSync(dir);
  * ```
  */
-export async function listenUnix(path: string, options: ListenerOptions = {}): Promise<Listener> {
+export async function listenUnix(
+  name: UnixName,
+  options: ListenerOptions = {},
+): Promise<Listener> {
   const trace = options.trace;
   const tag = `L${++lastListenerId}`;
-  const address = `unix:${path}`;
+  const { path, abstract } = name;
+  const address = `unix:${formatUnixName(name)}`;
   trace?.(tag, "socket(AF_UNIX, SOCK_STREAM)");
-  const abstract = isAbstract(path);
   const bind = (): Listener => {
     try {
-      const listener = Deno.listen({ transport: "unix", path: socketPath(path) });
+      const listener = Deno.listen({ transport: "unix", path: kernelPath(name) });
       trace?.(tag, `bind(${address}) = 0`);
       trace?.(tag, `listen(backlog=${UNIX_LISTEN_BACKLOG}) = 0`);
       return new Listener(listener, {
@@ -355,28 +372,4 @@ export async function listenUnix(path: string, options: ListenerOptions = {}): P
   } catch (err) {
     throw toSockitError(err, "listen", address);
   }
-}
-
-/**
- * Whether a Unix socket path names a Linux abstract socket (`@name`: no
- * file; the kernel forgets it with its last descriptor).
- */
-export function isAbstract(path: string): boolean {
-  return path.startsWith("@");
-}
-
-/**
- * The path as the kernel takes it: `@name` is the abstract name `\0name`.
- *
- * @example Usage
- * ```ts
- * import { socketPath } from "./listener.ts";
- * import assert from "node:assert/strict";
- *
- * assert.equal(socketPath("@app"), "\0app");
- * assert.equal(socketPath("/run/app.sock"), "/run/app.sock");
- * ```
- */
-export function socketPath(path: string): string {
-  return isAbstract(path) ? `\0${path.slice(1)}` : path;
 }

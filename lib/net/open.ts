@@ -1,16 +1,17 @@
 /**
- * Opening endpoints — the three things a command does with one — by
- * looking up its row in the transport table: {@linkcode connect} a stream
- * (through the row's dialer chain, with retries and a deadline),
- * {@linkcode listen} for streams, or {@linkcode openDatagram} for a
- * datagram socket. Nothing here knows a scheme by name.
+ * Opening endpoints — the three things a command does with one — through
+ * the opener its scheme registers (`transports.ts`, loaded on first use):
+ * {@linkcode connect} a stream (through its dialer chain, with retries and
+ * a deadline), {@linkcode listen} for streams, or {@linkcode openDatagram}
+ * for a datagram socket. Nothing here knows a scheme by name.
  *
  * @module
  */
 
-import { formatEndpoint } from "./address.ts";
-import type { Endpoint, NetEndpoint, Role } from "./address.ts";
+import { connectAddress, formatEndpoint, hostOf, transportOf, withTls } from "./address.ts";
+import type { Endpoint, Role } from "./address.ts";
 import type { Connection, SocketOptions } from "./conn.ts";
+import type { Stream } from "./stream.ts";
 import { nextConnectionId } from "./conn.ts";
 import type { DatagramSocket } from "./datagram.ts";
 import { Deadline } from "../engine/deadline.ts";
@@ -20,37 +21,14 @@ import { type SockitError, TimeoutError, UsageError } from "../base/errors.ts";
 import { formatDuration } from "../base/format.ts";
 import type { Listener } from "./listener.ts";
 import type { Lookup } from "./resolve.ts";
+import { schemePrefix } from "./schemes.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
 import type { TraceFn } from "../engine/trace.ts";
 import type { WebSocketClientOptions } from "../protocols/websocket.ts";
-import { formatAuthority, hostOf, schemePrefix, transportOf, withTls } from "./transports.ts";
+import { datagramOpener, streamOpener } from "./transports.ts";
 import type { OpenOptions } from "./transports.ts";
 
-/**
- * The address a connection to `endpoint` is reported under: the host as
- * given (or `localhost` for the port-only form) and port, `udp://` first for
- * datagrams, or the socket path.
- *
- * @example Usage
- * ```ts
- * import { connectAddress } from "./open.ts";
- * import assert from "node:assert/strict";
- *
- * assert.equal(connectAddress({ transport: "tcp", port: 8888 }), "localhost:8888");
- * assert.equal(connectAddress({ transport: "udp", hostname: "::1", port: 53 }), "udp://[::1]:53");
- * assert.equal(connectAddress({ transport: "unix", path: "/s" }), "unix:/s");
- * ```
- */
-export function connectAddress(endpoint: Endpoint, family?: 4 | 6): string {
-  const row = transportOf(endpoint);
-  if ("path" in endpoint) return `${row.scheme}:${endpoint.path}`;
-  const authority = formatAuthority(
-    row.address,
-    hostOf(endpoint, "connect", family),
-    endpoint.port,
-  );
-  return row.kind === "datagram" ? `${schemePrefix(row)}${authority}` : authority;
-}
+export { connectAddress } from "./address.ts";
 
 /**
  * What a dialer is given for `endpoint`: its host (the role's default for
@@ -61,13 +39,15 @@ export function connectAddress(endpoint: Endpoint, family?: 4 | 6): string {
  * import { dialTarget } from "./open.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(dialTarget({ transport: "tcp", port: 80 }, "connect", 6), { host: "::1", port: 80 });
+ * assert.deepEqual(dialTarget({ form: "host-port", scheme: "tcp", port: 80 }, "connect", 6), { host: "::1", port: 80 });
  * ```
  */
 export function dialTarget(endpoint: Endpoint, role: Role, family?: 4 | 6): DialTarget {
-  return "path" in endpoint
-    ? { path: endpoint.path }
-    : { host: hostOf(endpoint, role, family), port: endpoint.port };
+  if ("path" in endpoint) return { path: endpoint.path, abstract: endpoint.abstract };
+  if (!("port" in endpoint)) {
+    throw new UsageError(`${formatEndpoint(endpoint)}: not an endpoint to dial`);
+  }
+  return { host: hostOf(endpoint, role, family), port: endpoint.port };
 }
 
 /**
@@ -124,7 +104,7 @@ export interface ConnectOptions {
    * The first link of the chain (default: the direct dialer). A proxy dialer
    * goes here; the row's own layers (TLS, …) are added on top.
    */
-  base?: Dialer;
+  base?: Dialer<Connection>;
   /** WebSocket settings, for a `ws://` or `wss://` endpoint (its path is the endpoint's). */
   websocket?: Omit<WebSocketClientOptions, "host" | "resource">;
   /** TCP options (`--nodelay`, `--keepalive`). */
@@ -144,7 +124,7 @@ export interface ConnectOptions {
  * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using conn = await connect({ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port });
+ * using conn = await connect({ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port: listener.addr.port });
  * assert.equal(conn.remoteAddress, `127.0.0.1:${listener.addr.port}`);
  * listener.close();
  * ```
@@ -152,12 +132,14 @@ export interface ConnectOptions {
 export async function connect(
   endpoint: Endpoint,
   options: ConnectOptions = {},
-): Promise<Connection> {
+): Promise<Stream> {
   // TLS settings mean TLS: `--tls` on a plain endpoint, or a usage error where TLS cannot go.
   if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
-  const row = transportOf(endpoint);
   const address = connectAddress(endpoint, options.family);
-  if (!row.dialer) {
+  const row = transportOf(endpoint);
+  // The row says what it is before its module is loaded.
+  const opener = row.kind === "stream" ? await streamOpener(endpoint) : undefined;
+  if (!opener) {
     throw new UsageError(`${address}: ${schemePrefix(row)} is not a stream to connect to`);
   }
   using deadline = connectDeadline(options.timeout, address, options.signal);
@@ -170,16 +152,10 @@ export async function connect(
     onAttemptFailed: options.onAttemptFailed,
     socket: options.socket,
   };
-  const dialer = row.dialer(options.base ?? directDialer(), {
+  const dialer = opener.dialer(options.base ?? directDialer(), endpoint, {
     tls: options.tls,
     socket: options.socket,
-    websocket: row.address === "url"
-      ? {
-        ...options.websocket,
-        host: "",
-        resource: (endpoint as NetEndpoint).resource ?? "/",
-      }
-      : undefined,
+    websocket: options.websocket,
   });
   return await dialWithRetry(dialer, dialTarget(endpoint, "connect", options.family), ctx, {
     retry: options.retry,
@@ -197,19 +173,20 @@ export async function connect(
  * import { listen } from "./open.ts";
  * import assert from "node:assert/strict";
  *
- * using listener = await listen({ transport: "tcp", port: 0 });
+ * using listener = await listen({ form: "host-port", scheme: "tcp", port: 0 });
  * assert.match(listener.address, /^127\.0\.0\.1:\d+$/);
  * ```
  */
 export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Promise<Listener> {
   if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const row = transportOf(endpoint);
-  if (!row.listen) {
+  const opener = row.kind === "stream" ? await streamOpener(endpoint) : undefined;
+  if (!opener) {
     throw new UsageError(
       `${schemePrefix(row)}: a ${row.kind} socket does not listen for connections`,
     );
   }
-  return await row.listen(endpoint, options);
+  return await opener.listen(endpoint, options);
 }
 
 /**
@@ -221,7 +198,7 @@ export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Pro
  * import { openDatagram } from "./open.ts";
  * import assert from "node:assert/strict";
  *
- * const sock = await openDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }, "listen");
+ * const sock = await openDatagram({ form: "host-port", scheme: "udp", hostname: "127.0.0.1", port: 0 }, "listen");
  * assert.match(sock.address, /^127\.0\.0\.1:\d+$/);
  * sock.close();
  * ```
@@ -232,12 +209,13 @@ export async function openDatagram(
   options: OpenOptions = {},
 ): Promise<DatagramSocket> {
   const row = transportOf(endpoint);
-  if (!row.datagram) {
+  const opener = row.kind === "datagram" ? await datagramOpener(endpoint) : undefined;
+  if (!opener) {
     throw new UsageError(
       `${connectAddress(endpoint, options.family)}: ${
         schemePrefix(row)
       } is a stream, not datagrams`,
     );
   }
-  return await row.datagram(endpoint, role, options);
+  return await opener.datagram(endpoint, role, options);
 }

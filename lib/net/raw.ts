@@ -5,41 +5,34 @@
  * datagrams of one IP protocol).
  *
  * Receiving never blocks the event loop: a `recvmsg(MSG_DONTWAIT)` first
- * (on loopback the reply is usually queued already), else `poll()` on a
- * helper thread in short slices (so that `close()` takes effect within one),
- * then `recvmsg` again. Each message comes with the kernel's receive time
- * (SO_TIMESTAMPNS) and its TTL or hop limit where the socket reports one.
- * `errno` is read right after each synchronous call that failed.
+ * (on loopback the reply is usually queued already), else a wait in the one
+ * epoll set (`sys/epoll.ts`), then `recvmsg` again. Each message comes with
+ * the kernel's receive time (SO_TIMESTAMPNS) and its TTL or hop limit where
+ * the socket reports one. `errno` is read right after each synchronous call
+ * that failed.
  *
  * @module
  */
 
 import { errnoError, SockitError, UsageError } from "../base/errors.ts";
 import { formatHost, formatIPv6, ipv6Groups, isIPv6 } from "./ip.ts";
-import {
-  acquireLibc,
-  C,
-  decodeSockaddr,
-  encodeSockaddr,
-  lastErrno,
-  PolledFd,
-  releaseLibc,
-} from "../sys/libc.ts";
-import type { Libc } from "../sys/libc.ts";
-import type { DatagramSocket } from "./datagram.ts";
+import { C } from "../sys/constants.ts";
+import { READABLE } from "../sys/epoll.ts";
+import { lastError, withLibc } from "../sys/libc.ts";
+import { decodeSockaddr, encodeInet, type InetAddress, inetAddress } from "../sys/sockaddr.ts";
+import { domainOf, LibcSocket } from "../sys/socket.ts";
+import { applySocketOptions, type Setting, SocketOptionError } from "../sys/sockopt.ts";
+import type { DatagramSocket, PeerAddress } from "./datagram.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
 /** Names of the IP protocols sockit's traces and messages mention. */
 const PROTOCOL_NAMES: Record<number, string> = {
   0: "0",
-  1: "IPPROTO_ICMP",
-  17: "IPPROTO_UDP",
-  58: "IPPROTO_ICMPV6",
+  [C.IPPROTO_ICMP]: "IPPROTO_ICMP",
+  [C.IPPROTO_UDP]: "IPPROTO_UDP",
+  [C.IPPROTO_ICMPV6]: "IPPROTO_ICMPV6",
 };
-
-/** How long one `poll()` waits before checking for `close()`. */
-const POLL_SLICE_MS = 100;
 
 /** The largest payload of a raw IPv4 / IPv6 datagram (65535 minus the IP header). */
 export const MAX_RAW_PAYLOAD = { 4: 65515, 6: 65535 } as const;
@@ -82,13 +75,13 @@ let lastRawId = 0;
  * @example Usage
  * ```ts ignore
  * // As root (or with CAP_NET_RAW) and --allow-ffi:
- * using socket = RawSocket.open({ family: 4, protocol: 1 });
+ * await using socket = RawSocket.open({ family: 4, protocol: 1 });
  * socket.sendTo(echoRequest(4, 1, 1, 56), "127.0.0.1");
  * const buf = new Uint8Array(1500);
  * const message = await socket.receiveMessage(buf, 1000);
  * ```
  */
-export class RawSocket implements DatagramSocket, Disposable {
+export class RawSocket implements DatagramSocket, Disposable, AsyncDisposable {
   /** The tag of its trace lines. */
   readonly tag: string;
   /** IPv4 or IPv6. */
@@ -99,8 +92,7 @@ export class RawSocket implements DatagramSocket, Disposable {
   readonly type: "raw" | "dgram";
   /** The largest payload it sends. */
   readonly maxDatagram: number;
-  #c: Libc;
-  #sock: PolledFd;
+  #sock: LibcSocket;
   #trace?: TraceFn;
   #name = new Uint8Array(28);
   #iov = new BigUint64Array(2);
@@ -115,9 +107,8 @@ export class RawSocket implements DatagramSocket, Disposable {
   #lastTo?: { host: string; port: number; sa: Uint8Array };
   #clock = new BigInt64Array(2);
 
-  private constructor(c: Libc, fd: number, options: RawSocketOptions, tag: string) {
-    this.#c = c;
-    this.#sock = new PolledFd(c, fd);
+  private constructor(sock: LibcSocket, options: RawSocketOptions, tag: string) {
+    this.#sock = sock;
     this.family = options.family;
     this.protocol = options.protocol;
     this.type = options.type ?? "raw";
@@ -137,48 +128,53 @@ export class RawSocket implements DatagramSocket, Disposable {
 
   /**
    * Opens a socket: `socket()`, then the options that make each message
-   * carry its receive time and TTL. Throws the system's error
-   * (`PermissionDenied` when the socket type is not allowed).
+   * carry its receive time and TTL. Throws the system's error (with its
+   * `errno`: `PermissionDenied` when the socket type is not allowed).
    */
   static open(options: RawSocketOptions): RawSocket {
-    const c = acquireLibc();
     const tag = options.tag ?? `R${++lastRawId}`;
     const type = options.type ?? "raw";
-    const af = options.family === 6 ? C.AF_INET6 : C.AF_INET;
-    const fd = c.socket(
-      af,
-      (type === "raw" ? C.SOCK_RAW : C.SOCK_DGRAM) | C.SOCK_CLOEXEC,
-      options.protocol,
-    );
     const call = `socket(${options.family === 6 ? "AF_INET6" : "AF_INET"}, ${
       type === "raw" ? "SOCK_RAW" : "SOCK_DGRAM"
     }, ${PROTOCOL_NAMES[options.protocol] ?? options.protocol})`;
-    if (fd < 0) {
-      const errno = lastErrno(c);
-      releaseLibc();
-      const err = errnoError(errno);
+    let sock: LibcSocket;
+    try {
+      sock = LibcSocket.open(
+        domainOf(options.family),
+        type === "raw" ? C.SOCK_RAW : C.SOCK_DGRAM,
+        options.protocol,
+      );
+    } catch (err) {
       options.trace?.(tag, `${call} = ${failedCall(err)}`);
-      throw Object.assign(err, { errno });
+      throw err;
     }
-    options.trace?.(tag, `${call} = ${fd}`);
-    const socket = new RawSocket(c, fd, options, tag);
-    socket.#setInt(C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS");
-    if (options.family === 6) {
-      socket.#setInt(C.IPPROTO_IPV6, C.IPV6_RECVHOPLIMIT, 1, "IPV6_RECVHOPLIMIT");
-    } else if (type === "dgram") socket.#setInt(C.IPPROTO_IP, C.IP_RECVTTL, 1, "IP_RECVTTL");
+    options.trace?.(tag, `${call} = ${sock.fd}`);
+    const socket = new RawSocket(sock, options, tag);
+    try {
+      socket.#set([
+        ["SO_TIMESTAMPNS", true],
+        ...(options.family === 6
+          ? [["IPV6_RECVHOPLIMIT", true] as const]
+          : type === "dgram"
+          ? [["IP_RECVTTL", true] as const]
+          : []),
+      ]);
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
     return socket;
   }
 
-  /** setsockopt with an int value; traced; throws on failure. */
-  #setInt(level: number, name: number, value: number, label: string): void {
-    const v = new Int32Array([value]);
-    const result = this.#c.setsockopt(this.#sock.fd, level, name, new Uint8Array(v.buffer), 4);
-    if (result < 0) {
-      const err = errnoError(lastErrno(this.#c));
-      this.#trace?.(this.tag, `setsockopt(${label}, ${value}) = ${failedCall(err)}`);
-      throw err;
+  /** Sets options through the table; traced; throws the system's error on failure. */
+  #set(settings: Setting[]): void {
+    try {
+      applySocketOptions(this.#sock, settings, (call, error) => {
+        this.#trace?.(this.tag, `${call} = ${error ? failedCall(error) : 0}`);
+      });
+    } catch (err) {
+      throw err instanceof SocketOptionError && err.cause ? err.cause : err;
     }
-    this.#trace?.(this.tag, `setsockopt(${label}, ${value}) = 0`);
   }
 
   /**
@@ -189,66 +185,33 @@ export class RawSocket implements DatagramSocket, Disposable {
    */
   filterIcmp(types: number[]): void {
     if (this.type !== "raw") return;
-    if (this.family === 4) {
-      // ICMP_FILTER: a 32-bit mask of the types to drop (types 0–31).
-      let mask = 0xffffffff;
-      for (const t of types) mask &= ~(1 << t);
-      const v = new Uint32Array([mask >>> 0]);
-      this.#setOption(
-        C.SOL_RAW,
-        C.ICMP_FILTER,
-        new Uint8Array(v.buffer),
-        `ICMP_FILTER, ${types.join("|")}`,
-      );
-    } else {
-      // ICMP6_FILTER: 256 bits, a set bit drops that type.
-      const bits = new Uint32Array(8).fill(0xffffffff);
-      for (const t of types) bits[t >> 5] &= ~(1 << (t & 31));
-      this.#setOption(
-        C.IPPROTO_ICMPV6,
-        C.ICMP6_FILTER,
-        new Uint8Array(bits.buffer),
-        `ICMP6_FILTER, ${types.join("|")}`,
-      );
-    }
-  }
-
-  /** setsockopt with a value of any size; traced; throws on failure. */
-  #setOption(level: number, name: number, value: Uint8Array, label: string): void {
-    if (this.#c.setsockopt(this.#sock.fd, level, name, value, value.length) < 0) {
-      const err = errnoError(lastErrno(this.#c));
-      this.#trace?.(this.tag, `setsockopt(${label}) = ${failedCall(err)}`);
-      throw err;
-    }
-    this.#trace?.(this.tag, `setsockopt(${label}) = 0`);
+    this.#set([this.family === 4 ? ["ICMP_FILTER", types] : ["ICMP6_FILTER", types]]);
   }
 
   /** Sets the TTL (IPv4) or unicast hop limit (IPv6) of what it sends. */
   setTtl(ttl: number): void {
-    if (this.family === 6) {
-      this.#setInt(C.IPPROTO_IPV6, C.IPV6_UNICAST_HOPS, ttl, "IPV6_UNICAST_HOPS");
-    } else this.#setInt(C.IPPROTO_IP, C.IP_TTL, ttl, "IP_TTL");
+    this.#set([this.family === 6 ? ["IPV6_UNICAST_HOPS", ttl] : ["IP_TTL", ttl]]);
   }
 
   /** The socket's own address and port (an ICMP datagram socket's port is its echo identifier). */
-  local(): { hostname: string; port: number } {
-    const buf = new Uint8Array(28);
-    const len = new Uint32Array([28]);
-    this.#c.getsockname(this.#sock.fd, buf, new Uint8Array(len.buffer));
-    return decodeSockaddr(buf);
+  local(): InetAddress {
+    const address = this.#sock.address();
+    return address && address.family !== "local"
+      ? address
+      : { family: this.family, address: "", port: 0 };
   }
 
   /** The local address and protocol, formatted (`127.0.0.1/253`). */
   get address(): string {
-    return `${formatHost(this.local().hostname)}/${this.protocol}`;
+    return `${formatHost(this.local().address)}/${this.protocol}`;
   }
 
-  /** Binds it to a local address: only datagrams to that address arrive. */
+  /** Binds it to a local address (`%zone` allowed): only datagrams to that address arrive. */
   bind(host: string): void {
-    // The port field: 0 (an IPv6 raw socket refuses any but 0 or its protocol).
-    const sa = encodeSockaddr(host, 0);
-    if (this.#c.bind(this.#sock.fd, sa, sa.length) < 0) {
-      const err = errnoError(lastErrno(this.#c));
+    try {
+      // The port field: 0 (an IPv6 raw socket refuses any but 0 or its protocol).
+      this.#sock.bind(inetAddress(host, 0));
+    } catch (err) {
       this.#trace?.(this.tag, `bind(${host}) = ${failedCall(err)}`);
       throw err;
     }
@@ -259,21 +222,22 @@ export class RawSocket implements DatagramSocket, Disposable {
   /** Connects it to a peer: only the peer's datagrams arrive, and `send` goes there. */
   connect(host: string): void {
     // The port field: 0 (an IPv6 raw socket refuses any but 0 or its protocol).
-    const sa = encodeSockaddr(host, 0);
-    if (this.#c.connect(this.#sock.fd, sa, sa.length) < 0) {
-      const err = errnoError(lastErrno(this.#c));
+    const errno = this.#sock.connect(inetAddress(host, 0));
+    if (errno !== 0) {
+      const err = Object.assign(errnoError(errno), { errno });
       this.#trace?.(this.tag, `connect(${host}) = ${failedCall(err)}`);
       throw err;
     }
     this.#peer = host;
     this.#trace?.(this.tag, `connect(${host}) = 0`);
     // Only the peer's datagrams arrive now; its own come from its source address.
-    this.#peerIsSelf = this.local().hostname === host;
+    this.#peerIsSelf = this.local().address === host;
   }
 
   /**
-   * Sends one datagram to `host` (synchronously; these sends do not block).
-   * `port` only for a UDP socket (a raw socket's is 0). Returns bytes sent.
+   * Sends one datagram to `host` (`%zone` allowed; synchronously: these
+   * sends do not block). `port` only for a UDP socket (a raw socket's is 0).
+   * Returns bytes sent.
    */
   sendTo(data: Uint8Array, host: string, port = 0): number {
     if (this.#sock.done) throw new Deno.errors.Interrupted("operation canceled");
@@ -282,13 +246,14 @@ export class RawSocket implements DatagramSocket, Disposable {
       ? this.#lastTo.sa
       : undefined;
     if (!sa) {
-      sa = encodeSockaddr(host, port);
+      sa = encodeInet(host, port);
       this.#lastTo = { host, port, sa };
     }
     const to = () => port ? `${formatHost(host)}:${port}` : formatHost(host);
-    const n = Number(this.#c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
+    const c = this.#sock.c;
+    const n = Number(c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
     if (n < 0) {
-      const err = errnoError(lastErrno(this.#c));
+      const err = lastError(c);
       this.#trace?.(this.tag, `sendto(${data.length}, ${to()}) = ${failedCall(err)}`);
       throw err;
     }
@@ -314,7 +279,15 @@ export class RawSocket implements DatagramSocket, Disposable {
       if (got) return got;
       const left = until - performance.now();
       if (left <= 0) return null;
-      await this.#sock.wait(Math.max(1, Math.min(POLL_SLICE_MS, Math.ceil(left))));
+      try {
+        await this.#sock.wait(READABLE, {
+          signal,
+          timeout: left === Infinity ? undefined : Math.ceil(left),
+        });
+      } catch (err) {
+        if (signal?.aborted && !this.#sock.done) return null;
+        throw err;
+      }
     }
   }
 
@@ -326,15 +299,16 @@ export class RawSocket implements DatagramSocket, Disposable {
     hdr.setUint32(8, this.#name.length, true);
     hdr.setBigUint64(40, BigInt(this.#control.length), true);
     hdr.setInt32(48, 0, true);
-    const n = Number(this.#c.recvmsg(this.#sock.fd, this.#msghdr, C.MSG_DONTWAIT));
+    const c = this.#sock.c;
+    const n = Number(c.recvmsg(this.#sock.fd, this.#msghdr, C.MSG_DONTWAIT));
     if (n < 0) {
-      const errno = lastErrno(this.#c);
-      if (errno === C.EAGAIN || errno === C.EINTR) return undefined;
-      const err = errnoError(errno);
+      const err = lastError(c);
+      if (err.errno === C.EAGAIN || err.errno === C.EINTR) return undefined;
       this.#trace?.(this.tag, `recvmsg(${buf.length}) = ${failedCall(err)}`);
       throw err;
     }
-    const from = decodeSockaddr(this.#name).hostname;
+    const name = decodeSockaddr(this.#name);
+    const from = name && name.family !== "local" ? name.address : "";
     const message: RawMessage = { length: Math.min(n, buf.length), from };
     this.#readControl(Number(hdr.getBigUint64(40, true)), message);
     this.#trace?.(this.tag, `recvmsg(${buf.length}) = ${n} ${formatHost(from)}`);
@@ -364,15 +338,15 @@ export class RawSocket implements DatagramSocket, Disposable {
 
   /** The kernel's clock now (for round-trip times against {@linkcode RawMessage.receivedNs}). */
   now(): bigint {
-    this.#c.clock_gettime(0, new Uint8Array(this.#clock.buffer));
+    this.#sock.c.clock_gettime(C.CLOCK_REALTIME, new Uint8Array(this.#clock.buffer));
     return this.#clock[0] * 1_000_000_000n + this.#clock[1];
   }
 
   /**
    * One datagram's payload for `ip://` (an IPv4 raw socket's IPv4 header
-   * removed) and its sender.
+   * removed) and its sender, with this socket's protocol.
    */
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
     for (;;) {
       const message = await this.receiveMessage(buf);
       if (!message) continue;
@@ -383,7 +357,7 @@ export class RawSocket implements DatagramSocket, Disposable {
         n -= ihl;
       }
       if (this.#ownCopy(message.from, buf.subarray(0, n))) continue;
-      return [n, { transport: "udp", hostname: message.from, port: this.protocol }];
+      return [n, { family: this.family, address: message.from, protocol: this.protocol }];
     }
   }
 
@@ -407,10 +381,10 @@ export class RawSocket implements DatagramSocket, Disposable {
     return true;
   }
 
-  /** Sends one datagram to `to` or the connected peer. */
-  send(data: Uint8Array, to?: Deno.NetAddr): Promise<number> {
+  /** Sends one datagram to `to` (an IP address) or the connected peer. */
+  send(data: Uint8Array, to?: PeerAddress): Promise<number> {
     try {
-      const host = to?.hostname ?? this.#peer;
+      const host = to && "address" in to ? to.address : this.#peer;
       if (!host) throw new Error("a raw socket needs an address to send to");
       const n = this.sendTo(data, host);
       if (isLoopback(host) && this.#hearsItself(host)) {
@@ -435,17 +409,12 @@ export class RawSocket implements DatagramSocket, Disposable {
       this.#bound === "0.0.0.0" || this.#bound === "::";
   }
 
-  /** `host/protocol`: how `ip://` peers are written. */
-  formatPeer(addr: Deno.NetAddr): string {
-    return `${formatHost(addr.hostname)}/${this.protocol}`;
-  }
-
-  /** Closes it; a receive in flight ends with `Interrupted` within one poll slice. */
+  /** Closes it; a receive in flight ends with `Interrupted`. */
   close(): void {
     if (this.#sock.close()) this.#trace?.(this.tag, "close()");
   }
 
-  /** Resolves once the descriptor is closed (a poll in flight has returned). */
+  /** Resolves once the descriptor is closed and out of the epoll set. */
   get closed(): Promise<void> {
     return this.#sock.closed;
   }
@@ -453,6 +422,12 @@ export class RawSocket implements DatagramSocket, Disposable {
   /** Closes it (`using socket = …`). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Closes it and waits until it is released (`await using socket = …`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.closed;
   }
 }
 
@@ -482,17 +457,14 @@ export function requireRawSockets(op: string, address: string): void {
 
 /** Reads a small text file through libc (Deno refuses `/proc/sys` even with `--allow-read`). */
 export function readSysctl(path: string): string | undefined {
-  const c = acquireLibc();
-  try {
-    const fd = c.open(new TextEncoder().encode(`${path}\0`), C.O_RDONLY);
+  return withLibc((c) => {
+    const fd = c.open(new TextEncoder().encode(`${path}\0`), C.O_RDONLY | C.O_CLOEXEC);
     if (fd < 0) return undefined;
     const buf = new Uint8Array(256);
     const n = Number(c.read(fd, buf, 256n));
     c.close(fd);
     return n < 0 ? undefined : new TextDecoder().decode(buf.subarray(0, n)).trim();
-  } finally {
-    releaseLibc();
-  }
+  }, undefined);
 }
 
 /**

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { formatAuthority, hostOf } from "./address.ts";
+import type { NetEndpoint } from "./address.ts";
 import { SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import { formatHost, ipFamily } from "./ip.ts";
 import { failedCall } from "../engine/trace.ts";
@@ -111,4 +113,33 @@ export async function resolve(host: string, options: ResolveOptions): Promise<st
     throw new SockitError("name not found", { op: options.op, address, code: "ENOTFOUND" });
   }
   return found;
+}
+
+/**
+ * The address to bind for an IP endpoint: as given, the role's default for
+ * the port-only form; a name is resolved here only with `-4`/`-6` (else
+ * Deno resolves it as it binds).
+ *
+ * @example Usage
+ * ```ts
+ * import { bindHost } from "./resolve.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await bindHost({ form: "host-port", scheme: "tcp", port: 0 }, {}), "127.0.0.1");
+ * assert.equal(await bindHost({ form: "host-port", scheme: "tcp", port: 0 }, { family: 6 }), "::1");
+ * ```
+ */
+export async function bindHost(
+  endpoint: NetEndpoint,
+  options: { family?: 4 | 6; lookup?: Lookup },
+): Promise<string> {
+  const host = hostOf(endpoint, "listen", options.family);
+  if (options.family === undefined && ipFamily(host) === undefined) return host;
+  const [address] = await resolve(host, {
+    op: "listen",
+    address: formatAuthority(endpoint, host),
+    family: options.family,
+    lookup: options.lookup,
+  });
+  return address;
 }

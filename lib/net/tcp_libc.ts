@@ -13,18 +13,12 @@
 
 import { errnoError, SockitError, toSockitError } from "../base/errors.ts";
 import { formatHost, isIPv6 } from "./ip.ts";
-import { forget, READABLE, waitFor, WRITABLE } from "../sys/epoll.ts";
-import {
-  acquireLibc,
-  C,
-  decodeSockaddr,
-  encodeSockaddr,
-  ffiAvailable,
-  lastErrno,
-  releaseLibc,
-  setsockoptInt,
-} from "../sys/libc.ts";
-import type { Libc } from "../sys/libc.ts";
+import type { StreamSocket } from "./stream_socket.ts";
+import { C } from "../sys/constants.ts";
+import { READABLE, WRITABLE } from "../sys/epoll.ts";
+import { ffiAvailable, lastErrno } from "../sys/libc.ts";
+import { inetAddress, type SocketAddress } from "../sys/sockaddr.ts";
+import { domainOf, LibcSocket } from "../sys/socket.ts";
 
 /** A local address to connect from: either part may be left to the system. */
 export interface SourceAddress {
@@ -36,92 +30,85 @@ export interface SourceAddress {
   path?: string;
 }
 
-/** The local or peer address of `fd` as a Deno address. */
-function addressOf(c: Libc, fd: number, peer: boolean): Deno.NetAddr {
-  const buf = new Uint8Array(28);
-  const len = new Uint32Array([28]);
-  (peer ? c.getpeername : c.getsockname)(fd, buf, new Uint8Array(len.buffer));
-  return { transport: "tcp", ...decodeSockaddr(buf) };
+/** An IP socket address as Deno writes one. */
+function netAddr(address: SocketAddress | undefined): Deno.NetAddr {
+  return address && address.family !== "local"
+    ? { transport: "tcp", hostname: address.address, port: address.port }
+    : { transport: "tcp", hostname: "", port: 0 };
 }
 
-/** A connected TCP socket of libc's, shaped as the `Deno.Conn` the relay uses. */
-class LibcTcpConn {
+/** A connected TCP socket of libc's: a {@linkcode StreamSocket} like any `Deno.Conn`. */
+export class LibcTcpConn implements StreamSocket {
+  /** The local address. */
   readonly localAddr: Deno.NetAddr;
+  /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
-  #c: Libc;
-  #fd: number;
-  #closed = false;
+  #socket: LibcSocket;
 
-  constructor(c: Libc, fd: number) {
-    this.#c = c;
-    this.#fd = fd;
-    this.localAddr = addressOf(c, fd, false);
-    this.remoteAddr = addressOf(c, fd, true);
+  /** Wraps a connected socket; it owns it from now on. */
+  constructor(socket: LibcSocket) {
+    this.#socket = socket;
+    this.localAddr = netAddr(socket.address());
+    this.remoteAddr = netAddr(socket.address(true));
   }
 
+  /** The descriptor: splice(2) and socket options use it (no lookup). */
+  get fd(): number {
+    return this.#socket.fd;
+  }
+
+  /** Resolves once the socket is closed and out of the epoll set. */
+  get released(): Promise<void> {
+    return this.#socket.closed;
+  }
+
+  /** Reads into `p`: `recv(MSG_DONTWAIT)`, waiting in the epoll set when nothing is there. */
   async read(p: Uint8Array): Promise<number | null> {
+    const c = this.#socket.c;
     for (;;) {
-      if (this.#closed) return null;
-      const n = Number(this.#c.recv(this.#fd, p, BigInt(p.length), C.MSG_DONTWAIT));
+      if (this.#socket.done) return null;
+      const n = Number(c.recv(this.#socket.fd, p, BigInt(p.length), C.MSG_DONTWAIT));
       if (n > 0) return n;
       if (n === 0) return p.length === 0 ? 0 : null;
-      const errno = lastErrno(this.#c);
+      const errno = lastErrno(c);
       if (errno === C.EINTR) continue;
       if (errno !== C.EAGAIN) throw errnoError(errno);
       try {
-        await waitFor(this.#fd, READABLE);
+        await this.#socket.wait(READABLE);
       } catch {
         return null; // Closed here.
       }
     }
   }
 
+  /** Writes from `p`: `send(MSG_DONTWAIT | MSG_NOSIGNAL)`, waiting for room when it is full. */
   async write(p: Uint8Array): Promise<number> {
+    const c = this.#socket.c;
     for (;;) {
-      if (this.#closed) throw new Deno.errors.BadResource("the connection is closed");
+      if (this.#socket.done) throw new Deno.errors.BadResource("the connection is closed");
       const n = Number(
-        this.#c.send(this.#fd, p, BigInt(p.length), C.MSG_DONTWAIT | C.MSG_NOSIGNAL),
+        c.send(this.#socket.fd, p, BigInt(p.length), C.MSG_DONTWAIT | C.MSG_NOSIGNAL),
       );
       if (n >= 0) return n;
-      const errno = lastErrno(this.#c);
+      const errno = lastErrno(c);
       if (errno === C.EINTR) continue;
       if (errno !== C.EAGAIN) throw errnoError(errno);
-      await waitFor(this.#fd, WRITABLE);
+      await this.#socket.wait(WRITABLE);
     }
   }
 
+  /** `shutdown(SHUT_WR)`. */
   closeWrite(): Promise<void> {
-    if (!this.#closed && this.#c.shutdown(this.#fd, C.SHUT_WR) < 0) {
-      return Promise.reject(errnoError(lastErrno(this.#c)));
+    if (!this.#socket.done && this.#socket.c.shutdown(this.#socket.fd, C.SHUT_WR) < 0) {
+      return Promise.reject(errnoError(lastErrno(this.#socket.c)));
     }
     return Promise.resolve();
   }
 
+  /** Closes it (out of the epoll set first); see {@linkcode LibcTcpConn.released}. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    closeFd(this.#c, this.#fd);
+    this.#socket.close();
   }
-
-  setNoDelay(on = true): void {
-    this.#option(C.IPPROTO_TCP, C.TCP_NODELAY, on ? 1 : 0);
-  }
-
-  setKeepAlive(on = true): void {
-    this.#option(C.SOL_SOCKET, C.SO_KEEPALIVE, on ? 1 : 0);
-  }
-
-  #option(level: number, name: number, value: number): void {
-    const errno = setsockoptInt(this.#c, this.#fd, level, name, value);
-    if (errno) throw errnoError(errno);
-  }
-}
-
-/** Out of the epoll set (its waits end), closed, libc released. */
-function closeFd(c: Libc, fd: number): void {
-  forget(fd);
-  c.close(fd);
-  releaseLibc();
 }
 
 /**
@@ -134,7 +121,6 @@ function closeFd(c: Libc, fd: number): void {
  * @example Usage
  * ```ts
  * import { connectFrom } from "./tcp_libc.ts";
- * import { idle } from "../sys/epoll.ts";
  * import assert from "node:assert/strict";
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -144,7 +130,7 @@ function closeFd(c: Libc, fd: number): void {
  * conn.close();
  * server.close();
  * listener.close();
- * await idle(); // the epoll set is closed once nothing waits
+ * await conn.released; // out of the epoll set, its helper thread gone
  * ```
  */
 export async function connectFrom(
@@ -152,7 +138,7 @@ export async function connectFrom(
   port: number,
   source: SourceAddress,
   signal?: AbortSignal,
-): Promise<Deno.Conn> {
+): Promise<LibcTcpConn> {
   const from = `${formatHost(source.host ?? "*")}:${source.port ?? 0}`;
   if (!ffiAvailable()) {
     throw new SockitError("--source binds before it connects, through libc: grant --allow-ffi", {
@@ -163,43 +149,29 @@ export async function connectFrom(
     });
   }
   signal?.throwIfAborted();
-  const c = acquireLibc();
   const v6 = isIPv6(hostname);
-  const fd = c.socket(
-    v6 ? C.AF_INET6 : C.AF_INET,
-    C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC,
-    0,
-  );
-  if (fd < 0) {
-    const err = errnoError(lastErrno(c));
-    releaseLibc();
-    throw err;
-  }
+  const peer = inetAddress(hostname, port);
+  const socket = LibcSocket.open(domainOf(peer.family), C.SOCK_STREAM | C.SOCK_NONBLOCK, 0);
   try {
-    const local = encodeSockaddr(source.host ?? (v6 ? "::" : "0.0.0.0"), source.port ?? 0);
-    if (c.bind(fd, local, local.length) < 0) throw bindFailure(lastErrno(c), from);
-    const sa = encodeSockaddr(hostname, port);
-    if (c.connect(fd, sa, sa.length) < 0) {
-      const errno = lastErrno(c);
+    const local = inetAddress(source.host ?? (v6 ? "::" : "0.0.0.0"), source.port ?? 0);
+    try {
+      socket.bind(local);
+    } catch (err) {
+      throw bindFailure((err as { errno: number }).errno, from);
+    }
+    const errno = socket.connect(peer);
+    if (errno !== 0) {
       if (errno !== C.EINPROGRESS) throw errnoError(errno);
       // Connected (or refused) when it can be written to.
-      await waitFor(fd, WRITABLE, signal);
-      const pending = new Int32Array(1);
-      const len = new Uint32Array([4]);
-      c.getsockopt(
-        fd,
-        C.SOL_SOCKET,
-        C.SO_ERROR,
-        new Uint8Array(pending.buffer),
-        new Uint8Array(len.buffer),
-      );
-      if (pending[0] !== 0) throw errnoError(pending[0]);
+      await socket.wait(WRITABLE, { signal });
+      const pending = socket.pendingError();
+      if (pending !== 0) throw errnoError(pending);
     }
     // Connected just as the caller gave up: it is not wanted any more.
     if (signal?.aborted) throw signal.reason;
-    return new LibcTcpConn(c, fd) as unknown as Deno.Conn;
+    return new LibcTcpConn(socket);
   } catch (err) {
-    closeFd(c, fd);
+    await socket[Symbol.asyncDispose]();
     throw err;
   }
 }

@@ -4,72 +4,63 @@
  * receive is pending ("socket already in use"), which a relay always has.
  * `listen` binds the path; `connect` binds a temporary path of its own (so
  * that the peer can answer, as `nc -U -u` does), removed when the socket
- * closes, and hears its target only. A peer is carried in the address's
- * `hostname` (its path; empty for an unbound sender, which cannot be
- * answered). Needs `--allow-ffi` (Linux).
+ * closes, and hears its target only. A peer is a Unix address (its path, or
+ * an abstract name; empty for an unbound sender, which cannot be answered).
+ * Waits are in the one epoll set (`sys/epoll.ts`). Needs `--allow-ffi`
+ * (Linux).
  *
  * @module
  */
 
-import type { DatagramSocket } from "./datagram.ts";
-import { RECEIVE_BUFFER } from "./datagram.ts";
-import { errnoError, SockitError, toSockitError } from "../base/errors.ts";
-import { acquireLibc, C, ffiAvailable, lastErrno, PolledFd, releaseLibc } from "../sys/libc.ts";
-import type { Libc } from "../sys/libc.ts";
-import { isAbstract, socketPath } from "./listener.ts";
+import type { DatagramSocket, PeerAddress } from "./datagram.ts";
+import { formatPeer, RECEIVE_BUFFER } from "./datagram.ts";
+import { SockitError, toSockitError } from "../base/errors.ts";
+import { C } from "../sys/constants.ts";
+import { READABLE } from "../sys/epoll.ts";
+import { ffiAvailable, lastError } from "../sys/libc.ts";
+import {
+  decodeSockaddr,
+  encodeSockaddr,
+  SOCKADDR_SIZE,
+  type UnixAddress,
+} from "../sys/sockaddr.ts";
+import { LibcSocket } from "../sys/socket.ts";
+import { formatUnixName } from "./ip.ts";
+import type { UnixName } from "./ip.ts";
 import { failedCall } from "../engine/trace.ts";
 import type { TraceFn } from "../engine/trace.ts";
 
 let lastId = 0;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
-/** `struct sockaddr_un` for a path (`@name`: abstract, without the trailing NUL). */
-function sockaddrUn(path: string): Uint8Array {
-  const bytes = encoder.encode(socketPath(path));
-  const out = new Uint8Array(2 + bytes.length + (isAbstract(path) ? 0 : 1));
-  new DataView(out.buffer).setUint16(0, C.AF_UNIX, true);
-  out.set(bytes, 2);
-  return out;
-}
-
-/** The path in a `sockaddr_un` of `length` bytes (`@name` for abstract, "" when unnamed). */
-function pathOf(addr: Uint8Array, length: number): string {
-  if (length <= 2) return "";
-  const raw = addr.subarray(2, length);
-  if (raw[0] === 0) return `@${decoder.decode(raw.subarray(1))}`;
-  const end = raw.indexOf(0);
-  return decoder.decode(end === -1 ? raw : raw.subarray(0, end));
+/** A socket name as a socket address. */
+function unixAddress(name: UnixName): UnixAddress {
+  return { family: "local", path: name.path, abstract: name.abstract };
 }
 
 class UnixDatagramSocket implements DatagramSocket {
   readonly tag: string;
   readonly address: string;
+  readonly localAddress: UnixAddress;
   readonly maxDatagram = RECEIVE_BUFFER;
-  #c: Libc;
-  #sock: PolledFd;
-  #path: string;
-  #peer?: string;
-  #removeDir?: string;
+  #sock: LibcSocket;
+  #peer?: UnixAddress;
   #trace?: TraceFn;
-  #from = new Uint8Array(110);
+  #from = new Uint8Array(SOCKADDR_SIZE);
   #fromLength = new Uint32Array(1);
 
   constructor(
-    c: Libc,
-    fd: number,
-    path: string,
+    sock: LibcSocket,
+    name: UnixName,
     tag: string,
-    options: { peer?: string; removeDir?: string; trace?: TraceFn },
+    options: { peer?: UnixName; removeDir?: string; trace?: TraceFn },
   ) {
-    this.#c = c;
-    this.#sock = new PolledFd(c, fd, () => this.#removeFiles());
-    this.#path = path;
+    this.#sock = sock;
+    this.localAddress = unixAddress(name);
     this.tag = tag;
-    this.address = `unixgram:${path}`;
-    this.#peer = options.peer;
-    this.#removeDir = options.removeDir;
+    this.address = `unixgram:${formatUnixName(name)}`;
+    this.#peer = options.peer === undefined ? undefined : unixAddress(options.peer);
     this.#trace = options.trace;
+    sock.onClose(() => removeFiles(name, options.removeDir));
   }
 
   /** Resolves once the descriptor is closed (and its files removed). */
@@ -77,12 +68,13 @@ class UnixDatagramSocket implements DatagramSocket {
     return this.#sock.closed;
   }
 
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
+    const c = this.#sock.c;
     for (;;) {
       if (this.#sock.done) throw new Deno.errors.Interrupted("operation canceled");
       this.#fromLength[0] = this.#from.length;
       const n = Number(
-        this.#c.recvfrom(
+        c.recvfrom(
           this.#sock.fd,
           buf,
           BigInt(buf.length),
@@ -92,23 +84,27 @@ class UnixDatagramSocket implements DatagramSocket {
         ),
       );
       if (n >= 0) {
-        const path = pathOf(this.#from, this.#fromLength[0]);
-        this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${n} unixgram:${path || "(unnamed)"}`);
+        const decoded = decodeSockaddr(this.#from, this.#fromLength[0]);
+        const from: UnixAddress = decoded?.family === "local"
+          ? decoded
+          : { family: "local", path: "", abstract: false };
+        this.#trace?.(this.tag, `recvfrom(${buf.length}) = ${n} unixgram:${formatPeer(from)}`);
         // A connected side hears only its target.
-        if (this.#peer !== undefined && path !== this.#peer) continue;
-        return [n, { transport: "udp", hostname: path, port: 0 }];
+        const peer = this.#peer;
+        if (peer && (from.path !== peer.path || from.abstract !== peer.abstract)) continue;
+        return [n, from];
       }
-      const errno = lastErrno(this.#c);
-      if (errno !== C.EAGAIN && errno !== C.EINTR) {
-        throw toSockitError(errnoError(errno), "recv", this.address);
+      const err = lastError(c);
+      if (err.errno !== C.EAGAIN && err.errno !== C.EINTR) {
+        throw toSockitError(err, "recv", this.address);
       }
-      await this.#sock.wait(100);
+      await this.#sock.wait(READABLE);
     }
   }
 
-  send(data: Uint8Array, to?: Deno.NetAddr): Promise<number> {
-    const path = to?.hostname ?? this.#peer;
-    if (!path) {
+  send(data: Uint8Array, to?: PeerAddress): Promise<number> {
+    const peer = to?.family === "local" ? to : this.#peer;
+    if (!peer || peer.path === "") {
       return Promise.reject(
         new SockitError("the sender has no address (an unbound socket): it cannot be answered", {
           op: "send",
@@ -117,46 +113,50 @@ class UnixDatagramSocket implements DatagramSocket {
         }),
       );
     }
-    const sa = sockaddrUn(path);
-    const n = Number(this.#c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
-    if (n < 0) {
-      const err = errnoError(lastErrno(this.#c));
-      this.#trace?.(this.tag, `sendto(${data.length}, unixgram:${path}) = ${failedCall(err)}`);
-      return Promise.reject(toSockitError(err, "send", `unixgram:${path}`));
+    const name = `unixgram:${formatPeer(peer)}`;
+    let sa: Uint8Array;
+    try {
+      sa = encodeSockaddr(peer);
+    } catch (err) {
+      return Promise.reject(toSockitError(err, "send", name));
     }
-    this.#trace?.(this.tag, `sendto(${data.length}, unixgram:${path}) = ${n}`);
+    const c = this.#sock.c;
+    const n = Number(c.sendto(this.#sock.fd, data, BigInt(data.length), 0, sa, sa.length));
+    if (n < 0) {
+      const err = lastError(c);
+      this.#trace?.(this.tag, `sendto(${data.length}, ${name}) = ${failedCall(err)}`);
+      return Promise.reject(toSockitError(err, "send", name));
+    }
+    this.#trace?.(this.tag, `sendto(${data.length}, ${name}) = ${n}`);
     return Promise.resolve(n);
-  }
-
-  formatPeer(addr: Deno.NetAddr): string {
-    return addr.hostname || "(unnamed)";
   }
 
   close(): void {
     if (this.#sock.close()) this.#trace?.(this.tag, "close()");
   }
+}
 
-  /** Removes the socket's file (not an abstract one's) and the client's temporary directory. */
-  #removeFiles(): void {
-    if (!isAbstract(this.#path)) {
-      try {
-        Deno.removeSync(this.#path);
-      } catch {
-        // Gone already.
-      }
+/** Removes a socket's file (not an abstract one's) and a client's temporary directory. */
+function removeFiles(name: UnixName, dir?: string): void {
+  if (!name.abstract) {
+    try {
+      Deno.removeSync(name.path);
+    } catch {
+      // Gone already.
     }
-    if (this.#removeDir) {
-      try {
-        Deno.removeSync(this.#removeDir);
-      } catch {
-        // Not empty or gone: leave it.
-      }
+  }
+  if (dir) {
+    try {
+      Deno.removeSync(dir);
+    } catch {
+      // Not empty or gone: leave it.
     }
   }
 }
 
-/** socket(AF_UNIX, SOCK_DGRAM) + bind(path), traced. */
-function open(path: string, tag: string, trace?: TraceFn): [Libc, number] {
+/** socket(AF_UNIX, SOCK_DGRAM) + bind(name), traced. */
+function open(name: UnixName, tag: string, trace?: TraceFn): LibcSocket {
+  const path = formatUnixName(name);
   if (!ffiAvailable()) {
     throw new SockitError("Unix datagram sockets go through libc, which needs --allow-ffi", {
       op: "bind",
@@ -165,70 +165,71 @@ function open(path: string, tag: string, trace?: TraceFn): [Libc, number] {
       exitCode: 126,
     });
   }
-  const c = acquireLibc();
-  const fd = c.socket(C.AF_UNIX, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
-  trace?.(tag, `socket(AF_UNIX, SOCK_DGRAM) = ${fd}`);
-  if (fd < 0) {
-    const err = errnoError(lastErrno(c));
-    releaseLibc();
+  let sock: LibcSocket;
+  try {
+    sock = LibcSocket.open(C.AF_UNIX, C.SOCK_DGRAM, 0);
+  } catch (err) {
+    trace?.(tag, `socket(AF_UNIX, SOCK_DGRAM) = ${failedCall(err)}`);
     throw toSockitError(err, "bind", `unixgram:${path}`);
   }
-  const sa = sockaddrUn(path);
-  if (c.bind(fd, sa, sa.length) < 0) {
-    const err = errnoError(lastErrno(c));
+  trace?.(tag, `socket(AF_UNIX, SOCK_DGRAM) = ${sock.fd}`);
+  try {
+    sock.bind(unixAddress(name));
+  } catch (err) {
     trace?.(tag, `bind(unixgram:${path}) = ${failedCall(err)}`);
-    c.close(fd);
-    releaseLibc();
+    // Not bound: nothing of it to remove.
+    sock.close();
     throw toSockitError(err, "bind", `unixgram:${path}`);
   }
   trace?.(tag, `bind(unixgram:${path}) = 0`);
-  return [c, fd];
+  return sock;
 }
 
 /**
- * Binds a Unix datagram socket at `path` (`@name`: abstract) for `listen`;
- * the file is removed when it closes.
+ * Binds a Unix datagram socket at a path (or an abstract name) for
+ * `listen`; the file is removed when it closes.
  *
  * @example Usage
  * ```ts ignore
- * const socket = bindUnixDatagram("/tmp/log.sock");
+ * const socket = bindUnixDatagram({ path: "/tmp/log.sock", abstract: false });
  * ```
  */
-export function bindUnixDatagram(path: string, options: { trace?: TraceFn } = {}): DatagramSocket {
+export function bindUnixDatagram(
+  name: UnixName,
+  options: { trace?: TraceFn } = {},
+): DatagramSocket {
   const tag = `G${++lastId}`;
-  const [c, fd] = open(path, tag, options.trace);
-  return new UnixDatagramSocket(c, fd, path, tag, options);
+  return new UnixDatagramSocket(open(name, tag, options.trace), name, tag, options);
 }
 
 /**
  * A Unix datagram socket talking to `target`: bound to a temporary path of
- * its own (or to `bindPath`, `--source unixgram:PATH`), removed when it
- * closes.
+ * its own (or to `bind`, `--source unixgram:PATH`), removed when it closes.
  *
  * @example Usage
  * ```ts ignore
- * const socket = connectUnixDatagram("/dev/log");
+ * const socket = connectUnixDatagram({ path: "/dev/log", abstract: false });
  * ```
  */
 export function connectUnixDatagram(
-  target: string,
-  options: { trace?: TraceFn; bindPath?: string } = {},
+  target: UnixName,
+  options: { trace?: TraceFn; bind?: UnixName } = {},
 ): DatagramSocket {
   const tag = `G${++lastId}`;
-  if (options.bindPath !== undefined) {
-    const [c, fd] = open(options.bindPath, tag, options.trace);
-    return new UnixDatagramSocket(c, fd, options.bindPath, tag, { ...options, peer: target });
+  if (options.bind !== undefined) {
+    const sock = open(options.bind, tag, options.trace);
+    return new UnixDatagramSocket(sock, options.bind, tag, { ...options, peer: target });
   }
   const dir = Deno.makeTempDirSync({ prefix: "sockit-" });
-  const path = `${dir}/client.sock`;
-  let opened: [Libc, number];
+  const path: UnixName = { path: `${dir}/client.sock`, abstract: false };
+  let sock: LibcSocket;
   try {
-    opened = open(path, tag, options.trace);
+    sock = open(path, tag, options.trace);
   } catch (err) {
     Deno.removeSync(dir, { recursive: true });
     throw err;
   }
-  return new UnixDatagramSocket(opened[0], opened[1], path, tag, {
+  return new UnixDatagramSocket(sock, path, tag, {
     ...options,
     peer: target,
     removeDir: dir,

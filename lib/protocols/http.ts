@@ -11,7 +11,9 @@
  */
 
 import { writeAll } from "../base/bytes.ts";
+import { formatEndpoint, pathEndpoint, schemeFor, withTls } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
+import { DEFAULT_SCHEME } from "../net/schemes.ts";
 import type { Duplex } from "../engine/relay.ts";
 import { SockitError, UsageError } from "../base/errors.ts";
 import { formatHost } from "../net/ip.ts";
@@ -41,8 +43,8 @@ export interface HttpTarget {
  * import { parseHttpUrl } from "./http.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(parseHttpUrl("https://localhost:8443/health").endpoint, { transport: "tls", hostname: "localhost", port: 8443 });
- * assert.deepEqual(parseHttpUrl("http+unix://%2Frun%2Fapp.sock/up").endpoint, { transport: "unix", path: "/run/app.sock" });
+ * assert.deepEqual(parseHttpUrl("https://localhost:8443/health").endpoint, { form: "host-port", scheme: "tls", hostname: "localhost", port: 8443 });
+ * assert.deepEqual(parseHttpUrl("http+unix://%2Frun%2Fapp.sock/up").endpoint, { form: "path", scheme: "unix", path: "/run/app.sock", abstract: false });
  * ```
  */
 export function parseHttpUrl(text: string): HttpTarget {
@@ -59,7 +61,9 @@ export function parseHttpUrl(text: string): HttpTarget {
   if (url.protocol === "http+unix:") {
     const socket = decodeURIComponent(url.host);
     if (!socket) fail("missing the socket path (http+unix://%2Fpath%2Fto.sock/…)");
-    return { url: text, endpoint: { transport: "unix", path: socket }, host: "localhost", path };
+    // The socket is a stream at a path: the grammar's `unix:` endpoint.
+    const endpoint = pathEndpoint(schemeFor("stream", "path").scheme, socket);
+    return { url: text, endpoint, host: "localhost", path };
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") fail(`not http or https`);
   if (!url.hostname) fail("missing host");
@@ -67,9 +71,10 @@ export function parseHttpUrl(text: string): HttpTarget {
   const tls = url.protocol === "https:";
   const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = url.port ? Number(url.port) : tls ? 443 : 80;
+  const plain: Endpoint = { form: "host-port", scheme: DEFAULT_SCHEME, hostname, port };
   return {
     url: text,
-    endpoint: { transport: tls ? "tls" : "tcp", hostname, port },
+    endpoint: tls ? withTls(plain, text) : plain,
     host: url.port ? `${formatHost(hostname)}:${port}` : formatHost(hostname),
     path,
   };
@@ -91,7 +96,7 @@ export function parseHttpUrl(text: string): HttpTarget {
  */
 export function originOf(target: HttpTarget): string {
   const endpoint = target.endpoint;
-  if ("path" in endpoint) return `unix:${endpoint.path}`;
+  if (!("port" in endpoint)) return formatEndpoint(endpoint);
   const scheme = new URL(target.url).protocol;
   return `${scheme}//${formatHost(endpoint.hostname ?? "")}:${endpoint.port}`;
 }

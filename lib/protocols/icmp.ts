@@ -9,6 +9,7 @@
  */
 
 import { formatIPv6 } from "../net/ip.ts";
+import { C } from "../sys/constants.ts";
 
 /** ICMP (IPv4) message types used here. */
 export const ICMP4 = { ECHO_REPLY: 0, UNREACHABLE: 3, ECHO: 8, TIME_EXCEEDED: 11 } as const;
@@ -24,7 +25,7 @@ export const ICMP6 = {
 } as const;
 
 /** The IP protocol numbers of the probes that errors may quote. */
-const PROTO = { ICMP: 1, UDP: 17, ICMPV6: 58 } as const;
+const PROTO = { ICMP: C.IPPROTO_ICMP, UDP: C.IPPROTO_UDP, ICMPV6: C.IPPROTO_ICMPV6 } as const;
 
 /**
  * The Internet checksum (RFC 1071): the ones' complement of the ones'

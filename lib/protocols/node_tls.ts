@@ -1,5 +1,5 @@
 /**
- * TLS through `node:tls` over any `Deno.Conn`, both ends: for what Deno's own
+ * TLS through `node:tls` over any stream socket, both ends: for what Deno's own
  * TLS cannot do — serve TLS so that a client that never finishes its
  * handshake can be dropped (a timed-out `Deno.TlsConn` handshake keeps its
  * socket open until the client leaves), ask clients for certificates
@@ -8,7 +8,7 @@
  *
  * The TLS engine reads ciphertext from the connection through a small node
  * `Duplex` that this module drives, and hands the plaintext to an inbox that
- * the relay reads as a `Deno.Conn`. Flow control is done at the ciphertext
+ * the relay reads as a `StreamSocket` (as it reads a `Deno.Conn`). Flow control is done at the ciphertext
  * end: the duplex reads from the socket only while the inbox holds less than
  * {@linkcode INBOX_HIGH} bytes, so a slow reader holds up the peer through
  * TCP and memory stays bounded. (Pausing the node TLS socket instead would
@@ -21,6 +21,7 @@ import type { TLSSocket } from "node:tls";
 import type { Duplex as NodeDuplex } from "node:stream";
 import { SockitError } from "../base/errors.ts";
 import type { HandshakeInfo, TlsClientOptions } from "./tls.ts";
+import type { StreamSocket } from "../net/stream_socket.ts";
 
 /** Plaintext the inbox holds before the socket is read no further. */
 export const INBOX_HIGH = 1 << 20;
@@ -42,8 +43,8 @@ export interface ServerTls {
 
 /** A connection after its TLS handshake, and what the handshake negotiated. */
 export interface SecuredConn {
-  /** The plaintext side, shaped as the `Deno.Conn` the relay uses. */
-  conn: Deno.Conn;
+  /** The plaintext side: a socket like the one under it. */
+  conn: StreamSocket;
   /** Version, cipher, ALPN, the peer's certificate. */
   info: HandshakeInfo;
 }
@@ -131,7 +132,7 @@ function peerGone(err: unknown): boolean {
  * `raw` (node calls a TLS write back before that).
  */
 async function rawDuplex(
-  raw: Deno.Conn,
+  raw: StreamSocket,
   room: () => Promise<void>,
 ): Promise<NodeDuplex & { flushed(): Promise<void>; failure(): Error | undefined }> {
   const { Duplex } = await import("node:stream");
@@ -199,13 +200,13 @@ async function rawDuplex(
   });
 }
 
-/** The plaintext side of `socket` as a `Deno.Conn`, with `raw`'s addresses. */
+/** The plaintext side of `socket` as a {@linkcode StreamSocket}, with `raw`'s addresses. */
 function plainConn(
   socket: TLSSocket,
-  raw: Deno.Conn,
+  raw: StreamSocket,
   inbox: Inbox,
   duplex: { flushed(): Promise<void>; failure(): Error | undefined },
-): Deno.Conn {
+): StreamSocket {
   const flushed = duplex.flushed;
   socket.on("data", (chunk: Uint8Array) => inbox.push(chunk));
   socket.on("end", () => inbox.end());
@@ -216,9 +217,13 @@ function plainConn(
     else inbox.end();
   });
   socket.on("error", (err: Error) => inbox.fail(err));
-  const conn = {
+  return {
     localAddr: raw.localAddr,
     remoteAddr: raw.remoteAddr,
+    // Released with the socket under it (closed with this one).
+    get released() {
+      return raw.released;
+    },
     read: (p: Uint8Array) => inbox.read(p),
     async write(p: Uint8Array): Promise<number> {
       if (socket.destroyed) throw new Deno.errors.BrokenPipe("connection closed");
@@ -226,7 +231,7 @@ function plainConn(
         // The relay reuses its buffer: hand node a copy.
         socket.write(p.slice(), (err) => (err ? reject(err) : resolve()))
       );
-      // Written means on the socket, as with any Deno.Conn.
+      // Written means on the socket, as with a Deno.Conn.
       await flushed();
       return p.length;
     },
@@ -240,9 +245,15 @@ function plainConn(
     close(): void {
       socket.destroy();
       inbox.end();
+      // Destroying the TLS socket closes the one under it, perhaps a tick later: at once
+      // here, so that what it holds (a libc socket's epoll entry) is released now.
+      try {
+        raw.close();
+      } catch {
+        // Closed already.
+      }
     },
   };
-  return conn as unknown as Deno.Conn;
 }
 
 /**
@@ -353,7 +364,7 @@ function settle(
  * ```
  */
 export async function acceptTls(
-  raw: Deno.Conn,
+  raw: StreamSocket,
   tls: ServerTls,
   options: AcceptTlsOptions = {},
 ): Promise<SecuredConn> {
@@ -431,7 +442,7 @@ function systemRoots(tls: typeof import("node:tls")): readonly string[] {
  * ```
  */
 export async function connectTls(
-  raw: Deno.Conn,
+  raw: StreamSocket,
   options: TlsClientOptions & { host?: string },
   signal?: AbortSignal,
 ): Promise<SecuredConn> {

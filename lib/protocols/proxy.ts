@@ -168,7 +168,10 @@ function proxyError(spec: ProxySpec, target: string, reason: string, code = "EPR
  * using conn = await dial({ host: "example.com", port: 80 }, ctx);
  * ```
  */
-export function proxyDialer(spec: ProxySpec, inner: Dialer = directDialer()): Dialer {
+export function proxyDialer(
+  spec: ProxySpec,
+  inner: Dialer<Connection> = directDialer(),
+): Dialer<Connection> {
   return async (target: DialTarget, ctx: DialContext) => {
     if ("path" in target) {
       throw new UsageError(

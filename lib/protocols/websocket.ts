@@ -2,9 +2,11 @@
  * WebSocket (RFC 6455) as a layer over a stream the dialer chain or a
  * listener produced: the HTTP/1.1 upgrade both ways, framing, masking,
  * fragmentation, ping/pong and the close handshake. A
- * {@linkcode WebSocketSide} is a {@linkcode Connection}, so the relay,
- * `--hex`, `--stats` (payload bytes), events and limits work on it as on
- * any stream.
+ * {@linkcode WebSocketSide} is a layer that holds the stream it runs over
+ * (a `Stream`: TCP, TLS, a proxy's tunnel), so the relay, `--hex`,
+ * `--stats` (payload bytes), events and limits work on it as on any
+ * stream; it offers no splice (frames are not bytes), reports its upgrade
+ * as an `upgraded` event and its peer's close code in `closed`.
  *
  * Messages and bytes: in `text` mode each input line is one text message
  * (binary when the line is not UTF-8) and each text message read gets a
@@ -23,14 +25,17 @@
  *
  * Deno's own `WebSocket` has no backpressure and cannot run over an
  * existing connection (which `--trace`, `--proxy` and address-by-address
- * connecting need); this layer is small and runs over any `Connection`.
+ * connecting need); this layer is small and runs over any stream.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import { concat, writeAll } from "../base/bytes.ts";
-import { Connection } from "../net/conn.ts";
+import { StreamLayer } from "../net/stream.ts";
+import type { Stream } from "../net/stream.ts";
+import type { Duplex } from "../engine/relay.ts";
+import type { LayerEnd, LayerInfo, LayerReport } from "../engine/events.ts";
 import { SockitError } from "../base/errors.ts";
 import { formatDuration } from "../base/format.ts";
 import { headerEnd } from "./proxy.ts";
@@ -159,7 +164,33 @@ interface OpenFrame {
 }
 
 /**
- * A WebSocket over a connection, as a {@linkcode Connection}.
+ * What the upgrade settled, as the `upgraded` event shows it: status, path,
+ * subprotocol.
+ *
+ * @example Usage
+ * ```ts
+ * import { upgradeLayerInfo } from "./websocket.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(upgradeLayerInfo({ status: 101, path: "/chat" }).text, "101 /chat");
+ * ```
+ */
+export function upgradeLayerInfo(upgrade: UpgradeInfo): LayerInfo {
+  return {
+    title: "WebSocket",
+    text: `${upgrade.status} ${upgrade.path}${
+      upgrade.protocol ? `, subprotocol ${upgrade.protocol}` : ""
+    }`,
+    fields: {
+      status: upgrade.status,
+      path: upgrade.path,
+      ...(upgrade.protocol ? { protocol: upgrade.protocol } : {}),
+    },
+  };
+}
+
+/**
+ * A WebSocket over a stream, as a stream.
  *
  * @example Usage
  * ```ts ignore
@@ -167,16 +198,19 @@ interface OpenFrame {
  * await ws.write(new TextEncoder().encode("hello\n"));
  * ```
  */
-export class WebSocketSide extends Connection {
+export class WebSocketSide extends StreamLayer {
   /** What the upgrade settled. */
   readonly upgrade: UpgradeInfo;
+  /** The layers below (TLS), then the upgrade: their events. */
+  readonly layers: readonly LayerReport[];
   /** The peer's close code once it came (1005: none given). */
   closeCode?: number;
   /** The peer's close reason. */
   closeReason?: string;
   /** The end of what is read is the Close handshake: nothing can be sent after it. */
   readonly endIsClose = true;
-  #inner: Connection;
+  /** The stream below (`inner`), read and written frame by frame. */
+  #inner: Stream;
   #client: boolean;
   #mode: WebSocketMode;
   #options: WebSocketOptions;
@@ -230,20 +264,17 @@ export class WebSocketSide extends Connection {
 
   /** Wraps `inner` after the upgrade; `raw` is what was read past the handshake. */
   constructor(
-    inner: Connection,
+    inner: Stream,
     client: boolean,
     upgrade: UpgradeInfo,
     raw: Uint8Array,
     options: WebSocketOptions,
   ) {
-    super(inner.conn, {
-      id: inner.id,
-      remoteAddress: inner.remoteAddress,
-      handshake: inner.handshake,
-    });
+    super(inner);
     this.#inner = inner;
     this.#client = client;
     this.upgrade = upgrade;
+    this.layers = [...inner.layers ?? [], { name: "upgraded", info: upgradeLayerInfo(upgrade) }];
     this.#raw = raw;
     this.#mode = options.mode ?? "text";
     this.#options = options;
@@ -255,20 +286,29 @@ export class WebSocketSide extends Connection {
   }
 
   /**
-   * Makes `a` and `b` relay each other's frames as they came: each message's
-   * kind, boundaries and fragments, empty ones included (`forward ws://
-   * ws://`). Does nothing unless both are WebSocket sides.
+   * Makes this side and `other` relay each other's frames as they came:
+   * each message's kind, boundaries and fragments, empty ones included
+   * (`forward ws:// ws://`). Does nothing unless `other` is another
+   * WebSocket side. `transfer()` calls it.
    *
    * @example Usage
    * ```ts ignore
-   * WebSocketSide.pair(client, target);
+   * client.pair(target);
    * await relay(client, target);
    * ```
    */
-  static pair(a: Connection, b: Connection): void {
-    if (!(a instanceof WebSocketSide) || !(b instanceof WebSocketSide) || a === b) return;
-    a.#source = b;
-    b.#source = a;
+  pair(other: Duplex): void {
+    if (!(other instanceof WebSocketSide) || other === this) return;
+    this.#source = other;
+    other.#source = this;
+  }
+
+  /** The peer's close code once it came, for the `closed` event. */
+  endInfo(): LayerEnd | undefined {
+    const code = this.closeCode;
+    return code === undefined
+      ? undefined
+      : { fields: { closeCode: code }, text: `close code ${code}` };
   }
 
   /**
@@ -782,16 +822,6 @@ export class WebSocketSide extends Connection {
     this.#send(OP.PING, new Uint8Array(0)).catch(() => {}).finally(() => this.#pinging = false);
   }
 
-  /** No splice: frames are not bytes. */
-  override spliceFrom(): number | undefined {
-    return undefined;
-  }
-
-  /** No splice: frames are not bytes. */
-  override spliceTo(): Promise<number | undefined> {
-    return Promise.resolve(undefined);
-  }
-
   /** Closes the socket (after the close handshake, or at once). */
   override close(): void {
     if (this.#closed) return;
@@ -877,7 +907,7 @@ interface Head {
  * takes it apart; resolves to it and the bytes read past it. Each byte is
  * looked at a bounded number of times (no pattern that backtracks).
  */
-async function readHead(conn: Connection, what: string): Promise<[Head, Uint8Array]> {
+async function readHead(conn: Stream, what: string): Promise<[Head, Uint8Array]> {
   let buf: Uint8Array = new Uint8Array(0);
   let from = 0;
   for (;;) {
@@ -936,7 +966,7 @@ function trimSpaces(line: string, at: number): string {
  * `max` bytes, so that closing does not reset the connection before the
  * client has read the refusal (unread input makes close() send a RST).
  */
-async function drain(conn: Connection, ms: number, max: number): Promise<void> {
+async function drain(conn: Stream, ms: number, max: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeUp = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), ms));
   const buf = new Uint8Array(16384);
@@ -962,7 +992,7 @@ async function drain(conn: Connection, ms: number, max: number): Promise<void> {
  * ```
  */
 export async function websocketClient(
-  conn: Connection,
+  conn: Stream,
   options: WebSocketClientOptions,
 ): Promise<WebSocketSide> {
   const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
@@ -1035,7 +1065,7 @@ export class UpgradeRefused extends Error {
  * ```
  */
 export async function websocketServer(
-  conn: Connection,
+  conn: Stream,
   options: WebSocketServerOptions,
 ): Promise<WebSocketSide> {
   let requestLine = "";

@@ -1,16 +1,18 @@
 /**
- * The `ws://` and `wss://` rows' two halves: a dialer that upgrades what
- * the chain below it dialled (TCP, TLS, a proxy's tunnel), and a listener
- * whose accepted connections are upgraded by the accept loop, under its
+ * The `ws://` and `wss://` transports: a dialer that upgrades what the
+ * chain below it dialled (TCP, TLS, a proxy's tunnel), and a listener whose
+ * accepted connections are upgraded by the accept loop, under its
  * handshake time limit, after TLS.
  *
  * @module
  */
 
-import type { Endpoint, NetEndpoint } from "../net/address.ts";
+import type { UrlEndpoint } from "../net/address.ts";
 import type { Dialer } from "../net/dial.ts";
 import { formatHost } from "../net/ip.ts";
 import type { Listener } from "../net/listener.ts";
+import type { DialerOptions, StreamOpener } from "../net/opener.ts";
+import { listenIp, tlsOver } from "../net/tcp_transport.ts";
 import { untilAborted } from "./socks.ts";
 import { websocketClient, websocketServer } from "./websocket.ts";
 import type { WebSocketClientOptions, WebSocketServerOptions } from "./websocket.ts";
@@ -49,15 +51,47 @@ export function websocketDialer(inner: Dialer, options: WebSocketClientOptions):
  */
 export function websocketListener(
   listener: Listener,
-  endpoint: Endpoint,
+  endpoint: UrlEndpoint,
   options: { websocket?: WebSocketServerOptions; trace?: WebSocketServerOptions["trace"] },
 ): Listener {
-  const path = (endpoint as NetEndpoint).resource?.split("?")[0];
-  listener.upgrade = (conn, { signal }) =>
-    untilAborted(
-      signal ?? new AbortController().signal,
-      conn,
-      websocketServer(conn, { ...options.websocket, path, trace: options.trace }),
-    );
+  const path = endpoint.resource?.split("?")[0];
+  listener.upgrade = {
+    title: "WebSocket",
+    open: (conn, { signal }) =>
+      untilAborted(
+        signal ?? new AbortController().signal,
+        conn,
+        websocketServer(conn, { ...options.websocket, path, trace: options.trace }),
+      ),
+  };
   return listener;
 }
+
+/** The client options of a `ws://`/`wss://` endpoint: its request target, any `Host`. */
+function clientOptions(endpoint: UrlEndpoint, options: DialerOptions): WebSocketClientOptions {
+  return { ...options.websocket, host: "", resource: endpoint.resource ?? "/" };
+}
+
+/** `ws://`: WebSocket over the chain; a TCP listener that upgrades. */
+export const ws: StreamOpener = {
+  dialer: (base, endpoint, options) =>
+    websocketDialer(base, clientOptions(endpoint as UrlEndpoint, options)),
+  listen: async (endpoint, options) =>
+    websocketListener(
+      await listenIp(endpoint as UrlEndpoint, options),
+      endpoint as UrlEndpoint,
+      options,
+    ),
+};
+
+/** `wss://`: WebSocket over TLS over the chain; a TLS listener that upgrades. */
+export const wss: StreamOpener = {
+  dialer: (base, endpoint, options) =>
+    websocketDialer(tlsOver(base, options), clientOptions(endpoint as UrlEndpoint, options)),
+  listen: async (endpoint, options) =>
+    websocketListener(
+      await listenIp(endpoint as UrlEndpoint, options, "wss:// listener"),
+      endpoint as UrlEndpoint,
+      options,
+    ),
+};

@@ -1,36 +1,32 @@
 /**
- * One epoll(7) set for every libc stream socket of the process
- * (`tcp_libc.ts`): a socket that is not ready registers a one-shot wait,
+ * The one way sockit waits on a descriptor: one epoll(7) set for every libc
+ * socket of the process (connected UDP, raw and ICMP, `unixgram:`,
+ * `--source` TCP). A socket that is not ready registers a one-shot wait,
  * and a single `epoll_wait` on a helper thread serves them all. A poll per
  * waiting socket would hold one of Deno's blocking threads each, and a few
- * dozen idle connections would then delay every other FFI call (measured:
- * 100 idle `forward --source` connections made a new one's echo take 1 s).
+ * dozen idle sockets would then delay every other FFI call (measured: 100
+ * idle `forward --source` connections made a new one's echo take 1 s).
  *
  * The set exists while someone waits: the first wait opens it (with an
  * eventfd to wake the waiting thread), and when the last wait is over or
- * forgotten the thread returns and the set is closed.
+ * forgotten the thread returns and the set is closed. A socket that closes
+ * takes its descriptor out first ({@linkcode forget}) and awaits what that
+ * returns: the helper thread is then off any wait that included it — and
+ * gone, when it was the last — so nothing of it outlives the socket.
  *
  * @module
  */
 
 import { acquireLibc, lastErrno, releaseLibc } from "./libc.ts";
 import type { Libc } from "./libc.ts";
+import { C } from "./constants.ts";
 import { errnoError } from "../base/errors.ts";
 
-/** Readiness to wait for. */
-export const READABLE = 0x1; // EPOLLIN
+/** Readiness to wait for: input (or end of input, or an error). */
+export const READABLE: number = C.EPOLLIN;
 /** Room to write (or a connect finished). */
-export const WRITABLE = 0x4; // EPOLLOUT
+export const WRITABLE: number = C.EPOLLOUT;
 
-const EPOLLERR = 0x8;
-const EPOLLHUP = 0x10;
-const EPOLLRDHUP = 0x2000;
-const EPOLLONESHOT = 1 << 30;
-const EPOLL_CTL_ADD = 1;
-const EPOLL_CTL_DEL = 2;
-const EPOLL_CTL_MOD = 3;
-const CLOEXEC = 0o2000000;
-const EFD_NONBLOCK = 0o4000;
 /** `struct epoll_event` is packed (12 bytes) on x86-64, 16 bytes elsewhere. */
 const EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
 const MAX_EVENTS = 64;
@@ -38,7 +34,7 @@ const MAX_EVENTS = 64;
 const WAKE = -1;
 
 interface Waiter {
-  resolve: () => void;
+  resolve: (ready: boolean) => void;
   reject: (err: Error) => void;
 }
 
@@ -52,6 +48,8 @@ let epfd = -1;
 let wakefd = -1;
 let running: Promise<void> | undefined;
 const entries = new Map<number, Entry>();
+/** Those who forgot a descriptor: resolved once the thread is past the wait that had it. */
+let forgotten: Array<() => void> = [];
 
 function event(events: number, fd: number): Uint8Array {
   const buf = new Uint8Array(EVENT_SIZE);
@@ -64,14 +62,14 @@ function event(events: number, fd: number): Uint8Array {
 function open(): Libc {
   if (c) return c;
   c = acquireLibc();
-  epfd = c.epoll_create1(CLOEXEC);
-  wakefd = epfd < 0 ? -1 : c.eventfd(0, EFD_NONBLOCK | CLOEXEC);
+  epfd = c.epoll_create1(C.EPOLL_CLOEXEC);
+  wakefd = epfd < 0 ? -1 : c.eventfd(0, C.EFD_NONBLOCK | C.EFD_CLOEXEC);
   if (epfd < 0 || wakefd < 0) {
     const err = errnoError(lastErrno(c));
     close();
     throw err;
   }
-  c.epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, event(READABLE, WAKE));
+  c.epoll_ctl(epfd, C.EPOLL_CTL_ADD, wakefd, event(READABLE, WAKE));
   return c;
 }
 
@@ -91,8 +89,8 @@ function arm(fd: number, entry: Entry): void {
   let mask = 0;
   for (const events of entry.waiters.keys()) mask |= events;
   if (mask === 0) return;
-  const op = entry.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (c!.epoll_ctl(epfd, op, fd, event(mask | EPOLLRDHUP | EPOLLONESHOT, fd)) < 0) {
+  const op = entry.registered ? C.EPOLL_CTL_MOD : C.EPOLL_CTL_ADD;
+  if (c!.epoll_ctl(epfd, op, fd, event(mask | C.EPOLLRDHUP | C.EPOLLONESHOT, fd)) < 0) {
     const err = errnoError(lastErrno(c!));
     for (const w of entry.waiters.values()) w.reject(err);
     entry.waiters.clear();
@@ -106,6 +104,13 @@ function pending(): boolean {
   return false;
 }
 
+/** Resolves those who forgot a descriptor: the thread is not in a wait that had it. */
+function settle(): void {
+  const done = forgotten;
+  forgotten = [];
+  for (const resolve of done) resolve();
+}
+
 async function loop(): Promise<void> {
   const buf = new Uint8Array(EVENT_SIZE * MAX_EVENTS);
   const view = new DataView(buf.buffer);
@@ -116,6 +121,8 @@ async function loop(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 0));
       if (!pending()) break;
     }
+    // The wait about to start has none of the forgotten descriptors.
+    settle();
     const n = await c!.epoll_wait(epfd, buf, MAX_EVENTS, -1);
     for (let i = 0; i < n; i++) {
       const events = view.getUint32(i * EVENT_SIZE, true);
@@ -126,14 +133,14 @@ async function loop(): Promise<void> {
       }
       const entry = entries.get(fd);
       if (!entry) continue;
-      const failed = (events & (EPOLLERR | EPOLLHUP)) !== 0;
+      const failed = (events & (C.EPOLLERR | C.EPOLLHUP)) !== 0;
       for (const [wanted, waiter] of [...entry.waiters]) {
         const ready = wanted === READABLE
-          ? (events & (READABLE | EPOLLRDHUP)) !== 0
+          ? (events & (READABLE | C.EPOLLRDHUP)) !== 0
           : (events & WRITABLE) !== 0;
         if (ready || failed) {
           entry.waiters.delete(wanted);
-          waiter.resolve();
+          waiter.resolve(true);
         }
       }
       arm(fd, entry);
@@ -141,45 +148,73 @@ async function loop(): Promise<void> {
   }
   running = undefined;
   close();
+  settle();
 }
 
 function wake(): void {
   if (c && wakefd >= 0) c.write(wakefd, new Uint8Array(new BigUint64Array([1n]).buffer), 8n);
 }
 
+/** Options of {@linkcode waitFor}. */
+export interface WaitOptions {
+  /** Stops waiting: the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Stops waiting after this many ms: the promise resolves to `false`. */
+  timeout?: number;
+}
+
 /**
- * Resolves when `fd` is ready for `events` ({@linkcode READABLE} or
- * {@linkcode WRITABLE}), or has failed or hung up (the next call on it then
- * says how). Rejects with `Interrupted` when {@linkcode forget} is called
- * for `fd` meanwhile, and with `signal.reason` when it aborts.
+ * Resolves to `true` when `fd` is ready for `events` ({@linkcode READABLE}
+ * or {@linkcode WRITABLE}), or has failed or hung up (the next call on it
+ * then says how); to `false` after `options.timeout` ms. Rejects with
+ * `Interrupted` when {@linkcode forget} is called for `fd` meanwhile, and
+ * with `signal.reason` when it aborts. One wait per descriptor and
+ * direction: a new one takes the place of the previous (which rejects with
+ * `Busy`).
  *
  * @example Usage
  * ```ts ignore
- * await waitFor(fd, READABLE);
+ * if (!await waitFor(fd, READABLE, { timeout: 100 })) console.log("nothing yet");
  * ```
  */
-export function waitFor(fd: number, events: number, signal?: AbortSignal): Promise<void> {
+export function waitFor(fd: number, events: number, options: WaitOptions = {}): Promise<boolean> {
+  const { signal, timeout } = options;
   if (signal?.aborted) return Promise.reject(signal.reason);
   open();
   let entry = entries.get(fd);
   if (!entry) entries.set(fd, entry = { waiters: new Map(), registered: false });
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
-  const onAbort = () => {
-    if (entry!.waiters.get(events)?.reject === done.reject) entry!.waiters.delete(events);
-    done.reject(signal!.reason);
-    wake();
+  const { promise, resolve, reject } = Promise.withResolvers<boolean>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const finish = () => {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   };
   const done: Waiter = {
-    resolve: () => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
+    resolve: (ready) => {
+      finish();
+      resolve(ready);
     },
     reject: (err) => {
-      signal?.removeEventListener("abort", onAbort);
+      finish();
       reject(err);
     },
   };
+  /** Ends this wait early: out of the entry, and the thread told to look again. */
+  const leave = () => {
+    if (entry!.waiters.get(events) === done) entry!.waiters.delete(events);
+    wake();
+  };
+  const onAbort = () => {
+    leave();
+    done.reject(signal!.reason);
+  };
   signal?.addEventListener("abort", onAbort, { once: true });
+  if (timeout !== undefined) {
+    timer = setTimeout(() => {
+      leave();
+      done.resolve(false);
+    }, Math.max(0, timeout));
+  }
   entry.waiters.get(events)?.reject(new Deno.errors.Busy("another wait took its place"));
   entry.waiters.set(events, done);
   arm(fd, entry);
@@ -189,37 +224,28 @@ export function waitFor(fd: number, events: number, signal?: AbortSignal): Promi
 
 /**
  * Takes `fd` out of the set before it is closed: its waits reject with
- * `Interrupted`, and the helper thread is woken (so that it returns when
- * nothing else waits).
+ * `Interrupted`, and the helper thread is woken. Resolves once the thread
+ * is past any wait that had `fd` (and has returned, when nothing else
+ * waits): what a socket's `closed` awaits.
  *
  * @example Usage
  * ```ts ignore
- * forget(fd);
+ * const out = forget(fd);
  * c.close(fd);
+ * await out;
  * ```
  */
-export function forget(fd: number): void {
+export function forget(fd: number): Promise<void> {
   const entry = entries.get(fd);
-  if (!entry) return;
+  if (!entry) return Promise.resolve();
   entries.delete(fd);
-  if (entry.registered && c) c.epoll_ctl(epfd, EPOLL_CTL_DEL, fd, event(0, fd));
+  if (entry.registered && c) c.epoll_ctl(epfd, C.EPOLL_CTL_DEL, fd, event(0, fd));
   for (const w of entry.waiters.values()) {
     w.reject(new Deno.errors.Interrupted("operation canceled"));
   }
+  if (!running) return Promise.resolve();
+  const { promise, resolve } = Promise.withResolvers<void>();
+  forgotten.push(resolve);
   wake();
-}
-
-/**
- * Resolves once the helper thread has returned (nothing waits any more):
- * what a test awaits before its resource checks.
- *
- * @example Usage
- * ```ts
- * import { idle } from "./epoll.ts";
- *
- * await idle(); // nothing waits here: at once
- * ```
- */
-export function idle(): Promise<void> {
-  return running ?? Promise.resolve();
+  return promise;
 }

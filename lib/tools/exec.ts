@@ -18,7 +18,9 @@
  */
 
 import { ExitCode, SockitError, UsageError } from "../base/errors.ts";
-import type { DatagramSocket } from "../net/datagram.ts";
+import type { DatagramSocket, PeerAddress } from "../net/datagram.ts";
+import { formatUnixName, kernelName } from "../net/ip.ts";
+import type { UnixName } from "../net/ip.ts";
 import type { Duplex } from "../engine/relay.ts";
 
 /**
@@ -430,7 +432,7 @@ export class ChildDatagrams implements DatagramSocket {
   }
 
   /** One read of the child's output, as one datagram from the "peer" (the child). */
-  async receive(buf: Uint8Array): Promise<[number, Deno.NetAddr]> {
+  async receive(buf: Uint8Array): Promise<[number, PeerAddress]> {
     const n = await this.#child.read(buf.subarray(0, this.maxDatagram));
     if (n === null) {
       // Its output is over: nothing more to wait for.
@@ -439,7 +441,7 @@ export class ChildDatagrams implements DatagramSocket {
         op: this.#child.label,
       });
     }
-    return [n, { transport: "udp", hostname: "", port: 0 }];
+    return [n, { family: "child", pid: this.#child.process.pid }];
   }
 
   /** Queues one datagram's bytes for the child's input; rejects once when it drops some. */
@@ -507,8 +509,10 @@ export function checkRunPermission(program: string): void {
 
 /**
  * The environment a child gets for its connection: `SOCKIT_REMOTE_ADDR`,
- * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT`,
- * `SOCKIT_PROTO` (`tcp`, `tls` or `unix`, or `proto`: `udp`, `unixgram`; a Unix peer has an empty address).
+ * `SOCKIT_REMOTE_PORT`, `SOCKIT_LOCAL_ADDR`, `SOCKIT_LOCAL_PORT` (a Unix
+ * peer has an empty port, an unnamed one an empty address, an abstract one
+ * `@name`), and `SOCKIT_PROTO`: the socket's protocol as its scheme names it
+ * (`tcp`, `tls`, `unix`, `udp`, `unixgram`).
  *
  * @example Usage
  * ```ts
@@ -518,28 +522,33 @@ export function checkRunPermission(program: string): void {
  * const env = connectionEnv(
  *   { transport: "tcp", hostname: "127.0.0.1", port: 5000 },
  *   { transport: "tcp", hostname: "127.0.0.1", port: 8888 },
+ *   "tcp",
  * );
  * assert.deepEqual([env.SOCKIT_REMOTE_PORT, env.SOCKIT_PROTO], ["5000", "tcp"]);
  * // An unnamed Unix peer (Deno gives no path), and an abstract name.
  * const unix = connectionEnv(
  *   { transport: "unix", path: null as unknown as string },
  *   { transport: "unix", path: "\0app" },
+ *   "unix",
  * );
  * assert.deepEqual([unix.SOCKIT_REMOTE_ADDR, unix.SOCKIT_LOCAL_ADDR], ["", "@app"]);
  * ```
  */
 export function connectionEnv(
-  remote: Deno.Addr,
-  local: Deno.Addr,
-  tls = false,
-  proto?: string,
+  remote: Deno.Addr | PeerAddress,
+  local: Deno.Addr | PeerAddress | undefined,
+  proto: string,
 ): Record<string, string> {
-  // A Unix peer is often unnamed (no path: empty), and an abstract name
-  // starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
-  const part = (addr: Deno.Addr): [string, string] =>
-    "hostname" in addr
-      ? [addr.hostname, String(addr.port)]
-      : [("path" in addr ? addr.path ?? "" : "").replace(/^\0/, "@").replaceAll("\0", ""), ""];
+  // An abstract name starts with a NUL byte, which no environment can hold: "@name", as ss shows it.
+  const unix = (name: UnixName) => name.path ? formatUnixName(name).replaceAll("\0", "") : "";
+  const part = (addr: Deno.Addr | PeerAddress | undefined): [string, string] => {
+    if (!addr) return ["", ""];
+    if ("hostname" in addr) return [addr.hostname, String(addr.port)];
+    if ("transport" in addr) return [unix(kernelName("path" in addr ? addr.path : null)), ""];
+    if (addr.family === "child") return ["", ""];
+    if (addr.family === "local") return [unix(addr), ""];
+    return [addr.address, String("port" in addr ? addr.port : addr.protocol)];
+  };
   const [remoteAddr, remotePort] = part(remote);
   const [localAddr, localPort] = part(local);
   return {
@@ -547,7 +556,7 @@ export function connectionEnv(
     SOCKIT_REMOTE_PORT: remotePort,
     SOCKIT_LOCAL_ADDR: localAddr,
     SOCKIT_LOCAL_PORT: localPort,
-    SOCKIT_PROTO: proto ?? ("path" in remote ? "unix" : tls ? "tls" : "tcp"),
+    SOCKIT_PROTO: proto,
   };
 }
 

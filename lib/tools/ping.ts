@@ -19,6 +19,7 @@ import {
 } from "../protocols/icmp.ts";
 import { familyOf, isDenied, probeAddress, RawSocket, rawSocketDenied } from "../net/raw.ts";
 import type { TraceFn } from "../engine/trace.ts";
+import { C } from "../sys/constants.ts";
 
 /** The shortest interval without a raw socket, as iputils allows a user (a flood needs privileges). */
 export const USER_INTERVAL_FLOOR_MS = 2;
@@ -129,7 +130,7 @@ export function openIcmpSocket(
   trace?: TraceFn,
 ): RawSocket {
   const family = familyOf(address);
-  const protocol = family === 6 ? 58 : 1;
+  const protocol = family === 6 ? C.IPPROTO_ICMPV6 : C.IPPROTO_ICMP;
   const tries: IcmpSocketKind[] = kind === "auto" ? ["raw", "dgram"] : [kind];
   for (const type of tries) {
     try {
@@ -160,7 +161,7 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   const interval = options.interval ?? 1000;
   const timeout = options.timeout ?? 10_000;
   const size = options.size ?? 56;
-  using socket = openIcmpSocket(address, options.socket ?? "auto", options.trace);
+  await using socket = openIcmpSocket(address, options.socket ?? "auto", options.trace);
   if (interval < USER_INTERVAL_FLOOR_MS && socket.type === "dgram") {
     throw new UsageError(
       `an interval below ${USER_INTERVAL_FLOOR_MS}ms (a flood) needs a raw socket: root or CAP_NET_RAW, as with iputils`,

@@ -17,6 +17,7 @@ import { concat, writeAll } from "../base/bytes.ts";
 import { cidrContains, cidrWithin, parseCidr, reachedAddresses } from "../net/cidr.ts";
 import type { Cidr } from "../net/cidr.ts";
 import type { Connection } from "../net/conn.ts";
+import type { Stream } from "../net/stream.ts";
 import { directDialer } from "../net/dial.ts";
 import { SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import { formatHost, isIPv4, isIPv6 } from "../net/ip.ts";
@@ -278,7 +279,7 @@ const encoder = new TextEncoder();
  * ```
  */
 export async function acceptProxyRequest(
-  client: Connection,
+  client: Stream,
   options: ProxyServerOptions,
 ): Promise<Proxied> {
   const timeout = options.requestTimeout ?? REQUEST_TIMEOUT;
@@ -357,7 +358,8 @@ export async function acceptProxyRequest(
     throw err;
   }
   // A rewritten request head goes first, through the relay, so that it is counted.
-  client.unread(forTarget ? concat(forTarget, leftover) : leftover);
+  // (A layer that cannot take bytes back — a WebSocket — does not get them.)
+  client.unread?.(forTarget ? concat(forTarget, leftover) : leftover);
   const side = framing
     ? new OneRequest(target, forTarget!.length, framing, options.onDropped)
     : target;
@@ -396,7 +398,7 @@ interface ParsedRequest {
 }
 
 async function readRequest(
-  client: Connection,
+  client: Stream,
   options: ProxyServerOptions,
 ): Promise<ParsedRequest> {
   const first = await readAtLeast(client, 1, new Uint8Array(0));
@@ -407,7 +409,7 @@ async function readRequest(
 
 /** Reads until `need(buffer)` gives a length, or the request limit. */
 async function readUntil(
-  client: Connection,
+  client: Stream,
   buffer: Uint8Array,
   need: (b: Uint8Array) => number | undefined,
 ): Promise<[Uint8Array, number]> {
@@ -423,7 +425,7 @@ async function readUntil(
 }
 
 async function socks5Request(
-  client: Connection,
+  client: Stream,
   got: Uint8Array,
   options: ProxyServerOptions,
 ): Promise<ParsedRequest> {
@@ -524,7 +526,7 @@ async function socks5Request(
 }
 
 async function socks4Request(
-  client: Connection,
+  client: Stream,
   got: Uint8Array,
   options: ProxyServerOptions,
 ): Promise<ParsedRequest> {
@@ -596,7 +598,7 @@ function badHeaderLine(line: string): string {
 }
 
 async function httpRequest(
-  client: Connection,
+  client: Stream,
   got: Uint8Array,
   options: ProxyServerOptions,
 ): Promise<ParsedRequest> {

@@ -27,15 +27,12 @@ import {
   toSockitError,
   UsageError,
 } from "../base/errors.ts";
-import {
-  acquireLibc,
-  C,
-  decodeSockaddr,
-  encodeSockaddr,
-  ffiAvailable,
-  lastErrno,
-  releaseLibc,
-} from "../sys/libc.ts";
+import { C, type Constants } from "../sys/constants.ts";
+import { READABLE } from "../sys/epoll.ts";
+import { ffiAvailable, lastErrno } from "../sys/libc.ts";
+import { encodeInet, type InetAddress, inetAddress } from "../sys/sockaddr.ts";
+import { domainOf, LibcSocket } from "../sys/socket.ts";
+import { startWorker, type SymbolTable, workerSource } from "../sys/worker.ts";
 import { formatHost, isIPv4 } from "../net/ip.ts";
 import { servicePort } from "../net/services.ts";
 
@@ -134,9 +131,10 @@ export interface ScanOptions {
 
 /**
  * The probe loop. It runs in a worker, so it only uses what it is sent: the
- * function's source text becomes the worker script.
+ * function's source text becomes the worker script, called with the
+ * constants of `sys/constants.ts`.
  */
-function probeWorker(): void {
+function probeWorker(C: Constants): void {
   const scope = globalThis as unknown as {
     onmessage: (event: MessageEvent) => void;
     postMessage(message: unknown): void;
@@ -152,10 +150,13 @@ function probeWorker(): void {
     };
     const open: Array<{ port: number; latencyMs: number }> = [];
     let failure: { name: string; message: string } | undefined;
-    const retryable = (err: unknown) =>
-      /os error (24|23|105|11)\)|Too many open files|No buffer space/.test(
-        String((err as Error)?.message),
-      );
+    // Out of descriptors or buffers: try again rather than call it closed.
+    const retry = [C.EMFILE, C.ENFILE, C.ENOBUFS, C.EAGAIN].map((e) => `os error ${e})`);
+    const retryable = (err: unknown) => {
+      const message = String((err as Error)?.message);
+      return retry.some((text) => message.includes(text)) ||
+        /Too many open files|No buffer space/.test(message);
+    };
     // What a closed or filtered port looks like; anything else ends the scan.
     const closed = (err: unknown) =>
       ["ConnectionRefused", "ConnectionReset", "TimedOut", "AbortError", "TimeoutError"]
@@ -213,7 +214,10 @@ function probeWorker(): void {
  * worker and blocks that worker's thread in `poll()`, never the main one.
  * Self-contained like {@linkcode probeWorker}.
  */
-function libcProbeWorker(): void {
+function libcProbeWorker(
+  C: Constants,
+  symbols: SymbolTable<typeof LIBC_PROBE_SYMBOLS[number]>,
+): void {
   const scope = globalThis as unknown as {
     onmessage: (event: MessageEvent) => void;
     postMessage(message: unknown): void;
@@ -230,30 +234,17 @@ function libcProbeWorker(): void {
       timeout: number;
     };
     const stopped = () => Atomics.load(stop, 0) !== 0;
-    const lib = Deno.dlopen(
-      "libc.so.6",
-      {
-        socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-        connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-        getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-        getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-        poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-        close: { parameters: ["i32"], result: "i32" },
-        __errno_location: { parameters: [], result: "pointer" },
-      } as const,
-    );
+    const lib = Deno.dlopen("libc.so.6", symbols);
     const c = lib.symbols;
     const errno = () => {
       const ptr = c.__errno_location();
       return ptr ? new Deno.UnsafePointerView(ptr).getInt32() : 0;
     };
-    // Linux values.
-    const SOCK_STREAM_NONBLOCK_CLOEXEC = 1 | 0o4000 | 0o2000000;
-    const EINPROGRESS = 115, EINTR = 4, POLLOUT = 4, SOL_SOCKET = 1, SO_ERROR = 4;
+    const SOCK_STREAM_NONBLOCK_CLOEXEC = C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
     // Out of descriptors, ports or buffers: wait and try again rather than call it closed.
-    const RETRY = new Set([11, 23, 24, 99, 105]);
+    const RETRY = new Set<number>([C.EAGAIN, C.ENFILE, C.EMFILE, C.EADDRNOTAVAIL, C.ENOBUFS]);
     // What a closed port looks like (refused, reset, timed out); anything else ends the scan.
-    const CLOSED = new Set([111, 104, 110]);
+    const CLOSED = new Set<number>([C.ECONNREFUSED, C.ECONNRESET, C.ETIMEDOUT]);
     const sa = new Uint8Array(address);
     const view = new DataView(sa.buffer);
     const open: Array<{ port: number; latencyMs: number }> = [];
@@ -273,8 +264,8 @@ function libcProbeWorker(): void {
       if (c.getsockname(fd, local, lenBuf) !== 0) return false;
       const localPort = new DataView(local.buffer).getUint16(2, false);
       if (localPort !== port) return false;
-      const at = family === 2 ? 4 : 8;
-      const size = family === 2 ? 4 : 16;
+      const at = family === C.AF_INET ? 4 : 8;
+      const size = family === C.AF_INET ? 4 : 16;
       return local.subarray(at, at + size).every((b, i) => b === sa[at + i]);
     };
     try {
@@ -290,7 +281,7 @@ function libcProbeWorker(): void {
             const fd = c.socket(family, SOCK_STREAM_NONBLOCK_CLOEXEC, 0);
             const t0 = performance.now();
             const e = fd < 0 ? errno() : c.connect(fd, sa, sa.length) === 0 ? 0 : errno();
-            if (e === EINPROGRESS) {
+            if (e === C.EINPROGRESS) {
               fds[pending] = fd;
               portOf[pending] = port;
               started[pending] = t0;
@@ -313,14 +304,14 @@ function libcProbeWorker(): void {
         while (pending > 0) {
           for (let k = 0; k < pending; k++) {
             pollView.setInt32(k * 8, fds[k], true);
-            pollView.setInt16(k * 8 + 4, POLLOUT, true);
+            pollView.setInt16(k * 8 + 4, C.POLLOUT, true);
             pollView.setInt16(k * 8 + 6, 0, true);
           }
           const left = Math.ceil(deadline - performance.now());
           if (left <= 0 || stopped()) break; // the rest timed out (filtered), or the scan stops
           // In slices, so that a stop is seen within 50 ms.
           const n = c.poll(pollfds, BigInt(pending), Math.min(left, 50));
-          if (n < 0 && errno() !== EINTR) break;
+          if (n < 0 && errno() !== C.EINTR) break;
           if (n <= 0) continue;
           let kept = 0;
           for (let k = 0; k < pending; k++) {
@@ -332,7 +323,7 @@ function libcProbeWorker(): void {
               continue;
             }
             new DataView(lenBuf.buffer).setUint32(0, 4, true);
-            c.getsockopt(fds[k], SOL_SOCKET, SO_ERROR, intBuf, lenBuf);
+            c.getsockopt(fds[k], C.SOL_SOCKET, C.SO_ERROR, intBuf, lenBuf);
             const soError = new DataView(intBuf.buffer).getInt32(0, true);
             if (soError === 0 && !self(fds[k], portOf[k])) {
               const latencyMs = Math.round((performance.now() - started[k]) * 100) / 100;
@@ -352,9 +343,20 @@ function libcProbeWorker(): void {
   };
 }
 
-let libcProbeUrl: string | undefined;
+/** The libc functions a {@linkcode libcProbeWorker} calls. */
+const LIBC_PROBE_SYMBOLS = [
+  "socket",
+  "connect",
+  "getsockopt",
+  "getsockname",
+  "poll",
+  "close",
+  "__errno_location",
+] as const;
 
-let probeUrl: string | undefined;
+let libcProbeSource: string | undefined;
+
+let probeSource: string | undefined;
 
 /**
  * Fails with exit 126 unless Deno lets sockit connect to every port asked
@@ -396,18 +398,23 @@ async function scanThroughLibc(
   shared.set(ports);
   const next = new Int32Array(new SharedArrayBuffer(4));
   const stop = new Int32Array(new SharedArrayBuffer(4));
-  libcProbeUrl ??= URL.createObjectURL(
-    new Blob([`(${libcProbeWorker.toString()})()`], { type: "text/javascript" }),
-  );
+  libcProbeSource ??= workerSource(libcProbeWorker, LIBC_PROBE_SYMBOLS);
+  let address: Uint8Array;
+  try {
+    // A link-local address's zone (`fe80::1%eth0`) is its scope id.
+    address = encodeInet(hostname, 0);
+  } catch (err) {
+    throw toSockitError(err, "scan", hostname);
+  }
   // A worker blocked in poll() cannot be terminated mid-call: it is told to stop, and
   // closes its sockets, within one 50 ms poll slice.
   const onAbort = () => Atomics.store(stop, 0, 1);
   options.signal?.addEventListener("abort", onAbort, { once: true });
   let results: Array<ProbeOutcome & { failure?: { errno: number } }>;
   try {
-    results = await runProbeWorkers(libcProbeUrl, workers, {
+    results = await runProbeWorkers(libcProbeSource, workers, {
       family: isIPv4(hostname) ? C.AF_INET : C.AF_INET6,
-      address: encodeSockaddr(hostname, 0),
+      address,
       ports: shared,
       next,
       stop,
@@ -429,12 +436,12 @@ interface ProbeOutcome {
 }
 
 /**
- * Starts `count` probe workers from `url`, each sent `message`, and resolves
+ * Starts `count` probe workers running `source`, each sent `message`, and resolves
  * to their reports; every worker is terminated at the end. With `signal`,
  * an abort rejects at once; `onError` runs when a worker fails.
  */
 async function runProbeWorkers<T extends ProbeOutcome>(
-  url: string,
+  source: string,
   count: number,
   message: unknown,
   options: { signal?: AbortSignal; onError?: () => void },
@@ -445,7 +452,7 @@ async function runProbeWorkers<T extends ProbeOutcome>(
     return await Promise.all(
       Array.from({ length: count }, () =>
         new Promise<T>((resolve, reject) => {
-          const worker = new Worker(url, { type: "module", name: "sockit-scan" });
+          const worker = startWorker("sockit-scan", source);
           running.push(worker);
           worker.onmessage = (event: MessageEvent) => resolve(event.data);
           worker.onerror = (event: ErrorEvent) => {
@@ -505,6 +512,7 @@ export async function scan(
         // A socket given the probed port as its own connected to itself: not an open port.
         if (conn.localAddress === conn.remoteAddress) {
           conn.close();
+          await conn.released;
           throw new SockitError("a self-connect", { op: "scan", code: "ECONNREFUSED" });
         }
         return conn;
@@ -532,16 +540,14 @@ export async function scan(
   const shared = new Int32Array(new SharedArrayBuffer(ports.length * 4));
   shared.set(ports);
   const next = new Int32Array(new SharedArrayBuffer(4));
-  probeUrl ??= URL.createObjectURL(
-    new Blob([`(${probeWorker.toString()})()`], { type: "text/javascript" }),
-  );
+  probeSource ??= workerSource(probeWorker);
   // The workers are terminated as the scan rejects; none takes a port after that.
   const stopAll = () => Atomics.store(next, 0, ports.length);
   options.signal?.addEventListener("abort", stopAll, { once: true });
   try {
     const results = await runProbeWorkers<
       ProbeOutcome & { failure?: { name: string; message: string } }
-    >(probeUrl, workers, {
+    >(probeSource, workers, {
       hostname,
       ports: shared,
       next,
@@ -582,6 +588,8 @@ async function scanThroughDialer(
     try {
       const conn = await dialer({ host, port }, { id: nextConnectionId(), signal });
       conn.close();
+      // A libc socket (--source) is released once out of the epoll set.
+      await conn.released;
       open.push({
         port,
         state: "open",
@@ -654,86 +662,90 @@ export async function scanUdp(
       exitCode: 126,
     });
   }
-  const c = acquireLibc();
   const results: UdpPortResult[] = [];
   const timeout = options.timeout ?? 1000;
   const batch = Math.max(1, options.concurrency ?? 256);
-  const family = isIPv4(hostname) ? C.AF_INET : C.AF_INET6;
-  const probe = new Uint8Array([0]);
-  const from = options.source?.host ? encodeSockaddr(options.source.host, 0) : undefined;
-  const local = new Uint8Array(28);
-  const len = new Uint32Array(1);
-  const fail = (what: string): never => {
-    throw toSockitError(errnoError(lastErrno(c)), "scan", `${formatHost(hostname)} (${what})`);
-  };
+  const fail = (err: unknown, what: string) =>
+    toSockitError(err, "scan", `${formatHost(hostname)} (${what})`);
+  let target: InetAddress;
+  let from: InetAddress | undefined;
   try {
-    for (let start = 0; start < ports.length; start += batch) {
-      if (options.signal?.aborted) throw options.signal.reason;
-      const slice = ports.slice(start, start + batch);
-      const fds: number[] = [];
+    target = inetAddress(hostname, 0);
+    from = options.source?.host ? inetAddress(options.source.host, 0) : undefined;
+  } catch (err) {
+    throw toSockitError(err, "scan", hostname);
+  }
+  const probe = new Uint8Array([0]);
+  /** A socket connected to `port`, the probe sent; none when it kept getting the port as its own. */
+  const open = (port: number): LibcSocket | undefined => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let sock: LibcSocket;
       try {
-        for (const port of slice) {
-          let fd = -1;
-          for (let attempt = 0; attempt < 3; attempt++) {
-            fd = c.socket(family, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
-            if (fd < 0) fail("socket");
-            if (from && c.bind(fd, from, from.length) < 0) {
-              c.close(fd);
-              fail("bind --source");
-            }
-            const sa = encodeSockaddr(hostname, port);
-            if (c.connect(fd, sa, sa.length) < 0) {
-              c.close(fd);
-              fail("connect");
-            }
-            len[0] = 28;
-            c.getsockname(fd, local, new Uint8Array(len.buffer));
-            // The socket was given the probed port as its own: it would hear itself.
-            if (decodeSockaddr(local).port !== port) break;
-            c.close(fd);
-            fd = -1;
-          }
-          fds.push(fd);
-          if (fd >= 0) c.send(fd, probe, 1n, C.MSG_DONTWAIT);
-        }
-        const state = new Map<number, "closed" | "open">();
-        const pollfds = new Uint8Array(8 * fds.length);
-        const view = new DataView(pollfds.buffer);
-        const until = performance.now() + timeout;
-        const buf = new Uint8Array(2048);
-        while (performance.now() < until && state.size < fds.length) {
-          if (options.signal?.aborted) throw options.signal.reason;
-          fds.forEach((fd, i) => {
-            view.setInt32(8 * i, state.has(i) || fd < 0 ? -1 : fd, true);
-            view.setInt16(8 * i + 4, C.POLLIN, true);
-            view.setInt16(8 * i + 6, 0, true);
-          });
-          const ready = await c.poll(
-            pollfds,
-            BigInt(fds.length),
-            Math.max(1, Math.min(50, Math.ceil(until - performance.now()))),
-          );
-          if (ready <= 0) continue;
-          fds.forEach((fd, i) => {
-            if (fd < 0 || state.has(i) || view.getInt16(8 * i + 6, true) === 0) return;
-            const n = Number(c.recv(fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
-            if (n >= 0) state.set(i, "open");
-            else if (lastErrno(c) === C.ECONNREFUSED) state.set(i, "closed");
-          });
-          // Self-connect retries that failed three times count as closed.
-          fds.forEach((fd, i) => fd < 0 && state.set(i, "closed"));
-        }
-        slice.forEach((port, i) => {
-          const s = state.get(i);
-          if (s === "closed") return;
-          results.push({ port, state: s === "open" ? "open" : "open|filtered" });
-        });
-      } finally {
-        for (const fd of fds) if (fd >= 0) c.close(fd);
+        sock = LibcSocket.open(domainOf(target.family), C.SOCK_DGRAM, 0);
+      } catch (err) {
+        throw fail(err, "socket");
       }
+      try {
+        if (from) {
+          try {
+            sock.bind(from);
+          } catch (err) {
+            throw fail(err, "bind --source");
+          }
+        }
+        const errno = sock.connect({ ...target, port });
+        if (errno !== 0) throw fail(errnoError(errno), "connect");
+      } catch (err) {
+        sock.close();
+        throw err;
+      }
+      // The socket was given the probed port as its own: it would hear itself.
+      const local = sock.address();
+      if (local?.family === "local" || local?.port !== port) {
+        sock.c.send(sock.fd, probe, 1n, C.MSG_DONTWAIT);
+        return sock;
+      }
+      sock.close();
     }
-  } finally {
-    releaseLibc();
+    return undefined;
+  };
+  /** What came back on `sock` before `until`: a reply, a refusal, or nothing. */
+  const answer = async (sock: LibcSocket, until: number): Promise<"open" | "closed" | "silent"> => {
+    const buf = new Uint8Array(2048);
+    for (;;) {
+      const n = Number(sock.c.recv(sock.fd, buf, BigInt(buf.length), C.MSG_DONTWAIT));
+      if (n >= 0) return "open";
+      const errno = lastErrno(sock.c);
+      if (errno === C.ECONNREFUSED) return "closed";
+      if (errno !== C.EAGAIN && errno !== C.EINTR) return "silent";
+      const left = until - performance.now();
+      if (left <= 0) return "silent";
+      const ready = await sock.wait(READABLE, {
+        timeout: Math.ceil(left),
+        signal: options.signal,
+      });
+      if (!ready) return "silent";
+    }
+  };
+  for (let start = 0; start < ports.length; start += batch) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    const slice = ports.slice(start, start + batch);
+    const sockets: Array<LibcSocket | undefined> = [];
+    try {
+      for (const port of slice) sockets.push(open(port));
+      const until = performance.now() + timeout;
+      // Self-connect retries that failed three times count as closed.
+      const states = await Promise.all(
+        sockets.map((sock) => sock ? answer(sock, until) : Promise.resolve("closed" as const)),
+      );
+      slice.forEach((port, i) => {
+        if (states[i] === "closed") return;
+        results.push({ port, state: states[i] === "open" ? "open" : "open|filtered" });
+      });
+    } finally {
+      for (const sock of sockets) sock?.close();
+      await Promise.all(sockets.map((sock) => sock?.closed));
+    }
   }
   return results;
 }

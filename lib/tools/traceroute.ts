@@ -13,6 +13,7 @@
 import { ICMP4, ICMP6, parseIcmp } from "../protocols/icmp.ts";
 import { familyOf, isDenied, probeAddress, RawSocket, rawSocketDenied } from "../net/raw.ts";
 import type { TraceFn } from "../engine/trace.ts";
+import { C } from "../sys/constants.ts";
 
 /** Options of {@linkcode traceroute}. */
 export interface TracerouteOptions {
@@ -106,18 +107,27 @@ export async function traceroute(
   let port = options.port ?? 33434;
   let icmp: RawSocket;
   try {
-    icmp = RawSocket.open({ family, protocol: family === 6 ? 58 : 1, trace: options.trace });
+    icmp = RawSocket.open({
+      family,
+      protocol: family === 6 ? C.IPPROTO_ICMPV6 : C.IPPROTO_ICMP,
+      trace: options.trace,
+    });
   } catch (err) {
     if (isDenied(err)) throw rawSocketDenied("traceroute", address, false);
     throw err;
   }
-  using _icmp = icmp;
+  await using _icmp = icmp;
   icmp.filterIcmp(
     family === 4
       ? [ICMP4.UNREACHABLE, ICMP4.TIME_EXCEEDED]
       : [ICMP6.UNREACHABLE, ICMP6.TIME_EXCEEDED],
   );
-  using udp = RawSocket.open({ family, protocol: 17, type: "dgram", trace: options.trace });
+  await using udp = RawSocket.open({
+    family,
+    protocol: C.IPPROTO_UDP,
+    type: "dgram",
+    trace: options.trace,
+  });
   const payload = new Uint8Array(size);
   const buf = new Uint8Array(2048);
   const hops: Hop[] = [];

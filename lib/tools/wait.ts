@@ -18,7 +18,8 @@
 
 import { directDialer, plainOpener } from "../net/dial.ts";
 import type { AddressOpener, Dialer } from "../net/dial.ts";
-import { formatEndpoint } from "../net/address.ts";
+import type { Connection } from "../net/conn.ts";
+import { formatEndpoint, isTls } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { Deadline, delay } from "../engine/deadline.ts";
 import { exitCodeOf, SockitError, toSockitError } from "../base/errors.ts";
@@ -35,7 +36,6 @@ import { connect, connectAddress, dialTarget } from "../net/open.ts";
 import type { Lookup } from "../net/resolve.ts";
 import type { TlsClientOptions } from "../protocols/tls.ts";
 import { ipFamily } from "../net/ip.ts";
-import { isTls } from "../net/transports.ts";
 import type { Pattern } from "../engine/pattern.ts";
 
 /** Something to wait for: an endpoint, an HTTP(S) URL, or a file. */
@@ -57,7 +57,7 @@ export interface WaitOptions {
   /** Restrict name resolution to IPv4 or IPv6. */
   family?: 4 | 6;
   /** The first link of each connection's dialer chain (a proxy's dialer, `--proxy`). */
-  base?: Dialer;
+  base?: Dialer<Connection>;
   /** Stops waiting; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
   /** Called as soon as a target is done (ready, or not when the time is up). */
@@ -293,7 +293,7 @@ async function httpAttempt(
  *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const [result] = await waitFor(
- *   [{ transport: "tcp", hostname: "127.0.0.1", port: listener.addr.port }],
+ *   [{ form: "host-port", scheme: "tcp", hostname: "127.0.0.1", port: listener.addr.port }],
  *   { timeout: 2000 },
  * );
  * assert(result.ready);

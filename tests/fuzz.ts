@@ -685,6 +685,32 @@ export function beyondLoopback(args: string[]): string | undefined {
   return seen.length ? `${JSON.stringify(args)} reaches ${seen.join(", ")}` : undefined;
 }
 
+/** The flags that name a file sockit writes. */
+const WRITES = new Set(["--output", "-o", "--hex-file"]);
+
+/**
+ * `args` with every file sockit would write (`-o`, `--hex-file`, wild names
+ * too) moved into `dir`: the fuzz never writes into the working tree, and
+ * never changes the process's directory (other test modules run beside it).
+ */
+export function confined(args: string[], dir: string): string[] {
+  const inside = (path: string) => (path.startsWith("/") ? path : `${dir}/${path}`);
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return [...out, ...args.slice(i)];
+    const eq = arg.indexOf("=");
+    if (WRITES.has(arg) && i + 1 < args.length) {
+      out.push(arg, inside(args[++i]));
+    } else if (eq > 0 && WRITES.has(arg.slice(0, eq))) {
+      out.push(`${arg.slice(0, eq)}=${inside(arg.slice(eq + 1))}`);
+    } else if (/^-o[^-]/.test(arg)) {
+      out.push(`-o${inside(arg.slice(2))}`);
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** What one run broke, or `undefined` when it kept every rule. */
 export function violation(args: string[], r: SockitResult, stopped: boolean): string | undefined {
   const line = JSON.stringify(args);
@@ -748,7 +774,7 @@ export async function fuzz(
   const worker = async () => {
     while (next < lines.length) {
       const args = lines[next++];
-      const run = spawnSockit(args, { stdin: "null" });
+      const run = spawnSockit(confined(args, dir), { stdin: "null" });
       let stopped = false;
       const stop = setTimeout(() => {
         stopped = true;
@@ -784,15 +810,7 @@ export async function fuzz(
       if (broke) failures.push(broke);
     }
   };
-  // Flags that write files (`-o`, `--hex-file`) get wild names too: they land
-  // in the fuzz directory, never in the working tree.
-  const cwd = Deno.cwd();
-  Deno.chdir(dir);
-  try {
-    await Promise.all(Array.from({ length: options.concurrency }, worker));
-  } finally {
-    Deno.chdir(cwd);
-  }
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
   peer.kill("SIGTERM");
   await peer.status;
   await reader.cancel();

@@ -243,14 +243,23 @@ export function makeReporter(
 ): Reporter {
   const color = globals.color === "always" ||
     (globals.color === "auto" && ctx.stderrIsTerminal === true && !ctx.noColor);
+  const hexSink = globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile);
+  let transcript: Deno.FsFile | undefined;
+  try {
+    transcript = globals.output === undefined
+      ? undefined
+      : openTranscript(globals.output, globals.append === true);
+  } catch (err) {
+    // The hex file is open already: nobody else will close it.
+    hexSink?.close?.();
+    throw err;
+  }
   return new Reporter(ctx.stderr, {
     ...globals,
     color,
     command,
-    hexSink: globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile),
-    transcript: globals.output === undefined
-      ? undefined
-      : openTranscript(globals.output, globals.append === true),
+    hexSink,
+    transcript,
     // Only on a terminal: in a pipe or a file, a refreshing line is noise.
     progress: globals.progress && ctx.stderrIsTerminal === true,
     columns: ctx.stderrColumns,

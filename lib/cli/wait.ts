@@ -157,8 +157,12 @@ with the last error or status seen. One result line per target goes to stdout as
       return [{ endpoint, role: "connect", text }];
     });
   },
-  parse({ values, given, positionals, globals }, command) {
+  parse({ values, given, positionals, globals, endpoints }, command) {
     const targets = positionals.map(waitTarget);
+    // An address of the other family than -4/-6 is a usage error before any target is tried.
+    for (const { endpoint } of endpoints) {
+      if ("hostname" in endpoint) familyFlag(values, endpoint);
+    }
     if (command !== undefined && command.length === 0) {
       throw new UsageError("nothing after -- to run");
     }

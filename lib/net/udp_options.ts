@@ -110,8 +110,9 @@ export const MULTICAST_FLAGS: readonly FlagUse[] = [
  * `multicast`: the groups a bound socket joins, and the TTL and loop of
  * what is sent to a group — set on the socket that sends to it: a client's
  * when the command line has one that takes the group (the target of
- * `forward udp:// udp://`), else the listener's. A connected socket hears
- * only its peer, so it joins nothing.
+ * `forward udp:// udp://`), else the listener's, which sets them through
+ * a membership (so they come with `--multicast-join` there). A connected
+ * socket hears only its peer, so it joins nothing.
  */
 export const MULTICAST_GROUP: OptionGroup<MulticastOptions> = {
   name: "multicast",
@@ -131,6 +132,12 @@ export const MULTICAST_GROUP: OptionGroup<MulticastOptions> = {
       );
     const ttl = sender ? v["multicast-ttl"] : undefined;
     const loop = sender ? v["multicast-loop"] : undefined;
+    // A bound socket sets them through a membership (before any socket is made: here).
+    if (role === "listen" && !join.length && (ttl !== undefined || loop !== undefined)) {
+      throw new UsageError(
+        "options --multicast-ttl and --multicast-loop on a server's socket come with --multicast-join",
+      );
+    }
     if (!join.length && ttl === undefined && loop === undefined) return undefined;
     return {
       ...(join.length ? { join } : {}),

@@ -817,6 +817,11 @@ Deno.test("option groups: a group's flag where no endpoint's row takes the group
       /option --proxy is for tcp:\/\/, tls:\/\/, ws:\/\/ or wss:\/\/ endpoints/,
     ],
     [["wait", `file:${dir}/f`, "--proxy", "socks5://127.0.0.1:1"], /option --proxy is for/],
+    // A listener sets what it sends to a group through a membership.
+    [
+      ["listen", "udp://127.0.0.1:0", "--multicast-ttl", "2"],
+      /options --multicast-ttl and --multicast-loop on a server's socket come with --multicast-join/,
+    ],
   ];
   try {
     for (const [args, pattern] of cases) assertUsageError(await runSockit(args), pattern);
@@ -855,6 +860,16 @@ Deno.test("option groups: the options reach the endpoint whose row takes the gro
   ]) as { listenGroups: Record<string, unknown>; targetGroups: Record<string, unknown> };
   assertEquals(udp.listenGroups, { multicast: { join: [{ group: "239.1.2.3" }] } });
   assertEquals(udp.targetGroups, { multicast: { ttl: 4 }, broadcast: true });
+  // A forwarder's TTL is its target's: no membership needed on its listener.
+  const ttl = parseCommand(COMMANDS.forward, [
+    "udp://0.0.0.0:0",
+    "udp://239.1.2.3:5000",
+    "--multicast-ttl",
+    "4",
+  ]) as {
+    listenGroups: Record<string, unknown>;
+  };
+  assertEquals(ttl.listenGroups, {});
   const tls = parseCommand(COMMANDS.forward, [
     "tls://127.0.0.1:0",
     "tls://127.0.0.1:1",

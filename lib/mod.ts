@@ -141,13 +141,13 @@ export type { Peer, TransferOptions } from "./engine/transfer.ts";
 export { SCHEMES } from "./net/schemes.ts";
 export type {
   AddressForm,
-  OptionGroup,
+  GroupName,
   Role,
   Scheme,
   SchemeDescriptor,
   TlsSupport,
 } from "./net/schemes.ts";
-export type { DialerOptions, OpenOptions } from "./net/transports.ts";
+export type { GroupOptions, OpenOptions } from "./net/transports.ts";
 export { traceroute } from "./tools/traceroute.ts";
 export type { Hop, Probe, TracerouteOptions, TracerouteResult } from "./tools/traceroute.ts";
 export { websocketClient, websocketServer, WebSocketSide } from "./protocols/websocket.ts";
@@ -158,6 +158,7 @@ export type {
   WebSocketOptions,
   WebSocketServerOptions,
 } from "./protocols/websocket.ts";
+export type { WebSocketGroupOptions } from "./protocols/websocket_options.ts";
 export type { KeepaliveTimings, SocketOptions, StreamSocket } from "./net/conn.ts";
 export type { SourceAddress } from "./net/tcp_libc.ts";
 export { waitFor } from "./tools/wait.ts";

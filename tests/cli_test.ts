@@ -100,7 +100,10 @@ Deno.test("cli: usage errors exit 2 with a one-line message and a hint", async (
     [["connect", "127.0.0.1:1", "--send", "bad\\q"], /unknown escape "\\q"/],
 
     [["listen", "udp://127.0.0.1:0", "--tls"], /TLS over UDP \(DTLS\) is not supported/],
-    [["connect", "127.0.0.1:1", "--cacert", "x.pem"], /option --cacert needs TLS/],
+    [
+      ["connect", "127.0.0.1:1", "--cacert", "x.pem"],
+      /option --cacert is for tls:\/\/ or wss:\/\/ endpoints, or --tls/,
+    ],
     [["connect", "127.0.0.1:1", "--color", "sometimes"], /--color must be auto, always or never/],
     [["help", "nope"], /unknown command "nope"/],
     [["connect", "127.0.0.1:0"], /port 0 only means "any free port" when listening/],
@@ -777,4 +780,194 @@ Deno.test("cli: the help answered before loading (help_text.ts) is what the decl
         : HELP[argv.at(-1) === "--help" ? "" : argv[0] === "help" ? argv[1] : argv[0]],
     );
   }
+});
+
+// ---- option groups, flag declarations, fair runtime ---------------------------
+
+Deno.test("option groups: a group's flag where no endpoint's row takes the group is one line naming the rows that do", async () => {
+  const dir = tempSocketDir();
+  const cases: Array<[string[], RegExp]> = [
+    // Options a socket would have ignored are refused (TCP options on UDP, SO_REUSEPORT on Unix).
+    [
+      ["connect", "udp://127.0.0.1:9", "--nodelay"],
+      /^sockit: option --nodelay is for tcp:\/\/, tls:\/\/, ws:\/\/ or wss:\/\/ endpoints\n/,
+    ],
+    [["connect", "udp://127.0.0.1:9", "--ttl", "5"], /option --ttl is for tcp:\/\/, tls:\/\//],
+    [
+      ["listen", `unix:${dir}/r.sock`, "--reuseport"],
+      /option --reuseport is for tcp:\/\/, tls:\/\/, ws:\/\/, wss:\/\/ or udp:\/\/ endpoints/,
+    ],
+    // A flag two groups take: the rows of either; --tls would make one.
+    [
+      ["listen", "127.0.0.1:0", "--handshake-timeout", "1s"],
+      /option --handshake-timeout is for tls:\/\/, ws:\/\/ or wss:\/\/ endpoints, or --tls/,
+    ],
+    // forward: --source is the target's, --alpn either side's (forward has no --tls).
+    [
+      ["forward", "0", `unix:${dir}/t.sock`, "--source", "127.0.0.1"],
+      /option --source is for tcp:\/\/, tls:\/\/, ws:\/\/, wss:\/\/, udp:\/\/ or unixgram: endpoints/,
+    ],
+    [
+      ["forward", "0", "127.0.0.1:1", "--alpn", "h2"],
+      /option --alpn is for tls:\/\/ or wss:\/\/ endpoints\n/,
+    ],
+    // wait: every target a proxy would be asked to reach must be one it can reach.
+    [
+      ["wait", "127.0.0.1:1", `unix:${dir}/w.sock`, "--proxy", "socks5://127.0.0.1:1"],
+      /option --proxy is for tcp:\/\/, tls:\/\/, ws:\/\/ or wss:\/\/ endpoints/,
+    ],
+    [["wait", `file:${dir}/f`, "--proxy", "socks5://127.0.0.1:1"], /option --proxy is for/],
+    // A listener sets what it sends to a group through a membership.
+    [
+      ["listen", "udp://127.0.0.1:0", "--multicast-ttl", "2"],
+      /options --multicast-ttl and --multicast-loop on a server's socket come with --multicast-join/,
+    ],
+  ];
+  try {
+    for (const [args, pattern] of cases) assertUsageError(await runSockit(args), pattern);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("option groups: the options reach the endpoint whose row takes the group, parsed by the group", async () => {
+  const { parseCommand } = await import("../lib/cli/command.ts");
+  const { COMMANDS } = await import("../lib/cli/main.ts");
+  // A WebSocket server's upgrade has a time limit too: --handshake-timeout is its server limit.
+  const ws = parseCommand(COMMANDS.listen, ["ws://127.0.0.1:0/", "--handshake-timeout", "2s"]) as {
+    handshakeTimeout?: number;
+    groups: Record<string, unknown>;
+  };
+  assertEquals(ws.handshakeTimeout, 2000);
+  assertEquals((ws.groups.websocket as { mode: string }).mode, "text");
+  // --tls makes the row one that takes the TLS group; the echo's WebSocket echoes messages.
+  const echo = parseCommand(COMMANDS.echo, ["ws://127.0.0.1:0/", "--tls"]) as {
+    endpoint: { scheme: string };
+    groups: Record<string, unknown>;
+  };
+  assertEquals(echo.endpoint.scheme, "wss");
+  assertEquals(Object.keys(echo.groups).sort(), ["tls-server", "websocket"]);
+  assertEquals((echo.groups.websocket as { mode: string }).mode, "echo");
+  // forward: the listener joins the group, the target sends to it; --cert is the TLS listener's.
+  const udp = parseCommand(COMMANDS.forward, [
+    "udp://0.0.0.0:0",
+    "udp://239.1.2.3:5000",
+    "--multicast-join",
+    "239.1.2.3",
+    "--multicast-ttl",
+    "4",
+    "--broadcast",
+  ]) as { listenGroups: Record<string, unknown>; targetGroups: Record<string, unknown> };
+  assertEquals(udp.listenGroups, { multicast: { join: [{ group: "239.1.2.3" }] } });
+  assertEquals(udp.targetGroups, { multicast: { ttl: 4 }, broadcast: true });
+  // A forwarder's TTL is its target's: no membership needed on its listener.
+  const ttl = parseCommand(COMMANDS.forward, [
+    "udp://0.0.0.0:0",
+    "udp://239.1.2.3:5000",
+    "--multicast-ttl",
+    "4",
+  ]) as {
+    listenGroups: Record<string, unknown>;
+  };
+  assertEquals(ttl.listenGroups, {});
+  const tls = parseCommand(COMMANDS.forward, [
+    "tls://127.0.0.1:0",
+    "tls://127.0.0.1:1",
+    "--cert",
+    "c.pem",
+    "--key",
+    "k.pem",
+  ]) as {
+    listenGroups: Record<string, { cert?: string }>;
+    targetGroups: Record<string, { cert?: string }>;
+  };
+  assertEquals([tls.listenGroups["tls-server"].cert, tls.targetGroups["tls-client"].cert], [
+    "c.pem",
+    undefined,
+  ]);
+});
+
+Deno.test("flags: values arrive parsed as declared, defaults fill the rest, relations are checked once", async () => {
+  const { FLAGS, parseFlags } = await import("../lib/cli/flags.ts");
+  const { values, given } = parseFlags(
+    ["--timeout", "2s", "--keepalive=30,5,3", "--max-conns", "3", "--exec", "cat"],
+    ["timeout", "keepalive", "max-conns", "exec", "sh-exec", "grace"],
+  );
+  assertEquals([values.timeout, values["max-conns"], values.keepalive], [2000, 3, {
+    idle: 30,
+    interval: 5,
+    count: 3,
+  }]);
+  // --grace has its default without being given.
+  assertEquals([values.grace, given.has("grace")], [1000, false]);
+  const usage = (argv: string[], uses: Parameters<typeof parseFlags>[1]) => {
+    try {
+      parseFlags(argv, uses);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return "";
+  };
+  assertEquals(
+    usage(["--grace", "1s"], ["exec", "sh-exec", "grace"]),
+    "option --grace is for --exec and --sh-exec",
+  );
+  assertEquals(usage(["--key", "k"], ["cert", "key"]), "options --cert and --key go together");
+  assertEquals(
+    usage(["--broker", "--exec", "cat"], ["exec", "broker"]),
+    "options --exec and --broker exclude each other",
+  );
+  assertEquals(usage(["-6", "-4"], ["ipv4", "ipv6"]), "options -4 and -6 contradict each other");
+  // Every relation names a declared flag.
+  for (const [name, spec] of Object.entries(FLAGS)) {
+    const related = [
+      ...("conflicts" in spec ? spec.conflicts : []),
+      ...("depends" in spec ? spec.depends : []),
+    ];
+    for (const other of related) assert(Object.hasOwn(FLAGS, other), `--${name}: --${other}`);
+  }
+});
+
+Deno.test("option groups: every group a command shows is declared whole and taken by some row", async () => {
+  const { COMMANDS } = await import("../lib/cli/main.ts");
+  const { FLAGS } = await import("../lib/cli/flags.ts");
+  for (const command of Object.values(COMMANDS)) {
+    for (const group of command.flags.flatMap((section) => section.groups ?? [])) {
+      assert(
+        Object.values(SCHEMES).some((row) =>
+          (row.groups as readonly string[]).includes(group.name)
+        ),
+        `${command.name}: no row takes the ${group.name} group`,
+      );
+      for (const use of [...group.flags, ...Object.keys(group.shares ?? {})]) {
+        const name = typeof use === "string" ? use : use[0];
+        assert(Object.hasOwn(FLAGS, name), `${group.name}: --${name} is not declared`);
+      }
+      for (const [name, spec] of Object.entries(group.specs)) {
+        assert(
+          Object.is((FLAGS as Record<string, unknown>)[name], spec),
+          `--${name} is declared twice`,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("fair runtime: whether a command serves many clients is its declaration, not argv's spelling", async () => {
+  const { servesMany } = await import("../lib/cli/command.ts");
+  const { COMMANDS } = await import("../lib/cli/main.ts");
+  const { fairRuntime, FAIR_IO_VARIABLE } = await import("../lib/cli/process.ts");
+  assert(servesMany(COMMANDS.listen, ["-vk", "0"]));
+  assert(servesMany(COMMANDS.listen, ["0", "--broker"]));
+  assert(!servesMany(COMMANDS.listen, ["0"]));
+  // -o takes a value: -okeep.txt is --output keep.txt, not -k.
+  assert(!servesMany(COMMANDS.listen, ["-okeep.txt", "0"]));
+  assert(servesMany(COMMANDS.echo, ["0"]));
+  assert(servesMany(COMMANDS.proxy, []));
+  assert(!servesMany(COMMANDS.connect, ["127.0.0.1:1"]));
+  // The process's choice reads it (when the variable is not set for the whole process).
+  const free = Deno.env.get(FAIR_IO_VARIABLE) === undefined;
+  assertEquals(fairRuntime(["listen", "-okeep.txt", "0"]), false);
+  assertEquals(fairRuntime(["listen", "-k", "0"]), free);
+  assertEquals(fairRuntime(["forward", "0", "127.0.0.1:1"]), free);
 });

@@ -6,7 +6,10 @@
  * README's list can point at them): a peer that resets mid-transfer
  * (`cli_test.ts`), a target down then up (`forward_test.ts`), stdout to
  * `/dev/full` and to a closed pipe (`cli_test.ts`), a TLS slowloris and a
- * broker member that stops reading (`hostile_test.ts`).
+ * broker member that stops reading (`hostile_test.ts`), a row for each
+ * transport — resets mid-stream, silent peers, closes in the handshake
+ * (`faults_transports_test.ts`) — and the WebSocket Close at each moment
+ * with each code (`faults_websocket_test.ts`).
  */
 
 import { assert, assertEquals, assertMatch } from "./assert.ts";

@@ -500,7 +500,10 @@ Deno.test("--proxy: errors in words — proxy down, target refused, mid-handshak
   // Usage errors.
   for (
     const [args, why] of [
-      [["connect", "udp://127.0.0.1:53", "--proxy", "socks5://p:1"], /--proxy tunnels TCP streams/],
+      [
+        ["connect", "udp://127.0.0.1:53", "--proxy", "socks5://p:1"],
+        /option --proxy is for tcp:\/\/, tls:\/\/, ws:\/\/ or wss:\/\/ endpoints/,
+      ],
       [["connect", "127.0.0.1:1", "--proxy", "ftp://p:1"], /unknown proxy scheme "ftp"/],
       [["connect", "127.0.0.1:1", "--proxy", "https://p:1"], /https:\/\/\) is not supported/],
     ] as const

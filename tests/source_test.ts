@@ -296,7 +296,10 @@ Deno.test("scan --source: probes come from the address, TCP and UDP", async () =
 Deno.test("--source: mistakes are usage errors in one line", async () => {
   const cases: Array<[string[], RegExp]> = [
     [["connect", "127.0.0.1:9", "--source", "example.com"], /--source needs an IP address/],
-    [["connect", "unix:/tmp/x.sock", "--source", "127.0.0.1"], /--source is for IP targets/],
+    [
+      ["connect", "unix:/tmp/x.sock", "--source", "127.0.0.1"],
+      /option --source is for tcp:\/\/, tls:\/\/, ws:\/\/, wss:\/\/, udp:\/\/ or unixgram: endpoints/,
+    ],
     [["connect", "[::1]:9", "--source", "127.0.0.1"], /is IPv4, the target .* IPv6/],
     [["connect", "localhost:9", "-6", "--source", "127.0.0.1"], /is IPv4, but -6 was given/],
     [["connect", "127.0.0.1:9", "--source", "127.0.0.1:70000"], /out of range/],

@@ -460,7 +460,7 @@ Deno.test("tls: bad certificate or key files are one-line errors naming the file
     { perms: READ },
   );
   assertEquals(usage.code, 2);
-  assertMatch(usage.stderr, /--cert needs TLS/);
+  assertMatch(usage.stderr, /option --cert is for tls:\/\/ or wss:\/\/ endpoints, or --tls/);
   const unix = await runSockit(["connect", "unix:/tmp/x.sock", "--tls"]);
   assertEquals(unix.code, 2);
   assertMatch(unix.stderr, /TLS over a Unix socket is not supported/);

@@ -449,7 +449,7 @@ Deno.test("ws: --ping-interval pings and sees the pongs; usage errors for WebSoc
   assertMatch(r.stderr, /pong\(0\) received/);
   const bad = await runSockit(["connect", "127.0.0.1:1", "--binary"]);
   assertEquals(bad.code, 2);
-  assertMatch(bad.stderr, /option --binary needs a ws:\/\/ or wss:\/\/ endpoint/);
+  assertMatch(bad.stderr, /option --binary is for ws:\/\/ or wss:\/\/ endpoints/);
   const free = freePort();
   const refused = await runSockit(["connect", `ws://127.0.0.1:${free}/`], { stdin: "null" });
   assertEquals(refused.code, 1);

@@ -14,7 +14,10 @@ const ROOT = new URL("../", import.meta.url).pathname;
 
 /** Helpers of tests/ that need something themselves, and what. */
 const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
-  [/\bPythonServer\b|\bresetFlood\(|\bpythonClient\(/, ["python3"]],
+  [
+    /\bPythonServer\b|\bresetFlood\(|\bpythonClient\(|\b(Fault|Silent)Peer\b|\bScriptedWsPeer\b|\bfuzz\(/,
+    ["python3"],
+  ],
   [/\bSYSTEM_PYTHON\b|\/usr\/bin\/python3/, ["python3", "websockets"]],
   [/\bNODE_PEERS\b/, ["node", "ws"]],
   [/\bLab\.create\(|\bNamespace\.create\(/, ["ip", "sysctl", "root", "namespaces"]],
@@ -22,6 +25,30 @@ const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
   [/\bstraced\(/, ["strace"]],
   [/\brequireRoot\(/, ["root"]],
   [/\blocalhostCertificate\(/, ["openssl"]],
+  // The STARTTLS fixtures (tests/starttls_servers.ts): each server, and what runs it.
+  [/\bSTARTTLS_SERVERS\b/, [
+    "setsid",
+    "setpriv",
+    "postfix",
+    "dovecot",
+    "dovecot-imapd",
+    "dovecot-pop3d",
+    "dovecot-lmtpd",
+    "vsftpd",
+    "prosody",
+    "postgresql",
+    "slapd",
+    "inspircd",
+  ]],
+  [/\bstartSmtp\(/, ["setsid", "postfix"]],
+  [/\bstartImap\(/, ["setsid", "dovecot", "dovecot-imapd"]],
+  [/\bstartPop3\(/, ["setsid", "dovecot", "dovecot-pop3d"]],
+  [/\bstartLmtp\(/, ["setsid", "dovecot", "dovecot-lmtpd"]],
+  [/\bstartFtp\(/, ["setsid", "vsftpd"]],
+  [/\bstartXmpp\(/, ["setsid", "setpriv", "prosody"]],
+  [/\bstartPostgres\(|\bpsqlPath\(/, ["setsid", "setpriv", "postgresql"]],
+  [/\bstartLdap\(/, ["setsid", "slapd"]],
+  [/\bstartIrc\(/, ["setsid", "setpriv", "inspircd"]],
 ];
 
 /**
@@ -33,8 +60,8 @@ const HELPER_NEEDS: ReadonlyArray<[RegExp, string[]]> = [
  * import { needsOf } from "./gen_tests_readme.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(needsOf('requireTool("socat"); new Lab(); requireTool("curl")'), [
- *   "curl", "ip", "socat", "namespaces", "root",
+ * assert.deepEqual(needsOf('requireTool("socat"); Lab.create(); requireTool("curl")'), [
+ *   "curl", "ip", "socat", "sysctl", "namespaces", "root",
  * ]);
  * ```
  */

@@ -22,11 +22,13 @@ export type PeerKind =
   /** A module the system Python (`/usr/bin/python3`) imports. */
   | "python-module"
   /** A package under `.cache/peers/node_modules` for Node's `require`. */
-  | "npm";
+  | "npm"
+  /** A Debian package whose programs are off PATH (a server's helpers, a versioned directory). */
+  | "debian";
 
 /** One real peer of the tests. */
 export interface Peer {
-  /** The command, the Python module or the npm package name. */
+  /** The command, the Python module, the npm package name or the Debian package name. */
   readonly name: string;
   /** How it is found. */
   readonly kind: PeerKind;
@@ -72,6 +74,18 @@ export const PEERS: readonly Peer[] = [
   { name: "node", kind: "command", package: "nodejs", why: "Node peers and the npm package" },
   { name: "npm", kind: "command", package: "npm", why: "packs and installs the npm package" },
   { name: "ws", kind: "npm", package: "ws@8.18.3", why: "node's WebSocket client and server" },
+  { name: "setsid", kind: "command", package: "util-linux", why: "a server in its own session" },
+  { name: "postfix", kind: "command", package: "postfix", why: "an SMTP server (STARTTLS)" },
+  { name: "dovecot", kind: "command", package: "dovecot-core", why: "an IMAP/POP3/LMTP server" },
+  { name: "dovecot-imapd", kind: "debian", package: "dovecot-imapd", why: "dovecot's IMAP" },
+  { name: "dovecot-pop3d", kind: "debian", package: "dovecot-pop3d", why: "dovecot's POP3" },
+  { name: "dovecot-lmtpd", kind: "debian", package: "dovecot-lmtpd", why: "dovecot's LMTP" },
+  { name: "vsftpd", kind: "command", package: "vsftpd", why: "an FTP server (AUTH TLS)" },
+  { name: "prosody", kind: "command", package: "prosody", why: "an XMPP server (STARTTLS)" },
+  { name: "postgresql", kind: "debian", package: "postgresql", why: "PostgreSQL server, psql" },
+  { name: "slapd", kind: "command", package: "slapd", why: "an LDAP server (StartTLS)" },
+  { name: "ldapsearch", kind: "command", package: "ldap-utils", why: "an LDAP client (-ZZ)" },
+  { name: "inspircd", kind: "command", package: "inspircd", why: "an IRC server (STARTTLS)" },
 ];
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -123,6 +137,8 @@ export function hasPeer(peer: Peer): boolean {
       return which(peer.name) !== undefined;
     case "npm":
       return exists(`${NODE_PEERS}/${peer.name}/package.json`);
+    case "debian":
+      return which("dpkg-query") !== undefined && installedDebian(peer.name);
     case "python-module": {
       if (!exists(SYSTEM_PYTHON)) return false;
       const out = new Deno.Command(SYSTEM_PYTHON, {

@@ -20,6 +20,8 @@ import type {
   ParsedFlags,
 } from "./flags.ts";
 import { parseFlags } from "./flags.ts";
+import { endpointGroups } from "./groups.ts";
+import type { CommandEndpoint, GroupedEndpoint } from "./groups.ts";
 import { Reporter } from "./report.ts";
 import type { TextSink } from "./report.ts";
 
@@ -29,6 +31,16 @@ export interface HelpSection {
   title: string;
   /** The lines, each shown indented by two spaces. */
   lines: string[];
+}
+
+/** What a command's `parse` is given: the flags, and its endpoints with their groups' options. */
+export interface ParsedCommand extends ParsedFlags {
+  /**
+   * The endpoints of {@linkcode Command.endpoints}, with what the groups'
+   * flags made of them (`--tls`) and the options of the groups each one's
+   * row takes.
+   */
+  endpoints: GroupedEndpoint[];
 }
 
 /** A command, declared. */
@@ -51,8 +63,31 @@ export interface Command<T> {
   outputHelp?: Partial<Record<FlagName, string>>;
   /** Command lines shown under `Examples`. */
   examples: string[];
-  /** Turns the parsed arguments into options; throws a `UsageError` for bad input. No I/O. */
-  parse(parsed: ParsedFlags, rest?: string[]): T;
+  /**
+   * The endpoints its positionals name, each with the part it plays: their
+   * rows say which option groups the command line may use (a group's flag
+   * that none of them takes is refused). Throws a `UsageError` for a bad
+   * endpoint. No I/O.
+   */
+  endpoints?(positionals: string[]): CommandEndpoint[];
+  /**
+   * What its endpoints are relayed with: the terminal (default), itself (an
+   * echo), another endpoint (a forwarder) — groups take their defaults from it.
+   */
+  partner?: "stdio" | "itself" | "endpoint";
+  /**
+   * It serves many clients at once: always (`true`), or when one of these
+   * flags is given (`listen -k`) — such a command runs in a runtime set up
+   * for fair service when it can (`process.ts`).
+   */
+  serves?: true | readonly FlagName[];
+  /**
+   * Turns the parsed arguments into options; throws a `UsageError` for bad
+   * input. Values arrive parsed and checked as their declarations say
+   * (types, defaults, conflicts, dependencies, option groups): what is left
+   * here is the command's own rules across them. No I/O.
+   */
+  parse(parsed: ParsedCommand, rest?: string[]): T;
   /** Runs the command; resolves to its exit code. */
   run(options: T, ctx: CommandContext): Promise<number>;
   /**
@@ -75,7 +110,7 @@ export interface Command<T> {
 }
 
 /** Every flag use of a command, output flags included. */
-export function flagUses(command: Command<unknown>): FlagUse[] {
+export function flagUses(command: Command<unknown>): readonly FlagUse[] {
   return [...command.flags.flatMap((g) => g.flags), ...(command.output ?? OUTPUT_FLAGS)];
 }
 
@@ -92,7 +127,34 @@ export function parseCommand<T>(command: Command<T>, argv: string[]): T {
   const split = command.passThrough ? argv.indexOf("--") : -1;
   const own = split === -1 ? argv : argv.slice(0, split);
   const rest = split === -1 ? undefined : argv.slice(split + 1);
-  return command.parse(parseFlags(own, flagUses(command as Command<unknown>)), rest);
+  const flags = parseFlags(own, flagUses(command as Command<unknown>));
+  const endpoints = endpointGroups(
+    command.flags,
+    flags,
+    command.endpoints?.(flags.positionals) ?? [],
+    command.partner ?? "stdio",
+  );
+  return command.parse({ ...flags, endpoints }, rest);
+}
+
+/**
+ * Whether `argv` makes `command` serve many clients at once (its
+ * declaration's {@linkcode Command.serves}); a line it cannot read does not.
+ *
+ * @example Usage
+ * ```ts ignore
+ * servesMany(listenCommand, ["-k", "8080"]); // true
+ * ```
+ */
+export function servesMany(command: Command<unknown>, argv: string[]): boolean {
+  const serves = command.serves;
+  if (serves === undefined || serves === true) return serves === true;
+  try {
+    const { given } = parseFlags(argv, flagUses(command));
+    return serves.some((name) => given.has(name));
+  } catch {
+    return false;
+  }
 }
 
 const WIDTH = 80;
@@ -181,14 +243,23 @@ export function makeReporter(
 ): Reporter {
   const color = globals.color === "always" ||
     (globals.color === "auto" && ctx.stderrIsTerminal === true && !ctx.noColor);
+  const hexSink = globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile);
+  let transcript: Deno.FsFile | undefined;
+  try {
+    transcript = globals.output === undefined
+      ? undefined
+      : openTranscript(globals.output, globals.append === true);
+  } catch (err) {
+    // The hex file is open already: nobody else will close it.
+    hexSink?.close?.();
+    throw err;
+  }
   return new Reporter(ctx.stderr, {
     ...globals,
     color,
     command,
-    hexSink: globals.hexFile === undefined ? undefined : openHexFile(globals.hexFile),
-    transcript: globals.output === undefined
-      ? undefined
-      : openTranscript(globals.output, globals.append === true),
+    hexSink,
+    transcript,
     // Only on a terminal: in a pipe or a file, a refreshing line is noise.
     progress: globals.progress && ctx.stderrIsTerminal === true,
     columns: ctx.stderrColumns,

@@ -14,31 +14,19 @@ import { exitCodeOf, UsageError } from "../base/errors.ts";
 import { connectAddress, connectDeadline, connectPeer } from "../net/open.ts";
 import type { Step } from "../engine/dialogue.ts";
 import { reportLayers } from "../engine/events.ts";
-import type { SocketOptions } from "../net/conn.ts";
 import { checkSendFiles, sendFiles } from "../engine/payload.ts";
-import { proxyDialer } from "../protocols/proxy.ts";
-import type { ProxySpec } from "../protocols/proxy.ts";
+import { sourceFamily } from "../net/socket_options.ts";
+import { PROXY_GROUP } from "../protocols/proxy_options.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { CLIENT_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
+import { TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
+import { prepareGroups } from "./groups.ts";
+import type { ParsedGroups } from "./groups.ts";
+import { CLIENT_SECTIONS } from "./sections.ts";
 import { prepareStdio, runSession } from "./session.ts";
-import { TLS_CLIENT_FLAGS, tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
-import type { TlsClientFlags } from "./tls_flags.ts";
-import {
-  countFlag,
-  datagramFlags,
-  dialogueSteps,
-  durationFlag,
-  familyFlag,
-  oneEndpoint,
-  proxyFlag,
-  socketFlags,
-  sourceFamily,
-  websocketFlags,
-} from "./values.ts";
-import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
+import { dialogueSteps, familyFlag, oneEndpoint } from "./values.ts";
 
 /** Parsed options of `sockit connect`. */
 export interface ConnectCommandOptions extends GlobalOptions {
@@ -68,16 +56,8 @@ export interface ConnectCommandOptions extends GlobalOptions {
   noHalfClose: boolean;
   /** `-4` / `-6`. */
   family?: 4 | 6;
-  /** TLS client options, when the connection is TLS. */
-  tls?: TlsClientFlags;
-  /** `--proxy`: reach the endpoint through this proxy. */
-  proxy?: ProxySpec;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
-  websocket?: WebSocketCommandOptions;
-  /** `--nodelay`, `--keepalive`. */
-  socket?: SocketOptions;
-  /** UDP: multicast TTL and loop, `--broadcast`. */
-  datagram?: DatagramFlags;
+  /** The options of the endpoint's groups (TLS, WebSocket, socket options, `--proxy`, …). */
+  groups: ParsedGroups;
 }
 
 /** `sockit connect`. */
@@ -126,14 +106,9 @@ session ends when the server closes its side, once everything is on stdout.`,
         "ipv4",
         "ipv6",
       ],
+      groups: [PROXY_GROUP],
     },
-    { title: "TLS", flags: TLS_CLIENT_FLAGS },
-    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
-    { title: "Socket options", flags: CLIENT_SOCKET_FLAGS },
-    {
-      title: "UDP multicast and broadcast",
-      flags: ["multicast-ttl", "multicast-loop", "broadcast"],
-    },
+    ...CLIENT_SECTIONS,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -143,47 +118,30 @@ session ends when the server closes its side, once everything is on stdout.`,
     "sockit connect 127.0.0.1:8888 --retry 10 --retry-delay 500ms",
     "sockit connect --proxy socks5h://127.0.0.1:1080 example.com:22   (ssh ProxyCommand)",
   ],
-  parse({ values, positionals, globals, sequence }) {
-    const given = oneEndpoint(positionals);
-    requireEndpoint(given, { role: "connect" }, "connect", positionals[0]);
-    if ("port" in given && given.port === 0) {
+  endpoints(positionals) {
+    const endpoint = oneEndpoint(positionals);
+    requireEndpoint(endpoint, { role: "connect" }, "connect", positionals[0]);
+    if ("port" in endpoint && endpoint.port === 0) {
       throw new UsageError(`${positionals[0]}: port 0 only means "any free port" when listening`);
     }
-    const { endpoint, flags: tls } = tlsClientFlags(values, given);
-    const { socket } = socketFlags(values, endpoint);
-    const steps = dialogueSteps(sequence);
-    const sendOnly = values["send-only"] === true;
-    const recvOnly = values["recv-only"] === true;
-    if (sendOnly && recvOnly) {
-      throw new UsageError("options --send-only and --recv-only contradict each other");
-    }
-    if (sendOnly && steps?.some((s) => "expect" in s)) {
-      throw new UsageError(
-        "options --send-only and --expect contradict each other (--send-only never reads)",
-      );
-    }
-    if (recvOnly && steps?.some((s) => !("expect" in s))) {
-      throw new UsageError("options --recv-only and --send/--send-file contradict each other");
-    }
+    return [{ endpoint, role: "connect", text: positionals[0] }];
+  },
+  parse({ values, globals, sequence, endpoints: [target] }) {
     return {
       ...globals,
-      endpoint,
-      steps,
-      sendOnly,
-      recvOnly,
+      endpoint: target.endpoint,
+      steps: dialogueSteps(sequence),
+      sendOnly: values["send-only"] === true,
+      recvOnly: values["recv-only"] === true,
       crlf: values.crlf === true,
-      connectTimeout: durationFlag(values, "connect-timeout", true),
-      timeout: durationFlag(values, "timeout", true),
-      idleTimeout: durationFlag(values, "idle-timeout", true),
-      retry: countFlag(values, "retry"),
-      retryDelay: durationFlag(values, "retry-delay"),
+      connectTimeout: values["connect-timeout"],
+      timeout: values.timeout || undefined,
+      idleTimeout: values["idle-timeout"],
+      retry: values.retry,
+      retryDelay: values["retry-delay"],
       noHalfClose: values["no-half-close"] === true,
-      family: sourceFamily(socket.source, familyFlag(values, endpoint)),
-      tls,
-      proxy: proxyFlag(values, endpoint),
-      websocket: websocketFlags(values, [endpoint], "text"),
-      socket,
-      datagram: datagramFlags(values, [endpoint]),
+      family: sourceFamily(target.groups.source, familyFlag(values, target.endpoint)),
+      groups: target.groups,
     };
   },
   run: runConnect,
@@ -208,16 +166,10 @@ export async function runConnect(
   using deadline = connectDeadline(options.timeout, address, ctx.signal);
   try {
     await checkSendFiles(sendFiles(options.steps));
-    const tls = options.tls ? tlsClientOptions(options.tls, reporter) : undefined;
+    const { groups } = await prepareGroups(options.groups, { reporter, role: "connect" });
     prepareStdio(options, ctx);
-    if (options.proxy) {
-      reporter.info(`through the proxy ${options.proxy.text}`, { proxy: options.proxy.text });
-    }
     const conn = await connectPeer(options.endpoint, {
-      tls,
-      base: options.proxy ? proxyDialer(options.proxy) : undefined,
-      websocket: options.websocket,
-      socket: options.socket,
+      groups,
       timeout: options.connectTimeout,
       family: options.family,
       retry: options.retry,
@@ -229,7 +181,6 @@ export async function runConnect(
           address: target,
           code: error.code,
         }),
-      ...options.datagram,
       onNote: (text) => reporter.info(text),
     });
     reporter.connected(conn);

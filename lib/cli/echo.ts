@@ -7,7 +7,6 @@
  * @module
  */
 
-import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, requireEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { exitCodeOf } from "../base/errors.ts";
@@ -16,42 +15,22 @@ import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  LIFETIME_FLAG,
-  SERVER_FLAGS,
-  SERVER_SOCKET_FLAGS,
-  TRAFFIC_FLAGS,
-  WEBSOCKET_FLAGS,
-} from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
+import { SERVER_SECTIONS } from "./sections.ts";
+import type { ParsedGroups } from "./groups.ts";
 import { openServer, serveOptions } from "./serve.ts";
-import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
-import type { TlsServerFlags } from "./tls_flags.ts";
-import {
-  datagramFlags,
-  familyFlag,
-  oneEndpoint,
-  serverLimits,
-  socketFlags,
-  websocketFlags,
-} from "./values.ts";
-import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
+import { familyFlag, oneEndpoint, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit echo`. */
 export interface EchoCommandOptions extends GlobalOptions, ServerLimits {
-  /** `--reuseport`, `--nodelay`, `--keepalive`. */
-  sockets?: { socket: SocketOptions; reusePort: boolean };
-  /** UDP: multicast groups to join (and their TTL and loop). */
-  datagram?: DatagramFlags;
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
   /** `-4` / `-6`. */
   family?: 4 | 6;
-  /** TLS server options, when the listener is TLS. */
-  tls?: TlsServerFlags;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
-  websocket?: WebSocketCommandOptions;
+  /** The options of the endpoint's groups (TLS, WebSocket, socket options, multicast, …). */
+  groups: ParsedGroups;
 }
 
 /** `sockit echo`. */
@@ -84,29 +63,27 @@ UDP: every datagram goes back to its sender.`,
         "ipv6",
       ],
     },
-    { title: "TLS", flags: TLS_SERVER_FLAGS },
-    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
-    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
-    { title: "UDP multicast", flags: ["multicast-join", "multicast-ttl", "multicast-loop"] },
+    ...SERVER_SECTIONS,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
     'sockit echo 0 --json 2> events.jsonl &   # a fixture; read the port from "listening"',
     "sockit echo udp://127.0.0.1:9999 -v",
   ],
-  parse({ values, positionals, globals }) {
-    const given = oneEndpoint(positionals);
-    requireEndpoint(given, { role: "listen" }, "echo", positionals[0]);
-    const { endpoint, flags: tls } = tlsServerFlags(values, given);
+  endpoints(positionals) {
+    const endpoint = oneEndpoint(positionals);
+    requireEndpoint(endpoint, { role: "listen" }, "echo", positionals[0]);
+    return [{ endpoint, role: "listen", text: positionals[0] }];
+  },
+  partner: "itself",
+  serves: true,
+  parse({ values, globals, endpoints: [at] }) {
     return {
       ...globals,
-      sockets: socketFlags(values),
-      datagram: datagramFlags(values, [endpoint]),
-      endpoint,
-      family: familyFlag(values, endpoint),
+      endpoint: at.endpoint,
+      groups: at.groups,
+      family: familyFlag(values, at.endpoint),
       ...serverLimits(values),
-      tls,
-      websocket: websocketFlags(values, [endpoint], "echo"),
     };
   },
   run: runEcho,
@@ -127,13 +104,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
   try {
     using listener = await openServer(
       endpoint,
-      {
-        family: options.family,
-        tls: options.tls,
-        websocket: options.websocket,
-        ...options.sockets,
-        multicast: options.datagram?.multicast,
-      },
+      { family: options.family, groups: options.groups },
       reporter,
     );
     await serve(
@@ -147,7 +118,7 @@ export async function runEcho(options: EchoCommandOptions, ctx: CommandContext):
           events: reporter,
           report: (err) => reporter.warnFailure(err),
         }),
-      serveOptions(options, ctx, reporter, options.tls, options.websocket),
+      serveOptions(options, ctx, reporter),
     );
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);

@@ -8,72 +8,41 @@
  * @module
  */
 
-import type { SocketOptions } from "../net/conn.ts";
-import {
-  formatEndpoint,
-  isTls,
-  parseEndpoint,
-  requireEndpoint,
-  schemeList,
-  transportOf,
-} from "../net/address.ts";
+import { formatEndpoint, parseEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { Coalescer } from "../engine/coalesce.ts";
 import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
 import { connectAddress, connectPeer } from "../net/open.ts";
-import { proxyDialer } from "../protocols/proxy.ts";
-import type { ProxySpec } from "../protocols/proxy.ts";
 import { serve } from "../engine/server.ts";
 import { reportLayers } from "../engine/events.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import {
-  LIFETIME_FLAG,
-  MULTICAST_FLAGS,
-  SERVER_SOCKET_FLAGS,
-  TRAFFIC_FLAGS,
-  WEBSOCKET_FLAGS,
-} from "./flags.ts";
-import type { FlagValues, GlobalOptions } from "./flags.ts";
+import { PROXY_GROUP } from "../protocols/proxy_options.ts";
+import { LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
+import type { GlobalOptions } from "./flags.ts";
+import { prepareGroups } from "./groups.ts";
+import type { ParsedGroups } from "./groups.ts";
+import { forwarderSections } from "./sections.ts";
 import { openServer, serveOptions } from "./serve.ts";
-import { tlsClientFlags, tlsClientOptions, tlsServerFlags } from "./tls_flags.ts";
-import type { TlsClientFlags, TlsServerFlags } from "./tls_flags.ts";
-import {
-  datagramFlags,
-  durationFlag,
-  familyFlag,
-  proxyFlag,
-  serverLimits,
-  socketFlags,
-  websocketFlags,
-} from "./values.ts";
-import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
+import { familyFlag, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Parsed options of `sockit forward`. */
 export interface ForwardCommandOptions extends GlobalOptions, ServerLimits {
-  /** `--reuseport`, `--nodelay`, `--keepalive`. */
-  sockets?: { socket: SocketOptions; reusePort: boolean };
-  /** UDP: multicast groups (the listener), TTL/loop/broadcast (the target). */
-  datagram?: DatagramFlags;
   /** Where to accept. */
   listen: Endpoint;
+  /** The options of the listener's groups (TLS termination, WebSocket, socket options, …). */
+  listenGroups: ParsedGroups;
   /** Where each client is forwarded. */
   target: Endpoint;
+  /** The options of the target's groups (TLS origination, `--proxy`, `--source`, …). */
+  targetGroups: ParsedGroups;
   /** Give up connecting to the target after this many ms. */
   connectTimeout: number;
   /** `-4` / `-6`. */
   family?: 4 | 6;
-  /** TLS on the listening side (termination). */
-  serverTls?: TlsServerFlags;
-  /** TLS to the target (origination). */
-  clientTls?: TlsClientFlags;
-  /** `--proxy`: reach the target through this proxy. */
-  proxy?: ProxySpec;
-  /** WebSocket settings, for `ws://`/`wss://` on either side (binary by default). */
-  websocket?: WebSocketCommandOptions;
 }
 
 /** `sockit forward`. */
@@ -117,33 +86,28 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
         ["ipv4", "port-only LISTEN binds 127.0.0.1; TARGET resolves to IPv4"],
         ["ipv6", "port-only LISTEN binds ::1; TARGET resolves to IPv6"],
       ],
+      groups: [PROXY_GROUP],
     },
-    {
-      title: "TLS",
-      flags: [
-        [
-          "cert",
-          "certificate of a tls:// LISTEN (with --key; default: ephemeral, printed with -v); " +
-          "with a plain LISTEN, the client certificate for a tls:// TARGET (mutual TLS)",
+    ...forwarderSections(
+      {
+        title: "TLS",
+        flags: [
+          [
+            "cert",
+            "certificate of a tls:// LISTEN (with --key; default: ephemeral, printed with -v); " +
+            "with a plain LISTEN, the client certificate for a tls:// TARGET (mutual TLS)",
+          ],
+          "key",
+          "client-ca",
+          "handshake-timeout",
+          ["cacert", "trust this certificate too for a tls:// TARGET (repeatable)"],
+          ["servername", "verify the tls:// TARGET as NAME (and send it as SNI)"],
+          ["insecure", "do not verify the tls:// TARGET's certificate"],
+          ["alpn", "ALPN protocol for the TLS side(s) (repeatable)"],
         ],
-        "key",
-        "client-ca",
-        "handshake-timeout",
-        ["cacert", "trust this certificate too for a tls:// TARGET (repeatable)"],
-        ["servername", "verify the tls:// TARGET as NAME (and send it as SNI)"],
-        ["insecure", "do not verify the tls:// TARGET's certificate"],
-        ["alpn", "ALPN protocol for the TLS side(s) (repeatable)"],
-      ],
-    },
-    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
-    {
-      title: "Socket options",
-      flags: [...SERVER_SOCKET_FLAGS, [
-        "source",
-        "connect to the target from this local address and/or port (:PORT alone)",
-      ]],
-    },
-    { title: "UDP multicast and broadcast", flags: MULTICAST_FLAGS },
+      },
+      ["source", "connect to the target from this local address and/or port (:PORT alone)"],
+    ),
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -151,7 +115,7 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     "sockit forward 127.0.0.1:5433 unix:/var/run/postgresql/.s.PGSQL.5432",
     "sockit forward unix:/tmp/api.sock 127.0.0.1:8000 --max-conns 50",
   ],
-  parse({ values, positionals, globals }) {
+  endpoints(positionals) {
     if (positionals.length < 2) {
       throw new UsageError("expected LISTEN and TARGET, e.g. sockit forward 8080 127.0.0.1:80");
     }
@@ -163,44 +127,36 @@ when it is back. Keeps running until SIGINT/SIGTERM.`,
     // Streams to streams, or datagrams to datagrams (a session per client: udp:// → udp://).
     const kind = requireEndpoint(listenAt, { role: "listen" }, "forward", positionals[0]).kind;
     requireEndpoint(target, { role: "connect", kind }, "forward", positionals[1]);
-    // --alpn belongs to whichever side speaks TLS (both when both do); --cert/--key to the
-    // listener when it speaks TLS, else to the target (a client certificate).
-    const serverValues: FlagValues = {
-      ...values,
-      alpn: isTls(listenAt) ? values.alpn : undefined,
-      cert: isTls(listenAt) ? values.cert : undefined,
-      key: isTls(listenAt) ? values.key : undefined,
-    };
-    const clientValues: FlagValues = {
-      ...values,
-      alpn: isTls(target) ? values.alpn : undefined,
-      cert: isTls(listenAt) ? undefined : values.cert,
-      key: isTls(listenAt) ? undefined : values.key,
-    };
-    if (values.alpn !== undefined && !isTls(listenAt) && !isTls(target)) {
-      throw new UsageError(
-        `option --alpn needs TLS: a ${schemeList((row) => row.tls === "always")} endpoint`,
-      );
-    }
     if ("port" in target && target.port === 0) {
       throw new UsageError(
         `${positionals[1]}: a target needs a port (0 only means "any free port" when listening)`,
       );
     }
+    return [
+      { endpoint: listenAt, role: "listen", text: positionals[0] },
+      { endpoint: target, role: "connect", text: positionals[1] },
+    ];
+  },
+  partner: "endpoint",
+  serves: true,
+  parse({ values, globals, endpoints: [at, to] }) {
+    // --cert/--key are the listener's when it speaks TLS, else the target's (a client
+    // certificate); --alpn is each TLS side's.
+    const server = at.groups["tls-server"];
+    const client = to.groups["tls-client"];
+    const targetGroups = server && client
+      ? { ...to.groups, "tls-client": { ...client, cert: undefined, key: undefined } }
+      : to.groups;
     return {
       ...globals,
-      sockets: socketFlags(values, target),
-      datagram: datagramFlags(values, [listenAt, target]),
-      listen: listenAt,
-      target,
+      listen: at.endpoint,
+      listenGroups: at.groups,
+      target: to.endpoint,
+      targetGroups,
       ...serverLimits(values),
-      connectTimeout: durationFlag(values, "connect-timeout", true) ?? 10_000,
+      connectTimeout: values["connect-timeout"] ?? 10_000,
       // -4/-6 also steer the target's resolution: a Unix LISTEN takes them too.
-      family: familyFlag(values, transportOf(listenAt).inet ? listenAt : undefined),
-      serverTls: tlsServerFlags(serverValues, listenAt).flags,
-      clientTls: tlsClientFlags(clientValues, target).flags,
-      proxy: proxyFlag(values, target),
-      websocket: websocketFlags(values, [listenAt, target], "binary"),
+      family: familyFlag(values, transportOf(at.endpoint).inet ? at.endpoint : undefined),
     };
   },
   run: runForward,
@@ -223,39 +179,27 @@ export async function runForward(
   const targetName = connectAddress(options.target, options.family);
   reporter.relaysTo = targetName;
   try {
-    const clientTls = options.clientTls ? tlsClientOptions(options.clientTls, reporter) : undefined;
-    const proxy = options.proxy ? proxyDialer(options.proxy) : undefined;
-    if (options.proxy) {
-      reporter.info(`to ${targetName} through the proxy ${options.proxy.text}`, {
-        proxy: options.proxy.text,
-      });
-    }
+    const { groups } = await prepareGroups(options.targetGroups, {
+      reporter,
+      role: "connect",
+      to: targetName,
+    });
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
-    const { multicast, broadcast } = options.datagram ?? {};
     // A target that fails for many clients (down, or out of descriptors) is one line and a count.
     using failures = new Coalescer((line) => reporter.warning(line));
     using listener = await openServer(options.listen, {
       family: portOnly ? options.family : undefined,
-      tls: options.serverTls,
-      websocket: options.websocket,
-      ...options.sockets,
-      // The listener joins the groups; TTL, loop and broadcast are the target's.
-      multicast: multicast?.join && { join: multicast.join },
+      groups: options.listenGroups,
     }, reporter);
     await serve(listener, async (client) => {
       let target;
       try {
         target = await connectPeer(options.target, {
-          tls: clientTls,
-          base: proxy,
-          websocket: options.websocket,
-          socket: options.sockets?.socket,
+          groups,
           family: options.family,
           timeout: options.connectTimeout,
           signal: ctx.signal,
           trace: reporter.traceFn,
-          multicast: multicast && { ttl: multicast.ttl, loop: multicast.loop },
-          broadcast,
         });
       } catch (err) {
         client.close();
@@ -289,7 +233,7 @@ export async function runForward(
           return error.exitCode;
         },
       });
-    }, serveOptions(options, ctx, reporter, options.serverTls, options.websocket));
+    }, serveOptions(options, ctx, reporter));
     reporter.totals();
     return exitCodeOf(ctx.signal.reason);
   } catch (err) {

@@ -8,7 +8,6 @@
  * @module
  */
 
-import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, requireEndpoint, transportOf } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import type { FollowOptions } from "../net/datagram_listener.ts";
@@ -19,7 +18,6 @@ import {
   ChildStream,
   connectionEnv,
   findProgram,
-  splitCommand,
 } from "../tools/exec.ts";
 import { Fanout } from "../engine/fanout.ts";
 import type { Subscription } from "../engine/fanout.ts";
@@ -31,45 +29,32 @@ import type { Duplex } from "../engine/relay.ts";
 import { serve } from "../engine/server.ts";
 import type { Client, ConnectionHandler } from "../engine/server.ts";
 import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
+import { schemePrefix } from "../net/schemes.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { LIFETIME_FLAG, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS, WEBSOCKET_FLAGS } from "./flags.ts";
-import type { FlagValues, GlobalOptions } from "./flags.ts";
+import { FLAGS, LIFETIME_FLAG, TRAFFIC_FLAGS } from "./flags.ts";
+import type { FlagName, GlobalOptions } from "./flags.ts";
+import { SERVER_SECTIONS } from "./sections.ts";
+import type { ParsedGroups } from "./groups.ts";
 import type { Reporter } from "./report.ts";
 import { openServer, serveOptions } from "./serve.ts";
 import { prepareStdio, runSession } from "./session.ts";
-import { TLS_SERVER_FLAGS, tlsServerFlags } from "./tls_flags.ts";
-import type { TlsServerFlags } from "./tls_flags.ts";
-import {
-  datagramFlags,
-  dialogueSteps,
-  durationFlag,
-  exclusive,
-  familyFlag,
-  oneEndpoint,
-  refuseFlags,
-  serverLimits,
-  socketFlags,
-  websocketFlags,
-} from "./values.ts";
-import type { DatagramFlags, WebSocketCommandOptions } from "./values.ts";
+import { dialogueSteps, familyFlag, oneEndpoint, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /**
  * After a client's end of input, how long a silent `--exec` child may take
  * before it is ended, by default (`--grace`).
  */
-export const EXEC_GRACE = 1000;
+export const EXEC_GRACE: number = FLAGS.grace.default;
 
 /** Parsed options of `sockit listen`. */
 export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
-  /** `--reuseport`, `--nodelay`, `--keepalive`. */
-  sockets?: { socket: SocketOptions; reusePort: boolean };
-  /** UDP: multicast groups to join (and their TTL and loop). */
-  datagram?: DatagramFlags;
   /** Where to listen (with `--tls` applied). */
   endpoint: Endpoint;
+  /** The options of the endpoint's groups (TLS, WebSocket, socket options, multicast, …). */
+  groups: ParsedGroups;
   /** What to send to each client instead of stdin (`--send`, `--send-file`, in order). */
   steps?: Step[];
   /** Keep the write side open at the end of stdin. */
@@ -92,63 +77,16 @@ export interface ListenCommandOptions extends GlobalOptions, ServerLimits {
   broker: boolean;
   /** `--stall-timeout`: ms a broker member may hold up the others (undefined: for ever). */
   stallTimeout?: number;
-  /** TLS server options, when the listener is TLS. */
-  tls?: TlsServerFlags;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
-  websocket?: WebSocketCommandOptions;
 }
 
-/**
- * What the one session of a datagram endpoint without `-k` refuses: it
- * hears every sender, so there is no client to admit or turn away.
- */
-const STREAM_ONLY = ["exec", "sh-exec", "broker", "max-conns", "allow", "deny"];
-
-/** What a datagram server of a session per sender (`-k`) refuses. */
-const NOT_FOR_DATAGRAM_SESSIONS = ["broker"];
-
-/** What a datagram server with a child per peer (`--exec`) still refuses. */
-const NOT_FOR_DATAGRAM_EXEC = ["broker", "send", "send-file", "expect", "send-only", "recv-only"];
-
 /** How long a `--broker` member may stay above its mark before it is dropped, by default. */
-export const BROKER_STALL = 5000;
+export const BROKER_STALL: number = FLAGS["stall-timeout"].default;
 
 /** How much a `--broker` member may have waiting for it before its stall clock runs. */
 const BROKER_HIGH_WATER = 256 * 1024;
 
 /** How much may wait for a `--broker` member at most: beyond it, it is dropped at once. */
 const BROKER_QUEUE_MAX = 16 << 20;
-
-/** `--stall-timeout DUR`: only with `--broker`; 0 for never. */
-function stallFlag(values: FlagValues): number | undefined {
-  if (values["stall-timeout"] === undefined) return BROKER_STALL;
-  if (!values.broker) throw new UsageError("option --stall-timeout is for --broker");
-  return durationFlag(values, "stall-timeout", true);
-}
-
-/** `--grace DUR`: the default without it, no limit for 0; only with `--exec`/`--sh-exec`. */
-function graceFlag(values: FlagValues): number {
-  if (values.grace !== undefined && values.exec === undefined && values["sh-exec"] === undefined) {
-    throw new UsageError("option --grace is for --exec and --sh-exec");
-  }
-  if (values.grace === undefined) return EXEC_GRACE;
-  return durationFlag(values, "grace", true) ?? Infinity;
-}
-
-function execArgv(values: FlagValues): string[] | undefined {
-  if (typeof values.exec === "string") {
-    const argv = splitCommand(values.exec);
-    if (argv.length === 0) {
-      throw new UsageError("option --exec needs a command, e.g. --exec 'tr a-z A-Z'");
-    }
-    return argv;
-  }
-  if (typeof values["sh-exec"] === "string") {
-    if (values["sh-exec"].trim() === "") throw new UsageError("option --sh-exec needs a command");
-    return ["/bin/sh", "-c", values["sh-exec"]];
-  }
-  return undefined;
-}
 
 /** `sockit listen`. */
 export const listenCommand: Command<ListenCommandOptions> = {
@@ -202,10 +140,7 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
         "ipv6",
       ],
     },
-    { title: "TLS", flags: TLS_SERVER_FLAGS },
-    { title: "WebSocket (ws://, wss://)", flags: WEBSOCKET_FLAGS },
-    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
-    { title: "UDP multicast", flags: ["multicast-join", "multicast-ttl", "multicast-loop"] },
+    ...SERVER_SECTIONS,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -216,52 +151,44 @@ sockit half-closes). With stdin at a terminal, the client's close ends it.`,
     "sockit listen --broker 7000",
     "sockit listen udp://127.0.0.1:5353 -v",
   ],
-  parse({ values, positionals, globals, sequence }) {
-    const given = oneEndpoint(positionals);
-    const row = requireEndpoint(given, { role: "listen" }, "listen", positionals[0]);
-    // One thing answers each client: a child, the other clients, the texts, or stdin.
-    exclusive(values, ["exec", "sh-exec", "send", "broker"]);
-    exclusive(values, ["exec", "sh-exec", "send-file", "broker"]);
-    exclusive(values, ["exec", "sh-exec", "broker", "send-only"]);
-    exclusive(values, ["exec", "sh-exec", "broker", "recv-only"]);
-    if (values["send-only"] && values["recv-only"]) {
-      throw new UsageError("options --send-only and --recv-only contradict each other");
-    }
-    if (values["recv-only"] && (values.send || values["send-file"])) {
-      throw new UsageError("options --recv-only and --send/--send-file contradict each other");
-    }
+  endpoints(positionals) {
+    const endpoint = oneEndpoint(positionals);
+    requireEndpoint(endpoint, { role: "listen" }, "listen", positionals[0]);
+    return [{ endpoint, role: "listen", text: positionals[0] }];
+  },
+  serves: ["keep-open", "broker"],
+  parse({ values, given, globals, sequence, endpoints: [at] }) {
+    const row = transportOf(at.endpoint);
     if (row.kind === "datagram") {
-      const exec = values.exec !== undefined || values["sh-exec"] !== undefined;
-      refuseFlags(
-        values,
-        exec
-          ? NOT_FOR_DATAGRAM_EXEC
-          : values["keep-open"]
-          ? NOT_FOR_DATAGRAM_SESSIONS
-          : STREAM_ONLY,
-        row,
-      );
+      // Datagrams have no connections to relay between; with -k or --exec each sender is a
+      // session that --max-conns, --allow and --deny apply to; without, the one session hears
+      // every sender.
+      const sessions = given.has("exec") || given.has("sh-exec") || given.has("keep-open");
+      const refused: FlagName[] = [
+        "broker",
+        ...(sessions ? [] : ["max-conns", "allow", "deny"] as const),
+      ];
+      const stray = refused.find((name) => given.has(name));
+      if (stray) {
+        throw new UsageError(`option --${stray} is not supported with ${schemePrefix(row)}`);
+      }
     }
-    const { endpoint, flags: tls } = tlsServerFlags(values, given);
     return {
       ...globals,
-      sockets: socketFlags(values),
-      datagram: datagramFlags(values, [endpoint]),
-      endpoint,
+      endpoint: at.endpoint,
+      groups: at.groups,
       steps: dialogueSteps(sequence),
       noHalfClose: values["no-half-close"] === true,
       sendOnly: values["send-only"] === true,
       recvOnly: values["recv-only"] === true,
       crlf: values.crlf === true,
       ...serverLimits(values),
-      family: familyFlag(values, endpoint),
+      family: familyFlag(values, at.endpoint),
       keepOpen: values["keep-open"] === true,
-      exec: execArgv(values),
-      grace: graceFlag(values),
+      exec: values.exec ?? values["sh-exec"],
+      grace: values.grace ?? EXEC_GRACE,
       broker: values.broker === true,
-      stallTimeout: stallFlag(values),
-      tls,
-      websocket: websocketFlags(values, [endpoint], "text"),
+      stallTimeout: values["stall-timeout"],
     };
   },
   run: runListen,
@@ -301,17 +228,14 @@ export async function runListen(
       options.endpoint,
       {
         family: options.family,
-        tls: options.tls,
-        websocket: options.websocket,
-        ...options.sockets,
-        multicast: options.datagram?.multicast,
+        groups: options.groups,
         // One session bridged to stdio: a datagram listener's hears every sender.
         follow: many || options.exec ? undefined : follow(options, reporter),
       },
       reporter,
     );
     const code = await serve(listener, connectionHandler(options, ctx, reporter), {
-      ...serveOptions(options, ctx, reporter, options.tls, options.websocket),
+      ...serveOptions(options, ctx, reporter),
       once: !many,
     });
     if (many) reporter.totals();

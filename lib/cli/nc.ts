@@ -13,8 +13,9 @@ import { parseEndpoint, pathEndpoint, schemeFor, transportOf } from "../net/addr
 import type { Endpoint } from "../net/address.ts";
 import { exitCodeOf, SockitError, toSockitError, UsageError } from "../base/errors.ts";
 import { formatHost, ipFamily } from "../net/ip.ts";
-import { parseProxyUrl, proxyDialer } from "../protocols/proxy.ts";
-import type { ProxySpec } from "../protocols/proxy.ts";
+import { proxyDialer } from "../protocols/proxy.ts";
+import { parseProxyUrl } from "../protocols/proxy_options.ts";
+import type { ProxySpec } from "../protocols/proxy_options.ts";
 import { resolve } from "../net/resolve.ts";
 import { parsePorts, scan, scanUdp } from "../tools/scan.ts";
 import type { Command } from "./command.ts";
@@ -25,7 +26,7 @@ import type { CommandContext } from "./context.ts";
 import type { GlobalOptions } from "./flags.ts";
 import { EXEC_GRACE, runListen } from "./listen.ts";
 import type { ListenCommandOptions } from "./listen.ts";
-import { sourceFamily, sourceFlag } from "./values.ts";
+import { sourceAddress, sourceFamily, sourceFor } from "../net/socket_options.ts";
 import { scanSource } from "./scan.ts";
 import type { SourceAddress } from "../net/tcp_libc.ts";
 
@@ -217,12 +218,15 @@ export function parseNcArgs(argv: string[]): NcOptions {
   const sourceText = opts.get("s") as string | undefined;
   const sourcePort = opts.get("p") as string | undefined;
   const bare = sourceText?.replace(/^\[(.*)\]$/, "$1");
-  const ipSource = (target?: Endpoint) =>
-    bare === undefined && sourcePort === undefined ? undefined : sourceFlag({
-      source: `${bare === undefined ? "" : formatHost(bare)}${
-        sourcePort === undefined ? "" : `:${port(sourcePort, "port")}`
-      }`,
-    }, target);
+  const ipSource = (target: Endpoint) =>
+    bare === undefined && sourcePort === undefined ? undefined : sourceFor(
+      sourceAddress(
+        `${bare === undefined ? "" : formatHost(bare)}${
+          sourcePort === undefined ? "" : `:${port(sourcePort, "port")}`
+        }`,
+      ),
+      target,
+    );
   if (has("z")) {
     if (has("l")) throw new UsageError("nc options -l and -z do not mix");
     const [host, ...ports] = positionals;
@@ -237,10 +241,10 @@ export function parseNcArgs(argv: string[]): NcOptions {
       ...common,
       mode: "scan",
       proxy,
-      source: scanSource({
-        ...(sourceText !== undefined ? { source: formatHost(bare!) } : {}),
-        ...(proxy ? { proxy: "" } : {}),
-      }),
+      source: scanSource(
+        sourceText === undefined ? undefined : sourceAddress(formatHost(bare!)),
+        proxy !== undefined,
+      ),
       scan: { host: numericHost(host), ports: parsePorts(ports.join(",")), udp },
     };
   }
@@ -365,6 +369,7 @@ export async function runNc(options: NcOptions, ctx: CommandContext): Promise<nu
       recvOnly: options.noStdin,
       noHalfClose: !options.shutdown,
       crlf: options.crlf,
+      groups: {},
     };
     return await runListen(listen, ctx);
   }
@@ -379,7 +384,10 @@ export async function runNc(options: NcOptions, ctx: CommandContext): Promise<nu
     // UDP: nc waits for replies until -w (sockit's default reply wait otherwise).
     idleTimeout: transportOf(options.endpoint!).kind === "datagram" ? options.wait : undefined,
     quitAfterInput: options.quit,
-    socket: options.source && { source: options.source },
+    groups: {
+      ...(options.source ? { source: options.source } : {}),
+      ...(options.proxy ? { proxy: options.proxy } : {}),
+    },
     family: sourceFamily(options.source, options.family),
   };
   return await runConnect(connect, ctx);

@@ -16,7 +16,7 @@ import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { LIFETIME_FLAG } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
-import { countFlag, durationFlag, familyFlag } from "./values.ts";
+import { familyFlag } from "./values.ts";
 
 /** Parsed options of `sockit ping`. */
 export interface PingCommandOptions extends GlobalOptions {
@@ -90,33 +90,17 @@ socket, 130/143 when interrupted (after the statistics).`,
     if (!/^[A-Za-z0-9_.:%-]+$/.test(host)) {
       throw new UsageError(`invalid host ${JSON.stringify(positionals[0])}`);
     }
-    const count = countFlag(values, "count");
-    if (count === 0) throw new UsageError("option --count needs at least 1");
-    const interval = durationFlag(values, "interval") ?? 1000;
-    const size = countFlag(values, "size") ?? 56;
-    if (size > 65507) throw new UsageError("option --size: at most 65507 bytes");
-    const ttl = countFlag(values, "ttl");
-    if (ttl !== undefined && (ttl < 1 || ttl > 255)) {
-      throw new UsageError("option --ttl needs 1–255");
-    }
-    const socket = (values.socket as string | undefined) ?? "auto";
-    if (socket !== "auto" && socket !== "raw" && socket !== "dgram") {
-      throw new UsageError(
-        `option --socket must be auto, raw or dgram, not ${JSON.stringify(socket)}`,
-      );
-    }
-    const timeout = durationFlag(values, "reply-timeout") ?? 10_000;
     return {
       ...globals,
       host,
-      count,
-      interval,
-      timeout,
-      deadline: durationFlag(values, "deadline", true),
-      lifetime: durationFlag(values, "timeout", true),
-      size,
-      ttl,
-      socket,
+      count: values.count,
+      interval: values.interval ?? 1000,
+      timeout: values["reply-timeout"]!,
+      deadline: values.deadline,
+      lifetime: values.timeout || undefined,
+      size: values.size!,
+      ttl: values.ttl,
+      socket: values.socket!,
       family: familyFlag(values),
     };
   },

@@ -6,8 +6,9 @@
  * @module
  */
 
+import { servesMany } from "./command.ts";
 import { textSinkOf } from "./context.ts";
-import { main } from "./main.ts";
+import { COMMANDS, main } from "./main.ts";
 import { StdinReader, stdoutMayBeClosed, StdoutWriter } from "../engine/stdio.ts";
 import { spawnWorkersWith, startWorker, type ThreadWorker } from "../sys/worker.ts";
 
@@ -67,8 +68,9 @@ export const FAIR_IO_VARIABLE = "DENO_TOKIO_MAX_IO_EVENTS_PER_TICK";
 
 /**
  * Whether `argv` should run in a worker whose runtime is set up for fair
- * service: a server command that may hold many busy connections (`echo`,
- * `forward`, `proxy`, `listen -k` or `--broker`), when
+ * service: a command that serves many clients at once, as its declaration
+ * says (`Command.serves`: `echo`, `forward`, `proxy`, `listen -k` or
+ * `--broker`), when
  * the variable is not set for the whole process already, sockit may set it
  * (`--allow-env`, or `--allow-env=DENO_TOKIO_MAX_IO_EVENTS_PER_TICK`) and
  * may load the worker's module (`worker`; Deno asks read permission for a
@@ -82,15 +84,13 @@ export const FAIR_IO_VARIABLE = "DENO_TOKIO_MAX_IO_EVENTS_PER_TICK";
  * import assert from "node:assert/strict";
  *
  * assert.equal(fairRuntime(["connect", "127.0.0.1:80"]), false);
+ * assert.equal(fairRuntime(["listen", "8080"]), false); // one client
  * ```
  */
 export function fairRuntime(argv: readonly string[], worker?: URL): boolean {
   const [name, ...rest] = argv[0] === "--" ? argv.slice(1) : argv;
-  if (!["echo", "forward", "proxy", "listen"].includes(name ?? "")) return false;
-  // A plain `listen` serves one client: only -k and --broker make it a server of many.
-  const many = (arg: string) =>
-    arg === "--keep-open" || arg === "--broker" || /^-[A-Za-z0-9]*k/.test(arg);
-  if (name === "listen" && !rest.some(many)) return false;
+  const command = Object.hasOwn(COMMANDS, name ?? "") ? COMMANDS[name] : undefined;
+  if (!command || !servesMany(command, rest)) return false;
   const granted = (descriptor: Deno.PermissionDescriptor) =>
     Deno.permissions.querySync(descriptor).state === "granted";
   try {

@@ -7,7 +7,6 @@
  * @module
  */
 
-import type { SocketOptions } from "../net/conn.ts";
 import { formatEndpoint, parseEndpoint, requireEndpoint } from "../net/address.ts";
 import type { Endpoint } from "../net/address.ts";
 import { exitCodeOf, toSockitError, UsageError } from "../base/errors.ts";
@@ -28,10 +27,12 @@ import { SERVER_BUFFER, transfer } from "../engine/transfer.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import { LIFETIME_FLAG, SERVER_FLAGS, SERVER_SOCKET_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
+import { LIFETIME_FLAG, SERVER_FLAGS, TRAFFIC_FLAGS } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
+import type { ParsedGroups } from "./groups.ts";
+import { SERVER_SOCKET_SECTION } from "./sections.ts";
 import { openStreamServer, serveOptions } from "./serve.ts";
-import { durationFlag, familyFlag, serverLimits, socketFlags } from "./values.ts";
+import { familyFlag, serverLimits } from "./values.ts";
 import type { ServerLimits } from "./values.ts";
 
 /** Where `sockit proxy` listens by default. */
@@ -39,10 +40,10 @@ export const DEFAULT_PROXY_LISTEN = "127.0.0.1:1080";
 
 /** Parsed options of `sockit proxy`. */
 export interface ProxyCommandOptions extends GlobalOptions, ServerLimits {
-  /** `--reuseport`, `--nodelay`, `--keepalive`. */
-  sockets?: { socket: SocketOptions; reusePort: boolean };
   /** Where to accept. */
   listen: Endpoint;
+  /** The options of the listener's groups (`--reuseport`, `--nodelay`, `--keepalive`, `--ttl`). */
+  groups: ParsedGroups;
   /** `--auth` and `--auth-file` users (read when the server starts). */
   auth: string[];
   /** `--auth-file`. */
@@ -89,7 +90,7 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
         ["ipv6", "resolve target names to IPv6 only"],
       ],
     },
-    { title: "Socket options", flags: SERVER_SOCKET_FLAGS },
+    SERVER_SOCKET_SECTION,
     { title: "Traffic", flags: TRAFFIC_FLAGS },
   ],
   examples: [
@@ -98,29 +99,32 @@ unless an --allow-target address names them. Keeps running until SIGINT/SIGTERM.
     "curl --socks5-hostname 127.0.0.1:1080 http://example.com/",
     "curl -x http://127.0.0.1:1080 http://example.com/",
   ],
-  parse({ values, positionals, globals }) {
+  endpoints(positionals) {
     if (positionals.length > 1) {
       throw new UsageError(`unexpected argument ${JSON.stringify(positionals[1])}`);
     }
     const text = positionals[0] ?? DEFAULT_PROXY_LISTEN;
-    const listenAt = parseEndpoint(text);
-    requireEndpoint(listenAt, { role: "listen", kind: "stream" }, "proxy", text);
-    const auth = (values.auth as string[] | undefined) ?? [];
+    const endpoint = parseEndpoint(text);
+    requireEndpoint(endpoint, { role: "listen", kind: "stream" }, "proxy", text);
+    return [{ endpoint, role: "listen", text }];
+  },
+  partner: "endpoint",
+  serves: true,
+  parse({ values, globals, endpoints: [at] }) {
+    const auth = values.auth ?? [];
     parseUsers(auth);
-    const rules = (name: string) =>
-      ((values[name] as string[] | undefined) ?? []).map(parseTargetRule);
-    const connectTimeout = durationFlag(values, "connect-timeout", true) ?? 10_000;
-    const requestTimeout = durationFlag(values, "request-timeout") ?? REQUEST_TIMEOUT;
-    if (requestTimeout <= 0) throw new UsageError("option --request-timeout must be more than 0");
     return {
       ...globals,
-      sockets: socketFlags(values),
-      listen: listenAt,
+      listen: at.endpoint,
+      groups: at.groups,
       auth,
-      authFile: values["auth-file"] as string | undefined,
-      targets: { allow: rules("allow-target"), deny: rules("deny-target") },
-      connectTimeout,
-      requestTimeout,
+      authFile: values["auth-file"],
+      targets: {
+        allow: (values["allow-target"] ?? []).map(parseTargetRule),
+        deny: (values["deny-target"] ?? []).map(parseTargetRule),
+      },
+      connectTimeout: values["connect-timeout"] ?? 10_000,
+      requestTimeout: values["request-timeout"] ?? REQUEST_TIMEOUT,
       ...serverLimits(values),
       family: familyFlag(values),
     };
@@ -167,7 +171,7 @@ export async function runProxy(options: ProxyCommandOptions, ctx: CommandContext
     const portOnly = "port" in options.listen && options.listen.hostname === undefined;
     using listener = await openStreamServer(options.listen, {
       family: portOnly ? options.family : undefined,
-      ...options.sockets,
+      groups: options.groups,
     }, reporter);
     // Beyond loopback, the host's own services and link-local ones (a cloud's
     // metadata) are refused unless --allow-target names them.

@@ -13,19 +13,13 @@ import { formatPorts, parsePorts, scan, scanUdp } from "../tools/scan.ts";
 import type { Command } from "./command.ts";
 import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
-import type { FlagValues, GlobalOptions } from "./flags.ts";
+import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import {
-  countFlag,
-  durationFlag,
-  familyFlag,
-  proxyFlag,
-  sourceFamily,
-  sourceFlag,
-} from "./values.ts";
+import { familyFlag } from "./values.ts";
+import { sourceFamily } from "../net/socket_options.ts";
 import type { SourceAddress } from "../net/tcp_libc.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
-import type { ProxySpec } from "../protocols/proxy.ts";
+import type { ProxySpec } from "../protocols/proxy_options.ts";
 
 /** Parsed options of `sockit scan`. */
 export interface ScanCommandOptions extends GlobalOptions {
@@ -48,14 +42,16 @@ export interface ScanCommandOptions extends GlobalOptions {
 }
 
 /** `--source ADDR` of a scan: an address only, as the probes are many at once. */
-export function scanSource(values: FlagValues): SourceAddress | undefined {
-  const source = sourceFlag(values);
+export function scanSource(
+  source: SourceAddress | undefined,
+  proxied: boolean,
+): SourceAddress | undefined {
   if (source?.port !== undefined) {
     throw new UsageError(
       "a scan probes many ports at once, so --source takes an address, not a port",
     );
   }
-  if (source && values.proxy !== undefined) {
+  if (source && proxied) {
     throw new UsageError("options --source and --proxy do not mix in a scan");
   }
   return source;
@@ -108,20 +104,19 @@ order. Exit 0 when at least one port is open, 1 when none is, 2 on bad input.`,
     if (!/^[A-Za-z0-9_.:%-]+$/.test(host)) {
       throw new UsageError(`invalid host ${JSON.stringify(positionals[0])}`);
     }
-    const concurrency = countFlag(values, "concurrency");
-    if (concurrency === 0) throw new UsageError("option --concurrency needs at least 1");
-    const timeout = durationFlag(values, "timeout") ?? 1000;
+    const timeout = values.timeout ?? 1000;
     if (timeout <= 0) throw new UsageError("option --timeout must be more than 0");
+    const source = scanSource(values.source, values.proxy !== undefined);
     return {
       ...globals,
       host,
       ports: parsePorts(positionals[1]),
-      concurrency,
+      concurrency: values.concurrency,
       timeout,
-      family: sourceFamily(scanSource(values), familyFlag(values)),
-      proxy: proxyFlag(values),
+      family: sourceFamily(source, familyFlag(values)),
+      proxy: values.proxy,
       udp: values.udp === true,
-      source: scanSource(values),
+      source,
     };
   },
   run: runScan,

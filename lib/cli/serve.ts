@@ -1,44 +1,32 @@
 /**
  * The listener bootstrap every server command shares (`listen`, `echo`,
- * `forward`, `proxy`): the TLS certificate when the endpoint speaks TLS (from
- * `--cert/--key` or made for the run), bind and listen — a stream listener,
- * or a datagram listener that hands out a peer per sender — Deno's
- * complaints about a certificate turned into words, and the `listening`
- * event with the real bound address.
+ * `forward`, `proxy`): what the endpoint's option groups need first (a TLS
+ * certificate from `--cert/--key` or made for the run, …), bind and listen
+ * — a stream listener, or a datagram listener that hands out a peer per
+ * sender — (a failure in the words of the group that caused it), and the
+ * `listening` event with the real bound address.
  *
  * @module
  */
 
 import type { Endpoint } from "../net/address.ts";
-import type { MulticastOptions } from "../net/datagram.ts";
 import type { FollowOptions } from "../net/datagram_listener.ts";
-import { checkSocketOptions } from "../net/conn.ts";
-import type { SocketOptions } from "../net/conn.ts";
 import type { Listener } from "../net/listener.ts";
 import { listen, listenPeers } from "../net/open.ts";
 import type { ListenPeersOptions } from "../net/open.ts";
 import type { Client, ServeOptions, ServerListener } from "../engine/server.ts";
 import type { CommandContext } from "./context.ts";
+import { prepareGroups } from "./groups.ts";
+import type { ParsedGroups } from "./groups.ts";
 import type { ServerLimits } from "./values.ts";
 import type { Reporter } from "./report.ts";
-import { explainTlsListenError, serverCertificate } from "./tls_flags.ts";
-import type { TlsServerFlags } from "./tls_flags.ts";
-import type { WebSocketServerOptions } from "../protocols/websocket.ts";
 
 /** Options of {@linkcode openServer}. */
 export interface OpenServerOptions {
   /** `-4`/`-6` for the port-only form or a host name. */
   family?: 4 | 6;
-  /** The TLS flags, when the endpoint speaks TLS. */
-  tls?: TlsServerFlags;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint. */
-  websocket?: WebSocketServerOptions;
-  /** `--reuseport`. */
-  reusePort?: boolean;
-  /** `--nodelay`, `--keepalive` for accepted connections. */
-  socket?: SocketOptions;
-  /** `--multicast-join` (and TTL, loop) for a datagram listener's socket. */
-  multicast?: MulticastOptions;
+  /** The options of the endpoint's groups. */
+  groups?: ParsedGroups;
   /**
    * A server of one session bridged to stdio (`listen` without `-k`): a
    * datagram listener hands it what every sender sends (see
@@ -87,24 +75,22 @@ async function open<L extends { address: string; scheme: string }>(
   reporter: Reporter,
   listenOn: (endpoint: Endpoint, options: ListenPeersOptions) => Promise<L>,
 ): Promise<L> {
-  checkSocketOptions(options.socket);
-  const tls = options.tls ? await serverCertificate(options.tls, reporter) : undefined;
+  const { groups, explain } = await prepareGroups(options.groups ?? {}, {
+    reporter,
+    role: "listen",
+  });
   let listener: L;
   try {
     listener = await listenOn(endpoint, {
       family: options.family,
       trace: reporter.traceFn,
-      tls,
-      websocket: options.websocket && { ...options.websocket, trace: reporter.traceFn },
-      reusePort: options.reusePort,
-      socket: options.socket,
-      multicast: options.multicast,
+      groups,
       follow: options.follow,
       onStaleSocket: (path) => reporter.info(`removed stale socket file ${path}`),
       onWarning: (text) => reporter.warning(text),
     });
   } catch (err) {
-    throw options.tls ? explainTlsListenError(err, options.tls) : err;
+    throw explain(err);
   }
   reporter.listening(listener.address, listener.scheme);
   return listener;
@@ -124,13 +110,11 @@ export function serveOptions(
   limits: ServerLimits,
   ctx: CommandContext,
   reporter: Reporter,
-  tls?: TlsServerFlags,
-  websocket?: { handshakeTimeout?: number },
 ): ServeOptions {
   return {
     events: reporter,
     signal: ctx.signal,
-    handshakeTimeout: tls?.handshakeTimeout ?? websocket?.handshakeTimeout,
+    handshakeTimeout: limits.handshakeTimeout,
     maxConns: limits.maxConns,
     access: limits.access,
     report: (err) => reporter.fail(err),

@@ -17,7 +17,7 @@ import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import { LIFETIME_FLAG } from "./flags.ts";
 import type { GlobalOptions } from "./flags.ts";
-import { countFlag, durationFlag, familyFlag } from "./values.ts";
+import { familyFlag } from "./values.ts";
 
 /** Parsed options of `sockit traceroute`. */
 export interface TracerouteCommandOptions extends GlobalOptions {
@@ -78,23 +78,15 @@ said it is unreachable), 126 without a raw socket.`,
     if (!/^[A-Za-z0-9_.:%-]+$/.test(host)) {
       throw new UsageError(`invalid host ${JSON.stringify(args[0])}`);
     }
-    const maxHops = countFlag(values, "max-hops") ?? 30;
-    if (maxHops < 1 || maxHops > 255) throw new UsageError("option --max-hops needs 1–255");
-    const queries = countFlag(values, "queries") ?? 3;
-    if (queries < 1 || queries > 10) throw new UsageError("option --queries needs 1–10");
-    const port = countFlag(values, "port") ?? 33434;
-    if (port < 1 || port > 65535) throw new UsageError("option --port needs 1–65535");
-    const probeTimeout = durationFlag(values, "probe-timeout") ?? 5000;
-    if (probeTimeout <= 0) throw new UsageError("option --probe-timeout must be more than 0");
     return {
       ...globals,
       host,
-      maxHops,
-      queries,
-      probeTimeout,
-      port,
+      maxHops: values["max-hops"]!,
+      queries: values.queries!,
+      probeTimeout: values["probe-timeout"]!,
+      port: values.port!,
       family: familyFlag(values),
-      lifetime: durationFlag(values, "timeout", true),
+      lifetime: values.timeout || undefined,
     };
   },
   run: runTraceroute,

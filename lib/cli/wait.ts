@@ -26,12 +26,15 @@ import { makeReporter } from "./command.ts";
 import type { CommandContext } from "./context.ts";
 import type { GlobalOptions } from "./flags.ts";
 import type { Reporter } from "./report.ts";
-import { tlsClientFlags, tlsClientOptions } from "./tls_flags.ts";
-import type { TlsClientFlags } from "./tls_flags.ts";
+import { tlsClientOptions } from "./tls_flags.ts";
 import type { Pattern } from "../engine/pattern.ts";
-import { compilePatterns, durationFlag, familyFlag, proxyFlag, regexFlag } from "./values.ts";
+import { compilePatterns, familyFlag } from "./values.ts";
+import type { CommandEndpoint } from "./groups.ts";
 import { proxyDialer } from "../protocols/proxy.ts";
-import type { ProxySpec } from "../protocols/proxy.ts";
+import { PROXY_GROUP } from "../protocols/proxy_options.ts";
+import type { ProxySpec } from "../protocols/proxy_options.ts";
+import { TLS_CLIENT_GROUP } from "../protocols/tls_options.ts";
+import type { TlsClientFlags } from "../protocols/tls_options.ts";
 
 /** Parsed options of `sockit wait`. */
 export interface WaitCommandOptions extends GlobalOptions {
@@ -74,29 +77,6 @@ function waitTarget(text: string): WaitTarget {
   return endpoint;
 }
 
-/**
- * `--status 200,204` or `--status 2xx,3xx`.
- *
- * @example Usage
- * ```ts
- * import { statusFlag } from "./wait.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepEqual(statusFlag("2xx,304"), ["2xx", 304]);
- * assert.throws(() => statusFlag("2x"), /--status/);
- * ```
- */
-export function statusFlag(text: string): StatusSet {
-  return text.split(",").map((part) => {
-    const p = part.trim().toLowerCase();
-    if (/^[1-5]xx$/.test(p)) return p as `${1 | 2 | 3 | 4 | 5}xx`;
-    if (/^[1-5]\d\d$/.test(p)) return Number(p);
-    throw new UsageError(
-      `option --status needs codes or classes like 200,204 or 2xx,3xx, not ${JSON.stringify(text)}`,
-    );
-  });
-}
-
 /** `--header 'Name: value'`. */
 function headerFlag(text: string): [string, string] {
   const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(text);
@@ -136,6 +116,7 @@ with the last error or status seen. One result line per target goes to stdout as
         ["ipv4", "resolve host names to IPv4 only"],
         ["ipv6", "resolve host names to IPv6 only"],
       ],
+      groups: [PROXY_GROUP],
     },
     { title: "HTTP", flags: ["status", "method", "header", "body"] },
     {
@@ -164,62 +145,62 @@ with the last error or status seen. One result line per target goes to stdout as
     "sockit wait --reverse 127.0.0.1:8080 --timeout 10s",
   ],
   passThrough: true,
-  parse({ values, positionals, globals }, command) {
+  endpoints(positionals) {
     if (positionals.length === 0) {
       throw new UsageError("missing target (e.g. sockit wait 127.0.0.1:5432)");
     }
+    // What a proxy would be asked to reach: each endpoint, and each URL's server.
+    return positionals.flatMap((text): CommandEndpoint[] => {
+      const target = waitTarget(text);
+      if ("file" in target) return [];
+      const endpoint = "url" in target ? parseHttpUrl(target.url).endpoint : target;
+      return [{ endpoint, role: "connect", text }];
+    });
+  },
+  parse({ values, given, positionals, globals, endpoints }, command) {
     const targets = positionals.map(waitTarget);
+    // An address of the other family than -4/-6 is a usage error before any target is tried.
+    for (const { endpoint } of endpoints) {
+      if ("hostname" in endpoint) familyFlag(values, endpoint);
+    }
     if (command !== undefined && command.length === 0) {
       throw new UsageError("nothing after -- to run");
     }
-    const interval = durationFlag(values, "interval") ?? 250;
+    const interval = values.interval ?? 250;
     if (interval <= 0) throw new UsageError("option --interval must be more than 0");
     const http = targets.some((t) => "url" in t);
-    const httpFlag = ["status", "method", "header", "body"].find((n) => values[n] !== undefined);
+    const httpFlag = (["status", "method", "header", "body"] as const).find((n) => given.has(n));
     if (httpFlag && !http) {
       throw new UsageError(`option --${httpFlag} needs an http:// or https:// URL`);
     }
     const https = targets.some((t) => "url" in t && /^https:/i.test(t.url));
-    const tlsFlag = ["cacert", "servername", "insecure", "alpn", "cert", "key"].find((n) =>
-      values[n] !== undefined
-    );
+    const tlsFlag = (["cacert", "servername", "insecure", "alpn", "cert", "key"] as const).find((
+      n,
+    ) => given.has(n));
     if (tlsFlag && !https) throw new UsageError(`option --${tlsFlag} needs an https:// URL`);
-    const method = values.method as string | undefined;
-    if (method !== undefined && !/^[A-Za-z]+$/.test(method)) {
-      throw new UsageError(
-        `option --method needs a method like GET or HEAD, not ${JSON.stringify(method)}`,
-      );
-    }
-    const proxy = proxyFlag(values);
-    if (proxy) {
-      for (const target of targets) {
-        if ("file" in target) continue;
-        if ("url" in target) {
-          if (/^http\+unix:/i.test(target.url)) {
-            throw new UsageError(
-              `${target.url}: --proxy reaches host:port targets, not Unix sockets`,
-            );
-          }
-        } else proxyFlag(values, target);
-      }
-    }
     return {
       ...globals,
-      proxy,
+      proxy: values.proxy,
       targets,
-      timeout: durationFlag(values, "timeout") ?? 30_000,
+      timeout: values.timeout ?? 30_000,
       interval,
-      attemptTimeout: durationFlag(values, "attempt-timeout", true),
+      attemptTimeout: values["attempt-timeout"],
       reverse: values.reverse === true,
       family: familyFlag(values),
       request: {
-        method: method?.toUpperCase(),
-        headers: ((values.header as string[] | undefined) ?? []).map(headerFlag),
+        method: values.method,
+        headers: (values.header ?? []).map(headerFlag),
       },
-      status: typeof values.status === "string" ? statusFlag(values.status) : undefined,
-      body: regexFlag(values, "body"),
+      status: values.status,
+      body: values.body,
+      // An https:// target's TLS options (they do not depend on which one).
       tls: https
-        ? tlsClientFlags(values, parseHttpUrl("https://localhost/").endpoint).flags
+        ? TLS_CLIENT_GROUP.parse(values, {
+          endpoint: parseHttpUrl("https://localhost/").endpoint,
+          role: "connect",
+          endpoints: [],
+          partner: "stdio",
+        })
         : undefined,
       command,
     };

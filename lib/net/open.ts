@@ -11,12 +11,12 @@
  * @module
  */
 
-import { connectAddress, formatEndpoint, hostOf, transportOf, withTls } from "./address.ts";
+import { connectAddress, formatEndpoint, hostOf, transportOf } from "./address.ts";
 import type { Endpoint, Role } from "./address.ts";
-import type { Connection, SocketOptions } from "./conn.ts";
+import type { Connection } from "./conn.ts";
 import type { Stream } from "./stream.ts";
 import { nextConnectionId } from "./conn.ts";
-import type { DatagramSide, DatagramSocket, MulticastOptions } from "./datagram.ts";
+import type { DatagramSide, DatagramSocket } from "./datagram.ts";
 import type { DatagramListener, FollowOptions } from "./datagram_listener.ts";
 import { Deadline } from "../engine/deadline.ts";
 import { dialWithRetry, directDialer } from "./dial.ts";
@@ -26,11 +26,10 @@ import { formatDuration } from "../base/format.ts";
 import type { Listener } from "./listener.ts";
 import type { Lookup } from "./resolve.ts";
 import { schemePrefix } from "./schemes.ts";
-import type { TlsClientOptions } from "../protocols/tls.ts";
+import type { SchemeDescriptor } from "./schemes.ts";
 import type { TraceFn } from "../engine/trace.ts";
-import type { WebSocketClientOptions } from "../protocols/websocket.ts";
 import { datagramOpener, streamOpener } from "./transports.ts";
-import type { OpenOptions } from "./transports.ts";
+import type { GroupOptions, OpenOptions } from "./transports.ts";
 
 export { connectAddress } from "./address.ts";
 
@@ -102,17 +101,30 @@ export interface ConnectOptions {
   onAttemptFailed?: (address: string, error: SockitError, willRetry: boolean) => void;
   /** The resolver; the system's by default. */
   lookup?: Lookup;
-  /** TLS client settings, for an endpoint that speaks TLS. */
-  tls?: TlsClientOptions;
   /**
-   * The first link of the chain (default: the direct dialer). A proxy dialer
-   * goes here; the row's own layers (TLS, …) are added on top.
+   * The first link of the chain (default: the direct dialer). A tunnel's
+   * dialer may go here; the row's own layers (TLS, …) are added on top.
    */
   base?: Dialer<Connection>;
-  /** WebSocket settings, for a `ws://` or `wss://` endpoint (its path is the endpoint's). */
-  websocket?: Omit<WebSocketClientOptions, "host" | "resource">;
-  /** TCP options (`--nodelay`, `--keepalive`). */
-  socket?: SocketOptions;
+  /** The options of the endpoint's option groups (only groups its row takes). */
+  groups?: GroupOptions;
+}
+
+/**
+ * The options of the groups `row` takes; options given for a group it does
+ * not take are a usage error (they would do nothing).
+ */
+function rowGroups(
+  row: SchemeDescriptor,
+  groups: GroupOptions | undefined,
+  where: string,
+): GroupOptions {
+  for (const [name, value] of Object.entries(groups ?? {})) {
+    if (value !== undefined && !(row.groups as readonly string[]).includes(name)) {
+      throw new UsageError(`${where}: ${schemePrefix(row)} takes no ${name} options`);
+    }
+  }
+  return groups ?? {};
 }
 
 /**
@@ -137,8 +149,6 @@ export async function connect(
   endpoint: Endpoint,
   options: ConnectOptions = {},
 ): Promise<Stream> {
-  // TLS settings mean TLS: `--tls` on a plain endpoint, or a usage error where TLS cannot go.
-  if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const address = connectAddress(endpoint, options.family);
   const row = transportOf(endpoint);
   // The row says what it is before its module is loaded.
@@ -146,6 +156,7 @@ export async function connect(
   if (!opener) {
     throw new UsageError(`${address}: ${schemePrefix(row)} is not a stream to connect to`);
   }
+  const groups = rowGroups(row, options.groups, address);
   using deadline = connectDeadline(options.timeout, address, options.signal);
   const ctx: DialContext = {
     id: nextConnectionId(),
@@ -154,13 +165,8 @@ export async function connect(
     family: options.family,
     lookup: options.lookup,
     onAttemptFailed: options.onAttemptFailed,
-    socket: options.socket,
   };
-  const dialer = opener.dialer(options.base ?? directDialer(), endpoint, {
-    tls: options.tls,
-    socket: options.socket,
-    websocket: options.websocket,
-  });
+  const dialer = opener.dialer(options.base ?? directDialer(), endpoint, groups);
   return await dialWithRetry(dialer, dialTarget(endpoint, "connect", options.family), ctx, {
     retry: options.retry,
     retryDelay: options.retryDelay,
@@ -182,7 +188,6 @@ export async function connect(
  * ```
  */
 export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Promise<Listener> {
-  if (options.tls) endpoint = withTls(endpoint, formatEndpoint(endpoint));
   const row = transportOf(endpoint);
   const opener = row.kind === "stream" ? await streamOpener(endpoint) : undefined;
   if (!opener) {
@@ -190,7 +195,8 @@ export async function listen(endpoint: Endpoint, options: OpenOptions = {}): Pro
       `${schemePrefix(row)}: a ${row.kind} socket does not listen for connections`,
     );
   }
-  return await opener.listen(endpoint, options);
+  const groups = rowGroups(row, options.groups, formatEndpoint(endpoint));
+  return await opener.listen(endpoint, { ...options, groups });
 }
 
 /**
@@ -221,15 +227,12 @@ export async function openDatagram(
       } is a stream, not datagrams`,
     );
   }
-  return await opener.datagram(endpoint, role, options);
+  const groups = rowGroups(row, options.groups, formatEndpoint(endpoint));
+  return await opener.datagram(endpoint, role, { ...options, groups });
 }
 
 /** Options of {@linkcode connectPeer}: {@linkcode connect}'s, and a datagram socket's. */
 export interface ConnectPeerOptions extends ConnectOptions {
-  /** Multicast TTL and loop of a datagram client. */
-  multicast?: MulticastOptions;
-  /** SO_BROADCAST for a datagram client (`--broadcast`). */
-  broadcast?: boolean;
   /** Told what the socket cannot do as it was made (an unconnected one sees no refusals). */
   onNote?: (text: string) => void;
 }
@@ -260,9 +263,7 @@ export async function connectPeer(
     family: options.family,
     lookup: options.lookup,
     trace: options.trace,
-    socket: options.socket,
-    multicast: options.multicast,
-    broadcast: options.broadcast,
+    groups: options.groups,
   });
   const { DatagramSide } = await import("./datagram.ts");
   const side = new DatagramSide(socket, {

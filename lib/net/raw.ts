@@ -99,6 +99,10 @@ export class RawSocket implements DatagramSocket, Disposable, AsyncDisposable {
   #control = new Uint8Array(256);
   #msghdr = new Uint8Array(56);
   #peer?: string;
+  /** The address bound to (undefined: any). */
+  #bound?: string;
+  /** Connected: whether its own datagrams can come back to it (its peer is its own address). */
+  #peerIsSelf = false;
   #sentToLoopback: { data: Uint8Array; at: number }[] = [];
   #lastTo?: { host: string; port: number; sa: Uint8Array };
   #clock = new BigInt64Array(2);
@@ -211,6 +215,7 @@ export class RawSocket implements DatagramSocket, Disposable, AsyncDisposable {
       this.#trace?.(this.tag, `bind(${host}) = ${failedCall(err)}`);
       throw err;
     }
+    this.#bound = host;
     this.#trace?.(this.tag, `bind(${host}) = 0`);
   }
 
@@ -225,6 +230,8 @@ export class RawSocket implements DatagramSocket, Disposable, AsyncDisposable {
     }
     this.#peer = host;
     this.#trace?.(this.tag, `connect(${host}) = 0`);
+    // Only the peer's datagrams arrive now; its own come from its source address.
+    this.#peerIsSelf = this.local().address === host;
   }
 
   /**
@@ -380,7 +387,7 @@ export class RawSocket implements DatagramSocket, Disposable, AsyncDisposable {
       const host = to && "address" in to ? to.address : this.#peer;
       if (!host) throw new Error("a raw socket needs an address to send to");
       const n = this.sendTo(data, host);
-      if (isLoopback(host)) {
+      if (isLoopback(host) && this.#hearsItself(host)) {
         this.#sentToLoopback.push({ data: data.slice(), at: performance.now() });
         if (this.#sentToLoopback.length > 64) this.#sentToLoopback.shift();
       }
@@ -388,6 +395,18 @@ export class RawSocket implements DatagramSocket, Disposable, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * Whether a copy of a datagram sent to `host` comes back to this socket:
+   * connected, only when its peer is its own address; else when it is bound
+   * to any address or to `host`. (A copy that cannot come must not be
+   * waited for: the peer's identical answer would be dropped in its place.)
+   */
+  #hearsItself(host: string): boolean {
+    if (this.#peer !== undefined) return this.#peerIsSelf;
+    return this.#bound === undefined || this.#bound === host ||
+      this.#bound === "0.0.0.0" || this.#bound === "::";
   }
 
   /** Closes it; a receive in flight ends with `Interrupted`. */

@@ -38,17 +38,20 @@ export type TlsSupport =
   | { unsupported: string };
 
 /**
- * The option groups a scheme takes (names only): `tls-client` and
- * `tls-server` (the TLS flags of each side, `--tls` included), `websocket`,
- * `socket` (TCP options: `--nodelay`, `--keepalive`, `--ttl`,
- * `--reuseport`), `source` (a client's `--source`), `multicast`,
- * `broadcast`, `proxy` (a client's `--proxy`).
+ * The option groups a scheme takes (names only; each group is declared by
+ * the module that owns it, with its flags): `tls-client` and `tls-server`
+ * (the TLS flags of each side: rows that speak TLS, which `--tls` makes of
+ * the rows it upgrades), `websocket`, `socket` (TCP options: `--nodelay`,
+ * `--keepalive`, `--ttl`), `reuseport` (a server's `--reuseport`), `source`
+ * (a client's `--source`), `multicast`, `broadcast`, `proxy` (a client's
+ * `--proxy`).
  */
-export type OptionGroup =
+export type GroupName =
   | "tls-client"
   | "tls-server"
   | "websocket"
   | "socket"
+  | "reuseport"
   | "source"
   | "multicast"
   | "broadcast"
@@ -84,14 +87,17 @@ export interface SchemeDescriptor {
   /** One line for help texts. */
   readonly summary: string;
   /** The option groups it takes. */
-  readonly groups: readonly OptionGroup[];
+  readonly groups: readonly GroupName[];
 }
 
 /** Listen on loopback, connect to localhost. */
 const LOOPBACK = { listen: "loopback", connect: "localhost" } as const;
 
-/** The groups of a TCP stream: TLS through `--tls`, socket options, `--source`, `--proxy`. */
-const TCP_GROUPS = ["tls-client", "tls-server", "socket", "source", "proxy"] as const;
+/** The groups of a TCP stream: socket options, `--reuseport`, `--source`, `--proxy`. */
+const TCP_GROUPS = ["socket", "reuseport", "source", "proxy"] as const;
+
+/** The groups of TLS, on the rows that speak it. */
+const TLS_GROUPS = ["tls-client", "tls-server"] as const;
 
 /** Every scheme sockit knows, in the order help lists them. */
 export const SCHEMES = {
@@ -115,7 +121,7 @@ export const SCHEMES = {
     defaultHost: LOOPBACK,
     syntax: "tls://host:port",
     summary: "TLS over TCP",
-    groups: TCP_GROUPS,
+    groups: [...TLS_GROUPS, ...TCP_GROUPS],
   },
   ws: {
     scheme: "ws",
@@ -141,7 +147,7 @@ export const SCHEMES = {
     defaultPort: 443,
     syntax: "wss://host:port/path",
     summary: "WebSocket over TLS",
-    groups: ["websocket", ...TCP_GROUPS],
+    groups: ["websocket", ...TLS_GROUPS, ...TCP_GROUPS],
   },
   udp: {
     scheme: "udp",
@@ -152,7 +158,7 @@ export const SCHEMES = {
     defaultHost: LOOPBACK,
     syntax: "udp://host:port",
     summary: "UDP",
-    groups: ["source", "multicast", "broadcast"],
+    groups: ["reuseport", "source", "multicast", "broadcast"],
   },
   ip: {
     scheme: "ip",

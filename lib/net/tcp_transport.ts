@@ -14,8 +14,24 @@ import { UsageError } from "../base/errors.ts";
 import { formatHost } from "./ip.ts";
 import { listenTcp } from "./listener.ts";
 import type { Listener } from "./listener.ts";
-import type { DialerOptions, OpenOptions, StreamOpener } from "./opener.ts";
+import type { GroupOptions, OpenOptions, StreamOpener } from "./opener.ts";
 import { bindHost } from "./resolve.ts";
+
+/**
+ * What a TCP row dials over: the proxy's tunnel (`--proxy`) or `base`, with
+ * the connection's socket options and `--source` given to the dial.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const dial = tcpBelow(directDialer(), { socket: { nodelay: true } });
+ * ```
+ */
+export function tcpBelow(base: Dialer<Connection>, groups: GroupOptions): Dialer<Connection> {
+  const below = groups.proxy ?? base;
+  if (!groups.socket && !groups.source) return below;
+  const socket = { ...groups.socket, ...(groups.source ? { source: groups.source } : {}) };
+  return (target, ctx) => below(target, { ...ctx, socket });
+}
 
 /**
  * TLS on top of `base`: Deno's TLS verifies over a Deno socket; node:tls
@@ -24,13 +40,15 @@ import { bindHost } from "./resolve.ts";
  *
  * @example Usage
  * ```ts ignore
- * const dial = tlsOver(directDialer(), { tls: { serverName: "example.com" } });
+ * const dial = tlsOver(directDialer(), { "tls-client": { serverName: "example.com" } });
  * ```
  */
-export function tlsOver(base: Dialer<Connection>, options: DialerOptions): Dialer {
-  return options.tls?.insecure || options.tls?.cert || options.socket?.source
-    ? nodeTlsDialer(base, options.tls ?? {})
-    : tlsDialer(base, options.tls ?? {});
+export function tlsOver(base: Dialer<Connection>, groups: GroupOptions): Dialer {
+  const tls = groups["tls-client"] ?? {};
+  const below = tcpBelow(base, groups);
+  return tls.insecure || tls.cert || groups.source
+    ? nodeTlsDialer(below, tls)
+    : tlsDialer(below, tls);
 }
 
 /**
@@ -49,26 +67,30 @@ export async function listenIp(
   secure?: string,
 ): Promise<Listener> {
   const host = await bindHost(endpoint, options);
-  if (secure && !options.tls) {
+  const groups = options.groups ?? {};
+  const tls = groups["tls-server"];
+  if (secure && !tls) {
     throw new UsageError(
       `${formatHost(host)}:${endpoint.port}: a ${secure} needs a certificate and key`,
     );
   }
   return listenTcp(host, endpoint.port, {
-    ...options,
     scheme: endpoint.scheme,
-    tls: secure ? options.tls : undefined,
+    trace: options.trace,
+    reusePort: groups.reuseport,
+    socket: groups.socket,
+    tls: secure ? tls : undefined,
   });
 }
 
 /** `tcp://`: the chain as it is; a TCP listener. */
 export const tcp: StreamOpener = {
-  dialer: (base) => base,
+  dialer: (base, _endpoint, groups) => tcpBelow(base, groups),
   listen: (endpoint, options) => listenIp(endpoint as HostPortEndpoint, options),
 };
 
 /** `tls://`: TLS over the chain; a TLS listener. */
 export const tls: StreamOpener = {
-  dialer: (base, _endpoint, options) => tlsOver(base, options),
+  dialer: (base, _endpoint, groups) => tlsOver(base, groups),
   listen: (endpoint, options) => listenIp(endpoint as HostPortEndpoint, options, "TLS listener"),
 };

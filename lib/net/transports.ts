@@ -16,7 +16,7 @@ import type { Endpoint } from "./address.ts";
 import type { SchemeName } from "./schemes.ts";
 import type { DatagramOpener, Opener, StreamOpener } from "./opener.ts";
 
-export type { DatagramOpener, DialerOptions, OpenOptions, StreamOpener } from "./opener.ts";
+export type { DatagramOpener, GroupOptions, OpenOptions, StreamOpener } from "./opener.ts";
 
 // String-literal specifiers: `deno compile` and the npm bundle find them statically.
 const OPENERS: { readonly [S in SchemeName]: () => Promise<Opener> } = {

@@ -17,9 +17,13 @@ import { bindHost, resolve } from "./resolve.ts";
 export const udp: DatagramOpener = {
   datagram: async (at, role, options) => {
     const endpoint = at as HostPortEndpoint;
+    const groups = options.groups ?? {};
     let socket: DatagramSocket;
     if (role === "listen") {
-      socket = bindDatagram(await bindHost(endpoint, options), endpoint.port, options);
+      socket = bindDatagram(await bindHost(endpoint, options), endpoint.port, {
+        trace: options.trace,
+        reusePort: groups.reuseport,
+      });
     } else {
       const [address] = await resolve(hostOf(endpoint, role, options.family), {
         op: "connect",
@@ -28,11 +32,12 @@ export const udp: DatagramOpener = {
         lookup: options.lookup,
       });
       socket = connectDatagram(address, endpoint.port, {
-        ...options,
-        source: options.socket?.source,
+        trace: options.trace,
+        source: groups.source,
+        broadcast: groups.broadcast,
       });
     }
-    if (!options.multicast) return socket;
+    if (!groups.multicast) return socket;
     try {
       if (!socket.multicast) {
         throw new SockitError(
@@ -40,7 +45,7 @@ export const udp: DatagramOpener = {
           { op: "setsockopt", code: "ENOTCAPABLE", exitCode: 126 },
         );
       }
-      await socket.multicast(options.multicast);
+      await socket.multicast(groups.multicast);
     } catch (err) {
       socket.close();
       throw err;

@@ -17,7 +17,7 @@ export const unixgram: DatagramOpener = {
     const endpoint = at as PathEndpoint;
     const name = { path: endpoint.path, abstract: endpoint.abstract };
     // `--source unixgram:PATH`: the grammar reads the client's own path too.
-    const source = options.socket?.source?.path;
+    const source = options.groups?.source?.path;
     return Promise.resolve(
       role === "listen"
         ? bindUnixDatagram(name, { trace: options.trace })

@@ -134,10 +134,12 @@ function peerGone(err: unknown): boolean {
 async function rawDuplex(
   raw: StreamSocket,
   room: () => Promise<void>,
-): Promise<NodeDuplex & { flushed(): Promise<void> }> {
+): Promise<NodeDuplex & { flushed(): Promise<void>; failure(): Error | undefined }> {
   const { Duplex } = await import("node:stream");
   let pumping = false;
   let writing = 0;
+  // Why reading `raw` failed (a reset): node's socket closes on it without an error.
+  let failure: Error | undefined;
   const idle: Array<() => void> = [];
   const pump = async () => {
     try {
@@ -156,6 +158,7 @@ async function rawDuplex(
         }
       }
     } catch (err) {
+      failure = err as Error;
       duplex.destroy(err as Error);
     }
   };
@@ -189,6 +192,7 @@ async function rawDuplex(
     },
   });
   return Object.assign(duplex, {
+    failure: () => failure,
     flushed: () =>
       writing === 0 || duplex.destroyed
         ? Promise.resolve()
@@ -201,11 +205,17 @@ function plainConn(
   socket: TLSSocket,
   raw: StreamSocket,
   inbox: Inbox,
-  flushed: () => Promise<void>,
+  duplex: { flushed(): Promise<void>; failure(): Error | undefined },
 ): StreamSocket {
+  const flushed = duplex.flushed;
   socket.on("data", (chunk: Uint8Array) => inbox.push(chunk));
   socket.on("end", () => inbox.end());
-  socket.on("close", () => inbox.end());
+  // A reset under TLS is a reset, not an end of the stream.
+  socket.on("close", () => {
+    const failure = duplex.failure();
+    if (failure) inbox.fail(failure);
+    else inbox.end();
+  });
   socket.on("error", (err: Error) => inbox.fail(err));
   return {
     localAddr: raw.localAddr,
@@ -293,7 +303,11 @@ function settle(
       socket.off(event, onSecure);
       socket.off("error", onError);
       socket.off("close", onClose);
+      socket.off("end", onClose);
       if (err === undefined) return resolve();
+      // Destroyed mid-handshake, node may still say why ("disconnected before secure TLS
+      // connection"): nobody listens any more, and an error event nobody hears is thrown.
+      socket.on("error", () => {});
       socket.destroy();
       reject(err);
     };
@@ -315,6 +329,9 @@ function settle(
     socket.once(event, onSecure);
     socket.once("error", onError);
     socket.once("close", onClose);
+    // The peer's end of input before the handshake is done: it will never be done. (Over our
+    // half-open duplex, node's socket says "end", not "close", and would wait for the timeout.)
+    socket.once("end", onClose);
   });
 }
 
@@ -383,7 +400,7 @@ export async function acceptTls(
       throw Object.assign(new Error(`client certificate not accepted: ${code}`), { code });
     }
   }
-  return { conn: plainConn(socket, raw, inbox, duplex.flushed), info: nodeHandshake(socket) };
+  return { conn: plainConn(socket, raw, inbox, duplex), info: nodeHandshake(socket) };
 }
 
 /**
@@ -450,5 +467,5 @@ export async function connectTls(
     } as import("node:tls").ConnectionOptions,
   );
   await settle(socket, "secureConnect", { signal });
-  return { conn: plainConn(socket, raw, inbox, duplex.flushed), info: nodeHandshake(socket) };
+  return { conn: plainConn(socket, raw, inbox, duplex), info: nodeHandshake(socket) };
 }

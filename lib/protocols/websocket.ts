@@ -227,6 +227,10 @@ export class WebSocketSide extends StreamLayer {
   #segments: Segment[] = [];
   /** Relaying frames: the frame being written, until its last byte is out. */
   #open?: OpenFrame;
+  /** The write of a relayed frame's part under way. */
+  #writing?: Promise<void>;
+  /** A frame relayed half-way is being cut off (the peer failed): nothing more is written. */
+  #cutting = false;
   #line: Uint8Array[] = [];
   // The frame being read.
   #left = 0;
@@ -386,8 +390,7 @@ export class WebSocketSide extends StreamLayer {
       if (!this.#raw.length && !(await this.#fill(1))) return this.#dropped();
       const chunk = this.#unmask(this.#take(Math.min(this.#left, this.#raw.length)));
       this.#left -= chunk.length;
-      this.#data(chunk, this.#left === 0);
-      return;
+      return this.#data(chunk, this.#left === 0);
     }
     if (!(await this.#fill(2))) return this.#dropped();
     const b0 = this.#raw[0];
@@ -418,6 +421,8 @@ export class WebSocketSide extends StreamLayer {
       }
     }
     if (opcode >= 8) {
+      // 0xB–0xF are reserved control opcodes: not a Close, whatever they carry.
+      if (opcode > OP.PONG) return this.#fail(1002, `an unknown opcode ${opcode}`);
       if (!fin || length > 125) return this.#fail(1002, "a fragmented or oversized control frame");
       if (!(await this.#fill(length))) return this.#dropped();
       this.#mask = mask;
@@ -455,7 +460,7 @@ export class WebSocketSide extends StreamLayer {
     this.#left = length;
     this.#mask = mask;
     this.#maskAt = 0;
-    if (length === 0) this.#data(new Uint8Array(0), true);
+    if (length === 0) return this.#data(new Uint8Array(0), true);
   }
 
   #unmask(chunk: Uint8Array): Uint8Array {
@@ -467,7 +472,7 @@ export class WebSocketSide extends StreamLayer {
   }
 
   /** Payload of a data frame; `frameDone` when the frame's last byte is in. */
-  #data(chunk: Uint8Array, frameDone: boolean): void {
+  #data(chunk: Uint8Array, frameDone: boolean): void | Promise<void> {
     // Data, not pings and pongs, is what the close delay waits to stop.
     this.#lastReceive = performance.now();
     const messageDone = frameDone && this.#frameFin;
@@ -475,8 +480,7 @@ export class WebSocketSide extends StreamLayer {
       try {
         this.#decoder.decode(chunk, { stream: !messageDone });
       } catch {
-        this.#fail(1007, "a text message that is not UTF-8");
-        return;
+        return this.#fail(1007, "a text message that is not UTF-8");
       }
     }
     const part = {
@@ -536,8 +540,14 @@ export class WebSocketSide extends StreamLayer {
     if (!this.#closeSent) {
       this.#closeSent = true;
       this.#say(`close(${code === 1005 ? "" : code}) sent in answer`);
+      // A frame relayed from the other side half-way out goes first: its rest is on the way (a
+      // source that never sends it is hung up on after the close wait).
+      const stalled = this.#open
+        ? setTimeout(() => this.#open && this.close(), CLOSE_WAIT)
+        : undefined;
       await this.#send(OP.CLOSE, code === 1005 ? new Uint8Array(0) : payload.subarray(0, 2))
         .catch(() => {});
+      clearTimeout(stalled);
     }
     this.#ended = true;
     if (code !== 1000 && code !== 1001 && code !== 1005) {
@@ -560,11 +570,18 @@ export class WebSocketSide extends StreamLayer {
     });
   }
 
-  /** A protocol violation by the peer: Close with `code`, then the session fails. */
-  #fail(code: number, what: string): void {
+  /**
+   * A protocol violation by the peer: Close with `code`, then the session
+   * fails. Resolves once the Close is out: it may wait for its turn behind
+   * a frame being relayed, and reading must not end before (the relay
+   * would close the socket under it).
+   */
+  #fail(code: number, what: string): void | Promise<void> {
     this.#ended = true;
-    // Relaying a frame half-way (its rest was to follow): no Close can be sent after it.
-    const cut = this.#open !== undefined && !this.#closeSent;
+    // Relaying a frame half-way (its rest was to follow): no Close can be sent after it — its rest
+    // may never come (in echo mode it would have come from this very peer). A frame whose last
+    // bytes are being written is whole: the Close waits for its turn behind it.
+    const cut = this.#open !== undefined && this.#open.left > 0 && !this.#closeSent;
     const how = cut
       ? "closed without a Close frame: one of ours was half sent"
       : `closed with ${code}`;
@@ -574,13 +591,24 @@ export class WebSocketSide extends StreamLayer {
       address: this.remoteAddress,
       code: `WS${code}`,
     });
-    if (cut) this.#inner.close();
-    else if (!this.#closeSent) {
-      this.#closeSent = true;
-      this.#send(OP.CLOSE, closePayload(code, ""))
-        .catch(() => {})
-        .finally(() => this.#inner.close());
+    if (cut) {
+      // The part being written goes out first, so the peer sees where the frame was cut.
+      this.#cutting = true;
+      const writing = this.#writing;
+      if (!writing) return this.#inner.close();
+      return writing.catch(() => {}).finally(() => this.#inner.close());
     }
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    // The Close may wait for its turn behind a frame being written (or one the other side is
+    // still to finish); a socket that takes nothing for the close wait is hung up on.
+    const stalled = setTimeout(() => this.close(), CLOSE_WAIT);
+    return this.#send(OP.CLOSE, closePayload(code, ""))
+      .catch(() => {})
+      .finally(() => {
+        clearTimeout(stalled);
+        this.#inner.close();
+      });
   }
 
   // ---- writing -------------------------------------------------------------------
@@ -657,6 +685,11 @@ export class WebSocketSide extends StreamLayer {
     let bytes: Uint8Array;
     if (seg.start) {
       if (open) throw new Error("a frame began before the one being written ended");
+      if (this.#closeSent || this.#closeReceived || this.#ended) {
+        throw new Deno.errors.BrokenPipe(
+          "the WebSocket is closing: the peer takes no more messages",
+        );
+      }
       const turn = this.#acquire();
       if (turn) await turn;
       const mask = this.#client ? crypto.getRandomValues(new Uint8Array(4)) : undefined;
@@ -670,7 +703,8 @@ export class WebSocketSide extends StreamLayer {
     open.at = (open.at + part.length) & 3;
     open.left -= part.length;
     try {
-      await writeAll(this.#inner, bytes);
+      const writing = this.#writing = writeAll(this.#inner, bytes);
+      await writing;
     } catch (err) {
       this.#open = undefined;
       this.#release();
@@ -684,7 +718,9 @@ export class WebSocketSide extends StreamLayer {
 
   /** Writes `p` as messages (see the mode); resolves to `p.length`. */
   override async write(p: Uint8Array): Promise<number> {
-    if (this.#closeSent || this.#closeReceived || this.#ended) {
+    // Closing, a frame being relayed is still finished (the Close waits for it), no new one starts.
+    const finishing = !this.#cutting && this.#source !== undefined && this.#open !== undefined;
+    if (!finishing && (this.#closeSent || this.#closeReceived || this.#ended)) {
       throw new Deno.errors.BrokenPipe("the WebSocket is closing: the peer takes no more messages");
     }
     if (this.#source) return await this.#relayFrames(p);

@@ -11,8 +11,9 @@ import type { UrlEndpoint } from "../net/address.ts";
 import type { Dialer } from "../net/dial.ts";
 import { formatHost } from "../net/ip.ts";
 import type { Listener } from "../net/listener.ts";
-import type { DialerOptions, StreamOpener } from "../net/opener.ts";
-import { listenIp, tlsOver } from "../net/tcp_transport.ts";
+import type { GroupOptions, StreamOpener } from "../net/opener.ts";
+import { listenIp, tcpBelow, tlsOver } from "../net/tcp_transport.ts";
+import type { TraceFn } from "../engine/trace.ts";
 import { untilAborted } from "./socks.ts";
 import { websocketClient, websocketServer } from "./websocket.ts";
 import type { WebSocketClientOptions, WebSocketServerOptions } from "./websocket.ts";
@@ -52,7 +53,7 @@ export function websocketDialer(inner: Dialer, options: WebSocketClientOptions):
 export function websocketListener(
   listener: Listener,
   endpoint: UrlEndpoint,
-  options: { websocket?: WebSocketServerOptions; trace?: WebSocketServerOptions["trace"] },
+  options: { websocket?: WebSocketServerOptions; trace?: TraceFn },
 ): Listener {
   const path = endpoint.resource?.split("?")[0];
   listener.upgrade = {
@@ -68,30 +69,30 @@ export function websocketListener(
 }
 
 /** The client options of a `ws://`/`wss://` endpoint: its request target, any `Host`. */
-function clientOptions(endpoint: UrlEndpoint, options: DialerOptions): WebSocketClientOptions {
-  return { ...options.websocket, host: "", resource: endpoint.resource ?? "/" };
+function clientOptions(endpoint: UrlEndpoint, groups: GroupOptions): WebSocketClientOptions {
+  return { ...groups.websocket, host: "", resource: endpoint.resource ?? "/" };
 }
 
 /** `ws://`: WebSocket over the chain; a TCP listener that upgrades. */
 export const ws: StreamOpener = {
-  dialer: (base, endpoint, options) =>
-    websocketDialer(base, clientOptions(endpoint as UrlEndpoint, options)),
+  dialer: (base, endpoint, groups) =>
+    websocketDialer(tcpBelow(base, groups), clientOptions(endpoint as UrlEndpoint, groups)),
   listen: async (endpoint, options) =>
     websocketListener(
       await listenIp(endpoint as UrlEndpoint, options),
       endpoint as UrlEndpoint,
-      options,
+      { websocket: options.groups?.websocket, trace: options.trace },
     ),
 };
 
 /** `wss://`: WebSocket over TLS over the chain; a TLS listener that upgrades. */
 export const wss: StreamOpener = {
-  dialer: (base, endpoint, options) =>
-    websocketDialer(tlsOver(base, options), clientOptions(endpoint as UrlEndpoint, options)),
+  dialer: (base, endpoint, groups) =>
+    websocketDialer(tlsOver(base, groups), clientOptions(endpoint as UrlEndpoint, groups)),
   listen: async (endpoint, options) =>
     websocketListener(
       await listenIp(endpoint as UrlEndpoint, options, "wss:// listener"),
       endpoint as UrlEndpoint,
-      options,
+      { websocket: options.groups?.websocket, trace: options.trace },
     ),
 };

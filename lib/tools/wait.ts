@@ -224,7 +224,7 @@ async function httpAttempt(
       signal,
       lookup: options.lookup,
       base: options.base,
-      tls: isTls(target.endpoint) ? options.tls ?? {} : undefined,
+      groups: isTls(target.endpoint) ? { "tls-client": options.tls ?? {} } : undefined,
     });
     const onAbort = () => conn.close();
     signal.addEventListener("abort", onAbort, { once: true });

@@ -271,3 +271,14 @@ Deno.test("layout: tests/README.md says what each test file needs (deno task gen
   const text = Deno.readTextFileSync(`${ROOT}tests/README.md`);
   assertEquals(text, testsReadme(), "tests/README.md is stale: run `deno task gen-docs`");
 });
+
+Deno.test("layout: docs/COMMANDS.md and the man page are what the declarations say (deno task gen-docs)", async () => {
+  const { commandsMarkdown, manPage } = await import("../lib/cli/docs_source.ts");
+  const stale = "is stale: run `deno task gen-docs`";
+  assertEquals(
+    Deno.readTextFileSync(`${ROOT}docs/COMMANDS.md`),
+    commandsMarkdown(),
+    `COMMANDS.md ${stale}`,
+  );
+  assertEquals(Deno.readTextFileSync(`${ROOT}docs/sockit.1`), manPage(), `sockit.1 ${stale}`);
+});

@@ -176,12 +176,8 @@ function wrap(text: string, indent: string, width = WIDTH): string[] {
 
 /** The help lines of one flag. */
 function flagLines(use: FlagUse): string[] {
-  const name = flagName(use);
-  const spec: FlagSpec = FLAGS[name];
-  const help = typeof use === "string" ? spec.help : use[1];
-  const left = `  ${spec.short ? `-${spec.short}, ` : ""}--${name}${
-    spec.value ? (spec.optional ? `[=${spec.value}]` : ` ${spec.value}`) : ""
-  }`;
+  const { term, help } = flagTerm(use);
+  const left = `  ${term}`;
   const body = wrap(help, " ".repeat(COLUMN));
   if (left.length < COLUMN - 1) {
     return [left.padEnd(COLUMN) + body[0].trimStart(), ...body.slice(1)];
@@ -205,20 +201,42 @@ export function helpText(command: Command<unknown>): string {
   for (const section of command.sections ?? []) {
     out.push(section.title, ...section.lines.map((l) => `  ${l}`), "");
   }
+  for (const group of helpGroups(command)) {
+    out.push(group.title, ...group.flags.flatMap(flagLines), "");
+  }
+  if (takesDurations(command)) out.push(`${DURATIONS}`, "");
+  out.push("Examples", ...command.examples.map((e) => `  ${e}`), "");
+  return out.join("\n");
+}
+
+/** The line every help page with a duration flag ends with. */
+export const DURATIONS = "Durations: 250ms, 2s, 1m; a bare number is seconds.";
+
+/**
+ * The flag groups a command's help shows, in order, its output flags last
+ * (with what they mean for this command where that differs); empty groups
+ * left out. The help page, `docs/COMMANDS.md` and the man page all read it.
+ */
+export function helpGroups(command: Command<unknown>): FlagGroup[] {
   const output: FlagUse[] = (command.output ?? OUTPUT_FLAGS).map((use) => {
     const own = command.outputHelp?.[flagName(use)];
     return own ? [flagName(use), own] : use;
   });
-  for (const group of [...command.flags, { title: "Output", flags: output }]) {
-    if (group.flags.length === 0) continue;
-    out.push(group.title, ...group.flags.flatMap(flagLines), "");
-  }
-  const durations = flagUses(command).some((use) =>
-    (FLAGS[flagName(use)] as FlagSpec).value === "DUR"
-  );
-  if (durations) out.push("Durations: 250ms, 2s, 1m; a bare number is seconds.", "");
-  out.push("Examples", ...command.examples.map((e) => `  ${e}`), "");
-  return out.join("\n");
+  return [...command.flags, { title: "Output", flags: output }].filter((g) => g.flags.length > 0);
+}
+
+/** Whether a command takes a duration (its help then says how they are written). */
+export function takesDurations(command: Command<unknown>): boolean {
+  return flagUses(command).some((use) => (FLAGS[flagName(use)] as FlagSpec).value === "DUR");
+}
+
+/** A flag as help writes it, and its help text: `-t, --timeout DUR`, `--keepalive[=IDLE]`. */
+export function flagTerm(use: FlagUse): { term: string; help: string } {
+  const name = flagName(use);
+  const spec: FlagSpec = FLAGS[name];
+  const help = typeof use === "string" ? spec.help : use[1];
+  const value = spec.value ? (spec.optional ? `[=${spec.value}]` : ` ${spec.value}`) : "";
+  return { term: `${spec.short ? `-${spec.short}, ` : ""}--${name}${value}`, help };
 }
 
 /**
